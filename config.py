@@ -1,0 +1,156 @@
+"""Frozen settings read once from the environment (and an optional .env file)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/kebiao.db"
+DEFAULT_WECOM_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class TeamsSettings:
+    """Bot Framework credentials; an empty app_id means local/emulator mode."""
+
+    app_id: str = ""
+    app_password: str = field(default="", repr=False)
+    app_type: str = "MultiTenant"
+    app_tenant_id: str = ""
+
+
+@dataclass(frozen=True)
+class WeComSettings:
+    """WeCom self-built app; `enabled` once corp id, token and AES key are all set."""
+
+    corp_id: str = ""
+    token: str = field(default="", repr=False)
+    encoding_aes_key: str = field(default="", repr=False)
+    secret: str = field(default="", repr=False)
+    agent_id: str = ""
+    api_base: str = DEFAULT_WECOM_API_BASE
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.corp_id and self.token and self.encoding_aes_key)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the process needs, read once; adapters get only their slice."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "0.0.0.0"
+    port: int = 3978
+    taxonomy_path: str | None = None
+    timezone: str = "Asia/Shanghai"
+    admin_token: str = field(default="", repr=False)
+    scheduler_enabled: bool = True
+    environment: str = "development"
+    tag_hard_cap: int = 100
+    teams: TeamsSettings = TeamsSettings()
+    wecom: WeComSettings = WeComSettings()
+
+    @property
+    def production(self) -> bool:
+        return self.environment == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: Path | None = Path(".env")) -> Settings:
+        """Build settings from `environ` (default os.environ) over an optional .env file."""
+        values: dict[str, str] = {}
+        if dotenv is not None and dotenv.is_file():
+            values.update(_read_dotenv(dotenv))
+        values.update(os.environ if environ is None else environ)
+        get = values.get
+        settings = cls(
+            database_url=get("KEBIAO_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            host=get("HOST") or "0.0.0.0",
+            port=_int(get("PORT"), "PORT", 3978),
+            taxonomy_path=get("KEBIAO_TAXONOMY") or None,
+            timezone=get("KEBIAO_TIMEZONE") or "Asia/Shanghai",
+            admin_token=get("KEBIAO_ADMIN_TOKEN") or "",
+            scheduler_enabled=_switch(get("KEBIAO_SCHEDULER"), "KEBIAO_SCHEDULER", True),
+            environment=(get("KEBIAO_ENV") or "development").strip().lower(),
+            tag_hard_cap=_int(get("KEBIAO_TAG_HARD_CAP"), "KEBIAO_TAG_HARD_CAP", 100),
+            teams=TeamsSettings(
+                app_id=get("MICROSOFT_APP_ID") or "",
+                app_password=get("MICROSOFT_APP_PASSWORD") or "",
+                app_type=get("MICROSOFT_APP_TYPE") or "MultiTenant",
+                app_tenant_id=get("MICROSOFT_APP_TENANT_ID") or "",
+            ),
+            wecom=WeComSettings(
+                corp_id=get("WECOM_CORP_ID") or "",
+                token=get("WECOM_TOKEN") or "",
+                encoding_aes_key=get("WECOM_ENCODING_AES_KEY") or "",
+                secret=get("WECOM_SECRET") or "",
+                agent_id=get("WECOM_AGENT_ID") or "",
+                api_base=(get("WECOM_API_BASE") or DEFAULT_WECOM_API_BASE).rstrip("/"),
+            ),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse combinations that are unsafe or cannot work."""
+        _check_timezone(self.timezone)
+        if self.production and not self.teams.app_id:
+            raise ConfigError(
+                "KEBIAO_ENV=production but MICROSOFT_APP_ID is empty: Bot Framework authentication would be "
+                "off. Set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD, or unset KEBIAO_ENV for local use."
+            )
+        if self.tag_hard_cap < 1:
+            raise ConfigError("KEBIAO_TAG_HARD_CAP must be a positive integer")
+        if self.wecom.encoding_aes_key and len(self.wecom.encoding_aes_key) != 43:
+            raise ConfigError("WECOM_ENCODING_AES_KEY must be the 43-character EncodingAESKey from the WeCom console")
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines; '#' comments and blank lines are skipped, quotes are stripped."""
+    out: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip().removeprefix("export ").strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key] = value
+    return out
+
+
+def _int(raw: str | None, name: str, default: int) -> int:
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+
+
+def _switch(raw: str | None, name: str, default: bool) -> bool:
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"on", "true", "1", "yes"}:
+        return True
+    if value in {"off", "false", "0", "no"}:
+        return False
+    raise ConfigError(f"{name}={raw!r}: use on or off")
+
+
+def _check_timezone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"KEBIAO_TIMEZONE={name!r} is not a known IANA time zone (e.g. Asia/Shanghai)") from None

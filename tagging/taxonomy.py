@@ -1,0 +1,80 @@
+"""Taxonomy types: dimensions, tag definitions and the whole taxonomy (immutable)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+
+MAX_DEPTH = 3
+
+
+class Visibility(StrEnum):
+    """Who may see a dimension's tags."""
+
+    ALL = "all"
+    MANAGERS = "managers"
+
+
+@dataclass(frozen=True, slots=True)
+class TagDef:
+    """One tag of the taxonomy; `path` holds the names from the top-level tag down to this one."""
+
+    name: str
+    dimension: str
+    path: tuple[str, ...]
+    color: str | None = None
+    description: str | None = None
+    keywords: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    ttl_days: int | None = None
+    auto_apply: bool = False
+    children: tuple[TagDef, ...] = ()
+
+    @property
+    def level(self) -> int:
+        return len(self.path)
+
+    @property
+    def parent(self) -> str | None:
+        return self.path[-2] if len(self.path) > 1 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Dimension:
+    """A group of tags (基础属性, 价值等级 …); `exclusive` allows one active tag per customer."""
+
+    key: str
+    name: str
+    exclusive: bool = False
+    visibility: Visibility = Visibility.ALL
+    tags: tuple[TagDef, ...] = ()
+
+    def iter_tags(self) -> Iterator[TagDef]:
+        """Every tag of the dimension, depth first."""
+        stack = list(reversed(self.tags))
+        while stack:
+            tag = stack.pop()
+            yield tag
+            stack.extend(reversed(tag.children))
+
+
+@dataclass(frozen=True, slots=True)
+class Taxonomy:
+    """The company's tag taxonomy; `channels` maps a WeCom 渠道活码 state to a tag name."""
+
+    version: int
+    dimensions: tuple[Dimension, ...]
+    channels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def iter_tags(self) -> Iterator[TagDef]:
+        for dimension in self.dimensions:
+            yield from dimension.iter_tags()
+
+    def dimension(self, key: str) -> Dimension | None:
+        return next((d for d in self.dimensions if d.key == key), None)
+
+    @property
+    def keyword_count(self) -> int:
+        return sum(len(t.keywords) for t in self.iter_tags())
