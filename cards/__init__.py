@@ -1,0 +1,1 @@
+"""Pure Adaptive Card builders (view dataclass in, card dict out) and WeCom renderers."""

@@ -1,0 +1,61 @@
+"""Fixed UI strings of the cards in Chinese and English (trusted text: never user input)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Lang = Literal["zh", "en"]
+
+_LABELS: dict[str, tuple[str, str]] = {
+    "more": ("还有 {n} 个", "and {n} more"),
+    "no_tags": ("暂无标签", "No tags yet"),
+    "show_deeper": ("显示子标签（{n}）", "Show sub-tags ({n})"),
+    "company": ("公司", "Company"),
+    "region": ("区域", "Region"),
+    "owner": ("负责人", "Owner"),
+    "crm_id": ("CRM 编号", "CRM id"),
+    "contract_end": ("合同到期", "Contract ends"),
+    "expires_on": ("{date} 到期", "expires {date}"),
+    "expires_today": ("今天到期", "expires today"),
+    "expires_in": ("{n} 天后到期", "expires in {n} days"),
+    "expired": ("已过期", "expired"),
+    "suggested_for": ("为 {name} 建议的标签", "Suggested tags for {name}"),
+    "matched": ("命中：{words}", "Matched: {words}"),
+    "score": ("置信度 {pct}%", "confidence {pct}%"),
+    "accept": ("接受", "Accept"),
+    "reject": ("拒绝", "Reject"),
+    "accept_all": ("全部接受", "Accept all"),
+    "accepted_by": ("✅ 已接受 · {who} · {when}", "✅ Accepted by {who} · {when}"),
+    "rejected_by": ("❌ 已拒绝 · {who} · {when}", "❌ Rejected by {who} · {when}"),
+    "suggestion_expired": ("⌛ 已过期", "⌛ Expired"),
+    "applied_for": ("已为 {name} 自动添加标签", "Tags added automatically for {name}"),
+    "undo": ("撤销", "Undo"),
+    "undone_by": ("↩️ 已撤销 · {who} · {when}", "↩️ Undone by {who} · {when}"),
+    "search_title": ("“{query}”的搜索结果（共 {total} 个）", "Results for “{query}” ({total} in all)"),
+    "search_empty": ("没有找到匹配的客户", "No customer matches"),
+    "show": ("查看", "Show"),
+    "previous": ("上一页", "Previous"),
+    "next": ("下一页", "Next"),
+    "choose_title": ("有多个客户匹配“{query}”，请选择：", "Several customers match “{query}”; pick one:"),
+    "refine": ("没有要找的？请输入更完整的名称。", "Not listed? Type a longer name."),
+    "help_title": ("客标 Kebiao 使用帮助", "Kebiao (客标) help"),
+    "error_title": ("出错了", "Something went wrong"),
+    "alert_raised": ("提醒时间 {when}", "Raised {when}"),
+    "weight": ("权重 {w}", "weight {w}"),
+    "ack": ("确认", "Acknowledge"),
+    "snooze": ("7 天后再提醒", "Snooze 7 days"),
+    "show_customer": ("查看客户", "Show customer"),
+    "acked_by": ("✅ 已确认 · {who} · {when}", "✅ Acknowledged by {who} · {when}"),
+    "snoozed_until": ("💤 暂停提醒至 {when}", "💤 Snoozed until {when}"),
+}
+
+
+def label(key: str, lang: Lang = "zh", **values: object) -> str:
+    """The fixed string `key` in `lang`, with `values` filled in."""
+    zh, en = _LABELS[key]
+    return (zh if lang == "zh" else en).format(**values)
+
+
+def aside(note: str, lang: Lang = "zh") -> str:
+    """A parenthetical after a value: full-width brackets in Chinese, ' (…)' in English."""
+    return f"（{note}）" if lang == "zh" else f" ({note})"

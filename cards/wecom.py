@@ -1,0 +1,294 @@
+"""WeCom renderers of the same views: markdown text and `template_card` (button_interaction) dicts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from cards import verbs
+from cards.colors import dot
+from cards.customer import tag_label, visible_dimensions
+from cards.labels import Lang, aside, label
+from cards.search import customer_line
+from cards.suggestion import evidence
+from cards.text import clip, clip_bytes, literal
+from cards.views import (
+    AlertView,
+    AppliedCardView,
+    ChoiceView,
+    CustomerSummaryView,
+    DimensionView,
+    SearchResultsView,
+    SuggestionCardView,
+    TagView,
+)
+from cards.when import fmt_time
+from core.types import SuggestionStatus
+
+# WeCom limits (发送应用消息 / 模板卡片): markdown content ≤ 2048 bytes; button_interaction: title ≤ 36 chars,
+# desc ≤ 44, sub_title_text ≤ 160, ≤ 6 horizontal items (keyname ≤ 5, value ≤ 30), ≤ 6 buttons
+# (text ≤ 10 chars, key ≤ 1024 bytes, unique), task_id ≤ 128 bytes of [0-9A-Za-z_@-].
+MARKDOWN_BYTES = 2048
+TITLE_CHARS = 36
+DESC_CHARS = 44
+SUB_TITLE_CHARS = 160
+MAX_HORIZONTAL = 6
+KEYNAME_CHARS = 5
+VALUE_CHARS = 30
+MAX_BUTTONS = 6
+BUTTON_TEXT_CHARS = 10
+KEY_BYTES = 1024
+TASK_ID = re.compile(r"^[0-9A-Za-z_@-]{1,128}$")
+_KEY = re.compile(r"^([a-z_]+\.[a-z_]+):(\d+(?:,\d+)*)$")
+LINES_PER_BLOCK = 20
+
+
+def button_key(verb: str, ids: Iterable[int]) -> str:
+    """'suggestion.accept:12' / 'suggestion.accept_all:12,13': the verb and the ids it acts on."""
+    if verb not in verbs.ALL_VERBS:
+        raise ValueError(f"unknown card verb {verb!r}; add it to cards/verbs.py")
+    numbers = [str(int(i)) for i in ids]
+    if not numbers:
+        raise ValueError(f"button key for {verb} needs at least one id")
+    key = f"{verb}:{','.join(numbers)}"
+    if len(key.encode()) > KEY_BYTES:
+        raise ValueError(f"button key for {verb} is {len(key)} bytes; WeCom allows {KEY_BYTES}")
+    return key
+
+
+def parse_button_key(key: str) -> tuple[str, tuple[int, ...]]:
+    """The (verb, ids) a button key carries; ValueError for anything this module did not write."""
+    match = _KEY.match(key)
+    if match is None or match.group(1) not in verbs.ALL_VERBS:
+        raise ValueError(f"not a Kebiao button key: {key[:80]!r} (expected 'verb:id[,id…]')")
+    return match.group(1), tuple(int(i) for i in match.group(2).split(","))
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def markdown(lines: Sequence[str]) -> str:
+    """Join lines and cut to WeCom's 2048-byte markdown limit."""
+    return clip_bytes("\n".join(lines), MARKDOWN_BYTES)
+
+
+def customer_summary_markdown(view: CustomerSummaryView, now: datetime, lang: Lang = "zh") -> str:
+    """The customer's tags by dimension; sub-tags listed as 'parent › child'."""
+    lines = [f"**{literal(view.customer.name, 60)}**"]
+    for part in (view.customer.company, view.customer.region):
+        if part:
+            lines.append(f'<font color="comment">{literal(part, 80)}</font>')
+    dims = visible_dimensions(view.dimensions, view.viewer_sees_sensitive)
+    for dim in dims:
+        lines.append(f"> **{literal(dim.name, 40)}**")
+        tags = [tag_label(t, now, lang, with_parent=True) for t in dim.tags]
+        lines.append("　".join(tags[:LINES_PER_BLOCK]) + _more(len(tags) - LINES_PER_BLOCK, lang))
+    if not dims:
+        lines.append(label("no_tags", lang))
+    if view.hidden_note and not view.viewer_sees_sensitive:
+        lines.append(f'<font color="comment">{literal(view.hidden_note, 200)}</font>')
+    return markdown(lines)
+
+
+def suggestion_markdown(view: SuggestionCardView, now: datetime, lang: Lang = "zh") -> str:
+    """Suggestions with evidence and, once decided, who decided what and when."""
+    lines = [f"**{label('suggested_for', lang, name=literal(view.customer_name, 60))}**"]
+    for item in view.items[:LINES_PER_BLOCK]:
+        lines.append(
+            f"{dot(item.color)} **{literal(item.tag, 40)}**{aside(literal(item.dimension_name, 40), lang)}"
+        )
+        lines.append(f'<font color="comment">{evidence(item.matched, lang)}</font>')
+        if item.status is SuggestionStatus.ACCEPTED or item.status is SuggestionStatus.REJECTED:
+            key = "accepted_by" if item.status is SuggestionStatus.ACCEPTED else "rejected_by"
+            when = fmt_time(item.decided_at, now) if item.decided_at else "?"
+            lines.append(label(key, lang, who=literal(item.decided_by or "?", 40), when=when))
+        elif item.status is SuggestionStatus.EXPIRED:
+            lines.append(label("suggestion_expired", lang))
+    lines.append(_more(len(view.items) - LINES_PER_BLOCK, lang).strip())
+    return markdown([line for line in lines if line])
+
+
+def applied_markdown(view: AppliedCardView, now: datetime, lang: Lang = "zh") -> str:
+    """Auto-applied tags; undone ones say who undid them."""
+    lines = [label("applied_for", lang, name=literal(view.customer_name, 60))]
+    for item in view.items[:LINES_PER_BLOCK]:
+        line = f"{dot(item.color)} **{literal(item.tag, 40)}**{aside(literal(item.dimension_name, 40), lang)}"
+        if item.undone_by is not None or item.undone_at is not None:
+            when = fmt_time(item.undone_at, now) if item.undone_at else "?"
+            line += " " + label("undone_by", lang, who=literal(item.undone_by or "?", 40), when=when)
+        lines.append(line)
+    lines.append(_more(len(view.items) - LINES_PER_BLOCK, lang).strip())
+    return markdown([line for line in lines if line])
+
+
+def search_markdown(view: SearchResultsView, now: datetime, lang: Lang = "zh") -> str:
+    """One page of search results with 'and N more'."""
+    lines = [f"**{label('search_title', lang, query=literal(view.query, 40), total=view.total)}**"]
+    if not view.hits:
+        lines.append(label("search_empty", lang))
+    for hit in view.hits[:LINES_PER_BLOCK]:
+        dims = visible_dimensions((_as_dimension(hit.tags),), view.viewer_sees_sensitive)
+        tags = "　".join(tag_label(t, now, lang) for t in (dims[0].tags[:5] if dims else ()))
+        lines.append(f"- {customer_line(hit.customer, lang)}" + (f"　{tags}" if tags else ""))
+    shown = min(len(view.hits), LINES_PER_BLOCK)
+    lines.append(_more(view.total - (max(view.page, 1) - 1) * view.page_size - shown, lang).strip())
+    return markdown([line for line in lines if line])
+
+
+def alert_markdown(view: AlertView, now: datetime, lang: Lang = "zh") -> str:
+    """The alert, its reasons by weight and its handling state."""
+    lines = [
+        f'<font color="warning">**{literal(view.title, 80)}**</font>',
+        f"**{literal(view.customer_name, 60)}**",
+        f'<font color="comment">{label("alert_raised", lang, when=fmt_time(view.raised_at, now))}</font>',
+    ]
+    reasons = sorted(view.reasons, key=lambda r: r.weight, reverse=True)
+    lines.extend(
+        f"> {literal(r.text, 160)}{aside(label('weight', lang, w=f'{r.weight:.2f}'), lang)}"
+        for r in reasons[:10]
+    )
+    if view.acknowledged_by is not None or view.acknowledged_at is not None:
+        when = fmt_time(view.acknowledged_at, now) if view.acknowledged_at else "?"
+        lines.append(label("acked_by", lang, who=literal(view.acknowledged_by or "?", 40), when=when))
+    return markdown(lines)
+
+
+def help_markdown(entries: Sequence[tuple[str, str, str]], lang: Lang = "zh") -> str:
+    """Command usage lines with their description in `lang`."""
+    lines = [f"**{label('help_title', lang)}**"]
+    for usage, description_en, description_zh in entries:
+        lines.append(
+            f"`{literal(usage, 120)}` {literal(description_zh if lang == 'zh' else description_en, 200)}"
+        )
+    return markdown(lines)
+
+
+def error_markdown(detail: str, hint: str | None = None, lang: Lang = "zh") -> str:
+    lines = [f'<font color="warning">**{label("error_title", lang)}**</font>', literal(detail, 1000)]
+    if hint:
+        lines.append(f'<font color="comment">{literal(hint, 500)}</font>')
+    return markdown(lines)
+
+
+# ---------------------------------------------------------------- template cards
+
+
+def button_card(
+    task_id: str,
+    title: str,
+    desc: str,
+    rows: Sequence[tuple[str, str]],
+    buttons: Sequence[tuple[str, str, int]],
+    sub_title: str = "",
+) -> dict[str, Any]:
+    """A `template_card` of type button_interaction; every field cut to WeCom's limits.
+
+    Template-card fields are plain text (no Markdown), so user text goes in unescaped but clipped.
+    `buttons` are (text, key, style) with style 1..4.
+    """
+    if not TASK_ID.match(task_id):
+        raise ValueError(f"WeCom task_id {task_id!r} must be 1-128 characters of 0-9 A-Z a-z _ @ -")
+    if not buttons:
+        raise ValueError("a button_interaction card needs at least one button")
+    keys = [key for _, key, _ in buttons]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"WeCom button keys must be unique, got {keys}")
+    out: dict[str, Any] = {
+        "card_type": "button_interaction",
+        "main_title": {"title": clip(title, TITLE_CHARS), "desc": clip(desc, DESC_CHARS)},
+        "task_id": task_id,
+        "button_list": [
+            {"text": clip(text, BUTTON_TEXT_CHARS), "style": style, "key": key}
+            for text, key, style in buttons[:MAX_BUTTONS]
+        ],
+    }
+    if not desc:
+        del out["main_title"]["desc"]
+    if sub_title:
+        out["sub_title_text"] = clip(sub_title, SUB_TITLE_CHARS)
+    if rows:
+        out["horizontal_content_list"] = [
+            {"keyname": clip(k, KEYNAME_CHARS), "value": clip(v, VALUE_CHARS)}
+            for k, v in rows[:MAX_HORIZONTAL]
+        ]
+    return out
+
+
+def suggestion_template_card(
+    view: SuggestionCardView, task_id: str, lang: Lang = "zh"
+) -> dict[str, Any] | None:
+    """Pending suggestions as a button card; None once nothing is pending (send the markdown instead).
+
+    Six buttons fit: one pending tag gets Accept / Reject; two get both pairs plus Accept all; from three on
+    the first two keep their pairs and 'Accept all' covers every pending tag listed (up to six).
+    """
+    pending = [i for i in view.items if i.status is SuggestionStatus.PENDING]
+    if not pending:
+        return None
+    listed = pending[:MAX_HORIZONTAL]
+    rows = [(clip(i.dimension_name, KEYNAME_CHARS), f"{i.tag} {round(i.score * 100)}%") for i in listed]
+    buttons: list[tuple[str, str, int]] = []
+    for item in listed[:2]:
+        buttons.append(
+            (f"{label('accept', lang)} {item.tag}", button_key(verbs.SUGGESTION_ACCEPT, [item.id]), 1)
+        )
+        buttons.append(
+            (f"{label('reject', lang)} {item.tag}", button_key(verbs.SUGGESTION_REJECT, [item.id]), 2)
+        )
+    if len(listed) > 1:
+        buttons.append(
+            (label("accept_all", lang), button_key(verbs.SUGGESTION_ACCEPT_ALL, [i.id for i in listed]), 1)
+        )
+    hidden = len(pending) - len(listed)
+    sub = "、".join(w for i in listed for w in i.matched[:2])
+    sub = label("matched", lang, words=sub) + (" " + label("more", lang, n=hidden) if hidden > 0 else "")
+    return button_card(task_id, label("suggested_for", lang, name=view.customer_name), "", rows, buttons, sub)
+
+
+def applied_template_card(view: AppliedCardView, task_id: str, lang: Lang = "zh") -> dict[str, Any] | None:
+    """Auto-applied tags with an Undo button each (up to six); None once all are undone."""
+    active = [i for i in view.items if i.undone_by is None and i.undone_at is None]
+    if not active:
+        return None
+    listed = active[:MAX_BUTTONS]
+    rows = [(i.dimension_name, i.tag) for i in listed]
+    buttons = [
+        (f"{label('undo', lang)} {i.tag}", button_key(verbs.ASSIGNMENT_UNDO, [i.assignment_id]), 2)
+        for i in listed
+    ]
+    hidden = len(active) - len(listed)
+    sub = label("more", lang, n=hidden) if hidden > 0 else ""
+    return button_card(task_id, label("applied_for", lang, name=view.customer_name), "", rows, buttons, sub)
+
+
+def alert_template_card(view: AlertView, now: datetime, task_id: str, lang: Lang = "zh") -> dict[str, Any]:
+    """Alert with Acknowledge / Snooze 7 days / Show customer (only the last once acknowledged)."""
+    reasons = sorted(view.reasons, key=lambda r: r.weight, reverse=True)
+    rows = [(f"{r.weight:.2f}", r.text) for r in reasons]
+    buttons: list[tuple[str, str, int]] = []
+    if view.acknowledged_by is None and view.acknowledged_at is None:
+        buttons.append((label("ack", lang), button_key(verbs.ALERT_ACK, [view.id]), 1))
+        buttons.append((label("snooze", lang), button_key(verbs.ALERT_SNOOZE, [view.id]), 2))
+    buttons.append((label("show_customer", lang), button_key(verbs.CUSTOMER_SHOW, [view.customer_id]), 3))
+    desc = f"{view.customer_name} · {fmt_time(view.raised_at, now)}"
+    return button_card(task_id, view.title, desc, rows, buttons)
+
+
+def choice_template_card(view: ChoiceView, task_id: str, lang: Lang = "zh") -> dict[str, Any]:
+    """Up to six candidate customers as buttons (WeCom keys carry only verb + customer id)."""
+    listed = view.candidates[:MAX_BUTTONS]
+    rows = [(c.region or c.company or "-", c.name) for c in listed]
+    buttons = [(c.name, button_key(verbs.CUSTOMER_CHOOSE, [c.id]), 1) for c in listed]
+    hidden = len(view.candidates) - len(listed)
+    sub = (label("more", lang, n=hidden) + " " + label("refine", lang)) if hidden > 0 else ""
+    return button_card(task_id, label("choose_title", lang, query=view.query), "", rows, buttons, sub)
+
+
+def _more(n: int, lang: Lang) -> str:
+    return "　" + label("more", lang, n=n) if n > 0 else ""
+
+
+def _as_dimension(tags: Sequence[TagView]) -> DimensionView:
+    return DimensionView(name="", tags=tuple(tags))

@@ -1,0 +1,1 @@
+"""Teams app manifest: template, generated icons and the package builder (`kebiao manifest build`)."""
