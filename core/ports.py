@@ -1,0 +1,206 @@
+"""Ports: the small Protocols that storage implements and services call (one unit of work per request)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol
+
+from core.records import CustomerDraft, NewEvent, SuggestionRecord, TaxonomyVersion
+from core.types import Assignment, AssignmentState, Customer, Source, SuggestionStatus, TagEvent, User
+from tagging.taxonomy import Taxonomy
+
+# ---------------------------------------------------------------- tag queries (search)
+
+
+@dataclass(frozen=True, slots=True)
+class HasTag:
+    """True when the customer actively holds a tag whose name key is one of `name_keys`."""
+
+    name_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    parts: tuple[TagQuery, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    parts: tuple[TagQuery, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NoneOf:
+    """Negation of one query."""
+
+    part: TagQuery
+
+
+TagQuery = HasTag | AllOf | AnyOf | NoneOf
+
+
+# ---------------------------------------------------------------- repositories
+
+
+class CustomerRepository(Protocol):
+    async def get(self, customer_id: int) -> Customer | None: ...
+
+    async def get_many(self, customer_ids: Sequence[int]) -> list[Customer]: ...
+
+    async def find_exact(self, text: str) -> list[Customer]:
+        """Customers whose name, crm id or WeCom external user id equals `text` exactly."""
+        ...
+
+    async def find_by_name_key(self, key: str, limit: int) -> list[Customer]:
+        """Customers whose normalised name equals, starts with or contains `key` (best first)."""
+        ...
+
+    async def find_for_import(self, draft: CustomerDraft) -> Customer | None:
+        """The customer an import row refers to: by crm id, else WeCom id, else name + company."""
+        ...
+
+    async def add(self, draft: CustomerDraft, now: datetime) -> Customer: ...
+
+    async def update(self, customer_id: int, draft: CustomerDraft, now: datetime) -> Customer: ...
+
+
+class AssignmentRepository(Protocol):
+    async def active_for(self, customer_id: int) -> list[Assignment]: ...
+
+    async def insert_active(
+        self,
+        customer_id: int,
+        dimension: str,
+        tag: str,
+        source: Source,
+        assigned_by: str,
+        now: datetime,
+        expires_at: datetime | None,
+    ) -> Assignment | None:
+        """Insert an active assignment; None when one is already active (race-safe)."""
+        ...
+
+    async def end(self, assignment_id: int, state: AssignmentState, now: datetime) -> bool:
+        """Move an active assignment to expired/removed; False when it was no longer active."""
+        ...
+
+    async def set_expiry(self, assignment_id: int, expires_at: datetime | None) -> None: ...
+
+    async def lapsed(self, now: datetime, limit: int) -> list[Assignment]:
+        """Active assignments whose expiry has passed."""
+        ...
+
+    async def expiring_between(self, start: datetime, end: datetime) -> list[Assignment]: ...
+
+    async def count_by_tag(self, dimension: str, name_key: str) -> int:
+        """How many customers actively hold the tag."""
+        ...
+
+    async def search(
+        self, query: TagQuery, now: datetime, visible_dimensions: Sequence[str] | None, skip: int, limit: int
+    ) -> tuple[list[int], int]:
+        """Customer ids (ordered by id) matching `query` among active, unexpired tags, and the total count."""
+        ...
+
+
+class EventRepository(Protocol):
+    async def append(self, event: NewEvent) -> TagEvent: ...
+
+    async def for_customer(self, customer_id: int, skip: int, limit: int) -> list[TagEvent]:
+        """Newest first."""
+        ...
+
+
+class SuggestionRepository(Protocol):
+    async def add_if_absent(
+        self,
+        customer_id: int,
+        message_key: str,
+        dimension: str,
+        tag: str,
+        score: float,
+        evidence: Mapping[str, Any],
+        now: datetime,
+        status: SuggestionStatus,
+        auto_applied: bool,
+        decided_by: str | None,
+    ) -> SuggestionRecord | None:
+        """Store a suggestion unless (message key, dimension, tag) exists already; None then (race-safe)."""
+        ...
+
+    async def get(self, suggestion_id: int) -> SuggestionRecord | None: ...
+
+    async def for_message(self, message_key: str) -> list[SuggestionRecord]: ...
+
+    async def decide(self, suggestion_id: int, status: SuggestionStatus, by: str, now: datetime) -> bool:
+        """Set the outcome if still pending; False when someone decided first."""
+        ...
+
+    async def pending_for(self, customer_id: int) -> list[SuggestionRecord]: ...
+
+
+class UserRepository(Protocol):
+    async def get(self, user_id: str) -> User | None: ...
+
+    async def save(self, user: User, now: datetime) -> User: ...
+
+    async def with_role(self, role: str) -> list[User]: ...
+
+
+class TaxonomyRepository(Protocol):
+    async def current(self) -> TaxonomyVersion | None: ...
+
+    async def get(self, version: int) -> TaxonomyVersion | None: ...
+
+    async def add_version(self, taxonomy: Taxonomy, by: str, now: datetime, note: str) -> TaxonomyVersion:
+        """Store a new version, make it current and materialise its dimensions and tags."""
+        ...
+
+    async def history(self) -> list[TaxonomyVersion]:
+        """Every version, newest first."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: `async with uow:` commits at the end, rolls back when the block raises."""
+
+    @property
+    def customers(self) -> CustomerRepository: ...
+
+    @property
+    def assignments(self) -> AssignmentRepository: ...
+
+    @property
+    def events(self) -> EventRepository: ...
+
+    @property
+    def suggestions(self) -> SuggestionRepository: ...
+
+    @property
+    def users(self) -> UserRepository: ...
+
+    @property
+    def taxonomies(self) -> TaxonomyRepository: ...
+
+    def discard(self) -> None:
+        """Roll back at the end of the block instead of committing (dry runs)."""
+        ...
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class Store(Protocol):
+    """The database as services see it."""
+
+    def unit_of_work(self) -> UnitOfWork: ...
+
+    async def ping(self) -> None:
+        """Run a real query; raises when the database is unreachable."""
+        ...

@@ -1,0 +1,145 @@
+"""Suggesting tags from a message (auto-apply or store as pending) and deciding suggestions, idempotently."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from core.assignments import TagChange, TaggingRules, apply_definition, clean_evidence
+from core.errors import NotFoundError
+from core.ports import UnitOfWork
+from core.records import SuggestionRecord
+from core.types import Source, SuggestionStatus
+from tagging.policy import PolicyRefusal, find_tag
+from tagging.suggestion import Suggestion
+from tagging.taxonomy import Taxonomy
+
+AUTO_ACTOR = "kebiao"
+
+
+class SuggestionSource(Protocol):
+    """The matcher as this service needs it."""
+
+    def suggest(self, text: str) -> Sequence[Suggestion]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MessageOutcome:
+    """What one message did: tags applied automatically, suggestions awaiting a click, refusals."""
+
+    applied: tuple[TagChange, ...]
+    pending: tuple[SuggestionRecord, ...]
+    refused: tuple[str, ...] = ()
+    duplicate: bool = False  # the message key was seen before: nothing new happened
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Outcome of accept/reject; `already` is True when someone had decided before (who/when inside)."""
+
+    suggestion: SuggestionRecord
+    already: bool
+    change: TagChange | None = None
+
+
+async def suggest_for_message(
+    uow: UnitOfWork,
+    matcher: SuggestionSource,
+    taxonomy: Taxonomy,
+    rules: TaggingRules,
+    customer_id: int,
+    message_key: str,
+    text: str,
+    now: datetime,
+) -> MessageOutcome:
+    """Run the matcher; apply `apply` tags and store `suggest` ones, once per (message key, tag)."""
+    if await uow.customers.get(customer_id) is None:
+        raise NotFoundError(f"customer {customer_id} does not exist")
+    applied: list[TagChange] = []
+    pending: list[SuggestionRecord] = []
+    refused: list[str] = []
+    new_rows = 0
+    for s in matcher.suggest(text):
+        dimension, tag = find_tag(taxonomy, s.tag, s.dimension)
+        auto = s.action == "apply"
+        evidence = clean_evidence({"matched": list(s.matched), "excerpt": s.excerpt})
+        # The unique (message key, tag) row is the gate: a retried message inserts and applies nothing.
+        row = await uow.suggestions.add_if_absent(
+            customer_id,
+            message_key,
+            dimension.key,
+            tag.name,
+            s.score,
+            evidence,
+            now,
+            SuggestionStatus.ACCEPTED if auto else SuggestionStatus.PENDING,
+            auto,
+            AUTO_ACTOR if auto else None,
+        )
+        if row is None:
+            continue
+        new_rows += 1
+        if not auto:
+            pending.append(row)
+            continue
+        try:
+            applied.append(
+                await apply_definition(
+                    uow,
+                    dimension,
+                    tag,
+                    rules,
+                    customer_id,
+                    actor=AUTO_ACTOR,
+                    source=Source.KEYWORD,
+                    now=now,
+                    evidence=dict(evidence, message_key=message_key, score=s.score),
+                )
+            )
+        except PolicyRefusal as refusal:
+            refused.append(refusal.reason)
+    duplicate = new_rows == 0 and bool(await uow.suggestions.for_message(message_key))
+    return MessageOutcome(tuple(applied), tuple(pending), tuple(refused), duplicate)
+
+
+async def decide_suggestion(
+    uow: UnitOfWork,
+    taxonomy: Taxonomy,
+    rules: TaggingRules,
+    suggestion_id: int,
+    *,
+    accept: bool,
+    actor: str,
+    now: datetime,
+) -> Decision:
+    """Accept (applies the tag) or reject a pending suggestion; a second click gets the earlier decision."""
+    record = await uow.suggestions.get(suggestion_id)
+    if record is None:
+        raise NotFoundError(f"suggestion {suggestion_id} does not exist")
+    status = SuggestionStatus.ACCEPTED if accept else SuggestionStatus.REJECTED
+    # Claim the decision first (UPDATE … WHERE pending): of two racing clicks exactly one wins; the other
+    # gets the winner's who/when. A policy refusal below raises and rolls the claim back with everything else.
+    if record.status is not SuggestionStatus.PENDING or not await uow.suggestions.decide(
+        record.id, status, actor, now
+    ):
+        latest = await uow.suggestions.get(record.id)
+        return Decision(latest or record, already=True)
+    change = None
+    if accept:
+        dimension, tag = find_tag(taxonomy, record.tag, record.dimension)
+        evidence = dict(record.evidence, suggestion_id=record.id, score=record.score)
+        change = await apply_definition(
+            uow,
+            dimension,
+            tag,
+            rules,
+            record.customer_id,
+            actor=actor,
+            source=Source.KEYWORD,
+            now=now,
+            evidence=evidence,
+        )
+    latest = await uow.suggestions.get(record.id)
+    return Decision(latest or record, already=False, change=change)

@@ -1,0 +1,1 @@
+"""Persistence: the only package importing SQLAlchemy (tables, migrations, repositories, lifecycle)."""

@@ -1,0 +1,145 @@
+"""Database lifecycle: open (engine + pragmas + migrations), ping, unit of work, close."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from storage.repositories import SqlUnitOfWork
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_PG_MIGRATION_LOCK = 0x6B6562  # advisory lock id: two replicas starting together migrate one after the other
+
+
+class DatabaseError(RuntimeError):
+    """The database URL is unusable or the database cannot be reached/migrated; the message says why."""
+
+
+class Database:
+    """An open database: hands out units of work (one transaction each)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def unit_of_work(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine)
+
+    async def ping(self) -> None:
+        """A real round trip; raises when the database is unreachable."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def current_revision(self) -> str | None:
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(_revision_of)
+
+    async def upgrade(self) -> None:
+        """Apply pending migrations (no-op when at head)."""
+        async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            await conn.run_sync(_upgrade)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def head_revision() -> str | None:
+    """The newest migration shipped with the package."""
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+async def open_database(url: str, *, upgrade: bool = True, schema: str | None = None) -> Database:
+    """Open `url`, configure SQLite (WAL, foreign keys, busy timeout), and migrate to head unless told not."""
+    engine = create_engine(url, schema=schema)
+    database = Database(engine)
+    try:
+        if upgrade:
+            if await database.current_revision() != head_revision():
+                log.info("migrating database to %s", head_revision())
+                await database.upgrade()
+        else:
+            await database.ping()
+    except Exception as exc:
+        await engine.dispose()
+        safe = make_url(url).render_as_string(hide_password=True)
+        raise DatabaseError(f"cannot open database {safe}: {exc}") from exc
+    return database
+
+
+def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
+    """An async engine for `url`; SQLite files get their folder created and their pragmas set."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise DatabaseError(f"KEBIAO_DATABASE_URL is not a database URL: {exc}") from None
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {}
+    if backend == "sqlite":
+        if parsed.drivername != "sqlite+aiosqlite":
+            raise DatabaseError(f"use sqlite+aiosqlite:// for SQLite, not {parsed.drivername}://")
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(parsed, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        if parsed.drivername != "postgresql+asyncpg":
+            raise DatabaseError(f"use postgresql+asyncpg:// for PostgreSQL, not {parsed.drivername}://")
+        if schema:
+            kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
+        return create_async_engine(parsed, pool_pre_ping=True, **kwargs)
+    raise DatabaseError(
+        f"unsupported database {parsed.drivername!r}: use sqlite+aiosqlite or postgresql+asyncpg"
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (below) instead of the driver's implicit deferred BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front: two writers queue on busy_timeout instead of
+        # deadlocking when both try to upgrade a read lock.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(_alembic_config(connection), "head")
+
+
+def _revision_of(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,599 @@
+"""SQL implementations of the core ports, all on one AsyncConnection per unit of work."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from types import MappingProxyType, TracebackType
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from core.ports import AllOf, AnyOf, HasTag, TagQuery
+from core.records import CustomerDraft, NewEvent, SuggestionRecord, TaxonomyVersion
+from core.types import (
+    Assignment,
+    AssignmentState,
+    Customer,
+    EventKind,
+    Role,
+    Source,
+    SuggestionStatus,
+    TagEvent,
+    User,
+)
+from storage import tables as t
+from storage.taxonomy_document import from_document, to_document
+from tagging.normaliser import name_key
+from tagging.taxonomy import Taxonomy
+
+
+def _insert(conn: AsyncConnection, table: Any) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (both SQLite and PostgreSQL do)."""
+    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+
+
+def _or_none(value: str) -> str | None:
+    value = value.strip()
+    return value or None
+
+
+# ---------------------------------------------------------------- customers
+
+
+def _customer(row: Row[Any]) -> Customer:
+    m = row._mapping
+    return Customer(
+        id=m["id"],
+        name=m["name"],
+        company=m["company"],
+        owner=m["owner"],
+        region=m["region"],
+        crm_id=m["crm_id"] or "",
+        wecom_external_userid=m["wecom_external_userid"] or "",
+        contract_end=m["contract_end"],
+        attributes=MappingProxyType(dict(m["attributes"] or {})),
+    )
+
+
+def _customer_values(draft: CustomerDraft, now: datetime) -> dict[str, Any]:
+    return {
+        "name": draft.name.strip(),
+        "name_key": name_key(draft.name),
+        "company": draft.company.strip(),
+        "owner": draft.owner.strip(),
+        "region": draft.region.strip(),
+        "crm_id": _or_none(draft.crm_id),
+        "wecom_external_userid": _or_none(draft.wecom_external_userid),
+        "contract_end": draft.contract_end,
+        "attributes": dict(draft.attributes),
+        "updated_at": now,
+    }
+
+
+class SqlCustomers:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def get(self, customer_id: int) -> Customer | None:
+        row = (await self._conn.execute(select(t.customers).where(t.customers.c.id == customer_id))).first()
+        return _customer(row) if row else None
+
+    async def get_many(self, customer_ids: Sequence[int]) -> list[Customer]:
+        if not customer_ids:
+            return []
+        rows = await self._conn.execute(select(t.customers).where(t.customers.c.id.in_(list(customer_ids))))
+        by_id = {c.id: c for c in map(_customer, rows)}
+        return [by_id[i] for i in customer_ids if i in by_id]
+
+    async def find_exact(self, text: str) -> list[Customer]:
+        c = t.customers.c
+        value = text.strip()
+        rows = await self._conn.execute(
+            select(t.customers)
+            .where(or_(c.name == value, c.crm_id == value, c.wecom_external_userid == value))
+            .order_by(c.id)
+        )
+        return [_customer(r) for r in rows]
+
+    async def find_by_name_key(self, key: str, limit: int) -> list[Customer]:
+        c = t.customers.c
+        rank = case((c.name_key == key, 0), (c.name_key.startswith(key, autoescape=True), 1), else_=2)
+        rows = await self._conn.execute(
+            select(t.customers)
+            .where(c.name_key.contains(key, autoescape=True))
+            .order_by(rank, func.length(c.name_key), c.id)
+            .limit(limit)
+        )
+        return [_customer(r) for r in rows]
+
+    async def find_for_import(self, draft: CustomerDraft) -> Customer | None:
+        c = t.customers.c
+        if _or_none(draft.crm_id):
+            where: ColumnElement[bool] = c.crm_id == draft.crm_id.strip()
+        elif _or_none(draft.wecom_external_userid):
+            where = c.wecom_external_userid == draft.wecom_external_userid.strip()
+        else:
+            where = and_(c.name_key == name_key(draft.name), c.company == draft.company.strip())
+        row = (await self._conn.execute(select(t.customers).where(where).order_by(c.id).limit(1))).first()
+        return _customer(row) if row else None
+
+    async def add(self, draft: CustomerDraft, now: datetime) -> Customer:
+        values = _customer_values(draft, now) | {"created_at": now}
+        row = (await self._conn.execute(t.customers.insert().values(**values).returning(t.customers))).one()
+        return _customer(row)
+
+    async def update(self, customer_id: int, draft: CustomerDraft, now: datetime) -> Customer:
+        stmt = (
+            t.customers.update()
+            .where(t.customers.c.id == customer_id)
+            .values(**_customer_values(draft, now))
+            .returning(t.customers)
+        )
+        return _customer((await self._conn.execute(stmt)).one())
+
+
+# ---------------------------------------------------------------- assignments
+
+
+def _assignment(row: Row[Any]) -> Assignment:
+    m = row._mapping
+    return Assignment(
+        id=m["id"],
+        customer_id=m["customer_id"],
+        dimension=m["dimension"],
+        tag=m["tag"],
+        state=AssignmentState(m["state"]),
+        source=Source(m["source"]),
+        assigned_by=m["assigned_by"],
+        assigned_at=m["assigned_at"],
+        expires_at=m["expires_at"],
+    )
+
+
+class SqlAssignments:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def active_for(self, customer_id: int) -> list[Assignment]:
+        a = t.tag_assignments.c
+        rows = await self._conn.execute(
+            select(t.tag_assignments).where(a.customer_id == customer_id, a.state == "active").order_by(a.id)
+        )
+        return [_assignment(r) for r in rows]
+
+    async def insert_active(
+        self,
+        customer_id: int,
+        dimension: str,
+        tag: str,
+        source: Source,
+        assigned_by: str,
+        now: datetime,
+        expires_at: datetime | None,
+    ) -> Assignment | None:
+        a = t.tag_assignments.c
+        stmt: Insert = (
+            _insert(self._conn, t.tag_assignments)
+            .values(
+                customer_id=customer_id,
+                dimension=dimension,
+                tag_key=name_key(tag),
+                tag=tag,
+                state="active",
+                source=source.value,
+                assigned_by=assigned_by,
+                assigned_at=now,
+                expires_at=expires_at,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[a.customer_id, a.dimension, a.tag_key], index_where=t.ACTIVE
+            )
+            .returning(t.tag_assignments)
+        )
+        row = (await self._conn.execute(stmt)).first()
+        return _assignment(row) if row else None
+
+    async def end(self, assignment_id: int, state: AssignmentState, now: datetime) -> bool:
+        a = t.tag_assignments.c
+        result = await self._conn.execute(
+            update(t.tag_assignments)
+            .where(a.id == assignment_id, a.state == "active")
+            .values(state=state.value, ended_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def set_expiry(self, assignment_id: int, expires_at: datetime | None) -> None:
+        await self._conn.execute(
+            update(t.tag_assignments)
+            .where(t.tag_assignments.c.id == assignment_id)
+            .values(expires_at=expires_at)
+        )
+
+    async def lapsed(self, now: datetime, limit: int) -> list[Assignment]:
+        a = t.tag_assignments.c
+        rows = await self._conn.execute(
+            select(t.tag_assignments)
+            .where(a.state == "active", a.expires_at.is_not(None), a.expires_at <= now)
+            .order_by(a.expires_at, a.id)
+            .limit(limit)
+        )
+        return [_assignment(r) for r in rows]
+
+    async def expiring_between(self, start: datetime, end: datetime) -> list[Assignment]:
+        a = t.tag_assignments.c
+        rows = await self._conn.execute(
+            select(t.tag_assignments)
+            .where(a.state == "active", a.expires_at > start, a.expires_at <= end)
+            .order_by(a.expires_at, a.id)
+        )
+        return [_assignment(r) for r in rows]
+
+    async def count_by_tag(self, dimension: str, name_key_: str) -> int:
+        a = t.tag_assignments.c
+        stmt = select(func.count()).where(
+            a.dimension == dimension, a.tag_key == name_key_, a.state == "active"
+        )
+        return int((await self._conn.execute(stmt)).scalar_one())
+
+    async def search(
+        self, query: TagQuery, now: datetime, visible_dimensions: Sequence[str] | None, skip: int, limit: int
+    ) -> tuple[list[int], int]:
+        condition = _compile(query, now, visible_dimensions)
+        c = t.customers.c
+        total = (
+            await self._conn.execute(select(func.count()).select_from(t.customers).where(condition))
+        ).scalar_one()
+        rows = await self._conn.execute(
+            select(c.id).where(condition).order_by(c.id).offset(skip).limit(limit)
+        )
+        return [r[0] for r in rows], int(total)
+
+
+def _compile(query: TagQuery, now: datetime, visible: Sequence[str] | None) -> ColumnElement[bool]:
+    """The tag query as a WHERE clause over `customers` (correlated EXISTS per tag reference)."""
+    if isinstance(query, HasTag):
+        a = t.tag_assignments.c
+        conditions = [
+            a.customer_id == t.customers.c.id,
+            a.state == "active",
+            a.tag_key.in_(list(query.name_keys)),
+            or_(a.expires_at.is_(None), a.expires_at > now),
+        ]
+        if visible is not None:
+            conditions.append(a.dimension.in_(list(visible)))
+        return exists(select(a.id).where(*conditions))
+    if isinstance(query, AllOf):
+        return and_(true(), *(_compile(p, now, visible) for p in query.parts))
+    if isinstance(query, AnyOf):
+        return or_(~true(), *(_compile(p, now, visible) for p in query.parts))
+    return not_(_compile(query.part, now, visible))
+
+
+# ---------------------------------------------------------------- events
+
+
+def _event(row: Row[Any]) -> TagEvent:
+    m = row._mapping
+    return TagEvent(
+        id=m["id"],
+        customer_id=m["customer_id"],
+        dimension=m["dimension"],
+        tag=m["tag"],
+        kind=EventKind(m["kind"]),
+        actor=m["actor"],
+        source=Source(m["source"]),
+        at=m["at"],
+        evidence=MappingProxyType(dict(m["evidence"] or {})),
+        previous=m["previous"],
+    )
+
+
+class SqlEvents:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def append(self, event: NewEvent) -> TagEvent:
+        values = dataclasses.asdict(event) | {
+            "kind": event.kind.value,
+            "source": event.source.value,
+            "evidence": dict(event.evidence),
+        }
+        row = (await self._conn.execute(t.tag_events.insert().values(**values).returning(t.tag_events))).one()
+        return _event(row)
+
+    async def for_customer(self, customer_id: int, skip: int, limit: int) -> list[TagEvent]:
+        e = t.tag_events.c
+        rows = await self._conn.execute(
+            select(t.tag_events)
+            .where(e.customer_id == customer_id)
+            .order_by(e.id.desc())
+            .offset(skip)
+            .limit(limit)
+        )
+        return [_event(r) for r in rows]
+
+
+# ---------------------------------------------------------------- suggestions
+
+
+def _suggestion(row: Row[Any]) -> SuggestionRecord:
+    m = row._mapping
+    return SuggestionRecord(
+        id=m["id"],
+        customer_id=m["customer_id"],
+        message_key=m["message_key"],
+        dimension=m["dimension"],
+        tag=m["tag"],
+        score=m["score"],
+        status=SuggestionStatus(m["status"]),
+        created_at=m["created_at"],
+        evidence=MappingProxyType(dict(m["evidence"] or {})),
+        auto_applied=m["auto_applied"],
+        decided_by=m["decided_by"],
+        decided_at=m["decided_at"],
+    )
+
+
+class SqlSuggestions:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def add_if_absent(
+        self,
+        customer_id: int,
+        message_key: str,
+        dimension: str,
+        tag: str,
+        score: float,
+        evidence: Mapping[str, Any],
+        now: datetime,
+        status: SuggestionStatus,
+        auto_applied: bool,
+        decided_by: str | None,
+    ) -> SuggestionRecord | None:
+        s = t.suggestions.c
+        stmt = (
+            _insert(self._conn, t.suggestions)
+            .values(
+                customer_id=customer_id,
+                message_key=message_key,
+                dimension=dimension,
+                tag_key=name_key(tag),
+                tag=tag,
+                score=score,
+                evidence=dict(evidence),
+                status=status.value,
+                auto_applied=auto_applied,
+                created_at=now,
+                decided_by=decided_by,
+                decided_at=now if decided_by else None,
+            )
+            .on_conflict_do_nothing(index_elements=[s.message_key, s.dimension, s.tag_key])
+            .returning(t.suggestions)
+        )
+        row = (await self._conn.execute(stmt)).first()
+        return _suggestion(row) if row else None
+
+    async def get(self, suggestion_id: int) -> SuggestionRecord | None:
+        row = (
+            await self._conn.execute(select(t.suggestions).where(t.suggestions.c.id == suggestion_id))
+        ).first()
+        return _suggestion(row) if row else None
+
+    async def for_message(self, message_key: str) -> list[SuggestionRecord]:
+        s = t.suggestions.c
+        rows = await self._conn.execute(
+            select(t.suggestions).where(s.message_key == message_key).order_by(s.id)
+        )
+        return [_suggestion(r) for r in rows]
+
+    async def decide(self, suggestion_id: int, status: SuggestionStatus, by: str, now: datetime) -> bool:
+        s = t.suggestions.c
+        result = await self._conn.execute(
+            update(t.suggestions)
+            .where(s.id == suggestion_id, s.status == "pending")
+            .values(status=status.value, decided_by=by, decided_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def pending_for(self, customer_id: int) -> list[SuggestionRecord]:
+        s = t.suggestions.c
+        rows = await self._conn.execute(
+            select(t.suggestions).where(s.customer_id == customer_id, s.status == "pending").order_by(s.id)
+        )
+        return [_suggestion(r) for r in rows]
+
+
+# ---------------------------------------------------------------- users
+
+
+def _user(row: Row[Any]) -> User:
+    m = row._mapping
+    return User(
+        id=m["id"], role=Role(m["role"]), regions=tuple(m["regions"] or ()), display_name=m["display_name"]
+    )
+
+
+class SqlUsers:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def get(self, user_id: str) -> User | None:
+        row = (await self._conn.execute(select(t.users).where(t.users.c.id == user_id))).first()
+        return _user(row) if row else None
+
+    async def save(self, user: User, now: datetime) -> User:
+        values = {
+            "role": user.role.value,
+            "regions": list(user.regions),
+            "display_name": user.display_name,
+            "updated_at": now,
+        }
+        stmt = (
+            _insert(self._conn, t.users)
+            .values(id=user.id, created_at=now, **values)
+            .on_conflict_do_update(index_elements=[t.users.c.id], set_=values)
+            .returning(t.users)
+        )
+        return _user((await self._conn.execute(stmt)).one())
+
+    async def with_role(self, role: str) -> list[User]:
+        rows = await self._conn.execute(select(t.users).where(t.users.c.role == role).order_by(t.users.c.id))
+        return [_user(r) for r in rows]
+
+
+# ---------------------------------------------------------------- taxonomy
+
+
+def _version(row: Row[Any]) -> TaxonomyVersion:
+    m = row._mapping
+    return TaxonomyVersion(
+        version=m["version"],
+        taxonomy=from_document(m["document"], m["version"]),
+        created_by=m["created_by"],
+        created_at=m["created_at"],
+        note=m["note"],
+    )
+
+
+class SqlTaxonomies:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def current(self) -> TaxonomyVersion | None:
+        v = t.taxonomy_versions
+        stmt = select(v).join(t.taxonomy_current, t.taxonomy_current.c.version == v.c.version)
+        row = (await self._conn.execute(stmt)).first()
+        return _version(row) if row else None
+
+    async def get(self, version: int) -> TaxonomyVersion | None:
+        v = t.taxonomy_versions
+        row = (await self._conn.execute(select(v).where(v.c.version == version))).first()
+        return _version(row) if row else None
+
+    async def add_version(self, taxonomy: Taxonomy, by: str, now: datetime, note: str) -> TaxonomyVersion:
+        v = t.taxonomy_versions
+        latest = (await self._conn.execute(select(func.max(v.c.version)))).scalar_one()
+        number = (latest or 0) + 1
+        stored = dataclasses.replace(taxonomy, version=number)
+        await self._conn.execute(
+            v.insert().values(
+                version=number, document=to_document(stored), created_by=by, created_at=now, note=note
+            )
+        )
+        pointer = t.taxonomy_current
+        await self._conn.execute(
+            _insert(self._conn, pointer)
+            .values(id=1, version=number)
+            .on_conflict_do_update(index_elements=[pointer.c.id], set_={"version": number})
+        )
+        await self._materialise(stored)
+        return TaxonomyVersion(version=number, taxonomy=stored, created_by=by, created_at=now, note=note)
+
+    async def history(self) -> list[TaxonomyVersion]:
+        v = t.taxonomy_versions
+        rows = await self._conn.execute(select(v).order_by(v.c.version.desc()))
+        return [_version(r) for r in rows]
+
+    async def _materialise(self, taxonomy: Taxonomy) -> None:
+        """Replace the dimensions/tags tables with the current taxonomy (for SQL reports and joins)."""
+        await self._conn.execute(delete(t.tags))
+        await self._conn.execute(delete(t.dimensions))
+        for position, d in enumerate(taxonomy.dimensions):
+            await self._conn.execute(
+                t.dimensions.insert().values(
+                    key=d.key,
+                    name=d.name,
+                    exclusive=d.exclusive,
+                    visibility=d.visibility.value,
+                    position=position,
+                )
+            )
+            rows = [
+                {
+                    "dimension": d.key,
+                    "name": tag.name,
+                    "name_key": name_key(tag.name),
+                    "parent_key": name_key(tag.parent) if tag.parent else None,
+                    "level": tag.level,
+                    "position": i,
+                    "color": tag.color,
+                    "description": tag.description,
+                    "ttl_days": tag.ttl_days,
+                    "auto_apply": tag.auto_apply,
+                }
+                for i, tag in enumerate(d.iter_tags())
+            ]
+            if rows:
+                await self._conn.execute(t.tags.insert(), rows)
+
+
+# ---------------------------------------------------------------- unit of work
+
+
+class SqlUnitOfWork:
+    """One connection and one transaction; commits when the block ends cleanly."""
+
+    customers: SqlCustomers
+    assignments: SqlAssignments
+    events: SqlEvents
+    suggestions: SqlSuggestions
+    users: SqlUsers
+    taxonomies: SqlTaxonomies
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+        self._discard = False
+
+    def discard(self) -> None:
+        """Roll back at the end of the block instead of committing (dry runs)."""
+        self._discard = True
+
+    async def __aenter__(self) -> SqlUnitOfWork:
+        conn = await self._engine.connect()
+        try:
+            await conn.begin()
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
+        self.customers = SqlCustomers(conn)
+        self.assignments = SqlAssignments(conn)
+        self.events = SqlEvents(conn)
+        self.suggestions = SqlSuggestions(conn)
+        self.users = SqlUsers(conn)
+        self.taxonomies = SqlTaxonomies(conn)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if exc_type is None and not self._discard:
+                await conn.commit()
+            else:
+                await conn.rollback()
+        finally:
+            await conn.close()

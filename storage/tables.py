@@ -1,0 +1,266 @@
+"""Table definitions (SQLAlchemy Core); the Alembic migrations create exactly these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.types import DateTime, TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING)
+
+# SQLite only autoincrements INTEGER primary keys; PostgreSQL gets BIGINT identities.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes stored as UTC on both databases (SQLite would drop the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass an aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+taxonomy_versions = Table(
+    "taxonomy_versions",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("document", JSON, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+)
+
+# One row (id = 1) pointing at the version in force.
+taxonomy_current = Table(
+    "taxonomy_current",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", Integer, ForeignKey("taxonomy_versions.version"), nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
+
+dimensions = Table(
+    "dimensions",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("exclusive", Boolean, nullable=False),
+    Column("visibility", String(20), nullable=False),
+    Column("position", Integer, nullable=False),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("dimension", String(100), ForeignKey("dimensions.key", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("name_key", String(200), nullable=False),
+    Column("parent_key", String(200), nullable=True),
+    Column("level", Integer, nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("color", String(20), nullable=True),
+    Column("description", Text, nullable=True),
+    Column("ttl_days", Integer, nullable=True),
+    Column("auto_apply", Boolean, nullable=False),
+    UniqueConstraint("dimension", "name_key", name="uq_tags_dimension_name_key"),
+    CheckConstraint("level BETWEEN 1 AND 3", name="level_range"),
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(300), nullable=False),
+    Column("name_key", String(300), nullable=False, index=True),
+    Column("company", String(300), nullable=False, server_default=""),
+    Column("owner", String(200), nullable=False, server_default=""),
+    Column("region", String(100), nullable=False, server_default=""),
+    Column("crm_id", String(200), nullable=True, unique=True),
+    Column("wecom_external_userid", String(200), nullable=True, unique=True),
+    Column("contract_end", Date, nullable=True),
+    Column("attributes", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+ACTIVE = text("state = 'active'")
+
+tag_assignments = Table(
+    "tag_assignments",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("customer_id", BigId, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("dimension", String(100), nullable=False),
+    Column("tag_key", String(200), nullable=False),
+    Column("tag", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("assigned_by", String(200), nullable=False),
+    Column("assigned_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("ended_at", UtcDateTime, nullable=True),
+    CheckConstraint("state IN ('active', 'expired', 'removed')", name="state_known"),
+    Index("ix_tag_assignments_customer", "customer_id", "state"),
+    Index("ix_tag_assignments_tag", "tag_key", "state"),
+    Index("ix_tag_assignments_expires", "state", "expires_at"),
+    # At most one active row per customer + dimension + tag, on both SQLite and PostgreSQL.
+    Index(
+        "uq_tag_assignments_active",
+        "customer_id",
+        "dimension",
+        "tag_key",
+        unique=True,
+        sqlite_where=ACTIVE,
+        postgresql_where=ACTIVE,
+    ),
+)
+
+suggestions = Table(
+    "suggestions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("customer_id", BigId, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("message_key", String(300), nullable=False),
+    Column("dimension", String(100), nullable=False),
+    Column("tag_key", String(200), nullable=False),
+    Column("tag", String(200), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("auto_applied", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("decided_by", String(200), nullable=True),
+    Column("decided_at", UtcDateTime, nullable=True),
+    UniqueConstraint("message_key", "dimension", "tag_key", name="uq_suggestions_message_tag"),
+    CheckConstraint("status IN ('pending', 'accepted', 'rejected', 'expired')", name="status_known"),
+    Index("ix_suggestions_customer", "customer_id", "status"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("role", String(20), nullable=False),
+    Column("regions", JSON, nullable=False),
+    Column("display_name", String(200), nullable=False, server_default=""),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint("role IN ('agent', 'manager', 'admin')", name="role_known"),
+)
+
+# Append-only: rows are inserted, never updated or deleted.
+tag_events = Table(
+    "tag_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("customer_id", BigId, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("dimension", String(100), nullable=False),
+    Column("tag", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("previous", String(200), nullable=True),
+    Index("ix_tag_events_customer", "customer_id", "id"),
+    Index("ix_tag_events_at", "at"),
+)
+
+conversation_links = Table(
+    "conversation_links",
+    metadata,
+    Column("channel", String(20), primary_key=True),
+    Column("conversation_id", String(500), primary_key=True),
+    Column("customer_id", BigId, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("linked_by", String(200), nullable=False),
+    Column("linked_at", UtcDateTime, nullable=False),
+)
+
+conversation_references = Table(
+    "conversation_references",
+    metadata,
+    Column("channel", String(20), primary_key=True),
+    Column("user_key", String(500), primary_key=True),
+    Column("reference", JSON, nullable=False),
+    Column("tenant_id", String(200), nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+inbound_dedup = Table(
+    "inbound_dedup",
+    metadata,
+    Column("channel", String(20), primary_key=True),
+    Column("unique_key", String(500), primary_key=True),
+    Column("received_at", UtcDateTime, nullable=False, index=True),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("dedupe_key", String(500), nullable=False, unique=True),
+    Column("recipient", String(200), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint("state IN ('pending', 'sending', 'sent', 'failed', 'unknown')", name="state_known"),
+    Index("ix_outbox_due", "state", "next_attempt_at"),
+)
+
+alert_acknowledgements = Table(
+    "alert_acknowledgements",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("alert_key", String(500), nullable=False),
+    Column("user_id", String(200), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("until", UtcDateTime, nullable=True),
+    Column("at", UtcDateTime, nullable=False),
+    UniqueConstraint("alert_key", "user_id", name="uq_alert_acknowledgements_alert_user"),
+    CheckConstraint("action IN ('ack', 'snooze')", name="action_known"),
+)

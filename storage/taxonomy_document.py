@@ -1,0 +1,74 @@
+"""Taxonomy <-> JSON document in the taxonomy-file shape (design.md 3.4), as stored per version."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+from tagging.taxonomy import Dimension, TagDef, Taxonomy, Visibility
+
+
+def to_document(taxonomy: Taxonomy) -> dict[str, Any]:
+    """The whole taxonomy as plain JSON data."""
+    return {
+        "version": taxonomy.version,
+        "dimensions": [
+            {
+                "key": d.key,
+                "name": d.name,
+                "exclusive": d.exclusive,
+                "visibility": d.visibility.value,
+                "tags": [_tag_document(t) for t in d.tags],
+            }
+            for d in taxonomy.dimensions
+        ],
+        "channels": dict(taxonomy.channels),
+    }
+
+
+def from_document(document: dict[str, Any], version: int) -> Taxonomy:
+    """Rebuild a stored taxonomy; `version` is the stored version number."""
+    dimensions = tuple(
+        Dimension(
+            key=d["key"],
+            name=d["name"],
+            exclusive=bool(d.get("exclusive", False)),
+            visibility=Visibility(d.get("visibility", "all")),
+            tags=tuple(_tag_from(t, d["key"], ()) for t in d.get("tags", [])),
+        )
+        for d in document.get("dimensions", [])
+    )
+    return Taxonomy(
+        version=version,
+        dimensions=dimensions,
+        channels=MappingProxyType(dict(document.get("channels") or {})),
+    )
+
+
+def _tag_document(tag: TagDef) -> dict[str, Any]:
+    return {
+        "name": tag.name,
+        "color": tag.color,
+        "description": tag.description,
+        "keywords": list(tag.keywords),
+        "exclude": list(tag.exclude),
+        "ttl_days": tag.ttl_days,
+        "auto_apply": tag.auto_apply,
+        "children": [_tag_document(c) for c in tag.children],
+    }
+
+
+def _tag_from(doc: dict[str, Any], dimension: str, parents: tuple[str, ...]) -> TagDef:
+    path = (*parents, doc["name"])
+    return TagDef(
+        name=doc["name"],
+        dimension=dimension,
+        path=path,
+        color=doc.get("color"),
+        description=doc.get("description"),
+        keywords=tuple(doc.get("keywords") or ()),
+        exclude=tuple(doc.get("exclude") or ()),
+        ttl_days=doc.get("ttl_days"),
+        auto_apply=bool(doc.get("auto_apply", False)),
+        children=tuple(_tag_from(c, dimension, path) for c in doc.get("children") or ()),
+    )

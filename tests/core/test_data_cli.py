@@ -1,0 +1,78 @@
+"""`kebiao db upgrade | taxonomy import/export | customers import | users set-role`; /readyz."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient
+
+from app import create_app
+from config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _kebiao(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, KEBIAO_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'data' / 'k.db'}")
+    return subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+TAXONOMY = """\
+version: 1
+dimensions:
+  - key: value
+    name: 价值等级
+    exclusive: true
+    tags:
+      - name: VIP客户
+      - name: 普通客户
+  - key: stage
+    name: 需求阶段
+    tags:
+      - name: 询价客户
+        keywords: [报价, 询价]
+"""
+
+
+def test_cli_verbs_end_to_end(tmp_path: Path) -> None:
+    up = _kebiao(tmp_path, "db", "upgrade")
+    assert up.returncode == 0, up.stderr
+    (tmp_path / "tax.yaml").write_text(TAXONOMY, encoding="utf-8")
+    imp = _kebiao(tmp_path, "taxonomy", "import", "tax.yaml")
+    assert imp.returncode == 0 and "version 1" in imp.stdout, imp.stderr
+    out = _kebiao(tmp_path, "taxonomy", "export", "--format", "json")
+    assert out.returncode == 0 and "询价客户" in out.stdout
+    good = "name,company,crm_id,tags\n上海明远科技,明远,C-1,VIP客户;询价客户\n杭州云栖,云栖,C-2,普通客户\n"
+    (tmp_path / "c.csv").write_text(good, encoding="utf-8")
+    dry = _kebiao(tmp_path, "customers", "import", "c.csv", "--dry-run")
+    assert dry.returncode == 0 and "created 2" in dry.stdout, dry.stderr
+    first = _kebiao(tmp_path, "customers", "import", "c.csv")
+    assert "created 2" in first.stdout and "tags applied 3" in first.stdout, first.stderr
+    second = _kebiao(tmp_path, "customers", "import", "c.csv")
+    assert "created 0, updated 0, unchanged 2, tags applied 0" in second.stdout
+    (tmp_path / "bad.csv").write_text("name,tags\n北京远航,不存在标签\n", encoding="utf-8")
+    bad = _kebiao(tmp_path, "customers", "import", "bad.csv")
+    assert bad.returncode == 1 and "row 2, column tags: unknown tag '不存在标签'" in bad.stderr
+    role = _kebiao(tmp_path, "users", "set-role", "u-1", "manager", "--region", "华东")
+    assert role.returncode == 0 and "manager (华东)" in role.stdout
+    wrong = _kebiao(tmp_path, "users", "set-role", "u-1", "boss")
+    assert wrong.returncode == 2 and "invalid choice" in wrong.stderr
+
+
+async def test_readyz_checks_database_and_taxonomy(tmp_path: Path, aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'data' / 'k.db'}")
+    client: TestClient = await aiohttp_client(create_app(settings))
+    response = await client.get("/readyz")
+    assert response.status == 200
+    body = await response.json()
+    assert body["status"] == "ok" and body["taxonomy_version"] == 1
