@@ -1,0 +1,27 @@
+"""The de-duplication seam: Teams re-sends an activity with the same id when the bot was slow (~15 s)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from botbuilder.schema import Activity
+
+
+class ActivityClaims(Protocol):
+    """Atomic once-only claims on incoming activities; storage supplies the durable implementation."""
+
+    async def claim(self, key: str) -> bool:
+        """Return True for the first caller of `key`, False for every later one (across replicas)."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Forget `key` after the bot failed, so the platform's retry is processed."""
+        ...
+
+
+def activity_key(activity: Activity) -> str | None:
+    """`channel:conversation:activity id`, or None when the activity carries no id to de-duplicate on."""
+    if not activity.id:
+        return None
+    conversation_id = activity.conversation.id if activity.conversation else ""
+    return f"{activity.channel_id or ''}:{conversation_id or ''}:{activity.id}"
