@@ -1,0 +1,34 @@
+"""`python -m bench NAME [args…]`: run a named benchmark; new benchmarks register in BENCHMARKS."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+# name -> "module:function"; each function takes the remaining argv and returns an exit code.
+BENCHMARKS: dict[str, str] = {
+    "tagging": "bench.tagging:main",
+}
+
+
+def _resolve(target: str) -> Callable[[Sequence[str]], int]:
+    module, _, function = target.partition(":")
+    runner: Callable[[Sequence[str]], int] = getattr(importlib.import_module(module), function)
+    return runner
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to the benchmark named on the command line."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Kebiao benchmarks.")
+    parser.add_argument("name", choices=sorted(BENCHMARKS), help="benchmark to run")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
+    options = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    return _resolve(BENCHMARKS[options.name])(options.args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""Keyword matcher: from a taxonomy to ordered, evidenced tag suggestions for one message.
+
+Pipeline per message: normalise; scan for keyword / exclude / false-friend phrases with a first-character
+index (messages without a candidate keyword stop here and never reach jieba); segment only the clauses that
+hold a CJK candidate with a private jieba tokenizer; keep an occurrence when it lines up with the tokens
+(whole words, or inside a compound that is not a false friend), is whole-word for Latin keywords, is not
+covered by the tag's `exclude`, and is not cancelled by a "no need" negator of its clause.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tagging.false_friends import DEFAULT_FALSE_FRIENDS
+from tagging.negation import negated
+from tagging.normaliser import normalise
+from tagging.suggestion import Match, MatchKind, Suggestion
+from tagging.taxonomy import TagDef, Taxonomy
+from tagging.tokenizer import KeywordTokenizer
+
+# Evidence weight of one keyword by how it lines up; a tag's score combines its distinct keywords.
+WEIGHTS = {MatchKind.WORD: 0.9, MatchKind.LATIN: 0.9, MatchKind.COMPOUND: 0.75}
+MAX_SCORE = 0.99
+EXCERPT_CONTEXT = 12
+
+_CLAUSE_END = re.compile(r"[,!?;。！？；、\n\r~]|\.(?=\s|$|\.)")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+_Span = tuple[int, int, str]  # start, end, phrase
+
+_KEYWORD = 1
+_FALSE_FRIEND = 2
+_EXCLUDE = 4
+
+
+def _is_word_char(ch: str) -> bool:
+    return ch.isascii() and ch.isalnum()
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A tag a normalised keyword points at, with the taxonomy's spelling."""
+
+    tag: int
+    keyword: str
+
+
+class _Message:
+    """Per-message working state: clause boundaries and lazily segmented clauses."""
+
+    __slots__ = ("_bounds", "_spans", "text", "tokenizer")
+
+    def __init__(self, text: str, tokenizer: KeywordTokenizer) -> None:
+        self.text = text
+        self.tokenizer = tokenizer
+        self._bounds: list[int] = [0]
+        for found in _CLAUSE_END.finditer(text):
+            self._bounds.append(found.end())
+        self._spans: dict[int, tuple[list[int], set[int]]] = {}
+
+    def clause(self, position: int) -> tuple[int, int]:
+        """(start, end) of the clause holding `position`."""
+        index = bisect.bisect_right(self._bounds, position) - 1
+        start = self._bounds[index]
+        end = self._bounds[index + 1] if index + 1 < len(self._bounds) else len(self.text)
+        return start, end
+
+    def alignment(self, start: int, end: int) -> MatchKind | None:
+        """WORD if text[start:end] is whole tokens, COMPOUND if inside one token, None if it straddles."""
+        clause_start, clause_end = self.clause(start)
+        if end > clause_end:
+            return None
+        if clause_start not in self._spans:
+            spans = self.tokenizer.spans(self.text[clause_start:clause_end])
+            starts = [clause_start + a for a, _ in spans]
+            ends = {clause_start + b for _, b in spans}
+            self._spans[clause_start] = (starts, ends)
+        starts, ends = self._spans[clause_start]
+        token = bisect.bisect_right(starts, start) - 1
+        token_start = starts[token]
+        token_end = starts[token + 1] if token + 1 < len(starts) else clause_end
+        if token_start == start and end in ends:
+            return MatchKind.WORD
+        if end <= token_end:
+            return MatchKind.COMPOUND
+        return None
+
+    def is_negated(self, start: int, end: int) -> bool:
+        clause_start, clause_end = self.clause(start)
+        return negated(self.text[clause_start:clause_end], start - clause_start, end - clause_start)
+
+
+class Matcher:
+    """Immutable keyword matcher for one taxonomy; `suggest` is pure and thread-safe."""
+
+    def __init__(
+        self,
+        tags: tuple[TagDef, ...],
+        keywords: dict[str, tuple[_Target, ...]],
+        excludes: dict[int, tuple[str, ...]],
+        false_friends: frozenset[str],
+    ) -> None:
+        self._tags = tags
+        self._keywords = keywords
+        self._excludes = excludes
+        phrases: dict[str, int] = {}
+        for keyword in keywords:
+            phrases[keyword] = phrases.get(keyword, 0) | _KEYWORD
+        for phrase in false_friends:
+            phrases[phrase] = phrases.get(phrase, 0) | _FALSE_FRIEND
+        for tag_excludes in excludes.values():
+            for phrase in tag_excludes:
+                phrases[phrase] = phrases.get(phrase, 0) | _EXCLUDE
+        self._phrases = phrases
+        lengths: dict[str, set[int]] = {}
+        for phrase in phrases:
+            lengths.setdefault(phrase[0], set()).add(len(phrase))
+        self._lengths = {ch: tuple(sorted(ls, reverse=True)) for ch, ls in lengths.items()}
+        keyword_starts = sorted({k[0] for k in keywords})
+        trigger = "[" + "".join(map(re.escape, keyword_starts)) + "]" if keyword_starts else "(?!)"
+        self._trigger = re.compile(trigger)
+        self._tokenizer = KeywordTokenizer(k for k in keywords if _CJK.search(k))
+
+    @classmethod
+    def build(cls, taxonomy: Taxonomy, false_friends: Iterable[str] = DEFAULT_FALSE_FRIENDS) -> Matcher:
+        """Compile a taxonomy's keywords, excludes and the false-friend list into a matcher."""
+        tags = tuple(taxonomy.iter_tags())
+        keywords: dict[str, list[_Target]] = {}
+        excludes: dict[int, tuple[str, ...]] = {}
+        for index, tag in enumerate(tags):
+            for keyword in tag.keywords:
+                key = normalise(keyword).strip()
+                if key and all(t.tag != index for t in keywords.get(key, ())):
+                    keywords.setdefault(key, []).append(_Target(index, keyword))
+            phrases = tuple(p for p in (normalise(e).strip() for e in tag.exclude) if p)
+            if phrases:
+                excludes[index] = phrases
+        friends = frozenset(p for p in (normalise(f).strip() for f in false_friends) if p)
+        return cls(tags, {k: tuple(v) for k, v in keywords.items()}, excludes, friends)
+
+    @property
+    def keyword_count(self) -> int:
+        """Distinct normalised keywords the matcher knows."""
+        return len(self._keywords)
+
+    def _scan(self, text: str) -> tuple[list[_Span], list[tuple[int, int]], list[_Span]]:
+        """Every occurrence of a keyword, a false friend and an exclude phrase in normalised text."""
+        found_keywords: list[_Span] = []
+        found_friends: list[tuple[int, int]] = []
+        found_excludes: list[_Span] = []
+        lengths, phrases = self._lengths, self._phrases
+        for start, ch in enumerate(text):
+            sizes = lengths.get(ch)
+            if sizes is None:
+                continue
+            for size in sizes:
+                piece = text[start : start + size]
+                kinds = phrases.get(piece)
+                if kinds is None:
+                    continue
+                end = start + size
+                if kinds & _KEYWORD:
+                    found_keywords.append((start, end, piece))
+                if kinds & _FALSE_FRIEND:
+                    found_friends.append((start, end))
+                if kinds & _EXCLUDE:
+                    found_excludes.append((start, end, piece))
+        return found_keywords, found_friends, found_excludes
+
+    def matches(self, text: str) -> dict[int, list[tuple[Match, str]]]:
+        """Accepted occurrences in normalised text per tag index, with the taxonomy's spelling."""
+        if self._trigger.search(text) is None:
+            return {}
+        found, friends, excluded = self._scan(text)
+        if not found:
+            return {}
+        message = _Message(text, self._tokenizer)
+        aligned = []
+        for start, end, keyword in found:
+            kind = self._kind(message, start, end, keyword)
+            if kind is None:
+                continue
+            if any(fs <= start and end <= fe and fe - fs > end - start for fs, fe in friends):
+                continue
+            aligned.append((start, end, keyword, kind))
+        accepted: dict[int, list[tuple[Match, str]]] = {}
+        for start, end, keyword, kind in aligned:
+            # The longest keyword is the most specific evidence: 已签约 (已成交) hides its 签约 (合同谈判).
+            if any(s <= start and end <= e and e - s > end - start for s, e, _, _ in aligned):
+                continue
+            if message.is_negated(start, end):
+                continue
+            for target in self._keywords[keyword]:
+                phrases = self._excludes.get(target.tag)
+                if phrases and any(p in phrases and s < end and start < e for s, e, p in excluded):
+                    continue
+                accepted.setdefault(target.tag, []).append((Match(keyword, start, end, kind), target.keyword))
+        return accepted
+
+    @staticmethod
+    def _kind(message: _Message, start: int, end: int, keyword: str) -> MatchKind | None:
+        """How the occurrence lines up with words; None when it must not count."""
+        text = message.text
+        if _is_word_char(keyword[0]) and start > 0 and _is_word_char(text[start - 1]):
+            return None
+        if _is_word_char(keyword[-1]) and end < len(text) and _is_word_char(text[end]):
+            return None
+        if _CJK.search(keyword) is None:
+            return MatchKind.LATIN
+        return message.alignment(start, end)
+
+    def suggest(self, text: str) -> list[Suggestion]:
+        """Tag suggestions for one message, in taxonomy order (dimension, then tag)."""
+        normalised = normalise(text)
+        accepted = self.matches(normalised)
+        if not accepted:
+            return []
+        # Excerpts quote the original text when normalisation kept every position in place.
+        source = text if len(text) == len(normalised) else normalised
+        suggestions = []
+        for index in sorted(accepted):
+            occurrences = accepted[index]
+            tag = self._tags[index]
+            weights: dict[str, float] = {}
+            for match, keyword in occurrences:
+                weights[keyword] = max(weights.get(keyword, 0.0), WEIGHTS[match.kind])
+            miss = 1.0
+            for weight in weights.values():
+                miss *= 1.0 - weight
+            suggestions.append(
+                Suggestion(
+                    tag=tag.name,
+                    dimension=tag.dimension,
+                    matched=tuple(weights),
+                    score=round(min(MAX_SCORE, 1.0 - miss), 2),
+                    action="apply" if tag.auto_apply else "suggest",
+                    excerpt=_excerpt(source, [m for m, _ in occurrences]),
+                )
+            )
+        return suggestions
+
+
+def _excerpt(text: str, matches: list[Match]) -> str:
+    """The message around its matched keywords, with an ellipsis where it was cut."""
+    start = max(0, min(m.start for m in matches) - EXCERPT_CONTEXT)
+    end = min(len(text), max(m.end for m in matches) + EXCERPT_CONTEXT)
+    excerpt = text[start:end].strip()
+    return ("…" if start > 0 else "") + excerpt + ("…" if end < len(text) else "")
