@@ -3,17 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 
 from config import ConfigError, Settings
+from core.assignments import TaggingRules
+from core.customer_import import import_customers
+from core.importing import ImportFileError, parse_customer_file
+from core.matcher_holder import MatcherHolder
+from core.records import TaxonomyVersion
+from core.taxonomy_store import ensure_taxonomy, import_taxonomy
+from core.types import Role
+from core.users import set_role
+from storage.database import Database, DatabaseError, open_database
+from tagging.builtin import TEMPLATES, load_builtin
+from tagging.loader import TaxonomyError, dump_taxonomy, load_taxonomy_file, merge_taxonomies
+from tagging.taxonomy import Taxonomy
 
 log = logging.getLogger("kebiao")
 
+class TaxonomyCell:
+    """The taxonomy version in force; swapped whole when an admin imports or rolls back."""
+
+    def __init__(self) -> None:
+        self.version: TaxonomyVersion | None = None
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        if self.version is None:
+            raise RuntimeError("taxonomy not loaded yet")
+        return self.version.taxonomy
+
+
 SETTINGS = web.AppKey("settings", Settings)
+DATABASE = web.AppKey("database", Database)
+MATCHERS = web.AppKey("matchers", MatcherHolder)
+TAXONOMY = web.AppKey("taxonomy", TaxonomyCell)
 
 
 # ---------------------------------------------------------------- HTTP application
@@ -23,6 +55,7 @@ def create_app(settings: Settings) -> web.Application:
     """Build the aiohttp application; every long-lived resource is one cleanup_ctx."""
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
+    app.cleanup_ctx.append(_storage_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
@@ -34,8 +67,81 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Readiness: database reachable and taxonomy loaded."""
-    return web.json_response({"status": "ok"})
+    """Readiness: database reachable (a real query) and taxonomy loaded; 503 with the reason otherwise."""
+    app = request.app
+    if DATABASE not in app:
+        return web.json_response({"status": "unavailable", "reason": "database not opened"}, status=503)
+    try:
+        await app[DATABASE].ping()
+    except Exception as exc:
+        log.warning("readiness: database unreachable: %s", exc)
+        return web.json_response({"status": "unavailable", "reason": "database unreachable"}, status=503)
+    cell = app.get(TAXONOMY)
+    if cell is None or cell.version is None or app[MATCHERS].current is None:
+        return web.json_response({"status": "unavailable", "reason": "taxonomy not loaded"}, status=503)
+    return web.json_response({"status": "ok", "taxonomy_version": cell.version.version})
+
+
+def _initial_taxonomy(settings: Settings) -> Taxonomy:
+    """KEBIAO_TAXONOMY when set, else the built-in taxonomy (used on first start only)."""
+    return load_taxonomy_file(settings.taxonomy_path) if settings.taxonomy_path else load_builtin()
+
+
+async def _storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Open (and migrate) the database, load the taxonomy on first start, build the matcher."""
+    settings = app[SETTINGS]
+    database = await open_database(settings.database_url)
+    try:
+        async with database.unit_of_work() as uow:
+            current = await uow.taxonomies.current()
+        if current is None:
+            initial = _initial_taxonomy(settings)
+            async with database.unit_of_work() as uow:
+                current = await ensure_taxonomy(uow, initial, "kebiao", datetime.now(UTC))
+            log.info("first start: stored taxonomy version %d", current.version)
+        holder = MatcherHolder()
+        await holder.rebuild(current.taxonomy)
+        cell = TaxonomyCell()
+        cell.version = current
+        app[DATABASE] = database
+        app[MATCHERS] = holder
+        app[TAXONOMY] = cell
+        watcher = asyncio.create_task(_watch_taxonomy(database, holder, cell), name="taxonomy-watcher")
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+    finally:
+        await database.close()
+
+
+TAXONOMY_POLL_SECONDS = 5.0
+
+
+async def _watch_taxonomy(database: Database, holder: MatcherHolder, cell: TaxonomyCell) -> None:
+    """Pick up a taxonomy imported or rolled back elsewhere (CLI, another replica) without a restart."""
+    while True:
+        await asyncio.sleep(TAXONOMY_POLL_SECONDS)
+        try:
+            await _refresh_taxonomy(database, holder, cell)
+        except Exception:
+            # A failed poll (database briefly away) must not kill the watcher; the next one retries.
+            log.exception("taxonomy refresh failed; keeping version %s", cell.version and cell.version.version)
+
+
+async def _refresh_taxonomy(database: Database, holder: MatcherHolder, cell: TaxonomyCell) -> bool:
+    """Rebuild the matcher off the request path and swap it in when the stored version changed."""
+    async with database.unit_of_work() as uow:
+        current = await uow.taxonomies.current()
+    if current is None or (cell.version is not None and current.version == cell.version.version):
+        return False
+    if await holder.rebuild(current.taxonomy):
+        cell.version = current
+        log.info("taxonomy version %d now in force", current.version)
+        return True
+    return False
 
 
 # ---------------------------------------------------------------- CLI
@@ -49,13 +155,309 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_taxonomy_validate(args: argparse.Namespace, settings: Settings) -> int:
+    """Check a taxonomy file (optionally merged over a built-in template); list every problem."""
+    try:
+        taxonomy = load_taxonomy_file(args.file)
+        if args.template is not None:
+            taxonomy = merge_taxonomies(load_builtin(args.template), taxonomy, source=args.file)
+    except TaxonomyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    over = f" (merged over built-in + {args.template})" if args.template else ""
+    tags = sum(1 for _ in taxonomy.iter_tags())
+    print(
+        f"{args.file}: valid{over}: {len(taxonomy.dimensions)} dimensions, {tags} tags, "
+        f"{taxonomy.keyword_count} keywords"
+    )
+    return 0
+
+
+def _add_taxonomy_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `kebiao taxonomy ACTION` group; its subparsers object is `sub`, where import/export belong too."""
+    group = verbs.add_parser(
+        "taxonomy",
+        help="validate, import or export the tag taxonomy",
+        description="Work with taxonomy files (YAML or JSON, design.md 3.4).",
+    )
+    sub = group.add_subparsers(dest="taxonomy_action", metavar="ACTION", required=True)
+    validate = sub.add_parser(
+        "validate",
+        help="check a taxonomy file and list every problem",
+        description="Check FILE (.yaml, .yml or .json). Prints a summary and exits 0 when valid; otherwise "
+        "prints every problem as FILE:PATH: REASON on stderr and exits 1.",
+    )
+    validate.add_argument("file", metavar="FILE", help="taxonomy file to check")
+    validate.add_argument(
+        "--template",
+        metavar="NAME",
+        choices=TEMPLATES,
+        help=f"also check that FILE merges over the built-in taxonomy with this industry template "
+        f"({', '.join(TEMPLATES)})",
+    )
+    validate.set_defaults(handler=cmd_taxonomy_validate)
+    imp = sub.add_parser(
+        "import",
+        help="store a taxonomy file as the new current version",
+        description="Validate FILE and store it in the database (KEBIAO_DATABASE_URL) as a new taxonomy "
+        "version; "
+        "tags removed from the taxonomy stay on customers and are listed. Exits 1 listing every problem.",
+    )
+    imp.add_argument("file", metavar="FILE", help="taxonomy file (.yaml, .yml or .json)")
+    imp.add_argument(
+        "--template", metavar="NAME", choices=TEMPLATES, help="merge FILE over the built-in + template"
+    )
+    imp.set_defaults(handler=cmd_taxonomy_import)
+    export = sub.add_parser(
+        "export",
+        help="write the current taxonomy as YAML or JSON",
+        description="Write the database's current taxonomy (to stdout, or --out FILE).",
+    )
+    export.add_argument(
+        "--format", choices=("yaml", "json"), default="yaml", help="output format (default yaml)"
+    )
+    export.add_argument("--out", metavar="FILE", help="write here instead of stdout")
+    export.set_defaults(handler=cmd_taxonomy_export)
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def cmd_suggest(args: argparse.Namespace, settings: Settings) -> int:
+    """Dry-run a taxonomy over messages (stdin lines or --text): one JSON line each, no database."""
+    from core.dryrun import run_suggest
+    from tagging.loader import TaxonomyError
+
+    for stream in (sys.stdin, sys.stdout):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8", errors="replace")
+    try:
+        return run_suggest(args.taxonomy, args.template, args.text, args.workers, sys.stdin, sys.stdout)
+    except TaxonomyError as exc:
+        print(f"kebiao suggest: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_manifest_build(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the Teams app package (manifest.json + icons) for the bot's app id."""
+    from manifest.build import ManifestError, write_package
+
+    app_id = args.app_id or settings.teams.app_id
+    if not app_id:
+        print("kebiao manifest build: no app id; pass --app-id GUID or set MICROSOFT_APP_ID", file=sys.stderr)
+        return 1
+    try:
+        out = write_package(args.out, app_id)
+    except ManifestError as exc:
+        print(f"kebiao manifest build: {exc}", file=sys.stderr)
+        return 1
+    print(out)
+    return 0
+
+
+def _add_manifest_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `kebiao manifest build` verb."""
+    group = verbs.add_parser("manifest", help="build the Teams app package", description="Teams app package.")
+    sub = group.add_subparsers(dest="manifest_action", metavar="ACTION", required=True)
+    build = sub.add_parser(
+        "build",
+        help="write the Teams app package zip (manifest.json, color.png, outline.png)",
+        description="Write the Teams app package for upload to Teams. The app id (a GUID) defaults to "
+        "MICROSOFT_APP_ID; exits 1 when it is missing or not a GUID.",
+    )
+    build.add_argument("--app-id", metavar="GUID", help="bot app id (default: MICROSOFT_APP_ID)")
+    build.add_argument("--out", metavar="FILE.zip", default="kebiao.zip", help="output (default: kebiao.zip)")
+    build.set_defaults(handler=cmd_manifest_build)
+
+
+def _run_db(settings: Settings, work: Callable[[Database], Awaitable[int]]) -> int:
+    """Open the database (migrating it), run `work`, close; database problems exit 1 with the reason."""
+
+    async def run() -> int:
+        database = await open_database(settings.database_url)
+        try:
+            return await work(database)
+        finally:
+            await database.close()
+
+    try:
+        return asyncio.run(run())
+    except DatabaseError as exc:
+        print(f"kebiao: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    """Create or migrate the database to the newest schema."""
+
+    async def work(database: Database) -> int:
+        print(f"database at revision {await database.current_revision()}")
+        return 0
+
+    return _run_db(settings, work)
+
+
+def cmd_taxonomy_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Store a taxonomy file as the new current version and report kept tags it no longer contains."""
+    try:
+        taxonomy = load_taxonomy_file(args.file)
+        if args.template is not None:
+            taxonomy = merge_taxonomies(load_builtin(args.template), taxonomy, source=args.file)
+    except TaxonomyError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+
+    async def work(database: Database) -> int:
+        async with database.unit_of_work() as uow:
+            change = await import_taxonomy(
+                uow, taxonomy, "cli", datetime.now(UTC), note=f"imported {args.file}"
+            )
+        print(f"taxonomy version {change.version.version} is current ({args.file})")
+        for orphan in change.orphaned:
+            print(
+                f"kept: {orphan.dimension}/{orphan.tag} is no longer in the taxonomy but {orphan.customers} "
+                "customers still hold it"
+            )
+        return 0
+
+    return _run_db(settings, work)
+
+
+def cmd_taxonomy_export(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the current taxonomy as YAML or JSON."""
+
+    async def work(database: Database) -> int:
+        async with database.unit_of_work() as uow:
+            current = await uow.taxonomies.current()
+        if current is None:
+            print(
+                "kebiao taxonomy export: no taxonomy stored yet; run `kebiao taxonomy import FILE` or start "
+                "the server once",
+                file=sys.stderr,
+            )
+            return 1
+        text = dump_taxonomy(current.taxonomy, args.format)
+        if args.out:
+            Path(args.out).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        return 0
+
+    return _run_db(settings, work)
+
+
+def cmd_customers_import(args: argparse.Namespace, settings: Settings) -> int:
+    """Import customers (and their tags) from CSV/XLSX, all or nothing; --dry-run writes nothing."""
+    try:
+        parsed = parse_customer_file(args.file)
+    except ImportFileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    rules = TaggingRules.of(settings.timezone, settings.tag_hard_cap)
+
+    async def work(database: Database) -> int:
+        async with database.unit_of_work() as uow:
+            current = await uow.taxonomies.current()
+            taxonomy = current.taxonomy if current else _initial_taxonomy(settings)
+        try:
+            async with database.unit_of_work() as uow:
+                if current is None:
+                    await ensure_taxonomy(uow, taxonomy, "cli", datetime.now(UTC))
+                summary = await import_customers(
+                    uow,
+                    taxonomy,
+                    rules,
+                    parsed.rows,
+                    actor="import",
+                    now=datetime.now(UTC),
+                    dry_run=args.dry_run,
+                )
+        except ImportFileError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return 1
+        print(summary)
+        return 0
+
+    return _run_db(settings, work)
+
+
+def cmd_users_set_role(args: argparse.Namespace, settings: Settings) -> int:
+    """Give a user a role (and the regions a manager looks after)."""
+
+    async def work(database: Database) -> int:
+        async with database.unit_of_work() as uow:
+            user = await set_role(uow, args.user_id, Role(args.role), args.region, datetime.now(UTC))
+        regions = ", ".join(user.regions) or "all regions"
+        print(f"{user.id}: {user.role.value} ({regions})")
+        return 0
+
+    try:
+        return _run_db(settings, work)
+    except ValueError as exc:
+        print(f"kebiao users set-role: {exc}", file=sys.stderr)
+        return 1
+
+
+def _add_data_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`kebiao db upgrade`, `customers import`, `users set-role` (all on KEBIAO_DATABASE_URL)."""
+    db = verbs.add_parser("db", help="database schema", description="Database schema (KEBIAO_DATABASE_URL).")
+    db_sub = db.add_subparsers(dest="db_action", metavar="ACTION", required=True)
+    upgrade = db_sub.add_parser(
+        "upgrade", help="create or migrate the database", description="Apply every pending migration."
+    )
+    upgrade.set_defaults(handler=cmd_db_upgrade)
+    customers = verbs.add_parser("customers", help="customer data", description="Customer data.")
+    c_sub = customers.add_subparsers(dest="customers_action", metavar="ACTION", required=True)
+    imp = c_sub.add_parser(
+        "import",
+        help="import customers and tags from CSV/XLSX (all or nothing)",
+        description="Import FILE.csv or FILE.xlsx (design.md 3.6). Every bad row is printed as "
+        "'row N, column C: reason' and nothing is written (exit 1). Importing the same file twice "
+        "changes nothing.",
+    )
+    imp.add_argument("file", metavar="FILE", help="customer file (.csv or .xlsx)")
+    imp.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
+    imp.set_defaults(handler=cmd_customers_import)
+    users = verbs.add_parser("users", help="users and roles", description="Users and roles.")
+    u_sub = users.add_subparsers(dest="users_action", metavar="ACTION", required=True)
+    role = u_sub.add_parser(
+        "set-role",
+        help="set a user's role and regions",
+        description="Set USER_ID's role. Managers get alerts for customers in their regions (none = all).",
+    )
+    role.add_argument("user_id", metavar="USER_ID", help="Teams AAD object id or WeCom userid")
+    role.add_argument("role", choices=[r.value for r in Role], help="agent, manager or admin")
+    role.add_argument("--region", action="append", default=[], metavar="R", help="a region (repeatable)")
+    role.set_defaults(handler=cmd_users_set_role)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `kebiao` argument parser; each verb's handler is stored as `handler`."""
-    parser = argparse.ArgumentParser(prog="kebiao", description="Kebiao (客标): customer tagging in Teams and WeCom.")
+    parser = argparse.ArgumentParser(
+        prog="kebiao", description="Kebiao (客标): customer tagging in Teams and WeCom."
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     serve = verbs.add_parser("serve", help="serve the bot and admin API (HOST, PORT)")
     serve.set_defaults(handler=cmd_serve)
+    suggest = verbs.add_parser("suggest", help="dry-run a taxonomy over chat lines (stdin or --text)")
+    source = suggest.add_mutually_exclusive_group()
+    source.add_argument("--taxonomy", metavar="FILE", help="taxonomy file (.yaml/.yml/.json)")
+    source.add_argument("--template", metavar="NAME", help="built-in industry template (default: none)")
+    suggest.add_argument("--text", help="tag this one message instead of reading stdin")
+    suggest.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="worker processes")
+    suggest.set_defaults(handler=cmd_suggest)
+    _add_taxonomy_verbs(verbs)
+    _add_data_verbs(verbs)
+    _add_manifest_verbs(verbs)
     return parser
 
 

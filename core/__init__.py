@@ -1,1 +1,1 @@
-"""Application services, customer-side types, ports and the chat-command parser (no aiohttp, botbuilder or SQLAlchemy)."""
+"""Application services, customer-side types, ports and the chat-command parser (no aiohttp, botbuilder, SQLAlchemy)."""

@@ -69,7 +69,8 @@ def test_imports_respect_floors(path: Path) -> None:
             assert target in allowed, f"{path.relative_to(ROOT)} ({floor}) imports {module}"
         top = module.split(".")[0]
         if top in CONFINED:
-            assert floor == CONFINED[top], f"{path.relative_to(ROOT)} imports {module}, which belongs in {CONFINED[top]}/"
+            home = CONFINED[top]
+            assert floor == home, f"{path.relative_to(ROOT)} imports {module}, which belongs in {home}/"
 
 
 def test_layout_test_sees_every_floor() -> None:

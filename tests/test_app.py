@@ -1,0 +1,52 @@
+"""The composed application: health, readiness, and taxonomy changes taking effect without a restart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient
+
+from app import DATABASE, MATCHERS, TAXONOMY, _refresh_taxonomy, create_app
+from config import Settings
+from core.taxonomy_store import import_taxonomy
+from tagging.loader import load_taxonomy_text
+
+NEW_TAXONOMY = """
+version: 1
+dimensions:
+  - key: stage
+    name: 需求阶段
+    tags:
+      - name: 展会线索
+        keywords: [展会, 展位]
+"""
+
+
+def _settings(tmp_path: Path) -> Settings:
+    env = {"KEBIAO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'k.db'}", "KEBIAO_SCHEDULER": "off"}
+    return Settings.from_env(env, dotenv=None)
+
+
+async def test_health_and_readiness(aiohttp_client, tmp_path: Path) -> None:
+    client: TestClient = await aiohttp_client(create_app(_settings(tmp_path)))
+    assert (await client.get("/healthz")).status == 200
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["taxonomy_version"] == 1
+
+
+async def test_taxonomy_import_elsewhere_takes_effect_without_restart(aiohttp_client, tmp_path: Path) -> None:
+    client: TestClient = await aiohttp_client(create_app(_settings(tmp_path)))
+    app = client.server.app
+    assert not [s for s in app[MATCHERS].current.suggest("我们下周去展会看看展位") if s.tag == "展会线索"]
+
+    async with app[DATABASE].unit_of_work() as uow:
+        await import_taxonomy(uow, load_taxonomy_text(NEW_TAXONOMY), "admin", datetime.now(UTC))
+    assert await _refresh_taxonomy(app[DATABASE], app[MATCHERS], app[TAXONOMY]) is True
+
+    assert app[TAXONOMY].version is not None and app[TAXONOMY].version.version == 2
+    tags = [s.tag for s in app[MATCHERS].current.suggest("我们下周去展会看看展位")]
+    assert tags == ["展会线索"]
+    assert await _refresh_taxonomy(app[DATABASE], app[MATCHERS], app[TAXONOMY]) is False
+    assert (await (await client.get("/readyz")).json())["taxonomy_version"] == 2
