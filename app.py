@@ -13,15 +13,18 @@ from pathlib import Path
 
 from aiohttp import web
 
+from cards.plain import render_customer_text
 from config import ConfigError, Settings
 from core.assignments import TaggingRules
 from core.customer_import import import_customers
+from core.customers import customer_history, resolve_customer
 from core.importing import ImportFileError, parse_customer_file
 from core.matcher_holder import MatcherHolder
 from core.records import TaxonomyVersion
+from core.summary import customer_summary
 from core.taxonomy_store import ensure_taxonomy, import_taxonomy
-from core.types import Role
-from core.users import set_role
+from core.types import Role, User
+from core.users import get_user, set_role
 from storage.database import Database, DatabaseError, open_database
 from tagging.builtin import TEMPLATES, load_builtin
 from tagging.loader import TaxonomyError, dump_taxonomy, load_taxonomy_file, merge_taxonomies
@@ -389,6 +392,35 @@ def cmd_customers_import(args: argparse.Namespace, settings: Settings) -> int:
     return _run_db(settings, work)
 
 
+def cmd_customers_show(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a customer's tags grouped by dimension and the newest events, as a given user sees them."""
+
+    async def work(database: Database) -> int:
+        now = datetime.now(UTC)
+        async with database.unit_of_work() as uow:
+            current = await uow.taxonomies.current()
+            if current is None:
+                hint = "run 'kebiao taxonomy import FILE' or start the server once"
+                print(f"kebiao: no taxonomy loaded yet; {hint}", file=sys.stderr)
+                return 1
+            viewer = User("cli", Role.ADMIN)
+            if args.viewer:
+                found = await get_user(uow, args.viewer)
+                viewer = found if found is not None else User(args.viewer, Role.AGENT)
+            resolution = await resolve_customer(uow, args.customer)
+            if resolution.customer is None:
+                names = ", ".join(f"{c.name} (#{c.id})" for c in resolution.candidates)
+                hint = f"; did you mean: {names}" if names else ""
+                print(f"kebiao: no single customer matches {args.customer!r}{hint}", file=sys.stderr)
+                return 1
+            summary = await customer_summary(uow, current.taxonomy, resolution.customer.id, viewer, now)
+            events = await customer_history(uow, current.taxonomy, resolution.customer.id, viewer, 0, args.history)
+        print(render_customer_text(summary, events))
+        return 0
+
+    return _run_db(settings, work)
+
+
 def cmd_users_set_role(args: argparse.Namespace, settings: Settings) -> int:
     """Give a user a role (and the regions a manager looks after)."""
 
@@ -426,6 +458,16 @@ def _add_data_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) 
     imp.add_argument("file", metavar="FILE", help="customer file (.csv or .xlsx)")
     imp.add_argument("--dry-run", action="store_true", help="check and count, write nothing")
     imp.set_defaults(handler=cmd_customers_import)
+    show = c_sub.add_parser(
+        "show",
+        help="show a customer's tags by dimension and recent history",
+        description="Show the tags CUSTOMER holds (name, CRM id or WeCom external id; forgiving match) "
+        "and the newest tag events. --as shows what that user may see (agents never see managers-only tags).",
+    )
+    show.add_argument("customer", metavar="CUSTOMER", help="customer name, CRM id or WeCom external user id")
+    show.add_argument("--as", dest="viewer", metavar="USER_ID", help="see it as this user (default: admin view)")
+    show.add_argument("--history", type=_positive_int, default=10, metavar="N", help="events to list (default 10)")
+    show.set_defaults(handler=cmd_customers_show)
     users = verbs.add_parser("users", help="users and roles", description="Users and roles.")
     u_sub = users.add_subparsers(dest="users_action", metavar="ACTION", required=True)
     role = u_sub.add_parser(
@@ -470,6 +512,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:
+        # Migration chatter belongs in -v output; the CLI's own lines are what a person reads.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:

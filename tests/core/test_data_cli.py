@@ -76,3 +76,25 @@ async def test_readyz_checks_database_and_taxonomy(tmp_path: Path, aiohttp_clien
     assert response.status == 200
     body = await response.json()
     assert body["status"] == "ok" and body["taxonomy_version"] == 1
+
+
+def test_customers_show_prints_tags_and_history_and_hides_risk_from_agents(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    kebiao = str(Path(sys.executable).with_name("kebiao"))
+    env = {**os.environ, "KEBIAO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'k.db'}"}
+    csv = tmp_path / "c.csv"
+    csv.write_text("name,region,tags\n宁波海澜贸易,华东,VIP客户;竞品对比\n", encoding="utf-8")
+    run = lambda *a: subprocess.run([kebiao, *a], env=env, capture_output=True, text=True, timeout=120)  # noqa: E731
+    assert run("customers", "import", str(csv)).returncode == 0
+    shown = run("customers", "show", "宁波海澜")
+    assert shown.returncode == 0, shown.stderr
+    assert "VIP客户" in shown.stdout and "竞品对比" in shown.stdout and "added" in shown.stdout
+    as_agent = run("customers", "show", "宁波海澜", "--as", "someone-new")
+    assert as_agent.returncode == 0
+    assert "VIP客户" in as_agent.stdout and "竞品对比" not in as_agent.stdout and "风险" not in as_agent.stdout
+    missing = run("customers", "show", "不存在的公司")
+    assert missing.returncode == 1 and "no single customer" in missing.stderr

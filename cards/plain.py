@@ -1,0 +1,36 @@
+"""Plain-text renderings for the terminal (the CLI's `customers show`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from core.summary import CustomerSummary
+from core.types import TagEvent
+
+
+def render_customer_text(summary: CustomerSummary, events: Sequence[TagEvent]) -> str:
+    """A customer's tags by dimension, then the newest events, one per line."""
+    c = summary.customer
+    head = f"{c.name} (#{c.id})"
+    facts = [f for f in (c.company, c.region and f"region {c.region}", c.owner and f"owner {c.owner}") if f]
+    if c.contract_end:
+        facts.append(f"contract ends {c.contract_end.isoformat()}")
+    lines = [head + (" — " + ", ".join(facts) if facts else "")]
+    if not summary.groups:
+        lines.append("  (no tags)")
+    for group in summary.groups:
+        tags = []
+        for tag in group.tags:
+            note = f" until {tag.expires_at:%Y-%m-%d %H:%M}" if tag.expires_at else ""
+            note += " (retired)" if tag.retired else ""
+            tags.append(tag.name + note)
+        lines.append(f"  {group.name}: " + ", ".join(tags))
+    if summary.over_soft_cap:
+        lines.append(f"  note: {summary.count} active tags; consider retiring some")
+    if events:
+        lines.append("history (newest first):")
+        for e in events:
+            previous = f" (was {e.previous})" if e.previous else ""
+            who = f"by {e.actor} via {e.source.value}"
+            lines.append(f"  {e.at:%Y-%m-%d %H:%M} {e.kind.value:<8} {e.tag}{previous} {who}")
+    return "\n".join(lines)
