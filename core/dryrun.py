@@ -37,11 +37,12 @@ def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def _work_chunk(chunk: list[str]) -> list[str]:
+def _work_chunk(chunk: list[str]) -> tuple[int, str]:
+    """(lines done, their JSON lines as one block): one string pickles far cheaper than thousands."""
     matcher = _worker_matcher
     if matcher is None:  # pragma: no cover - only if a pool were created without the fork start method
         raise RuntimeError("worker has no matcher; the pool must use the fork start method")
-    return [suggestion_line(matcher, _strip_newline(line)) for line in chunk]
+    return len(chunk), "".join(suggestion_line(matcher, _strip_newline(line)) + "\n" for line in chunk)
 
 
 def suggest_stream(matcher: Matcher, lines: Iterable[str], out: TextIO, workers: int = 1) -> int:
@@ -59,10 +60,9 @@ def suggest_stream(matcher: Matcher, lines: Iterable[str], out: TextIO, workers:
     _worker_matcher = matcher
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for result in pool.imap(_work_chunk, _chunks(lines, CHUNK_LINES)):
-                out.write("\n".join(result))
-                out.write("\n")
-                count += len(result)
+            for written, block in pool.imap(_work_chunk, _chunks(lines, CHUNK_LINES)):
+                out.write(block)
+                count += written
     finally:
         _worker_matcher = None
     return count
