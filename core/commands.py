@@ -160,9 +160,11 @@ def _tag(rest: str) -> Command:
     else:
         cut = _first_signed_word(rest)
         customer, changes = rest[:cut].strip(_TRIM), rest[cut:]
-    if not customer:
-        return Command(Verb.TAG, error=f"missing customer; {usage(Verb.TAG)}")
     add, remove, error = _read_changes(changes)
+    if not customer:
+        # The changes are kept so a conversation linked to a customer can apply them to that customer.
+        kept = (add, remove) if error is None else ((), ())
+        return Command(Verb.TAG, add=kept[0], remove=kept[1], error=f"missing customer; {usage(Verb.TAG)}")
     if error is None and not add and not remove:
         error = f"no tag to add or remove; {usage(Verb.TAG)}"
     if error is None:

@@ -1,0 +1,153 @@
+"""Teams turn benchmark: `/api/messages` end to end (real adapter, SQLite, fake connector on loopback).
+
+`python -m bench teams [--turns N] [--concurrency C] [--rate R] [--seconds S]` prints turns/s and p50/p99
+latency of personal-chat messages that hit tags in a linked chat, beside a bare aiohttp route that only
+runs jieba on the same texts, in the same run; then p99 at a steady rate. Nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jieba
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestServer
+
+from app import DATABASE, create_app
+from config import Settings
+from core.records import CustomerDraft
+from tests.teams.fake_connector import FakeConnector
+
+PAYLOAD = Path(__file__).resolve().parent.parent / "tests" / "payloads" / "teams" / "personal_message.json"
+PHRASES = ("麻烦发一下报价单", "这个型号多少钱", "请问价格怎么算", "想了解一下询价流程", "能不能再报个价")
+
+Send = Callable[[int], Awaitable[None]]
+
+
+def texts(n: int) -> list[str]:
+    """Distinct messages that each hit a suggest tag (询价客户)."""
+    return [f"{PHRASES[i % len(PHRASES)]}，第{i}号订单" for i in range(n)]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def burst(send: Send, n: int, concurrency: int) -> tuple[float, list[float]]:
+    """Send n requests with `concurrency` in flight; (turns/s, latencies in ms)."""
+    latencies: list[float] = []
+    queue = iter(range(n))
+
+    async def worker() -> None:
+        for i in queue:
+            start = time.perf_counter()
+            await send(i)
+            latencies.append((time.perf_counter() - start) * 1000)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - began), latencies
+
+
+async def steady(send: Send, start: int, rate: float, seconds: float) -> list[float]:
+    """Open-loop load at `rate` requests/s for `seconds`; latencies in ms."""
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        began = time.perf_counter()
+        await send(i)
+        latencies.append((time.perf_counter() - began) * 1000)
+
+    tasks = []
+    t0 = time.perf_counter()
+    for k in range(int(rate * seconds)):
+        await asyncio.sleep(max(0.0, t0 + k / rate - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(start + k)))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+def line(name: str, rate: float, latencies: list[float]) -> str:
+    return (
+        f"{name:<28} {rate:8.1f} turns/s   p50 {statistics.median(latencies):7.1f} ms   "
+        f"p99 {percentile(latencies, 0.99):7.1f} ms"
+    )
+
+
+async def run(turns: int, concurrency: int, rate: float, seconds: float) -> None:
+    connector = FakeConnector()
+    fake = TestServer(connector.app(), host="127.0.0.1")
+    await fake.start_server()
+    template: dict[str, Any] = json.loads(PAYLOAD.read_text(encoding="utf-8"))
+    template["serviceUrl"] = str(fake.make_url("/"))
+    words = texts(20 + turns + int(rate * seconds) + 1)
+    jieba.setLogLevel(60)
+    jieba.lcut("预热")
+
+    async def bare(request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response({"tokens": len(jieba.lcut(body["text"]))})
+
+    bare_app = web.Application()
+    bare_app.router.add_post("/bare", bare)
+    bare_server = TestServer(bare_app, host="127.0.0.1")
+    await bare_server.start_server()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp}/bench.db", scheduler_enabled=False)
+        server = TestServer(create_app(settings), host="127.0.0.1")
+        await server.start_server()
+        async with server.app[DATABASE].unit_of_work() as uow:
+            await uow.customers.add(CustomerDraft(name="ABC公司"), datetime.now(UTC))
+        async with ClientSession() as session:
+            url = str(server.make_url("/api/messages"))
+
+            async def teams(i: int) -> None:
+                body = dict(template, id=f"bench-{i}", text=words[i])
+                async with session.post(url, json=body) as response:
+                    if response.status != 200:
+                        raise RuntimeError(f"turn {i}: HTTP {response.status}")
+
+            async def bare_send(i: int) -> None:
+                async with session.post(str(bare_server.make_url("/bare")), json={"text": words[i]}) as r:
+                    await r.read()
+
+            async with session.post(url, json=dict(template, id="bench-link", text="link ABC公司")) as r:
+                assert r.status == 200
+            await burst(teams, 20, concurrency)  # warm-up (jieba dictionary, connections)
+            base = 20
+            rate_t, lat_t = await burst(lambda i: teams(base + i), turns, concurrency)
+            rate_b, lat_b = await burst(bare_send, turns, concurrency)
+            steady_lat = await steady(teams, base + turns, rate, seconds)
+        cards = sum(1 for c in connector.delivered if c.body.get("attachments"))
+        print(f"turns={turns} concurrency={concurrency}; cards delivered to the fake connector: {cards}")
+        print(line("teams /api/messages", rate_t, lat_t))
+        print(line("bare aiohttp + jieba", rate_b, lat_b))
+        print(
+            f"steady {rate:.0f} turns/s for {seconds:.0f} s: p50 {statistics.median(steady_lat):.1f} ms   "
+            f"p99 {percentile(steady_lat, 0.99):.1f} ms ({len(steady_lat)} turns)"
+        )
+        await server.close()
+    await bare_server.close()
+    await fake.close()
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point for `python -m bench teams`."""
+    parser = argparse.ArgumentParser(prog="python -m bench teams", description=__doc__)
+    parser.add_argument("--turns", type=int, default=300, help="messages in the burst (default 300)")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    parser.add_argument("--rate", type=float, default=50.0, help="steady rate, turns/s (default 50)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="steady duration (default 10)")
+    options = parser.parse_args(argv)
+    asyncio.run(run(options.turns, options.concurrency, options.rate, options.seconds))
+    return 0

@@ -1,0 +1,354 @@
+"""The Kebiao Teams bot: activities → core.chat calls → Adaptive Cards (replies and invoke responses).
+
+The endpoint has authenticated and de-duplicated the activity before it gets here; this class only
+translates. Every handler returns botbuilder model objects.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from botbuilder.core import CardFactory, MessageFactory, TurnContext
+from botbuilder.core.teams import TeamsActivityHandler
+from botbuilder.schema import (
+    Activity,
+    AdaptiveCardInvokeResponse,
+    AdaptiveCardInvokeValue,
+    ChannelAccount,
+    Mention,
+    ThumbnailCard,
+)
+from botbuilder.schema.teams import (
+    MessagingExtensionAction,
+    MessagingExtensionActionResponse,
+    MessagingExtensionAttachment,
+    MessagingExtensionQuery,
+    MessagingExtensionResponse,
+    MessagingExtensionResult,
+    TaskModuleContinueResponse,
+    TaskModuleTaskInfo,
+)
+
+from bots.teams.dedup import activity_key
+from bots.teams.references import StoredReference
+from cards.adaptive import Card, card, text
+from cards.labels import Lang
+from cards.present import hit_preview, present
+from cards.text import literal
+from core.channel_ports import ChannelStore
+from core.chat import ChatContext, ChatService, ErrorResult, HelpResult, SummaryResult, TagResult
+from core.commands import Command, Verb
+from tagging.policy import is_visible
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "teams"
+SEARCH_COMMANDS = frozenset({"searchCustomers", "searchCustomer"})
+TAG_COMMAND = "tagFromMessage"
+CARD_TYPE = "application/vnd.microsoft.card.adaptive"
+MESSAGE_TYPE = "application/vnd.microsoft.activity.message"
+CUSTOMER_CHOICES = 50
+_MENTION = re.compile(r"<at[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
+_TAGS = re.compile(r"<[^>]+>")
+_SHARED = frozenset({"groupChat", "channel"})
+
+Clock = Callable[[], datetime]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class KebiaoBot(TeamsActivityHandler):
+    """Commands and linked-conversation matching in chats and channels, message extension, card actions."""
+
+    def __init__(self, chat: ChatService, channels: ChannelStore, clock: Clock = _utc_now) -> None:
+        self.chat = chat
+        self.channels = channels
+        self.clock = clock
+        self._saved: dict[str, str] = {}  # reference key → last reference saved by this process
+
+    # ------------------------------------------------------------ messages
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        activity = turn_context.activity
+        if _from_bot(activity) or not (activity.text or "").strip():
+            return  # our own echoes, and card submits without text
+        await self._remember(activity)
+        ctx = await self._context(activity)
+        addressed = not ctx.shared or _mentions_bot(activity)
+        key = activity_key(activity) or f"{CHANNEL}:{ctx.conversation_id}:{activity.id or ''}"
+        results = await self.chat.respond(ctx, key, plain_text(activity), addressed=addressed)
+        lang = language(activity)
+        for result in results:
+            built = present(result, self.chat.taxonomy, ctx.now, lang)
+            await turn_context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(built)))
+
+    async def on_conversation_update_activity(self, turn_context: TurnContext) -> None:
+        """Store the reference (for proactive alerts); greet with the help card when the bot is added."""
+        activity = turn_context.activity
+        await self._remember(activity)
+        bot_id = activity.recipient.id if activity.recipient else None
+        added = activity.members_added or []
+        if bot_id and any(m.id == bot_id for m in added):
+            lang = language(activity)
+            built = present(HelpResult(), self.chat.taxonomy, self.clock(), lang)
+            await turn_context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(built)))
+
+    # ------------------------------------------------------------ card actions
+
+    async def on_adaptive_card_invoke(
+        self, turn_context: TurnContext, invoke_value: AdaptiveCardInvokeValue
+    ) -> AdaptiveCardInvokeResponse:
+        """Action.Execute: run the verb and replace the card in place with its new state."""
+        activity = turn_context.activity
+        action = invoke_value.action
+        raw = action if isinstance(action, dict) else (action.serialize() if action is not None else {})
+        verb = str(raw.get("verb") or "")
+        data_raw = raw.get("data")
+        data: dict[str, Any] = data_raw if isinstance(data_raw, dict) else {}
+        ctx = await self._context(activity)
+        result = await self.chat.decide(ctx, verb, data)
+        if isinstance(result, ErrorResult):
+            # An error must not wipe the card the person clicked: answer with a message instead.
+            detail = result.detail + (f" ({result.hint})" if result.hint else "")
+            return AdaptiveCardInvokeResponse(status_code=200, type=MESSAGE_TYPE, value=detail)
+        built = present(result, self.chat.taxonomy, ctx.now, language(activity))
+        return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=built)
+
+    # ------------------------------------------------------------ message extension
+
+    async def on_teams_messaging_extension_query(
+        self, turn_context: TurnContext, query: MessagingExtensionQuery
+    ) -> MessagingExtensionResponse:
+        """searchCustomers: by name, else by tag expression; previews and cards at agent visibility."""
+        activity = turn_context.activity
+        if query.command_id not in SEARCH_COMMANDS:
+            log.warning("unknown message extension query command %r", query.command_id)
+        wanted = ""
+        for parameter in query.parameters or []:
+            if parameter.name != "initialRun" and isinstance(parameter.value, str):
+                wanted = parameter.value.strip()
+        options = query.query_options
+        skip = max(int(getattr(options, "skip", 0) or 0), 0)
+        count = min(max(int(getattr(options, "count", 25) or 25), 1), 25)
+        ctx = await self._context(activity, shared=True)  # the picked card is posted where anyone reads it
+        lang = language(activity)
+        found = await self.chat.lookup(ctx, wanted, skip, count)
+        if not found.hits:
+            return MessagingExtensionResponse(
+                compose_extension=MessagingExtensionResult(type="message", text=_empty_text(wanted, lang))
+            )
+        attachments = []
+        for summary in found.hits:
+            title, subtitle = hit_preview(summary, lang)
+            built = present(SummaryResult(summary, ctx.viewer), self.chat.taxonomy, ctx.now, lang)
+            attachments.append(
+                MessagingExtensionAttachment(
+                    content_type=CardFactory.content_types.adaptive_card,
+                    content=built,
+                    preview=CardFactory.thumbnail_card(ThumbnailCard(title=title, subtitle=subtitle)),
+                )
+            )
+        return MessagingExtensionResponse(
+            compose_extension=MessagingExtensionResult(type="result", attachment_layout="list", attachments=attachments)
+        )
+
+    async def on_teams_messaging_extension_fetch_task(
+        self, turn_context: TurnContext, action: MessagingExtensionAction
+    ) -> MessagingExtensionActionResponse:
+        """tagFromMessage: a form with the tags suggested for the message and a customer picker."""
+        activity = turn_context.activity
+        ctx = await self._context(activity, shared=True)
+        lang = language(activity)
+        message = _payload_text(action)
+        found = self.chat.suggest(ctx, message)
+        suggested = [] if isinstance(found, ErrorResult) else [s.tag for s in found.suggestions]
+        choices = await self.chat.customer_choices(ctx, CUSTOMER_CHOICES)
+        form = tag_form(self.chat, ctx, message, suggested, [(c.name, c.name) for c in choices], lang)
+        title = "给客户打标签" if lang == "zh" else "Tag a customer"
+        return MessagingExtensionActionResponse(
+            task=TaskModuleContinueResponse(
+                value=TaskModuleTaskInfo(
+                    title=title, card=CardFactory.adaptive_card(form), height="medium", width="medium"
+                )
+            )
+        )
+
+    async def on_teams_messaging_extension_submit_action(
+        self, turn_context: TurnContext, action: MessagingExtensionAction
+    ) -> MessagingExtensionActionResponse:
+        """Apply the chosen tags to the chosen customer and hand back the customer's card."""
+        activity = turn_context.activity
+        ctx = await self._context(activity, shared=True)
+        lang = language(activity)
+        data = action.data if isinstance(action.data, dict) else {}
+        tags = _names(data.get("tags"))
+        customer = str(data.get("customer") or "").strip()
+        if not customer or not tags:
+            missing = "customer" if not customer else "tags"
+            result: Any = ErrorResult(f"the form has no {missing}", "pick a customer and at least one tag")
+        else:
+            result = await self.chat.run(ctx, Command(Verb.TAG, customer=customer, add=tags))
+        built = present(result, self.chat.taxonomy, ctx.now, lang)
+        if isinstance(result, TagResult | SummaryResult):
+            attachment = MessagingExtensionAttachment(content_type=CARD_TYPE, content=built)
+            return MessagingExtensionActionResponse(
+                compose_extension=MessagingExtensionResult(
+                    type="result", attachment_layout="list", attachments=[attachment]
+                )
+            )
+        title = "打标签" if lang == "zh" else "Tag a customer"
+        return MessagingExtensionActionResponse(
+            task=TaskModuleContinueResponse(
+                value=TaskModuleTaskInfo(title=title, card=CardFactory.adaptive_card(built))
+            )
+        )
+
+    # ------------------------------------------------------------ pieces
+
+    async def _context(self, activity: Activity, shared: bool | None = None) -> ChatContext:
+        """Who acts (role looked up by AAD object id), where, and whether others read the replies."""
+        sender = activity.from_property or ChannelAccount(id="")
+        user_id = sender.aad_object_id or sender.id or ""
+        now = self.clock()
+        actor = await self.chat.actor(user_id, sender.name or "", now)
+        conversation = activity.conversation
+        kind = (conversation.conversation_type if conversation else None) or ""
+        is_shared = kind in _SHARED or bool(conversation and conversation.is_group)
+        return ChatContext(CHANNEL, conversation_key(activity), actor, now, is_shared if shared is None else shared)
+
+    async def _remember(self, activity: Activity) -> None:
+        """Save the conversation reference (and, in personal chat, under the user's AAD id for alerts)."""
+        try:
+            stored = StoredReference.from_activity(activity, key=conversation_key(activity))
+        except ValueError as exc:
+            log.warning("conversation reference not stored: %s", exc)
+            return
+        reference = json.loads(stored.reference_json)
+        reference["serviceUrl"] = stored.service_url
+        keys = [f"conversation:{stored.key}"]
+        kind = activity.conversation.conversation_type if activity.conversation else None
+        if kind == "personal" and stored.user_aad_id:
+            keys.append(stored.user_aad_id)
+        encoded = json.dumps(reference, sort_keys=True, ensure_ascii=False)
+        for key in keys:
+            if self._saved.get(key) == encoded:
+                continue  # unchanged since this process last saved it: spare the write
+            await self.channels.save_reference(CHANNEL, key, reference, stored.tenant_id or None, self.clock())
+            self._saved[key] = encoded
+
+
+def tag_form(
+    chat: ChatService,
+    ctx: ChatContext,
+    message: str,
+    suggested: list[str],
+    customers: list[tuple[str, str]],
+    lang: Lang,
+) -> Card:
+    """The task-module form: customer picker (typeahead) and the tags, pre-selected with the suggestions."""
+    sees = ctx.viewer.role.sees_sensitive
+    taxonomy = chat.taxonomy
+    tags = [t.name for d in taxonomy.dimensions if is_visible(d, sees) for t in d.iter_tags()]
+    zh = lang == "zh"
+    body = [
+        text(("消息：" if zh else "Message: ") + _quote(message), isSubtle=True, size="Small"),
+        {
+            "type": "Input.ChoiceSet",
+            "id": "customer",
+            "label": "客户" if zh else "Customer",
+            "style": "filtered",
+            "isRequired": True,
+            "errorMessage": "请选择客户" if zh else "Pick a customer",
+            "choices": [{"title": title, "value": value} for title, value in customers],
+            **({"value": customers[0][1]} if customers else {}),
+        },
+        {
+            "type": "Input.ChoiceSet",
+            "id": "tags",
+            "label": "标签" if zh else "Tags",
+            "isMultiSelect": True,
+            "style": "filtered",
+            "isRequired": True,
+            "errorMessage": "至少选择一个标签" if zh else "Pick at least one tag",
+            "choices": [{"title": name, "value": name} for name in tags],
+            "value": ",".join(suggested),
+        },
+    ]
+    submit = {"type": "Action.Submit", "title": "打标签" if zh else "Tag", "style": "positive"}
+    return card(body, [submit])
+
+
+def conversation_key(activity: Activity) -> str:
+    """The conversation a link belongs to: a channel thread's `;messageid=` suffix is dropped."""
+    conversation_id = activity.conversation.id if activity.conversation else ""
+    return (conversation_id or "").split(";messageid=", 1)[0]
+
+
+def plain_text(activity: Activity) -> str:
+    """The message text without @mentions of the bot (or anyone), HTML tags and entities."""
+    raw = activity.text or ""
+    bot = activity.recipient
+    for mention in _mentions(activity):
+        if bot is not None and mention.mentioned is not None and mention.mentioned.id == bot.id and mention.text:
+            raw = raw.replace(mention.text, " ")
+    raw = _MENTION.sub(" ", raw)
+    return html.unescape(_TAGS.sub(" ", raw)).replace("\u00a0", " ").strip()
+
+
+def language(activity: Activity) -> Lang:
+    """English for English locales, Chinese otherwise."""
+    return "en" if (activity.locale or "").lower().startswith("en") else "zh"
+
+
+def _from_bot(activity: Activity) -> bool:
+    sender, bot = activity.from_property, activity.recipient
+    if sender is None:
+        return True
+    return (bot is not None and sender.id == bot.id) or (sender.role or "") == "bot" or sender.id.startswith("28:")
+
+
+def _mentions_bot(activity: Activity) -> bool:
+    bot = activity.recipient
+    if bot is None:
+        return False
+    return any(m.mentioned is not None and m.mentioned.id == bot.id for m in _mentions(activity))
+
+
+def _mentions(activity: Activity) -> list[Mention]:
+    """The activity's mention entities as Mention models (the SDK hands back bare Entity objects)."""
+    out = []
+    for entity in activity.entities or []:
+        if (entity.type or "").lower() == "mention":
+            out.append(Mention().deserialize(entity.serialize()))
+    return out
+
+
+def _payload_text(action: MessagingExtensionAction) -> str:
+    payload = action.message_payload
+    body = payload.body if payload is not None else None
+    content = (body.content if body is not None else None) or ""
+    return html.unescape(_TAGS.sub(" ", _MENTION.sub(" ", content))).strip()
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """Tag names from a form: a list, or the comma-separated string a multi-select ChoiceSet sends."""
+    items = value if isinstance(value, list) else str(value or "").split(",")
+    return tuple(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
+
+
+def _quote(message: str) -> str:
+    return "“" + literal(message, 200) + "”"
+
+
+def _empty_text(wanted: str, lang: Lang) -> str:
+    if not wanted:
+        return "输入客户名称或标签（如 VIP客户 AND 询价客户）" if lang == "zh" else "Type a customer name or tags"
+    return f"没有找到与“{wanted[:40]}”匹配的客户" if lang == "zh" else f"No customer matches “{wanted[:40]}”"

@@ -1,0 +1,285 @@
+"""Chat results (core.chat) → card views → Adaptive Card dicts; pure, shared by the Teams and WeCom renderers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from cards import verbs
+from cards.adaptive import Card, Element, card, text
+from cards.colors import dot
+from cards.customer import build_customer_summary_card
+from cards.error import build_error_card
+from cards.help import build_help_card
+from cards.labels import Lang, aside
+from cards.search import build_choice_card, build_search_results_card
+from cards.suggestion import build_applied_card, build_suggestion_card, evidence
+from cards.text import literal
+from cards.views import (
+    AppliedCardView,
+    AppliedItem,
+    ChoiceView,
+    CustomerHit,
+    CustomerSummaryView,
+    DimensionView,
+    SearchResultsView,
+    SuggestionCardView,
+    SuggestionItem,
+    TagView,
+)
+from core.chat import (
+    AppliedState,
+    ChatResult,
+    ChoiceResult,
+    ErrorResult,
+    HelpResult,
+    LinkResult,
+    SearchResult,
+    SuggestionState,
+    SuggestResult,
+    SummaryResult,
+    TagResult,
+)
+from core.suggestions import AUTO_ACTOR
+from core.summary import CustomerSummary
+from core.types import User
+from tagging.normaliser import name_key
+from tagging.taxonomy import TagDef, Taxonomy, Visibility
+
+NAME_CHARS = 60
+TAG_CHARS = 40
+
+# Fixed sentences of this module (trusted text), Chinese and English.
+_TEXT: dict[str, tuple[str, str]] = {
+    "unknown": ("没有听懂这条消息，可以用下面的命令：", "I did not understand that; these are the commands:"),
+    "added": ("已添加：{names}", "Added: {names}"),
+    "removed": ("已移除：{names}", "Removed: {names}"),
+    "renewed": ("已续期：{names}", "Renewed: {names}"),
+    "not_held": ("本来就没有：{names}", "Not held anyway: {names}"),
+    "replaced": ("（替换了 {names}）", " (replaced {names})"),
+    "linked": (
+        "本会话已绑定到 {name}：之后的消息会为该客户推荐标签。",
+        "This conversation is now linked to {name}; messages here will be matched for this customer.",
+    ),
+    "unlinked": ("本会话已解除与 {name} 的绑定。", "This conversation is no longer linked to {name}."),
+    "suggest_title": ("“{text}”可能对应的标签", "Tags for “{text}”"),
+    "suggest_none": ("没有匹配的标签", "No tag matches"),
+    "suggest_apply": ("自动添加", "applied automatically"),
+    "suggest_ask": ("需确认", "needs a click"),
+    "bot": ("客标", "Kebiao"),
+}
+
+
+def say(key: str, lang: Lang, **values: object) -> str:
+    zh, en = _TEXT[key]
+    return (zh if lang == "zh" else en).format(**values)
+
+
+def present(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang: Lang = "zh") -> Card:
+    """The Adaptive Card for one chat result."""
+    match result:
+        case SummaryResult(summary, viewer, note):
+            return summary_card(summary, viewer, taxonomy, now, lang, [note] if note else [])
+        case TagResult(summary, viewer, _, warnings):
+            lines = _change_lines(result, lang) + [literal(w, 200) for w in warnings]
+            return summary_card(summary, viewer, taxonomy, now, lang, lines, escaped=True)
+        case LinkResult(customer, linked, summary, viewer):
+            name = literal(customer.name, NAME_CHARS)
+            if linked and summary is not None and viewer is not None:
+                note = say("linked", lang, name=name)
+                return summary_card(summary, viewer, taxonomy, now, lang, [note], escaped=True)
+            return card([text(say("unlinked", lang, name=name))])
+        case SuggestResult():
+            return suggest_card(result, taxonomy, lang)
+        case SearchResult():
+            return search_card(result, taxonomy, now, lang)
+        case ChoiceResult(query, candidates, context):
+            return build_choice_card(ChoiceView(query, candidates, dict(context)), lang)
+        case HelpResult(topics, note):
+            built = build_help_card(topics, lang)
+            if note == "unknown":
+                built["body"].insert(0, text(say("unknown", lang), weight="Bolder"))
+            return built
+        case ErrorResult(detail, hint):
+            return build_error_card(detail, hint, lang=lang)
+        case SuggestionState():
+            return suggestion_card(result, taxonomy, now, lang)
+        case AppliedState():
+            return applied_card(result, taxonomy, now, lang)
+    raise TypeError(f"no card for {type(result).__name__}")
+
+
+def summary_view(summary: CustomerSummary, viewer: User, taxonomy: Taxonomy) -> CustomerSummaryView:
+    """The card view of a customer summary (the summary already holds only what the viewer may see)."""
+    dims = []
+    for group in summary.groups:
+        dimension = taxonomy.dimension(group.key)
+        sensitive = dimension is not None and dimension.visibility is Visibility.MANAGERS
+        defs = {name_key(t.name): t for t in dimension.iter_tags()} if dimension else {}
+        tags = tuple(_tag_view(t.name, group.name, t.color, t.expires_at, defs, sensitive) for t in group.tags)
+        dims.append(DimensionView(group.name, tags, sensitive))
+    return CustomerSummaryView(summary.customer, tuple(dims), viewer.role.sees_sensitive)
+
+
+def summary_card(
+    summary: CustomerSummary,
+    viewer: User,
+    taxonomy: Taxonomy,
+    now: datetime,
+    lang: Lang,
+    notes: list[str],
+    escaped: bool = False,
+) -> Card:
+    """The customer card with `notes` (fixed or already escaped sentences) under the customer's name."""
+    built = build_customer_summary_card(summary_view(summary, viewer, taxonomy), now, lang)
+    for offset, note in enumerate(notes):
+        body = note if escaped else literal(note, 300)
+        built["body"].insert(1 + offset, text(body, isSubtle=True, size="Small"))
+    return built
+
+
+def search_card(result: SearchResult, taxonomy: Taxonomy, now: datetime, lang: Lang) -> Card:
+    hits = tuple(
+        CustomerHit(s.customer, tuple(t for d in summary_view(s, result.viewer, taxonomy).dimensions for t in d.tags))
+        for s in result.hits
+    )
+    view = SearchResultsView(
+        result.query, hits, result.total, result.page, result.page_size, result.viewer.role.sees_sensitive
+    )
+    return build_search_results_card(view, now, lang)
+
+
+def suggestion_card(state: SuggestionState, taxonomy: Taxonomy, now: datetime, lang: Lang) -> Card:
+    """One card per message: Accept / Reject per pending tag; decided tags show who and when."""
+    items = []
+    for r in state.records:
+        dimension = taxonomy.dimension(r.dimension)
+        items.append(
+            SuggestionItem(
+                id=r.id,
+                tag=r.tag,
+                dimension_name=dimension.name if dimension else r.dimension,
+                matched=tuple(str(w) for w in r.evidence.get("matched", ())),
+                excerpt=str(r.evidence.get("excerpt", "")),
+                score=r.score,
+                status=r.status,
+                decided_by=_who(r.decided_by, state.names, lang),
+                decided_at=r.decided_at,
+                color=_color(taxonomy, r.dimension, r.tag),
+            )
+        )
+    built = build_suggestion_card(SuggestionCardView(state.customer.id, state.customer.name, tuple(items)), now, lang)
+    for problem in state.problems:
+        built["body"].append(text("❗ " + literal(problem, 300), color="Attention", size="Small"))
+    return built
+
+
+def applied_card(state: AppliedState, taxonomy: Taxonomy, now: datetime, lang: Lang) -> Card:
+    """The compact auto-applied card; each Undo carries the customer and message it belongs to."""
+    items = []
+    for e in state.entries:
+        dimension = taxonomy.dimension(e.dimension)
+        items.append(
+            AppliedItem(
+                assignment_id=e.assignment_id,
+                tag=e.tag,
+                dimension_name=dimension.name if dimension else e.dimension,
+                matched=e.matched,
+                color=_color(taxonomy, e.dimension, e.tag),
+                expires_at=e.expires_at,
+                undone_by=_who(e.undone_by, state.names, lang),
+                undone_at=e.undone_at,
+            )
+        )
+    built = build_applied_card(AppliedCardView(state.customer.id, state.customer.name, tuple(items)), now, lang)
+    extra = {"customer_id": state.customer.id, "message_key": state.message_key}
+    return with_action_data(built, verbs.ASSIGNMENT_UNDO, extra)
+
+
+def suggest_card(result: SuggestResult, taxonomy: Taxonomy, lang: Lang) -> Card:
+    """The dry-run answer to `suggest <text>`: each tag with its evidence; nothing to click."""
+    body: list[Element] = [text(say("suggest_title", lang, text=literal(result.text, 80)), weight="Bolder")]
+    if not result.suggestions:
+        body.append(text(say("suggest_none", lang), isSubtle=True))
+    for s in result.suggestions:
+        dimension = taxonomy.dimension(s.dimension)
+        head = f"{dot(_color(taxonomy, s.dimension, s.tag))} **{literal(s.tag, TAG_CHARS)}**" + aside(
+            literal(dimension.name if dimension else s.dimension, TAG_CHARS), lang
+        )
+        mode = say("suggest_apply" if s.action == "apply" else "suggest_ask", lang)
+        body.append(text(head, separator=True))
+        body.append(text(f"{evidence(s.matched, lang)} · {mode}", isSubtle=True, size="Small", spacing="None"))
+    return card(body)
+
+
+def hit_preview(summary: CustomerSummary, lang: Lang = "zh", limit: int = 3) -> tuple[str, str]:
+    """(title, subtitle) of a message-extension preview: the name, then a few visible tags (plain text)."""
+    names = [t.name for g in summary.groups for t in g.tags]
+    subtitle = "、".join(names[:limit]) if lang == "zh" else ", ".join(names[:limit])
+    extra = [v for v in (summary.customer.company, summary.customer.region) if v and v != summary.customer.name]
+    if extra:
+        subtitle = " · ".join(extra) + (f" — {subtitle}" if subtitle else "")
+    return summary.customer.name[:NAME_CHARS], subtitle[:120]
+
+
+def with_action_data(built: Card, verb: str, extra: Mapping[str, Any]) -> Card:
+    """Add `extra` to the data of every Action.Execute of `verb` anywhere in the card (returns the card)."""
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "Action.Execute" and node.get("verb") == verb:
+                node["data"] = {**node.get("data", {}), **extra}
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(built)
+    return built
+
+
+# ---------------------------------------------------------------- pieces
+
+
+def _change_lines(result: TagResult, lang: Lang) -> list[str]:
+    by_outcome: dict[str, list[str]] = {}
+    for change in result.changes:
+        name = literal(change.tag, TAG_CHARS)
+        if change.replaced:
+            name += say("replaced", lang, names="、".join(literal(r, TAG_CHARS) for r in change.replaced))
+        by_outcome.setdefault(change.outcome, []).append(name)
+    sep = "、" if lang == "zh" else ", "
+    return [say(outcome, lang, names=sep.join(names)) for outcome, names in by_outcome.items()]
+
+
+def _tag_view(
+    name: str,
+    dimension_name: str,
+    color: str | None,
+    expires_at: datetime | None,
+    defs: Mapping[str, TagDef],
+    sensitive: bool,
+) -> TagView:
+    tag = defs.get(name_key(name))
+    level = tag.level if tag else 1
+    parent = tag.parent if tag else None
+    return TagView(name, dimension_name, color, expires_at, level, parent, sensitive)
+
+
+def _color(taxonomy: Taxonomy, dimension_key: str, tag_name: str) -> str | None:
+    dimension = taxonomy.dimension(dimension_key)
+    if dimension is None:
+        return None
+    key = name_key(tag_name)
+    return next((t.color for t in dimension.iter_tags() if name_key(t.name) == key), None)
+
+
+def _who(user_id: str | None, names: Mapping[str, str], lang: Lang) -> str | None:
+    """A decider's display name; the bot's own actor id reads as 客标 / Kebiao."""
+    if user_id is None:
+        return None
+    if user_id == AUTO_ACTOR:
+        return say("bot", lang)
+    return names.get(user_id, user_id)

@@ -1,0 +1,676 @@
+"""The channel-neutral chat service: commands, linked-conversation messages and card actions → results.
+
+Teams and WeCom both turn what a person did into a call here and render the returned result; nothing in
+this module knows about either platform. Every call is idempotent: a retried message or a second click
+returns the current state instead of doing the work twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from core.assignments import TagChange, TaggingRules, apply_tag, remove_tag
+from core.channel_ports import ChannelStore
+from core.commands import HELP_TOPICS, Command, Verb, parse_command
+from core.customers import resolve_customer
+from core.errors import NotFoundError
+from core.expression import ExpressionError
+from core.ports import Store, UnitOfWork
+from core.records import SuggestionRecord
+from core.search import search_customers
+from core.suggestions import SuggestionSource, decide_suggestion, suggest_for_message
+from core.summary import CustomerSummary, customer_summary
+from core.types import Customer, EventKind, Role, Source, User
+from core.users import get_user
+from tagging.normaliser import name_key
+from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError, is_visible
+from tagging.suggestion import Suggestion
+from tagging.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+# Card action verbs; the same strings as cards.verbs (core may not import cards; a test keeps them equal).
+ACCEPT = "suggestion.accept"
+REJECT = "suggestion.reject"
+ACCEPT_ALL = "suggestion.accept_all"
+UNDO = "assignment.undo"
+CHOOSE = "customer.choose"
+SHOW = "customer.show"
+PAGE = "search.page"
+
+PAGE_SIZE = 10
+HELP_HINT = "send help (帮助) for the list of commands"
+FIND_HINT = "write tag names joined by AND / OR / NOT, e.g. find VIP客户 AND 询价客户"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatContext:
+    """Who acts where and when; `shared` is True in group chats and channels (everyone sees the reply)."""
+
+    channel: str
+    conversation_id: str
+    actor: User
+    now: datetime
+    shared: bool = False
+
+    @property
+    def viewer(self) -> User:
+        """Whose eyes a reply is rendered for: in a shared conversation, the least privileged reader."""
+        if self.shared and self.actor.role is not Role.AGENT:
+            return replace(self.actor, role=Role.AGENT)
+        return self.actor
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryResult:
+    """A customer's tags as the viewer may see them; `note` is a fixed sentence shown above them."""
+
+    summary: CustomerSummary
+    viewer: User
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TagResult:
+    """A `tag` command that changed (or renewed) tags, with the customer's tags afterwards."""
+
+    summary: CustomerSummary
+    viewer: User
+    changes: tuple[TagChange, ...]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LinkResult:
+    """The conversation is now linked to `customer` (or, `linked` False, no longer linked to it)."""
+
+    customer: Customer
+    linked: bool
+    summary: CustomerSummary | None = None
+    viewer: User | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestResult:
+    """Tags the matcher finds in a text (a dry run: nothing is stored)."""
+
+    text: str
+    suggestions: tuple[Suggestion, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """One page of customers matching a tag expression, each with the tags the viewer may see."""
+
+    query: str
+    hits: tuple[CustomerSummary, ...]
+    total: int
+    page: int
+    page_size: int
+    viewer: User
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceResult:
+    """Several customers match; `context` goes back with the chosen customer id (verb CHOOSE)."""
+
+    query: str
+    candidates: tuple[Customer, ...]
+    context: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class HelpResult:
+    topics: tuple[tuple[str, str, str], ...] = HELP_TOPICS
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResult:
+    """What went wrong (`detail`) and how to fix it (`hint`)."""
+
+    detail: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestionState:
+    """The pending/decided suggestions raised by one message (one card); `names` maps user ids to names."""
+
+    customer: Customer
+    message_key: str
+    records: tuple[SuggestionRecord, ...]
+    names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedEntry:
+    """A tag applied automatically from a message; `assignment_id` 0 once it is no longer held."""
+
+    assignment_id: int
+    dimension: str
+    tag: str
+    matched: tuple[str, ...]
+    expires_at: datetime | None = None
+    undone_by: str | None = None
+    undone_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedState:
+    """Tags auto-applied from one message (the compact card with Undo)."""
+
+    customer: Customer
+    message_key: str
+    entries: tuple[AppliedEntry, ...]
+    names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+ChatResult = (
+    SummaryResult
+    | TagResult
+    | LinkResult
+    | SuggestResult
+    | SearchResult
+    | ChoiceResult
+    | HelpResult
+    | ErrorResult
+    | SuggestionState
+    | AppliedState
+)
+
+
+class BadAction(ValueError):
+    """A card action's data is missing a key or holds the wrong type; the message names the key."""
+
+
+Decider = Callable[["ChatService", ChatContext, Mapping[str, Any]], Awaitable[ChatResult]]
+
+
+# ---------------------------------------------------------------- service
+
+
+class ChatService:
+    """Runs chat commands and card actions through the core services, one unit of work each."""
+
+    def __init__(
+        self,
+        store: Store,
+        channels: ChannelStore,
+        taxonomy: Callable[[], Taxonomy],
+        matcher: Callable[[], SuggestionSource | None],
+        rules: TaggingRules,
+    ) -> None:
+        self.store = store
+        self.channels = channels
+        self._taxonomy = taxonomy
+        self._matcher = matcher
+        self.rules = rules
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        return self._taxonomy()
+
+    async def actor(self, user_id: str, display_name: str, now: datetime) -> User:
+        """The stored user (role, regions); a new or renamed user's display name is remembered."""
+        async with self.store.unit_of_work() as uow:
+            user = await get_user(uow, user_id)
+            if display_name and user.display_name != display_name:
+                user = await uow.users.save(replace(user, display_name=display_name), now)
+        return user
+
+    # ------------------------------------------------------------ text
+
+    async def respond(
+        self, ctx: ChatContext, message_key: str, text: str, *, addressed: bool = True
+    ) -> tuple[ChatResult, ...]:
+        """A message to the bot: a command runs; other text in a linked conversation is matched.
+
+        Unknown text that was addressed to the bot and produced nothing gets the help card, never silence.
+        """
+        command = parse_command(text)
+        if command.verb is not Verb.UNKNOWN:
+            return (await self.run(ctx, command),)
+        matched = await self.handle_message(ctx, message_key, text)
+        if matched or not addressed:
+            return matched
+        if await self.channels.linked(ctx.channel, ctx.conversation_id) is not None:
+            return ()  # ordinary chat in a linked conversation that simply held no tags
+        return (HelpResult(note="unknown"),)
+
+    async def run(self, ctx: ChatContext, command: Command) -> ChatResult:
+        """Run one parsed command; bad input becomes an ErrorResult and changes nothing."""
+        if command.verb is Verb.HELP:
+            return HelpResult()
+        if command.verb is Verb.UNKNOWN:
+            return HelpResult(note="unknown")
+        if command.error is not None:
+            if command.verb is Verb.TAG and command.customer is None and (command.add or command.remove):
+                link = await self.channels.linked(ctx.channel, ctx.conversation_id)
+                if link is not None:  # `tag +A` in a linked conversation tags the linked customer
+                    return await self._tag(ctx, link.customer_id, command.add, command.remove)
+                return ErrorResult(command.error, "name the customer, or link this conversation first: link <customer>")
+            return ErrorResult(command.error, HELP_HINT)
+        if command.verb is Verb.UNLINK:
+            return await self._unlink(ctx, command.customer)
+        if command.verb is Verb.FIND:
+            return await self.search(ctx, command.argument, 1)
+        if command.verb is Verb.SUGGEST:
+            return self.suggest(ctx, command.argument)
+        name = command.customer or ""
+        async with self.store.unit_of_work() as uow:
+            resolution = await resolve_customer(uow, name)
+        if resolution.customer is None:
+            if not resolution.candidates:
+                return ErrorResult(
+                    f"no customer matches {name!r}", "check the spelling, or use the crm id or full name"
+                )
+            context = {"verb": command.verb.value, "add": "\n".join(command.add), "remove": "\n".join(command.remove)}
+            return ChoiceResult(name, resolution.candidates, MappingProxyType(context))
+        return await self._for_customer(ctx, command.verb, resolution.customer.id, command.add, command.remove)
+
+    async def _for_customer(
+        self, ctx: ChatContext, verb: Verb, customer_id: int, add: tuple[str, ...], remove: tuple[str, ...]
+    ) -> ChatResult:
+        if verb is Verb.TAG:
+            return await self._tag(ctx, customer_id, add, remove)
+        if verb is Verb.LINK:
+            return await self._link(ctx, customer_id)
+        return await self.summary(ctx, customer_id)
+
+    async def summary(self, ctx: ChatContext, customer_id: int, note: str | None = None) -> ChatResult:
+        """The customer's card for the viewer."""
+        async with self.store.unit_of_work() as uow:
+            try:
+                summary = await customer_summary(uow, self.taxonomy, customer_id, ctx.viewer, ctx.now)
+            except NotFoundError as exc:
+                return ErrorResult(str(exc), HELP_HINT)
+        return SummaryResult(summary, ctx.viewer, note)
+
+    async def search(self, ctx: ChatContext, query: str, page: int) -> ChatResult:
+        """One page of customers matching a tag expression (page is 1-based)."""
+        page = max(page, 1)
+        async with self.store.unit_of_work() as uow:
+            try:
+                found = await search_customers(
+                    uow, self.taxonomy, query, ctx.viewer, ctx.now, (page - 1) * PAGE_SIZE, PAGE_SIZE
+                )
+            except ExpressionError as exc:
+                return ErrorResult(f"tag expression: {exc}", FIND_HINT)
+            except (UnknownTagError, AmbiguousTagError) as exc:
+                return ErrorResult(_message(exc), FIND_HINT)
+            hits = tuple(
+                [await customer_summary(uow, self.taxonomy, c.id, ctx.viewer, ctx.now) for c in found.customers]
+            )
+        return SearchResult(query, hits, found.total, page, PAGE_SIZE, ctx.viewer)
+
+    async def lookup(self, ctx: ChatContext, text: str, skip: int, count: int) -> SearchResult:
+        """Message-extension search: customers by name first, else by tag expression; never an error."""
+        wanted = text.strip()
+        count = max(1, min(count, 25))
+        empty = SearchResult(wanted, (), 0, 1, count, ctx.viewer)
+        if not wanted:
+            return empty
+        async with self.store.unit_of_work() as uow:
+            resolution = await resolve_customer(uow, wanted, limit=skip + count + 1)
+            named = [resolution.customer] if resolution.customer else list(resolution.candidates)
+            if named:
+                page = named[skip : skip + count]
+                total = len(named)
+            else:
+                try:
+                    found = await search_customers(uow, self.taxonomy, wanted, ctx.viewer, ctx.now, skip, count)
+                except (ExpressionError, UnknownTagError, AmbiguousTagError):
+                    return empty  # neither a customer nor a tag expression the viewer may use
+                page, total = list(found.customers), found.total
+            hits = tuple([await customer_summary(uow, self.taxonomy, c.id, ctx.viewer, ctx.now) for c in page])
+        return SearchResult(wanted, hits, total, skip // count + 1, count, ctx.viewer)
+
+    async def customer_choices(self, ctx: ChatContext, limit: int) -> list[Customer]:
+        """Customers for a picker: the conversation's linked customer first, then others by name."""
+        link = await self.channels.linked(ctx.channel, ctx.conversation_id)
+        async with self.store.unit_of_work() as uow:
+            first = await uow.customers.get(link.customer_id) if link else None
+            others = await uow.customers.find_by_name_key("", limit)
+        out = [first] if first else []
+        out.extend(c for c in others if first is None or c.id != first.id)
+        return out[:limit]
+
+    def suggest(self, ctx: ChatContext, text: str) -> SuggestResult | ErrorResult:
+        """A dry run of the matcher on `text`, without tags the viewer may not see."""
+        matcher = self._matcher()
+        if matcher is None:
+            return ErrorResult("the tag matcher is still loading", "try again in a few seconds")
+        sees = ctx.viewer.role.sees_sensitive
+        found = tuple(s for s in matcher.suggest(text) if is_visible(self.taxonomy.dimension(s.dimension), sees))
+        return SuggestResult(text, found)
+
+    async def _tag(
+        self, ctx: ChatContext, customer_id: int, add: tuple[str, ...], remove: tuple[str, ...]
+    ) -> ChatResult:
+        """Apply every + and remove every - in one transaction; any problem rolls all of it back."""
+        sees = ctx.viewer.role.sees_sensitive
+        changes: list[TagChange] = []
+        problems: list[str] = []
+        async with self.store.unit_of_work() as uow:
+            for name in remove:
+                try:
+                    changes.append(
+                        await remove_tag(
+                            uow,
+                            self.taxonomy,
+                            customer_id,
+                            name,
+                            actor=ctx.actor.id,
+                            source=Source.MANUAL,
+                            now=ctx.now,
+                            sees_sensitive=sees,
+                        )
+                    )
+                except (UnknownTagError, AmbiguousTagError, PolicyRefusal, NotFoundError) as exc:
+                    problems.append(f"-{name}: {_message(exc)}")
+            for name in add:
+                try:
+                    changes.append(
+                        await apply_tag(
+                            uow,
+                            self.taxonomy,
+                            self.rules,
+                            customer_id,
+                            name,
+                            actor=ctx.actor.id,
+                            source=Source.MANUAL,
+                            now=ctx.now,
+                            sees_sensitive=sees,
+                        )
+                    )
+                except (UnknownTagError, AmbiguousTagError, PolicyRefusal, NotFoundError) as exc:
+                    problems.append(f"+{name}: {_message(exc)}")
+            if problems:
+                uow.discard()
+                return ErrorResult("; ".join(problems), "nothing was changed; fix the names and send it again")
+            summary = await customer_summary(uow, self.taxonomy, customer_id, ctx.viewer, ctx.now)
+        warnings = tuple(dict.fromkeys(w for c in changes for w in c.warnings))
+        return TagResult(summary, ctx.viewer, tuple(changes), warnings)
+
+    async def _link(self, ctx: ChatContext, customer_id: int) -> ChatResult:
+        await self.channels.link(ctx.channel, ctx.conversation_id, customer_id, ctx.actor.id, ctx.now)
+        async with self.store.unit_of_work() as uow:
+            summary = await customer_summary(uow, self.taxonomy, customer_id, ctx.viewer, ctx.now)
+        log.info("%s conversation linked to customer %d by %s", ctx.channel, customer_id, ctx.actor.id)
+        return LinkResult(summary.customer, True, summary, ctx.viewer)
+
+    async def _unlink(self, ctx: ChatContext, named: str | None) -> ChatResult:
+        link = await self.channels.linked(ctx.channel, ctx.conversation_id)
+        if link is None:
+            return ErrorResult("this conversation is not linked to a customer", "link it with: link <customer>")
+        async with self.store.unit_of_work() as uow:
+            customer = await uow.customers.get(link.customer_id)
+            if named:
+                resolution = await resolve_customer(uow, named)
+                if resolution.customer is None or resolution.customer.id != link.customer_id:
+                    linked_name = customer.name if customer else str(link.customer_id)
+                    return ErrorResult(
+                        f"this conversation is linked to {linked_name}, not {named}",
+                        "send unlink without a name to remove the current link",
+                    )
+        await self.channels.unlink(ctx.channel, ctx.conversation_id)
+        return LinkResult(customer or Customer(id=link.customer_id, name=str(link.customer_id)), False)
+
+    # ------------------------------------------------------------ linked conversations
+
+    async def handle_message(self, ctx: ChatContext, message_key: str, text: str) -> tuple[ChatResult, ...]:
+        """Match a person's message in a linked conversation: (applied card, suggestion card), each if any.
+
+        A retried message (same key) returns nothing: its cards were sent the first time.
+        """
+        link = await self.channels.linked(ctx.channel, ctx.conversation_id)
+        matcher = self._matcher()
+        if link is None or matcher is None or not text.strip():
+            return ()
+        taxonomy = self.taxonomy
+        async with self.store.unit_of_work() as uow:
+            outcome = await suggest_for_message(
+                uow, matcher, taxonomy, self.rules, link.customer_id, message_key, text, ctx.now
+            )
+            if outcome.duplicate:
+                return ()
+            out: list[ChatResult] = []
+            if outcome.applied:
+                applied = await self._applied_state(uow, ctx, link.customer_id, message_key)
+                if applied is not None and applied.entries:
+                    out.append(applied)
+            if outcome.pending:
+                pending = await self._suggestion_state(uow, ctx, message_key)
+                if pending is not None and pending.records:
+                    out.append(pending)
+        for reason in outcome.refused:
+            log.info("auto-apply refused for customer %d: %s", link.customer_id, reason)
+        return tuple(out)
+
+    async def _suggestion_state(
+        self, uow: UnitOfWork, ctx: ChatContext, message_key: str, problems: tuple[str, ...] = ()
+    ) -> SuggestionState | None:
+        """The suggestion card of a message as the viewer may see it (None when the message is unknown)."""
+        sees = ctx.viewer.role.sees_sensitive
+        rows = [
+            r
+            for r in await uow.suggestions.for_message(message_key)
+            if not r.auto_applied and is_visible(self.taxonomy.dimension(r.dimension), sees)
+        ]
+        if not rows:
+            return None
+        customer = await uow.customers.get(rows[0].customer_id)
+        if customer is None:
+            return None
+        names = await _names(uow, [r.decided_by for r in rows])
+        return SuggestionState(customer, message_key, tuple(rows), names, problems)
+
+    async def _applied_state(
+        self, uow: UnitOfWork, ctx: ChatContext, customer_id: int, message_key: str
+    ) -> AppliedState | None:
+        """The applied card of a message: each auto-applied tag, still held (Undo) or undone (who, when)."""
+        customer = await uow.customers.get(customer_id)
+        if customer is None:
+            return None
+        sees = ctx.viewer.role.sees_sensitive
+        rows = [
+            r
+            for r in await uow.suggestions.for_message(message_key)
+            if r.auto_applied
+            and r.customer_id == customer_id
+            and is_visible(self.taxonomy.dimension(r.dimension), sees)
+        ]
+        active = {(a.dimension, name_key(a.tag)): a for a in await uow.assignments.active_for(customer_id)}
+        events = await uow.events.for_customer(customer_id, 0, 200)
+        entries: list[AppliedEntry] = []
+        for r in rows:
+            matched = tuple(str(w) for w in r.evidence.get("matched", ()))
+            held = active.get((r.dimension, name_key(r.tag)))
+            if held is not None:
+                entries.append(AppliedEntry(held.id, r.dimension, r.tag, matched, held.expires_at))
+                continue
+            ended = next(
+                (
+                    e
+                    for e in events  # newest first: the change that ended it
+                    if e.dimension == r.dimension
+                    and name_key(e.tag) == name_key(r.tag)
+                    and e.kind in (EventKind.REMOVED, EventKind.EXPIRED)
+                    and e.at >= r.created_at
+                ),
+                None,
+            )
+            who = ended.actor if ended is not None else None
+            when = ended.at if ended is not None else r.created_at
+            entries.append(AppliedEntry(0, r.dimension, r.tag, matched, None, who or "?", when))
+        names = await _names(uow, [e.undone_by for e in entries])
+        return AppliedState(customer, message_key, tuple(entries), names)
+
+    # ------------------------------------------------------------ card actions
+
+    async def decide(self, ctx: ChatContext, verb: str, data: Mapping[str, Any]) -> ChatResult:
+        """Run a card action (accept, reject, accept-all, undo, choose, show, page) by its verb."""
+        handler = DECISIONS.get(verb)
+        if handler is None:
+            return ErrorResult(f"unknown card action {verb!r}", "the card may be from an older version; ask again")
+        try:
+            return await handler(self, ctx, data)
+        except BadAction as exc:
+            return ErrorResult(f"card action {verb}: {exc}", "the card may be damaged; ask for a new one")
+        except NotFoundError as exc:
+            return ErrorResult(str(exc), "the item may have been deleted; ask for a new card")
+
+    async def _decide_one(self, ctx: ChatContext, data: Mapping[str, Any], accept: bool) -> ChatResult:
+        return await self._decide_many(ctx, (_int(data, "suggestion_id"),), accept)
+
+    async def _decide_many(self, ctx: ChatContext, ids: tuple[int, ...], accept: bool) -> ChatResult:
+        """Decide each suggestion in its own transaction (one refusal keeps the others); return the card."""
+        sees = ctx.viewer.role.sees_sensitive
+        problems: list[str] = []
+        message_key = ""
+        for suggestion_id in ids:
+            async with self.store.unit_of_work() as uow:
+                record = await uow.suggestions.get(suggestion_id)
+                if record is None or not is_visible(self.taxonomy.dimension(record.dimension), sees):
+                    raise NotFoundError(f"suggestion {suggestion_id} does not exist")
+                message_key = message_key or record.message_key
+            try:
+                async with self.store.unit_of_work() as uow:
+                    await decide_suggestion(
+                        uow, self.taxonomy, self.rules, suggestion_id, accept=accept, actor=ctx.actor.id, now=ctx.now
+                    )
+            except (PolicyRefusal, UnknownTagError, AmbiguousTagError) as exc:
+                problems.append(f"{record.tag}: {_message(exc)}")
+        async with self.store.unit_of_work() as uow:
+            state = await self._suggestion_state(uow, ctx, message_key, tuple(problems))
+        if state is None:
+            raise NotFoundError(f"no suggestions for message {message_key!r}")
+        return state
+
+
+async def _accept(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]) -> ChatResult:
+    return await service._decide_one(ctx, data, True)
+
+
+async def _reject(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]) -> ChatResult:
+    return await service._decide_one(ctx, data, False)
+
+
+async def _accept_all(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]) -> ChatResult:
+    raw = data.get("suggestion_ids")
+    if not isinstance(raw, list | tuple) or not raw:
+        raise BadAction("suggestion_ids must be a non-empty list of suggestion ids")
+    return await service._decide_many(ctx, tuple(_int({"id": v}, "id") for v in raw), True)
+
+
+async def _undo(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]) -> ChatResult:
+    """Remove an auto-applied tag (once: a second click finds it gone) and return the refreshed card."""
+    assignment_id = _int(data, "assignment_id")
+    customer_id = _int(data, "customer_id")
+    message_key = _str(data, "message_key")
+    sees = ctx.viewer.role.sees_sensitive
+    async with service.store.unit_of_work() as uow:
+        held = next((a for a in await uow.assignments.active_for(customer_id) if a.id == assignment_id), None)
+        if held is not None and is_visible(service.taxonomy.dimension(held.dimension), sees):
+            await remove_tag(
+                uow,
+                service.taxonomy,
+                customer_id,
+                held.tag,
+                actor=ctx.actor.id,
+                source=Source.MANUAL,
+                now=ctx.now,
+                evidence={"undo_of": assignment_id, "message_key": message_key},
+                dimension=held.dimension,
+                sees_sensitive=sees,
+            )
+        state = await service._applied_state(uow, ctx, customer_id, message_key)
+    if state is None:
+        raise NotFoundError(f"customer {customer_id} does not exist")
+    return state
+
+
+async def _choose(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]) -> ChatResult:
+    """The person picked one customer from a choice card: run the original command for it."""
+    customer_id = _int(data, "customer_id")
+    raw_verb = str(data.get("verb") or Verb.TAGS.value)
+    try:
+        verb = Verb(raw_verb)
+    except ValueError:
+        raise BadAction(f"verb {raw_verb!r} is not a command") from None
+    add = tuple(n for n in str(data.get("add") or "").split("\n") if n)
+    remove = tuple(n for n in str(data.get("remove") or "").split("\n") if n)
+    return await service._for_customer(ctx, verb, customer_id, add, remove)
+
+
+async def _show(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]) -> ChatResult:
+    return await service.summary(ctx, _int(data, "customer_id"))
+
+
+async def _page(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]) -> ChatResult:
+    return await service.search(ctx, _str(data, "query"), _int(data, "page"))
+
+
+# Card action verb → handler; the platforms dispatch Action.Execute / button clicks through it.
+DECISIONS: Mapping[str, Decider] = MappingProxyType(
+    {
+        ACCEPT: _accept,
+        REJECT: _reject,
+        ACCEPT_ALL: _accept_all,
+        UNDO: _undo,
+        CHOOSE: _choose,
+        SHOW: _show,
+        PAGE: _page,
+    }
+)
+
+
+# ---------------------------------------------------------------- pieces
+
+
+def _int(data: Mapping[str, Any], key: str) -> int:
+    """A positive integer from card data (Teams may send numbers as strings)."""
+    value = data.get(key)
+    if isinstance(value, bool):
+        raise BadAction(f"{key} must be a number, got {value!r}")
+    try:
+        number = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise BadAction(f"{key} must be a number, got {value!r}") from None
+    if number < 0:
+        raise BadAction(f"{key} must not be negative, got {number}")
+    return number
+
+
+def _str(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise BadAction(f"{key} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _message(exc: Exception) -> str:
+    """The user-facing text of a service error (LookupError str() adds quotes)."""
+    if isinstance(exc, PolicyRefusal):
+        return exc.reason
+    return str(exc.args[0]) if exc.args else str(exc)
+
+
+async def _names(uow: UnitOfWork, user_ids: list[str | None]) -> Mapping[str, str]:
+    """Display names of the users who decided, for the cards (ids without a stored name are left out)."""
+    out: dict[str, str] = {}
+    for user_id in dict.fromkeys(u for u in user_ids if u):
+        user = await uow.users.get(user_id)
+        if user is not None and user.display_name:
+            out[user_id] = user.display_name
+    return MappingProxyType(out)
