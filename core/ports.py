@@ -8,7 +8,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol
 
-from core.records import CustomerDraft, NewEvent, SuggestionRecord, TaxonomyVersion
+from core.records import CustomerDraft, NewEvent, NewSuggestion, SuggestionRecord, TaxonomyVersion
 from core.types import Assignment, AssignmentState, Customer, Source, SuggestionStatus, TagEvent, User
 from tagging.taxonomy import Taxonomy
 
@@ -129,6 +129,10 @@ class SuggestionRepository(Protocol):
         decided_by: str | None,
     ) -> SuggestionRecord | None:
         """Store a suggestion unless (message key, dimension, tag) exists already; None then (race-safe)."""
+        ...
+
+    async def add_many_if_absent(self, rows: Sequence[NewSuggestion]) -> list[SuggestionRecord]:
+        """Store many suggestions in one statement, skipping existing (message key, dimension, tag); the new ones."""
         ...
 
     async def get(self, suggestion_id: int) -> SuggestionRecord | None: ...

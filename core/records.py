@@ -31,6 +31,22 @@ class SuggestionRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class NewSuggestion:
+    """A suggestion to store unless its (message key, dimension, tag) exists (bulk ingest)."""
+
+    customer_id: int
+    message_key: str
+    dimension: str
+    tag: str
+    score: float
+    evidence: Mapping[str, Any]
+    created_at: datetime
+    status: SuggestionStatus
+    auto_applied: bool
+    decided_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class TaxonomyVersion:
     """One stored revision of the taxonomy (append-only history)."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,21 @@ class SqlChannelStore:
             )
             result = await conn.execute(stmt)
             return bool(result.rowcount)
+
+    async def claim_inbound_many(self, channel: str, keys: Sequence[str], now: datetime) -> set[str]:
+        """Claim several keys in one INSERT … ON CONFLICT DO NOTHING; returns the keys claimed first here."""
+        unique = list(dict.fromkeys(key[:500] for key in keys))
+        if not unique:
+            return set()
+        async with self._engine.begin() as conn:
+            stmt = (
+                _insert(conn, t.inbound_dedup)
+                .values([{"channel": channel, "unique_key": key, "received_at": now} for key in unique])
+                .on_conflict_do_nothing(index_elements=["channel", "unique_key"])
+                .returning(t.inbound_dedup.c.unique_key)
+            )
+            claimed = {row[0] for row in await conn.execute(stmt)}
+        return {key for key in keys if key[:500] in claimed}
 
     async def release_inbound(self, channel: str, key: str) -> None:
         async with self._engine.begin() as conn:

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.ports import AllOf, AnyOf, HasTag, TagQuery
-from core.records import CustomerDraft, NewEvent, SuggestionRecord, TaxonomyVersion
+from core.records import CustomerDraft, NewEvent, NewSuggestion, SuggestionRecord, TaxonomyVersion
 from core.types import (
     Assignment,
     AssignmentState,
@@ -48,6 +48,9 @@ from tagging.taxonomy import Taxonomy
 def _insert(conn: AsyncConnection, table: Any) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (both SQLite and PostgreSQL do)."""
     return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+
+
+_BULK_ROWS = 1000
 
 
 def _or_none(value: str) -> str | None:
@@ -391,6 +394,38 @@ class SqlSuggestions:
         )
         row = (await self._conn.execute(stmt)).first()
         return _suggestion(row) if row else None
+
+    async def add_many_if_absent(self, rows: Sequence[NewSuggestion]) -> list[SuggestionRecord]:
+        if not rows:
+            return []
+        s = t.suggestions.c
+        values = [
+            {
+                "customer_id": r.customer_id,
+                "message_key": r.message_key,
+                "dimension": r.dimension,
+                "tag_key": name_key(r.tag),
+                "tag": r.tag,
+                "score": r.score,
+                "evidence": dict(r.evidence),
+                "status": r.status.value,
+                "auto_applied": r.auto_applied,
+                "created_at": r.created_at,
+                "decided_by": r.decided_by,
+                "decided_at": r.created_at if r.decided_by else None,
+            }
+            for r in rows
+        ]
+        out: list[SuggestionRecord] = []
+        for start in range(0, len(values), _BULK_ROWS):  # stays under both drivers' bound-parameter limits
+            stmt = (
+                _insert(self._conn, t.suggestions)
+                .values(values[start : start + _BULK_ROWS])
+                .on_conflict_do_nothing(index_elements=[s.message_key, s.dimension, s.tag_key])
+                .returning(t.suggestions)
+            )
+            out.extend(_suggestion(row) for row in await self._conn.execute(stmt))
+        return out
 
     async def get(self, suggestion_id: int) -> SuggestionRecord | None:
         row = (

@@ -1,0 +1,63 @@
+"""Alert delivery through WeCom app messages (template cards), with WeCom's duplicate check on."""
+
+from __future__ import annotations
+
+import logging
+
+from bots.wecom.client import BUSY_ERRCODES, DUPLICATE_CHECK_MAX_SECONDS, WeComApiError, WeComClient
+from cards.views import AlertReason, AlertView
+from cards.wecom import alert_template_card
+from core.alert_ports import Delivery, DeliveryOutcome, OutboxMessage
+from core.alerts import AlertNotice
+
+log = logging.getLogger(__name__)
+
+WECOM_CHANNEL = "wecom"
+
+
+def alert_view(message: OutboxMessage) -> AlertView:
+    """The card view of an outbox alert; the outbox id is the alert id the buttons carry."""
+    notice = AlertNotice.from_payload(message.payload)
+    return AlertView(
+        id=message.id,
+        title=notice.title,
+        customer_id=notice.customer_id,
+        customer_name=notice.customer_name,
+        reasons=tuple(AlertReason(r.text, r.weight) for r in notice.reasons),
+        raised_at=notice.raised_at,
+    )
+
+
+class WeComAlertDeliverer:
+    """Sends the alert card to the recipient's WeCom userid.
+
+    The message body depends only on the stored payload (times are shown relative to when the alert was
+    raised, not to when it is sent), so a resend after a crash is byte-identical and WeCom's duplicate
+    check drops it: `resend_is_safe`.
+    """
+
+    channel = WECOM_CHANNEL
+    resend_is_safe = True
+
+    def __init__(self, client: WeComClient, duplicate_check_interval: int = DUPLICATE_CHECK_MAX_SECONDS) -> None:
+        self._client = client
+        self._interval = duplicate_check_interval
+
+    async def deliver(self, message: OutboxMessage) -> Delivery:
+        view = alert_view(message)
+        card = alert_template_card(view, view.raised_at, task_id=f"kebiao-alert-{message.id}")
+        payload = {"touser": message.recipient, "msgtype": "template_card", "template_card": card}
+        try:
+            answer = await self._client.send_message(
+                payload, enable_duplicate_check=True, duplicate_check_interval=self._interval
+            )
+        except WeComApiError as exc:
+            if exc.errcode in BUSY_ERRCODES:
+                return Delivery(DeliveryOutcome.RETRY, str(exc))
+            return Delivery(DeliveryOutcome.PERMANENT, str(exc))
+        except ValueError as exc:  # e.g. WECOM_AGENT_ID unset: configuration, not a transient fault
+            return Delivery(DeliveryOutcome.PERMANENT, f"WeCom is not fully configured: {exc}")
+        invalid = str(answer.get("invaliduser") or "").split("|")
+        if message.recipient in invalid:
+            return Delivery(DeliveryOutcome.PERMANENT, f"WeCom does not know user {message.recipient!r} (invaliduser)")
+        return Delivery(DeliveryOutcome.SENT, external_id=str(answer.get("msgid", "")))

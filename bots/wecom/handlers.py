@@ -1,0 +1,232 @@
+"""What each WeCom callback does, by message type; runs after the callback was acknowledged.
+
+Text from members goes through the shared chat service (same commands as Teams); button clicks decide
+suggestions like the Teams buttons and update the clicked card; external-contact events create or update
+customers; change_external_tag re-imports the corp tag library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bots.wecom.client import WeComApiError, WeComClient
+from bots.wecom.parser import (
+    ExternalContactEvent,
+    ExternalTagEvent,
+    TemplateCardEvent,
+    TextMessage,
+    UnknownEvent,
+    WeComMessage,
+)
+from bots.wecom.render import result_markdown, result_payload, result_template_card
+from bots.wecom.replies import markdown_message
+from bots.wecom.sync import WeComTagSync
+from cards.wecom import parse_button_key
+from core.assignments import TagChange, TaggingRules
+from core.chat import AppliedState, ChatContext, ChatResult, ChatService, SuggestionState, TagResult
+from core.contacts import HANDLED, ContactDetails, record_contact_event
+from core.ports import Store
+from core.records import TaxonomyVersion
+from core.types import SuggestionStatus
+from tagging.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "wecom"
+DONE_LABEL = "已处理"
+
+Handler = Callable[[Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class WeComServices:
+    """Everything the handlers need, wired by app.py (plain values and core services only)."""
+
+    store: Store
+    chat: ChatService
+    taxonomy: Callable[[], Taxonomy]
+    rules: TaggingRules
+    client: WeComClient | None = None
+    tag_sync: WeComTagSync | None = None
+    on_taxonomy: Callable[[TaxonomyVersion], Awaitable[None]] | None = None
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+class WeComHandlers:
+    """Registry message type → handler; `dispatch` is what the callback route calls."""
+
+    def __init__(self, services: WeComServices) -> None:
+        self._s = services
+        self._registry: dict[type, Handler] = {
+            TextMessage: self.on_text,
+            TemplateCardEvent: self.on_card_click,
+            ExternalContactEvent: self.on_contact,
+            ExternalTagEvent: self.on_tag_library,
+            UnknownEvent: self.on_unknown,
+        }
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # per customer: lock, tasks using it
+
+    async def dispatch(self, message: WeComMessage) -> None:
+        """Run the handler registered for the message's type."""
+        handler = self._registry.get(type(message))
+        if handler is None:
+            log.info("no WeCom handler for %s", type(message).__name__)
+            return
+        await handler(message)
+
+    # ------------------------------------------------------------------ members' app chat
+
+    async def _context(self, user_id: str) -> ChatContext:
+        now = self._s.clock()
+        actor = await self._s.chat.actor(user_id, "", now)
+        return ChatContext(CHANNEL, user_id, actor, now)
+
+    async def on_text(self, message: TextMessage) -> None:
+        """A member's text: run it as a command (or match it in a linked chat) and reply via message/send."""
+        ctx = await self._context(message.from_user)
+        results = await self._s.chat.respond(ctx, f"wecom:{message.msg_id}", message.content)
+        await self._after(results)
+        for result in results:
+            await self._send(result_payload(result, message.from_user, self._s.taxonomy(), ctx.now))
+
+    async def on_card_click(self, event: TemplateCardEvent) -> None:
+        """A button on a Kebiao card: decide through the chat service, then update the clicked card."""
+        try:
+            verb, ids = parse_button_key(event.event_key)
+        except ValueError as exc:
+            log.warning("wecom card click with a foreign key ignored: %s", exc)
+            return
+        ctx = await self._context(event.from_user)
+        result = await self._s.chat.decide(ctx, verb, _action_data(verb, ids))
+        await self._after((result,))
+        taxonomy = self._s.taxonomy()
+        card = result_template_card(result, taxonomy, task_id=event.task_id)
+        if event.response_code and self._s.client is not None:
+            try:
+                if card is not None and isinstance(result, SuggestionState):
+                    await self._s.client.update_template_card(event.response_code, template_card=card)
+                else:
+                    await self._s.client.update_template_card(event.response_code, replace_name=DONE_LABEL)
+            except WeComApiError as exc:
+                log.warning("wecom card update failed: %s", exc)
+        if card is None or not isinstance(result, SuggestionState):
+            await self._send(markdown_message(result_markdown(result, taxonomy, ctx.now), to_users=[event.from_user]))
+
+    async def _after(self, results: Sequence[ChatResult]) -> None:
+        """Tell the tag sync about committed tag changes (it pushes them to WeCom in the background)."""
+        if self._s.tag_sync is None:
+            return
+        for customer_id, changes in _changes(results).items():
+            await self._s.tag_sync.tags_changed(customer_id, changes)
+
+    async def _send(self, payload: Mapping[str, Any]) -> None:
+        if self._s.client is None:
+            log.info("no WeCom client configured (WECOM_SECRET/WECOM_AGENT_ID); reply not sent")
+            return
+        try:
+            await self._s.client.send_message(payload)
+        except (WeComApiError, ValueError) as exc:
+            log.warning("wecom reply could not be sent: %s", exc)
+
+    # ------------------------------------------------------------------ customers (external contacts)
+
+    async def on_contact(self, event: ExternalContactEvent) -> None:
+        """add/edit/del external contact: create or update the customer; the add State applies a channel tag.
+
+        Events of one customer run one after another, in arrival order (a delete must not overtake the add).
+        """
+        if event.change_type not in HANDLED:
+            log.info("wecom external-contact change %s not handled", event.change_type)
+            return
+        key = event.external_user_id
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                await self._contact(event)
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    async def _contact(self, event: ExternalContactEvent) -> None:
+        details = None
+        if event.change_type in ("add_external_contact", "edit_external_contact"):
+            details = await self._details(event.external_user_id)
+        async with self._s.store.unit_of_work() as uow:
+            outcome = await record_contact_event(
+                uow,
+                self._s.taxonomy(),
+                self._s.rules,
+                change_type=event.change_type,
+                user_id=event.user_id,
+                external_user_id=event.external_user_id,
+                now=self._s.clock(),
+                state=event.state,
+                details=details,
+            )
+        if outcome.channel_tag is not None and outcome.customer is not None and self._s.tag_sync is not None:
+            await self._s.tag_sync.tags_changed(outcome.customer.id, [outcome.channel_tag])
+
+    async def _details(self, external_user_id: str) -> ContactDetails | None:
+        """Name and company from externalcontact/get; None (keep going) when WeCom cannot say."""
+        if self._s.client is None:
+            return None
+        try:
+            data = await self._s.client.get_external_contact(external_user_id)
+        except (WeComApiError, ValueError) as exc:
+            log.warning("wecom contact details unavailable: %s", exc)
+            return None
+        contact = data.get("external_contact") or {}
+        return ContactDetails(
+            name=str(contact.get("name") or "").strip(), corp_name=str(contact.get("corp_name") or "").strip()
+        )
+
+    async def on_tag_library(self, event: ExternalTagEvent) -> None:
+        """A corp tag changed in WeCom: re-import the library so the `wecom` dimension stays in step."""
+        if self._s.tag_sync is None:
+            log.info("wecom corp tag %s ignored: tag sync needs WECOM_SECRET", event.change_type)
+            return
+        await self._s.tag_sync.import_corp_tags(self._s.on_taxonomy)
+
+    async def on_unknown(self, event: UnknownEvent) -> None:
+        log.debug("wecom %s/%s acknowledged, nothing to do", event.msg_type, event.event)
+
+
+def _action_data(verb: str, ids: tuple[int, ...]) -> dict[str, Any]:
+    """The card-action data core.chat expects for a WeCom button key (verb + ids only)."""
+    if verb.endswith("accept_all"):
+        return {"suggestion_ids": list(ids)}
+    if verb.startswith("suggestion."):
+        return {"suggestion_id": ids[0]}
+    if verb.startswith("customer."):
+        return {"customer_id": ids[0]}
+    if verb.startswith("assignment."):
+        return {"assignment_id": ids[0]}
+    return {"ids": list(ids)}
+
+
+def _changes(results: Sequence[ChatResult]) -> dict[int, list[TagChange]]:
+    """Tag changes per customer in chat results (commands, accepted suggestions, auto-applied tags)."""
+    out: dict[int, list[TagChange]] = {}
+    for result in results:
+        if isinstance(result, TagResult):
+            out.setdefault(result.summary.customer.id, []).extend(result.changes)
+        elif isinstance(result, SuggestionState):
+            accepted = [r for r in result.records if r.status is SuggestionStatus.ACCEPTED]
+            out.setdefault(result.customer.id, []).extend(
+                TagChange(r.customer_id, r.dimension, r.tag, "added") for r in accepted
+            )
+        elif isinstance(result, AppliedState):
+            out.setdefault(result.customer.id, []).extend(
+                TagChange(result.customer.id, e.dimension, e.tag, "added" if e.assignment_id else "removed")
+                for e in result.entries
+            )
+    return out

@@ -1,0 +1,315 @@
+"""Chat-archive ingest: WeCom 会话内容存档 exports (decrypted JSONL) into suggestions and auto-applied tags.
+
+One JSON object per line: msgid, from, tolist, roomid, msgtime (ms), msgtype and text.content. Only text
+messages whose sender is an external user id (`wm…`/`wo…`) of a known customer are matched. Every message is
+keyed `wecom:<msgid>`, so re-running a file changes nothing; a checkpoint (byte offset and line number after
+the last committed batch) lets `--resume` skip what is done. Bad lines are reported with their line number
+and skipped; the run goes on and the caller decides the exit status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from core.assignments import TaggingRules, apply_definition, clean_evidence
+from core.contacts import find_by_external_id
+from core.ports import Store, UnitOfWork
+from core.records import NewSuggestion
+from core.suggestions import AUTO_ACTOR, SuggestionSource
+from core.types import Source, SuggestionStatus
+from tagging.normaliser import name_key
+from tagging.policy import PolicyRefusal, UnknownTagError, find_tag
+from tagging.suggestion import Suggestion
+from tagging.taxonomy import Dimension, TagDef, Taxonomy
+
+log = logging.getLogger(__name__)
+
+EXTERNAL_PREFIXES = ("wm", "wo")
+BATCH_LINES = 500
+CHECKPOINT_SUFFIX = ".kebiao-checkpoint"
+
+Progress = Callable[[int, int, int], None]  # bytes done, total bytes, lines done
+
+
+class CheckpointError(ValueError):
+    """The checkpoint does not belong to this file (or is unreadable); the message says how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveMessage:
+    """One archived chat message, as far as ingest needs it."""
+
+    msgid: str
+    sender: str
+    msgtype: str
+    text: str
+    at: datetime
+
+
+@dataclass(slots=True)
+class IngestSummary:
+    """Counts for the final report; `bad` holds 'line N: reason' for every refused line."""
+
+    lines: int = 0
+    customer_messages: int = 0
+    applied: int = 0
+    suggested: int = 0
+    duplicates: int = 0
+    unknown_customers: int = 0
+    skipped: int = 0
+    resumed_from_line: int = 0
+    bad: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.lines} lines read (from line {self.resumed_from_line + 1}): {self.customer_messages} customer "
+            f"messages, {self.applied} tags applied, {self.suggested} suggestions, {self.duplicates} already "
+            f"ingested, {self.unknown_customers} from unknown customers, {self.skipped} other messages skipped, "
+            f"{len(self.bad)} bad lines"
+        )
+
+
+class BadLine(ValueError):
+    """A line that is not a usable archive record."""
+
+
+def is_external_user(user_id: str) -> bool:
+    """External (customer) user ids start with wm or wo; members' userids do not."""
+    return user_id.startswith(EXTERNAL_PREFIXES)
+
+
+def parse_archive_line(raw: bytes) -> ArchiveMessage | None:
+    """One JSONL line as a message; None for a blank line; BadLine says what is wrong."""
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadLine(f"not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise BadLine("expected a JSON object")
+    for name in ("msgid", "from", "msgtype"):
+        if not isinstance(data.get(name), str) or not data[name]:
+            raise BadLine(f"field '{name}' is missing or not a non-empty string")
+    msgtime = data.get("msgtime")
+    if not isinstance(msgtime, int) or isinstance(msgtime, bool) or msgtime < 0:
+        raise BadLine("field 'msgtime' must be a non-negative integer (milliseconds since 1970)")
+    content = ""
+    if data["msgtype"] == "text":
+        body = data.get("text")
+        if not isinstance(body, dict) or not isinstance(body.get("content"), str):
+            raise BadLine("text message without a string 'text.content'")
+        content = body["content"]
+    at = datetime.fromtimestamp(msgtime / 1000, tz=UTC)
+    return ArchiveMessage(data["msgid"], data["from"], data["msgtype"], content, at)
+
+
+def checkpoint_path(path: Path) -> Path:
+    return path.with_name(path.name + CHECKPOINT_SUFFIX)
+
+
+def _read_checkpoint(path: Path, size: int) -> tuple[int, int]:
+    """(byte offset, line number) to resume from; refuses a checkpoint past the end of the file."""
+    cp = checkpoint_path(path)
+    if not cp.exists():
+        return 0, 0
+    try:
+        data = json.loads(cp.read_text(encoding="utf-8"))
+        offset, line = int(data["offset"]), int(data["line"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{cp}: unreadable checkpoint ({exc}); delete it to start over") from None
+    if not 0 <= offset <= size:
+        raise CheckpointError(
+            f"{cp}: checkpoint offset {offset} is past the end of {path} ({size} bytes); the file changed — "
+            "delete the checkpoint to start over (ingest is idempotent by msgid)"
+        )
+    return offset, line
+
+
+def _write_checkpoint(path: Path, offset: int, line: int) -> None:
+    """Write atomically (temp file + rename), so a crash never leaves half a checkpoint."""
+    cp = checkpoint_path(path)
+    tmp = cp.with_name(cp.name + ".tmp")
+    tmp.write_text(json.dumps({"offset": offset, "line": line, "file": path.name}), encoding="utf-8")
+    os.replace(tmp, cp)
+
+
+async def ingest_archive(
+    store: Store,
+    taxonomy: Taxonomy,
+    matcher: SuggestionSource,
+    rules: TaggingRules,
+    path: Path,
+    *,
+    resume: bool = False,
+    progress: Progress | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    batch_lines: int = BATCH_LINES,
+) -> IngestSummary:
+    """Ingest an archive file; each batch is matched in memory, then one transaction, then a checkpoint."""
+    size = path.stat().st_size
+    offset, line_no = _read_checkpoint(path, size) if resume else (0, 0)
+    summary = IngestSummary(resumed_from_line=line_no)
+    customers: dict[str, int | None] = {}
+    with path.open("rb") as stream:
+        stream.seek(offset)
+        while True:
+            batch = _read_batch(stream, batch_lines)
+            if not batch:
+                break
+            matched = _match_batch(batch, line_no, taxonomy, matcher, summary, now())
+            line_no += len(batch)
+            if matched:
+                async with store.unit_of_work() as uow:
+                    await _store_batch(uow, taxonomy, rules, matched, customers, summary)
+            offset += sum(len(raw) for raw in batch)
+            summary.lines += len(batch)
+            _write_checkpoint(path, offset, line_no)
+            if progress is not None:
+                progress(offset, size, line_no)
+    return summary
+
+
+@dataclass(frozen=True, slots=True)
+class _Matched:
+    """A customer's text message with its resolved suggestions (pure work done, database work pending)."""
+
+    line_no: int
+    message: ArchiveMessage
+    at: datetime
+    tags: tuple[tuple[Dimension, TagDef, Suggestion], ...]
+
+
+def _match_batch(
+    batch: Sequence[bytes],
+    first_line: int,
+    taxonomy: Taxonomy,
+    matcher: SuggestionSource,
+    summary: IngestSummary,
+    wall_now: datetime,
+) -> list[_Matched]:
+    """Parse and match every line in pure code; only customer lines with tags go on to the database."""
+    out: list[_Matched] = []
+    for index, raw in enumerate(batch):
+        line_no = first_line + index + 1
+        try:
+            message = parse_archive_line(raw)
+        except BadLine as exc:
+            summary.bad.append(f"line {line_no}: {exc}")
+            continue
+        if message is None:
+            continue
+        if message.msgtype != "text" or not is_external_user(message.sender) or not message.text.strip():
+            summary.skipped += 1
+            continue
+        summary.customer_messages += 1
+        suggestions = matcher.suggest(message.text)
+        try:
+            tags = tuple((*find_tag(taxonomy, s.tag, s.dimension), s) for s in suggestions)
+        except UnknownTagError as exc:
+            summary.bad.append(f"line {line_no}: {exc}")
+            continue
+        at = min(message.at, wall_now)  # a clock-skewed future msgtime must not push expiries ahead
+        out.append(_Matched(line_no, message, at, tags))
+    return out
+
+
+async def _store_batch(
+    uow: UnitOfWork,
+    taxonomy: Taxonomy,
+    rules: TaggingRules,
+    matched: Sequence[_Matched],
+    customers: dict[str, int | None],
+    summary: IngestSummary,
+) -> None:
+    """One batch in one transaction: all suggestion rows in bulk, then the auto-applied tags in line order."""
+    rows: list[NewSuggestion] = []
+    owners: list[tuple[_Matched, int]] = []
+    seen: set[str] = set()
+    for item in matched:
+        customer_id = await _customer_id(uow, item.message.sender, customers)
+        if customer_id is None:
+            summary.unknown_customers += 1
+            continue
+        if not item.tags:
+            continue
+        key = f"wecom:{item.message.msgid}"
+        if key in seen:  # the same msgid twice in one batch: the second is a duplicate
+            summary.duplicates += 1
+            continue
+        seen.add(key)
+        owners.append((item, customer_id))
+        for dimension, tag, s in item.tags:
+            auto = s.action == "apply"
+            rows.append(
+                NewSuggestion(
+                    customer_id,
+                    key,
+                    dimension.key,
+                    tag.name,
+                    s.score,
+                    clean_evidence({"matched": list(s.matched), "excerpt": s.excerpt}),
+                    item.at,
+                    SuggestionStatus.ACCEPTED if auto else SuggestionStatus.PENDING,
+                    auto,
+                    AUTO_ACTOR if auto else None,
+                )
+            )
+    # The unique (message key, dimension, tag) rows are the gate: a re-run inserts and applies nothing.
+    fresh = {(r.message_key, r.dimension, name_key(r.tag)): r for r in await uow.suggestions.add_many_if_absent(rows)}
+    for item, customer_id in owners:
+        key = f"wecom:{item.message.msgid}"
+        new = 0
+        for dimension, tag, s in item.tags:
+            record = fresh.get((key, dimension.key, name_key(tag.name)))
+            if record is None:
+                continue
+            new += 1
+            if not record.auto_applied:
+                summary.suggested += 1
+                continue
+            evidence = dict(record.evidence, message_key=key, score=s.score)
+            try:
+                await apply_definition(
+                    uow,
+                    dimension,
+                    tag,
+                    rules,
+                    customer_id,
+                    actor=AUTO_ACTOR,
+                    source=Source.KEYWORD,
+                    now=item.at,
+                    evidence=evidence,
+                )
+            except PolicyRefusal as refusal:
+                # A cap or exclusivity refusal is policy working, not bad data: the suggestion row stays.
+                log.info("line %d: auto tag %s not applied: %s", item.line_no, tag.name, refusal.reason)
+                continue
+            summary.applied += 1
+        summary.duplicates += int(new == 0)
+
+
+def _read_batch(stream: BinaryIO, limit: int) -> list[bytes]:
+    batch: list[bytes] = []
+    while len(batch) < limit:
+        raw = stream.readline()
+        if not raw:
+            break
+        batch.append(raw)
+    return batch
+
+
+async def _customer_id(uow: UnitOfWork, external_user_id: str, cache: dict[str, int | None]) -> int | None:
+    """The known customer with this external user id (cached for the run)."""
+    if external_user_id not in cache:
+        found = await find_by_external_id(uow, external_user_id)
+        cache[external_user_id] = found.id if found else None
+    return cache[external_user_id]
