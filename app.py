@@ -10,12 +10,24 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 from aiohttp import web
 
+from bots.teams.adapter import TeamsEndpoint, create_adapter
+from bots.teams.auth import build_authentication
+from bots.teams.bot import KebiaoBot
+from bots.wecom.background import Background
+from bots.wecom.client import WeComApiError, WeComClient
+from bots.wecom.crypto import WeComCrypto
+from bots.wecom.handlers import WeComHandlers, WeComServices
+from bots.wecom.routes import CALLBACK_PATH, WeComCallback
+from bots.wecom.sync import WeComTagSync
 from cards.plain import render_customer_text
 from config import ConfigError, Settings
 from core.assignments import TaggingRules
+from core.chat import ChatService
 from core.customer_import import import_customers
 from core.customers import customer_history, resolve_customer
 from core.importing import ImportFileError, parse_customer_file
@@ -25,6 +37,7 @@ from core.summary import customer_summary
 from core.taxonomy_store import ensure_taxonomy, import_taxonomy
 from core.types import Role, User
 from core.users import get_user, set_role
+from storage.channels import SqlChannelStore
 from storage.database import Database, DatabaseError, open_database
 from tagging.builtin import TEMPLATES, load_builtin
 from tagging.loader import TaxonomyError, dump_taxonomy, load_taxonomy_file, merge_taxonomies
@@ -59,6 +72,13 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_teams_ctx)
+    app.cleanup_ctx.append(_alerts_ctx)
+    app.router.add_post("/api/messages", teams_messages)
+    if settings.wecom.enabled:
+        app.cleanup_ctx.append(_wecom_ctx)
+        app.router.add_get(CALLBACK_PATH, wecom_verify)
+        app.router.add_post(CALLBACK_PATH, wecom_receive)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     return app
@@ -145,6 +165,208 @@ async def _refresh_taxonomy(database: Database, holder: MatcherHolder, cell: Tax
         log.info("taxonomy version %d now in force", current.version)
         return True
     return False
+
+
+TEAMS = web.AppKey("teams", TeamsEndpoint)
+
+
+class _TeamsClaims:
+    """ActivityClaims on the durable inbound de-duplication table (shared by every replica)."""
+
+    def __init__(self, channels: SqlChannelStore) -> None:
+        self._channels = channels
+
+    async def claim(self, key: str) -> bool:
+        return await self._channels.claim_inbound("teams", key, datetime.now(UTC))
+
+    async def release(self, key: str) -> None:
+        await self._channels.release_inbound("teams", key)
+
+
+async def _teams_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Bot Framework auth + adapter + the Kebiao bot over the chat service, behind POST /api/messages."""
+    settings = app[SETTINGS]
+    channels = SqlChannelStore(app[DATABASE].engine)
+    cell, holder = app[TAXONOMY], app[MATCHERS]
+    chat = ChatService(
+        app[DATABASE],
+        channels,
+        lambda: cell.taxonomy,
+        lambda: holder.current,
+        TaggingRules.of(settings.timezone, settings.tag_hard_cap),
+    )
+    adapter = create_adapter(build_authentication(settings.teams))
+    app[TEAMS] = TeamsEndpoint(adapter, KebiaoBot(chat, channels), claims=_TeamsClaims(channels))
+    yield
+
+
+async def teams_messages(request: web.Request) -> web.StreamResponse:
+    """POST /api/messages, served by the endpoint built at start-up."""
+    endpoint = request.app.get(TEAMS)
+    if endpoint is None:
+        return web.json_response({"error": "the Teams endpoint is not ready"}, status=503)
+    return await endpoint.handle(request)
+
+
+# ---------------------------------------------------------------- WeCom
+
+
+WECOM = web.AppKey("wecom", WeComCallback)
+
+
+async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
+    """WeCom callback crypto, one HTTP session + API client, handlers and their background tasks."""
+    settings = app[SETTINGS]
+    wecom = settings.wecom
+    database, cell, holder = app[DATABASE], app[TAXONOMY], app[MATCHERS]
+    channels = SqlChannelStore(database.engine)
+    rules = TaggingRules.of(settings.timezone, settings.tag_hard_cap)
+    background = Background()
+    session = aiohttp.ClientSession()
+    client = None
+    if wecom.secret:
+        client = WeComClient(session, wecom.corp_id, wecom.secret, wecom.agent_id, wecom.api_base)
+    sync = None
+    if client is not None:
+        sync = WeComTagSync(client, database, channels, lambda: cell.taxonomy, background)
+
+    async def on_taxonomy(version: TaxonomyVersion) -> None:
+        await _refresh_taxonomy(database, holder, cell)
+
+    chat = ChatService(database, channels, lambda: cell.taxonomy, lambda: holder.current, rules)
+    services = WeComServices(database, chat, lambda: cell.taxonomy, rules, client, sync, on_taxonomy)
+    crypto = WeComCrypto(wecom.token, wecom.encoding_aes_key, wecom.corp_id)
+    app[WECOM] = WeComCallback(crypto, channels, WeComHandlers(services).dispatch, background)
+    try:
+        yield
+    finally:
+        await background.close()
+        await session.close()
+
+
+async def wecom_verify(request: web.Request) -> web.StreamResponse:
+    """GET /wecom/callback (URL verification)."""
+    callback = request.app.get(WECOM)
+    return await callback.verify(request) if callback else web.Response(status=503, text="not ready")
+
+
+async def wecom_receive(request: web.Request) -> web.StreamResponse:
+    """POST /wecom/callback (encrypted callbacks)."""
+    callback = request.app.get(WECOM)
+    return await callback.receive(request) if callback else web.Response(status=503, text="not ready")
+
+
+# ---------------------------------------------------------------- alerts (issue 5)
+
+
+def _alert_deliverers(
+    settings: Settings, database: Database, session: Any, teams_adapter: Any | None
+) -> dict[str, Any]:
+    """One Deliverer per configured channel: WeCom app messages, Teams through the stored references."""
+    from bots.teams.alert_delivery import TeamsAlertDeliverer
+    from bots.teams.notifier import TeamsNotifier
+    from bots.wecom.alert_delivery import WeComAlertDeliverer
+    from bots.wecom.client import WeComClient
+
+    deliverers: dict[str, Any] = {}
+    wecom = settings.wecom
+    if wecom.corp_id and wecom.secret and wecom.agent_id:
+        client = WeComClient(session, wecom.corp_id, wecom.secret, wecom.agent_id, wecom.api_base)
+        deliverers["wecom"] = WeComAlertDeliverer(client)
+    if teams_adapter is not None:
+        notifier = TeamsNotifier(teams_adapter, settings.teams.app_id)
+        deliverers["msteams"] = TeamsAlertDeliverer(notifier, SqlChannelStore(database.engine))
+    return deliverers
+
+
+async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The alert scheduler (KEBIAO_SCHEDULER=off: none), started after storage and Teams, stopped first."""
+    import aiohttp
+
+    from scheduler import configure_jobs, running_scheduler
+    from storage.outbox import SqlAlertStore
+
+    settings = app[SETTINGS]
+    database = app[DATABASE]
+    cell = app[TAXONOMY]
+    endpoint = app.get(TEAMS)
+    async with aiohttp.ClientSession() as session:
+        deliverers = _alert_deliverers(settings, database, session, endpoint.adapter if endpoint else None)
+        jobs = configure_jobs(settings, SqlAlertStore(database.engine), lambda: cell.taxonomy, deliverers)
+        async with running_scheduler(jobs, settings):
+            yield
+
+
+def _parse_now(value: str) -> datetime:
+    """--now: an ISO date-time; a value without an offset is read in KEBIAO_TIMEZONE by the caller."""
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO date-time; use e.g. 2025-03-01T09:00:00+08:00"
+        ) from None
+
+
+def cmd_alerts_run_once(args: argparse.Namespace, settings: Settings) -> int:
+    """Run every alert job once (expire, expiry digests, churn, outbox) at --now (default: the clock)."""
+    from zoneinfo import ZoneInfo
+
+    import aiohttp
+
+    from core.alert_jobs import run_once
+    from scheduler import configure_jobs
+    from storage.outbox import SqlAlertStore
+
+    now: datetime = args.now or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=ZoneInfo(settings.timezone))
+
+    async def work(database: Database) -> int:
+        async with database.unit_of_work() as uow:
+            current = await uow.taxonomies.current()
+        if current is None:
+            async with database.unit_of_work() as uow:
+                current = await ensure_taxonomy(uow, _initial_taxonomy(settings), "cli", datetime.now(UTC))
+        taxonomy = current.taxonomy
+        store = SqlAlertStore(database.engine)
+        async with aiohttp.ClientSession() as session:
+            # Teams needs the running bot's adapter; from the CLI, Teams rows wait for the server's drain.
+            deliverers = _alert_deliverers(settings, database, session, None)
+            jobs = configure_jobs(settings, store, lambda: taxonomy, deliverers)
+            report = await run_once(jobs, now)
+        async with store.unit_of_work() as uow:
+            counts = await uow.outbox.counts()
+        print(f"alerts at {now.isoformat()}: {report}")
+        print("outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty"))
+        if counts.get("unknown"):
+            print(
+                f"{counts['unknown']} alerts have an unknown outcome (a sender stopped mid-send); "
+                "check the recipients and the logs",
+                file=sys.stderr,
+            )
+        return 0
+
+    return _run_db(settings, work)
+
+
+def _add_alerts_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`kebiao alerts run-once [--now ISO]`."""
+    group = verbs.add_parser("alerts", help="expiry and churn alerts", description="Expiry and churn alerts.")
+    sub = group.add_subparsers(dest="alerts_action", metavar="ACTION", required=True)
+    once = sub.add_parser(
+        "run-once",
+        help="run the alert jobs once (expire tags, expiry digests, churn scoring, deliver the outbox)",
+        description="Run every alert job once, as the scheduler would, at --now (default: now). Safe to run "
+        "beside running servers: alerts are de-duplicated in the outbox. Teams alerts are delivered by the "
+        "server; WeCom alerts are delivered here when WECOM_CORP_ID, WECOM_SECRET and WECOM_AGENT_ID are set.",
+    )
+    once.add_argument(
+        "--now",
+        type=_parse_now,
+        metavar="ISO",
+        help="the time to run at, e.g. 2025-03-01T09:00:00+08:00 (no offset: KEBIAO_TIMEZONE)",
+    )
+    once.set_defaults(handler=cmd_alerts_run_once)
 
 
 # ---------------------------------------------------------------- CLI
@@ -481,6 +703,112 @@ def _add_data_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) 
     role.set_defaults(handler=cmd_users_set_role)
 
 
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    """Ingest a WeCom chat-archive export (JSONL): suggestions and auto-applied tags per customer."""
+    from core.ingest import CheckpointError, ingest_archive
+
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"kebiao ingest: {path} is not a file", file=sys.stderr)
+        return 1
+    tty = sys.stderr.isatty()
+    last_log = [0.0]
+
+    def progress(done: int, total: int, lines: int) -> None:
+        share = done / total if total else 1.0
+        if tty:
+            bar = "#" * int(share * 30)
+            print(f"\r[{bar:<30}] {share:6.1%} {lines} lines", end="", file=sys.stderr, flush=True)
+        elif asyncio.get_running_loop().time() - last_log[0] >= 5.0:
+            last_log[0] = asyncio.get_running_loop().time()
+            log.info("ingest: %.1f%% (%d lines)", share * 100, lines)
+
+    async def work(database: Database) -> int:
+        async with database.unit_of_work() as uow:
+            current = await uow.taxonomies.current()
+        if current is None:
+            async with database.unit_of_work() as uow:
+                current = await ensure_taxonomy(uow, _initial_taxonomy(settings), "cli", datetime.now(UTC))
+        holder = MatcherHolder()
+        await holder.rebuild(current.taxonomy)
+        assert holder.current is not None
+        rules = TaggingRules.of(settings.timezone, settings.tag_hard_cap)
+        try:
+            summary = await ingest_archive(
+                database, current.taxonomy, holder.current, rules, path, resume=args.resume, progress=progress
+            )
+        except CheckpointError as exc:
+            print(f"kebiao ingest: {exc}", file=sys.stderr)
+            return 1
+        if tty:
+            print(file=sys.stderr)
+        for problem in summary.bad:
+            print(f"{path}: {problem}", file=sys.stderr)
+        print(summary)
+        return 1 if summary.bad else 0
+
+    return _run_db(settings, work)
+
+
+def cmd_wecom_sync_tags(args: argparse.Namespace, settings: Settings) -> int:
+    """Import WeCom's corp tags into the `wecom` dimension, then push every customer's tags to WeCom."""
+    wecom = settings.wecom
+    if not (wecom.corp_id and wecom.secret):
+        print("kebiao wecom sync-tags: set WECOM_CORP_ID and WECOM_SECRET", file=sys.stderr)
+        return 1
+
+    async def work(database: Database) -> int:
+        async with database.unit_of_work() as uow:
+            current = await uow.taxonomies.current()
+        taxonomy = current.taxonomy if current else _initial_taxonomy(settings)
+        background = Background()
+        async with aiohttp.ClientSession() as session:
+            client = WeComClient(session, wecom.corp_id, wecom.secret, wecom.agent_id, wecom.api_base)
+            sync = WeComTagSync(client, database, SqlChannelStore(database.engine), lambda: taxonomy, background)
+            try:
+                result = await sync.import_corp_tags()
+                pushed, failed = (0, 0) if args.import_only else await sync.push_all()
+            except WeComApiError as exc:
+                print(f"kebiao wecom sync-tags: {exc}", file=sys.stderr)
+                return 1
+            finally:
+                await background.close()
+        version = f"taxonomy version {result.change.version.version}" if result.change else "taxonomy unchanged"
+        print(f"{len(result.tags)} WeCom corp tags imported ({version}); {pushed} customers pushed, {failed} failed")
+        for skipped in result.skipped:
+            print(f"skipped: {skipped}", file=sys.stderr)
+        return 1 if failed else 0
+
+    return _run_db(settings, work)
+
+
+def _add_wecom_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`kebiao ingest FILE.jsonl [--resume]` and `kebiao wecom sync-tags`."""
+    ingest = verbs.add_parser(
+        "ingest",
+        help="turn a WeCom chat-archive export (JSONL) into tag suggestions",
+        description="Read FILE.jsonl exported from WeCom's 会话内容存档 (decrypted; one JSON object per line with "
+        "msgid, from, tolist, roomid, msgtime, msgtype, text.content). Text from customers (external user ids "
+        "wm…/wo… of known customers) is matched: auto_apply tags are applied, others stored as suggestions. "
+        "Idempotent by msgid; a checkpoint FILE.jsonl.kebiao-checkpoint allows --resume. Bad lines are "
+        "printed with their line number and skipped; the exit status is then 1.",
+    )
+    ingest.add_argument("file", metavar="FILE.jsonl", help="chat-archive export, one JSON object per line")
+    ingest.add_argument("--resume", action="store_true", help="continue after the last checkpoint")
+    ingest.set_defaults(handler=cmd_ingest)
+    group = verbs.add_parser("wecom", help="WeCom integration", description="WeCom integration.")
+    sub = group.add_subparsers(dest="wecom_action", metavar="ACTION", required=True)
+    sync = sub.add_parser(
+        "sync-tags",
+        help="import WeCom corp tags and push Kebiao's tags to WeCom",
+        description="Import every WeCom corp customer tag into the dimension 'wecom' (a new taxonomy version "
+        "when it changed), then mark every customer's active Kebiao tags on WeCom (owner userid + "
+        "wecom_external_userid), creating missing corp tags. Needs WECOM_CORP_ID, WECOM_SECRET.",
+    )
+    sync.add_argument("--import-only", action="store_true", help="only import WeCom's tags; push nothing")
+    sync.set_defaults(handler=cmd_wecom_sync_tags)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `kebiao` argument parser; each verb's handler is stored as `handler`."""
     parser = argparse.ArgumentParser(
@@ -500,6 +828,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_taxonomy_verbs(verbs)
     _add_data_verbs(verbs)
     _add_manifest_verbs(verbs)
+    _add_wecom_verbs(verbs)
+    _add_alerts_verbs(verbs)
     return parser
 
 

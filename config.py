@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +42,25 @@ class WeComSettings:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """Alert jobs: cron times (local), quiet hours, expiry warning days, churn weights and threshold."""
+
+    alert_time: str = "09:00"  # expiry digests
+    churn_time: str = "09:30"
+    expire_every_minutes: int = 15
+    outbox_every_seconds: int = 30
+    quiet_hours: str = "22:00-08:00"  # "off" disables
+    expiry_warn_days: int = 7
+    expiry_warn_tags: tuple[tuple[str, int], ...] = ()
+    churn_threshold: float = 0.6
+    churn_weights: tuple[tuple[str, float], ...] = ()
+    churn_silence_days: int = 30
+    churn_contract_days: int = 30
+    churn_repeat_days: int = 7
+    run_at_start: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the process needs, read once; adapters get only their slice."""
 
@@ -56,6 +75,7 @@ class Settings:
     tag_hard_cap: int = 100
     teams: TeamsSettings = TeamsSettings()
     wecom: WeComSettings = WeComSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @property
     def production(self) -> bool:
@@ -93,6 +113,7 @@ class Settings:
                 agent_id=get("WECOM_AGENT_ID") or "",
                 api_base=(get("WECOM_API_BASE") or DEFAULT_WECOM_API_BASE).rstrip("/"),
             ),
+            alerts=_alert_settings(get),
         )
         settings.check()
         return settings
@@ -109,6 +130,79 @@ class Settings:
             raise ConfigError("KEBIAO_TAG_HARD_CAP must be a positive integer")
         if self.wecom.encoding_aes_key and len(self.wecom.encoding_aes_key) != 43:
             raise ConfigError("WECOM_ENCODING_AES_KEY must be the 43-character EncodingAESKey from the WeCom console")
+
+
+def _alert_settings(get: Callable[[str], str | None]) -> AlertSettings:
+    """The KEBIAO_ALERT_* / KEBIAO_CHURN_* / KEBIAO_QUIET_HOURS slice, checked here so bad values stop startup."""
+    alert_time = _clock(get("KEBIAO_ALERT_TIME"), "KEBIAO_ALERT_TIME", "09:00")
+    churn_time = _clock(get("KEBIAO_CHURN_TIME"), "KEBIAO_CHURN_TIME", "09:30")
+    quiet = (get("KEBIAO_QUIET_HOURS") or "22:00-08:00").strip()
+    if quiet.lower() != "off":
+        start, sep, end = quiet.partition("-")
+        if not sep:
+            raise ConfigError(f"KEBIAO_QUIET_HOURS={quiet!r}: use HH:MM-HH:MM (e.g. 22:00-08:00) or off")
+        _clock(start, "KEBIAO_QUIET_HOURS", "")
+        _clock(end, "KEBIAO_QUIET_HOURS", "")
+    threshold = _float(get("KEBIAO_CHURN_THRESHOLD"), "KEBIAO_CHURN_THRESHOLD", 0.6)
+    if not 0 < threshold <= 1:
+        raise ConfigError(f"KEBIAO_CHURN_THRESHOLD={threshold} must be in (0, 1]")
+    settings = AlertSettings(
+        alert_time=alert_time,
+        churn_time=churn_time,
+        expire_every_minutes=_int(get("KEBIAO_EXPIRE_EVERY_MINUTES"), "KEBIAO_EXPIRE_EVERY_MINUTES", 15),
+        outbox_every_seconds=_int(get("KEBIAO_OUTBOX_EVERY_SECONDS"), "KEBIAO_OUTBOX_EVERY_SECONDS", 30),
+        quiet_hours=quiet,
+        expiry_warn_days=_int(get("KEBIAO_EXPIRY_WARN_DAYS"), "KEBIAO_EXPIRY_WARN_DAYS", 7),
+        expiry_warn_tags=tuple(
+            (name, int(value)) for name, value in _pairs(get("KEBIAO_EXPIRY_WARN_TAGS"), "KEBIAO_EXPIRY_WARN_TAGS", int)
+        ),
+        churn_threshold=threshold,
+        churn_weights=tuple(
+            (name, float(value)) for name, value in _pairs(get("KEBIAO_CHURN_WEIGHTS"), "KEBIAO_CHURN_WEIGHTS", float)
+        ),
+        churn_silence_days=_int(get("KEBIAO_CHURN_SILENCE_DAYS"), "KEBIAO_CHURN_SILENCE_DAYS", 30),
+        churn_contract_days=_int(get("KEBIAO_CHURN_CONTRACT_DAYS"), "KEBIAO_CHURN_CONTRACT_DAYS", 30),
+        churn_repeat_days=_int(get("KEBIAO_CHURN_REPEAT_DAYS"), "KEBIAO_CHURN_REPEAT_DAYS", 7),
+        run_at_start=_switch(get("KEBIAO_ALERTS_RUN_AT_START"), "KEBIAO_ALERTS_RUN_AT_START", False),
+    )
+    for name in ("expire_every_minutes", "outbox_every_seconds", "expiry_warn_days", "churn_repeat_days"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"alert setting {name} must be at least 1")
+    return settings
+
+
+def _clock(raw: str | None, name: str, default: str) -> str:
+    value = (raw or default).strip()
+    hour, sep, minute = value.partition(":")
+    if not (sep and hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+        raise ConfigError(f"{name}={value!r} is not a time of day; use HH:MM, e.g. 09:00")
+    return f"{int(hour):02d}:{int(minute):02d}"
+
+
+def _float(raw: str | None, name: str, default: float) -> float:
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def _pairs(raw: str | None, name: str, kind: Callable[[str], object]) -> list[tuple[str, str]]:
+    """'a=1,b=2' → [('a', '1'), ('b', '2')], each value checked with `kind`."""
+    out: list[tuple[str, str]] = []
+    for part in (raw or "").replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        try:
+            if not (sep and key.strip()):
+                raise ValueError
+            kind(value.strip())
+        except ValueError:
+            raise ConfigError(f"{name}: {part.strip()!r} is not NAME=VALUE (e.g. silence=0.2)") from None
+        out.append((key.strip(), value.strip()))
+    return out
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:

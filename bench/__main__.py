@@ -11,6 +11,10 @@ from collections.abc import Callable, Sequence
 # name -> "module:function"; each function takes the remaining argv and returns an exit code.
 BENCHMARKS: dict[str, str] = {
     "tagging": "bench.tagging:main",
+    "alerts": "bench.alerts:main",
+    "wecom": "bench.wecom:main",
+    "serve": "bench.serve:main",
+    "teams": "bench.teams:main",
 }
 
 
@@ -23,10 +27,16 @@ def _resolve(target: str) -> Callable[[Sequence[str]], int]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch to the benchmark named on the command line."""
     parser = argparse.ArgumentParser(prog="python -m bench", description="Kebiao benchmarks.")
-    parser.add_argument("name", choices=sorted(BENCHMARKS), help="benchmark to run")
+    parser.add_argument("name", nargs="?", choices=sorted(BENCHMARKS), help="benchmark to run (default: all)")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     options = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if options.name is None:
+        failed = 0
+        for name, target in BENCHMARKS.items():
+            print(f"\n== {name} ==", flush=True)
+            failed += _resolve(target)([]) != 0
+        return 1 if failed else 0
     return _resolve(BENCHMARKS[options.name])(options.args)
 
 

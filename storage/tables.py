@@ -264,3 +264,14 @@ alert_acknowledgements = Table(
     UniqueConstraint("alert_key", "user_id", name="uq_alert_acknowledgements_alert_user"),
     CheckConstraint("action IN ('ack', 'snooze')", name="action_known"),
 )
+
+# What churn scoring needs that no other table holds (migration 0002): one row per customer.
+customer_activity = Table(
+    "customer_activity",
+    metadata,
+    Column("customer_id", BigId, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True),
+    Column("last_message_at", UtcDateTime, nullable=True),
+    Column("last_channel", String(20), nullable=True),
+    Column("agent_removed_at", UtcDateTime, nullable=True),
+    Column("agent_removed_by", String(200), nullable=True),
+)

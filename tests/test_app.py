@@ -37,16 +37,20 @@ async def test_health_and_readiness(aiohttp_client, tmp_path: Path) -> None:
 
 
 async def test_taxonomy_import_elsewhere_takes_effect_without_restart(aiohttp_client, tmp_path: Path) -> None:
-    client: TestClient = await aiohttp_client(create_app(_settings(tmp_path)))
-    app = client.server.app
-    assert not [s for s in app[MATCHERS].current.suggest("我们下周去展会看看展位") if s.tag == "展会线索"]
+    app = create_app(_settings(tmp_path))
+    client: TestClient = await aiohttp_client(app)
+    before = app[MATCHERS].current
+    assert before is not None
+    assert not [s for s in before.suggest("我们下周去展会看看展位") if s.tag == "展会线索"]
 
     async with app[DATABASE].unit_of_work() as uow:
         await import_taxonomy(uow, load_taxonomy_text(NEW_TAXONOMY), "admin", datetime.now(UTC))
     assert await _refresh_taxonomy(app[DATABASE], app[MATCHERS], app[TAXONOMY]) is True
 
-    assert app[TAXONOMY].version is not None and app[TAXONOMY].version.version == 2
-    tags = [s.tag for s in app[MATCHERS].current.suggest("我们下周去展会看看展位")]
+    version, matcher = app[TAXONOMY].version, app[MATCHERS].current
+    assert version is not None and version.version == 2
+    assert matcher is not None
+    tags = [s.tag for s in matcher.suggest("我们下周去展会看看展位")]
     assert tags == ["展会线索"]
     assert await _refresh_taxonomy(app[DATABASE], app[MATCHERS], app[TAXONOMY]) is False
     assert (await (await client.get("/readyz")).json())["taxonomy_version"] == 2

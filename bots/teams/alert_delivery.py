@@ -1,0 +1,84 @@
+"""Alert delivery into a manager's stored Teams conversation through TeamsNotifier."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from bots.teams.notifier import TEAMS_CHANNEL, DeliveryStatus, TeamsNotifier
+from bots.teams.references import InvalidReference, StoredReference
+from cards.alert import build_alert_card
+from cards.views import AlertReason, AlertView
+from core.alert_ports import Delivery, DeliveryOutcome, OutboxMessage
+from core.alerts import AlertNotice
+from core.channel_ports import ChannelStore, SavedReference
+
+log = logging.getLogger(__name__)
+
+
+def alert_view(message: OutboxMessage) -> AlertView:
+    """The card view of an outbox alert; the outbox id is the alert id the card actions carry."""
+    notice = AlertNotice.from_payload(message.payload)
+    return AlertView(
+        id=message.id,
+        title=notice.title,
+        customer_id=notice.customer_id,
+        customer_name=notice.customer_name,
+        reasons=tuple(AlertReason(r.text, r.weight) for r in notice.reasons),
+        raised_at=notice.raised_at,
+    )
+
+
+def stored_reference(saved: SavedReference) -> StoredReference:
+    """The notifier's reference from the stored row (a serialised ConversationReference)."""
+    data = dict(saved.reference)
+    if "reference_json" in data:  # stored in StoredReference's own shape
+        return StoredReference(
+            key=saved.user_key,
+            reference_json=str(data["reference_json"]),
+            tenant_id=str(data.get("tenant_id") or saved.tenant_id or ""),
+            service_url=str(data.get("service_url") or ""),
+            user_aad_id=str(data.get("user_aad_id") or ""),
+        )
+    return StoredReference(
+        key=saved.user_key,
+        reference_json=json.dumps(data, ensure_ascii=False, sort_keys=True),
+        tenant_id=saved.tenant_id or "",
+        service_url=str(data.get("serviceUrl") or data.get("service_url") or ""),
+    )
+
+
+class TeamsAlertDeliverer:
+    """Sends the alert card into the recipient's stored 1:1 conversation.
+
+    Teams has no duplicate check, so a send whose outcome is unknown is never repeated (`resend_is_safe`
+    is False): the row stays `unknown` for a person to look at instead of risking a second card.
+    """
+
+    channel = TEAMS_CHANNEL
+    resend_is_safe = False
+
+    def __init__(self, notifier: TeamsNotifier, references: ChannelStore) -> None:
+        self._notifier = notifier
+        self._references = references
+
+    async def deliver(self, message: OutboxMessage) -> Delivery:
+        saved = await self._references.reference(TEAMS_CHANNEL, message.recipient)
+        if saved is None:
+            return Delivery(
+                DeliveryOutcome.PERMANENT,
+                f"no Teams conversation stored for {message.recipient}: they must install the app or message "
+                "the bot once",
+            )
+        try:
+            reference = stored_reference(saved)
+        except InvalidReference as exc:
+            return Delivery(DeliveryOutcome.PERMANENT, str(exc))
+        result = await self._notifier.send_card(
+            reference, build_alert_card(alert_view(message), AlertNotice.from_payload(message.payload).raised_at)
+        )
+        if result.status is DeliveryStatus.DELIVERED:
+            return Delivery(DeliveryOutcome.SENT, external_id=result.activity_id)
+        if result.status is DeliveryStatus.RETRY_LATER:
+            return Delivery(DeliveryOutcome.RETRY, result.reason)
+        return Delivery(DeliveryOutcome.PERMANENT, result.reason)

@@ -1,0 +1,148 @@
+"""The outbox: enqueue with a de-duplication key, claim, deliver per channel, retry, recover after crashes.
+
+A row is claimed (pending → sending, committed) before it is sent and marked after, so two replicas never
+send the same row, and a process that dies mid-send leaves a `sending` row that the next drain turns into
+`unknown` once its lease has run out. An `unknown` row is sent again only through a channel that drops an
+identical resend (WeCom's duplicate check) while that check still covers it; otherwise it stays `unknown`
+and is reported, so nothing is sent twice and nothing disappears silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+from core.alert_ports import (
+    AlertStore,
+    Deliverer,
+    Delivery,
+    DeliveryOutcome,
+    NewOutboxMessage,
+    OutboxMessage,
+)
+from core.alerts import QuietHours, release_time
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxPolicy:
+    """Retry, lease and quiet-hours settings of the drain."""
+
+    max_attempts: int = 6
+    base_delay: timedelta = timedelta(minutes=1)
+    max_delay: timedelta = timedelta(hours=2)
+    lease: timedelta = timedelta(minutes=10)  # longer than a deliverer's own in-call retries
+    resend_window: timedelta = timedelta(hours=3, minutes=30)  # inside WeCom's 4 h duplicate check
+    batch: int = 50
+    max_batches: int = 20  # batch * max_batches rows per drain at most; the next run continues
+    quiet: QuietHours | None = None
+    tz: tzinfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
+
+    def backoff(self, attempts: int) -> timedelta:
+        """Delay before the next attempt after `attempts` failed ones (doubling, capped)."""
+        return min(self.max_delay, self.base_delay * 2 ** max(0, attempts - 1))
+
+
+@dataclass
+class DrainReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    unknown: int = 0
+    requeued: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"sent {self.sent}, retry later {self.retried}, failed {self.failed}, "
+            f"unknown {self.unknown}, re-queued {self.requeued}"
+        )
+
+
+async def enqueue(store: AlertStore, messages: list[NewOutboxMessage], now: datetime) -> int:
+    """Insert each message unless its dedupe key is already queued; returns how many were new."""
+    async with store.unit_of_work() as uow:
+        return await uow.outbox.enqueue_many(messages, now)
+
+
+async def drain(
+    store: AlertStore, deliverers: Mapping[str, Deliverer], policy: OutboxPolicy, now: datetime
+) -> DrainReport:
+    """Recover stale sends, then claim and deliver due rows in batches until none are left (bounded)."""
+    report = DrainReport()
+    await recover(store, deliverers, policy, now, report)
+    # One row per claim: a crash then leaves only the row really in flight `unknown`, never a whole batch.
+    for _ in range(policy.batch * policy.max_batches):
+        async with store.unit_of_work() as uow:
+            claimed = await uow.outbox.claim(now, 1)
+        if not claimed:
+            break
+        await _deliver_one(store, deliverers.get(claimed[0].channel), claimed[0], policy, now, report)
+    return report
+
+
+async def recover(
+    store: AlertStore, deliverers: Mapping[str, Deliverer], policy: OutboxPolicy, now: datetime, report: DrainReport
+) -> None:
+    """Stale `sending` rows become `unknown`; those a resend cannot duplicate go back to pending."""
+    async with store.unit_of_work() as uow:
+        stale = await uow.outbox.mark_stale_unknown(now - policy.lease, now)
+        for message in stale:
+            log.warning(
+                "outbox %d (%s to %s): sender stopped while sending; outcome unknown",
+                message.id,
+                message.channel,
+                message.recipient,
+            )
+        unknown = await uow.outbox.unknown(policy.batch * policy.max_batches)
+        for message in unknown:
+            deliverer = deliverers.get(message.channel)
+            fresh = now - message.updated_at < policy.resend_window
+            if deliverer is not None and deliverer.resend_is_safe and fresh:
+                note = f"outcome unknown; resent at {now.isoformat()} under the platform's duplicate check"
+                if await uow.outbox.requeue_unknown(message.id, now, note):
+                    report.requeued += 1
+            else:
+                report.unknown += 1
+
+
+async def _deliver_one(
+    store: AlertStore,
+    deliverer: Deliverer | None,
+    message: OutboxMessage,
+    policy: OutboxPolicy,
+    now: datetime,
+    report: DrainReport,
+) -> None:
+    if deliverer is None:
+        result = Delivery(
+            DeliveryOutcome.PERMANENT, f"no deliverer for channel {message.channel!r}: is that channel configured?"
+        )
+    else:
+        try:
+            result = await deliverer.deliver(message)
+        except Exception as exc:  # a bug, not a platform answer: it may or may not have gone out
+            log.exception("outbox %d: deliverer for %s raised", message.id, message.channel)
+            async with store.unit_of_work() as uow:
+                await uow.outbox.mark_unknown(message.id, f"deliverer raised {type(exc).__name__}; outcome unknown")
+            report.unknown += 1
+            return
+    async with store.unit_of_work() as uow:
+        if result.outcome is DeliveryOutcome.SENT:
+            await uow.outbox.mark_sent(message.id, now, result.external_id)
+            report.sent += 1
+        elif result.outcome is DeliveryOutcome.RETRY and message.attempts < policy.max_attempts:
+            at = release_time(now + policy.backoff(message.attempts), policy.quiet, policy.tz)
+            await uow.outbox.mark_retry(message.id, now, at, result.reason)
+            report.retried += 1
+            log.info("outbox %d: %s; retry at %s", message.id, result.reason, at.isoformat())
+        else:
+            reason = result.reason
+            if result.outcome is DeliveryOutcome.RETRY:
+                reason = f"gave up after {message.attempts} attempts: {reason}"
+            await uow.outbox.mark_failed(message.id, now, reason)
+            report.failed += 1
+            log.warning("outbox %d to %s failed permanently: %s", message.id, message.recipient, reason)

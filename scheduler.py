@@ -1,0 +1,154 @@
+"""APScheduler wiring: the alert jobs on an AsyncIOScheduler started and stopped with the app.
+
+Each process keeps its jobs in a MemoryJobStore under fixed ids (`replace_existing`), so a restart never
+doubles a job; several replicas each run the jobs, and the outbox's unique keys and row claims make sure
+every alert still goes out once. Jobs call core services with an explicit `now`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from config import AlertSettings, Settings
+from core.alert_jobs import AlertJobs, drain_outbox, expire_lapsed, run_once, score_churn, warn_expiring
+from core.alert_ports import AlertStore, Deliverer
+from core.alerts import ChurnRules, ChurnWeights, ExpiryRules, QuietHours, parse_clock
+from core.assignments import TaggingRules
+from core.outbox import OutboxPolicy
+from tagging.normaliser import name_key
+from tagging.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+JOB_EXPIRE = "kebiao.alerts.expire"
+JOB_EXPIRY_WARNINGS = "kebiao.alerts.expiry_warnings"
+JOB_CHURN = "kebiao.alerts.churn"
+JOB_OUTBOX = "kebiao.alerts.outbox"
+JOB_STARTUP = "kebiao.alerts.startup"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def configure_jobs(
+    settings: Settings,
+    store: AlertStore,
+    taxonomy: Callable[[], Taxonomy],
+    deliverers: Mapping[str, Deliverer],
+) -> AlertJobs:
+    """The core AlertJobs from settings: rules, weights, quiet hours and the per-channel deliverers."""
+    alerts = settings.alerts
+    tz = ZoneInfo(settings.timezone)
+    churn = ChurnRules(
+        weights=ChurnWeights.of(alerts.churn_weights),
+        threshold=alerts.churn_threshold,
+        contract_days=alerts.churn_contract_days,
+        silence_days=alerts.churn_silence_days,
+        repeat_days=alerts.churn_repeat_days,
+    )
+    expiry = ExpiryRules(
+        default_days=alerts.expiry_warn_days,
+        per_tag={name_key(tag): days for tag, days in alerts.expiry_warn_tags},
+    )
+    outbox = OutboxPolicy(quiet=QuietHours.parse(alerts.quiet_hours), tz=tz)
+    return AlertJobs(
+        store=store,
+        taxonomy=taxonomy,
+        deliverers=deliverers,
+        tagging=TaggingRules.of(settings.timezone, settings.tag_hard_cap),
+        churn=churn,
+        expiry=expiry,
+        outbox=outbox,
+        tz=tz,
+    )
+
+
+def _job(
+    name: str, work: Callable[[AlertJobs, datetime], Awaitable[Any]], jobs: AlertJobs, clock: Clock
+) -> Callable[[], Awaitable[None]]:
+    """A scheduler job: `work(jobs, now)`, its outcome logged; an error is logged and the next run tries again."""
+
+    async def run() -> None:
+        now = clock()
+        try:
+            result = await work(jobs, now)
+        except Exception:
+            log.exception("alert job %s failed at %s", name, now.isoformat())
+            return
+        log.info("alert job %s at %s: %s", name, now.isoformat(), result)
+
+    run.__name__ = name
+    return run
+
+
+def build_scheduler(jobs: AlertJobs, settings: AlertSettings, clock: Clock = utc_now) -> AsyncIOScheduler:
+    """A scheduler with every alert job under a fixed id; not started."""
+    tz = jobs.tz
+    scheduler = AsyncIOScheduler(
+        jobstores={"default": MemoryJobStore()},
+        timezone=tz,
+        job_defaults={"coalesce": True, "max_instances": 1},
+    )
+    alert_at = parse_clock(settings.alert_time)
+    churn_at = parse_clock(settings.churn_time)
+    plan: list[tuple[str, Callable[[AlertJobs, datetime], Awaitable[Any]], Any, int]] = [
+        # (id, work, trigger, misfire grace in seconds): a daily job may still run an hour late;
+        # interval jobs just wait for their next turn.
+        (JOB_EXPIRE, expire_lapsed, IntervalTrigger(minutes=settings.expire_every_minutes, timezone=tz), 300),
+        (
+            JOB_EXPIRY_WARNINGS,
+            warn_expiring,
+            CronTrigger(hour=alert_at.hour, minute=alert_at.minute, timezone=tz),
+            3600,
+        ),
+        (JOB_CHURN, score_churn, CronTrigger(hour=churn_at.hour, minute=churn_at.minute, timezone=tz), 3600),
+        (JOB_OUTBOX, drain_outbox, IntervalTrigger(seconds=settings.outbox_every_seconds, timezone=tz), 60),
+    ]
+    if settings.run_at_start:
+        start = clock() + timedelta(seconds=1)
+        plan.append((JOB_STARTUP, run_once, DateTrigger(run_date=start, timezone=tz), 300))
+    for job_id, work, trigger, grace in plan:
+        scheduler.add_job(
+            _job(job_id, work, jobs, clock),
+            trigger,
+            id=job_id,
+            name=job_id,
+            replace_existing=True,
+            misfire_grace_time=grace,
+            coalesce=True,
+            max_instances=1,
+        )
+    return scheduler
+
+
+@asynccontextmanager
+async def running_scheduler(
+    jobs: AlertJobs, settings: Settings, clock: Clock = utc_now
+) -> AsyncIterator[AsyncIOScheduler | None]:
+    """Start the scheduler for the block (None when KEBIAO_SCHEDULER=off) and shut it down after."""
+    if not settings.scheduler_enabled:
+        log.info("scheduler off (KEBIAO_SCHEDULER=off): this replica runs no alert jobs")
+        yield None
+        return
+    scheduler = build_scheduler(jobs, settings.alerts, clock)
+    scheduler.start()
+    log.info("scheduler started: %s", ", ".join(job.id for job in scheduler.get_jobs()))
+    try:
+        yield scheduler
+    finally:
+        scheduler.shutdown(wait=False)
+        log.info("scheduler stopped")

@@ -1,0 +1,286 @@
+"""SQL for alert scans (streamed, memory flat), bulk expiry, acknowledgements and customer activity."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.alert_ports import BulkTag
+from core.alerts import CustomerFacts, ExpiringTag, HeldTag
+from core.records import NewEvent
+from core.types import Assignment, Role, User
+from storage import tables as t
+from storage.repositories import _assignment, _insert, _user
+from storage.tables import UtcDateTime
+from tagging.normaliser import name_key
+
+STREAM_ROWS = 2000  # rows fetched per round trip when streaming
+
+
+class SqlAlertScans:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def expiring(self, after: datetime, until: datetime) -> AsyncIterator[ExpiringTag]:
+        a, c = t.tag_assignments.c, t.customers.c
+        stmt = (
+            select(a.id, a.customer_id, c.name, c.owner, c.region, a.dimension, a.tag, a.assigned_at, a.expires_at)
+            .join(t.customers, c.id == a.customer_id)
+            .where(a.state == "active", a.expires_at > after, a.expires_at <= until)
+            .execution_options(yield_per=STREAM_ROWS)
+        )
+        result = await self._conn.stream(stmt)
+        async for row in result:
+            yield ExpiringTag(*row)
+
+    async def customer_facts(
+        self, after_id: int, since: datetime, watched_tags: Sequence[str], negative_dimension: str, limit: int
+    ) -> list[CustomerFacts]:
+        """One keyset page of customers (id > after_id); its tags, suggestions and activity in three range queries."""
+        c = t.customers.c
+        keys = sorted({name_key(tag) for tag in watched_tags})
+        page = (
+            await self._conn.execute(
+                select(c.id, c.name, c.owner, c.region, c.contract_end, c.created_at)
+                .where(c.id > after_id)
+                .order_by(c.id)
+                .limit(limit)
+            )
+        ).all()
+        if not page:
+            return []
+        low, high = page[0][0], page[-1][0]
+        tags = await self._watched(low, high, keys)
+        negative = await self._negative(low, high, since, negative_dimension)
+        activity = await self._activity(low, high)
+        out: list[CustomerFacts] = []
+        for cid, name, owner, region, contract_end, created_at in page:
+            seen, removed = activity.get(cid, (None, None))
+            out.append(
+                CustomerFacts(
+                    customer_id=cid,
+                    name=name,
+                    owner=owner,
+                    region=region,
+                    contract_end=contract_end,
+                    created_at=created_at,
+                    last_contact_at=seen,
+                    watched_tags=tuple(tags.get(cid, ())),
+                    negative_suggestions=negative.get(cid, 0),
+                    agent_removed_at=removed,
+                )
+            )
+        return out
+
+    async def tag_many(self, customer_ids: Sequence[int], tag: BulkTag, hard_cap: int) -> list[int]:
+        """Insert the tag as active on each customer below the hard cap that lacks it; returns who got it.
+
+        One INSERT … SELECT: the customer must exist and hold fewer than `hard_cap` active tags, and the
+        partial unique index turns a concurrent second insert into a no-op (ON CONFLICT DO NOTHING).
+        """
+        if not customer_ids:
+            return []
+        a, c = t.tag_assignments.c, t.customers.c
+        held = (
+            select(func.count())
+            .select_from(t.tag_assignments)
+            .where(a.customer_id == c.id, a.state == "active")
+            .scalar_subquery()
+        )
+        rows = select(
+            c.id,
+            literal(tag.dimension),
+            literal(name_key(tag.tag)),
+            literal(tag.tag),
+            literal("active"),
+            literal(tag.source.value),
+            literal(tag.actor),
+            literal(tag.now, UtcDateTime()),
+            literal(tag.expires_at, UtcDateTime()),
+        ).where(c.id.in_(list(customer_ids)), held < hard_cap)
+        columns = ["customer_id", "dimension", "tag_key", "tag", "state", "source", "assigned_by"]
+        stmt = (
+            _insert(self._conn, t.tag_assignments)
+            .from_select([*columns, "assigned_at", "expires_at"], rows)
+            .on_conflict_do_nothing(index_elements=[a.customer_id, a.dimension, a.tag_key], index_where=t.ACTIVE)
+            .returning(a.customer_id)
+        )
+        return sorted(r[0] for r in await self._conn.execute(stmt))
+
+    async def untag_many(
+        self, customer_ids: Sequence[int], dimension: str, tag: str, source: str, now: datetime
+    ) -> list[int]:
+        """End the active tag (only where `source` put it) on those customers; returns whose was ended."""
+        if not customer_ids:
+            return []
+        a = t.tag_assignments.c
+        rows = await self._conn.execute(
+            update(t.tag_assignments)
+            .where(
+                a.customer_id.in_(list(customer_ids)),
+                a.dimension == dimension,
+                a.tag_key == name_key(tag),
+                a.state == "active",
+                a.source == source,
+            )
+            .values(state="removed", ended_at=now)
+            .returning(a.customer_id)
+        )
+        return sorted(r[0] for r in rows)
+
+    async def _watched(self, low: int, high: int, keys: list[str]) -> dict[int, list[HeldTag]]:
+        a = t.tag_assignments.c
+        rows = await self._conn.execute(
+            select(a.customer_id, a.tag, a.assigned_at).where(
+                a.customer_id >= low, a.customer_id <= high, a.state == "active", a.tag_key.in_(keys)
+            )
+        )
+        out: dict[int, list[HeldTag]] = defaultdict(list)
+        for cid, tag, assigned_at in rows:
+            out[cid].append(HeldTag(tag, assigned_at))
+        return out
+
+    async def _negative(self, low: int, high: int, since: datetime, dimension: str) -> dict[int, int]:
+        s = t.suggestions.c
+        rows = await self._conn.execute(
+            select(s.customer_id, func.count())
+            .where(
+                s.customer_id >= low,
+                s.customer_id <= high,
+                s.dimension == dimension,
+                s.status != "rejected",
+                s.created_at >= since,
+            )
+            .group_by(s.customer_id)
+        )
+        return {cid: int(n) for cid, n in rows}
+
+    async def _activity(self, low: int, high: int) -> dict[int, tuple[datetime | None, datetime | None]]:
+        ca = t.customer_activity.c
+        rows = await self._conn.execute(
+            select(ca.customer_id, ca.last_message_at, ca.agent_removed_at).where(
+                ca.customer_id >= low, ca.customer_id <= high
+            )
+        )
+        return {cid: (seen, removed) for cid, seen, removed in rows}
+
+    async def lapsed_ids(self, now: datetime, limit: int) -> list[int]:
+        a = t.tag_assignments.c
+        rows = await self._conn.execute(
+            select(a.id)
+            .where(a.state == "active", a.expires_at.is_not(None), a.expires_at <= now)
+            .order_by(a.expires_at, a.id)
+            .limit(limit)
+        )
+        return [r[0] for r in rows]
+
+    async def expire(self, assignment_ids: Sequence[int], now: datetime) -> list[Assignment]:
+        if not assignment_ids:
+            return []
+        a = t.tag_assignments.c
+        # The state guard makes a concurrent replica's second UPDATE change (and report) nothing.
+        rows = await self._conn.execute(
+            update(t.tag_assignments)
+            .where(a.id.in_(list(assignment_ids)), a.state == "active")
+            .values(state="expired", ended_at=now)
+            .returning(t.tag_assignments)
+        )
+        return sorted((_assignment(r) for r in rows), key=lambda x: x.id)
+
+    async def append_events(self, events: Sequence[NewEvent]) -> None:
+        if not events:
+            return
+        rows: list[dict[str, Any]] = [
+            dataclasses.asdict(e) | {"kind": e.kind.value, "source": e.source.value, "evidence": dict(e.evidence)}
+            for e in events
+        ]
+        await self._conn.execute(t.tag_events.insert(), rows)
+
+    async def managers(self) -> list[User]:
+        rows = await self._conn.execute(
+            select(t.users).where(t.users.c.role == Role.MANAGER.value).order_by(t.users.c.id)
+        )
+        return [_user(r) for r in rows]
+
+    async def reference_channels(self, user_ids: Sequence[str]) -> dict[str, set[str]]:
+        if not user_ids:
+            return {}
+        r = t.conversation_references.c
+        rows = await self._conn.execute(select(r.user_key, r.channel).where(r.user_key.in_(list(user_ids))))
+        out: dict[str, set[str]] = defaultdict(set)
+        for user, channel in rows:
+            out[user].add(channel)
+        return dict(out)
+
+
+class SqlAcknowledgements:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def record(self, alert_key: str, user_id: str, action: str, until: datetime | None, now: datetime) -> None:
+        values = {"action": action, "until": until, "at": now}
+        stmt = _insert(self._conn, t.alert_acknowledgements).values(alert_key=alert_key, user_id=user_id, **values)
+        await self._conn.execute(stmt.on_conflict_do_update(index_elements=["alert_key", "user_id"], set_=values))
+
+    async def suppressed_many(
+        self, user_ids: Sequence[str], keys: Sequence[str], now: datetime
+    ) -> set[tuple[str, str]]:
+        """(user, key) pairs among those users and keys that are acknowledged, or snoozed past `now`."""
+        if not user_ids or not keys:
+            return set()
+        k = t.alert_acknowledgements.c
+        rows = await self._conn.execute(
+            select(k.user_id, k.alert_key, k.action, k.until).where(
+                k.user_id.in_(sorted(set(user_ids))), k.alert_key.in_(sorted(set(keys)))
+            )
+        )
+        return {
+            (user, key) for user, key, action, until in rows if action == "ack" or (until is not None and until > now)
+        }
+
+    async def suppressed(self, user_id: str, keys: Sequence[str], now: datetime) -> set[str]:
+        k = t.alert_acknowledgements.c
+        rows = await self._conn.execute(
+            select(k.alert_key, k.action, k.until).where(k.user_id == user_id, k.alert_key.in_(list(keys)))
+        )
+        return {key for key, action, until in rows if action == "ack" or (until is not None and until > now)}
+
+    async def get(self, alert_key: str, user_id: str) -> tuple[str, datetime | None, datetime] | None:
+        k = t.alert_acknowledgements.c
+        row = (
+            await self._conn.execute(
+                select(k.action, k.until, k.at).where(and_(k.alert_key == alert_key, k.user_id == user_id))
+            )
+        ).first()
+        return (row[0], row[1], row[2]) if row else None
+
+
+class SqlActivity:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def record_message(self, customer_id: int, channel: str, now: datetime) -> None:
+        ca = t.customer_activity.c
+        stmt = _insert(self._conn, t.customer_activity).values(
+            customer_id=customer_id, last_message_at=now, last_channel=channel
+        )
+        # Never move the clock backwards when a late retry of an older message arrives.
+        newer = or_(ca.last_message_at.is_(None), ca.last_message_at <= now)
+        await self._conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["customer_id"],
+                set_={"last_message_at": now, "last_channel": channel},
+                where=newer,
+            )
+        )
+
+    async def record_agent_removed(self, customer_id: int, agent: str, now: datetime) -> None:
+        values = {"agent_removed_at": now, "agent_removed_by": agent}
+        stmt = _insert(self._conn, t.customer_activity).values(customer_id=customer_id, **values)
+        await self._conn.execute(stmt.on_conflict_do_update(index_elements=["customer_id"], set_=values))
