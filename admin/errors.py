@@ -1,0 +1,29 @@
+"""The one error type admin handlers raise; rendered as `{"error": ..., "problems": [...]}`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+
+
+class AdminError(Exception):
+    """A refused admin request: HTTP status, a one-line message and optional itemised problems."""
+
+    def __init__(self, status: int, error: str, problems: Sequence[Mapping[str, Any] | str] = ()) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.problems = list(problems)
+
+    def response(self) -> web.Response:
+        body: dict[str, Any] = {"error": self.error, "problems": self.problems}
+        headers = {"WWW-Authenticate": 'Bearer realm="kebiao-admin"'} if self.status == 401 else None
+        return web.json_response(body, status=self.status, headers=headers, dumps=dumps)
+
+
+def dumps(value: Any) -> str:
+    """JSON with Chinese kept readable."""
+    return json.dumps(value, ensure_ascii=False)

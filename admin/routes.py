@@ -1,0 +1,388 @@
+"""The /admin/v1 routes: verify the bearer token, translate the request, call core services, render JSON.
+
+Each handler is registered from `ROUTES` with its own body cap. Every refusal is a 4xx JSON body
+`{"error": ..., "problems": [...]}`, and writes happen inside one unit of work that rolls back on any
+refusal, so nothing is half-written. `setup_admin` is only called when KEBIAO_ADMIN_TOKEN is set; without
+it no /admin route exists (404).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from admin import render
+from admin.auth import check_bearer
+from admin.bodies import Fields, decode_utf8, json_object, path_id, query_flag, query_int, read_body, upload
+from admin.errors import AdminError, dumps
+from core.assignments import TagChange, TaggingRules, apply_tag, remove_tag
+from core.customer_import import import_customers
+from core.customers import customer_history, resolve_customer
+from core.errors import NotFoundError
+from core.expression import ExpressionError
+from core.importing import ImportFileError, ImportLimits, parse_customer_bytes
+from core.ports import Store, UnitOfWork
+from core.records import TaxonomyVersion
+from core.reports import ReportSource, report_to_data, tag_health_report
+from core.search import MAX_PAGE, search_customers
+from core.summary import customer_summary
+from core.taxonomy_store import import_taxonomy, rollback_taxonomy, taxonomy_history
+from core.types import Role, Source, User
+from core.users import set_role
+from tagging.loader import MAX_BYTES as TAXONOMY_MAX_BYTES
+from tagging.loader import TaxonomyError, load_taxonomy_text
+from tagging.normaliser import name_key
+from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/admin/v1"
+JSON_CAP = 64 * 1024
+IMPORT_CAP = ImportLimits().max_bytes
+MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file
+ADMIN_VIEWER = User("admin-api", Role.ADMIN)
+DEFAULT_ACTOR = "admin-api"
+YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AdminServices:
+    """What the admin handlers call; built by app.py once storage is open."""
+
+    store: Store
+    reports: ReportSource
+    refresh: Callable[[int], Awaitable[bool]]  # the watcher's refresh; True once version N (or newer) is in force
+    rules: TaggingRules
+    clock: Callable[[], datetime] = field(default=_now)
+
+
+ADMIN_SERVICES = web.AppKey("admin_services", AdminServices)
+Handler = Callable[[web.Request, AdminServices], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str  # below PREFIX
+    handler: Handler
+    max_body: int  # bytes announced by Content-Length beyond this are refused with 413 before reading
+
+
+def setup_admin(app: web.Application, token: str, services: Callable[[web.Application], AdminServices]) -> None:
+    """Register every admin route behind `token`; `services(app)` runs at start-up, after storage opened."""
+    if not token:
+        raise ValueError("the admin API needs a token (KEBIAO_ADMIN_TOKEN)")
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[ADMIN_SERVICES] = services(app)
+        yield
+
+    app.cleanup_ctx.append(ctx)
+    for route in ROUTES:
+        app.router.add_route(route.method, PREFIX + route.path, _guarded(route, token))
+
+
+def _guarded(route: Route, token: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            check_bearer(request, token)
+            if request.content_length and request.content_length > route.max_body:
+                raise AdminError(
+                    413, f"request body is too large ({request.content_length:,} bytes; limit {route.max_body:,})"
+                )
+            services = request.app.get(ADMIN_SERVICES)
+            if services is None:
+                raise AdminError(503, "the admin API is starting; try again shortly")
+            response = await route.handler(request, services)
+        except AdminError as exc:
+            response = exc.response()
+        except NotFoundError as exc:
+            response = AdminError(404, str(exc)).response()
+        # Never log headers: the Authorization header holds the token.
+        log.info("admin %s %s -> %d", request.method, request.path, response.status)
+        return response
+
+    handle.__name__ = route.handler.__name__
+    return handle
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=dumps)
+
+
+async def _current(uow: UnitOfWork) -> TaxonomyVersion:
+    current = await uow.taxonomies.current()
+    if current is None:
+        raise AdminError(503, "no taxonomy stored yet; PUT /admin/v1/taxonomy first")
+    return current
+
+
+def _actor(request: web.Request, default: str = DEFAULT_ACTOR) -> str:
+    actor = request.query.get("actor", default).strip()
+    if not actor or len(actor) > 200:
+        raise AdminError(400, "query parameter actor must be 1 to 200 characters")
+    return actor
+
+
+# ---------------------------------------------------------------- taxonomy
+
+
+async def get_taxonomy(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """The current taxonomy in the design 3.4 file form, with its stored version number."""
+    async with services.store.unit_of_work() as uow:
+        current = await _current(uow)
+    return _json(render.version(current))
+
+
+async def put_taxonomy(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """Validate a YAML/JSON taxonomy, store it as a new version, rebuild the matcher at once."""
+    ctype = request.content_type
+    if ctype == "application/json":
+        fmt = "json"
+    elif ctype in YAML_TYPES:
+        fmt = "yaml"
+    else:
+        raise AdminError(415, f"send the taxonomy as application/json or application/yaml (got {ctype or 'none'})")
+    actor = _actor(request)
+    text = decode_utf8(await read_body(request, TAXONOMY_MAX_BYTES), "the taxonomy")
+    try:
+        taxonomy = load_taxonomy_text(text, source="request body", fmt=fmt)
+    except TaxonomyError as exc:
+        problems = [render.taxonomy_problem(p) for p in exc.problems]
+        raise AdminError(400, f"taxonomy refused ({len(problems)} problems); nothing stored", problems) from exc
+    async with services.store.unit_of_work() as uow:
+        change = await import_taxonomy(uow, taxonomy, actor, services.clock(), note="admin API")
+    in_force = await services.refresh(change.version.version)
+    return _json(render.taxonomy_change(change, in_force), status=201)
+
+
+async def get_taxonomy_history(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """Every stored version, newest first, without the documents."""
+    async with services.store.unit_of_work() as uow:
+        history = await taxonomy_history(uow)
+        current = await uow.taxonomies.current()
+    now_version = current.version if current else None
+    return _json({"versions": [render.version_meta(v, now_version) for v in history]})
+
+
+async def post_taxonomy_rollback(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """Make version N current again (stored as a new version) and rebuild the matcher."""
+    fields = Fields(await json_object(request, JSON_CAP), ("version", "actor"))
+    version = fields.integer("version", minimum=1)
+    actor = fields.text("actor", required=False) or DEFAULT_ACTOR
+    fields.done()
+    assert version is not None
+    async with services.store.unit_of_work() as uow:
+        change = await rollback_taxonomy(uow, version, actor, services.clock())
+    in_force = await services.refresh(change.version.version)
+    return _json(render.taxonomy_change(change, in_force), status=201)
+
+
+# ---------------------------------------------------------------- customers
+
+
+async def post_customers_import(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """Import a CSV/XLSX upload all-or-nothing; ?dry_run=1 checks and counts, writing nothing."""
+    dry_run = query_flag(request, "dry_run")
+    actor = _actor(request, "import")
+    file = await upload(request, IMPORT_CAP)
+    try:
+        parsed = parse_customer_bytes(file.data, file.filename)
+        async with services.store.unit_of_work() as uow:
+            current = await _current(uow)
+            summary = await import_customers(
+                uow, current.taxonomy, services.rules, parsed.rows, actor=actor, now=services.clock(), dry_run=dry_run
+            )
+    except ImportFileError as exc:
+        problems = [render.row_problem(p) for p in exc.problems]
+        raise AdminError(400, f"import file refused ({len(problems)} problems); nothing imported", problems) from exc
+    return _json(render.import_summary(summary, parsed.format, len(parsed.rows)))
+
+
+async def get_customer(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """A customer's tags grouped by dimension (admin view: sensitive dimensions included)."""
+    customer_id = path_id(request)
+    async with services.store.unit_of_work() as uow:
+        current = await _current(uow)
+        summary = await customer_summary(uow, current.taxonomy, customer_id, ADMIN_VIEWER, services.clock())
+    return _json(render.summary(summary))
+
+
+async def get_customer_history(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """A customer's tag events, newest first (?skip=&limit=)."""
+    customer_id = path_id(request)
+    skip = query_int(request, "skip", 0, 0, 1_000_000)
+    limit = query_int(request, "limit", 50, 1, 200)
+    async with services.store.unit_of_work() as uow:
+        current = await _current(uow)
+        events = await customer_history(uow, current.taxonomy, customer_id, ADMIN_VIEWER, skip, limit)
+    return _json(
+        {"customer_id": customer_id, "skip": skip, "limit": limit, "events": [render.event(e) for e in events]}
+    )
+
+
+async def get_customers(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """Resolve ?q= (name, CRM id or WeCom external id): one customer, or candidates to choose from."""
+    q = request.query.get("q", "").strip()
+    if not q:
+        raise AdminError(400, "query parameter q is required: a customer name, CRM id or WeCom external user id")
+    if len(q) > 300:
+        raise AdminError(400, f"query parameter q is {len(q)} characters long (limit 300)")
+    limit = query_int(request, "limit", 5, 1, 20)
+    async with services.store.unit_of_work() as uow:
+        resolution = await resolve_customer(uow, q, limit)
+    return _json(
+        {
+            "customer": render.customer(resolution.customer) if resolution.customer else None,
+            "candidates": [render.customer(c) for c in resolution.candidates],
+        }
+    )
+
+
+async def get_search(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """Customers matching a tag expression (?expr=VIP客户 AND 询价客户&skip=&count=)."""
+    expr = request.query.get("expr", "")
+    if not expr.strip():
+        raise AdminError(400, "query parameter expr is required, e.g. expr=VIP客户 AND NOT 沉默客户")
+    skip = query_int(request, "skip", 0, 0, 1_000_000)
+    count = query_int(request, "count", 25, 1, MAX_PAGE)
+    try:
+        async with services.store.unit_of_work() as uow:
+            current = await _current(uow)
+            page = await search_customers(uow, current.taxonomy, expr, ADMIN_VIEWER, services.clock(), skip, count)
+    except ExpressionError as exc:
+        where = [{"position": exc.position + 1}] if exc.position is not None else []
+        raise AdminError(400, f"bad expression: {exc.message}", where) from exc
+    except UnknownTagError as exc:
+        raise AdminError(400, str(exc), [{"tag": exc.name, "did_you_mean": list(exc.close)}]) from exc
+    return _json(
+        {
+            "total": page.total,
+            "skip": page.skip,
+            "count": page.count,
+            "customers": [render.customer(c) for c in page.customers],
+        }
+    )
+
+
+async def post_customer_tags(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """Add and remove tags (source manual) all-or-nothing: any refused tag rolls every change back."""
+    customer_id = path_id(request)
+    fields = Fields(await json_object(request, JSON_CAP), ("add", "remove", "actor"))
+    add = fields.strings("add")
+    remove = fields.strings("remove")
+    actor = fields.text("actor", required=True)
+    if not fields.problems and not add and not remove:
+        fields.fail("add", "nothing to do: give at least one tag in add or remove")
+    both = {name_key(n) for n in add} & {name_key(n) for n in remove}
+    for name in add:
+        if name_key(name) in both:
+            fields.fail("remove", f"tag {name!r} is in both add and remove; keep it in one")
+    fields.done()
+    assert actor is not None
+    now = services.clock()
+    evidence = {"via": "admin-api"}
+    problems: list[dict[str, Any]] = []
+    changes: list[TagChange] = []
+    async with services.store.unit_of_work() as uow:
+        current = await _current(uow)
+        taxonomy = current.taxonomy
+        if await uow.customers.get(customer_id) is None:
+            raise NotFoundError(f"customer {customer_id} does not exist")
+        # removals first, so a full customer can swap a tag in one request
+        for op, names in (("remove", remove), ("add", add)):
+            for i, name in enumerate(names):
+                try:
+                    if op == "remove":
+                        change = await remove_tag(
+                            uow,
+                            taxonomy,
+                            customer_id,
+                            name,
+                            actor=actor,
+                            source=Source.MANUAL,
+                            now=now,
+                            evidence=evidence,
+                        )
+                    else:
+                        change = await apply_tag(
+                            uow,
+                            taxonomy,
+                            services.rules,
+                            customer_id,
+                            name,
+                            actor=actor,
+                            source=Source.MANUAL,
+                            now=now,
+                            evidence=evidence,
+                        )
+                except UnknownTagError as exc:
+                    problems.append(
+                        {"field": f"{op}[{i}]", "tag": name, "reason": str(exc), "did_you_mean": list(exc.close)}
+                    )
+                except (AmbiguousTagError, PolicyRefusal) as exc:
+                    problems.append({"field": f"{op}[{i}]", "tag": name, "reason": str(exc)})
+                else:
+                    changes.append(change)
+        if problems:
+            # raising inside the unit of work rolls back the changes already made in this request
+            raise AdminError(400, f"{len(problems)} tag changes refused; nothing changed", problems)
+    return _json({"customer_id": customer_id, "changes": [render.tag_change(c) for c in changes]})
+
+
+# ---------------------------------------------------------------- users and reports
+
+
+async def put_user(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """Set a user's role and regions (`{"role": "manager", "regions": ["华东"]}`)."""
+    user_id = request.match_info["user_id"].strip()
+    if not user_id or len(user_id) > 200:
+        raise AdminError(400, "user id must be 1 to 200 characters (Teams AAD object id or WeCom userid)")
+    fields = Fields(await json_object(request, JSON_CAP), ("role", "regions", "display_name"))
+    role_text = fields.text("role", required=True)
+    role: Role | None = None
+    if role_text is not None:
+        try:
+            role = Role(role_text)
+        except ValueError:
+            fields.fail("role", f"{role_text!r} is not a role; use one of {', '.join(r.value for r in Role)}")
+    regions = fields.strings("regions")
+    display_name = fields.text("display_name", required=False)
+    fields.done()
+    assert role is not None
+    async with services.store.unit_of_work() as uow:
+        user = await set_role(uow, user_id, role, regions, services.clock(), display_name)
+    return _json(render.user(user))
+
+
+async def get_tag_report(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """Tag health: usage per tag, retire and merge candidates, customers near the tag cap."""
+    async with services.store.unit_of_work() as uow:
+        current = await _current(uow)
+    report = await tag_health_report(services.reports, current.taxonomy, services.clock(), services.rules.hard_cap)
+    return _json(report_to_data(report))
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/taxonomy", get_taxonomy, 0),
+    Route("PUT", "/taxonomy", put_taxonomy, TAXONOMY_MAX_BYTES),
+    Route("GET", "/taxonomy/history", get_taxonomy_history, 0),
+    Route("POST", "/taxonomy/rollback", post_taxonomy_rollback, JSON_CAP),
+    Route("POST", "/customers/import", post_customers_import, IMPORT_CAP + MULTIPART_SLACK),
+    Route("GET", "/customers", get_customers, 0),
+    Route("GET", "/customers/{id}", get_customer, 0),
+    Route("GET", "/customers/{id}/history", get_customer_history, 0),
+    Route("POST", "/customers/{id}/tags", post_customer_tags, JSON_CAP),
+    Route("GET", "/search", get_search, 0),
+    Route("PUT", "/users/{user_id}", put_user, JSON_CAP),
+    Route("GET", "/reports/tags", get_tag_report, 0),
+)
