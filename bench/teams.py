@@ -1,8 +1,12 @@
 """Teams turn benchmark: `/api/messages` end to end (real adapter, SQLite, fake connector on loopback).
 
-`python -m bench teams [--turns N] [--concurrency C] [--rate R] [--seconds S]` prints turns/s and p50/p99
-latency of personal-chat messages that hit tags in a linked chat, beside a bare aiohttp route that only
-runs jieba on the same texts, in the same run; then p99 at a steady rate. Nothing is asserted.
+`python -m bench teams [--turns N] [--concurrency C] [--rate R] [--seconds S] [--database URL]` prints
+turns/s and p50/p99 latency of personal-chat messages that hit tags in a linked chat, beside a bare aiohttp
+route that only runs jieba on the same texts, in the same run; then p99 at a steady rate, and the latency
+of message-extension query invokes. Nothing is asserted.
+
+Two latencies are printed per turn: `http` is the POST /api/messages round trip; `e2e` is from the POST
+until the suggestion card reached the fake connector (the bot replies inside the turn, so e2e ≤ http).
 """
 
 from __future__ import annotations
@@ -27,10 +31,25 @@ from config import Settings
 from core.records import CustomerDraft
 from tests.teams.fake_connector import FakeConnector
 
-PAYLOAD = Path(__file__).resolve().parent.parent / "tests" / "payloads" / "teams" / "personal_message.json"
+PAYLOADS = Path(__file__).resolve().parent.parent / "tests" / "payloads" / "teams"
+PAYLOAD = PAYLOADS / "personal_message.json"
+QUERY = PAYLOADS / "compose_extension_query.json"
 PHRASES = ("麻烦发一下报价单", "这个型号多少钱", "请问价格怎么算", "想了解一下询价流程", "能不能再报个价")
 
 Send = Callable[[int], Awaitable[None]]
+
+
+class TimedConnector(FakeConnector):
+    """The fake connector, also noting when the reply to each incoming activity id arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived: dict[str, float] = {}
+
+    async def _send(self, request: web.Request) -> web.Response:
+        reply_to = request.match_info.get("activity_id", "")
+        self.arrived.setdefault(reply_to, time.perf_counter())
+        return await super()._send(request)
 
 
 def texts(n: int) -> list[str]:
@@ -84,8 +103,15 @@ def line(name: str, rate: float, latencies: list[float]) -> str:
     )
 
 
-async def run(turns: int, concurrency: int, rate: float, seconds: float) -> None:
-    connector = FakeConnector()
+def spread(name: str, latencies: list[float]) -> str:
+    return (
+        f"  {name:<26} p50 {statistics.median(latencies):7.1f} ms   p99 {percentile(latencies, 0.99):7.1f} ms"
+        f"   max {max(latencies):7.1f} ms"
+    )
+
+
+async def run(turns: int, concurrency: int, rate: float, seconds: float, database: str | None = None) -> None:
+    connector = TimedConnector()
     fake = TestServer(connector.app(), host="127.0.0.1")
     await fake.start_server()
     template: dict[str, Any] = json.loads(PAYLOAD.read_text(encoding="utf-8"))
@@ -102,40 +128,68 @@ async def run(turns: int, concurrency: int, rate: float, seconds: float) -> None
     bare_app.router.add_post("/bare", bare)
     bare_server = TestServer(bare_app, host="127.0.0.1")
     await bare_server.start_server()
+    query: dict[str, Any] = json.loads(QUERY.read_text(encoding="utf-8"))
+    query["serviceUrl"] = template["serviceUrl"]
+    sent: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp}/bench.db", scheduler_enabled=False)
+        url_db = database or f"sqlite+aiosqlite:///{tmp}/bench.db"
+        settings = Settings(database_url=url_db, scheduler_enabled=False)
         server = TestServer(create_app(settings), host="127.0.0.1")
         await server.start_server()
+        name = f"ABC公司-{time.time_ns()}"  # a reused PostgreSQL database keeps earlier runs' customers
         async with server.app[DATABASE].unit_of_work() as uow:
-            await uow.customers.add(CustomerDraft(name="ABC公司"), datetime.now(UTC))
+            await uow.customers.add(CustomerDraft(name=name), datetime.now(UTC))
         async with ClientSession() as session:
             url = str(server.make_url("/api/messages"))
+            run_id = time.time_ns()
 
             async def teams(i: int) -> None:
-                body = dict(template, id=f"bench-{i}", text=words[i])
+                activity_id = f"bench-{run_id}-{i}"
+                body = dict(template, id=activity_id, text=words[i])
+                sent[activity_id] = time.perf_counter()
                 async with session.post(url, json=body) as response:
                     if response.status != 200:
                         raise RuntimeError(f"turn {i}: HTTP {response.status}")
+
+            def e2e(first: int, n: int) -> list[float]:
+                ids = [f"bench-{run_id}-{i}" for i in range(first, first + n)]
+                return [(connector.arrived[a] - sent[a]) * 1000 for a in ids if a in connector.arrived]
+
+            async def invoke(i: int) -> None:
+                body = dict(query, id=f"bench-query-{run_id}-{i}")
+                body["value"] = dict(query["value"], parameters=[{"name": "query", "value": "ABC"}])
+                async with session.post(url, json=body) as response:
+                    if response.status != 200:
+                        raise RuntimeError(f"invoke {i}: HTTP {response.status}")
+                    await response.read()
 
             async def bare_send(i: int) -> None:
                 async with session.post(str(bare_server.make_url("/bare")), json={"text": words[i]}) as r:
                     await r.read()
 
-            async with session.post(url, json=dict(template, id="bench-link", text="link ABC公司")) as r:
+            link = dict(template, id=f"bench-link-{run_id}", text=f"link {name}")
+            async with session.post(url, json=link) as r:
                 assert r.status == 200
             await burst(teams, 20, concurrency)  # warm-up (jieba dictionary, connections)
             base = 20
             rate_t, lat_t = await burst(lambda i: teams(base + i), turns, concurrency)
+            e2e_t = e2e(base, turns)
             rate_b, lat_b = await burst(bare_send, turns, concurrency)
-            steady_lat = await steady(teams, base + turns, rate, seconds)
+            start = base + turns
+            steady_lat = await steady(teams, start, rate, seconds)
+            e2e_s = e2e(start, int(rate * seconds))
+            _, lat_q = await burst(invoke, 50, 1)
         cards = sum(1 for c in connector.delivered if c.body.get("attachments"))
-        print(f"turns={turns} concurrency={concurrency}; cards delivered to the fake connector: {cards}")
-        print(line("teams /api/messages", rate_t, lat_t))
+        backend = settings.database_url.split(":")[0]
+        print(f"{backend}; turns={turns} concurrency={concurrency}; cards delivered: {cards}")
+        print(line("teams /api/messages (http)", rate_t, lat_t))
+        print(spread("e2e (POST → card at connector)", e2e_t))
         print(line("bare aiohttp + jieba", rate_b, lat_b))
-        print(
-            f"steady {rate:.0f} turns/s for {seconds:.0f} s: p50 {statistics.median(steady_lat):.1f} ms   "
-            f"p99 {percentile(steady_lat, 0.99):.1f} ms ({len(steady_lat)} turns)"
-        )
+        print(f"ratio teams/bare: {rate_t / rate_b:.3f}")
+        print(f"steady {rate:.0f} turns/s for {seconds:.0f} s ({len(steady_lat)} turns):")
+        print(spread("http", steady_lat))
+        print(spread("e2e", e2e_s))
+        print(spread("message-extension query", lat_q))
         await server.close()
     await bare_server.close()
     await fake.close()
@@ -148,6 +202,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     parser.add_argument("--rate", type=float, default=50.0, help="steady rate, turns/s (default 50)")
     parser.add_argument("--seconds", type=float, default=10.0, help="steady duration (default 10)")
+    parser.add_argument("--database", help="database URL (default: a temporary SQLite file)")
     options = parser.parse_args(argv)
-    asyncio.run(run(options.turns, options.concurrency, options.rate, options.seconds))
+    asyncio.run(run(options.turns, options.concurrency, options.rate, options.seconds, options.database))
     return 0

@@ -8,14 +8,17 @@ returns the current state instead of doing the work twice.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from core.activity import note_message
+from core.alert_ports import AlertStore
 from core.assignments import TagChange, TaggingRules, apply_tag, remove_tag
-from core.channel_ports import ChannelStore
+from core.channel_ports import ChannelStore, ConversationLink
 from core.commands import HELP_TOPICS, Command, Verb, parse_command
 from core.customers import resolve_customer
 from core.errors import NotFoundError
@@ -23,9 +26,9 @@ from core.expression import ExpressionError
 from core.ports import Store, UnitOfWork
 from core.records import SuggestionRecord
 from core.search import search_customers
-from core.suggestions import SuggestionSource, decide_suggestion, suggest_for_message
+from core.suggestions import AUTO_ACTOR, SuggestionSource, decide_suggestion, suggest_for_message
 from core.summary import CustomerSummary, customer_summary
-from core.types import Customer, EventKind, Role, Source, User
+from core.types import Customer, EventKind, Role, Source, TagEvent, User
 from core.users import get_user
 from tagging.normaliser import name_key
 from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError, is_visible
@@ -44,6 +47,15 @@ SHOW = "customer.show"
 PAGE = "search.page"
 
 PAGE_SIZE = 10
+# How long a user's role and a conversation's link are reused without asking the database. Changes made
+# through this service (link, unlink) take effect at once; a role set from the CLI or another replica, or
+# a link changed by another replica, is picked up within this many seconds.
+CACHE_SECONDS = 10.0
+# Conversation activity for churn scoring is written at most this often per customer (signals count days).
+ACTIVITY_EVERY = timedelta(hours=1)
+K = TypeVar("K")
+V = TypeVar("V")
+_CREATED = (EventKind.ADDED, EventKind.REPLACED)
 HELP_HINT = "send help (帮助) for the list of commands"
 FIND_HINT = "write tag names joined by AND / OR / NOT, e.g. find VIP客户 AND 询价客户"
 
@@ -199,8 +211,34 @@ Decider = Callable[["ChatService", ChatContext, Mapping[str, Any]], Awaitable[Ch
 # ---------------------------------------------------------------- service
 
 
+class _Recent(Generic[K, V]):
+    """A small per-process memo whose entries are trusted for `seconds` (monotonic clock)."""
+
+    def __init__(self, seconds: float, limit: int = 10_000) -> None:
+        self.seconds = seconds
+        self.limit = limit
+        self._items: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K) -> tuple[bool, V | None]:
+        item = self._items.get(key)
+        if item is None or time.monotonic() - item[0] > self.seconds:
+            return False, None
+        return True, item[1]
+
+    def put(self, key: K, value: V) -> None:
+        if len(self._items) >= self.limit:
+            self._items.clear()  # crude but bounded; entries are cheap to reload
+        self._items[key] = (time.monotonic(), value)
+
+    def forget(self, key: K) -> None:
+        self._items.pop(key, None)
+
+
 class ChatService:
-    """Runs chat commands and card actions through the core services, one unit of work each."""
+    """Runs chat commands and card actions through the core services, one unit of work each.
+
+    `activity`, when given, receives conversation activity for churn scoring (at most hourly per customer).
+    """
 
     def __init__(
         self,
@@ -209,12 +247,18 @@ class ChatService:
         taxonomy: Callable[[], Taxonomy],
         matcher: Callable[[], SuggestionSource | None],
         rules: TaggingRules,
+        activity: AlertStore | None = None,
+        cache_seconds: float = CACHE_SECONDS,
     ) -> None:
         self.store = store
         self.channels = channels
         self._taxonomy = taxonomy
         self._matcher = matcher
         self.rules = rules
+        self._activity = activity
+        self._users: _Recent[str, User] = _Recent(cache_seconds)
+        self._links: _Recent[tuple[str, str], ConversationLink | None] = _Recent(cache_seconds)
+        self._noted: dict[int, datetime] = {}
 
     @property
     def taxonomy(self) -> Taxonomy:
@@ -222,11 +266,28 @@ class ChatService:
 
     async def actor(self, user_id: str, display_name: str, now: datetime) -> User:
         """The stored user (role, regions); a new or renamed user's display name is remembered."""
+        hit, cached = self._users.get(user_id)
+        if hit and cached is not None and (not display_name or cached.display_name == display_name):
+            return cached
         async with self.store.unit_of_work() as uow:
             user = await get_user(uow, user_id)
             if display_name and user.display_name != display_name:
                 user = await uow.users.save(replace(user, display_name=display_name), now)
+        self._users.put(user_id, user)
         return user
+
+    def forget_user(self, user_id: str) -> None:
+        """Drop a cached user (after a role change made in this process)."""
+        self._users.forget(user_id)
+
+    async def linked(self, channel: str, conversation_id: str) -> ConversationLink | None:
+        """The conversation's customer link, reused for a few seconds."""
+        hit, link = self._links.get((channel, conversation_id))
+        if hit:
+            return link
+        link = await self.channels.linked(channel, conversation_id)
+        self._links.put((channel, conversation_id), link)
+        return link
 
     # ------------------------------------------------------------ text
 
@@ -243,7 +304,7 @@ class ChatService:
         matched = await self.handle_message(ctx, message_key, text)
         if matched or not addressed:
             return matched
-        if await self.channels.linked(ctx.channel, ctx.conversation_id) is not None:
+        if await self.linked(ctx.channel, ctx.conversation_id) is not None:
             return ()  # ordinary chat in a linked conversation that simply held no tags
         return (HelpResult(note="unknown"),)
 
@@ -255,7 +316,7 @@ class ChatService:
             return HelpResult(note="unknown")
         if command.error is not None:
             if command.verb is Verb.TAG and command.customer is None and (command.add or command.remove):
-                link = await self.channels.linked(ctx.channel, ctx.conversation_id)
+                link = await self.linked(ctx.channel, ctx.conversation_id)
                 if link is not None:  # `tag +A` in a linked conversation tags the linked customer
                     return await self._tag(ctx, link.customer_id, command.add, command.remove)
                 return ErrorResult(command.error, "name the customer, or link this conversation first: link <customer>")
@@ -337,7 +398,7 @@ class ChatService:
 
     async def customer_choices(self, ctx: ChatContext, limit: int) -> list[Customer]:
         """Customers for a picker: the conversation's linked customer first, then others by name."""
-        link = await self.channels.linked(ctx.channel, ctx.conversation_id)
+        link = await self.linked(ctx.channel, ctx.conversation_id)
         async with self.store.unit_of_work() as uow:
             first = await uow.customers.get(link.customer_id) if link else None
             others = await uow.customers.find_by_name_key("", limit)
@@ -404,13 +465,15 @@ class ChatService:
 
     async def _link(self, ctx: ChatContext, customer_id: int) -> ChatResult:
         await self.channels.link(ctx.channel, ctx.conversation_id, customer_id, ctx.actor.id, ctx.now)
+        self._links.forget((ctx.channel, ctx.conversation_id))
         async with self.store.unit_of_work() as uow:
             summary = await customer_summary(uow, self.taxonomy, customer_id, ctx.viewer, ctx.now)
         log.info("%s conversation linked to customer %d by %s", ctx.channel, customer_id, ctx.actor.id)
         return LinkResult(summary.customer, True, summary, ctx.viewer)
 
     async def _unlink(self, ctx: ChatContext, named: str | None) -> ChatResult:
-        link = await self.channels.linked(ctx.channel, ctx.conversation_id)
+        self._links.forget((ctx.channel, ctx.conversation_id))  # decide on the stored link, not a memo
+        link = await self.linked(ctx.channel, ctx.conversation_id)
         if link is None:
             return ErrorResult("this conversation is not linked to a customer", "link it with: link <customer>")
         async with self.store.unit_of_work() as uow:
@@ -424,6 +487,7 @@ class ChatService:
                         "send unlink without a name to remove the current link",
                     )
         await self.channels.unlink(ctx.channel, ctx.conversation_id)
+        self._links.forget((ctx.channel, ctx.conversation_id))
         return LinkResult(customer or Customer(id=link.customer_id, name=str(link.customer_id)), False)
 
     # ------------------------------------------------------------ linked conversations
@@ -433,29 +497,50 @@ class ChatService:
 
         A retried message (same key) returns nothing: its cards were sent the first time.
         """
-        link = await self.channels.linked(ctx.channel, ctx.conversation_id)
+        link = await self.linked(ctx.channel, ctx.conversation_id)
         matcher = self._matcher()
         if link is None or matcher is None or not text.strip():
             return ()
+        await self._note_activity(ctx, link.customer_id)
         taxonomy = self.taxonomy
+        sees = ctx.viewer.role.sees_sensitive
+        out: list[ChatResult] = []
         async with self.store.unit_of_work() as uow:
             outcome = await suggest_for_message(
                 uow, matcher, taxonomy, self.rules, link.customer_id, message_key, text, ctx.now
             )
             if outcome.duplicate:
                 return ()
-            out: list[ChatResult] = []
             if outcome.applied:
                 applied = await self._applied_state(uow, ctx, link.customer_id, message_key)
                 if applied is not None and applied.entries:
                     out.append(applied)
-            if outcome.pending:
-                pending = await self._suggestion_state(uow, ctx, message_key)
-                if pending is not None and pending.records:
-                    out.append(pending)
+            # A new message's pending rows are exactly the ones just stored (undecided, no names to look up).
+            visible = tuple(r for r in outcome.pending if is_visible(taxonomy.dimension(r.dimension), sees))
+            if visible:
+                customer = await uow.customers.get(link.customer_id)
+                if customer is not None:
+                    out.append(SuggestionState(customer, message_key, visible))
         for reason in outcome.refused:
             log.info("auto-apply refused for customer %d: %s", link.customer_id, reason)
         return tuple(out)
+
+    async def _note_activity(self, ctx: ChatContext, customer_id: int) -> None:
+        """Record that the customer's conversation is alive (for churn scoring), at most hourly per customer."""
+        if self._activity is None:
+            return
+        last = self._noted.get(customer_id)
+        if last is not None and last <= ctx.now < last + ACTIVITY_EVERY:
+            return
+        try:
+            await note_message(self._activity, customer_id, ctx.channel, ctx.now)
+        except Exception:
+            # Churn scoring tolerates a missed beat; the person's message must still be answered.
+            log.exception("could not record conversation activity for customer %d", customer_id)
+            return
+        if len(self._noted) >= 100_000:
+            self._noted.clear()
+        self._noted[customer_id] = ctx.now
 
     async def _suggestion_state(
         self, uow: UnitOfWork, ctx: ChatContext, message_key: str, problems: tuple[str, ...] = ()
@@ -494,9 +579,12 @@ class ChatService:
         events = await uow.events.for_customer(customer_id, 0, 200)
         entries: list[AppliedEntry] = []
         for r in rows:
+            created = _created_by(events, message_key, r.dimension, r.tag)
+            if created is None:
+                continue  # the customer already held the tag: this message only renewed it, nothing to undo
             matched = tuple(str(w) for w in r.evidence.get("matched", ()))
             held = active.get((r.dimension, name_key(r.tag)))
-            if held is not None:
+            if held is not None and held.assigned_by == AUTO_ACTOR and held.assigned_at == created.at:
                 entries.append(AppliedEntry(held.id, r.dimension, r.tag, matched, held.expires_at))
                 continue
             ended = next(
@@ -580,8 +668,11 @@ async def _undo(service: ChatService, ctx: ChatContext, data: Mapping[str, Any])
     message_key = _str(data, "message_key")
     sees = ctx.viewer.role.sees_sensitive
     async with service.store.unit_of_work() as uow:
+        before = await service._applied_state(uow, ctx, customer_id, message_key)
+        # Only an assignment this message's auto-apply created can be undone from its card.
+        undoable = before is not None and any(e.assignment_id == assignment_id for e in before.entries)
         held = next((a for a in await uow.assignments.active_for(customer_id) if a.id == assignment_id), None)
-        if held is not None and is_visible(service.taxonomy.dimension(held.dimension), sees):
+        if undoable and held is not None and is_visible(service.taxonomy.dimension(held.dimension), sees):
             await remove_tag(
                 uow,
                 service.taxonomy,
@@ -657,6 +748,20 @@ def _str(data: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise BadAction(f"{key} must be a non-empty string, got {value!r}")
     return value
+
+
+def _created_by(events: list[TagEvent], message_key: str, dimension: str, tag: str) -> TagEvent | None:
+    """The event in which the message's auto-apply added the tag (None: the message did not add it)."""
+    key = name_key(tag)
+    for e in events:
+        if (
+            e.kind in _CREATED
+            and e.dimension == dimension
+            and name_key(e.tag) == key
+            and e.evidence.get("message_key") == message_key
+        ):
+            return e
+    return None
 
 
 def _message(exc: Exception) -> str:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.channel_ports import ConversationLink, SavedReference
 from storage import tables as t
+from storage.database import READ_ONLY
 from storage.repositories import _insert
 
 
@@ -83,6 +84,7 @@ class SqlChannelStore:
 
     async def linked(self, channel: str, conversation_id: str) -> ConversationLink | None:
         async with self._engine.connect() as conn:
+            await conn.execution_options(**{READ_ONLY: True})  # a read: no SQLite write lock
             return await self._linked(conn, channel, conversation_id)
 
     async def save_reference(
@@ -95,6 +97,7 @@ class SqlChannelStore:
 
     async def reference(self, channel: str, user_key: str) -> SavedReference | None:
         async with self._engine.connect() as conn:
+            await conn.execution_options(**{READ_ONLY: True})
             row = (
                 await conn.execute(
                     select(t.conversation_references).where(

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Execution option for connections that only read (`conn.execution_options(**{READ_ONLY: True})`).
+READ_ONLY = "kebiao_read_only"
 _PG_MIGRATION_LOCK = 0x6B6562  # advisory lock id: two replicas starting together migrate one after the other
 
 
@@ -125,7 +127,11 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # IMMEDIATE takes the write lock up front: two writers queue on busy_timeout instead of
-        # deadlocking when both try to upgrade a read lock.
+        # deadlocking when both try to upgrade a read lock. Work marked READ_ONLY never writes, so it
+        # takes a plain (deferred) BEGIN: WAL readers neither wait for nor block the writer.
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+            return
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 

@@ -3,12 +3,18 @@
 CloudAdapter.process() of botbuilder 4.17.x serialises invoke bodies a second time (every invoke answers
 HTTP 500), so the route parses the request itself, authenticates, de-duplicates, then calls
 `process_activity` and writes the invoke response once.
+
+The SDK builds a new ConnectorClient and UserTokenClient for every turn; each builds an msrest
+Configuration (a ~3 ms quadratic retry-code list) and a fresh HTTP session that is never closed, so every
+reply opened a new TCP connection. `ReusedClients` hands the same clients back per app id, service URL and
+audience instead (the credentials inside refresh their own tokens).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import jwt
@@ -17,7 +23,16 @@ from botbuilder.core import Bot, InvokeResponse
 from botbuilder.core.serializer_helper import serializer_helper
 from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity
-from botframework.connector.auth import AuthenticateRequestResult, BotFrameworkAuthentication
+from botframework.connector.aio import ConnectorClient
+from botframework.connector.auth import (
+    AuthenticateRequestResult,
+    AuthenticationConstants,
+    BotFrameworkAuthentication,
+    ClaimsIdentity,
+    ConnectorFactory,
+    UserTokenClient,
+)
+from botframework.connector.skills import BotFrameworkClient
 from msrest.exceptions import DeserializationError
 from msrest.serialization import Model
 
@@ -38,9 +53,111 @@ class RequestRejected(Exception):
         self.reason = reason
 
 
+MAX_CACHED_CLIENTS = 64  # service URLs are few (one per Teams region); the bound only stops a leak
+
+
 def create_adapter(authentication: BotFrameworkAuthentication) -> CloudAdapter:
-    """A CloudAdapter on `authentication`; turn errors propagate to the endpoint (no on_turn_error)."""
-    return CloudAdapter(authentication)
+    """A CloudAdapter on `authentication` with reused outbound clients; turn errors propagate to the endpoint."""
+    reused = authentication if isinstance(authentication, ReusedClients) else ReusedClients(authentication)
+    return CloudAdapter(reused)
+
+
+async def close_adapter(adapter: CloudAdapter) -> None:
+    """Close the outbound HTTP sessions the adapter's clients hold (at shutdown)."""
+    authentication = adapter.bot_framework_authentication
+    if isinstance(authentication, ReusedClients):
+        await authentication.close()
+
+
+def _app_id(claims_identity: ClaimsIdentity) -> str:
+    """The bot app id a turn acts as (audience claim, else appid claim; empty when auth is off)."""
+    value = claims_identity.get_claim_value(AuthenticationConstants.AUDIENCE_CLAIM)
+    if value is None:
+        value = claims_identity.get_claim_value(AuthenticationConstants.APP_ID_CLAIM)
+    return str(value or "")
+
+
+class ReusedClients(BotFrameworkAuthentication):  # type: ignore[misc]
+    """The SDK's authentication, unchanged, except that outbound clients are built once and reused."""
+
+    def __init__(self, inner: BotFrameworkAuthentication, limit: int = MAX_CACHED_CLIENTS) -> None:
+        self.inner = inner
+        self.limit = limit
+        self._connectors: OrderedDict[tuple[str, str, str], ConnectorClient] = OrderedDict()
+        self._token_clients: dict[str, UserTokenClient] = {}
+
+    async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
+        result = await self.inner.authenticate_request(activity, auth_header)
+        if result.connector_factory is not None and result.claims_identity is not None:
+            result.connector_factory = _ReusedConnectorFactory(
+                self, _app_id(result.claims_identity), result.connector_factory
+            )
+        return result
+
+    async def authenticate_streaming_request(
+        self, auth_header: str, channel_id_header: str
+    ) -> AuthenticateRequestResult:
+        return await self.inner.authenticate_streaming_request(auth_header, channel_id_header)
+
+    def create_connector_factory(self, claims_identity: ClaimsIdentity) -> ConnectorFactory:
+        inner = self.inner.create_connector_factory(claims_identity)
+        return _ReusedConnectorFactory(self, _app_id(claims_identity), inner)
+
+    async def create_user_token_client(self, claims_identity: ClaimsIdentity) -> UserTokenClient:
+        app_id = _app_id(claims_identity)
+        client = self._token_clients.get(app_id)
+        if client is None:
+            client = await self.inner.create_user_token_client(claims_identity)
+            client = self._token_clients.setdefault(app_id, client)
+        return client
+
+    def create_bot_framework_client(self) -> BotFrameworkClient:
+        return self.inner.create_bot_framework_client()
+
+    def get_originating_audience(self) -> str:
+        return str(self.inner.get_originating_audience())
+
+    async def authenticate_channel_request(self, auth_header: str) -> ClaimsIdentity:
+        return await self.inner.authenticate_channel_request(auth_header)
+
+    async def connector(self, key: tuple[str, str, str], factory: ConnectorFactory) -> ConnectorClient:
+        """The client for (app id, service URL, audience); built by `factory` the first time."""
+        client = self._connectors.get(key)
+        if client is not None:
+            self._connectors.move_to_end(key)
+            return client
+        built = await factory.create(key[1], key[2] or None)
+        client = self._connectors.setdefault(key, built)
+        if client is not built:
+            await _close(built)  # another turn built one meanwhile
+        while len(self._connectors) > self.limit:
+            _, oldest = self._connectors.popitem(last=False)
+            await _close(oldest)
+        return client
+
+    async def close(self) -> None:
+        """Close every cached client's HTTP session."""
+        connectors, self._connectors = list(self._connectors.values()), OrderedDict()
+        for client in connectors:
+            await _close(client)
+        self._token_clients.clear()
+
+
+class _ReusedConnectorFactory(ConnectorFactory):  # type: ignore[misc]
+    def __init__(self, owner: ReusedClients, app_id: str, inner: ConnectorFactory) -> None:
+        self._owner = owner
+        self._app_id = app_id
+        self._inner = inner
+
+    async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
+        return await self._owner.connector((self._app_id, service_url or "", audience or ""), self._inner)
+
+
+async def _close(client: ConnectorClient) -> None:
+    try:
+        await client.__aexit__(None, None, None)
+    except Exception as exc:  # closing a dead session must not break shutdown or a turn
+        log.debug("closing a connector client failed: %s", exc)
 
 
 class TeamsEndpoint:
@@ -88,9 +205,7 @@ class TeamsEndpoint:
         if request.content_type != "application/json":
             raise RequestRejected(400, f"Content-Type must be application/json, got {content_type!r}")
         if request.content_length is not None and request.content_length > self.max_body_bytes:
-            raise RequestRejected(
-                413, f"body of {request.content_length} bytes exceeds {self.max_body_bytes}"
-            )
+            raise RequestRejected(413, f"body of {request.content_length} bytes exceeds {self.max_body_bytes}")
         body = bytearray()
         async for chunk in request.content.iter_chunked(64 * 1024):
             body.extend(chunk)

@@ -2,6 +2,10 @@
 
 The endpoint has authenticated and de-duplicated the activity before it gets here; this class only
 translates. Every handler returns botbuilder model objects.
+
+Invokes (message-extension query, fetchTask, submitAction, card actions) must answer within Teams' ~5 s:
+they read and write only the local database and run the in-memory matcher, and never call the Bot
+Connector or any other remote service (tests/teams/test_bot_invokes.py fails the connector to check it).
 """
 
 from __future__ import annotations
@@ -49,11 +53,12 @@ from tagging.policy import is_visible
 log = logging.getLogger(__name__)
 
 CHANNEL = "teams"
-SEARCH_COMMANDS = frozenset({"searchCustomers", "searchCustomer"})
+SEARCH_COMMANDS = frozenset({"searchCustomers"})  # the manifest's composeExtensions command id
 TAG_COMMAND = "tagFromMessage"
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
 MESSAGE_TYPE = "application/vnd.microsoft.activity.message"
 CUSTOMER_CHOICES = 50
+SAVED_LIMIT = 50_000
 _MENTION = re.compile(r"<at[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
 _TAGS = re.compile(r"<[^>]+>")
 _SHARED = frozenset({"groupChat", "channel"})
@@ -72,7 +77,7 @@ class KebiaoBot(TeamsActivityHandler):
         self.chat = chat
         self.channels = channels
         self.clock = clock
-        self._saved: dict[str, str] = {}  # reference key → last reference saved by this process
+        self._saved: dict[str, str] = {}  # reference key → last address saved by this process
 
     # ------------------------------------------------------------ messages
 
@@ -237,11 +242,16 @@ class KebiaoBot(TeamsActivityHandler):
         kind = activity.conversation.conversation_type if activity.conversation else None
         if kind == "personal" and stored.user_aad_id:
             keys.append(stored.user_aad_id)
-        encoded = json.dumps(reference, sort_keys=True, ensure_ascii=False)
+        # The activity id changes with every message; the address (service URL, conversation, bot, user,
+        # tenant) rarely does, so only a change of address is written.
+        address = {k: v for k, v in reference.items() if k != "activityId"}
+        encoded = json.dumps(address, sort_keys=True, ensure_ascii=False)
         for key in keys:
             if self._saved.get(key) == encoded:
                 continue  # unchanged since this process last saved it: spare the write
             await self.channels.save_reference(CHANNEL, key, reference, stored.tenant_id or None, self.clock())
+            if len(self._saved) >= SAVED_LIMIT:
+                self._saved.clear()  # bounded memory; the next turn of each conversation writes once more
             self._saved[key] = encoded
 
 

@@ -1,14 +1,95 @@
-"""core.chat pieces that need no database: verb registry, viewer rule, card-data checks."""
+"""core.chat: the ChatService on SQLite and PostgreSQL (commands, card actions, undo, links, activity)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 
 from cards import verbs
-from core.chat import DECISIONS, BadAction, ChatContext, _int
-from core.types import Role, User
+from cards.present import present
+from core.assignments import TaggingRules, apply_tag
+from core.chat import (
+    ACCEPT_ALL,
+    CHOOSE,
+    DECISIONS,
+    PAGE,
+    PAGE_SIZE,
+    UNDO,
+    AppliedState,
+    BadAction,
+    ChatContext,
+    ChatResult,
+    ChatService,
+    ChoiceResult,
+    ErrorResult,
+    HelpResult,
+    LinkResult,
+    SearchResult,
+    SuggestionState,
+    SuggestResult,
+    SummaryResult,
+    TagResult,
+    _int,
+)
+from core.commands import parse_command
+from core.records import CustomerDraft
+from core.summary import CustomerSummary
+from core.types import Role, Source, SuggestionStatus, User
+from core.users import set_role
+from storage import tables as t
+from storage.channels import SqlChannelStore
+from storage.database import Database
+from storage.outbox import SqlAlertStore
+from tagging.matcher import Matcher
+from tagging.taxonomy import Taxonomy
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+NOW = datetime(2025, 3, 1, 9, 30, tzinfo=SHANGHAI)
+RULES = TaggingRules(tz=SHANGHAI, hard_cap=100)
+AGENT = User("agent-王丽", Role.AGENT, display_name="王丽")
+MANAGER = User("mgr-张伟", Role.MANAGER, display_name="张经理")
+
+
+def _service(database: Database, taxonomy: Taxonomy) -> ChatService:
+    matcher = Matcher.build(taxonomy)
+    return ChatService(
+        database,
+        SqlChannelStore(database.engine),
+        lambda: taxonomy,
+        lambda: matcher,
+        RULES,
+        activity=SqlAlertStore(database.engine),
+    )
+
+
+def _ctx(
+    actor: User = AGENT, conversation: str = "a:私聊-王丽", *, shared: bool = False, now: datetime = NOW
+) -> ChatContext:
+    return ChatContext("teams", conversation, actor, now, shared)
+
+
+async def _customers(database: Database, *names: str, region: str = "") -> list[int]:
+    async with database.unit_of_work() as uow:
+        return [(await uow.customers.add(CustomerDraft(name=n, region=region), NOW)).id for n in names]
+
+
+async def _run(chat: ChatService, ctx: ChatContext, text: str) -> ChatResult:
+    return await chat.run(ctx, parse_command(text))
+
+
+async def _held(database: Database, customer_id: int) -> set[str]:
+    async with database.unit_of_work() as uow:
+        return {a.tag for a in await uow.assignments.active_for(customer_id)}
+
+
+def _tags(summary: CustomerSummary) -> set[str]:
+    return {tag.name for group in summary.groups for tag in group.tags}
+
+
+# ---------------------------------------------------------------- pure pieces
 
 
 def test_every_chat_action_verb_is_a_card_verb() -> None:
@@ -17,10 +98,8 @@ def test_every_chat_action_verb_is_a_card_verb() -> None:
 
 
 def test_shared_conversations_are_rendered_for_the_least_privileged_reader() -> None:
-    manager = User("经理-1", Role.MANAGER, display_name="张经理")
-    now = datetime(2024, 11, 25, tzinfo=UTC)
-    assert ChatContext("teams", "19:频道", manager, now, shared=True).viewer.role is Role.AGENT
-    assert ChatContext("teams", "a:私聊", manager, now).viewer.role is Role.MANAGER
+    assert _ctx(MANAGER, "19:频道", shared=True).viewer.role is Role.AGENT
+    assert _ctx(MANAGER).viewer.role is Role.MANAGER
 
 
 @pytest.mark.parametrize("value", [None, "十二", True, -1])
@@ -28,3 +107,211 @@ def test_bad_card_data_is_refused_with_the_key_named(value: object) -> None:
     with pytest.raises(BadAction, match="suggestion_id"):
         _int({"suggestion_id": value}, "suggestion_id")
     assert _int({"suggestion_id": "12"}, "suggestion_id") == 12
+
+
+# ---------------------------------------------------------------- commands
+
+
+async def test_each_command_returns_its_result(database: Database, sample_taxonomy: Taxonomy) -> None:
+    chat = _service(database, sample_taxonomy)
+    [cid] = await _customers(database, "上海明远科技")
+    tagged = await _run(chat, _ctx(), "tag 上海明远科技 +VIP客户 +询价客户")
+    assert isinstance(tagged, TagResult)
+    assert [(c.tag, c.outcome) for c in tagged.changes] == [("VIP客户", "added"), ("询价客户", "added")]
+    assert _tags(tagged.summary) == {"VIP客户", "询价客户"}
+
+    shown = await _run(chat, _ctx(), "查看 上海明远科技")
+    assert isinstance(shown, SummaryResult) and _tags(shown.summary) == {"VIP客户", "询价客户"}
+
+    found = await _run(chat, _ctx(), "find VIP客户 AND 询价客户")
+    assert isinstance(found, SearchResult) and [h.customer.id for h in found.hits] == [cid] and found.total == 1
+
+    dry = await _run(chat, _ctx(), "suggest 我要退款，麻烦加急")
+    assert isinstance(dry, SuggestResult) and {s.tag for s in dry.suggestions} == {"售后工单", "紧急工单"}
+
+    assert isinstance(await _run(chat, _ctx(), "帮助"), HelpResult)
+    unknown = await chat.respond(_ctx(), "teams:m-0", "今天天气不错")
+    assert unknown == (HelpResult(note="unknown"),)
+
+    removed = await _run(chat, _ctx(), "tag 上海明远科技 -询价客户")
+    assert isinstance(removed, TagResult) and removed.changes[0].outcome == "removed"
+    assert await _held(database, cid) == {"VIP客户"}
+
+
+async def test_bad_input_is_an_error_and_changes_nothing(database: Database, sample_taxonomy: Taxonomy) -> None:
+    chat = _service(database, sample_taxonomy)
+    [cid] = await _customers(database, "上海明远科技")
+    refused = await _run(chat, _ctx(), "tag 上海明远科技 +VIP客户 +不存在的标签")
+    assert isinstance(refused, ErrorResult) and "不存在的标签" in refused.detail
+    assert await _held(database, cid) == set()
+    missing = await _run(chat, _ctx(), "tags 不存在的公司")
+    assert isinstance(missing, ErrorResult) and "不存在的公司" in missing.detail
+    bad = await _run(chat, _ctx(), "find VIP客户 AND (")
+    assert isinstance(bad, ErrorResult) and bad.hint is not None
+
+
+async def test_choice_then_choose_reruns_the_original_command(database: Database, sample_taxonomy: Taxonomy) -> None:
+    chat = _service(database, sample_taxonomy)
+    shanghai, shenzhen = await _customers(database, "华为上海", "华为深圳")
+    choice = await _run(chat, _ctx(), "打标签 华为 +VIP客户 -沉默客户")
+    assert isinstance(choice, ChoiceResult)
+    assert {c.id for c in choice.candidates} == {shanghai, shenzhen}
+    chosen = await chat.decide(_ctx(), CHOOSE, {"customer_id": shenzhen, **choice.context})
+    assert isinstance(chosen, TagResult) and chosen.summary.customer.id == shenzhen
+    assert {(c.tag, c.outcome) for c in chosen.changes} == {("VIP客户", "added"), ("沉默客户", "not_held")}
+    assert await _held(database, shenzhen) == {"VIP客户"} and await _held(database, shanghai) == set()
+    bad = await chat.decide(_ctx(), CHOOSE, {"customer_id": shenzhen, "verb": "删库"})
+    assert isinstance(bad, ErrorResult) and "删库" in bad.detail
+
+
+async def test_search_pages(database: Database, sample_taxonomy: Taxonomy) -> None:
+    chat = _service(database, sample_taxonomy)
+    ids = await _customers(database, *[f"客户{i:02d}" for i in range(PAGE_SIZE + 2)])
+    async with database.unit_of_work() as uow:
+        for cid in ids:
+            await apply_tag(uow, sample_taxonomy, RULES, cid, "活跃客户", actor="agent", source=Source.MANUAL, now=NOW)
+    first = await _run(chat, _ctx(), "查找 活跃客户")
+    assert isinstance(first, SearchResult)
+    assert (first.total, first.page, len(first.hits)) == (PAGE_SIZE + 2, 1, PAGE_SIZE)
+    second = await chat.decide(_ctx(), PAGE, {"query": "活跃客户", "page": 2})
+    assert isinstance(second, SearchResult) and second.page == 2
+    assert [h.customer.id for h in second.hits] == ids[PAGE_SIZE:]
+    assert not {h.customer.id for h in first.hits} & {h.customer.id for h in second.hits}
+
+
+async def test_english_locale_cards(database: Database, sample_taxonomy: Taxonomy) -> None:
+    chat = _service(database, sample_taxonomy)
+    await _customers(database, "上海明远科技")
+    tagged = await _run(chat, _ctx(), "tag 上海明远科技 +VIP客户")
+    english = str(present(tagged, sample_taxonomy, NOW, "en"))
+    chinese = str(present(tagged, sample_taxonomy, NOW, "zh"))
+    assert "Added: VIP客户" in english and "已添加" not in english
+    assert "已添加：VIP客户" in chinese
+    assert "I did not understand" in str(present(HelpResult(note="unknown"), sample_taxonomy, NOW, "en"))
+
+
+async def test_a_shared_conversation_hides_sensitive_tags_even_from_a_manager(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    chat = _service(database, sample_taxonomy)
+    await _customers(database, "上海明远科技")
+    tagged = await _run(chat, _ctx(MANAGER), "tag 上海明远科技 +高危流失 +VIP客户")
+    assert isinstance(tagged, TagResult) and "高危流失" in _tags(tagged.summary)
+    in_channel = await _run(chat, _ctx(MANAGER, "19:华东销售部", shared=True), "tags 上海明远科技")
+    assert isinstance(in_channel, SummaryResult) and _tags(in_channel.summary) == {"VIP客户"}
+    assert "高危流失" not in str(present(in_channel, sample_taxonomy, NOW))
+    refused = await _run(chat, _ctx(AGENT), "tag 上海明远科技 -高危流失")  # agents may not touch it either
+    assert isinstance(refused, ErrorResult)
+
+
+# ---------------------------------------------------------------- linked conversations and card actions
+
+
+async def test_link_unlink_and_unlinking_another_customer_by_name(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    chat = _service(database, sample_taxonomy)
+    mingyuan, _other = await _customers(database, "上海明远科技", "杭州云栖")
+    linked = await _run(chat, _ctx(), "绑定 上海明远科技")
+    assert isinstance(linked, LinkResult) and linked.linked and linked.customer.id == mingyuan
+    wrong = await _run(chat, _ctx(), "解绑 杭州云栖")
+    assert isinstance(wrong, ErrorResult) and "上海明远科技" in wrong.detail and "杭州云栖" in wrong.detail
+    assert (await chat.channels.linked("teams", "a:私聊-王丽")) is not None
+    tag_linked = await _run(chat, _ctx(), "tag +VIP客户")  # no name: the linked customer
+    assert isinstance(tag_linked, TagResult) and tag_linked.summary.customer.id == mingyuan
+    done = await _run(chat, _ctx(), "解绑 上海明远科技")
+    assert isinstance(done, LinkResult) and not done.linked
+    assert await chat.channels.linked("teams", "a:私聊-王丽") is None
+    assert (await chat.respond(_ctx(), "teams:m-9", "麻烦发一下报价单")) == (HelpResult(note="unknown"),)
+
+
+async def test_linked_message_suggests_and_accept_all_applies_every_suggestion(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    chat = _service(database, sample_taxonomy)
+    [cid] = await _customers(database, "上海明远科技")
+    await _run(chat, _ctx(), "link 上海明远科技")
+    [state] = await chat.respond(_ctx(), "teams:m-1", "我们公司采购想先要一份报价")
+    assert isinstance(state, SuggestionState)
+    assert {r.tag for r in state.records} == {"企业客户", "询价客户"}
+    assert await chat.respond(_ctx(), "teams:m-1", "我们公司采购想先要一份报价") == ()  # a retry: no second card
+    ids = [r.id for r in state.records]
+    await chat.actor(AGENT.id, "王丽", NOW)
+    decided = await chat.decide(_ctx(), ACCEPT_ALL, {"suggestion_ids": ids})
+    assert isinstance(decided, SuggestionState)
+    assert {r.status for r in decided.records} == {SuggestionStatus.ACCEPTED}
+    assert decided.names == {AGENT.id: "王丽"}  # who decided, by the name stored when they first spoke
+    assert await _held(database, cid) == {"企业客户", "询价客户"}
+    empty = await chat.decide(_ctx(), ACCEPT_ALL, {"suggestion_ids": []})
+    assert isinstance(empty, ErrorResult) and "suggestion_ids" in empty.detail
+
+
+async def test_undo_removes_a_tag_the_message_applied_once(database: Database, sample_taxonomy: Taxonomy) -> None:
+    chat = _service(database, sample_taxonomy)
+    [cid] = await _customers(database, "上海明远科技")
+    await _run(chat, _ctx(), "link 上海明远科技")
+    [applied] = await chat.respond(_ctx(), "teams:m-2", "设备坏了，我要退款")
+    assert isinstance(applied, AppliedState)
+    [entry] = applied.entries
+    assert entry.tag == "售后工单" and entry.assignment_id > 0 and entry.matched == ("退款",)
+    data = {"assignment_id": entry.assignment_id, "customer_id": cid, "message_key": "teams:m-2"}
+    later = _ctx(now=NOW + timedelta(minutes=5))
+    undone = await chat.decide(later, UNDO, data)
+    assert isinstance(undone, AppliedState)
+    assert undone.entries[0].assignment_id == 0 and undone.entries[0].undone_by == AGENT.id
+    assert await _held(database, cid) == set()
+    again = await chat.decide(later, UNDO, data)  # a second click finds it gone and changes nothing
+    assert isinstance(again, AppliedState) and again.entries == undone.entries
+
+
+async def test_undo_never_removes_a_tag_the_customer_held_before_the_message(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    chat = _service(database, sample_taxonomy)
+    [cid] = await _customers(database, "上海明远科技")
+    tagged = await _run(chat, _ctx(), "tag 上海明远科技 +售后工单")
+    assert isinstance(tagged, TagResult)
+    async with database.unit_of_work() as uow:
+        [held] = await uow.assignments.active_for(cid)
+    await _run(chat, _ctx(), "link 上海明远科技")
+    # The message only renews the tag the agent set by hand: no applied card, nothing to undo.
+    assert await chat.respond(_ctx(now=NOW + timedelta(minutes=1)), "teams:m-3", "我要退款") == ()
+    forged = {"assignment_id": held.id, "customer_id": cid, "message_key": "teams:m-3"}
+    result = await chat.decide(_ctx(now=NOW + timedelta(minutes=2)), UNDO, forged)
+    assert isinstance(result, AppliedState) and result.entries == ()
+    assert await _held(database, cid) == {"售后工单"}
+
+
+async def test_linked_messages_record_activity_at_most_hourly(database: Database, sample_taxonomy: Taxonomy) -> None:
+    chat = _service(database, sample_taxonomy)
+    [cid] = await _customers(database, "上海明远科技")
+    await _run(chat, _ctx(), "link 上海明远科技")
+
+    async def last_message() -> datetime | None:
+        async with database.engine.connect() as conn:
+            ca = t.customer_activity.c
+            return (await conn.execute(select(ca.last_message_at).where(ca.customer_id == cid))).scalar()
+
+    await chat.respond(_ctx(), "teams:a-1", "好的，收到")
+    assert await last_message() == NOW
+    await chat.respond(_ctx(now=NOW + timedelta(minutes=20)), "teams:a-2", "明天再聊")
+    assert await last_message() == NOW  # within the hour: no second write
+    two_hours = NOW + timedelta(hours=2)
+    await chat.respond(_ctx(now=two_hours), "teams:a-3", "方案看过了")
+    assert await last_message() == two_hours
+    [other] = await _customers(database, "杭州云栖")
+    await chat.respond(_ctx(conversation="a:未绑定"), "teams:a-4", "这里没有绑定客户")
+    async with database.engine.connect() as conn:
+        ca = t.customer_activity.c
+        assert (await conn.execute(select(ca.customer_id).where(ca.customer_id == other))).first() is None
+
+
+async def test_a_role_set_elsewhere_is_seen_after_forget_user(database: Database, sample_taxonomy: Taxonomy) -> None:
+    chat = _service(database, sample_taxonomy)
+    first = await chat.actor("aad-李雷", "李雷", datetime.now(UTC))
+    assert first.role is Role.AGENT and first.display_name == "李雷"
+    async with database.unit_of_work() as uow:
+        await set_role(uow, "aad-李雷", Role.MANAGER, (), NOW)
+    assert (await chat.actor("aad-李雷", "李雷", NOW)).role is Role.AGENT  # reused for a few seconds
+    chat.forget_user("aad-李雷")
+    assert (await chat.actor("aad-李雷", "李雷", NOW)).role is Role.MANAGER
