@@ -34,6 +34,7 @@ from core.ingest import ingest_archive
 from core.records import CustomerDraft
 from core.taxonomy_store import ensure_taxonomy
 from storage.database import open_database
+from storage.outbox import SqlAlertStore
 from tagging.builtin import load_builtin
 from tagging.matcher import Matcher
 from tests.wecom.callbacks import AES_KEY, TOKEN, contact_xml, settings_for, signed, text_xml
@@ -133,7 +134,7 @@ async def _ingest(texts: Sequence[str], workdir: Path, database_url: str) -> tup
                     CustomerDraft(name=f"客户{n}", wecom_external_userid=f"wmBENCH{n:03d}"), datetime.now(UTC)
                 )
         start = time.perf_counter()
-        summary = await ingest_archive(database, taxonomy, matcher, TaggingRules(), path)
+        summary = await ingest_archive(SqlAlertStore(database.engine), taxonomy, matcher, TaggingRules(), path)
         rate = len(texts) / (time.perf_counter() - start)
         print(f"  ingest summary: {summary}")
     finally:

@@ -173,6 +173,10 @@ class ActivityRepository(Protocol):
         """Note that the customer talked with us now (for the 'no conversation for N days' signal)."""
         ...
 
+    async def record_messages(self, last_at: Mapping[int, datetime], channel: str) -> None:
+        """record_message for many customers at once, each with the time of its latest message."""
+        ...
+
     async def record_agent_removed(self, customer_id: int, agent: str, now: datetime) -> None:
         """Note that the customer deleted their agent (WeCom del_follow_user)."""
         ...

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from core.errors import NotFoundError
-from core.ports import UnitOfWork
+from core.ports import NewAssignment, UnitOfWork
 from core.records import NewEvent
-from core.types import AssignmentState, EventKind, Source
+from core.types import Assignment, AssignmentState, EventKind, Source
 from tagging.normaliser import name_key
 from tagging.pii import mask
-from tagging.policy import DEFAULT_HARD_CAP, HeldTag, decide_apply, find_tag
+from tagging.policy import DEFAULT_HARD_CAP, HeldTag, PolicyRefusal, decide_apply, find_tag
 from tagging.taxonomy import Dimension, TagDef, Taxonomy
 
 Outcome = Literal["added", "renewed", "removed", "not_held"]
@@ -137,6 +138,182 @@ async def apply_definition(
         expires_at=decision.expires_at,
         warnings=decision.warnings,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyItem:
+    """One resolved tag to apply to one customer at `at`, with its evidence (for `apply_many`)."""
+
+    customer_id: int
+    dimension: Dimension
+    tag: TagDef
+    at: datetime
+    evidence: Mapping[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class _Held:
+    """An active assignment while planning a batch: stored (`row` set) or to be inserted (`pending` index)."""
+
+    dimension: str
+    tag: str
+    expires_at: datetime | None
+    row: Assignment | None = None
+    pending: int | None = None
+
+
+@dataclass(slots=True)
+class _Planned:
+    """What one item does once the batch is written: a renewal, or an insert replacing some held tags."""
+
+    item: ApplyItem
+    tag: str
+    expires_at: datetime | None
+    renewed_event: bool = False
+    insert: int | None = None  # index into the batch's NewAssignment rows
+    replaced: list[_Held] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+
+
+async def apply_many(
+    uow: UnitOfWork,
+    items: Sequence[ApplyItem],
+    rules: TaggingRules,
+    *,
+    actor: str,
+    source: Source,
+) -> list[TagChange | PolicyRefusal]:
+    """`apply_definition` for many items in a handful of statements; one outcome per item, in order.
+
+    Items are decided one after another against the customers' active tags as earlier items left them,
+    with the same pure policy as `apply_definition` (renewal, exclusive replacement, caps, expiry), so
+    both paths leave the same assignments and events. A policy refusal is that item's outcome; a missing
+    customer raises NotFoundError before anything is written.
+    """
+    if not items:
+        return []
+    stored = await uow.assignments.active_for_many([i.customer_id for i in items])
+    missing = sorted({i.customer_id for i in items} - set(stored))
+    if missing:
+        raise NotFoundError(f"customer {missing[0]} does not exist")
+    held: dict[int, list[_Held]] = {
+        cid: [_Held(a.dimension, a.tag, a.expires_at, row=a) for a in rows] for cid, rows in stored.items()
+    }
+    inserts: list[NewAssignment] = []
+    expiries: dict[int, datetime] = {}
+    ends: dict[int, datetime] = {}
+    plans: list[_Planned | PolicyRefusal] = []
+    for item in items:
+        active = held[item.customer_id]
+        try:
+            decision = decide_apply(
+                item.dimension,
+                item.tag,
+                [HeldTag(h.dimension, h.tag) for h in active],
+                item.at,
+                rules.tz,
+                rules.hard_cap,
+            )
+        except PolicyRefusal as refusal:
+            plans.append(refusal)
+            continue
+        if decision.renew:
+            current = next(h for h in active if _same(h, item.dimension.key, item.tag.name))
+            plan = _Planned(item, current.tag, decision.expires_at)
+            if decision.expires_at != current.expires_at and decision.expires_at is not None:
+                current.expires_at = decision.expires_at
+                if current.row is not None:
+                    expiries[current.row.id] = decision.expires_at
+                else:
+                    assert current.pending is not None
+                    inserts[current.pending] = _replace_row(inserts[current.pending], expires_at=decision.expires_at)
+                plan.renewed_event = True
+            plans.append(plan)
+            continue
+        plan = _Planned(item, item.tag.name, decision.expires_at, warnings=decision.warnings)
+        for old in decision.replaces:
+            gone = next(h for h in active if _same(h, old.dimension, old.tag))
+            active.remove(gone)
+            if gone.row is not None:
+                ends[gone.row.id] = item.at
+            else:
+                assert gone.pending is not None
+                inserts[gone.pending] = _replace_row(
+                    inserts[gone.pending], state=AssignmentState.REMOVED, ended_at=item.at
+                )
+            plan.replaced.append(gone)
+        plan.insert = len(inserts)
+        inserts.append(
+            NewAssignment(
+                item.customer_id,
+                item.dimension.key,
+                item.tag.name,
+                source,
+                actor,
+                item.at,
+                decision.expires_at,
+            )
+        )
+        active.append(_Held(item.dimension.key, item.tag.name, decision.expires_at, pending=plan.insert))
+        plans.append(plan)
+    await uow.assignments.set_expiries(expiries)
+    ended = await uow.assignments.end_many(ends, AssignmentState.REMOVED)
+    written = await uow.assignments.insert_many(inserts)
+    # An active row another writer added between our read and our insert is skipped, as in apply_definition.
+    landed = {(a.customer_id, a.dimension, name_key(a.tag)) for a in written if a.state is AssignmentState.ACTIVE}
+    events: list[NewEvent] = []
+    out: list[TagChange | PolicyRefusal] = []
+    for planned in plans:
+        if isinstance(planned, PolicyRefusal):
+            out.append(planned)
+            continue
+        out.append(_outcome(planned, inserts, ended, landed, events, actor, source))
+    await uow.events.append_many(events)
+    return out
+
+
+def _outcome(
+    plan: _Planned,
+    inserts: Sequence[NewAssignment],
+    ended: set[int],
+    landed: set[tuple[int, str, str]],
+    events: list[NewEvent],
+    actor: str,
+    source: Source,
+) -> TagChange:
+    """The TagChange of one planned item, appending its event (if any) to `events`."""
+    item = plan.item
+    key = item.dimension.key
+    evidence = clean_evidence(item.evidence)
+    if plan.insert is None:
+        if plan.renewed_event:
+            renewed = NewEvent(item.customer_id, key, plan.tag, EventKind.RENEWED, actor, source, item.at, evidence)
+            events.append(renewed)
+        return TagChange(item.customer_id, key, plan.tag, "renewed", expires_at=plan.expires_at)
+    replaced = [h.tag for h in plan.replaced if h.row is None or h.row.id in ended]
+    row = inserts[plan.insert]
+    if row.state is AssignmentState.ACTIVE and (item.customer_id, key, name_key(row.tag)) not in landed:
+        return TagChange(item.customer_id, key, plan.tag, "renewed", expires_at=plan.expires_at)
+    kind = EventKind.REPLACED if replaced else EventKind.ADDED
+    previous = replaced[0] if replaced else None
+    events.append(NewEvent(item.customer_id, key, plan.tag, kind, actor, source, item.at, evidence, previous))
+    return TagChange(
+        item.customer_id,
+        key,
+        plan.tag,
+        "added",
+        replaced=tuple(replaced),
+        expires_at=plan.expires_at,
+        warnings=plan.warnings,
+    )
+
+
+def _same(held: _Held, dimension: str, tag: str) -> bool:
+    return held.dimension == dimension and name_key(held.tag) == name_key(tag)
+
+
+def _replace_row(row: NewAssignment, **changes: Any) -> NewAssignment:
+    return dataclasses.replace(row, **changes)
 
 
 async def remove_tag(

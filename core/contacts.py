@@ -3,7 +3,8 @@
 Churn signal: when a customer deletes the agent (del_follow_user) the customer keeps every tag and gains
 the attributes `wecom_status=lost_by_customer`, `wecom_lost_at` (ISO time) and `wecom_lost_by` (the agent's
 userid); `del_external_contact` (the agent deleted the customer) sets `wecom_status=removed_by_agent`.
-Alert scans read these attributes; re-adding sets `wecom_status=active` and keeps `wecom_lost_at` as history.
+The deletion is also noted in customer_activity (agent_removed_at/by), which the churn scan reads; re-adding
+sets `wecom_status=active` and keeps `wecom_lost_at` as history.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
+from core.alert_ports import AlertUnitOfWork
 from core.assignments import TagChange, TaggingRules, apply_tag
 from core.ports import UnitOfWork
 from core.records import CustomerDraft
@@ -82,7 +84,7 @@ def _with(attributes: Mapping[str, str], **values: str) -> dict[str, str]:
 
 
 async def record_contact_event(
-    uow: UnitOfWork,
+    uow: AlertUnitOfWork,
     taxonomy: Taxonomy,
     rules: TaggingRules,
     *,
@@ -119,6 +121,8 @@ async def record_contact_event(
     if change_type == "del_follow_user":
         attrs = _with(customer.attributes, **{STATUS: "lost_by_customer", LOST_AT: stamp, LOST_BY: user_id})
         updated = await uow.customers.update(customer.id, _draft(customer, attributes=attrs), now)
+        # Same transaction as the attributes: the churn scan's agent-removed signal reads customer_activity.
+        await uow.activity.record_agent_removed(customer.id, user_id, now)
         log.info("churn signal: customer %d deleted agent %s", customer.id, user_id)
         return ContactOutcome(updated)
     attrs = _with(customer.attributes, **{STATUS: "removed_by_agent", REMOVED_AT: stamp})

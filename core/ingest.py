@@ -3,8 +3,10 @@
 One JSON object per line: msgid, from, tolist, roomid, msgtime (ms), msgtype and text.content. Only text
 messages whose sender is an external user id (`wm…`/`wo…`) of a known customer are matched. Every message is
 keyed `wecom:<msgid>`, so re-running a file changes nothing; a checkpoint (byte offset and line number after
-the last committed batch) lets `--resume` skip what is done. Bad lines are reported with their line number
-and skipped; the run goes on and the caller decides the exit status.
+the last committed batch) lets `--resume` skip what is done. Each batch is one transaction of a few set-based
+statements (customers by external id, suggestions, `apply_many` for auto tags, events), which also records each
+speaking customer's latest message time for the churn signals (customer_activity). Bad lines are reported
+with their line number and skipped; the run goes on and the caller decides the exit status.
 """
 
 from __future__ import annotations
@@ -18,9 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from core.assignments import TaggingRules, apply_definition, clean_evidence
-from core.contacts import find_by_external_id
-from core.ports import Store, UnitOfWork
+from core.alert_ports import AlertStore, AlertUnitOfWork
+from core.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
 from core.records import NewSuggestion
 from core.suggestions import AUTO_ACTOR, SuggestionSource
 from core.types import Source, SuggestionStatus
@@ -32,7 +33,8 @@ from tagging.taxonomy import Dimension, TagDef, Taxonomy
 log = logging.getLogger(__name__)
 
 EXTERNAL_PREFIXES = ("wm", "wo")
-BATCH_LINES = 500
+ACTIVITY_CHANNEL = "wecom"
+BATCH_LINES = 2000  # lines per transaction and checkpoint: fewer round trips, bounded memory
 CHECKPOINT_SUFFIX = ".kebiao-checkpoint"
 
 Progress = Callable[[int, int, int], None]  # bytes done, total bytes, lines done
@@ -143,7 +145,7 @@ def _write_checkpoint(path: Path, offset: int, line: int) -> None:
 
 
 async def ingest_archive(
-    store: Store,
+    store: AlertStore,
     taxonomy: Taxonomy,
     matcher: SuggestionSource,
     rules: TaggingRules,
@@ -169,7 +171,7 @@ async def ingest_archive(
             line_no += len(batch)
             if matched:
                 async with store.unit_of_work() as uow:
-                    await _store_batch(uow, taxonomy, rules, matched, customers, summary)
+                    await _store_batch(uow, rules, matched, customers, summary)
             offset += sum(len(raw) for raw in batch)
             summary.lines += len(batch)
             _write_checkpoint(path, offset, line_no)
@@ -198,6 +200,7 @@ def _match_batch(
 ) -> list[_Matched]:
     """Parse and match every line in pure code; only customer lines with tags go on to the database."""
     out: list[_Matched] = []
+    resolved: dict[tuple[str, str], tuple[Dimension, TagDef]] = {}
     for index, raw in enumerate(batch):
         line_no = first_line + index + 1
         try:
@@ -213,7 +216,7 @@ def _match_batch(
         summary.customer_messages += 1
         suggestions = matcher.suggest(message.text)
         try:
-            tags = tuple((*find_tag(taxonomy, s.tag, s.dimension), s) for s in suggestions)
+            tags = tuple((*_resolve(taxonomy, s, resolved), s) for s in suggestions)
         except UnknownTagError as exc:
             summary.bad.append(f"line {line_no}: {exc}")
             continue
@@ -222,23 +225,38 @@ def _match_batch(
     return out
 
 
+def _resolve(
+    taxonomy: Taxonomy, s: Suggestion, cache: dict[tuple[str, str], tuple[Dimension, TagDef]]
+) -> tuple[Dimension, TagDef]:
+    """find_tag, remembered per batch (the matcher names the same few tags over and over)."""
+    key = (s.dimension, s.tag)
+    if key not in cache:
+        cache[key] = find_tag(taxonomy, s.tag, s.dimension)
+    return cache[key]
+
+
 async def _store_batch(
-    uow: UnitOfWork,
-    taxonomy: Taxonomy,
+    uow: AlertUnitOfWork,
     rules: TaggingRules,
     matched: Sequence[_Matched],
     customers: dict[str, int | None],
     summary: IngestSummary,
 ) -> None:
-    """One batch in one transaction: all suggestion rows in bulk, then the auto-applied tags in line order."""
+    """One batch, one transaction, a handful of statements: customers, suggestions, tags, events, activity."""
+    unknown = sorted({m.message.sender for m in matched} - customers.keys())
+    if unknown:
+        found = await uow.customers.find_by_external_ids(unknown)
+        customers.update({sender: found[sender].id if sender in found else None for sender in unknown})
     rows: list[NewSuggestion] = []
     owners: list[tuple[_Matched, int]] = []
+    last_at: dict[int, datetime] = {}
     seen: set[str] = set()
     for item in matched:
-        customer_id = await _customer_id(uow, item.message.sender, customers)
+        customer_id = customers[item.message.sender]
         if customer_id is None:
             summary.unknown_customers += 1
             continue
+        last_at[customer_id] = max(item.at, last_at.get(customer_id, item.at))
         if not item.tags:
             continue
         key = f"wecom:{item.message.msgid}"
@@ -265,6 +283,7 @@ async def _store_batch(
             )
     # The unique (message key, dimension, tag) rows are the gate: a re-run inserts and applies nothing.
     fresh = {(r.message_key, r.dimension, name_key(r.tag)): r for r in await uow.suggestions.add_many_if_absent(rows)}
+    applying: list[tuple[int, ApplyItem]] = []
     for item, customer_id in owners:
         key = f"wecom:{item.message.msgid}"
         new = 0
@@ -277,24 +296,16 @@ async def _store_batch(
                 summary.suggested += 1
                 continue
             evidence = dict(record.evidence, message_key=key, score=s.score)
-            try:
-                await apply_definition(
-                    uow,
-                    dimension,
-                    tag,
-                    rules,
-                    customer_id,
-                    actor=AUTO_ACTOR,
-                    source=Source.KEYWORD,
-                    now=item.at,
-                    evidence=evidence,
-                )
-            except PolicyRefusal as refusal:
-                # A cap or exclusivity refusal is policy working, not bad data: the suggestion row stays.
-                log.info("line %d: auto tag %s not applied: %s", item.line_no, tag.name, refusal.reason)
-                continue
-            summary.applied += 1
+            applying.append((item.line_no, ApplyItem(customer_id, dimension, tag, item.at, evidence)))
         summary.duplicates += int(new == 0)
+    outcomes = await apply_many(uow, [a for _, a in applying], rules, actor=AUTO_ACTOR, source=Source.KEYWORD)
+    for (line_no, applied), outcome in zip(applying, outcomes, strict=True):
+        if isinstance(outcome, PolicyRefusal):
+            # A cap refusal is policy working, not bad data: the suggestion row stays.
+            log.info("line %d: auto tag %s not applied: %s", line_no, applied.tag.name, outcome.reason)
+        else:
+            summary.applied += 1
+    await uow.activity.record_messages(last_at, ACTIVITY_CHANNEL)
 
 
 def _read_batch(stream: BinaryIO, limit: int) -> list[bytes]:
@@ -305,11 +316,3 @@ def _read_batch(stream: BinaryIO, limit: int) -> list[bytes]:
             break
         batch.append(raw)
     return batch
-
-
-async def _customer_id(uow: UnitOfWork, external_user_id: str, cache: dict[str, int | None]) -> int | None:
-    """The known customer with this external user id (cached for the run)."""
-    if external_user_id not in cache:
-        found = await find_by_external_id(uow, external_user_id)
-        cache[external_user_id] = found.id if found else None
-    return cache[external_user_id]

@@ -42,6 +42,24 @@ class NoneOf:
 TagQuery = HasTag | AllOf | AnyOf | NoneOf
 
 
+# ---------------------------------------------------------------- bulk tag writes
+
+
+@dataclass(frozen=True, slots=True)
+class NewAssignment:
+    """An assignment row to insert in bulk; `ended_at` set means it was already replaced in the same batch."""
+
+    customer_id: int
+    dimension: str
+    tag: str
+    source: Source
+    assigned_by: str
+    assigned_at: datetime
+    expires_at: datetime | None
+    state: AssignmentState = AssignmentState.ACTIVE
+    ended_at: datetime | None = None
+
+
 # ---------------------------------------------------------------- repositories
 
 
@@ -63,6 +81,10 @@ class CustomerRepository(Protocol):
         ...
 
     async def add(self, draft: CustomerDraft, now: datetime) -> Customer: ...
+
+    async def find_by_external_ids(self, external_user_ids: Sequence[str]) -> dict[str, Customer]:
+        """Customers by exact WeCom external user id, in one query; unknown ids are absent."""
+        ...
 
     async def update(self, customer_id: int, draft: CustomerDraft, now: datetime) -> Customer: ...
 
@@ -89,6 +111,22 @@ class AssignmentRepository(Protocol):
 
     async def set_expiry(self, assignment_id: int, expires_at: datetime | None) -> None: ...
 
+    async def active_for_many(self, customer_ids: Sequence[int]) -> dict[int, list[Assignment]]:
+        """Active assignments (by id) of each existing customer in one query; missing customers are absent."""
+        ...
+
+    async def set_expiries(self, expiries: Mapping[int, datetime]) -> None:
+        """Set each assignment's expiry in one statement."""
+        ...
+
+    async def end_many(self, ended: Mapping[int, datetime], state: AssignmentState) -> set[int]:
+        """End those still active (ended_at per id) in one statement; returns the ids this call ended."""
+        ...
+
+    async def insert_many(self, rows: Sequence[NewAssignment]) -> list[Assignment]:
+        """Insert in order; an active row that is already active is skipped (race-safe); returns those inserted."""
+        ...
+
     async def lapsed(self, now: datetime, limit: int) -> list[Assignment]:
         """Active assignments whose expiry has passed."""
         ...
@@ -108,6 +146,10 @@ class AssignmentRepository(Protocol):
 
 class EventRepository(Protocol):
     async def append(self, event: NewEvent) -> TagEvent: ...
+
+    async def append_many(self, events: Sequence[NewEvent]) -> None:
+        """Append in order (ids ascend in list order)."""
+        ...
 
     async def for_customer(self, customer_id: int, skip: int, limit: int) -> list[TagEvent]:
         """Newest first."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -276,6 +276,24 @@ class SqlActivity:
             stmt.on_conflict_do_update(
                 index_elements=["customer_id"],
                 set_={"last_message_at": now, "last_channel": channel},
+                where=newer,
+            )
+        )
+
+    async def record_messages(self, last_at: Mapping[int, datetime], channel: str) -> None:
+        """record_message for many customers in one statement (each with its own last message time)."""
+        if not last_at:
+            return
+        ca = t.customer_activity.c
+        rows = [
+            {"customer_id": cid, "last_message_at": at, "last_channel": channel} for cid, at in sorted(last_at.items())
+        ]
+        stmt = _insert(self._conn, t.customer_activity).values(rows)
+        newer = or_(ca.last_message_at.is_(None), ca.last_message_at <= stmt.excluded.last_message_at)
+        await self._conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["customer_id"],
+                set_={"last_message_at": stmt.excluded.last_message_at, "last_channel": stmt.excluded.last_channel},
                 where=newer,
             )
         )

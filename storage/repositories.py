@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from core.ports import AllOf, AnyOf, HasTag, TagQuery
+from core.ports import AllOf, AnyOf, HasTag, NewAssignment, TagQuery
 from core.records import CustomerDraft, NewEvent, NewSuggestion, SuggestionRecord, TaxonomyVersion
 from core.types import (
     Assignment,
@@ -143,6 +143,16 @@ class SqlCustomers:
         row = (await self._conn.execute(t.customers.insert().values(**values).returning(t.customers))).one()
         return _customer(row)
 
+    async def find_by_external_ids(self, external_user_ids: Sequence[str]) -> dict[str, Customer]:
+        wanted = sorted(set(external_user_ids))
+        out: dict[str, Customer] = {}
+        for start in range(0, len(wanted), _BULK_ROWS):
+            rows = await self._conn.execute(
+                select(t.customers).where(t.customers.c.wecom_external_userid.in_(wanted[start : start + _BULK_ROWS]))
+            )
+            out.update((c.wecom_external_userid, c) for c in map(_customer, rows))
+        return out
+
     async def update(self, customer_id: int, draft: CustomerDraft, now: datetime) -> Customer:
         stmt = (
             t.customers.update()
@@ -229,6 +239,82 @@ class SqlAssignments:
             .where(t.tag_assignments.c.id == assignment_id)
             .values(expires_at=expires_at)
         )
+
+    async def active_for_many(self, customer_ids: Sequence[int]) -> dict[int, list[Assignment]]:
+        wanted = sorted(set(customer_ids))
+        out: dict[int, list[Assignment]] = {}
+        c, a = t.customers.c, t.tag_assignments.c
+        for start in range(0, len(wanted), _BULK_ROWS):
+            # One LEFT JOIN answers both "does the customer exist" and "what does it hold".
+            rows = await self._conn.execute(
+                select(c.id.label("owner_id"), t.tag_assignments)
+                .select_from(
+                    t.customers.outerjoin(t.tag_assignments, and_(a.customer_id == c.id, a.state == "active"))
+                )
+                .where(c.id.in_(wanted[start : start + _BULK_ROWS]))
+                .order_by(c.id, a.id)
+            )
+            for row in rows:
+                held = out.setdefault(row._mapping["owner_id"], [])
+                if row._mapping["id"] is not None:
+                    held.append(_assignment(row))
+        return out
+
+    async def set_expiries(self, expiries: Mapping[int, datetime]) -> None:
+        if not expiries:
+            return
+        a = t.tag_assignments.c
+        ids = sorted(expiries)
+        for start in range(0, len(ids), _BULK_ROWS):
+            part = ids[start : start + _BULK_ROWS]
+            await self._conn.execute(
+                update(t.tag_assignments)
+                .where(a.id.in_(part))
+                .values(expires_at=case({i: expiries[i] for i in part}, value=a.id))
+            )
+
+    async def end_many(self, ended: Mapping[int, datetime], state: AssignmentState) -> set[int]:
+        if not ended:
+            return set()
+        a = t.tag_assignments.c
+        ids = sorted(ended)
+        out: set[int] = set()
+        for start in range(0, len(ids), _BULK_ROWS):
+            part = ids[start : start + _BULK_ROWS]
+            rows = await self._conn.execute(
+                update(t.tag_assignments)
+                .where(a.id.in_(part), a.state == "active")
+                .values(state=state.value, ended_at=case({i: ended[i] for i in part}, value=a.id))
+                .returning(a.id)
+            )
+            out.update(r[0] for r in rows)
+        return out
+
+    async def insert_many(self, rows: Sequence[NewAssignment]) -> list[Assignment]:
+        if not rows:
+            return []
+        a = t.tag_assignments.c
+        values = [
+            {
+                "customer_id": r.customer_id,
+                "dimension": r.dimension,
+                "tag_key": name_key(r.tag),
+                "tag": r.tag,
+                "state": r.state.value,
+                "source": r.source.value,
+                "assigned_by": r.assigned_by,
+                "assigned_at": r.assigned_at,
+                "expires_at": r.expires_at,
+                "ended_at": r.ended_at,
+            }
+            for r in rows
+        ]
+        stmt = (
+            _insert(self._conn, t.tag_assignments)
+            .on_conflict_do_nothing(index_elements=[a.customer_id, a.dimension, a.tag_key], index_where=t.ACTIVE)
+            .returning(t.tag_assignments)
+        )
+        return sorted((_assignment(row) for row in await self._conn.execute(stmt, values)), key=lambda x: x.id)
 
     async def lapsed(self, now: datetime, limit: int) -> list[Assignment]:
         a = t.tag_assignments.c
@@ -321,6 +407,25 @@ class SqlEvents:
         }
         row = (await self._conn.execute(t.tag_events.insert().values(**values).returning(t.tag_events))).one()
         return _event(row)
+
+    async def append_many(self, events: Sequence[NewEvent]) -> None:
+        if not events:
+            return
+        rows = [  # built by hand: dataclasses.asdict deep-copies every evidence dict (measurable in bulk ingest)
+            {
+                "customer_id": e.customer_id,
+                "dimension": e.dimension,
+                "tag": e.tag,
+                "kind": e.kind.value,
+                "actor": e.actor,
+                "source": e.source.value,
+                "at": e.at,
+                "evidence": dict(e.evidence),
+                "previous": e.previous,
+            }
+            for e in events
+        ]
+        await self._conn.execute(t.tag_events.insert(), rows)
 
     async def for_customer(self, customer_id: int, skip: int, limit: int) -> list[TagEvent]:
         e = t.tag_events.c
@@ -416,16 +521,14 @@ class SqlSuggestions:
             }
             for r in rows
         ]
-        out: list[SuggestionRecord] = []
-        for start in range(0, len(values), _BULK_ROWS):  # stays under both drivers' bound-parameter limits
-            stmt = (
-                _insert(self._conn, t.suggestions)
-                .values(values[start : start + _BULK_ROWS])
-                .on_conflict_do_nothing(index_elements=[s.message_key, s.dimension, s.tag_key])
-                .returning(t.suggestions)
-            )
-            out.extend(_suggestion(row) for row in await self._conn.execute(stmt))
-        return out
+        # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues") under the
+        # drivers' parameter limits, and compiles the statement once (a .values(list) statement compiles per call).
+        stmt = (
+            _insert(self._conn, t.suggestions)
+            .on_conflict_do_nothing(index_elements=[s.message_key, s.dimension, s.tag_key])
+            .returning(t.suggestions)
+        )
+        return [_suggestion(row) for row in await self._conn.execute(stmt, values)]
 
     async def get(self, suggestion_id: int) -> SuggestionRecord | None:
         row = (

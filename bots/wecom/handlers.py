@@ -26,11 +26,15 @@ from bots.wecom.parser import (
 from bots.wecom.render import result_markdown, result_payload, result_template_card
 from bots.wecom.replies import markdown_message
 from bots.wecom.sync import WeComTagSync
-from cards.wecom import parse_button_key
+from cards import verbs
+from cards.views import AlertReason, AlertView
+from cards.wecom import alert_template_card, error_markdown, parse_button_key
+from core.alert_actions import Action, AlertStatus
+from core.alert_ports import AlertStore
 from core.assignments import TagChange, TaggingRules
 from core.chat import AppliedState, ChatContext, ChatResult, ChatService, SuggestionState, TagResult
 from core.contacts import HANDLED, ContactDetails, record_contact_event
-from core.ports import Store
+from core.errors import NotAllowedError, NotFoundError
 from core.records import TaxonomyVersion
 from core.types import SuggestionStatus
 from tagging.taxonomy import Taxonomy
@@ -41,19 +45,24 @@ CHANNEL = "wecom"
 DONE_LABEL = "已处理"
 
 Handler = Callable[[Any], Awaitable[None]]
+# core.alert_actions.act_on_alert with its store bound by app.py: (alert id, user id, action, now) -> status.
+AlertAction = Callable[[int, str, Action, datetime], Awaitable[AlertStatus]]
+ALERT_ACTIONS: dict[str, Action] = {verbs.ALERT_ACK: "ack", verbs.ALERT_SNOOZE: "snooze"}
+SNOOZED_LABEL = "已暂停提醒"
 
 
 @dataclass(frozen=True)
 class WeComServices:
     """Everything the handlers need, wired by app.py (plain values and core services only)."""
 
-    store: Store
+    store: AlertStore  # the alert unit of work: contact events also record customer activity
     chat: ChatService
     taxonomy: Callable[[], Taxonomy]
     rules: TaggingRules
     client: WeComClient | None = None
     tag_sync: WeComTagSync | None = None
     on_taxonomy: Callable[[TaxonomyVersion], Awaitable[None]] | None = None
+    alert_action: AlertAction | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -101,6 +110,9 @@ class WeComHandlers:
         except ValueError as exc:
             log.warning("wecom card click with a foreign key ignored: %s", exc)
             return
+        if verb in ALERT_ACTIONS:
+            await self._on_alert_click(event, ALERT_ACTIONS[verb], ids[0])
+            return
         ctx = await self._context(event.from_user)
         result = await self._s.chat.decide(ctx, verb, _action_data(verb, ids))
         await self._after((result,))
@@ -116,6 +128,27 @@ class WeComHandlers:
                 log.warning("wecom card update failed: %s", exc)
         if card is None or not isinstance(result, SuggestionState):
             await self._send(markdown_message(result_markdown(result, taxonomy, ctx.now), to_users=[event.from_user]))
+
+    async def _on_alert_click(self, event: TemplateCardEvent, action: Action, alert_id: int) -> None:
+        """Acknowledge or snooze an alert, then show the outcome on the clicked card (or say why not)."""
+        if self._s.alert_action is None:
+            log.warning("wecom alert click ignored: alert actions are not wired")
+            return
+        try:
+            status = await self._s.alert_action(alert_id, event.from_user, action, self._s.clock())
+        except (NotFoundError, NotAllowedError) as exc:
+            await self._send(markdown_message(error_markdown(str(exc)), to_users=[event.from_user]))
+            return
+        if not event.response_code or self._s.client is None:
+            return
+        try:
+            if action == "ack":
+                card = alert_template_card(_alert_view(status), status.notice.raised_at, task_id=event.task_id)
+                await self._s.client.update_template_card(event.response_code, template_card=card)
+            else:
+                await self._s.client.update_template_card(event.response_code, replace_name=SNOOZED_LABEL)
+        except WeComApiError as exc:
+            log.warning("wecom alert card update failed: %s", exc)
 
     async def _after(self, results: Sequence[ChatResult]) -> None:
         """Tell the tag sync about committed tag changes (it pushes them to WeCom in the background)."""
@@ -198,6 +231,22 @@ class WeComHandlers:
 
     async def on_unknown(self, event: UnknownEvent) -> None:
         log.debug("wecom %s/%s acknowledged, nothing to do", event.msg_type, event.event)
+
+
+def _alert_view(status: AlertStatus) -> AlertView:
+    """The alert card view after an action (acknowledged: its ack/snooze buttons go away)."""
+    notice = status.notice
+    return AlertView(
+        id=status.alert_id,
+        title=notice.title,
+        customer_id=notice.customer_id,
+        customer_name=notice.customer_name,
+        reasons=tuple(AlertReason(r.text, r.weight) for r in notice.reasons),
+        raised_at=notice.raised_at,
+        acknowledged_by=status.acknowledged_by,
+        acknowledged_at=status.acknowledged_at,
+        snoozed_until=status.snoozed_until,
+    )
 
 
 def _action_data(verb: str, ids: tuple[int, ...]) -> dict[str, Any]:

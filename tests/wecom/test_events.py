@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 
 from app import DATABASE, create_app
 from core.types import Customer
@@ -75,6 +76,11 @@ async def test_customer_deleting_agent_then_readding_keeps_history(client: TestC
     await settle(client)
     lost = await _customer(client, "wmQIAN00001")
     assert lost.attributes["wecom_status"] == "lost_by_customer" and lost.attributes["wecom_lost_by"] == "zhangwei"
+    ca = t.customer_activity.c
+    async with client.app[DATABASE].engine.connect() as conn:
+        (activity,) = (await conn.execute(select(ca.customer_id, ca.agent_removed_by, ca.agent_removed_at))).all()
+    # The churn scan's agent-removed signal: written in the same transaction as the attributes.
+    assert activity[:2] == (lost.id, "zhangwei") and activity[2].isoformat() == lost.attributes["wecom_lost_at"]
     await post(client, contact_xml("add_external_contact", external="wmQIAN00001", created=300))
     await settle(client)
     back = await _customer(client, "wmQIAN00001")
