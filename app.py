@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bots.teams.adapter import TeamsEndpoint, create_adapter
+from admin.routes import AdminServices, setup_admin
+from bots.teams.adapter import TeamsEndpoint, close_adapter, create_adapter
 from bots.teams.auth import build_authentication
 from bots.teams.bot import KebiaoBot
 from bots.wecom.background import Background
@@ -81,7 +82,23 @@ def create_app(settings: Settings) -> web.Application:
         app.router.add_post(CALLBACK_PATH, wecom_receive)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    if settings.admin_token:
+        setup_admin(app, settings.admin_token, _admin_services)
     return app
+
+
+def _admin_services(app: web.Application) -> AdminServices:
+    """The admin API's services; a taxonomy change refreshes the matcher as the watcher would."""
+    from storage.reports import SqlReportSource
+
+    settings, database, holder, cell = app[SETTINGS], app[DATABASE], app[MATCHERS], app[TAXONOMY]
+
+    async def refresh(version: int) -> bool:
+        await _refresh_taxonomy(database, holder, cell)
+        return cell.version is not None and cell.version.version >= version
+
+    rules = TaggingRules.of(settings.timezone, settings.tag_hard_cap)
+    return AdminServices(database, SqlReportSource(database.engine), refresh, rules)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -188,16 +205,22 @@ async def _teams_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     channels = SqlChannelStore(app[DATABASE].engine)
     cell, holder = app[TAXONOMY], app[MATCHERS]
+    from storage.outbox import SqlAlertStore
+
     chat = ChatService(
         app[DATABASE],
         channels,
         lambda: cell.taxonomy,
         lambda: holder.current,
         TaggingRules.of(settings.timezone, settings.tag_hard_cap),
+        activity=SqlAlertStore(app[DATABASE].engine),
     )
     adapter = create_adapter(build_authentication(settings.teams))
     app[TEAMS] = TeamsEndpoint(adapter, KebiaoBot(chat, channels), claims=_TeamsClaims(channels))
-    yield
+    try:
+        yield
+    finally:
+        await close_adapter(adapter)
 
 
 async def teams_messages(request: web.Request) -> web.StreamResponse:
@@ -227,19 +250,38 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
     if wecom.secret:
         client = WeComClient(session, wecom.corp_id, wecom.secret, wecom.agent_id, wecom.api_base)
     sync = None
+    drainer: asyncio.Task[None] | None = None
     if client is not None:
-        sync = WeComTagSync(client, database, channels, lambda: cell.taxonomy, background)
+        from storage.sync_pending import SqlPendingTagPushes
+
+        pending = SqlPendingTagPushes(database.engine)  # failed pushes survive restarts; drained every 30 s
+        sync = WeComTagSync(client, database, channels, lambda: cell.taxonomy, background, pending)
+        drainer = asyncio.create_task(sync.drain_forever(), name="wecom-sync-drain")
 
     async def on_taxonomy(version: TaxonomyVersion) -> None:
         await _refresh_taxonomy(database, holder, cell)
 
     chat = ChatService(database, channels, lambda: cell.taxonomy, lambda: holder.current, rules)
-    services = WeComServices(database, chat, lambda: cell.taxonomy, rules, client, sync, on_taxonomy)
+    from core.alert_actions import Action, AlertStatus, act_on_alert
+    from storage.outbox import SqlAlertStore
+
+    alert_store = SqlAlertStore(database.engine)  # contact events record churn activity in the same transaction
+
+    async def alert_action(alert_id: int, user_id: str, action: Action, now: datetime) -> AlertStatus:
+        return await act_on_alert(alert_store, alert_id, user_id, action, now)
+
+    services = WeComServices(
+        alert_store, chat, lambda: cell.taxonomy, rules, client, sync, on_taxonomy, alert_action=alert_action
+    )
     crypto = WeComCrypto(wecom.token, wecom.encoding_aes_key, wecom.corp_id)
     app[WECOM] = WeComCallback(crypto, channels, WeComHandlers(services).dispatch, background)
     try:
         yield
     finally:
+        if drainer is not None:
+            drainer.cancel()  # a push cut short keeps its row; the next start (or replica) retries it
+            with contextlib.suppress(asyncio.CancelledError):
+                await drainer
         await background.close()
         await session.close()
 
@@ -706,6 +748,7 @@ def _add_data_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     """Ingest a WeCom chat-archive export (JSONL): suggestions and auto-applied tags per customer."""
     from core.ingest import CheckpointError, ingest_archive
+    from storage.outbox import SqlAlertStore
 
     path = Path(args.file)
     if not path.is_file():
@@ -734,8 +777,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         assert holder.current is not None
         rules = TaggingRules.of(settings.timezone, settings.tag_hard_cap)
         try:
+            store = SqlAlertStore(database.engine)  # alert uow: ingest also records customer activity
             summary = await ingest_archive(
-                database, current.taxonomy, holder.current, rules, path, resume=args.resume, progress=progress
+                store, current.taxonomy, holder.current, rules, path, resume=args.resume, progress=progress
             )
         except CheckpointError as exc:
             print(f"kebiao ingest: {exc}", file=sys.stderr)
@@ -764,7 +808,12 @@ def cmd_wecom_sync_tags(args: argparse.Namespace, settings: Settings) -> int:
         background = Background()
         async with aiohttp.ClientSession() as session:
             client = WeComClient(session, wecom.corp_id, wecom.secret, wecom.agent_id, wecom.api_base)
-            sync = WeComTagSync(client, database, SqlChannelStore(database.engine), lambda: taxonomy, background)
+            from storage.sync_pending import SqlPendingTagPushes
+
+            pending = SqlPendingTagPushes(database.engine)  # push_all drains the pending pushes first
+            sync = WeComTagSync(
+                client, database, SqlChannelStore(database.engine), lambda: taxonomy, background, pending
+            )
             try:
                 result = await sync.import_corp_tags()
                 pushed, failed = (0, 0) if args.import_only else await sync.push_all()
@@ -809,6 +858,47 @@ def _add_wecom_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser])
     sync.set_defaults(handler=cmd_wecom_sync_tags)
 
 
+def cmd_reports_tags(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the tag-health report (usage, retire/merge candidates, customers near the cap)."""
+    import json
+
+    from core.reports import render_report_text, report_to_data, tag_health_report
+    from storage.reports import SqlReportSource
+
+    async def work(database: Database) -> int:
+        async with database.unit_of_work() as uow:
+            current = await uow.taxonomies.current()
+        if current is None:
+            print("kebiao reports tags: no taxonomy stored yet; start the server once or import one", file=sys.stderr)
+            return 1
+        report = await tag_health_report(
+            SqlReportSource(database.engine), current.taxonomy, datetime.now(UTC), settings.tag_hard_cap
+        )
+        if args.json:
+            print(json.dumps(report_to_data(report), ensure_ascii=False, indent=2))
+        else:
+            sys.stdout.write(render_report_text(report))
+        return 0
+
+    return _run_db(settings, work)
+
+
+def _add_reports_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`kebiao reports tags [--json]`."""
+    group = verbs.add_parser("reports", help="tag-health reports", description="Tag-health reports.")
+    sub = group.add_subparsers(dest="reports_action", metavar="ACTION", required=True)
+    tags = sub.add_parser(
+        "tags",
+        help="tag usage, retire and merge candidates, customers near the tag cap",
+        description="Per tag: active holders, added in the last 30 days, suggestions accepted/rejected/pending "
+        "and the accept rate, last use. Retire candidates: no holders and unused for 90 days or never used. "
+        "Merge candidates: same-dimension tags whose holders overlap >= 80%% (Jaccard, >= 5 holders each) or "
+        "whose names are one edit apart. Customers at the soft tag cap.",
+    )
+    tags.add_argument("--json", action="store_true", help="print the report as JSON")
+    tags.set_defaults(handler=cmd_reports_tags)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `kebiao` argument parser; each verb's handler is stored as `handler`."""
     parser = argparse.ArgumentParser(
@@ -830,6 +920,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_manifest_verbs(verbs)
     _add_wecom_verbs(verbs)
     _add_alerts_verbs(verbs)
+    _add_reports_verbs(verbs)
     return parser
 
 
