@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from cards.verbs import ALL_VERBS
+from core.verbs import ALL_VERBS
 
 CARD_VERSION = "1.5"
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -57,9 +57,9 @@ def action_set(actions: Iterable[Element]) -> Element:
 
 
 def execute(title: str, verb: str, data: Mapping[str, Any], style: str | None = None) -> Element:
-    """An Action.Execute for the Universal Actions handler; `verb` must be one of cards.verbs."""
+    """An Action.Execute for the Universal Actions handler; `verb` must be one of core.verbs."""
     if verb not in ALL_VERBS:
-        raise ValueError(f"unknown card verb {verb!r}; add it to cards/verbs.py")
+        raise ValueError(f"unknown card verb {verb!r}; add it to core/verbs.py")
     action: Element = {"type": "Action.Execute", "title": title, "verb": verb, "data": dict(data)}
     if style is not None:
         action["style"] = style

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cards import verbs
 from cards.adaptive import Card, Element, card, execute, fit, text
 from cards.labels import Lang, aside, label
 from cards.text import literal
 from cards.views import AlertView
 from cards.when import fmt_time
+from core import verbs
 
 TITLE_CHARS = 80
 NAME_CHARS = 60

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from cards import verbs
 from cards.adaptive import Card, Element, card, text
 from cards.colors import dot
 from cards.customer import build_customer_summary_card
@@ -28,6 +27,7 @@ from cards.views import (
     SuggestionItem,
     TagView,
 )
+from core import verbs
 from core.chat import (
     AppliedState,
     ChatResult,

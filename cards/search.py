@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cards import verbs
 from cards.adaptive import Card, Element, action_set, card, column, columns, execute, fit, text
 from cards.customer import tag_label, visible_dimensions
 from cards.labels import Lang, aside, label
 from cards.text import literal
 from cards.views import ChoiceView, CustomerHit, DimensionView, SearchResultsView
+from core import verbs
 from core.types import Customer
 
 NAME_CHARS = 60

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from cards.adaptive import CARD_VERSION, MAX_CARD_BYTES, Card, card_bytes
-from cards.verbs import ALL_VERBS, DATA_KEYS
+from core.verbs import ALL_VERBS, DATA_KEYS
 
 # Element and action types of Adaptive Cards 1.5 (Action.OpenUrl left out on purpose: cards carry no links).
 ELEMENT_TYPES = frozenset(

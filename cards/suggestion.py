@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cards import verbs
 from cards.adaptive import Card, Element, action_set, card, column, columns, execute, fit, text
 from cards.colors import dot
 from cards.labels import Lang, aside, label
 from cards.text import literal
 from cards.views import AppliedCardView, AppliedItem, SuggestionCardView, SuggestionItem
 from cards.when import expiry_note, fmt_time
+from core import verbs
 from core.types import SuggestionStatus
 
 NAME_CHARS = 60

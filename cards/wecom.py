@@ -7,7 +7,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from cards import verbs
 from cards.colors import dot
 from cards.customer import tag_label, visible_dimensions
 from cards.labels import Lang, aside, label
@@ -25,6 +24,7 @@ from cards.views import (
     TagView,
 )
 from cards.when import fmt_time
+from core import verbs
 from core.types import SuggestionStatus
 
 # WeCom limits (发送应用消息 / 模板卡片): markdown content ≤ 2048 bytes; button_interaction: title ≤ 36 chars,
@@ -48,7 +48,7 @@ LINES_PER_BLOCK = 20
 def button_key(verb: str, ids: Iterable[int]) -> str:
     """'suggestion.accept:12' / 'suggestion.accept_all:12,13': the verb and the ids it acts on."""
     if verb not in verbs.ALL_VERBS:
-        raise ValueError(f"unknown card verb {verb!r}; add it to cards/verbs.py")
+        raise ValueError(f"unknown card verb {verb!r}; add it to core/verbs.py")
     numbers = [str(int(i)) for i in ids]
     if not numbers:
         raise ValueError(f"button key for {verb} needs at least one id")

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
+from core import verbs
 from core.activity import note_message
 from core.alert_ports import AlertStore
 from core.assignments import TagChange, TaggingRules, apply_tag, remove_tag
@@ -37,14 +38,6 @@ from tagging.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
-# Card action verbs; the same strings as cards.verbs (core may not import cards; a test keeps them equal).
-ACCEPT = "suggestion.accept"
-REJECT = "suggestion.reject"
-ACCEPT_ALL = "suggestion.accept_all"
-UNDO = "assignment.undo"
-CHOOSE = "customer.choose"
-SHOW = "customer.show"
-PAGE = "search.page"
 
 PAGE_SIZE = 10
 # How long a user's role and a conversation's link are reused without asking the database. Changes made
@@ -132,7 +125,7 @@ class SearchResult:
 
 @dataclass(frozen=True, slots=True)
 class ChoiceResult:
-    """Several customers match; `context` goes back with the chosen customer id (verb CHOOSE)."""
+    """Several customers match; `context` goes back with the chosen customer id (verb customer.choose)."""
 
     query: str
     candidates: tuple[Customer, ...]
@@ -715,13 +708,13 @@ async def _page(service: ChatService, ctx: ChatContext, data: Mapping[str, Any])
 # Card action verb → handler; the platforms dispatch Action.Execute / button clicks through it.
 DECISIONS: Mapping[str, Decider] = MappingProxyType(
     {
-        ACCEPT: _accept,
-        REJECT: _reject,
-        ACCEPT_ALL: _accept_all,
-        UNDO: _undo,
-        CHOOSE: _choose,
-        SHOW: _show,
-        PAGE: _page,
+        verbs.SUGGESTION_ACCEPT: _accept,
+        verbs.SUGGESTION_REJECT: _reject,
+        verbs.SUGGESTION_ACCEPT_ALL: _accept_all,
+        verbs.ASSIGNMENT_UNDO: _undo,
+        verbs.CUSTOMER_CHOOSE: _choose,
+        verbs.CUSTOMER_SHOW: _show,
+        verbs.SEARCH_PAGE: _page,
     }
 )
 

@@ -26,9 +26,9 @@ from bots.wecom.parser import (
 from bots.wecom.render import result_markdown, result_payload, result_template_card
 from bots.wecom.replies import markdown_message
 from bots.wecom.sync import WeComTagSync
-from cards import verbs
 from cards.views import AlertReason, AlertView
 from cards.wecom import alert_template_card, error_markdown, parse_button_key
+from core import verbs
 from core.alert_actions import Action, AlertStatus
 from core.alert_ports import AlertStore
 from core.assignments import TagChange, TaggingRules

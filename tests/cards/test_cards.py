@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from cards import verbs
 from cards.adaptive import MAX_CARD_BYTES, card_bytes
 from cards.alert import build_alert_card
 from cards.colors import NO_COLOUR, dot
@@ -17,6 +16,7 @@ from cards.search import build_search_results_card
 from cards.structure import problems
 from cards.suggestion import build_suggestion_card
 from cards.views import AlertReason, AlertView, CustomerHit, DimensionView, SearchResultsView, TagView
+from core import verbs
 from tests.cards.samples import all_cards, customer, suggestions, summary
 
 PAYLOADS = ["[x](http://evil)", "<at>CEO</at>", "**bold**", "恶意_客户_`x`#1"]

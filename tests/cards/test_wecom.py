@@ -6,7 +6,6 @@ from datetime import datetime
 
 import pytest
 
-from cards import verbs
 from cards.views import AlertReason, AlertView, ChoiceView, SuggestionCardView, SuggestionItem
 from cards.wecom import (
     KEY_BYTES,
@@ -19,6 +18,7 @@ from cards.wecom import (
     suggestion_markdown,
     suggestion_template_card,
 )
+from core import verbs
 from tests.cards.samples import customer, suggestions, summary
 
 

@@ -8,16 +8,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from cards import verbs
 from cards.present import present
+from core import verbs
 from core.assignments import TaggingRules, apply_tag
 from core.chat import (
-    ACCEPT_ALL,
-    CHOOSE,
     DECISIONS,
-    PAGE,
     PAGE_SIZE,
-    UNDO,
     AppliedState,
     BadAction,
     ChatContext,
@@ -156,11 +152,11 @@ async def test_choice_then_choose_reruns_the_original_command(database: Database
     choice = await _run(chat, _ctx(), "打标签 华为 +VIP客户 -沉默客户")
     assert isinstance(choice, ChoiceResult)
     assert {c.id for c in choice.candidates} == {shanghai, shenzhen}
-    chosen = await chat.decide(_ctx(), CHOOSE, {"customer_id": shenzhen, **choice.context})
+    chosen = await chat.decide(_ctx(), verbs.CUSTOMER_CHOOSE, {"customer_id": shenzhen, **choice.context})
     assert isinstance(chosen, TagResult) and chosen.summary.customer.id == shenzhen
     assert {(c.tag, c.outcome) for c in chosen.changes} == {("VIP客户", "added"), ("沉默客户", "not_held")}
     assert await _held(database, shenzhen) == {"VIP客户"} and await _held(database, shanghai) == set()
-    bad = await chat.decide(_ctx(), CHOOSE, {"customer_id": shenzhen, "verb": "删库"})
+    bad = await chat.decide(_ctx(), verbs.CUSTOMER_CHOOSE, {"customer_id": shenzhen, "verb": "删库"})
     assert isinstance(bad, ErrorResult) and "删库" in bad.detail
 
 
@@ -173,7 +169,7 @@ async def test_search_pages(database: Database, sample_taxonomy: Taxonomy) -> No
     first = await _run(chat, _ctx(), "查找 活跃客户")
     assert isinstance(first, SearchResult)
     assert (first.total, first.page, len(first.hits)) == (PAGE_SIZE + 2, 1, PAGE_SIZE)
-    second = await chat.decide(_ctx(), PAGE, {"query": "活跃客户", "page": 2})
+    second = await chat.decide(_ctx(), verbs.SEARCH_PAGE, {"query": "活跃客户", "page": 2})
     assert isinstance(second, SearchResult) and second.page == 2
     assert [h.customer.id for h in second.hits] == ids[PAGE_SIZE:]
     assert not {h.customer.id for h in first.hits} & {h.customer.id for h in second.hits}
@@ -237,12 +233,12 @@ async def test_linked_message_suggests_and_accept_all_applies_every_suggestion(
     assert await chat.respond(_ctx(), "teams:m-1", "我们公司采购想先要一份报价") == ()  # a retry: no second card
     ids = [r.id for r in state.records]
     await chat.actor(AGENT.id, "王丽", NOW)
-    decided = await chat.decide(_ctx(), ACCEPT_ALL, {"suggestion_ids": ids})
+    decided = await chat.decide(_ctx(), verbs.SUGGESTION_ACCEPT_ALL, {"suggestion_ids": ids})
     assert isinstance(decided, SuggestionState)
     assert {r.status for r in decided.records} == {SuggestionStatus.ACCEPTED}
     assert decided.names == {AGENT.id: "王丽"}  # who decided, by the name stored when they first spoke
     assert await _held(database, cid) == {"企业客户", "询价客户"}
-    empty = await chat.decide(_ctx(), ACCEPT_ALL, {"suggestion_ids": []})
+    empty = await chat.decide(_ctx(), verbs.SUGGESTION_ACCEPT_ALL, {"suggestion_ids": []})
     assert isinstance(empty, ErrorResult) and "suggestion_ids" in empty.detail
 
 
@@ -256,11 +252,11 @@ async def test_undo_removes_a_tag_the_message_applied_once(database: Database, s
     assert entry.tag == "售后工单" and entry.assignment_id > 0 and entry.matched == ("退款",)
     data = {"assignment_id": entry.assignment_id, "customer_id": cid, "message_key": "teams:m-2"}
     later = _ctx(now=NOW + timedelta(minutes=5))
-    undone = await chat.decide(later, UNDO, data)
+    undone = await chat.decide(later, verbs.ASSIGNMENT_UNDO, data)
     assert isinstance(undone, AppliedState)
     assert undone.entries[0].assignment_id == 0 and undone.entries[0].undone_by == AGENT.id
     assert await _held(database, cid) == set()
-    again = await chat.decide(later, UNDO, data)  # a second click finds it gone and changes nothing
+    again = await chat.decide(later, verbs.ASSIGNMENT_UNDO, data)  # a second click finds it gone and changes nothing
     assert isinstance(again, AppliedState) and again.entries == undone.entries
 
 
@@ -277,7 +273,7 @@ async def test_undo_never_removes_a_tag_the_customer_held_before_the_message(
     # The message only renews the tag the agent set by hand: no applied card, nothing to undo.
     assert await chat.respond(_ctx(now=NOW + timedelta(minutes=1)), "teams:m-3", "我要退款") == ()
     forged = {"assignment_id": held.id, "customer_id": cid, "message_key": "teams:m-3"}
-    result = await chat.decide(_ctx(now=NOW + timedelta(minutes=2)), UNDO, forged)
+    result = await chat.decide(_ctx(now=NOW + timedelta(minutes=2)), verbs.ASSIGNMENT_UNDO, forged)
     assert isinstance(result, AppliedState) and result.entries == ()
     assert await _held(database, cid) == {"售后工单"}
 

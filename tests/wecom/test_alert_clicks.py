@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from app import DATABASE, create_app
-from cards import verbs
 from cards.wecom import button_key
+from core import verbs
 from core.alert_ports import NewOutboxMessage
 from core.alerts import AlertNotice, Reason
 from storage import tables as t

@@ -1,4 +1,4 @@
-"""Card action verbs (Action.Execute `verb`, WeCom button keys) and the data keys each one carries."""
+"""Card action verbs and the data keys each carries: the contract between cards and the chat service."""
 
 from __future__ import annotations
 
