@@ -275,3 +275,17 @@ customer_activity = Table(
     Column("agent_removed_at", UtcDateTime, nullable=True),
     Column("agent_removed_by", String(200), nullable=True),
 )
+
+# Customers whose tags must still be mirrored to WeCom (migration 0003). Only "needs a push" is stored: the
+# tags are recomputed from the current assignments when the push runs. `generation` grows with each change.
+wecom_sync_pending = Table(
+    "wecom_sync_pending",
+    metadata,
+    Column("customer_id", BigId, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True),
+    Column("generation", Integer, nullable=False, server_default="1"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_wecom_sync_pending_due", "next_attempt_at"),
+)

@@ -2,16 +2,23 @@
 
 WeCom sends no callback for API writes, so Kebiao's event log stays the source of truth: a push reads the
 customer's active tags at the time it runs, so a retry never re-adds a tag removed meanwhile. Corp tag ids
-are remembered per tag name in the channel store (channel `wecom_tag`). A failed push is logged and retried
-in the background with growing pauses; the Kebiao change itself was committed before and is never lost.
+are remembered per tag name in the channel store (channel `wecom_tag`).
+
+Pushes are durable: a tag change first records the customer in the pending-push table (PendingTagPushes),
+then pushes; success deletes the row, failure reschedules it (capped backoff with jitter). A drain — at
+start-up, every 30 s and from `kebiao wecom sync-tags` — claims due rows (one replica per row) and pushes
+them, so a failed push survives restarts. A push recomputes the tags from Kebiao's state: those held are
+added, those the event log shows Kebiao held before are removed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bots.wecom.background import Background
 from bots.wecom.client import TAG_NAME_MAX_CHARS, WeComApiError, WeComClient
@@ -20,15 +27,42 @@ from core.channel_ports import ChannelStore
 from core.corp_tags import CorpTag, CorpTagImport, corp_tags_from_groups, import_corp_tags
 from core.ports import AllOf, Store
 from core.records import TaxonomyVersion
+from core.sync_ports import PendingPush, PendingTagPushes
 from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
 TAG_CHANNEL = "wecom_tag"
-RETRY_DELAYS = (30.0, 120.0, 600.0, 1800.0)
+RETRY_DELAYS = (30.0, 120.0, 600.0, 1800.0)  # roughly ×4 per failure, then every 30 min until it works
+DRAIN_INTERVAL = 30.0
+LEASE_SECONDS = 300.0  # a claimed customer is hidden from other drains this long (a push takes seconds)
+DRAIN_BATCH = 10
+DRAIN_MAX_BATCHES = 10  # at most 100 customers per pass; the next pass continues
+GONE = "customer no longer exists"
+NOT_ON_WECOM = "customer has no owner userid or WeCom external user id"
+PERMANENT_SKIPS = frozenset({GONE, NOT_ON_WECOM})  # retrying cannot help: the row is dropped
 SYNC_ACTOR = "wecom-sync"
 PAGE = 200
+
+
+@dataclass
+class DrainReport:
+    """What one drain pass did."""
+
+    pushed: int = 0
+    dropped: int = 0
+    failed: int = 0
+
+    @property
+    def claimed(self) -> int:
+        return self.pushed + self.dropped + self.failed
+
+    def add(self, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def __str__(self) -> str:
+        return f"pushed {self.pushed}, dropped {self.dropped}, failed {self.failed}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,17 +85,28 @@ class WeComTagSync:
         channels: ChannelStore,
         taxonomy: Callable[[], Taxonomy],
         background: Background,
+        pending: PendingTagPushes,
         *,
         retry_delays: Sequence[float] = RETRY_DELAYS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: random.Random | None = None,
+        lease_seconds: float = LEASE_SECONDS,
+        batch: int = DRAIN_BATCH,
+        max_batches: int = DRAIN_MAX_BATCHES,
     ) -> None:
         self._client = client
         self._store = store
         self._channels = channels
         self._taxonomy = taxonomy
         self._background = background
+        self._pending = pending
         self._delays = tuple(retry_delays)
         self._clock = clock
+        self._rng = rng or random.Random()
+        self._lease = lease_seconds
+        self._batch = batch
+        self._max_batches = max_batches
+        self._wake_at: float | None = None
 
     # ------------------------------------------------------------------ WeCom -> Kebiao
 
@@ -93,33 +138,113 @@ class WeComTagSync:
     # ------------------------------------------------------------------ Kebiao -> WeCom
 
     async def tags_changed(self, customer_id: int, changes: Sequence[TagChange]) -> None:
-        """Hook for every flow that changed tags (after commit): pushes in the background, never raises."""
-        tags = _touched(changes)
-        if tags:
-            self._background.spawn(self._push_with_retry(customer_id, tags, 0), name=f"wecom-mark:{customer_id}")
-
-    async def _push_with_retry(self, customer_id: int, tags: tuple[tuple[str, str], ...], attempt: int) -> None:
+        """Hook for every flow that changed tags (after commit): records the customer as pending, pushes in
+        the background, never raises. The pending row outlives a crash or restart until a push succeeds."""
+        if not _touched(changes):
+            return
+        now = self._clock()
         try:
-            await self.push(customer_id, tags)
-        except (WeComApiError, ValueError) as exc:
-            if attempt >= len(self._delays):
-                log.error(
-                    "wecom mark_tag for customer %d gave up after %d attempts (%s); Kebiao keeps the change — "
-                    "run `kebiao wecom sync-tags` to reconcile",
-                    customer_id,
-                    attempt + 1,
-                    exc,
-                )
+            item = await self._pending.mark(customer_id, now, now + timedelta(seconds=self._lease))
+        except Exception:
+            # The change is committed; without the row only this process's attempt remains (logged loudly).
+            log.exception("wecom sync: could not record customer %d as pending; pushing once anyway", customer_id)
+            item = PendingPush(customer_id, 0, 0, now, None, now)
+        else:
+            if item is None:
+                log.info("wecom sync: customer %d no longer exists; nothing to push", customer_id)
                 return
-            delay = self._delays[attempt]
-            log.warning(
-                "wecom mark_tag for customer %d failed (%s); retry %d in %.0fs", customer_id, exc, attempt + 1, delay
-            )
-            self._background.later(
+        self._background.spawn(self._attempt(item), name=f"wecom-mark:{customer_id}")
+
+    async def drain_pending(self, limit: int | None = None) -> DrainReport:
+        """Claim due customers in small batches and push each (tags recomputed now); bounded per call."""
+        report = DrainReport()
+        budget = self._batch * self._max_batches if limit is None else limit
+        while budget > 0:
+            now = self._clock()
+            batch = await self._pending.claim(now, now + timedelta(seconds=self._lease), min(self._batch, budget))
+            if not batch:
+                break
+            budget -= len(batch)
+            for item in batch:
+                report.add(await self._attempt(item))
+        if report.claimed:
+            log.info("wecom sync drain: %s", report)
+        return report
+
+    async def drain_forever(self, interval: float = DRAIN_INTERVAL) -> None:
+        """Drain at once and then every `interval` seconds until cancelled (the app's cleanup_ctx task)."""
+        while True:
+            try:
+                await self.drain_pending()
+            except Exception:
+                log.exception("wecom sync drain failed; next try in %.0fs", interval)
+            await asyncio.sleep(interval)
+
+    async def _attempt(self, item: PendingPush) -> str:
+        """Push one pending customer and settle its row: 'pushed', 'dropped' or 'failed'."""
+        customer_id = item.customer_id
+        try:
+            result = await self.reconcile(customer_id)
+        except (WeComApiError, ValueError) as exc:
+            await self._failed(item, str(exc))
+            return "failed"
+        except Exception as exc:
+            log.exception("wecom mark_tag for customer %d failed unexpectedly", customer_id)
+            await self._failed(item, f"unexpected {type(exc).__name__}")  # type only: messages may hold data
+            return "failed"
+        if result.skipped in PERMANENT_SKIPS:
+            log.warning("wecom sync: customer %d dropped from the push queue: %s", customer_id, result.skipped)
+            await self._pending.done(customer_id, item.generation)
+            return "dropped"
+        await self._pending.done(customer_id, item.generation)
+        return "pushed"
+
+    async def _failed(self, item: PendingPush, error: str) -> None:
+        """Count the failure, schedule the next attempt (capped backoff with jitter), wake a drain then."""
+        now = self._clock()
+        delay = backoff(item.attempts + 1, self._delays, self._rng)
+        attempts = await self._pending.failed(item.customer_id, now, now + timedelta(seconds=delay), error)
+        attempts = attempts if attempts is not None else item.attempts + 1
+        if attempts > len(self._delays):
+            log.error(
+                "wecom mark_tag for customer %d still failing after %d attempts (%s); Kebiao keeps the change and "
+                "retries in %.0fs — `kebiao wecom sync-tags` retries at once",
+                item.customer_id,
+                attempts,
+                error,
                 delay,
-                lambda: self._push_with_retry(customer_id, tags, attempt + 1),
-                name=f"wecom-mark-retry:{customer_id}",
             )
+        else:
+            log.warning(
+                "wecom mark_tag for customer %d failed (%s); retry %d in %.0fs",
+                item.customer_id,
+                error,
+                attempts,
+                delay,
+            )
+        self._wake_in(delay)
+
+    def _wake_in(self, delay: float) -> None:
+        """Run a drain pass once the earliest retry is due (the periodic drain covers it too, just later)."""
+        loop = asyncio.get_running_loop()
+        at = loop.time() + delay
+        if self._wake_at is not None and self._wake_at <= at:
+            return
+        self._wake_at = at
+
+        async def wake() -> None:
+            self._wake_at = None
+            await self.drain_pending()
+
+        self._background.later(delay, wake, name="wecom-sync-wake")
+
+    async def reconcile(self, customer_id: int) -> PushResult:
+        """Make WeCom agree with Kebiao for every tag Kebiao holds or ever held on the customer (from the log)."""
+        async with self._store.unit_of_work() as uow:
+            active = await uow.assignments.active_for(customer_id)
+        tags = {(a.dimension, a.tag): None for a in active}
+        tags.update(dict.fromkeys(await self._pending.tags_in_history(customer_id)))
+        return await self.push(customer_id, tuple(tags))
 
     async def push(self, customer_id: int, tags: Sequence[tuple[str, str]]) -> PushResult:
         """Make WeCom agree with Kebiao's current state for `tags` ((dimension, name) pairs) on one customer."""
@@ -127,9 +252,9 @@ class WeComTagSync:
             customer = await uow.customers.get(customer_id)
             active = await uow.assignments.active_for(customer_id) if customer else []
         if customer is None:
-            return PushResult(customer_id, skipped="customer no longer exists")
+            return PushResult(customer_id, skipped=GONE)
         if not customer.owner or not customer.wecom_external_userid:
-            return PushResult(customer_id, skipped="customer has no owner userid or WeCom external user id")
+            return PushResult(customer_id, skipped=NOT_ON_WECOM)
         held = {name_key(a.tag) for a in active}
         dimensions = {d.key: d.name for d in self._taxonomy().dimensions}
         add: list[str] = []
@@ -169,8 +294,11 @@ class WeComTagSync:
         return None
 
     async def push_all(self) -> tuple[int, int]:
-        """Push every customer's active tags (reconcile after outages); returns (customers pushed, failures)."""
-        pushed = failed = 0
+        """Drain every pending customer (due or not), then push every customer's active tags (reconcile after
+        outages); returns (customers pushed, failures)."""
+        await self._pending.make_due(self._clock())
+        drained = await self.drain_pending(limit=await self._pending.count())
+        pushed, failed = drained.pushed, drained.failed
         skip = 0
         while True:
             async with self._store.unit_of_work() as uow:
@@ -195,6 +323,15 @@ class WeComTagSync:
             skip += len(ids)
             if not ids or skip >= total:
                 return pushed, failed
+
+
+def backoff(attempts: int, delays: Sequence[float], rng: random.Random) -> float:
+    """Seconds before the next try after `attempts` failures: the schedule's step (capped at its last) with
+    jitter (three quarters to all of it), so replicas and customers do not retry in lockstep."""
+    if not delays:
+        return 0.0
+    ceiling = delays[min(max(attempts, 1), len(delays)) - 1]
+    return ceiling * rng.uniform(0.75, 1.0)
 
 
 def _touched(changes: Sequence[TagChange]) -> tuple[tuple[str, str], ...]:

@@ -20,6 +20,7 @@ from core.records import CustomerDraft
 from core.types import Customer, Source
 from storage.channels import SqlChannelStore
 from storage.database import Database
+from storage.sync_pending import SqlPendingTagPushes
 from tagging.taxonomy import Taxonomy
 from tests.wecom.fake_api import AGENT_ID, CORP_ID, SECRET, FakeWeComApi
 
@@ -42,7 +43,8 @@ def _sync(
 ) -> WeComTagSync:
     client = WeComClient(session, CORP_ID, SECRET, AGENT_ID, fake.api_base, sleep=_no_sleep)
     channels = SqlChannelStore(database.engine)
-    return WeComTagSync(client, database, channels, lambda: taxonomy, background, retry_delays=(0.0, 0.0))
+    pending = SqlPendingTagPushes(database.engine)
+    return WeComTagSync(client, database, channels, lambda: taxonomy, background, pending, retry_delays=(0.0, 0.0))
 
 
 async def _customer(database: Database) -> Customer:
