@@ -603,13 +603,13 @@ def cmd_taxonomy_export(args: argparse.Namespace, settings: Settings) -> int:
         async with database.unit_of_work() as uow:
             current = await uow.taxonomies.current()
         if current is None:
+            # Nothing stored yet: show what the first start would load, so it can serve as a template.
             print(
-                "kebiao taxonomy export: no taxonomy stored yet; run `kebiao taxonomy import FILE` or start "
-                "the server once",
+                "kebiao taxonomy export: no taxonomy stored yet; writing the one the first start would load",
                 file=sys.stderr,
             )
-            return 1
-        text = dump_taxonomy(current.taxonomy, args.format)
+        taxonomy = current.taxonomy if current is not None else _initial_taxonomy(settings)
+        text = dump_taxonomy(taxonomy, args.format)
         if args.out:
             Path(args.out).write_text(text, encoding="utf-8")
         else:

@@ -98,3 +98,12 @@ def test_customers_show_prints_tags_and_history_and_hides_risk_from_agents(tmp_p
     assert "VIP客户" in as_agent.stdout and "竞品对比" not in as_agent.stdout and "风险" not in as_agent.stdout
     missing = run("customers", "show", "不存在的公司")
     assert missing.returncode == 1 and "no single customer" in missing.stderr
+
+
+def test_taxonomy_export_before_first_start_writes_what_would_be_loaded(tmp_path: Path) -> None:
+    out = _kebiao(tmp_path, "taxonomy", "export")
+    assert out.returncode == 0, out.stderr
+    assert "no taxonomy stored yet" in out.stderr
+    assert "风险与问题" in out.stdout and "询价客户" in out.stdout
+    (tmp_path / "exported.yaml").write_text(out.stdout, encoding="utf-8")
+    assert _kebiao(tmp_path, "taxonomy", "validate", "exported.yaml").returncode == 0
