@@ -24,7 +24,7 @@ from bots.wecom.client import WeComApiError, WeComClient
 from bots.wecom.crypto import WeComCrypto
 from bots.wecom.handlers import WeComHandlers, WeComServices
 from bots.wecom.routes import CALLBACK_PATH, WeComCallback
-from bots.wecom.sync import WeComTagSync
+from bots.wecom.sync import DRAIN_INTERVAL, WeComTagSync
 from cards.plain import render_customer_text
 from config import ConfigError, Settings
 from core.assignments import TaggingRules
@@ -235,6 +235,8 @@ async def teams_messages(request: web.Request) -> web.StreamResponse:
 
 
 WECOM = web.AppKey("wecom", WeComCallback)
+# Seconds between WeCom tag-sync drain passes (tag-event log -> pending pushes -> mark_tag); tests shorten it.
+WECOM_DRAIN_INTERVAL = web.AppKey("wecom_drain_interval", float)
 
 
 async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -254,9 +256,12 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
     if client is not None:
         from storage.sync_pending import SqlPendingTagPushes
 
-        pending = SqlPendingTagPushes(database.engine)  # failed pushes survive restarts; drained every 30 s
+        # Every drain pass (every 30 s) first turns new tag events — whichever flow wrote them — into pending
+        # pushes; failed pushes survive restarts.
+        pending = SqlPendingTagPushes(database.engine)
         sync = WeComTagSync(client, database, channels, lambda: cell.taxonomy, background, pending)
-        drainer = asyncio.create_task(sync.drain_forever(), name="wecom-sync-drain")
+        interval = app.get(WECOM_DRAIN_INTERVAL, DRAIN_INTERVAL)
+        drainer = asyncio.create_task(sync.drain_forever(interval), name="wecom-sync-drain")
 
     async def on_taxonomy(version: TaxonomyVersion) -> None:
         await _refresh_taxonomy(database, holder, cell)

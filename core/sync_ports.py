@@ -1,7 +1,9 @@
 """Port for durable tag pushes: customers whose Kebiao tags must still be mirrored to WeCom.
 
 A row says only "this customer needs a push"; the tags themselves are recomputed from Kebiao's current
-state when the push runs, so a retry never re-adds a tag removed meanwhile.
+state when the push runs, so a retry never re-adds a tag removed meanwhile. Rows come from two places: the
+flows that call the sync hook right after a change (low latency), and a persisted cursor over the
+append-only tag-event log (`mark_from_events`), which catches every change whichever code path made it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,23 @@ class PendingPush:
     next_attempt_at: datetime
     last_error: str | None
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventScan:
+    """What one pass over the tag-event log did.
+
+    `started`: the cursor did not exist and was set to the newest event (history is not replayed).
+    `busy`: another replica held the cursor; nothing was read. `waiting`: the scan stopped before an event
+    id that may still belong to an uncommitted transaction (PostgreSQL); a later pass continues there.
+    """
+
+    cursor: int
+    events: int = 0
+    marked: int = 0
+    started: bool = False
+    busy: bool = False
+    waiting: bool = False
 
 
 class PendingTagPushes(Protocol):
@@ -53,6 +72,12 @@ class PendingTagPushes(Protocol):
 
     async def count(self) -> int:
         """How many customers still wait for a push."""
+        ...
+
+    async def mark_from_events(self, cursor: str, now: datetime, limit: int) -> EventScan:
+        """In one transaction: read up to `limit` tag events after the named cursor (by id), mark their
+        customers that have an owner and a WeCom external user id (as `mark` does, but due at `now`), and
+        advance the cursor past them. A missing cursor is created at the newest event id, marking nothing."""
         ...
 
     async def tags_in_history(self, customer_id: int) -> list[tuple[str, str]]:

@@ -289,3 +289,17 @@ wecom_sync_pending = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_wecom_sync_pending_due", "next_attempt_at"),
 )
+
+# Persisted read positions over the append-only tag_events log (migration 0004), one row per consumer
+# (`wecom_tags`: events up to last_event_id have been turned into wecom_sync_pending rows). gap_xmax and
+# gap_since describe an event id the consumer is waiting on (PostgreSQL: possibly an uncommitted
+# transaction): the next-transaction id when the gap was first seen, and when.
+sync_cursors = Table(
+    "sync_cursors",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("last_event_id", BigInteger, nullable=False),
+    Column("gap_xmax", BigInteger, nullable=True),
+    Column("gap_since", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)

@@ -4,11 +4,19 @@ WeCom sends no callback for API writes, so Kebiao's event log stays the source o
 customer's active tags at the time it runs, so a retry never re-adds a tag removed meanwhile. Corp tag ids
 are remembered per tag name in the channel store (channel `wecom_tag`).
 
-Pushes are durable: a tag change first records the customer in the pending-push table (PendingTagPushes),
-then pushes; success deletes the row, failure reschedules it (capped backoff with jitter). A drain — at
-start-up, every 30 s and from `kebiao wecom sync-tags` — claims due rows (one replica per row) and pushes
-them, so a failed push survives restarts. A push recomputes the tags from Kebiao's state: those held are
-added, those the event log shows Kebiao held before are removed.
+Every tag change reaches WeCom, whichever flow made it (Teams, admin API, import, archive ingest, alert
+rules, WeCom callbacks): each drain pass first reads the append-only tag-event log after a persisted cursor
+and, in the same transaction, records the customers named there (those with an owner and a WeCom external
+user id) in the pending-push table and advances the cursor, so a crash between a commit and its push loses
+nothing. The first pass with WeCom enabled starts the cursor at the newest event: history is not replayed
+(`kebiao wecom sync-tags` is the full catch-up). The WeCom callback handlers also call `tags_changed` right
+after their change for low latency; the cursor then marks the customer again, which costs at most one
+extra, idempotent mark_tag.
+
+Pushes are durable: a pending row is deleted by a successful push and rescheduled by a failed one (capped
+backoff with jitter). A drain — at start-up, every 30 s and from `kebiao wecom sync-tags` — claims due rows
+(one replica per row) and pushes them, so a failed push survives restarts. A push recomputes the tags from
+Kebiao's state: those held are added, those the event log shows Kebiao held before are removed.
 """
 
 from __future__ import annotations
@@ -39,6 +47,9 @@ DRAIN_INTERVAL = 30.0
 LEASE_SECONDS = 300.0  # a claimed customer is hidden from other drains this long (a push takes seconds)
 DRAIN_BATCH = 10
 DRAIN_MAX_BATCHES = 10  # at most 100 customers per pass; the next pass continues
+EVENT_CURSOR = "wecom_tags"  # sync_cursors row: tag events up to here are already marked pending
+EVENT_BATCH = 500
+EVENT_MAX_BATCHES = 20  # at most 10,000 events read per pass; the next pass continues
 GONE = "customer no longer exists"
 NOT_ON_WECOM = "customer has no owner userid or WeCom external user id"
 PERMANENT_SKIPS = frozenset({GONE, NOT_ON_WECOM})  # retrying cannot help: the row is dropped
@@ -53,6 +64,8 @@ class DrainReport:
     pushed: int = 0
     dropped: int = 0
     failed: int = 0
+    events: int = 0
+    marked: int = 0
 
     @property
     def claimed(self) -> int:
@@ -62,7 +75,10 @@ class DrainReport:
         setattr(self, outcome, getattr(self, outcome) + 1)
 
     def __str__(self) -> str:
-        return f"pushed {self.pushed}, dropped {self.dropped}, failed {self.failed}"
+        return (
+            f"{self.events} tag events read, {self.marked} customers marked; "
+            f"pushed {self.pushed}, dropped {self.dropped}, failed {self.failed}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +109,7 @@ class WeComTagSync:
         lease_seconds: float = LEASE_SECONDS,
         batch: int = DRAIN_BATCH,
         max_batches: int = DRAIN_MAX_BATCHES,
+        event_batch: int = EVENT_BATCH,
     ) -> None:
         self._client = client
         self._store = store
@@ -106,6 +123,7 @@ class WeComTagSync:
         self._lease = lease_seconds
         self._batch = batch
         self._max_batches = max_batches
+        self._event_batch = event_batch
         self._wake_at: float | None = None
 
     # ------------------------------------------------------------------ WeCom -> Kebiao
@@ -156,8 +174,14 @@ class WeComTagSync:
         self._background.spawn(self._attempt(item), name=f"wecom-mark:{customer_id}")
 
     async def drain_pending(self, limit: int | None = None) -> DrainReport:
-        """Claim due customers in small batches and push each (tags recomputed now); bounded per call."""
+        """Mark the customers of new tag events, then claim due customers in small batches and push each
+        (tags recomputed now); bounded per call."""
         report = DrainReport()
+        try:
+            await self._read_events(report)
+        except Exception:
+            # Pending rows already recorded still get pushed; the cursor has not moved, the next pass retries.
+            log.exception("wecom sync: reading the tag-event log failed")
         budget = self._batch * self._max_batches if limit is None else limit
         while budget > 0:
             now = self._clock()
@@ -167,9 +191,18 @@ class WeComTagSync:
             budget -= len(batch)
             for item in batch:
                 report.add(await self._attempt(item))
-        if report.claimed:
+        if report.claimed or report.marked:
             log.info("wecom sync drain: %s", report)
         return report
+
+    async def _read_events(self, report: DrainReport) -> None:
+        """Turn tag events after the cursor into pending rows (one transaction per batch), a bounded number."""
+        for _ in range(EVENT_MAX_BATCHES):
+            scan = await self._pending.mark_from_events(EVENT_CURSOR, self._clock(), self._event_batch)
+            report.events += scan.events
+            report.marked += scan.marked
+            if scan.busy or scan.waiting or scan.events < self._event_batch:
+                return
 
     async def drain_forever(self, interval: float = DRAIN_INTERVAL) -> None:
         """Drain at once and then every `interval` seconds until cancelled (the app's cleanup_ctx task)."""
