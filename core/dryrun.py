@@ -79,6 +79,14 @@ def load_taxonomy(path: str | None, template: str | None) -> Taxonomy:
     return load_builtin(template)
 
 
+def _without_bom(lines: Iterable[str]) -> Iterator[str]:
+    """The lines with a leading UTF-8 byte-order mark removed (Windows editors and Excel exports add one)."""
+    first = True
+    for line in lines:
+        yield line.removeprefix("\ufeff") if first else line
+        first = False
+
+
 def run_suggest(
     taxonomy_path: str | None,
     template: str | None,
@@ -90,7 +98,7 @@ def run_suggest(
     """The `kebiao suggest` verb: 0 on success; raises the loader's errors for a bad taxonomy."""
     taxonomy = load_taxonomy(taxonomy_path, template)
     matcher = Matcher.build(taxonomy)
-    lines: Iterable[str] = [text] if text is not None else stdin
+    lines: Iterable[str] = [text] if text is not None else _without_bom(stdin)
     count = suggest_stream(matcher, lines, stdout, workers=workers if text is None else 1)
     stdout.flush()
     log.debug("suggest: %d lines, %d keywords", count, matcher.keyword_count)

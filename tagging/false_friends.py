@@ -33,6 +33,19 @@ DEFAULT_FALSE_FRIENDS: tuple[str, ...] = (
     "吓坏了",
     "忙坏了",
     "高兴坏了",
+    # 试用 (product trial) vs an employee's probation period
+    "试用期员工",
+    "员工试用期",
+    "试用期工资",
+    "试用期考核",
+    "试用期满",
+    "过了试用期",
+    # 上门 (on-site visit) vs a husband marrying into the wife's family, couriers and unwelcome callers
+    "上门女婿",
+    "送货上门",
+    "上门取件",
+    "上门揽收",
+    "找上门",
     # 价格 in a price war is market talk, not a price question
     "价格战",
     # 接口/对接 as the contact person of a company

@@ -88,3 +88,11 @@ def test_workers_must_be_positive() -> None:
     result = _run("--workers", "0", "--text", "报价")
     assert result.returncode == 2
     assert "--workers" in result.stderr
+
+
+def test_a_leading_byte_order_mark_is_dropped() -> None:
+    result = _run(stdin="\ufeff报价单发我一下\n\ufeff第二行保留原样\n")
+    assert result.returncode == 0, result.stderr
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["text"] == "报价单发我一下" and [t["tag"] for t in first["tags"]] == ["询价客户"]
+    assert second["text"] == "\ufeff第二行保留原样"  # only the stream's first character is a BOM

@@ -206,3 +206,48 @@ def test_matchers_do_not_share_dictionaries() -> None:
     second = Matcher.build(_taxonomy(TagDef(name="乙", dimension="stage", path=("乙",), keywords=("网上",))))
     assert [s.tag for s in first.suggest("官网上看到的")] == ["甲"]
     assert [s.tag for s in second.suggest("官网上看到的")] == ["乙"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "不想退款了",
+        "别加急了，慢慢来",
+        "这不是投诉，只是建议",
+        "我没有要投诉的意思",
+        "并非要退货",
+        "暂时不打算续费",
+        "我们从来没有逾期过",
+        "no refund needed, thanks",
+        "the refund is not needed",
+        "We are not planning to renew",
+        "it's not urgent",
+    ],
+)
+def test_dont_want_and_not_negators_cancel_the_keyword(matcher: Matcher, text: str) -> None:
+    assert _tags(matcher, text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "tags"),
+    [
+        ("迟迟不退款", ["售后工单"]),
+        ("申请了半个月还没有要到退款", ["售后工单"]),
+        ("不是不想退款，是流程太麻烦", ["售后工单"]),
+        ("谁说我们不要报价了", ["询价客户"]),
+        ("别人家退款都很快", ["售后工单"]),
+        ("特别着急，请加急处理", ["紧急工单"]),
+        ("别家都有折扣", ["询价客户", "竞品对比"]),
+        ("the refund is needed today", ["售后工单"]),
+        ("I did not get my refund", ["售后工单"]),
+    ],
+)
+def test_not_yet_double_negation_and_lookalikes_keep_the_keyword(
+    matcher: Matcher, text: str, tags: list[str]
+) -> None:
+    assert _tags(matcher, text) == tags
+
+
+@pytest.mark.parametrize("text", ["试用期员工下周入职", "他是村里的上门女婿", "快递员会送货上门吗"])
+def test_probation_and_son_in_law_are_false_friends(matcher: Matcher, text: str) -> None:
+    assert _tags(matcher, text) == []
