@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from cards.adaptive import Card, Element, card, text
+from cards.alert import build_alert_card
 from cards.colors import dot
 from cards.customer import build_customer_summary_card
 from cards.error import build_error_card
@@ -16,6 +17,8 @@ from cards.search import build_choice_card, build_search_results_card
 from cards.suggestion import build_applied_card, build_suggestion_card, evidence
 from cards.text import literal
 from cards.views import (
+    AlertReason,
+    AlertView,
     AppliedCardView,
     AppliedItem,
     ChoiceView,
@@ -28,7 +31,9 @@ from cards.views import (
     TagView,
 )
 from core import verbs
+from core.alert_actions import AlertStatus
 from core.chat import (
+    AlertResult,
     AppliedState,
     ChatResult,
     ChoiceResult,
@@ -43,7 +48,7 @@ from core.chat import (
 )
 from core.suggestions import AUTO_ACTOR
 from core.summary import CustomerSummary
-from core.types import User
+from core.types import Customer, User
 from tagging.normaliser import name_key
 from tagging.taxonomy import TagDef, Taxonomy, Visibility
 
@@ -101,8 +106,12 @@ def present(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang: Lang = 
             if note == "unknown":
                 built["body"].insert(0, text(say("unknown", lang), weight="Bolder"))
             return built
-        case ErrorResult(detail, hint):
+        case ErrorResult(detail, hint, zh):
+            if lang == "zh" and zh is not None:
+                detail, hint = zh
             return build_error_card(detail, hint, lang=lang)
+        case AlertResult(status, names):
+            return build_alert_card(alert_view(status, names), now, lang)
         case SuggestionState():
             return suggestion_card(result, taxonomy, now, lang)
         case AppliedState():
@@ -211,6 +220,31 @@ def suggest_card(result: SuggestResult, taxonomy: Taxonomy, lang: Lang) -> Card:
         body.append(text(head, separator=True))
         body.append(text(f"{evidence(s.matched, lang)} · {mode}", isSubtle=True, size="Small", spacing="None"))
     return card(body)
+
+
+def alert_view(status: AlertStatus, names: Mapping[str, str]) -> AlertView:
+    """The alert card view after an action: acknowledged (by whom, when) or snoozed (until when)."""
+    notice = status.notice
+    by = status.acknowledged_by
+    return AlertView(
+        id=status.alert_id,
+        title=notice.title,
+        customer_id=notice.customer_id,
+        customer_name=notice.customer_name,
+        reasons=tuple(AlertReason(r.text, r.weight) for r in notice.reasons),
+        raised_at=notice.raised_at,
+        acknowledged_by=names.get(by, by) if by else None,
+        acknowledged_at=status.acknowledged_at,
+        snoozed_until=status.snoozed_until,
+    )
+
+
+def choice_title(customer: Customer) -> str:
+    """Plain text for a customer picker: the name plus company, region and CRM id (or the id), so that
+    customers with the same name can be told apart."""
+    extra = [v for v in (customer.company, customer.region, customer.crm_id) if v and v != customer.name]
+    tail = " · ".join(v[:NAME_CHARS] for v in extra) if extra else f"#{customer.id}"
+    return f"{customer.name[:NAME_CHARS]}（{tail}）"
 
 
 def hit_preview(summary: CustomerSummary, lang: Lang = "zh", limit: int = 3) -> tuple[str, str]:

@@ -17,12 +17,13 @@ from typing import Any, Generic, TypeVar
 
 from core import verbs
 from core.activity import note_message
+from core.alert_actions import SNOOZE_DAYS, Action, AlertStatus, act_on_alert
 from core.alert_ports import AlertStore
 from core.assignments import TagChange, TaggingRules, apply_tag, remove_tag
 from core.channel_ports import ChannelStore, ConversationLink
 from core.commands import HELP_TOPICS, Command, Verb, parse_command
 from core.customers import resolve_customer
-from core.errors import NotFoundError
+from core.errors import NotAllowedError, NotFoundError
 from core.expression import ExpressionError
 from core.ports import Store, UnitOfWork
 from core.records import SuggestionRecord
@@ -32,7 +33,15 @@ from core.summary import CustomerSummary, customer_summary
 from core.types import Customer, EventKind, Role, Source, TagEvent, User
 from core.users import get_user
 from tagging.normaliser import name_key
-from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError, is_visible
+from tagging.policy import (
+    AmbiguousTagError,
+    CapRefusal,
+    PolicyRefusal,
+    UnknownTagError,
+    is_soft_cap_warning,
+    is_visible,
+    soft_cap_warning,
+)
 from tagging.suggestion import Suggestion
 from tagging.taxonomy import Taxonomy
 
@@ -51,6 +60,8 @@ V = TypeVar("V")
 _CREATED = (EventKind.ADDED, EventKind.REPLACED)
 HELP_HINT = "send help (帮助) for the list of commands"
 FIND_HINT = "write tag names joined by AND / OR / NOT, e.g. find VIP客户 AND 询价客户"
+UNCHANGED_HINT = "nothing was changed; fix the names and send it again"
+UNCHANGED_HINT_ZH = "没有做任何修改；请改正后重新发送"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +151,19 @@ class HelpResult:
 
 @dataclass(frozen=True, slots=True)
 class ErrorResult:
-    """What went wrong (`detail`) and how to fix it (`hint`)."""
+    """What went wrong (`detail`) and how to fix it (`hint`); `zh` holds both in Chinese where written."""
 
     detail: str
     hint: str | None = None
+    zh: tuple[str, str | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertResult:
+    """An alert after the recipient acknowledged or snoozed it; `names` maps user ids to display names."""
+
+    status: AlertStatus
+    names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +211,7 @@ ChatResult = (
     | ErrorResult
     | SuggestionState
     | AppliedState
+    | AlertResult
 )
 
 
@@ -230,7 +251,8 @@ class _Recent(Generic[K, V]):
 class ChatService:
     """Runs chat commands and card actions through the core services, one unit of work each.
 
-    `activity`, when given, receives conversation activity for churn scoring (at most hourly per customer).
+    `activity`, when given, receives conversation activity for churn scoring (at most hourly per customer)
+    and is the store the alert card actions (acknowledge, snooze) act on; without it they answer an error.
     """
 
     def __init__(
@@ -289,13 +311,18 @@ class ChatService:
     ) -> tuple[ChatResult, ...]:
         """A message to the bot: a command runs; other text in a linked conversation is matched.
 
-        Unknown text that was addressed to the bot and produced nothing gets the help card, never silence.
+        Only a message addressed to the bot (an @mention, or any message in a personal chat) is a command:
+        in a shared conversation people say `建议你们尽快退款` or `查看一下报价单` to each other, and that is
+        conversation to match for the linked customer, not a command. Unknown text that was addressed to the
+        bot and produced nothing gets the help card, never silence.
         """
+        if not addressed:
+            return await self.handle_message(ctx, message_key, text)
         command = parse_command(text)
         if command.verb is not Verb.UNKNOWN:
             return (await self.run(ctx, command),)
         matched = await self.handle_message(ctx, message_key, text)
-        if matched or not addressed:
+        if matched:
             return matched
         if await self.linked(ctx.channel, ctx.conversation_id) is not None:
             return ()  # ordinary chat in a linked conversation that simply held no tags
@@ -414,7 +441,7 @@ class ChatService:
         """Apply every + and remove every - in one transaction; any problem rolls all of it back."""
         sees = ctx.viewer.role.sees_sensitive
         changes: list[TagChange] = []
-        problems: list[str] = []
+        problems: list[tuple[str, str]] = []  # (English, Chinese)
         async with self.store.unit_of_work() as uow:
             for name in remove:
                 try:
@@ -431,7 +458,7 @@ class ChatService:
                         )
                     )
                 except (UnknownTagError, AmbiguousTagError, PolicyRefusal, NotFoundError) as exc:
-                    problems.append(f"-{name}: {_message(exc)}")
+                    problems.append((f"-{name}: {_message(exc, sees)}", f"-{name}：{_message_zh(exc, sees)}"))
             for name in add:
                 try:
                     changes.append(
@@ -448,13 +475,33 @@ class ChatService:
                         )
                     )
                 except (UnknownTagError, AmbiguousTagError, PolicyRefusal, NotFoundError) as exc:
-                    problems.append(f"+{name}: {_message(exc)}")
+                    problems.append((f"+{name}: {_message(exc, sees)}", f"+{name}：{_message_zh(exc, sees)}"))
             if problems:
                 uow.discard()
-                return ErrorResult("; ".join(problems), "nothing was changed; fix the names and send it again")
+                zh = ("；".join(p[1] for p in problems), UNCHANGED_HINT_ZH)
+                return ErrorResult("; ".join(p[0] for p in problems), UNCHANGED_HINT, zh)
             summary = await customer_summary(uow, self.taxonomy, customer_id, ctx.viewer, ctx.now)
         warnings = tuple(dict.fromkeys(w for c in changes for w in c.warnings))
+        if not sees:
+            warnings = _visible_warnings(warnings, summary)
         return TagResult(summary, ctx.viewer, tuple(changes), warnings)
+
+    async def tag(self, ctx: ChatContext, customer_id: int, add: tuple[str, ...]) -> ChatResult:
+        """Add tags to the customer with this id (a picker sent the id: no name to resolve again)."""
+        return await self._tag(ctx, customer_id, add, ())
+
+    async def pick_customers(self, ctx: ChatContext, text: str, skip: int, count: int) -> list[Customer]:
+        """Customers for a typeahead picker: by name (normalised, prefix and contained), best first."""
+        wanted = name_key(text)
+        count = max(1, min(count, 50))
+        async with self.store.unit_of_work() as uow:
+            if not wanted:
+                found = await uow.customers.find_by_name_key("", skip + count)
+            else:
+                exact = await uow.customers.find_exact(text.strip())
+                by_key = await uow.customers.find_by_name_key(wanted, skip + count)
+                found = list({c.id: c for c in [*exact, *by_key]}.values())
+        return found[skip : skip + count]
 
     async def _link(self, ctx: ChatContext, customer_id: int) -> ChatResult:
         await self.channels.link(ctx.channel, ctx.conversation_id, customer_id, ctx.actor.id, ctx.now)
@@ -631,7 +678,7 @@ class ChatService:
                         uow, self.taxonomy, self.rules, suggestion_id, accept=accept, actor=ctx.actor.id, now=ctx.now
                     )
             except (PolicyRefusal, UnknownTagError, AmbiguousTagError) as exc:
-                problems.append(f"{record.tag}: {_message(exc)}")
+                problems.append(f"{record.tag}: {_message(exc, sees)}")
         async with self.store.unit_of_work() as uow:
             state = await self._suggestion_state(uow, ctx, message_key, tuple(problems))
         if state is None:
@@ -705,6 +752,39 @@ async def _page(service: ChatService, ctx: ChatContext, data: Mapping[str, Any])
     return await service.search(ctx, _str(data, "query"), _int(data, "page"))
 
 
+async def _alert(service: ChatService, ctx: ChatContext, data: Mapping[str, Any], action: Action) -> ChatResult:
+    """Acknowledge or snooze an alert for its recipient and return the alert card's new state."""
+    alert_id = _int(data, "alert_id")
+    days = _int(data, "days") if action == "snooze" and data.get("days") is not None else SNOOZE_DAYS
+    if not 1 <= days <= 90:
+        raise BadAction(f"days must be between 1 and 90, got {days}")
+    store = service._activity
+    if store is None:
+        return ErrorResult(
+            "alert actions are not available on this channel",
+            "handle the alert where it was delivered",
+            ("这个渠道不能处理提醒", "请在收到提醒的地方处理"),
+        )
+    try:
+        status = await act_on_alert(store, alert_id, ctx.actor.id, action, ctx.now, days)
+    except NotAllowedError as exc:
+        return ErrorResult(
+            str(exc),
+            "only the person the alert was sent to can acknowledge or snooze it",
+            (f"提醒 {alert_id} 是发给别人的，只有收到提醒的人才能处理", "只有收到提醒的人才能确认或暂停提醒"),
+        )
+    names = {ctx.actor.id: ctx.actor.display_name} if ctx.actor.display_name else {}
+    return AlertResult(status, MappingProxyType(names))
+
+
+async def _ack(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]) -> ChatResult:
+    return await _alert(service, ctx, data, "ack")
+
+
+async def _snooze(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]) -> ChatResult:
+    return await _alert(service, ctx, data, "snooze")
+
+
 # Card action verb → handler; the platforms dispatch Action.Execute / button clicks through it.
 DECISIONS: Mapping[str, Decider] = MappingProxyType(
     {
@@ -715,6 +795,8 @@ DECISIONS: Mapping[str, Decider] = MappingProxyType(
         verbs.CUSTOMER_CHOOSE: _choose,
         verbs.CUSTOMER_SHOW: _show,
         verbs.SEARCH_PAGE: _page,
+        verbs.ALERT_ACK: _ack,
+        verbs.ALERT_SNOOZE: _snooze,
     }
 )
 
@@ -757,11 +839,39 @@ def _created_by(events: list[TagEvent], message_key: str, dimension: str, tag: s
     return None
 
 
-def _message(exc: Exception) -> str:
-    """The user-facing text of a service error (LookupError str() adds quotes)."""
+def _message(exc: Exception, sees_sensitive: bool = True) -> str:
+    """The user-facing text of a service error (LookupError str() adds quotes).
+
+    A cap refusal counts managers-only tags too, so a viewer who cannot see them gets it without numbers.
+    """
+    if isinstance(exc, CapRefusal):
+        return exc.reason if sees_sensitive else exc.hidden_reason()[1]
     if isinstance(exc, PolicyRefusal):
         return exc.reason
     return str(exc.args[0]) if exc.args else str(exc)
+
+
+def _message_zh(exc: Exception, sees_sensitive: bool = True) -> str:
+    """The Chinese text of a service error, for Chinese cards."""
+    if isinstance(exc, CapRefusal) and not sees_sensitive:
+        return exc.hidden_reason()[0]
+    if isinstance(exc, UnknownTagError):
+        close = f"；你是不是想找：{'、'.join(exc.close)}？" if exc.close else ""
+        return f"没有名为「{exc.name}」的标签{close}"
+    if isinstance(exc, AmbiguousTagError):
+        return f"多个维度都有标签「{exc.name}」（{'、'.join(exc.dimensions)}），请写成 维度:标签"
+    if isinstance(exc, NotFoundError):
+        return f"找不到：{_message(exc)}"
+    return _message(exc, sees_sensitive)
+
+
+def _visible_warnings(warnings: tuple[str, ...], summary: CustomerSummary) -> tuple[str, ...]:
+    """Warnings for a viewer who cannot see managers-only tags: the soft cap counted on visible tags only."""
+    if not any(is_soft_cap_warning(w) for w in warnings):
+        return warnings
+    kept = [w for w in warnings if not is_soft_cap_warning(w)]
+    visible = soft_cap_warning(sum(len(g.tags) for g in summary.groups))
+    return tuple(kept + ([visible] if visible else []))
 
 
 async def _names(uow: UnitOfWork, user_ids: list[str | None]) -> Mapping[str, str]:

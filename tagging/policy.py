@@ -24,6 +24,45 @@ class PolicyRefusal(ValueError):
         self.reason = reason
 
 
+class CapRefusal(PolicyRefusal):
+    """The customer is at the hard cap. `reason` counts every tag, managers-only ones included, so it is for
+    managers; `hidden_reason()` is the wording for viewers who cannot see sensitive tags (no numbers)."""
+
+    def __init__(self, tag_name: str, held: int, cap: int) -> None:
+        super().__init__(
+            f"客户已有 {held} 个标签，已达上限 {cap}，不能再添加「{tag_name}」；"
+            "请先移除不再需要的标签 (the customer is at the hard cap of active tags)"
+        )
+        self.tag_name = tag_name
+        self.held = held
+        self.cap = cap
+
+    def hidden_reason(self) -> tuple[str, str]:
+        """(Chinese, English) refusal that reveals nothing about tags the viewer cannot see."""
+        return (
+            f"这个客户的标签已达上限，不能再添加「{self.tag_name}」；请联系主管整理",
+            f"this customer has reached the tag limit, so 「{self.tag_name}」 cannot be added; "
+            "ask a manager to tidy up its tags",
+        )
+
+
+_SOFT_CAP_PREFIX = "客户已有 "
+_SOFT_CAP_SUFFIX = f" 个标签（建议不超过 {SOFT_CAP} 个），请考虑清理"
+
+
+def soft_cap_warning(count: int) -> str | None:
+    """The warning for a customer holding `count` active tags, or None below the soft cap."""
+    if count < SOFT_CAP:
+        return None
+    return f"{_SOFT_CAP_PREFIX}{count}{_SOFT_CAP_SUFFIX}"
+
+
+def is_soft_cap_warning(text: str) -> bool:
+    """True for a warning made by soft_cap_warning (a caller re-counts it for a restricted viewer)."""
+    middle = text.removeprefix(_SOFT_CAP_PREFIX).removesuffix(_SOFT_CAP_SUFFIX)
+    return text.startswith(_SOFT_CAP_PREFIX) and text.endswith(_SOFT_CAP_SUFFIX) and middle.isdigit()
+
+
 class UnknownTagError(LookupError):
     """No tag of that name (in that dimension); `close` lists the nearest names the user may have meant."""
 
@@ -96,7 +135,10 @@ def decide_apply(
     tz: tzinfo,
     hard_cap: int = DEFAULT_HARD_CAP,
 ) -> ApplyDecision:
-    """Decide how `tag` lands on a customer holding `held`; raises PolicyRefusal at the hard cap."""
+    """Decide how `tag` lands on a customer holding `held`; raises CapRefusal at the hard cap.
+
+    `held` is every active tag, sensitive ones included: the caps protect the data, not a view of it.
+    """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     wanted = (dimension.key, name_key(tag.name))
@@ -106,13 +148,9 @@ def decide_apply(
     replaces = tuple(h for h in held if h.dimension == dimension.key) if dimension.exclusive else ()
     count_after = len({h.key for h in held}) - len(replaces) + 1
     if count_after > hard_cap:
-        raise PolicyRefusal(
-            f"客户已有 {count_after - 1} 个标签，已达上限 {hard_cap}，不能再添加「{tag.name}」；"
-            "请先移除不再需要的标签 (the customer is at the hard cap of active tags)"
-        )
-    warnings: tuple[str, ...] = ()
-    if count_after >= SOFT_CAP:
-        warnings = (f"客户已有 {count_after} 个标签（建议不超过 {SOFT_CAP} 个），请考虑清理",)
+        raise CapRefusal(tag.name, count_after - 1, hard_cap)
+    warning = soft_cap_warning(count_after)
+    warnings: tuple[str, ...] = (warning,) if warning else ()
     return ApplyDecision(renew=False, replaces=replaces, expires_at=expires_at, warnings=warnings)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from botbuilder.core import CardFactory, MessageFactory, TurnContext
+from botbuilder.core import CardFactory, InvokeResponse, MessageFactory, TurnContext
 from botbuilder.core.teams import TeamsActivityHandler
 from botbuilder.schema import (
     Activity,
@@ -43,11 +43,11 @@ from bots.teams.dedup import activity_key
 from bots.teams.references import StoredReference
 from cards.adaptive import Card, card, text
 from cards.labels import Lang
-from cards.present import hit_preview, present
+from cards.present import choice_title, hit_preview, present
 from cards.text import literal
 from core.channel_ports import ChannelStore
 from core.chat import ChatContext, ChatService, ErrorResult, HelpResult, SummaryResult, TagResult
-from core.commands import Command, Verb
+from core.types import Customer
 from tagging.policy import is_visible
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,11 @@ CHANNEL = "teams"
 SEARCH_COMMANDS = frozenset({"searchCustomers"})  # the manifest's composeExtensions command id
 TAG_COMMAND = "tagFromMessage"
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
-MESSAGE_TYPE = "application/vnd.microsoft.activity.message"
-CUSTOMER_CHOICES = 50
+SEARCH_INVOKE = "application/search"
+SEARCH_RESPONSE_TYPE = "application/vnd.microsoft.search.searchResponse"
+CUSTOMER_DATASET = "kebiao.customers"  # the Data.Query dataset of the tag form's customer picker
+CUSTOMER_CHOICES = 50  # the picker's static first page; typeahead (application/search) finds the rest
+SEARCH_RESULTS = 15  # Teams shows at most 15 typeahead options
 SAVED_LIMIT = 50_000
 _MENTION = re.compile(r"<at[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
 _TAGS = re.compile(r"<[^>]+>")
@@ -121,11 +124,32 @@ class KebiaoBot(TeamsActivityHandler):
         ctx = await self._context(activity)
         result = await self.chat.decide(ctx, verb, data)
         if isinstance(result, ErrorResult):
-            # An error must not wipe the card the person clicked: answer with a message instead.
-            detail = result.detail + (f" ({result.hint})" if result.hint else "")
-            return AdaptiveCardInvokeResponse(status_code=200, type=MESSAGE_TYPE, value=detail)
+            log.info("card action %s refused: %s", verb, result.detail)
+        # Errors come back as an error card too: botbuilder 4.17 cannot serialise the text-message form.
         built = present(result, self.chat.taxonomy, ctx.now, language(activity))
         return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=built)
+
+    async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
+        """Adds `application/search` (typeahead of the customer picker), which botbuilder 4.17 lacks."""
+        if turn_context.activity.name == SEARCH_INVOKE:
+            return await self.on_search_invoke(turn_context)
+        return await super().on_invoke_activity(turn_context)
+
+    async def on_search_invoke(self, turn_context: TurnContext) -> InvokeResponse:
+        """Typeahead for a Data.Query ChoiceSet: customers whose name matches, id as the value."""
+        activity = turn_context.activity
+        value = activity.value if isinstance(activity.value, dict) else {}
+        dataset = str(value.get("dataset") or "")
+        if dataset != CUSTOMER_DATASET:
+            log.warning("typeahead for unknown dataset %r", dataset)
+            return InvokeResponse(status=200, body=_search_response([]))
+        raw_options = value.get("queryOptions")
+        options: dict[str, Any] = raw_options if isinstance(raw_options, dict) else {}
+        skip = _count(options.get("skip"), 0, 0, 10_000)
+        top = _count(options.get("top"), SEARCH_RESULTS, 1, SEARCH_RESULTS)
+        ctx = await self._context(activity, shared=True)
+        found = await self.chat.pick_customers(ctx, str(value.get("queryText") or ""), skip, top)
+        return InvokeResponse(status=200, body=_search_response(found))
 
     # ------------------------------------------------------------ message extension
 
@@ -176,7 +200,8 @@ class KebiaoBot(TeamsActivityHandler):
         found = self.chat.suggest(ctx, message)
         suggested = [] if isinstance(found, ErrorResult) else [s.tag for s in found.suggestions]
         choices = await self.chat.customer_choices(ctx, CUSTOMER_CHOICES)
-        form = tag_form(self.chat, ctx, message, suggested, [(c.name, c.name) for c in choices], lang)
+        customers = [(choice_title(c), str(c.id)) for c in choices]
+        form = tag_form(self.chat, ctx, message, suggested, customers, lang)
         title = "给客户打标签" if lang == "zh" else "Tag a customer"
         return MessagingExtensionActionResponse(
             task=TaskModuleContinueResponse(
@@ -196,11 +221,24 @@ class KebiaoBot(TeamsActivityHandler):
         data = action.data if isinstance(action.data, dict) else {}
         tags = _names(data.get("tags"))
         customer = str(data.get("customer") or "").strip()
+        result: Any
         if not customer or not tags:
-            missing = "customer" if not customer else "tags"
-            result: Any = ErrorResult(f"the form has no {missing}", "pick a customer and at least one tag")
+            missing = ("customer", "客户") if not customer else ("tags", "标签")
+            result = ErrorResult(
+                f"the form has no {missing[0]}",
+                "pick a customer and at least one tag",
+                (f"表单里没有选择{missing[1]}", "请选择一个客户和至少一个标签"),
+            )
+        elif not customer.isascii() or not customer.isdigit():
+            # The picker sends the customer id; a typed name is never resolved again here (it could need a
+            # choice card, and a task module cannot run the Action.Execute buttons of one).
+            result = ErrorResult(
+                f"customer {customer[:60]!r} is not one of the listed customers",
+                "pick the customer from the list (type to search)",
+                (f"“{customer[:60]}”不是列表中的客户", "请从列表中选择客户（可输入名称搜索）"),
+            )
         else:
-            result = await self.chat.run(ctx, Command(Verb.TAG, customer=customer, add=tags))
+            result = await self.chat.tag(ctx, int(customer), tags)
         built = present(result, self.chat.taxonomy, ctx.now, lang)
         if isinstance(result, TagResult | SummaryResult):
             attachment = MessagingExtensionAttachment(content_type=CARD_TYPE, content=built)
@@ -263,7 +301,11 @@ def tag_form(
     customers: list[tuple[str, str]],
     lang: Lang,
 ) -> Card:
-    """The task-module form: customer picker (typeahead) and the tags, pre-selected with the suggestions."""
+    """The task-module form: customer picker and the tags, pre-selected with the suggestions.
+
+    `customers` are (title, customer id) pairs: the static first page, linked customer first; typing in
+    the picker asks the bot for more (`choices.data`, answered by on_search_invoke).
+    """
     sees = ctx.viewer.role.sees_sensitive
     taxonomy = chat.taxonomy
     tags = [t.name for d in taxonomy.dimensions if is_visible(d, sees) for t in d.iter_tags()]
@@ -278,6 +320,7 @@ def tag_form(
             "isRequired": True,
             "errorMessage": "请选择客户" if zh else "Pick a customer",
             "choices": [{"title": title, "value": value} for title, value in customers],
+            "choices.data": {"type": "Data.Query", "dataset": CUSTOMER_DATASET},
             **({"value": customers[0][1]} if customers else {}),
         },
         {
@@ -333,11 +376,16 @@ def _mentions_bot(activity: Activity) -> bool:
 
 
 def _mentions(activity: Activity) -> list[Mention]:
-    """The activity's mention entities as Mention models (the SDK hands back bare Entity objects)."""
+    """The activity's mention entities as Mention models.
+
+    The SDK hands back bare Entity objects whose `mentioned` and `text` sit in `additional_properties`
+    (`serialize()` drops them), so the model is rebuilt from both.
+    """
     out = []
     for entity in activity.entities or []:
         if (entity.type or "").lower() == "mention":
-            out.append(Mention().deserialize(entity.serialize()))
+            extra = getattr(entity, "additional_properties", None) or {}
+            out.append(Mention().deserialize({**entity.serialize(), **extra}))
     return out
 
 
@@ -352,6 +400,21 @@ def _names(value: Any) -> tuple[str, ...]:
     """Tag names from a form: a list, or the comma-separated string a multi-select ChoiceSet sends."""
     items = value if isinstance(value, list) else str(value or "").split(",")
     return tuple(dict.fromkeys(str(v).strip() for v in items if str(v).strip()))
+
+
+def _search_response(customers: list[Customer]) -> dict[str, Any]:
+    """The body Teams expects for `application/search`: title shown, value (customer id) submitted."""
+    results = [{"title": choice_title(c), "value": str(c.id)} for c in customers]
+    return {"type": SEARCH_RESPONSE_TYPE, "value": {"results": results}}
+
+
+def _count(value: Any, default: int, low: int, high: int) -> int:
+    """An integer query option clamped to [low, high]; anything unreadable is the default."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return default
+    return max(low, min(number, high))
 
 
 def _quote(message: str) -> str:

@@ -10,10 +10,13 @@ from sqlalchemy import select
 
 from cards.present import present
 from core import verbs
+from core.alert_ports import NewOutboxMessage
+from core.alerts import AlertNotice, Reason
 from core.assignments import TaggingRules, apply_tag
 from core.chat import (
     DECISIONS,
     PAGE_SIZE,
+    AlertResult,
     AppliedState,
     BadAction,
     ChatContext,
@@ -311,3 +314,147 @@ async def test_a_role_set_elsewhere_is_seen_after_forget_user(database: Database
     assert (await chat.actor("aad-李雷", "李雷", NOW)).role is Role.AGENT  # reused for a few seconds
     chat.forget_user("aad-李雷")
     assert (await chat.actor("aad-李雷", "李雷", NOW)).role is Role.MANAGER
+
+
+# ---------------------------------------------------------------- shared conversations: commands need an address
+
+
+@pytest.mark.parametrize(
+    ("text", "held"),
+    [
+        ("建议你们尽快退款", {"售后工单"}),
+        ("帮助我处理一下退款", {"售后工单"}),
+        ("查看一下报价单", set()),
+        ("查找一下合同，我们要续费", set()),
+    ],
+)
+async def test_unaddressed_messages_in_a_linked_channel_are_matched_not_run_as_commands(
+    database: Database, sample_taxonomy: Taxonomy, text: str, held: set[str]
+) -> None:
+    chat = _service(database, sample_taxonomy)
+    [cid] = await _customers(database, "上海明远科技")
+    channel = _ctx(AGENT, "19:华东销售部", shared=True)
+    assert isinstance(await _run(chat, channel, "绑定 上海明远科技"), LinkResult)
+    results = await chat.respond(channel, f"teams:{text}", text, addressed=False)
+    assert all(isinstance(r, AppliedState | SuggestionState) for r in results), results
+    assert await _held(database, cid) == held
+    if text.startswith("查看"):  # 报价单 keeps its meaning: a suggestion card for the linked customer
+        [state] = results
+        assert isinstance(state, SuggestionState) and {r.tag for r in state.records} == {"询价客户"}
+    # Addressed (an @mention), the same words are a command again.
+    addressed = await chat.respond(channel, f"teams:@{text}", text, addressed=True)
+    assert any(isinstance(r, SuggestResult | HelpResult | ErrorResult | SummaryResult) for r in addressed)
+
+
+async def test_unaddressed_command_words_in_an_unlinked_channel_get_no_reply(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    chat = _service(database, sample_taxonomy)
+    await _customers(database, "上海明远科技")
+    channel = _ctx(AGENT, "19:闲聊群", shared=True)
+    assert await chat.respond(channel, "teams:x-1", "查看 上海明远科技", addressed=False) == ()
+
+
+# ---------------------------------------------------------------- alert card actions
+
+
+async def _queued_alert(database: Database, customer_id: int, recipient: str) -> int:
+    """An alert in the outbox for `recipient`, as the churn job queues it; returns its id (the card's alert id)."""
+    notice = AlertNotice(
+        rule="churn",
+        title="高危流失预警",
+        customer_id=customer_id,
+        customer_name="上海明远科技",
+        reasons=(Reason("no_contact", 0.6, "30 天没有沟通"), Reason("contract", 0.3, "合同 15 天后到期")),
+        raised_at=NOW,
+        alert_key=f"churn|{customer_id}|2025-03",
+        snooze_key=f"churn|{customer_id}",
+    )
+    store = SqlAlertStore(database.engine)
+    async with store.unit_of_work() as uow:
+        await uow.outbox.enqueue(
+            NewOutboxMessage(f"churn|{customer_id}|{recipient}", recipient, "teams", notice.to_payload()), NOW
+        )
+        [row] = await uow.outbox.claim(NOW, 10)
+    return row.id
+
+
+async def test_alert_ack_and_snooze_for_the_recipient_refuse_others(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    chat = _service(database, sample_taxonomy)
+    [cid] = await _customers(database, "上海明远科技")
+    alert_id = await _queued_alert(database, cid, MANAGER.id)
+    acked = await chat.decide(_ctx(MANAGER), verbs.ALERT_ACK, {"alert_id": alert_id})
+    assert isinstance(acked, AlertResult)
+    assert acked.status.acknowledged_by == MANAGER.id and acked.status.acknowledged_at == NOW
+    rendered = str(present(acked, sample_taxonomy, NOW))
+    assert "已确认 · 张经理" in rendered and verbs.ALERT_ACK not in rendered and verbs.CUSTOMER_SHOW in rendered
+    snoozed = await chat.decide(_ctx(MANAGER), verbs.ALERT_SNOOZE, {"alert_id": alert_id, "days": 7})
+    assert isinstance(snoozed, AlertResult) and snoozed.status.snoozed_until == NOW + timedelta(days=7)
+    assert "暂停提醒至" in str(present(snoozed, sample_taxonomy, NOW))
+    someone_else = await chat.decide(_ctx(AGENT), verbs.ALERT_ACK, {"alert_id": alert_id})
+    assert isinstance(someone_else, ErrorResult) and str(alert_id) in someone_else.detail
+    assert "只有收到提醒的人" in str(present(someone_else, sample_taxonomy, NOW, "zh"))
+    missing = await chat.decide(_ctx(MANAGER), verbs.ALERT_ACK, {"alert_id": alert_id + 100})
+    assert isinstance(missing, ErrorResult) and "does not exist" in missing.detail
+    bad_days = await chat.decide(_ctx(MANAGER), verbs.ALERT_SNOOZE, {"alert_id": alert_id, "days": 400})
+    assert isinstance(bad_days, ErrorResult) and "days" in bad_days.detail
+
+
+# ---------------------------------------------------------------- caps must not reveal hidden tags
+
+
+async def test_cap_refusal_and_soft_cap_warning_count_only_what_the_viewer_sees(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    matcher = Matcher.build(sample_taxonomy)
+    rules = TaggingRules(tz=SHANGHAI, hard_cap=4)
+    chat = ChatService(database, SqlChannelStore(database.engine), lambda: sample_taxonomy, lambda: matcher, rules)
+    [cid] = await _customers(database, "上海明远科技")
+    assert isinstance(await _run(chat, _ctx(MANAGER), "tag 上海明远科技 +高危流失 +投诉风险 +VIP客户"), TagResult)
+    assert isinstance(await _run(chat, _ctx(AGENT), "tag 上海明远科技 +活跃客户"), TagResult)
+    refused = await _run(chat, _ctx(AGENT), "tag 上海明远科技 +询价客户")  # the agent sees 2 of the 4 tags
+    assert isinstance(refused, ErrorResult)
+    shown = str(present(refused, sample_taxonomy, NOW, "zh")) + str(present(refused, sample_taxonomy, NOW, "en"))
+    assert "已达上限" in shown and "请联系主管整理" in shown and "tag limit" in shown
+    assert "4" not in shown.replace("1.5", "")  # neither the hidden count nor the cap
+    precise = await _run(chat, _ctx(MANAGER), "tag 上海明远科技 +询价客户")
+    assert isinstance(precise, ErrorResult) and "客户已有 4 个标签，已达上限 4" in precise.detail
+    assert await _held(database, cid) == {"高危流失", "投诉风险", "VIP客户", "活跃客户"}
+
+
+async def test_soft_cap_warning_for_an_agent_counts_visible_tags(
+    database: Database, sample_taxonomy: Taxonomy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tagging.policy as policy
+
+    # Tag names are few in the sample taxonomy: a soft cap of 4 shows the counting on a small customer.
+    monkeypatch.setattr(policy, "SOFT_CAP", 4)
+    monkeypatch.setattr(policy, "_SOFT_CAP_SUFFIX", " 个标签（建议不超过 4 个），请考虑清理")
+    chat = _service(database, sample_taxonomy)
+    await _customers(database, "上海明远科技")
+    await _run(chat, _ctx(MANAGER), "tag 上海明远科技 +高危流失 +投诉风险")
+    by_agent = await _run(chat, _ctx(AGENT), "tag 上海明远科技 +VIP客户 +活跃客户")
+    assert isinstance(by_agent, TagResult) and by_agent.warnings == ()  # 4 held, but the agent sees 2
+    more = await _run(chat, _ctx(AGENT), "tag 上海明远科技 +询价客户 +企业客户")
+    assert isinstance(more, TagResult) and more.warnings == ("客户已有 4 个标签（建议不超过 4 个），请考虑清理",)
+    by_manager = await _run(chat, _ctx(MANAGER), "tag 上海明远科技 +今日已联系")
+    assert isinstance(by_manager, TagResult) and by_manager.warnings == (
+        "客户已有 7 个标签（建议不超过 4 个），请考虑清理",
+    )
+
+
+# ---------------------------------------------------------------- bilingual errors
+
+
+async def test_unknown_tag_error_speaks_the_card_language(database: Database, sample_taxonomy: Taxonomy) -> None:
+    chat = _service(database, sample_taxonomy)
+    await _customers(database, "上海明远科技")
+    refused = await _run(chat, _ctx(), "tag 上海明远科技 +VIP客 +不存在的标签")
+    assert isinstance(refused, ErrorResult)
+    chinese = str(present(refused, sample_taxonomy, NOW, "zh"))
+    english = str(present(refused, sample_taxonomy, NOW, "en"))
+    assert "没有名为「不存在的标签」的标签" in chinese and "VIP客户" in chinese and "没有做任何修改" in chinese
+    assert "unknown tag" not in chinese and "nothing was changed" not in chinese
+    assert "unknown tag '不存在的标签'" in english and "nothing was changed" in english

@@ -71,6 +71,20 @@ def test_manifest_content() -> None:
     assert "{{" not in json.dumps(manifest)
 
 
+def test_manifest_asks_for_resource_specific_consent_to_read_linked_conversations() -> None:
+    # Without RSC, Teams delivers only @mentions from group chats and channels: a linked conversation's
+    # customer messages would never reach the matcher.
+    manifest = build_manifest(APP_ID, "1.2.3")
+    permissions = manifest["authorization"]["permissions"]["resourceSpecific"]
+    assert {(p["name"], p["type"]) for p in permissions} == {
+        ("ChannelMessage.Read.Group", "Application"),
+        ("ChatMessage.Read.Chat", "Application"),
+    }
+    # RSC is granted to the AAD app named here, which must be the bot's own registration.
+    assert manifest["webApplicationInfo"]["id"] == manifest["bots"][0]["botId"] == APP_ID
+    assert {"team", "groupChat"} <= set(manifest["bots"][0]["scopes"])
+
+
 @pytest.mark.parametrize(
     "bad", ["", "客标", "0d9e3c1a1b2c4d5e8f90123456789abc", APP_ID + "0", "{" + APP_ID + "}"]
 )

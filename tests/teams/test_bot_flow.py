@@ -147,7 +147,7 @@ async def test_unknown_tag_is_refused_and_changes_nothing(kebiao: Any) -> None:
     await post(client, message(url, "tag ABC公司 +VIP客户 +不存在的标签", "m-4"))
     await post(client, message(url, "查看 ABC公司", "m-5"))
     error, summary = cards(fake)
-    assert "不存在的标签" in texts(error) and "nothing was changed" in texts(error)
+    assert "没有名为「不存在的标签」的标签" in texts(error) and "没有做任何修改" in texts(error)
     assert "VIP客户" not in texts(summary)
 
 
@@ -254,10 +254,10 @@ async def test_message_action_form_prefills_suggestions_and_submit_applies_them(
     form = body["task"]["value"]["card"]["content"]
     inputs = {i["id"]: i for i in form["body"] if i["type"] == "Input.ChoiceSet"}
     assert inputs["tags"]["value"] == "询价客户"
-    assert "ABC公司" in [c["value"] for c in inputs["customer"]["choices"]]
+    assert {"title": "ABC公司（ABC贸易 · 华东）", "value": "1"} in inputs["customer"]["choices"]
     assert all(c["value"] != "高危流失" for c in inputs["tags"]["choices"])  # agent: no sensitive tags
     submit = load_payload("compose_extension_submit_action", url)
-    submit["value"]["data"] = {"customer": "ABC公司", "tags": "询价客户,VIP客户"}
+    submit["value"]["data"] = {"customer": "1", "tags": "询价客户,VIP客户"}
     status, body = await post(client, submit)
     assert status == 200
     card = body["composeExtension"]["attachments"][0]["content"]
