@@ -58,6 +58,7 @@ class AlertSettings:
     churn_contract_days: int = 30
     churn_repeat_days: int = 7
     run_at_start: bool = False
+    suggestion_expiry_days: int = 14  # pending suggestions older than this become `expired`
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,11 @@ class Settings:
             environment=(get("KEBIAO_ENV") or "development").strip().lower(),
             tag_hard_cap=_int(get("KEBIAO_TAG_HARD_CAP"), "KEBIAO_TAG_HARD_CAP", 100),
             teams=TeamsSettings(
-                app_id=get("MICROSOFT_APP_ID") or "",
-                app_password=get("MICROSOFT_APP_PASSWORD") or "",
-                app_type=get("MICROSOFT_APP_TYPE") or "MultiTenant",
-                app_tenant_id=get("MICROSOFT_APP_TENANT_ID") or "",
+                # A stray space in a deployment form must not count as a credential.
+                app_id=(get("MICROSOFT_APP_ID") or "").strip(),
+                app_password=(get("MICROSOFT_APP_PASSWORD") or "").strip(),
+                app_type=(get("MICROSOFT_APP_TYPE") or "").strip() or "MultiTenant",
+                app_tenant_id=(get("MICROSOFT_APP_TENANT_ID") or "").strip(),
             ),
             wecom=WeComSettings(
                 corp_id=get("WECOM_CORP_ID") or "",
@@ -121,15 +123,48 @@ class Settings:
     def check(self) -> None:
         """Refuse combinations that are unsafe or cannot work."""
         _check_timezone(self.timezone)
-        if self.production and not self.teams.app_id:
+        if self.production and not self.teams.app_id.strip():
             raise ConfigError(
                 "KEBIAO_ENV=production but MICROSOFT_APP_ID is empty: Bot Framework authentication would be "
                 "off. Set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD, or unset KEBIAO_ENV for local use."
+            )
+        if _app_type(self.teams) is None:
+            raise ConfigError(
+                f"MICROSOFT_APP_TYPE={self.teams.app_type!r} is not supported: use MultiTenant, SingleTenant or "
+                "UserAssignedMSI"
             )
         if self.tag_hard_cap < 1:
             raise ConfigError("KEBIAO_TAG_HARD_CAP must be a positive integer")
         if self.wecom.encoding_aes_key and len(self.wecom.encoding_aes_key) != 43:
             raise ConfigError("WECOM_ENCODING_AES_KEY must be the 43-character EncodingAESKey from the WeCom console")
+
+
+# MICROSOFT_APP_TYPE values (any case) and the Bot Framework SDK spelling.
+APP_TYPES = {"multitenant": "MultiTenant", "singletenant": "SingleTenant", "userassignedmsi": "UserAssignedMSI"}
+
+
+def _app_type(teams: TeamsSettings) -> str | None:
+    return APP_TYPES.get(teams.app_type.strip().lower())
+
+
+def check_bot_credentials(teams: TeamsSettings) -> None:
+    """Credentials the Bot Framework would only reject at start-up or at the first request.
+
+    Checked by `kebiao serve`, not by every verb: building the Teams package needs the app id but
+    not its secret.
+    """
+    app_type = _app_type(teams)
+    if app_type is None or not teams.app_id.strip():
+        return  # local/emulator mode (refused in production above)
+    if app_type in ("SingleTenant", "UserAssignedMSI") and not teams.app_tenant_id.strip():
+        raise ConfigError(
+            f"MICROSOFT_APP_TYPE={app_type} needs MICROSOFT_APP_TENANT_ID (the bot's Entra tenant id)"
+        )
+    if app_type != "UserAssignedMSI" and not teams.app_password.strip():
+        raise ConfigError(
+            f"MICROSOFT_APP_ID is set but MICROSOFT_APP_PASSWORD is empty ({app_type} bot): set the client "
+            "secret from the bot's Entra app registration, or unset MICROSOFT_APP_ID for local use"
+        )
 
 
 def _alert_settings(get: Callable[[str], str | None]) -> AlertSettings:
@@ -164,8 +199,10 @@ def _alert_settings(get: Callable[[str], str | None]) -> AlertSettings:
         churn_contract_days=_int(get("KEBIAO_CHURN_CONTRACT_DAYS"), "KEBIAO_CHURN_CONTRACT_DAYS", 30),
         churn_repeat_days=_int(get("KEBIAO_CHURN_REPEAT_DAYS"), "KEBIAO_CHURN_REPEAT_DAYS", 7),
         run_at_start=_switch(get("KEBIAO_ALERTS_RUN_AT_START"), "KEBIAO_ALERTS_RUN_AT_START", False),
+        suggestion_expiry_days=_int(get("KEBIAO_SUGGESTION_EXPIRY_DAYS"), "KEBIAO_SUGGESTION_EXPIRY_DAYS", 14),
     )
-    for name in ("expire_every_minutes", "outbox_every_seconds", "expiry_warn_days", "churn_repeat_days"):
+    checked = ("expire_every_minutes", "outbox_every_seconds", "expiry_warn_days", "churn_repeat_days")
+    for name in (*checked, "suggestion_expiry_days"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"alert setting {name} must be at least 1")
     return settings

@@ -21,7 +21,18 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from config import AlertSettings, Settings
-from core.alert_jobs import AlertJobs, drain_outbox, expire_lapsed, run_once, score_churn, warn_expiring
+from core.alert_jobs import (
+    TEAMS,
+    WECOM,
+    AlertJobs,
+    InboundClaims,
+    drain_outbox,
+    expire_all,
+    purge_inbound_claims,
+    run_once,
+    score_churn,
+    warn_expiring,
+)
 from core.alert_ports import AlertStore, Deliverer
 from core.alerts import ChurnRules, ChurnWeights, ExpiryRules, QuietHours, parse_clock
 from core.assignments import TaggingRules
@@ -36,6 +47,8 @@ JOB_EXPIRY_WARNINGS = "kebiao.alerts.expiry_warnings"
 JOB_CHURN = "kebiao.alerts.churn"
 JOB_OUTBOX = "kebiao.alerts.outbox"
 JOB_STARTUP = "kebiao.alerts.startup"
+JOB_MAINTENANCE = "kebiao.maintenance.inbound"
+MAINTENANCE_AT = "04:00"  # local: a quiet hour for the daily purge of old inbound claims
 
 Clock = Callable[[], datetime]
 
@@ -44,13 +57,21 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def delivery_channels(settings: Settings) -> tuple[str, ...]:
+    """The channels the deployment delivers on: Teams (the server always runs the bot endpoint) and WeCom
+    when its app credentials are set; the same whichever process (server or CLI) queues the alert."""
+    wecom = settings.wecom
+    return (TEAMS, WECOM) if wecom.corp_id and wecom.secret and wecom.agent_id else (TEAMS,)
+
+
 def configure_jobs(
     settings: Settings,
     store: AlertStore,
     taxonomy: Callable[[], Taxonomy],
     deliverers: Mapping[str, Deliverer],
+    inbound: InboundClaims | None = None,
 ) -> AlertJobs:
-    """The core AlertJobs from settings: rules, weights, quiet hours and the per-channel deliverers."""
+    """The core AlertJobs from settings: rules, weights, quiet hours, channels and this process's deliverers."""
     alerts = settings.alerts
     tz = ZoneInfo(settings.timezone)
     churn = ChurnRules(
@@ -69,6 +90,9 @@ def configure_jobs(
         store=store,
         taxonomy=taxonomy,
         deliverers=deliverers,
+        channels=delivery_channels(settings),
+        inbound=inbound,
+        suggestion_max_age=timedelta(days=alerts.suggestion_expiry_days),
         tagging=TaggingRules.of(settings.timezone, settings.tag_hard_cap),
         churn=churn,
         expiry=expiry,
@@ -97,18 +121,25 @@ def _job(
 
 def build_scheduler(jobs: AlertJobs, settings: AlertSettings, clock: Clock = utc_now) -> AsyncIOScheduler:
     """A scheduler with every alert job under a fixed id; not started."""
-    tz = jobs.tz
     scheduler = AsyncIOScheduler(
         jobstores={"default": MemoryJobStore()},
-        timezone=tz,
+        timezone=jobs.tz,
         job_defaults={"coalesce": True, "max_instances": 1},
     )
+    add_jobs(scheduler, jobs, settings, clock)
+    return scheduler
+
+
+def add_jobs(scheduler: AsyncIOScheduler, jobs: AlertJobs, settings: AlertSettings, clock: Clock = utc_now) -> None:
+    """Add (or replace, by fixed id) every alert and maintenance job: adding twice never doubles a job."""
+    tz = jobs.tz
     alert_at = parse_clock(settings.alert_time)
     churn_at = parse_clock(settings.churn_time)
+    maint_at = parse_clock(MAINTENANCE_AT)
     plan: list[tuple[str, Callable[[AlertJobs, datetime], Awaitable[Any]], Any, int]] = [
         # (id, work, trigger, misfire grace in seconds): a daily job may still run an hour late;
         # interval jobs just wait for their next turn.
-        (JOB_EXPIRE, expire_lapsed, IntervalTrigger(minutes=settings.expire_every_minutes, timezone=tz), 300),
+        (JOB_EXPIRE, expire_all, IntervalTrigger(minutes=settings.expire_every_minutes, timezone=tz), 300),
         (
             JOB_EXPIRY_WARNINGS,
             warn_expiring,
@@ -117,6 +148,12 @@ def build_scheduler(jobs: AlertJobs, settings: AlertSettings, clock: Clock = utc
         ),
         (JOB_CHURN, score_churn, CronTrigger(hour=churn_at.hour, minute=churn_at.minute, timezone=tz), 3600),
         (JOB_OUTBOX, drain_outbox, IntervalTrigger(seconds=settings.outbox_every_seconds, timezone=tz), 60),
+        (
+            JOB_MAINTENANCE,
+            purge_inbound_claims,
+            CronTrigger(hour=maint_at.hour, minute=maint_at.minute, timezone=tz),
+            3600,
+        ),
     ]
     if settings.run_at_start:
         start = clock() + timedelta(seconds=1)
@@ -132,7 +169,6 @@ def build_scheduler(jobs: AlertJobs, settings: AlertSettings, clock: Clock = utc
             coalesce=True,
             max_instances=1,
         )
-    return scheduler
 
 
 @asynccontextmanager

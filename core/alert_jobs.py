@@ -7,9 +7,11 @@ enqueued under a unique de-duplication key, and the outbox hands each row to one
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from core.alert_ports import AlertStore, AlertUnitOfWork, BulkTag, Deliverer, NewOutboxMessage
@@ -21,13 +23,16 @@ from core.alerts import (
     ChurnAssessment,
     ChurnRules,
     DigestBuilder,
+    ExpiringTag,
     ExpiryRules,
     churn_cleared_evidence,
     churn_evidence,
     churn_notice,
     churn_period,
     dedupe_key,
+    digest_keys,
     digest_notice,
+    in_warning,
     is_at_risk,
     recipients_for,
     release_time,
@@ -49,13 +54,28 @@ ACTOR = "kebiao"
 WRITE_CHUNK = 200
 
 
+class InboundClaims(Protocol):
+    """The inbound de-duplication claims, as the maintenance job needs them."""
+
+    async def purge_inbound(self, older_than: datetime) -> int: ...
+
+
 @dataclass(frozen=True)
 class AlertJobs:
-    """Everything the jobs need, built once by the composition root."""
+    """Everything the jobs need, built once by the composition root.
+
+    `channels` are the delivery channels of the deployment (not only those this process can deliver):
+    each alert's channel is chosen from them and from what the recipient has, so a CLI run without Teams
+    still queues Teams users' alerts for Teams (the server delivers them). Empty: the deliverers' channels.
+    """
 
     store: AlertStore
     taxonomy: Callable[[], Taxonomy]
     deliverers: Mapping[str, Deliverer]
+    channels: tuple[str, ...] = ()
+    inbound: InboundClaims | None = None
+    inbound_max_age: timedelta = timedelta(days=3)  # both platforms retry within minutes
+    suggestion_max_age: timedelta = timedelta(days=14)
     tagging: TaggingRules = field(default_factory=TaggingRules)
     churn: ChurnRules = field(default_factory=ChurnRules)
     expiry: ExpiryRules = field(default_factory=ExpiryRules)
@@ -74,19 +94,29 @@ class ChurnReport:
 
 
 @dataclass
+class ExpireReport:
+    assignments: int = 0
+    suggestions: int = 0
+
+    def __str__(self) -> str:
+        return f"expired {self.assignments} tag assignments and {self.suggestions} pending suggestions"
+
+
+@dataclass
 class RunReport:
-    expired: int
+    expired: ExpireReport
     warnings: int
     churn: ChurnReport
     outbox: DrainReport
+    purged: int = 0
 
     def __str__(self) -> str:
         c = self.churn
         return (
-            f"expired {self.expired} tag assignments; {self.warnings} expiry digests queued; churn: "
+            f"{self.expired}; {self.warnings} expiry digests queued; churn: "
             f"{c.scored} customers scored, {c.at_risk} at risk, {c.tagged} newly tagged {CHURN_TAG}, "
             f"{c.untagged} untagged (score back under the threshold), "
-            f"{c.enqueued} alerts queued; outbox: {self.outbox}"
+            f"{c.enqueued} alerts queued; {self.purged} old inbound claims purged; outbox: {self.outbox}"
         )
 
 
@@ -117,16 +147,55 @@ async def expire_lapsed(jobs: AlertJobs, now: datetime, batch: int = 1000) -> in
         total += len(ended)
 
 
+async def expire_suggestions(jobs: AlertJobs, now: datetime) -> int:
+    """Pending suggestions older than `suggestion_max_age` become `expired` (one UPDATE); returns how many."""
+    async with jobs.store.unit_of_work() as uow:
+        count = await uow.suggestions.expire_pending(now - jobs.suggestion_max_age, ACTOR, now)
+    if count:
+        log.info("expired %d pending suggestions older than %s", count, jobs.suggestion_max_age)
+    return count
+
+
+async def expire_all(jobs: AlertJobs, now: datetime) -> ExpireReport:
+    """The expire job: lapsed tag assignments, then stale pending suggestions."""
+    return ExpireReport(await expire_lapsed(jobs, now), await expire_suggestions(jobs, now))
+
+
+async def purge_inbound_claims(jobs: AlertJobs, now: datetime) -> int:
+    """Daily maintenance: drop inbound de-duplication claims older than any platform retry; returns how many."""
+    if jobs.inbound is None:
+        return 0
+    return await jobs.inbound.purge_inbound(now - jobs.inbound_max_age)
+
+
 async def warn_expiring(jobs: AlertJobs, now: datetime) -> int:
-    """Queue one digest per recipient per day for tags entering their warning window; returns how many."""
+    """Queue today's digest per recipient: the tags in their warning window that no earlier digest to that
+    recipient covered (each tag is warned once, never dropped); returns how many digests were queued."""
+    in_window: list[ExpiringTag] = []
     async with jobs.store.unit_of_work() as uow:
         managers = await uow.scans.managers()
-        builder = DigestBuilder(managers, jobs.expiry, now, jobs.tz)
         horizon = now + timedelta(days=jobs.expiry.horizon_days + 1)
         async for item in uow.scans.expiring(now, horizon):
-            builder.add(item)
+            if in_warning(item, jobs.expiry, now, jobs.tz):
+                in_window.append(item)
+        recipients = sorted({r for item in in_window for r in recipients_for(item.owner, item.region, managers)})
+        already = await _already_warned(uow, jobs, recipients, now)
+    builder = DigestBuilder(managers, jobs.expiry, now, jobs.tz, already)
+    for item in in_window:
+        builder.add(item)
     notices = [(d.recipient, d.day.isoformat(), digest_notice(d, now, jobs.tz)) for d in builder.digests.values()]
     return await _queue(jobs, EXPIRY_RULE, [(recipient, "*", period, n) for recipient, period, n in notices], now)
+
+
+async def _already_warned(
+    uow: AlertUnitOfWork, jobs: AlertJobs, recipients: Sequence[str], now: datetime
+) -> dict[str, set[int]]:
+    """Assignment ids each recipient's recent digests covered (only digests that can matter: bounded)."""
+    keys = [key for r in recipients for key in digest_keys(r, now, jobs.tz, jobs.expiry)]
+    out: dict[str, set[int]] = defaultdict(set)
+    for message in await uow.outbox.by_keys(keys):
+        out[message.recipient].update(int(i) for i in message.payload.get("assignment_ids", ()))
+    return dict(out)
 
 
 async def score_churn(jobs: AlertJobs, now: datetime) -> ChurnReport:
@@ -174,20 +243,22 @@ async def drain_outbox(jobs: AlertJobs, now: datetime) -> DrainReport:
 
 async def run_once(jobs: AlertJobs, now: datetime) -> RunReport:
     """Every job once, in order (the CLI's `kebiao alerts run-once`)."""
-    expired = await expire_lapsed(jobs, now)
+    expired = await expire_all(jobs, now)
     warnings = await warn_expiring(jobs, now)
     churn = await score_churn(jobs, now)
+    purged = await purge_inbound_claims(jobs, now)
     outbox = await drain_outbox(jobs, now)
-    return RunReport(expired, warnings, churn, outbox)
+    return RunReport(expired, warnings, churn, outbox, purged)
 
 
-def pick_channel(channels: set[str], available: Sequence[str]) -> str:
-    """Teams when the recipient has a stored Teams conversation, else WeCom (app messages need only the userid)."""
-    if TEAMS in channels and TEAMS in available:
+def pick_channel(references: set[str], configured: Sequence[str]) -> str:
+    """Teams when the recipient has a stored Teams conversation, else WeCom (app messages need only the
+    userid), among the deployment's configured channels, whatever this process can deliver itself."""
+    if TEAMS in references and TEAMS in configured:
         return TEAMS
-    if WECOM in available:
+    if WECOM in configured:
         return WECOM
-    return TEAMS if TEAMS in available else (available[0] if available else TEAMS)
+    return TEAMS if TEAMS in configured or not configured else configured[0]
 
 
 def _churn_tag(jobs: AlertJobs) -> tuple[Dimension, TagDef] | None:
@@ -330,7 +401,7 @@ async def _queue_in(
     """Within `uow`: one query for channels, one for acknowledgements, one INSERT for the new rows."""
     if not notices:
         return 0
-    available = sorted(jobs.deliverers) or [TEAMS]
+    configured = sorted(jobs.channels or jobs.deliverers)
     not_before = release_time(now, jobs.outbox.quiet, jobs.tz)
     recipients = sorted({r for r, _, _, _ in notices})
     channels = await uow.scans.reference_channels(recipients)
@@ -340,7 +411,7 @@ async def _queue_in(
         NewOutboxMessage(
             dedupe_key=dedupe_key(rule, customer, recipient, period),
             recipient=recipient,
-            channel=pick_channel(channels.get(recipient, set()), available),
+            channel=pick_channel(channels.get(recipient, set()), configured),
             payload=notice.to_payload(),
             not_before=None if not_before == now else not_before,
         )

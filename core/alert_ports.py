@@ -14,6 +14,10 @@ from core.ports import UnitOfWork
 from core.records import NewEvent
 from core.types import Assignment, Source, User
 
+# Payload key under which the outbox keeps the claim time of the first attempt whose outcome is unknown:
+# resending is safe only within the platform's duplicate-check window measured from that attempt.
+UNSURE_SINCE = "outbox_unsure_since"
+
 
 class OutboxState(StrEnum):
     """pending → sending → sent / failed / unknown (a crash while sending leaves `unknown`)."""
@@ -40,6 +44,12 @@ class OutboxMessage:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+
+    @property
+    def unsure_since(self) -> datetime:
+        """When the first attempt with an unknown outcome was claimed (rows from before: the last claim)."""
+        raw = self.payload.get(UNSURE_SINCE)
+        return datetime.fromisoformat(str(raw)) if raw else self.updated_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +84,17 @@ class OutboxRepository(Protocol):
         """Insert those whose dedupe key is new, in one statement; returns how many were inserted."""
         ...
 
-    async def claim(self, now: datetime, limit: int) -> list[OutboxMessage]:
-        """Move due pending rows to `sending` (attempts + 1) so no other replica takes them."""
+    async def claim(self, now: datetime, limit: int, channels: Sequence[str] | None = None) -> list[OutboxMessage]:
+        """Move due pending rows (of `channels` only, when given) to `sending` (attempts + 1) so no other
+        replica takes them."""
+        ...
+
+    async def due_by_channel(self, now: datetime) -> dict[str, int]:
+        """Pending rows due now, per channel."""
+        ...
+
+    async def by_keys(self, dedupe_keys: Sequence[str]) -> list[OutboxMessage]:
+        """The rows with those de-duplication keys (any state)."""
         ...
 
     async def mark_sent(self, message_id: int, now: datetime, note: str) -> bool: ...
@@ -87,16 +106,25 @@ class OutboxRepository(Protocol):
     async def mark_stale_unknown(self, claimed_before: datetime, now: datetime) -> list[OutboxMessage]:
         """`sending` rows claimed before the cutoff (their sender died) become `unknown`; returns them.
 
-        `updated_at` keeps the claim time, so the resend window is measured from the last real attempt.
+        The first time a row becomes `unknown`, its claim time is kept in the payload under UNSURE_SINCE, so
+        the resend window is measured from that attempt however often the row is re-queued.
         """
         ...
 
     async def mark_unknown(self, message_id: int, error: str) -> bool:
-        """A `sending` row whose outcome nobody knows; keeps `updated_at` (the claim time)."""
+        """A `sending` row whose outcome nobody knows; keeps UNSURE_SINCE as mark_stale_unknown does."""
         ...
 
-    async def requeue_unknown(self, message_id: int, now: datetime, note: str) -> bool:
-        """Put an `unknown` row back to pending (only where a resend cannot duplicate)."""
+    async def requeue_unknown(self, message_id: int, now: datetime, note: str, at: datetime | None = None) -> bool:
+        """Put an `unknown` row back to pending, due at `at` (default now), keeping UNSURE_SINCE."""
+        ...
+
+    async def fail_unknown(self, message_id: int, now: datetime, error: str) -> bool:
+        """An `unknown` row that will not be resent becomes `failed` with the reason."""
+        ...
+
+    async def settle_unknown(self, message_id: int, now: datetime, note: str) -> bool:
+        """An `unknown` row a person confirmed as delivered becomes `sent`."""
         ...
 
     async def unknown(self, limit: int) -> list[OutboxMessage]: ...
@@ -179,6 +207,10 @@ class ActivityRepository(Protocol):
 
     async def record_agent_removed(self, customer_id: int, agent: str, now: datetime) -> None:
         """Note that the customer deleted their agent (WeCom del_follow_user)."""
+        ...
+
+    async def record_agent_readded(self, customer_id: int, now: datetime) -> None:
+        """Clear the agent-removed signal: the customer added an agent again (WeCom add_external_contact)."""
         ...
 
 

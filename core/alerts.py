@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from types import MappingProxyType
@@ -117,9 +118,11 @@ class AlertNotice:
     alert_key: str  # acknowledging this stops repeats of the same alert
     snooze_key: str  # snoozing this silences the rule for the customer (or the digest) for a while
     score: float | None = None
+    assignment_ids: tuple[int, ...] = ()  # expiry digests: every tag the digest covers (listed or counted)
 
     def to_payload(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {"assignment_ids": list(self.assignment_ids)} if self.assignment_ids else {}
+        return extra | {
             "rule": self.rule,
             "title": self.title,
             "customer_id": self.customer_id,
@@ -145,6 +148,7 @@ class AlertNotice:
             alert_key=str(data["alert_key"]),
             snooze_key=str(data["snooze_key"]),
             score=None if data.get("score") is None else float(data["score"]),
+            assignment_ids=tuple(int(i) for i in data.get("assignment_ids", ())),
         )
 
 
@@ -351,11 +355,10 @@ class ExpiringTag:
 
 @dataclass(frozen=True, slots=True)
 class ExpiryRules:
-    """Warn N days before a tag expires (per tag, default 7); late runs catch up on missed days."""
+    """Warn N days before a tag expires (per tag, default 7), once, in the first digest after that."""
 
     default_days: int = 7
     per_tag: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
-    catchup_days: int = 2
     max_items: int = 10  # listed per digest; the count covers the rest
 
     def days_for(self, tag: str) -> int:
@@ -372,48 +375,75 @@ def warning_day(item: ExpiringTag, rules: ExpiryRules, tz: tzinfo) -> date:
     return due.astimezone(tz).date()
 
 
+def in_warning(item: ExpiringTag, rules: ExpiryRules, now: datetime, tz: tzinfo) -> bool:
+    """Not expired yet, and its warning window has opened (today or earlier, local time)."""
+    return item.expires_at > now and warning_day(item, rules, tz) <= now.astimezone(tz).date()
+
+
+def digest_keys(recipient: str, now: datetime, tz: tzinfo, rules: ExpiryRules) -> list[str]:
+    """Outbox keys of every digest that can have listed a tag still in its window (today's included).
+
+    A tag in its window expires after `now`, so its window opened at most `horizon_days` ago: digests older
+    than that cannot have listed it, which keeps the look-back bounded.
+    """
+    today = now.astimezone(tz).date()
+    days = (today - timedelta(days=k) for k in range(rules.horizon_days + 2))
+    return [dedupe_key(EXPIRY_RULE, "*", recipient, day.isoformat()) for day in days]
+
+
 @dataclass
 class Digest:
-    """One recipient's expiring tags for one local day: the most urgent listed, all counted."""
+    """One recipient's newly warned tags on one local send day: the most urgent listed, all counted."""
 
     recipient: str
     day: date
     count: int = 0
     items: list[ExpiringTag] = field(default_factory=list)
+    assignment_ids: list[int] = field(default_factory=list)
 
     def add(self, item: ExpiringTag, limit: int) -> None:
         self.count += 1
+        self.assignment_ids.append(item.assignment_id)
         self.items.append(item)
-        if len(self.items) > limit:  # keep memory bounded: drop the least urgent
+        if len(self.items) > limit:  # keep the listed part bounded: drop the least urgent
             self.items.sort(key=lambda i: (i.expires_at, i.assignment_id))
             del self.items[limit:]
 
 
 class DigestBuilder:
-    """Groups expiring tags into one digest per recipient per warning day (not one message per tag)."""
+    """One digest per recipient per send day, holding every tag in its warning window that no earlier
+    digest to that recipient covered: each tag is warned once, in the first digest after its window opens."""
 
-    def __init__(self, managers: Sequence[User], rules: ExpiryRules, now: datetime, tz: tzinfo) -> None:
+    def __init__(
+        self,
+        managers: Sequence[User],
+        rules: ExpiryRules,
+        now: datetime,
+        tz: tzinfo,
+        already: Mapping[str, AbstractSet[int]] | None = None,
+    ) -> None:
         self._managers = managers
         self._rules = rules
         self._now = now
         self._tz = tz
-        today = now.astimezone(tz).date()
-        self._days = {today - timedelta(days=k) for k in range(rules.catchup_days + 1)}
-        self.digests: dict[tuple[str, date], Digest] = {}
+        self._today = now.astimezone(tz).date()
+        self._already = already or {}
+        self.digests: dict[str, Digest] = {}
 
     def add(self, item: ExpiringTag) -> bool:
-        """File the tag under each recipient's digest if today (or a missed day) is its warning day."""
-        if item.expires_at <= self._now:
+        """File the tag under each recipient not warned about it yet; True when filed anywhere."""
+        if not in_warning(item, self._rules, self._now, self._tz):
             return False
-        day = warning_day(item, self._rules, self._tz)
-        if day not in self._days:
-            return False
+        filed = False
         for recipient in recipients_for(item.owner, item.region, self._managers):
-            digest = self.digests.get((recipient, day))
+            if item.assignment_id in self._already.get(recipient, ()):
+                continue
+            digest = self.digests.get(recipient)
             if digest is None:
-                digest = self.digests[(recipient, day)] = Digest(recipient, day)
+                digest = self.digests[recipient] = Digest(recipient, self._today)
             digest.add(item, self._rules.max_items)
-        return True
+            filed = True
+        return filed
 
 
 def digest_notice(digest: Digest, now: datetime, tz: tzinfo) -> AlertNotice:
@@ -440,6 +470,7 @@ def digest_notice(digest: Digest, now: datetime, tz: tzinfo) -> AlertNotice:
         raised_at=now,
         alert_key=f"{EXPIRY_RULE}:{digest.recipient}:{day}",
         snooze_key=EXPIRY_RULE,
+        assignment_ids=tuple(sorted(digest.assignment_ids)),
     )
 
 

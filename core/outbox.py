@@ -22,8 +22,11 @@ from core.alert_ports import (
     DeliveryOutcome,
     NewOutboxMessage,
     OutboxMessage,
+    OutboxRepository,
+    OutboxState,
 )
 from core.alerts import QuietHours, release_time
+from core.errors import NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +57,20 @@ class DrainReport:
     failed: int = 0
     unknown: int = 0
     requeued: int = 0
+    elsewhere: dict[str, int] = field(default_factory=dict)  # due rows of channels this process cannot deliver
+    quiet_until: datetime | None = None  # set when the drain ran inside quiet hours and sent nothing
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"sent {self.sent}, retry later {self.retried}, failed {self.failed}, "
             f"unknown {self.unknown}, re-queued {self.requeued}"
         )
+        if self.quiet_until is not None:
+            text += f"; quiet hours: held until {self.quiet_until.isoformat()}"
+        if self.elsewhere:
+            waiting = ", ".join(f"{n} for {channel}" for channel, n in sorted(self.elsewhere.items()))
+            text += f"; left pending for a process that delivers them: {waiting}"
+        return text
 
 
 async def enqueue(store: AlertStore, messages: list[NewOutboxMessage], now: datetime) -> int:
@@ -71,16 +82,28 @@ async def enqueue(store: AlertStore, messages: list[NewOutboxMessage], now: date
 async def drain(
     store: AlertStore, deliverers: Mapping[str, Deliverer], policy: OutboxPolicy, now: datetime
 ) -> DrainReport:
-    """Recover stale sends, then claim and deliver due rows in batches until none are left (bounded)."""
+    """Recover stale sends, then claim and deliver due rows of the channels held here, in batches (bounded).
+
+    Inside quiet hours nothing is claimed (a row queued just before the window opened waits for its end);
+    rows of channels without a deliverer in this process stay pending for a process that has one.
+    """
     report = DrainReport()
     await recover(store, deliverers, policy, now, report)
+    release = release_time(now, policy.quiet, policy.tz)
+    if release != now:
+        report.quiet_until = release
+        return report
+    channels = sorted(deliverers)
     # One row per claim: a crash then leaves only the row really in flight `unknown`, never a whole batch.
-    for _ in range(policy.batch * policy.max_batches):
+    for _ in range(policy.batch * policy.max_batches if channels else 0):
         async with store.unit_of_work() as uow:
-            claimed = await uow.outbox.claim(now, 1)
+            claimed = await uow.outbox.claim(now, 1, channels)
         if not claimed:
             break
         await _deliver_one(store, deliverers.get(claimed[0].channel), claimed[0], policy, now, report)
+    async with store.unit_of_work() as uow:
+        due = await uow.outbox.due_by_channel(now)
+    report.elsewhere = {channel: n for channel, n in due.items() if channel not in deliverers}
     return report
 
 
@@ -98,12 +121,26 @@ async def recover(
                 message.recipient,
             )
         unknown = await uow.outbox.unknown(policy.batch * policy.max_batches)
+        # A resend goes out no earlier than the end of quiet hours; it is safe only while the platform's
+        # duplicate check, counted from the FIRST uncertain attempt, still covers that moment.
+        at = release_time(now, policy.quiet, policy.tz)
         for message in unknown:
             deliverer = deliverers.get(message.channel)
-            fresh = now - message.updated_at < policy.resend_window
-            if deliverer is not None and deliverer.resend_is_safe and fresh:
-                note = f"outcome unknown; resent at {now.isoformat()} under the platform's duplicate check"
-                if await uow.outbox.requeue_unknown(message.id, now, note):
+            if deliverer is None or not deliverer.resend_is_safe:
+                report.unknown += 1
+                continue
+            if message.attempts >= policy.max_attempts:
+                reason = (
+                    f"outcome unknown after {message.attempts} attempts (first uncertain send "
+                    f"{message.unsure_since.isoformat()}); not resent again: check with the recipient"
+                )
+                if await uow.outbox.fail_unknown(message.id, now, reason):
+                    report.failed += 1
+                    log.warning("outbox %d to %s: %s", message.id, message.recipient, reason)
+                continue
+            if at - message.unsure_since < policy.resend_window:
+                note = f"outcome unknown; resent at {at.isoformat()} under the platform's duplicate check"
+                if await uow.outbox.requeue_unknown(message.id, now, note, at):
                     report.requeued += 1
             else:
                 report.unknown += 1
@@ -146,3 +183,31 @@ async def _deliver_one(
             await uow.outbox.mark_failed(message.id, now, reason)
             report.failed += 1
             log.warning("outbox %d to %s failed permanently: %s", message.id, message.recipient, reason)
+
+
+async def resend_unknown(store: AlertStore, message_id: int, now: datetime, by: str) -> OutboxMessage:
+    """A person decided the `unknown` row did not arrive: send it again at the next drain."""
+    async with store.unit_of_work() as uow:
+        message = await _unknown_row(uow.outbox, message_id)
+        await uow.outbox.requeue_unknown(message.id, now, f"resend requested by {by} at {now.isoformat()}")
+    return message
+
+
+async def settle_unknown(store: AlertStore, message_id: int, now: datetime, by: str) -> OutboxMessage:
+    """A person confirmed the `unknown` row arrived: record it as sent, never resend it."""
+    async with store.unit_of_work() as uow:
+        message = await _unknown_row(uow.outbox, message_id)
+        await uow.outbox.settle_unknown(message.id, now, f"confirmed delivered by {by} at {now.isoformat()}")
+    return message
+
+
+async def _unknown_row(outbox: OutboxRepository, message_id: int) -> OutboxMessage:
+    message = await outbox.get(message_id)
+    if message is None:
+        raise NotFoundError(f"outbox message {message_id} does not exist")
+    if message.state is not OutboxState.UNKNOWN:
+        raise ValueError(
+            f"outbox message {message_id} is {message.state.value}, not unknown: only a row whose outcome is "
+            "unknown can be resent or marked sent (see `kebiao alerts unknown`)"
+        )
+    return message

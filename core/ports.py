@@ -73,11 +73,12 @@ class CustomerRepository(Protocol):
         ...
 
     async def find_by_name_key(self, key: str, limit: int) -> list[Customer]:
-        """Customers whose normalised name equals, starts with or contains `key` (best first)."""
+        """Customers whose normalised name, then company, equals, starts with or contains `key` (best first)."""
         ...
 
-    async def find_for_import(self, draft: CustomerDraft) -> Customer | None:
-        """The customer an import row refers to: by crm id, else WeCom id, else name + company."""
+    async def find_for_import(self, draft: CustomerDraft, limit: int = 5) -> list[Customer]:
+        """Customers an import row may refer to: by crm id, else WeCom id, else normalised name narrowed by
+        the row's company when it gives one; more than one means the row is ambiguous."""
         ...
 
     async def add(self, draft: CustomerDraft, now: datetime) -> Customer: ...
@@ -186,6 +187,10 @@ class SuggestionRepository(Protocol):
         ...
 
     async def pending_for(self, customer_id: int) -> list[SuggestionRecord]: ...
+
+    async def expire_pending(self, created_before: datetime, by: str, now: datetime) -> int:
+        """Mark every suggestion still pending and created before the cutoff `expired`; returns how many."""
+        ...
 
 
 class UserRepository(Protocol):

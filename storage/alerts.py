@@ -302,3 +302,12 @@ class SqlActivity:
         values = {"agent_removed_at": now, "agent_removed_by": agent}
         stmt = _insert(self._conn, t.customer_activity).values(customer_id=customer_id, **values)
         await self._conn.execute(stmt.on_conflict_do_update(index_elements=["customer_id"], set_=values))
+
+    async def record_agent_readded(self, customer_id: int, now: datetime) -> None:
+        """Clear agent_removed_at/by (only a removal older than `now`: a late retry cannot undo a newer one)."""
+        ca = t.customer_activity.c
+        await self._conn.execute(
+            update(t.customer_activity)
+            .where(ca.customer_id == customer_id, ca.agent_removed_at.is_not(None), ca.agent_removed_at <= now)
+            .values(agent_removed_at=None, agent_removed_by=None)
+        )

@@ -3,6 +3,7 @@ alert unit of work / store that expose it beside the ordinary repositories."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
 from types import MappingProxyType
@@ -12,12 +13,13 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from core.alert_ports import NewOutboxMessage, OutboxMessage, OutboxState
+from core.alert_ports import UNSURE_SINCE, NewOutboxMessage, OutboxMessage, OutboxState
 from storage import tables as t
 from storage.alerts import SqlAcknowledgements, SqlActivity, SqlAlertScans
 from storage.repositories import SqlUnitOfWork, _insert
 
 ERROR_CHARS = 1000
+KEY_CHUNK = 500
 
 
 def _message(row: Row[Any]) -> OutboxMessage:
@@ -84,14 +86,15 @@ class SqlOutbox:
         # executemany with RETURNING: SQLAlchemy batches it into multi-row VALUES ("insertmanyvalues").
         return len((await self._conn.execute(stmt, rows)).all())
 
-    async def claim(self, now: datetime, limit: int) -> list[OutboxMessage]:
+    async def claim(self, now: datetime, limit: int, channels: Sequence[str] | None = None) -> list[OutboxMessage]:
         o = t.outbox.c
-        due = (
-            select(o.id)
-            .where(o.state == OutboxState.PENDING.value, or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now))
-            .order_by(o.id)
-            .limit(limit)
+        due = select(o.id).where(
+            o.state == OutboxState.PENDING.value, or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now)
         )
+        if channels is not None:
+            # A process delivers only the channels it holds a deliverer for; other rows wait for one that does.
+            due = due.where(o.channel.in_(sorted(set(channels))))
+        due = due.order_by(o.id).limit(limit)
         claim = {"state": OutboxState.SENDING.value, "attempts": o.attempts + 1, "updated_at": now}
         if self._conn.dialect.name == "postgresql":
             # Rows another replica holds are skipped, not waited for; each row goes to one claimer. A CTE,
@@ -146,7 +149,12 @@ class SqlOutbox:
         )
 
     async def mark_unknown(self, message_id: int, error: str) -> bool:
-        return await self._move(message_id, OutboxState.SENDING, state=OutboxState.UNKNOWN.value, last_error=error)
+        moved = await self._move(message_id, OutboxState.SENDING, state=OutboxState.UNKNOWN.value, last_error=error)
+        if moved:
+            message = await self.get(message_id)
+            if message is not None:
+                await self._keep_unsure_since([message])
+        return moved
 
     async def mark_stale_unknown(self, claimed_before: datetime, now: datetime) -> list[OutboxMessage]:
         o = t.outbox.c
@@ -157,17 +165,59 @@ class SqlOutbox:
             .values(state=OutboxState.UNKNOWN.value, last_error=note)
             .returning(t.outbox)
         )
-        return sorted((_message(r) for r in rows), key=lambda m: m.id)
+        return await self._keep_unsure_since(sorted((_message(r) for r in rows), key=lambda m: m.id))
 
-    async def requeue_unknown(self, message_id: int, now: datetime, note: str) -> bool:
+    async def _keep_unsure_since(self, messages: list[OutboxMessage]) -> list[OutboxMessage]:
+        """Record each row's claim time (its `updated_at`) as UNSURE_SINCE unless an earlier one is kept."""
+        out: list[OutboxMessage] = []
+        for message in messages:
+            if UNSURE_SINCE in message.payload:
+                out.append(message)
+                continue
+            payload = {**message.payload, UNSURE_SINCE: message.updated_at.isoformat()}
+            await self._conn.execute(update(t.outbox).where(t.outbox.c.id == message.id).values(payload=payload))
+            out.append(dataclasses.replace(message, payload=MappingProxyType(payload)))
+        return out
+
+    async def requeue_unknown(self, message_id: int, now: datetime, note: str, at: datetime | None = None) -> bool:
         return await self._move(
             message_id,
             OutboxState.UNKNOWN,
             state=OutboxState.PENDING.value,
-            next_attempt_at=now,
+            next_attempt_at=at or now,
             last_error=note,
             updated_at=now,
         )
+
+    async def fail_unknown(self, message_id: int, now: datetime, error: str) -> bool:
+        return await self._move(
+            message_id, OutboxState.UNKNOWN, state=OutboxState.FAILED.value, last_error=error, updated_at=now
+        )
+
+    async def settle_unknown(self, message_id: int, now: datetime, note: str) -> bool:
+        return await self._move(
+            message_id, OutboxState.UNKNOWN, state=OutboxState.SENT.value, last_error=note, updated_at=now
+        )
+
+    async def due_by_channel(self, now: datetime) -> dict[str, int]:
+        o = t.outbox.c
+        rows = await self._conn.execute(
+            select(o.channel, func.count())
+            .where(o.state == OutboxState.PENDING.value, or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now))
+            .group_by(o.channel)
+        )
+        return {channel: int(n) for channel, n in rows}
+
+    async def by_keys(self, dedupe_keys: Sequence[str]) -> list[OutboxMessage]:
+        """Looked up through the unique index on dedupe_key, in chunks that keep each IN list short."""
+        keys = sorted(set(dedupe_keys))
+        out: list[OutboxMessage] = []
+        for start in range(0, len(keys), KEY_CHUNK):
+            rows = await self._conn.execute(
+                select(t.outbox).where(t.outbox.c.dedupe_key.in_(keys[start : start + KEY_CHUNK]))
+            )
+            out.extend(_message(r) for r in rows)
+        return sorted(out, key=lambda m: m.id)
 
     async def unknown(self, limit: int) -> list[OutboxMessage]:
         o = t.outbox.c

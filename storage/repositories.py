@@ -118,25 +118,48 @@ class SqlCustomers:
 
     async def find_by_name_key(self, key: str, limit: int) -> list[Customer]:
         c = t.customers.c
-        rank = case((c.name_key == key, 0), (c.name_key.startswith(key, autoescape=True), 1), else_=2)
+        # Name matches first (equal, prefix, contains), then company matches in the same order; the
+        # company column is stored as typed, so it is compared lower-cased (the key is already normalised).
+        company = func.lower(c.company)
+        rank = case(
+            (c.name_key == key, 0),
+            (c.name_key.startswith(key, autoescape=True), 1),
+            (c.name_key.contains(key, autoescape=True), 2),
+            (company == key, 3),
+            (company.startswith(key, autoescape=True), 4),
+            else_=5,
+        )
         rows = await self._conn.execute(
             select(t.customers)
-            .where(c.name_key.contains(key, autoescape=True))
+            .where(or_(c.name_key.contains(key, autoescape=True), company.contains(key, autoescape=True)))
             .order_by(rank, func.length(c.name_key), c.id)
             .limit(limit)
         )
         return [_customer(r) for r in rows]
 
-    async def find_for_import(self, draft: CustomerDraft) -> Customer | None:
+    async def find_for_import(self, draft: CustomerDraft, limit: int = 5) -> list[Customer]:
         c = t.customers.c
         if _or_none(draft.crm_id):
             where: ColumnElement[bool] = c.crm_id == draft.crm_id.strip()
         elif _or_none(draft.wecom_external_userid):
             where = c.wecom_external_userid == draft.wecom_external_userid.strip()
         else:
-            where = and_(c.name_key == name_key(draft.name), c.company == draft.company.strip())
+            return await self._import_candidates_by_name(draft, limit)
         row = (await self._conn.execute(select(t.customers).where(where).order_by(c.id).limit(1))).first()
-        return _customer(row) if row else None
+        return [_customer(row)] if row else []
+
+    async def _import_candidates_by_name(self, draft: CustomerDraft, limit: int) -> list[Customer]:
+        """Same normalised name; a row's company narrows to that company (or to customers without one)."""
+        c = t.customers.c
+        rows = await self._conn.execute(select(t.customers).where(c.name_key == name_key(draft.name)).order_by(c.id))
+        same_name = [_customer(r) for r in rows]
+        wanted = name_key(draft.company)
+        if not wanted:
+            return same_name[:limit]
+        same_company = [x for x in same_name if name_key(x.company) == wanted]
+        if same_company:
+            return same_company[:limit]
+        return [x for x in same_name if not name_key(x.company)][:limit]
 
     async def add(self, draft: CustomerDraft, now: datetime) -> Customer:
         values = _customer_values(draft, now) | {"created_at": now}
@@ -558,6 +581,16 @@ class SqlSuggestions:
             select(t.suggestions).where(s.customer_id == customer_id, s.status == "pending").order_by(s.id)
         )
         return [_suggestion(r) for r in rows]
+
+    async def expire_pending(self, created_before: datetime, by: str, now: datetime) -> int:
+        """One set-based UPDATE; the status guard leaves a suggestion someone decided meanwhile alone."""
+        s = t.suggestions.c
+        result = await self._conn.execute(
+            update(t.suggestions)
+            .where(s.status == "pending", s.created_at < created_before)
+            .values(status="expired", decided_by=by, decided_at=now)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- users

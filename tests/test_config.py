@@ -2,7 +2,7 @@
 
 import pytest
 
-from config import ConfigError, Settings
+from config import ConfigError, Settings, check_bot_credentials
 
 
 def test_defaults_match_design() -> None:
@@ -44,3 +44,46 @@ def test_secrets_are_not_in_repr() -> None:
     s = Settings.from_env({"MICROSOFT_APP_PASSWORD": "hunter2", "KEBIAO_ADMIN_TOKEN": "tok"}, dotenv=None)
     assert "hunter2" not in repr(s)
     assert "tok'" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"MICROSOFT_APP_ID": "0b6f5a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"}, "MICROSOFT_APP_PASSWORD is empty"),
+        (
+            {"MICROSOFT_APP_ID": "0b6f5a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "MICROSOFT_APP_PASSWORD": "   "},
+            "MICROSOFT_APP_PASSWORD is empty",
+        ),
+        (
+            {"MICROSOFT_APP_ID": "id", "MICROSOFT_APP_PASSWORD": "pw", "MICROSOFT_APP_TYPE": "singletenant"},
+            "needs MICROSOFT_APP_TENANT_ID",
+        ),
+        ({"MICROSOFT_APP_TYPE": "Federated"}, "MICROSOFT_APP_TYPE='Federated' is not supported"),
+        ({"KEBIAO_ENV": "production", "MICROSOFT_APP_ID": " "}, "MICROSOFT_APP_ID is empty"),
+    ],
+)
+def test_teams_credential_rules_are_configuration_errors(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle):
+        check_bot_credentials(Settings.from_env(env, dotenv=None).teams)
+
+
+def test_an_app_id_without_its_secret_is_enough_to_build_the_package_but_not_to_serve() -> None:
+    settings = Settings.from_env({"MICROSOFT_APP_ID": "0b6f5a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"}, dotenv=None)
+    assert settings.teams.app_id  # from_env accepts it: `kebiao manifest build` needs only the id
+    with pytest.raises(ConfigError, match="MICROSOFT_APP_PASSWORD is empty"):
+        check_bot_credentials(settings.teams)
+
+
+def test_teams_credentials_are_stripped_and_valid_combinations_pass() -> None:
+    s = Settings.from_env(
+        {
+            "MICROSOFT_APP_ID": " app-id\n",
+            "MICROSOFT_APP_PASSWORD": "secret ",
+            "MICROSOFT_APP_TYPE": "SingleTenant",
+            "MICROSOFT_APP_TENANT_ID": " tenant ",
+        },
+        dotenv=None,
+    )
+    assert (s.teams.app_id, s.teams.app_password, s.teams.app_tenant_id) == ("app-id", "secret", "tenant")
+    msi = {"MICROSOFT_APP_ID": "id", "MICROSOFT_APP_TYPE": "UserAssignedMSI", "MICROSOFT_APP_TENANT_ID": "t"}
+    assert Settings.from_env(msi, dotenv=None).teams.app_password == ""

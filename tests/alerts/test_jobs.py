@@ -43,7 +43,7 @@ async def test_run_once_expires_warns_scores_and_delivers_each_alert_once(
     jobs = _jobs(store, seeded["taxonomy"], {"wecom": wecom_deliverer})
     report = await run_once(jobs, NOW)
 
-    assert report.expired == 1
+    assert report.expired.assignments == 1
     async with database.unit_of_work() as uow:
         events = await uow.events.for_customer(seeded["haiyue"], 0, 10)
         yunfan_tags = {a.tag: a for a in await uow.assignments.active_for(seeded["yunfan"])}

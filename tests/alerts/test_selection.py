@@ -126,10 +126,9 @@ def test_one_digest_per_recipient_per_day_not_per_tag() -> None:
     assert not builder.add(_expiring(3, 3, "方案评估", 8.5))  # not yet
     assert builder.add(_expiring(4, 4, "试用中", 2.9))  # per-tag window: 3 days
     assert not builder.add(_expiring(5, 5, "试用中", 5))
-    keys = sorted(builder.digests)
-    assert keys == [("小张", date(2025, 3, 10)), ("王经理", date(2025, 3, 10))]
-    digest = builder.digests[("王经理", date(2025, 3, 10))]
-    assert digest.count == 3
+    assert sorted(builder.digests) == ["小张", "王经理"]
+    digest = builder.digests["王经理"]
+    assert digest.count == 3 and digest.day == date(2025, 3, 10)
     notice = digest_notice(digest, NOW, SH)
     assert notice.title.startswith("3 个标签即将到期")
     assert "试用中" in notice.reasons[0].text  # most urgent first
@@ -140,8 +139,9 @@ def test_digest_keeps_memory_bounded_but_counts_everything() -> None:
     builder = DigestBuilder([], ExpiryRules(max_items=3), NOW, SH)
     for i in range(50):
         builder.add(_expiring(i, i, "询价客户", 6.99 - i / 1000))
-    digest = builder.digests[("小张", date(2025, 3, 10))]
+    digest = builder.digests["小张"]
     assert digest.count == 50 and len(digest.items) == 3
+    assert sorted(digest_notice(digest, NOW, SH).assignment_ids) == list(range(50))  # counted ones covered too
     assert "另有 47 个未列出" in digest_notice(digest, NOW, SH).title
 
 
