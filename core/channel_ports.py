@@ -1,11 +1,11 @@
-"""Ports for chat-channel bookkeeping: conversation links, stored references, inbound de-duplication."""
+"""Ports for chat-channel bookkeeping: conversation links, stored references, inbound de-duplication and inbox."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,65 @@ class SavedReference:
     updated_at: datetime
 
 
+InboundState = Literal["pending", "done", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """A stored inbound callback: its body is processed until done, or failed after too many attempts."""
+
+    id: int
+    channel: str
+    dedupe_key: str
+    body: str
+    received_at: datetime
+    state: InboundState
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+
+
+class InboundInbox(Protocol):
+    """Durable inbox of inbound callbacks; the unique (channel, key) row is also the de-duplication claim.
+
+    Keys longer than the storage column are stored as a stable hash, so distinct long keys never collide.
+    """
+
+    async def accept_inbound_many(
+        self, channel: str, items: Sequence[tuple[str, str]], now: datetime, lease_until: datetime
+    ) -> dict[str, int]:
+        """Store (key, body) pairs not seen before as pending (attempt 1, leased until `lease_until`) in
+        one statement; returns {key: row id} for the keys stored by this call (retries are absent)."""
+        ...
+
+    async def claim_inbound_due(
+        self, channel: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[InboundMessage]:
+        """Lease up to `limit` pending rows due by `now` (oldest first), counting one more attempt each;
+        rows another replica is claiming at the same moment are skipped, never taken twice."""
+        ...
+
+    async def finish_inbound(self, message_id: int, now: datetime) -> None:
+        """The message's effect is committed: mark it done."""
+        ...
+
+    async def retry_inbound(self, message_id: int, now: datetime, next_attempt_at: datetime, error: str) -> None:
+        """The attempt failed: keep the row pending, due again at `next_attempt_at`, with the reason."""
+        ...
+
+    async def fail_inbound(self, message_id: int, now: datetime, error: str) -> None:
+        """Give up on the message (poison): state failed, with the reason."""
+        ...
+
+    async def release_inbound_leases(self, message_ids: Sequence[int], now: datetime) -> None:
+        """Make interrupted pending rows due at once (shutdown cancelled their processing)."""
+        ...
+
+    async def inbound_message(self, channel: str, key: str) -> InboundMessage | None:
+        """The stored row for `key` (inspection and tests)."""
+        ...
+
+
 class ChannelStore(Protocol):
     """Each call is its own short transaction; all writes are race-safe on SQLite and PostgreSQL."""
 
@@ -42,7 +101,7 @@ class ChannelStore(Protocol):
         ...
 
     async def purge_inbound(self, older_than: datetime) -> int:
-        """Drop claims older than any platform retry window; returns how many."""
+        """Drop claims and done inbox rows older than any platform retry window; returns how many."""
         ...
 
     async def link(self, channel: str, conversation_id: str, customer_id: int, by: str, now: datetime) -> None:

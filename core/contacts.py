@@ -4,7 +4,8 @@ Churn signal: when a customer deletes the agent (del_follow_user) the customer k
 the attributes `wecom_status=lost_by_customer`, `wecom_lost_at` (ISO time) and `wecom_lost_by` (the agent's
 userid); `del_external_contact` (the agent deleted the customer) sets `wecom_status=removed_by_agent`.
 The deletion is also noted in customer_activity (agent_removed_at/by), which the churn scan reads; re-adding
-sets `wecom_status=active` and keeps `wecom_lost_at` as history.
+sets `wecom_status=active`, keeps `wecom_lost_at` as history, records `wecom_readded_at` and clears the
+agent-removed signal in customer_activity (same transaction), so the customer leaves the churn list at once.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ STATUS = "wecom_status"
 LOST_AT = "wecom_lost_at"
 LOST_BY = "wecom_lost_by"
 REMOVED_AT = "wecom_removed_at"
+READDED_AT = "wecom_readded_at"
 STATE = "wecom_add_state"
 
 ContactChange = Literal["add_external_contact", "edit_external_contact", "del_external_contact", "del_follow_user"]
@@ -130,7 +132,7 @@ async def record_contact_event(
 
 
 async def _added(
-    uow: UnitOfWork,
+    uow: AlertUnitOfWork,
     taxonomy: Taxonomy,
     rules: TaggingRules,
     customer: Customer | None,
@@ -153,12 +155,16 @@ async def _added(
         )
         customer = await uow.customers.add(draft, now)
     else:
+        if customer.attributes.get(STATUS) in ("lost_by_customer", "removed_by_agent"):
+            extra[READDED_AT] = now.isoformat()
         changes: dict[str, object] = {"attributes": _with(customer.attributes, **extra)}
         if not customer.owner:
             changes["owner"] = user_id
         if info.name and customer.name == external_user_id:
             changes["name"] = info.name
         customer = await uow.customers.update(customer.id, _draft(customer, **changes), now)
+        # The churn scan reads customer_activity: a customer who is back is no longer at risk.
+        await uow.activity.record_agent_readded(customer.id, now)
     if not state:
         return ContactOutcome(customer, created)
     tag_name = taxonomy.channels.get(state)

@@ -3,14 +3,17 @@
 One JSON object per line: msgid, from, tolist, roomid, msgtime (ms), msgtype and text.content. Only text
 messages whose sender is an external user id (`wm…`/`wo…`) of a known customer are matched. Every message is
 keyed `wecom:<msgid>`, so re-running a file changes nothing; a checkpoint (byte offset and line number after
-the last committed batch) lets `--resume` skip what is done. Each batch is one transaction of a few set-based
-statements (customers by external id, suggestions, `apply_many` for auto tags, events), which also records each
-speaking customer's latest message time for the churn signals (customer_activity). Bad lines are reported
-with their line number and skipped; the run goes on and the caller decides the exit status.
+the last committed batch, plus the file's size, mtime and a hash of its first 64 KiB) lets `--resume` skip
+what is done, and refuses to resume a file that changed since (its offsets would point elsewhere). Each batch
+is one transaction of a few set-based statements (customers by external id, suggestions, `apply_many` for auto
+tags, events), which also records each speaking customer's latest message time for the churn signals
+(customer_activity). Bad lines are reported with their line number and skipped; the run goes on and the caller
+decides the exit status.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -36,6 +39,7 @@ EXTERNAL_PREFIXES = ("wm", "wo")
 ACTIVITY_CHANNEL = "wecom"
 BATCH_LINES = 2000  # lines per transaction and checkpoint: fewer round trips, bounded memory
 CHECKPOINT_SUFFIX = ".kebiao-checkpoint"
+HEAD_BYTES = 64 * 1024  # hashed to recognise the file a checkpoint was written for
 
 Progress = Callable[[int, int, int], None]  # bytes done, total bytes, lines done
 
@@ -118,29 +122,78 @@ def checkpoint_path(path: Path) -> Path:
     return path.with_name(path.name + CHECKPOINT_SUFFIX)
 
 
-def _read_checkpoint(path: Path, size: int) -> tuple[int, int]:
-    """(byte offset, line number) to resume from; refuses a checkpoint past the end of the file."""
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """What a checkpoint remembers of its file: a replaced or edited file differs in at least one of these."""
+
+    size: int
+    mtime_ns: int
+    head_sha256: str
+
+    @classmethod
+    def of(cls, path: Path) -> FileIdentity:
+        """Size, modification time and the sha256 of the first HEAD_BYTES bytes of `path`."""
+        stat = path.stat()
+        with path.open("rb") as stream:
+            head = stream.read(HEAD_BYTES)
+        return cls(stat.st_size, stat.st_mtime_ns, hashlib.sha256(head).hexdigest())
+
+    def differences(self, other: FileIdentity) -> list[str]:
+        """Human descriptions of what differs from `other` (the checkpoint's view)."""
+        out = []
+        if self.size != other.size:
+            out.append(f"size {other.size} -> {self.size} bytes")
+        if self.mtime_ns != other.mtime_ns:
+            out.append("modification time")
+        if self.head_sha256 != other.head_sha256:
+            out.append(f"content of the first {HEAD_BYTES // 1024} KiB")
+        return out
+
+
+_START_OVER = "delete the checkpoint to start over (ingest is idempotent by msgid, nothing is applied twice)"
+
+
+def _read_checkpoint(path: Path, identity: FileIdentity) -> tuple[int, int]:
+    """(byte offset, line number) to resume from; refuses a checkpoint written for a different file state."""
     cp = checkpoint_path(path)
     if not cp.exists():
         return 0, 0
     try:
         data = json.loads(cp.read_text(encoding="utf-8"))
         offset, line = int(data["offset"]), int(data["line"])
+        saved = data.get("identity")
+        known = None if saved is None else FileIdentity(int(saved["size"]), int(saved["mtime_ns"]), str(saved["head"]))
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{cp}: unreadable checkpoint ({exc}); delete it to start over") from None
-    if not 0 <= offset <= size:
+    if known is None:
         raise CheckpointError(
-            f"{cp}: checkpoint offset {offset} is past the end of {path} ({size} bytes); the file changed — "
-            "delete the checkpoint to start over (ingest is idempotent by msgid)"
+            f"{cp}: the checkpoint does not record which file it belongs to (written by an older version); "
+            + _START_OVER
+        )
+    changed = identity.differences(known)
+    if changed:
+        raise CheckpointError(
+            f"{cp}: {path} changed since the checkpoint was written ({', '.join(changed)}); resuming would skip "
+            f"or misread lines — {_START_OVER}"
+        )
+    if not 0 <= offset <= identity.size:
+        raise CheckpointError(
+            f"{cp}: checkpoint offset {offset} is past the end of {path} ({identity.size} bytes); " + _START_OVER
         )
     return offset, line
 
 
-def _write_checkpoint(path: Path, offset: int, line: int) -> None:
+def _write_checkpoint(path: Path, offset: int, line: int, identity: FileIdentity) -> None:
     """Write atomically (temp file + rename), so a crash never leaves half a checkpoint."""
     cp = checkpoint_path(path)
     tmp = cp.with_name(cp.name + ".tmp")
-    tmp.write_text(json.dumps({"offset": offset, "line": line, "file": path.name}), encoding="utf-8")
+    record = {
+        "offset": offset,
+        "line": line,
+        "file": path.name,
+        "identity": {"size": identity.size, "mtime_ns": identity.mtime_ns, "head": identity.head_sha256},
+    }
+    tmp.write_text(json.dumps(record), encoding="utf-8")
     os.replace(tmp, cp)
 
 
@@ -157,8 +210,9 @@ async def ingest_archive(
     batch_lines: int = BATCH_LINES,
 ) -> IngestSummary:
     """Ingest an archive file; each batch is matched in memory, then one transaction, then a checkpoint."""
-    size = path.stat().st_size
-    offset, line_no = _read_checkpoint(path, size) if resume else (0, 0)
+    identity = FileIdentity.of(path)
+    size = identity.size
+    offset, line_no = _read_checkpoint(path, identity) if resume else (0, 0)
     summary = IngestSummary(resumed_from_line=line_no)
     customers: dict[str, int | None] = {}
     with path.open("rb") as stream:
@@ -174,7 +228,7 @@ async def ingest_archive(
                     await _store_batch(uow, rules, matched, customers, summary)
             offset += sum(len(raw) for raw in batch)
             summary.lines += len(batch)
-            _write_checkpoint(path, offset, line_no)
+            _write_checkpoint(path, offset, line_no, identity)
             if progress is not None:
                 progress(offset, size, line_no)
     return summary

@@ -1,18 +1,47 @@
-"""SQL implementation of the channel bookkeeping port (links, references, inbound de-duplication)."""
+"""SQL implementation of the channel bookkeeping port (links, references, inbound de-duplication, inbox)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.channel_ports import ConversationLink, SavedReference
+from core.channel_ports import ConversationLink, InboundMessage, SavedReference
 from storage import tables as t
 from storage.database import READ_ONLY
 from storage.repositories import _insert
+
+KEY_CHARS = 500  # inbound_dedup.unique_key and inbound_messages.dedupe_key
+HASH_PREFIX = "sha256:"
+ERROR_CHARS = 1000
+_M = t.inbound_messages
+
+
+def stored_key(key: str) -> str:
+    """The key as stored: itself when it fits the column, else a stable sha256 (never a colliding prefix)."""
+    if len(key) <= KEY_CHARS:
+        return key
+    return HASH_PREFIX + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _message(row: Row[Any]) -> InboundMessage:
+    m = row._mapping
+    return InboundMessage(
+        id=m["id"],
+        channel=m["channel"],
+        dedupe_key=m["dedupe_key"],
+        body=m["body"],
+        received_at=m["received_at"],
+        state=m["state"],
+        attempts=m["attempts"],
+        next_attempt_at=m["next_attempt_at"],
+        last_error=m["last_error"],
+    )
 
 
 class SqlChannelStore:
@@ -25,7 +54,7 @@ class SqlChannelStore:
         async with self._engine.begin() as conn:
             stmt = (
                 _insert(conn, t.inbound_dedup)
-                .values(channel=channel, unique_key=key[:500], received_at=now)
+                .values(channel=channel, unique_key=stored_key(key), received_at=now)
                 .on_conflict_do_nothing(index_elements=["channel", "unique_key"])
             )
             result = await conn.execute(stmt)
@@ -33,7 +62,7 @@ class SqlChannelStore:
 
     async def claim_inbound_many(self, channel: str, keys: Sequence[str], now: datetime) -> set[str]:
         """Claim several keys in one INSERT … ON CONFLICT DO NOTHING; returns the keys claimed first here."""
-        unique = list(dict.fromkeys(key[:500] for key in keys))
+        unique = list(dict.fromkeys(stored_key(key) for key in keys))
         if not unique:
             return set()
         async with self._engine.begin() as conn:
@@ -44,20 +73,115 @@ class SqlChannelStore:
                 .returning(t.inbound_dedup.c.unique_key)
             )
             claimed = {row[0] for row in await conn.execute(stmt)}
-        return {key for key in keys if key[:500] in claimed}
+        return {key for key in keys if stored_key(key) in claimed}
 
     async def release_inbound(self, channel: str, key: str) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(
                 delete(t.inbound_dedup).where(
-                    t.inbound_dedup.c.channel == channel, t.inbound_dedup.c.unique_key == key[:500]
+                    t.inbound_dedup.c.channel == channel, t.inbound_dedup.c.unique_key == stored_key(key)
                 )
             )
 
     async def purge_inbound(self, older_than: datetime) -> int:
         async with self._engine.begin() as conn:
             result = await conn.execute(delete(t.inbound_dedup).where(t.inbound_dedup.c.received_at < older_than))
-            return int(result.rowcount or 0)
+            # Done inbox rows only: pending ones still have work to do, failed ones wait for a person.
+            done = await conn.execute(delete(_M).where(_M.c.state == "done", _M.c.received_at < older_than))
+            return int(result.rowcount or 0) + int(done.rowcount or 0)
+
+    # ------------------------------------------------------------------ durable inbox
+
+    async def accept_inbound_many(
+        self, channel: str, items: Sequence[tuple[str, str]], now: datetime, lease_until: datetime
+    ) -> dict[str, int]:
+        """One INSERT … ON CONFLICT DO NOTHING RETURNING for the whole batch: the row is the claim."""
+        rows: dict[str, dict[str, Any]] = {}
+        for key, body in items:
+            rows.setdefault(
+                stored_key(key),
+                {
+                    "channel": channel,
+                    "dedupe_key": stored_key(key),
+                    "body": body,
+                    "received_at": now,
+                    "state": "pending",
+                    "attempts": 1,
+                    "next_attempt_at": lease_until,
+                    "updated_at": now,
+                },
+            )
+        if not rows:
+            return {}
+        async with self._engine.begin() as conn:
+            stmt = (
+                _insert(conn, _M)
+                .values(list(rows.values()))
+                .on_conflict_do_nothing(index_elements=["channel", "dedupe_key"])
+                .returning(_M.c.dedupe_key, _M.c.id)
+            )
+            stored = {str(k): int(i) for k, i in await conn.execute(stmt)}
+        return {key: stored[stored_key(key)] for key, _ in items if stored_key(key) in stored}
+
+    async def claim_inbound_due(
+        self, channel: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[InboundMessage]:
+        m = _M.c
+        due = (
+            select(m.id)
+            .where(m.channel == channel, m.state == "pending", m.next_attempt_at <= now)
+            .order_by(m.next_attempt_at, m.id)
+            .limit(limit)
+        )
+        lease = {"attempts": m.attempts + 1, "next_attempt_at": lease_until, "updated_at": now}
+        async with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Rows another replica holds are skipped, not waited for; a CTE so the lock query runs once.
+                locked = due.with_for_update(skip_locked=True).cte("due")
+                stmt = (
+                    update(_M)
+                    .where(m.id == locked.c.id, m.state == "pending", m.next_attempt_at <= now)
+                    .values(**lease)
+                    .returning(_M)
+                )
+            else:
+                # SQLite: the transaction began IMMEDIATE (the write lock), so select-and-update is atomic.
+                stmt = update(_M).where(m.id.in_(due.scalar_subquery())).values(**lease).returning(_M)
+            rows = (await conn.execute(stmt)).all()
+        return sorted((_message(r) for r in rows), key=lambda r: r.id)
+
+    async def finish_inbound(self, message_id: int, now: datetime) -> None:
+        await self._set(message_id, state="done", updated_at=now)
+
+    async def retry_inbound(self, message_id: int, now: datetime, next_attempt_at: datetime, error: str) -> None:
+        await self._set(
+            message_id, state="pending", next_attempt_at=next_attempt_at, last_error=error[:ERROR_CHARS], updated_at=now
+        )
+
+    async def fail_inbound(self, message_id: int, now: datetime, error: str) -> None:
+        await self._set(message_id, state="failed", last_error=error[:ERROR_CHARS], updated_at=now)
+
+    async def release_inbound_leases(self, message_ids: Sequence[int], now: datetime) -> None:
+        if not message_ids:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(_M)
+                .where(_M.c.id.in_(list(message_ids)), _M.c.state == "pending")
+                .values(next_attempt_at=now, updated_at=now)
+            )
+
+    async def inbound_message(self, channel: str, key: str) -> InboundMessage | None:
+        async with self._engine.connect() as conn:
+            await conn.execution_options(**{READ_ONLY: True})
+            row = (
+                await conn.execute(select(_M).where(_M.c.channel == channel, _M.c.dedupe_key == stored_key(key)))
+            ).first()
+        return None if row is None else _message(row)
+
+    async def _set(self, message_id: int, **values: Any) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(update(_M).where(_M.c.id == message_id).values(**values))
 
     async def link(self, channel: str, conversation_id: str, customer_id: int, by: str, now: datetime) -> None:
         async with self._engine.begin() as conn:

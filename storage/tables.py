@@ -303,3 +303,24 @@ sync_cursors = Table(
     Column("gap_since", UtcDateTime, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+
+# Durable inbox of inbound channel callbacks (migration 0005). A WeCom callback is stored here (decrypted
+# XML) before it is acknowledged; the unique (channel, dedupe_key) row is also its de-duplication claim.
+# state: pending (to run; next_attempt_at is the lease/retry time), done, failed (gave up; last_error says why).
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("channel", String(20), nullable=False),
+    Column("dedupe_key", String(500), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("state", String(10), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("channel", "dedupe_key", name="uq_inbound_messages_channel_key"),
+    CheckConstraint("state IN ('pending', 'done', 'failed')", name="state_known"),
+    Index("ix_inbound_messages_due", "state", "next_attempt_at"),
+)

@@ -1,62 +1,72 @@
-"""Inbound de-duplication claims coalesced: concurrent callbacks share one INSERT … ON CONFLICT statement."""
+"""Inbox inserts coalesced: concurrent callbacks share one INSERT … ON CONFLICT statement.
+
+The stored inbox row is the de-duplication claim: a key already in the inbox is a WeCom retry.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 
-class ManyClaims(Protocol):
-    """The de-duplication part of core.channel_ports.ChannelStore, batched."""
+class ManyAccepts(Protocol):
+    """The batched insert of core.channel_ports.InboundInbox."""
 
-    async def claim_inbound_many(self, channel: str, keys: Sequence[str], now: datetime) -> set[str]: ...
+    async def accept_inbound_many(
+        self, channel: str, items: Sequence[tuple[str, str]], now: datetime, lease_until: datetime
+    ) -> dict[str, int]: ...
 
-    async def release_inbound(self, channel: str, key: str) -> None: ...
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    key: str
+    body: str
+    now: datetime
+    lease_until: datetime
+    future: asyncio.Future[int | None]
 
 
 class ClaimBatcher:
-    """`claim` waits for the statement that carries its key; claims arriving meanwhile form the next one.
+    """`accept` waits for the statement that carries its row; rows arriving meanwhile form the next one.
 
-    One caller alone costs one statement, as before; under load (WeCom retries bursts, many agents) N
-    waiting callbacks cost one round trip instead of N, which is what keeps the acknowledgement fast.
+    One caller alone costs one statement; under load (WeCom retries bursts, many agents) N waiting
+    callbacks cost one round trip instead of N, which is what keeps the acknowledgement fast.
     """
 
-    def __init__(self, store: ManyClaims, channel: str) -> None:
+    def __init__(self, store: ManyAccepts, channel: str) -> None:
         self._store = store
         self._channel = channel
-        self._waiting: list[tuple[str, datetime, asyncio.Future[bool]]] = []
+        self._waiting: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def claim(self, key: str, now: datetime) -> bool:
-        """True when this is the first time `key` was seen (in this batch and in the store)."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((key, now, future))
+    async def accept(self, key: str, body: str, now: datetime, lease_until: datetime) -> int | None:
+        """The new inbox row id when `key` was seen for the first time (here and in the store), else None."""
+        future: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(key, body, now, lease_until, future))
         if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="wecom-claims")
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="wecom-inbox-accept")
         return await future
-
-    async def release(self, key: str) -> None:
-        """Forget a claim so WeCom's next retry is processed (after a failed handler)."""
-        await self._store.release_inbound(self._channel, key)
 
     async def _flush(self) -> None:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, []
-                keys = [key for key, _, _ in batch]
+                items = [(w.key, w.body) for w in batch]
+                now = max(w.now for w in batch)
+                lease_until = max(w.lease_until for w in batch)
                 try:
-                    won = await self._store.claim_inbound_many(self._channel, keys, max(n for _, n, _ in batch))
+                    stored = await self._store.accept_inbound_many(self._channel, items, now, lease_until)
                 except Exception as exc:  # every waiter answers 503 and WeCom retries
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    for w in batch:
+                        if not w.future.done():
+                            w.future.set_exception(exc)
                     continue
-                for key, _, future in batch:
-                    first = key in won
-                    won.discard(key)  # a key twice in one batch: only its first waiter wins
-                    if not future.done():
-                        future.set_result(first)
+                for w in batch:
+                    row_id = stored.pop(w.key, None)  # a key twice in one batch: only its first waiter wins
+                    if not w.future.done():
+                        w.future.set_result(row_id)
         finally:
             self._flusher = None

@@ -33,6 +33,22 @@ class WeComApiError(Exception):
         self.api = api
 
 
+HTTP_ERRCODE = -2  # not a WeCom answer at all: the HTTP request itself was refused (never in BUSY_ERRCODES)
+
+
+class WeComHttpError(WeComApiError):
+    """A permanent HTTP refusal (4xx other than 429): a wrong WECOM_API_BASE or path; retrying cannot help."""
+
+    def __init__(self, status: int, api: str) -> None:
+        super().__init__(
+            HTTP_ERRCODE,
+            f"HTTP {status} from the API path /{api}; not retried (check WECOM_API_BASE, which should end in "
+            "/cgi-bin, and any proxy in front of it)",
+            api,
+        )
+        self.status = status
+
+
 class _Retryable(Exception):
     """One attempt failed in a way worth retrying after a pause."""
 
@@ -266,7 +282,7 @@ class WeComClient:
                 if resp.status == 429 or resp.status >= 500:
                     raise _Retryable(-1, f"HTTP {resp.status}")
                 if resp.status != 200:
-                    raise WeComApiError(-1, f"unexpected HTTP {resp.status}", api)
+                    raise WeComHttpError(resp.status, api)
                 data = await resp.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError) as exc:
             # Only the exception type: aiohttp messages can contain the URL, and with it the token.

@@ -172,7 +172,10 @@ def _key(event: str, change_type: str, *parts: object) -> str:
 
 def parse_xml(body: bytes | str, what: str = "callback body") -> ET.Element:
     """Size-cap, then parse with defusedxml; the root must be <xml>."""
-    data = body.encode("utf-8") if isinstance(body, str) else body
+    try:
+        data = body.encode("utf-8") if isinstance(body, str) else body
+    except UnicodeError:
+        raise MalformedXmlError(f"{what} is not encodable as UTF-8 (lone surrogates)") from None
     if len(data) > MAX_BODY_BYTES:
         raise BodyTooLargeError(f"{what} is {len(data)} bytes; the limit is {MAX_BODY_BYTES}")
     try:
@@ -183,6 +186,10 @@ def parse_xml(body: bytes | str, what: str = "callback body") -> ET.Element:
         ) from None
     except ET.ParseError as exc:
         raise MalformedXmlError(f"{what} is not well-formed XML: {exc}") from None
+    except (LookupError, ValueError, RecursionError) as exc:
+        # expat raises these for a declared encoding it does not know (LookupError) or cannot use (ValueError:
+        # multi-byte encodings); the body comes from the network, so every parser failure is a 400, never a 500.
+        raise MalformedXmlError(f"{what} could not be parsed: {type(exc).__name__}: {str(exc)[:120]}") from None
     if root.tag != "xml":
         raise MalformedXmlError(f"{what} has root <{root.tag}>; WeCom callbacks use <xml>")
     return root

@@ -1,27 +1,25 @@
-"""`GET/POST /wecom/callback`: verify, decrypt, parse, de-duplicate, acknowledge, then work in the background.
+"""`GET/POST /wecom/callback`: verify, decrypt, parse, store in the inbox, acknowledge, work in the background.
 
 Order of checks on POST: query parameters, a size cap on the body (at most MAX_BODY_BYTES + 1 bytes are
 ever read; a larger body gets 413 and the connection is closed unread), the outer envelope with
 defusedxml, the signature (before any decryption), decryption (padding, length, corp id), the inner
-XML. Every refusal is a quick 4xx that stores nothing; only a database outage while claiming the
-callback answers 503 so WeCom retries.
+XML. Every refusal is a quick 4xx that stores nothing; only a database outage while storing the
+callback answers 503 so WeCom retries. A 200 is sent only once the callback is durably in the inbox
+(bots.wecom.inbox), whose unique key is also the de-duplication claim.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 
 from aiohttp import web
 
 from bots.wecom.background import Background
-from bots.wecom.claims import ClaimBatcher, ManyClaims
 from bots.wecom.crypto import DecryptError, SignatureError, WeComCrypto
+from bots.wecom.inbox import CallbackInbox
 from bots.wecom.parser import (
     MAX_BODY_BYTES,
     BodyTooLargeError,
-    WeComMessage,
     WeComXmlError,
     parse_envelope,
     parse_message,
@@ -32,8 +30,6 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "wecom"
 CALLBACK_PATH = "/wecom/callback"
-
-Dispatch = Callable[[WeComMessage], Awaitable[None]]
 
 
 def _refuse(status: int, reason: str) -> web.Response:
@@ -48,24 +44,20 @@ def _ack() -> web.Response:
 class WeComCallback:
     """The two callback handlers for one WeCom app."""
 
-    def __init__(
-        self,
-        crypto: WeComCrypto,
-        claims: ManyClaims,
-        dispatch: Dispatch,
-        background: Background,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
+    def __init__(self, crypto: WeComCrypto, inbox: CallbackInbox, background: Background) -> None:
         self._crypto = crypto
-        self._claims = ClaimBatcher(claims, CHANNEL)
-        self._dispatch = dispatch
+        self._inbox = inbox
         self._background = background
-        self._clock = clock
 
     @property
     def background(self) -> Background:
         """The tasks this callback started (tests and shutdown wait on them)."""
         return self._background
+
+    @property
+    def inbox(self) -> CallbackInbox:
+        """The durable inbox the callbacks are stored in and processed from."""
+        return self._inbox
 
     async def verify(self, request: web.Request) -> web.Response:
         """URL verification: return the decrypted echostr as plain text."""
@@ -107,28 +99,14 @@ class WeComCallback:
         except WeComXmlError as exc:
             log.warning("wecom callback refused: %s", exc)
             return _refuse(400, "callback XML refused")
-        key = message.dedupe_key
         try:
-            first = await self._claims.claim(key, self._clock())
+            first = await self._inbox.accept(message, plaintext)
         except Exception:
-            log.exception("wecom callback could not be claimed; asking WeCom to retry")
+            log.exception("wecom callback could not be stored; asking WeCom to retry")
             return _refuse(503, "temporarily unavailable")
         if not first:
             log.debug("wecom callback %s is a retry; acknowledged again", type(message).__name__)
-            return _ack()
-        self._background.spawn(self._process(message, key), name=f"wecom:{type(message).__name__}")
         return _ack()
-
-    async def _process(self, message: WeComMessage, key: str) -> None:
-        """Run the message's handler; a failure releases the claim so a later retry is processed."""
-        try:
-            await self._dispatch(message)
-        except Exception:
-            log.exception("wecom %s handler failed", type(message).__name__)
-            try:
-                await self._claims.release(key)
-            except Exception:
-                log.exception("could not release the wecom claim after a failure")
 
 
 def _params(request: web.Request, names: tuple[str, ...]) -> tuple[str, ...] | web.Response:

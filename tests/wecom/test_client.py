@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from bots.wecom.client import WeComApiError, WeComClient
+from bots.wecom.client import BUSY_ERRCODES, WeComApiError, WeComClient, WeComHttpError
 from bots.wecom.replies import CardButton, button_interaction_card, markdown_message, template_card_message
 from tests.wecom.fake_api import AGENT_ID, CORP_ID, SECRET, FakeWeComApi
 
@@ -135,6 +135,30 @@ async def test_persistent_http_error_becomes_a_wecom_api_error(
     with pytest.raises(WeComApiError, match="HTTP 502") as info:
         await client.get_corp_tag_list()
     assert info.value.errcode == -1
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 405])
+async def test_client_http_errors_are_permanent_and_name_status_and_path(
+    client: WeComClient, fake_wecom: FakeWeComApi, sleeps: list[float], status: int
+) -> None:
+    fake_wecom.http_error("externalcontact/get_corp_tag_list", status, times=10)
+    with pytest.raises(WeComHttpError) as info:
+        await client.get_corp_tag_list()
+    assert info.value.status == status and info.value.errcode not in BUSY_ERRCODES
+    assert f"HTTP {status}" in str(info.value) and "/externalcontact/get_corp_tag_list" in str(info.value)
+    assert sleeps == [] and len(fake_wecom.calls_to("externalcontact/get_corp_tag_list")) == 1  # never retried
+
+
+async def test_a_wrong_api_base_is_a_clear_permanent_error(fake_wecom: FakeWeComApi, sleeps: list[float]) -> None:
+    async def record_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    wrong = fake_wecom.api_base.removesuffix("/cgi-bin")  # forgot the /cgi-bin part: every path is a 404
+    async with aiohttp.ClientSession() as session:
+        client = WeComClient(session, CORP_ID, SECRET, AGENT_ID, wrong, sleep=record_sleep)
+        with pytest.raises(WeComHttpError, match=r"HTTP 404 from the API path /gettoken.*WECOM_API_BASE") as info:
+            await client.send_message(markdown_message("你好", to_users=["zhangwei"]))
+    assert sleeps == [] and SECRET not in str(info.value)
 
 
 async def test_other_errcodes_are_raised_at_once(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy import select
 from app import DATABASE, create_app
 from core.types import Customer
 from storage import tables as t
+from storage.alerts import SqlAlertScans
 from tests.wecom.callbacks import contact_xml, settings_for, tag_event_xml
 from tests.wecom.fake_api import FakeWeComApi
 from tests.wecom.test_routes import count, post, settle
@@ -86,6 +88,21 @@ async def test_customer_deleting_agent_then_readding_keeps_history(client: TestC
     back = await _customer(client, "wmQIAN00001")
     assert back.attributes["wecom_status"] == "active"
     assert back.attributes["wecom_lost_at"] == lost.attributes["wecom_lost_at"]
+    assert "wecom_readded_at" in back.attributes
+    async with client.app[DATABASE].engine.connect() as conn:
+        (activity,) = (await conn.execute(select(ca.customer_id, ca.agent_removed_by, ca.agent_removed_at))).all()
+    assert tuple(activity) == (back.id, None, None)  # no longer on the churn scan's agent-removed list
+
+
+async def test_readded_customer_leaves_the_churn_candidates(client: TestClient) -> None:
+    await post(client, contact_xml("add_external_contact", external="wmSUN000001", created=100))
+    await post(client, contact_xml("del_follow_user", external="wmSUN000001", created=200))
+    await settle(client)
+    customer = await _customer(client, "wmSUN000001")
+    assert customer.id in await _agent_removed_ids(client)
+    await post(client, contact_xml("add_external_contact", external="wmSUN000001", created=300))
+    await settle(client)
+    assert customer.id not in await _agent_removed_ids(client)
 
 
 @pytest.mark.parametrize("change", ["del_follow_user", "del_external_contact", "edit_external_contact"])
@@ -108,3 +125,11 @@ async def test_change_external_tag_reimports_the_corp_tag_library(client: TestCl
     wecom = current.taxonomy.dimension("wecom")
     assert wecom is not None and [tag.name for tag in wecom.tags] == ["教育培训"]
     assert fake_wecom.calls_to("externalcontact/get_corp_tag_list")
+
+
+async def _agent_removed_ids(client: TestClient) -> set[int]:
+    """Customers the churn scan sees with an agent-removed signal (its own customer_facts query, not a copy)."""
+    now = datetime.now(UTC)
+    async with client.app[DATABASE].engine.connect() as conn:
+        facts = await SqlAlertScans(conn).customer_facts(0, now - timedelta(days=30), [], "sentiment", 100)
+    return {f.customer_id for f in facts if f.agent_removed_at is not None}

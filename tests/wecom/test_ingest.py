@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from app import main
 from core.assignments import TaggingRules
-from core.ingest import checkpoint_path, ingest_archive
+from core.ingest import CheckpointError, checkpoint_path, ingest_archive
 from core.records import CustomerDraft
 from storage.database import Database
 from storage.outbox import SqlAlertStore
@@ -86,3 +87,60 @@ def test_cli_reports_bad_lines_and_exits_1(
     assert "line 3: not valid JSON" in out.err and "line 6:" in out.err
     assert "7 lines read" in out.out
     assert main(["ingest", str(tmp_path / "missing.jsonl")]) == 1
+
+
+async def test_resume_refuses_a_replaced_larger_file_and_resumes_an_unchanged_one(
+    database: Database, sample_taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    async with database.unit_of_work() as uow:
+        await uow.customers.add(CustomerDraft(name="周敏", wecom_external_userid="wmCUST001"), NOW)
+    matcher = Matcher.build(sample_taxonomy)
+    store = SqlAlertStore(database.engine)
+    path = tmp_path / "archive.jsonl"
+    path.write_text("\n".join(_line(f"a{i}", "wmCUST001", "你好") for i in range(4)) + "\n", encoding="utf-8")
+    await ingest_archive(store, sample_taxonomy, matcher, TaggingRules(), path, batch_lines=2)
+    unchanged = await ingest_archive(store, sample_taxonomy, matcher, TaggingRules(), path, resume=True)
+    assert unchanged.resumed_from_line == 4 and unchanged.lines == 0
+    # A new export under the same name, larger than the old one: its first lines are new messages.
+    replaced = [_line(f"b{i}", "wmCUST001", "退款怎么办" if i == 0 else "你好") for i in range(8)]
+    path.write_text("\n".join(replaced) + "\n", encoding="utf-8")
+    with pytest.raises(CheckpointError, match=r"changed since the checkpoint.*size .*delete the checkpoint"):
+        await ingest_archive(store, sample_taxonomy, matcher, TaggingRules(), path, resume=True)
+    async with database.unit_of_work() as uow:
+        customer = (await uow.customers.find_by_external_ids(["wmCUST001"]))["wmCUST001"]
+        assert await uow.assignments.active_for(customer.id) == []  # nothing of the new file was touched
+    checkpoint_path(path).unlink()
+    fresh = await ingest_archive(store, sample_taxonomy, matcher, TaggingRules(), path, resume=True)
+    assert fresh.lines == 8 and fresh.applied == 1  # the line the old checkpoint would have skipped
+
+
+async def test_resume_refuses_same_size_edits_and_old_checkpoints(
+    database: Database, sample_taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    matcher = Matcher.build(sample_taxonomy)
+    store = SqlAlertStore(database.engine)
+    path = tmp_path / "archive.jsonl"
+    path.write_text(_line("c1", "wmCUST009", "报价") + "\n", encoding="utf-8")
+    await ingest_archive(store, sample_taxonomy, matcher, TaggingRules(), path)
+    stat = path.stat()
+    path.write_text(_line("c2", "wmCUST009", "报价") + "\n", encoding="utf-8")  # same size, other message
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even with the old modification time
+    with pytest.raises(CheckpointError, match="content of the first 64 KiB"):
+        await ingest_archive(store, sample_taxonomy, matcher, TaggingRules(), path, resume=True)
+    checkpoint_path(path).write_text(json.dumps({"offset": 0, "line": 0, "file": path.name}), encoding="utf-8")
+    with pytest.raises(CheckpointError, match="older version"):
+        await ingest_archive(store, sample_taxonomy, matcher, TaggingRules(), path, resume=True)
+
+
+def test_cli_resume_on_a_changed_file_exits_1_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KEBIAO_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'k.db'}")
+    monkeypatch.chdir(tmp_path)
+    path = _archive(tmp_path)
+    main(["ingest", str(path)])
+    with path.open("a", encoding="utf-8") as out:
+        out.write(_line("m9", "wmCUST001", "再问一下报价") + "\n")
+    capsys.readouterr()
+    assert main(["ingest", str(path), "--resume"]) == 1
+    assert "changed since the checkpoint" in capsys.readouterr().err

@@ -89,7 +89,7 @@ async def test_official_sample_url_verification_and_post(
     resp = await client.post("/wecom/callback", params=params, data=body)
     assert resp.status == 200 and await resp.text() == ""
     await settle(client)
-    assert await count(client, t.inbound_dedup) == 1  # MsgId 1456453720 claimed once
+    assert await count(client, t.inbound_messages) == 1  # MsgId 1456453720 stored once (the inbox row is the claim)
 
 
 async def test_url_verification_with_a_wrong_signature_is_403(client: TestClient) -> None:
@@ -118,7 +118,7 @@ async def test_bad_signature_is_refused_and_stores_nothing(client: TestClient) -
     resp = await client.post("/wecom/callback", params=query, data=body.encode())
     assert resp.status == 403
     await settle(client)
-    assert await count(client, t.inbound_dedup) == 0 and await count(client, t.customers) == 0
+    assert await count(client, t.inbound_messages) == 0 and await count(client, t.customers) == 0
 
 
 def _encrypt_raw(plain_body: bytes, key: str = AES_KEY) -> str:
@@ -136,7 +136,7 @@ async def test_bad_padding_is_400(client: TestClient) -> None:
     query = {"msg_signature": CRYPTO.signature("1", "n", encrypt), "timestamp": "1", "nonce": "n"}
     resp = await client.post("/wecom/callback", params=query, data=envelope(encrypt).encode())
     assert resp.status == 400
-    assert await count(client, t.inbound_dedup) == 0
+    assert await count(client, t.inbound_messages) == 0
 
 
 async def test_wrong_corp_id_is_400(client: TestClient) -> None:
@@ -158,7 +158,7 @@ async def test_hostile_xml_inside_and_outside_the_envelope_is_400(client: TestCl
         "/wecom/callback", params={"msg_signature": "a" * 40, "timestamp": "1", "nonce": "n"}, data=hostile.encode()
     )
     assert resp.status == 400  # outer envelope refused before any signature check could matter
-    assert await count(client, t.inbound_dedup) == 0
+    assert await count(client, t.inbound_messages) == 0
 
 
 async def test_oversized_body_is_413_by_length_and_by_stream(client: TestClient) -> None:
@@ -173,7 +173,7 @@ async def test_oversized_body_is_413_by_length_and_by_stream(client: TestClient)
 
     resp = await client.post("/wecom/callback", params=params, data=chunks())
     assert resp.status == 413
-    assert await count(client, t.inbound_dedup) == 0
+    assert await count(client, t.inbound_messages) == 0
 
 
 async def test_not_well_formed_inner_xml_is_400_never_500(client: TestClient) -> None:
