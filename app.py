@@ -23,10 +23,13 @@ from bots.wecom.background import Background
 from bots.wecom.client import WeComApiError, WeComClient
 from bots.wecom.crypto import WeComCrypto
 from bots.wecom.handlers import WeComHandlers, WeComServices
+from bots.wecom.inbox import DRAIN_INTERVAL as INBOX_DRAIN_INTERVAL
+from bots.wecom.inbox import CallbackInbox
 from bots.wecom.routes import CALLBACK_PATH, WeComCallback
+from bots.wecom.routes import CHANNEL as INBOX_CHANNEL
 from bots.wecom.sync import DRAIN_INTERVAL, WeComTagSync
 from cards.plain import render_customer_text
-from config import ConfigError, Settings
+from config import ConfigError, Settings, check_bot_credentials
 from core.assignments import TaggingRules
 from core.chat import ChatService
 from core.customer_import import import_customers
@@ -237,6 +240,10 @@ async def teams_messages(request: web.Request) -> web.StreamResponse:
 WECOM = web.AppKey("wecom", WeComCallback)
 # Seconds between WeCom tag-sync drain passes (tag-event log -> pending pushes -> mark_tag); tests shorten it.
 WECOM_DRAIN_INTERVAL = web.AppKey("wecom_drain_interval", float)
+# Seconds between passes over the WeCom callback inbox (failed or interrupted callbacks); tests shorten it.
+WECOM_INBOX_INTERVAL = web.AppKey("wecom_inbox_interval", float)
+# Seconds shutdown waits for running WeCom handlers before cancelling them (their inbox rows run next start).
+WECOM_SHUTDOWN_GRACE = web.AppKey("wecom_shutdown_grace", float)
 
 
 async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -279,15 +286,23 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
         alert_store, chat, lambda: cell.taxonomy, rules, client, sync, on_taxonomy, alert_action=alert_action
     )
     crypto = WeComCrypto(wecom.token, wecom.encoding_aes_key, wecom.corp_id)
-    app[WECOM] = WeComCallback(crypto, channels, WeComHandlers(services).dispatch, background)
+    # Callbacks are stored before the 200 and processed from the inbox; the inbox pass (at start-up, then every
+    # 30 s) retries failed ones and picks up those a previous process acknowledged but never finished.
+    inbox = CallbackInbox(channels, INBOX_CHANNEL, WeComHandlers(services).dispatch, background)
+    app[WECOM] = WeComCallback(crypto, inbox, background)
+    inbox_drainer = asyncio.create_task(
+        inbox.drain_forever(app.get(WECOM_INBOX_INTERVAL, INBOX_DRAIN_INTERVAL)), name="wecom-inbox-drain"
+    )
     try:
         yield
     finally:
-        if drainer is not None:
-            drainer.cancel()  # a push cut short keeps its row; the next start (or replica) retries it
-            with contextlib.suppress(asyncio.CancelledError):
-                await drainer
-        await background.close()
+        for task in (drainer, inbox_drainer):
+            if task is not None:
+                task.cancel()  # a push or callback cut short keeps its row; the next start (or replica) retries it
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await background.close(app.get(WECOM_SHUTDOWN_GRACE, 5.0))
+        await inbox.release_interrupted()
         await session.close()
 
 
@@ -304,6 +319,8 @@ async def wecom_receive(request: web.Request) -> web.StreamResponse:
 
 
 # ---------------------------------------------------------------- alerts (issue 5)
+
+ALERT_SCHEDULER = web.AppKey("alert_scheduler", object)  # the running AsyncIOScheduler; None when off
 
 
 def _alert_deliverers(
@@ -339,8 +356,10 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     endpoint = app.get(TEAMS)
     async with aiohttp.ClientSession() as session:
         deliverers = _alert_deliverers(settings, database, session, endpoint.adapter if endpoint else None)
-        jobs = configure_jobs(settings, SqlAlertStore(database.engine), lambda: cell.taxonomy, deliverers)
-        async with running_scheduler(jobs, settings):
+        store, inbound = SqlAlertStore(database.engine), SqlChannelStore(database.engine)
+        jobs = configure_jobs(settings, store, lambda: cell.taxonomy, deliverers, inbound)
+        async with running_scheduler(jobs, settings) as scheduler:
+            app[ALERT_SCHEDULER] = scheduler
             yield
 
 
@@ -379,12 +398,17 @@ def cmd_alerts_run_once(args: argparse.Namespace, settings: Settings) -> int:
         async with aiohttp.ClientSession() as session:
             # Teams needs the running bot's adapter; from the CLI, Teams rows wait for the server's drain.
             deliverers = _alert_deliverers(settings, database, session, None)
-            jobs = configure_jobs(settings, store, lambda: taxonomy, deliverers)
+            jobs = configure_jobs(settings, store, lambda: taxonomy, deliverers, SqlChannelStore(database.engine))
             report = await run_once(jobs, now)
         async with store.unit_of_work() as uow:
             counts = await uow.outbox.counts()
         print(f"alerts at {now.isoformat()}: {report}")
         print("outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty"))
+        for channel, waiting in sorted(report.outbox.elsewhere.items()):
+            print(
+                f"{waiting} {channel} alerts left pending: this command cannot deliver {channel}; "
+                "a running `kebiao serve` (scheduler on) delivers them"
+            )
         if counts.get("unknown"):
             print(
                 f"{counts['unknown']} alerts have an unknown outcome (a sender stopped mid-send); "
@@ -414,6 +438,48 @@ def _add_alerts_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
         help="the time to run at, e.g. 2025-03-01T09:00:00+08:00 (no offset: KEBIAO_TIMEZONE)",
     )
     once.set_defaults(handler=cmd_alerts_run_once)
+    unknown = sub.add_parser(
+        "unknown",
+        help="list alerts whose delivery outcome is unknown; resend one or mark it sent",
+        description="List outbox rows left `unknown` (a sender stopped mid-send, outside the platform's "
+        "duplicate check). After checking with the recipient: --resend ID sends it again at the next drain, "
+        "--mark-sent ID records it as delivered.",
+    )
+    choice = unknown.add_mutually_exclusive_group()
+    choice.add_argument("--resend", type=_positive_int, metavar="ID", help="send this unknown alert again")
+    choice.add_argument("--mark-sent", type=_positive_int, metavar="ID", help="record this unknown alert as sent")
+    unknown.set_defaults(handler=cmd_alerts_unknown)
+
+
+def cmd_alerts_unknown(args: argparse.Namespace, settings: Settings) -> int:
+    """List `unknown` outbox rows, or resend / settle one of them."""
+    from core.errors import NotFoundError
+    from core.outbox import resend_unknown, settle_unknown
+    from storage.outbox import SqlAlertStore
+
+    async def work(database: Database) -> int:
+        store = SqlAlertStore(database.engine)
+        now, by = datetime.now(UTC), "kebiao alerts unknown (CLI)"
+        target = args.resend or args.mark_sent
+        if target is not None:
+            act = resend_unknown if args.resend else settle_unknown
+            try:
+                message = await act(store, target, now, by)
+            except (NotFoundError, ValueError) as exc:
+                print(f"kebiao: {exc}", file=sys.stderr)
+                return 1
+            done = "queued for resending" if args.resend else "marked sent"
+            print(f"alert {message.id} to {message.recipient} ({message.channel}) {done}")
+            return 0
+        async with store.unit_of_work() as uow:
+            rows = await uow.outbox.unknown(1000)
+        for m in rows:
+            title = m.payload.get("title", "")
+            print(f"{m.id}\t{m.channel}\t{m.recipient}\t{m.unsure_since.isoformat()}\t{title}\t{m.last_error or ''}")
+        print(f"{len(rows)} alerts with an unknown outcome", file=sys.stderr)
+        return 0
+
+    return _run_db(settings, work)
 
 
 # ---------------------------------------------------------------- CLI
@@ -422,8 +488,26 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Serve the HTTP app until interrupted."""
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    """Serve the HTTP app until interrupted; a busy port or an unusable database is one line and exit 1."""
+    try:
+        check_bot_credentials(settings.teams)
+    except ConfigError as exc:
+        print(f"kebiao: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    except DatabaseError as exc:
+        print(f"kebiao serve: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # Raised by bind(): the port is taken, the host is not an address of this machine, or no permission.
+        reason = exc.strerror or str(exc)
+        print(
+            f"kebiao serve: cannot listen on {settings.host}:{settings.port}: {reason}; stop the other process "
+            "or choose another PORT / HOST",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -476,9 +560,14 @@ def _add_taxonomy_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParse
         "version; "
         "tags removed from the taxonomy stay on customers and are listed. Exits 1 listing every problem.",
     )
-    imp.add_argument("file", metavar="FILE", help="taxonomy file (.yaml, .yml or .json)")
     imp.add_argument(
-        "--template", metavar="NAME", choices=TEMPLATES, help="merge FILE over the built-in + template"
+        "file", metavar="FILE", nargs="?", help="taxonomy file (.yaml, .yml or .json); optional with --template"
+    )
+    imp.add_argument(
+        "--template",
+        metavar="NAME",
+        choices=TEMPLATES,
+        help="import the built-in taxonomy + this industry template; with FILE, merge FILE over them",
     )
     imp.set_defaults(handler=cmd_taxonomy_import)
     export = sub.add_parser(
@@ -576,21 +665,28 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_taxonomy_import(args: argparse.Namespace, settings: Settings) -> int:
     """Store a taxonomy file as the new current version and report kept tags it no longer contains."""
+    if args.file is None and args.template is None:
+        print("kebiao taxonomy import: give FILE, --template NAME, or both", file=sys.stderr)
+        return 2
     try:
-        taxonomy = load_taxonomy_file(args.file)
-        if args.template is not None:
-            taxonomy = merge_taxonomies(load_builtin(args.template), taxonomy, source=args.file)
+        if args.file is None:
+            taxonomy = load_builtin(args.template)
+        else:
+            taxonomy = load_taxonomy_file(args.file)
+            if args.template is not None:
+                taxonomy = merge_taxonomies(load_builtin(args.template), taxonomy, source=args.file)
     except TaxonomyError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
+    origin = " over ".join(
+        part for part in (args.file, f"built-in + {args.template}" if args.template else None) if part
+    )
 
     async def work(database: Database) -> int:
         async with database.unit_of_work() as uow:
-            change = await import_taxonomy(
-                uow, taxonomy, "cli", datetime.now(UTC), note=f"imported {args.file}"
-            )
-        print(f"taxonomy version {change.version.version} is current ({args.file})")
+            change = await import_taxonomy(uow, taxonomy, "cli", datetime.now(UTC), note=f"imported {origin}")
+        print(f"taxonomy version {change.version.version} is current ({origin})")
         for orphan in change.orphaned:
             print(
                 f"kept: {orphan.dimension}/{orphan.tag} is no longer in the taxonomy but {orphan.customers} "
@@ -663,6 +759,7 @@ def cmd_customers_import(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_customers_show(args: argparse.Namespace, settings: Settings) -> int:
     """Print a customer's tags grouped by dimension and the newest events, as a given user sees them."""
+    from zoneinfo import ZoneInfo
 
     async def work(database: Database) -> int:
         now = datetime.now(UTC)
@@ -684,7 +781,7 @@ def cmd_customers_show(args: argparse.Namespace, settings: Settings) -> int:
                 return 1
             summary = await customer_summary(uow, current.taxonomy, resolution.customer.id, viewer, now)
             events = await customer_history(uow, current.taxonomy, resolution.customer.id, viewer, 0, args.history)
-        print(render_customer_text(summary, events))
+        print(render_customer_text(summary, events, ZoneInfo(settings.timezone)))
         return 0
 
     return _run_db(settings, work)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from core.summary import CustomerSummary
 from core.types import TagEvent
 
 
-def render_customer_text(summary: CustomerSummary, events: Sequence[TagEvent]) -> str:
-    """A customer's tags by dimension, then the newest events, one per line."""
+def _local(moment: datetime, tz: ZoneInfo) -> str:
+    """A stored (UTC) time in the configured zone, with the zone's name so nobody mistakes it for UTC."""
+    return f"{moment.astimezone(tz):%Y-%m-%d %H:%M} {tz.key}"
+
+
+def render_customer_text(summary: CustomerSummary, events: Sequence[TagEvent], tz: ZoneInfo) -> str:
+    """A customer's tags by dimension, then the newest events, one per line; times in `tz`."""
     c = summary.customer
     head = f"{c.name} (#{c.id})"
     facts = [f for f in (c.company, c.region and f"region {c.region}", c.owner and f"owner {c.owner}") if f]
@@ -21,7 +28,7 @@ def render_customer_text(summary: CustomerSummary, events: Sequence[TagEvent]) -
     for group in summary.groups:
         tags = []
         for tag in group.tags:
-            note = f" until {tag.expires_at:%Y-%m-%d %H:%M}" if tag.expires_at else ""
+            note = f" until {_local(tag.expires_at, tz)}" if tag.expires_at else ""
             note += " (retired)" if tag.retired else ""
             tags.append(tag.name + note)
         lines.append(f"  {group.name}: " + ", ".join(tags))
@@ -32,5 +39,5 @@ def render_customer_text(summary: CustomerSummary, events: Sequence[TagEvent]) -
         for e in events:
             previous = f" (was {e.previous})" if e.previous else ""
             who = f"by {e.actor} via {e.source.value}"
-            lines.append(f"  {e.at:%Y-%m-%d %H:%M} {e.kind.value:<8} {e.tag}{previous} {who}")
+            lines.append(f"  {_local(e.at, tz)} {e.kind.value:<8} {e.tag}{previous} {who}")
     return "\n".join(lines)

@@ -42,7 +42,8 @@ async def import_customers(
     now: datetime,
     dry_run: bool = False,
 ) -> ImportSummary:
-    """Upsert rows (by crm id, else WeCom id, else name + company) and apply their tags (source import).
+    """Upsert rows (by crm id, else WeCom id, else normalised name, narrowed by the row's company when it gives
+    one) and apply their tags (source import).
 
     Raises ImportFileError listing every problem; the caller's unit of work then rolls everything back.
     """
@@ -51,7 +52,11 @@ async def import_customers(
     problems: list[RowProblem] = []
     for row, tags in zip(rows, resolved, strict=True):
         draft = _draft(row)
-        existing = await uow.customers.find_for_import(draft)
+        candidates = await uow.customers.find_for_import(draft)
+        if len(candidates) > 1:
+            problems.append(_ambiguous(row, candidates))
+            continue
+        existing = candidates[0] if candidates else None
         if existing is None:
             customer = await uow.customers.add(draft, now)
             created += 1
@@ -137,12 +142,26 @@ def _check(rows: Sequence[CustomerRow], taxonomy: Taxonomy) -> list[list[tuple[D
     return resolved
 
 
+def _ambiguous(row: CustomerRow, candidates: Sequence[Customer]) -> RowProblem:
+    """A row without crm id / WeCom id whose name (and company) fits several stored customers."""
+    listed = ", ".join(
+        f"id {c.id} {c.name}" + (f" / {c.company}" if c.company else "") + (f" (crm_id {c.crm_id})" if c.crm_id else "")
+        for c in candidates
+    )
+    return RowProblem(
+        row.row,
+        "name",
+        f"{row.name!r} matches {len(candidates)} customers ({listed}); add a crm_id (or "
+        "wecom_external_userid, or company) column value to say which one",
+    )
+
+
 def _identity(row: CustomerRow) -> tuple[str, str]:
     if row.crm_id:
         return "crm_id", row.crm_id.strip()
     if row.wecom_external_userid:
         return "wecom_external_userid", row.wecom_external_userid.strip()
-    return "name", f"{name_key(row.name)} / {(row.company or '').strip()}"
+    return "name", f"{name_key(row.name)} / {name_key(row.company or '')}"
 
 
 def _draft(row: CustomerRow) -> CustomerDraft:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient
@@ -96,6 +97,17 @@ def test_customers_show_prints_tags_and_history_and_hides_risk_from_agents(tmp_p
     as_agent = run("customers", "show", "宁波海澜", "--as", "someone-new")
     assert as_agent.returncode == 0
     assert "VIP客户" in as_agent.stdout and "竞品对比" not in as_agent.stdout and "风险" not in as_agent.stdout
+    assert "UTC" not in shown.stdout
+    history = [line for line in shown.stdout.splitlines() if line.endswith("via import")]
+    assert history and all(" Asia/Shanghai added " in line for line in history)
+    env["KEBIAO_TIMEZONE"] = "America/New_York"
+    shifted = run("customers", "show", "宁波海澜")
+    [utc_minus] = [line for line in shifted.stdout.splitlines() if "VIP客户" in line and line.endswith("via import")]
+    [shanghai] = [line for line in history if "VIP客户" in line]
+    assert " America/New_York added " in utc_minus
+    # Same moment, 12 or 13 hours apart on the clock: the zone really converts, not just relabels.
+    clock = lambda line: datetime.strptime(line.split()[0] + " " + line.split()[1], "%Y-%m-%d %H:%M")  # noqa: E731
+    assert (clock(shanghai) - clock(utc_minus)) in (timedelta(hours=12), timedelta(hours=13))
     missing = run("customers", "show", "不存在的公司")
     assert missing.returncode == 1 and "no single customer" in missing.stderr
 
@@ -107,3 +119,62 @@ def test_taxonomy_export_before_first_start_writes_what_would_be_loaded(tmp_path
     assert "风险与问题" in out.stdout and "询价客户" in out.stdout
     (tmp_path / "exported.yaml").write_text(out.stdout, encoding="utf-8")
     assert _kebiao(tmp_path, "taxonomy", "validate", "exported.yaml").returncode == 0
+
+
+def test_taxonomy_import_of_a_template_alone_and_a_file_over_it(tmp_path: Path) -> None:
+    alone = _kebiao(tmp_path, "taxonomy", "import", "--template", "retail")
+    assert alone.returncode == 0, alone.stderr
+    assert "taxonomy version 1 is current (built-in + retail)" in alone.stdout
+    exported = _kebiao(tmp_path, "taxonomy", "export")
+    assert "会员等级" in exported.stdout and "询价客户" in exported.stdout  # template + built-in
+    (tmp_path / "extra.yaml").write_text(
+        "version: 1\ndimensions:\n  - key: stage\n    name: 需求阶段\n    tags:\n      - name: 团购意向\n"
+        "        keywords: [团购]\n",
+        encoding="utf-8",
+    )
+    merged = _kebiao(tmp_path, "taxonomy", "import", "extra.yaml", "--template", "retail")
+    assert merged.returncode == 0, merged.stderr
+    assert "taxonomy version 2 is current (extra.yaml over built-in + retail)" in merged.stdout
+    text = _kebiao(tmp_path, "taxonomy", "export").stdout
+    assert all(name in text for name in ("团购意向", "会员等级", "询价客户"))
+    neither = _kebiao(tmp_path, "taxonomy", "import")
+    assert (neither.returncode, neither.stderr) == (2, "kebiao taxonomy import: give FILE, --template NAME, or both\n")
+
+
+def test_serve_start_up_problems_are_one_line_errors(tmp_path: Path) -> None:
+    import socket
+
+    no_password = _kebiao_env(tmp_path, {"MICROSOFT_APP_ID": "0b6f5a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"}, "serve")
+    assert no_password.returncode == 2
+    assert no_password.stderr.startswith("kebiao: configuration error: MICROSOFT_APP_ID is set but")
+    blank_id = _kebiao_env(tmp_path, {"KEBIAO_ENV": "production", "MICROSOFT_APP_ID": " "}, "serve")
+    assert blank_id.returncode == 2 and "Traceback" not in blank_id.stderr
+    assert "MICROSOFT_APP_ID is empty" in blank_id.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = _kebiao_env(tmp_path, {"HOST": "127.0.0.1", "PORT": str(port), "KEBIAO_SCHEDULER": "off"}, "serve")
+    assert busy.returncode == 1 and "Traceback" not in busy.stderr
+    assert f"kebiao serve: cannot listen on 127.0.0.1:{port}:" in busy.stderr
+    (tmp_path / "blocker").write_text("a file where a directory should be", encoding="utf-8")
+    bad_db = _kebiao_env(
+        tmp_path,
+        {"KEBIAO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'blocker' / 'k.db'}", "KEBIAO_SCHEDULER": "off"},
+        "serve",
+    )
+    assert bad_db.returncode == 1 and "Traceback" not in bad_db.stderr
+    assert bad_db.stderr.startswith("kebiao serve: ")
+
+
+def _kebiao_env(tmp_path: Path, extra: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("MICROSOFT_", "KEBIAO_", "WECOM_"))}
+    env = keep | {"KEBIAO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'data' / 'k.db'}"} | extra
+    return subprocess.run(
+        [sys.executable, str(ROOT / "app.py"), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

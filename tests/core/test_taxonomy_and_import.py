@@ -10,6 +10,7 @@ import pytest
 
 from core.assignments import TaggingRules, apply_tag
 from core.customer_import import import_customers
+from core.customers import resolve_customer
 from core.importing import CustomerRow, ImportFileError
 from core.records import CustomerDraft
 from core.taxonomy_store import ensure_taxonomy, import_taxonomy, rollback_taxonomy, taxonomy_history
@@ -109,3 +110,55 @@ async def test_import_duplicate_identity_and_dry_run(database: Database, sample_
     assert summary.created == 3 and "dry run" in str(summary)
     async with database.unit_of_work() as uow:
         assert await uow.customers.find_exact("杭州云栖") == []
+
+
+async def test_import_matches_by_name_when_the_row_has_no_company(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    async with database.unit_of_work() as uow:
+        stored = await uow.customers.add(CustomerDraft(name="杭州云帆科技", company="杭州云帆科技有限公司"), NOW)
+    rows = [CustomerRow(row=2, name="杭州雲帆科技 ", region="华东")]  # traditional 雲, trailing space
+    async with database.unit_of_work() as uow:
+        first = await import_customers(uow, sample_taxonomy, RULES, rows, actor="admin", now=NOW)
+    assert (first.created, first.updated) == (0, 1)
+    async with database.unit_of_work() as uow:
+        again = await import_customers(uow, sample_taxonomy, RULES, rows, actor="admin", now=NOW)
+        assert (again.created, again.updated, again.unchanged) == (0, 0, 1)
+        [only] = await uow.customers.find_by_name_key("杭州云帆科技", 10)
+    assert only.id == stored.id and only.company == "杭州云帆科技有限公司" and only.region == "华东"
+
+
+async def test_import_narrows_by_company_and_refuses_ambiguous_names(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    async with database.unit_of_work() as uow:
+        north = await uow.customers.add(CustomerDraft(name="华兴贸易", company="北京华兴贸易有限公司"), NOW)
+        south = await uow.customers.add(CustomerDraft(name="华兴贸易", company="广州华兴贸易有限公司"), NOW)
+    narrowed = [CustomerRow(row=2, name="华兴贸易", company="广州华兴贸易有限公司", region="华南")]
+    async with database.unit_of_work() as uow:
+        summary = await import_customers(uow, sample_taxonomy, RULES, narrowed, actor="admin", now=NOW)
+    assert (summary.created, summary.updated) == (0, 1)
+    async with database.unit_of_work() as uow:
+        refreshed = await uow.customers.get(south.id)
+        assert refreshed is not None and refreshed.region == "华南"
+    ambiguous = [CustomerRow(row=2, name="新客户"), CustomerRow(row=3, name="华兴贸易", owner="u-li")]
+    with pytest.raises(ImportFileError) as info:
+        async with database.unit_of_work() as uow:  # the error leaves the unit of work: it rolls back
+            await import_customers(uow, sample_taxonomy, RULES, ambiguous, actor="admin", now=NOW)
+    [problem] = [str(p) for p in info.value.problems]
+    assert problem.startswith("row 3, column name: '华兴贸易' matches 2 customers")
+    assert f"id {north.id}" in problem and f"id {south.id}" in problem and "add a crm_id" in problem
+    async with database.unit_of_work() as uow:
+        assert await uow.customers.find_exact("新客户") == []  # all-or-nothing
+
+
+async def test_forgiving_lookup_finds_customers_by_company_after_names(database: Database) -> None:
+    async with database.unit_of_work() as uow:
+        by_company = await uow.customers.add(CustomerDraft(name="王经理", company="宁波海天机械有限公司"), NOW)
+        by_name = await uow.customers.add(CustomerDraft(name="海天机械宁波分部"), NOW)
+        await uow.customers.add(CustomerDraft(name="李总", company="苏州园林设计"), NOW)
+    async with database.unit_of_work() as uow:
+        found = await uow.customers.find_by_name_key("海天机械", 10)
+        assert [c.id for c in found] == [by_name.id, by_company.id]
+        resolved = await resolve_customer(uow, "宁波海天机械有限公司")
+    assert resolved.customer is not None and resolved.customer.id == by_company.id
