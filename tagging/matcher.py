@@ -115,10 +115,14 @@ class Matcher:
             for phrase in tag_excludes:
                 phrases[phrase] = phrases.get(phrase, 0) | _EXCLUDE
         self._phrases = phrases
+        # Phrase lengths by their first two characters (one for one-character phrases): most positions of
+        # a message start no phrase's first two characters, so they cost one slice and one lookup.
         lengths: dict[str, set[int]] = {}
         for phrase in phrases:
-            lengths.setdefault(phrase[0], set()).add(len(phrase))
-        self._lengths = {ch: tuple(sorted(ls, reverse=True)) for ch, ls in lengths.items()}
+            if len(phrase) > 1:
+                lengths.setdefault(phrase[:2], set()).add(len(phrase))
+        self._lengths = {head: tuple(sorted(ls, reverse=True)) for head, ls in lengths.items()}
+        self._single = frozenset(phrase for phrase in phrases if len(phrase) == 1)
         keyword_starts = sorted({k[0] for k in keywords})
         trigger = "[" + "".join(map(re.escape, keyword_starts)) + "]" if keyword_starts else "(?!)"
         self._trigger = re.compile(trigger)
@@ -151,17 +155,23 @@ class Matcher:
         found_keywords: list[_Span] = []
         found_friends: list[tuple[int, int]] = []
         found_excludes: list[_Span] = []
-        lengths, phrases = self._lengths, self._phrases
-        for start, ch in enumerate(text):
-            sizes = lengths.get(ch)
+        lengths, phrases, single = self._lengths, self._phrases, self._single
+        size_of_text = len(text)
+        for start in range(size_of_text):
+            sizes = lengths.get(text[start : start + 2])
+            if single and text[start] in single:
+                # One-character phrases sort after the longer ones that start with the same character.
+                sizes = (*(sizes or ()), 1)
             if sizes is None:
                 continue
             for size in sizes:
-                piece = text[start : start + size]
+                end = start + size
+                if end > size_of_text:
+                    continue
+                piece = text[start:end]
                 kinds = phrases.get(piece)
                 if kinds is None:
                     continue
-                end = start + size
                 if kinds & _KEYWORD:
                     found_keywords.append((start, end, piece))
                 if kinds & _FALSE_FRIEND:

@@ -125,6 +125,15 @@ _TRAILING_NOT_NEEDED = re.compile(r"\s+(?:(?:is|are)\s+)?(?:not|no\s+longer)\s+(
 _WORD_NEGATOR = re.compile(r"[a-z]")
 
 
+def _any_of(words: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(word) for word in sorted(words, key=len, reverse=True)))
+
+
+# One search tells whether a clause head holds any negator at all, which most do not.
+_ANY_NO_NEED = _any_of(NO_NEED)
+_ANY_ADJACENT = _any_of(ADJACENT_ONLY)
+
+
 def _is_question_form(clause: str, start: int, negator: str) -> bool:
     """A-不-A questions (要不要, 需不需要, 用不用) ask; they do not negate."""
     if not negator.startswith("不") or start == 0 or start + 1 >= len(clause):
@@ -151,8 +160,15 @@ def _counts(clause: str, start: int, negator: str) -> bool:
     return not (negator in _NOT_YET_SENSITIVE and clause[:start].endswith(NOT_YET_BEFORE))
 
 
-def _nearest_negator(clause: str, before: int, words: tuple[str, ...]) -> tuple[int, str]:
-    """The negator of `words` ending last before position `before` (the longest on a tie); (-1, "") if none."""
+def _nearest_negator(
+    clause: str, before: int, words: tuple[str, ...], any_word: re.Pattern[str]
+) -> tuple[int, str]:
+    """The negator of `words` ending last before position `before` (the longest on a tie); (-1, "") if none.
+
+    `any_word` matches any of `words`; when it finds none before `before`, there is nothing to weigh.
+    """
+    if any_word.search(clause, 0, before) is None:
+        return -1, ""
     head = clause[:before]
     best, best_negator = -1, ""
     for negator in words:
@@ -166,7 +182,7 @@ def _nearest_negator(clause: str, before: int, words: tuple[str, ...]) -> tuple[
 
 def _double_negative(clause: str, at: int) -> bool:
     """A negator that is itself negated (不是不想退款, 不是不需要上门) or asked about rhetorically."""
-    previous, word = _nearest_negator(clause, at, NO_NEED)
+    previous, word = _nearest_negator(clause, at, NO_NEED, _ANY_NO_NEED)
     if previous >= 0 and previous + len(word) == at:
         return True
     return any(marker in clause[:at] for marker in RHETORICAL)
@@ -174,12 +190,12 @@ def _double_negative(clause: str, at: int) -> bool:
 
 def negated(clause: str, start: int, end: int) -> bool:
     """Whether the keyword at clause[start:end] is cancelled by a negator of the same clause."""
-    best, negator = _nearest_negator(clause, start, NO_NEED)
+    best, negator = _nearest_negator(clause, start, NO_NEED, _ANY_NO_NEED)
     if best >= 0:
         gap = clause[best + len(negator) : start]
         if len(gap) <= MAX_GAP and not any(breaker in gap for breaker in SCOPE_BREAKERS):
             return not _double_negative(clause, best)
-    near, adjacent = _nearest_negator(clause, start, ADJACENT_ONLY)
+    near, adjacent = _nearest_negator(clause, start, ADJACENT_ONLY, _ANY_ADJACENT)
     if near >= 0 and _ADJACENT_GAP.match(clause, near + len(adjacent), start):
         return True
     after = clause[end:]
