@@ -32,6 +32,8 @@ from cards.views import (
 )
 from core import verbs
 from core.alert_actions import AlertStatus
+from core.alert_ports import OutboxMessage
+from core.alerts import AlertNotice
 from core.chat import (
     AlertResult,
     AppliedState,
@@ -148,19 +150,23 @@ def summary_card(
     return built
 
 
-def search_card(result: SearchResult, taxonomy: Taxonomy, now: datetime, lang: Lang) -> Card:
+def search_view(result: SearchResult, taxonomy: Taxonomy) -> SearchResultsView:
+    """The card view of one page of search hits, each with the tags the viewer may see."""
     hits = tuple(
         CustomerHit(s.customer, tuple(t for d in summary_view(s, result.viewer, taxonomy).dimensions for t in d.tags))
         for s in result.hits
     )
-    view = SearchResultsView(
+    return SearchResultsView(
         result.query, hits, result.total, result.page, result.page_size, result.viewer.role.sees_sensitive
     )
-    return build_search_results_card(view, now, lang)
 
 
-def suggestion_card(state: SuggestionState, taxonomy: Taxonomy, now: datetime, lang: Lang) -> Card:
-    """One card per message: Accept / Reject per pending tag; decided tags show who and when."""
+def search_card(result: SearchResult, taxonomy: Taxonomy, now: datetime, lang: Lang) -> Card:
+    return build_search_results_card(search_view(result, taxonomy), now, lang)
+
+
+def suggestion_view(state: SuggestionState, taxonomy: Taxonomy, lang: Lang = "zh") -> SuggestionCardView:
+    """The card view of a message's suggestions; decided ones name who decided (the bot as 客标 / Kebiao)."""
     items = []
     for r in state.records:
         dimension = taxonomy.dimension(r.dimension)
@@ -178,14 +184,19 @@ def suggestion_card(state: SuggestionState, taxonomy: Taxonomy, now: datetime, l
                 color=_color(taxonomy, r.dimension, r.tag),
             )
         )
-    built = build_suggestion_card(SuggestionCardView(state.customer.id, state.customer.name, tuple(items)), now, lang)
+    return SuggestionCardView(state.customer.id, state.customer.name, tuple(items))
+
+
+def suggestion_card(state: SuggestionState, taxonomy: Taxonomy, now: datetime, lang: Lang) -> Card:
+    """One card per message: Accept / Reject per pending tag; decided tags show who and when."""
+    built = build_suggestion_card(suggestion_view(state, taxonomy, lang), now, lang)
     for problem in state.problems:
         built["body"].append(text("❗ " + literal(problem, 300), color="Attention", size="Small"))
     return built
 
 
-def applied_card(state: AppliedState, taxonomy: Taxonomy, now: datetime, lang: Lang) -> Card:
-    """The compact auto-applied card; each Undo carries the customer and message it belongs to."""
+def applied_view(state: AppliedState, taxonomy: Taxonomy, lang: Lang = "zh") -> AppliedCardView:
+    """The card view of tags applied automatically from one message, with who undid which."""
     items = []
     for e in state.entries:
         dimension = taxonomy.dimension(e.dimension)
@@ -201,7 +212,12 @@ def applied_card(state: AppliedState, taxonomy: Taxonomy, now: datetime, lang: L
                 undone_at=e.undone_at,
             )
         )
-    built = build_applied_card(AppliedCardView(state.customer.id, state.customer.name, tuple(items)), now, lang)
+    return AppliedCardView(state.customer.id, state.customer.name, tuple(items))
+
+
+def applied_card(state: AppliedState, taxonomy: Taxonomy, now: datetime, lang: Lang) -> Card:
+    """The compact auto-applied card; each Undo carries the customer and message it belongs to."""
+    built = build_applied_card(applied_view(state, taxonomy, lang), now, lang)
     extra = {"customer_id": state.customer.id, "message_key": state.message_key}
     return with_action_data(built, verbs.ASSIGNMENT_UNDO, extra)
 
@@ -222,18 +238,23 @@ def suggest_card(result: SuggestResult, taxonomy: Taxonomy, lang: Lang) -> Card:
     return card(body)
 
 
-def alert_view(status: AlertStatus, names: Mapping[str, str]) -> AlertView:
-    """The alert card view after an action: acknowledged (by whom, when) or snoozed (until when)."""
-    notice = status.notice
+def alert_view_from_payload(message: OutboxMessage) -> AlertView:
+    """The card view of a queued alert; the outbox id is the alert id the card actions carry."""
+    return _notice_view(message.id, AlertNotice.from_payload(message.payload))
+
+
+def alert_view(status: AlertStatus, names: Mapping[str, str] | None = None) -> AlertView:
+    """The alert card view after an action: acknowledged (by whom, when) or snoozed (until when).
+
+    With `names`, the acknowledging user id reads as their display name; without, it shows as stored.
+    """
     by = status.acknowledged_by
-    return AlertView(
-        id=status.alert_id,
-        title=notice.title,
-        customer_id=notice.customer_id,
-        customer_name=notice.customer_name,
-        reasons=tuple(AlertReason(r.text, r.weight) for r in notice.reasons),
-        raised_at=notice.raised_at,
-        acknowledged_by=names.get(by, by) if by else None,
+    if names is not None:
+        by = names.get(by, by) if by else None
+    return _notice_view(
+        status.alert_id,
+        status.notice,
+        acknowledged_by=by,
         acknowledged_at=status.acknowledged_at,
         snoozed_until=status.snoozed_until,
     )
@@ -308,6 +329,28 @@ def _color(taxonomy: Taxonomy, dimension_key: str, tag_name: str) -> str | None:
         return None
     key = name_key(tag_name)
     return next((t.color for t in dimension.iter_tags() if name_key(t.name) == key), None)
+
+
+def _notice_view(
+    alert_id: int,
+    notice: AlertNotice,
+    *,
+    acknowledged_by: str | None = None,
+    acknowledged_at: datetime | None = None,
+    snoozed_until: datetime | None = None,
+) -> AlertView:
+    """The one place an AlertNotice becomes an AlertView (fresh, or with its handling state)."""
+    return AlertView(
+        id=alert_id,
+        title=notice.title,
+        customer_id=notice.customer_id,
+        customer_name=notice.customer_name,
+        reasons=tuple(AlertReason(r.text, r.weight) for r in notice.reasons),
+        raised_at=notice.raised_at,
+        acknowledged_by=acknowledged_by,
+        acknowledged_at=acknowledged_at,
+        snoozed_until=snoozed_until,
+    )
 
 
 def _who(user_id: str | None, names: Mapping[str, str], lang: Lang) -> str | None:

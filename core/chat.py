@@ -12,6 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
@@ -443,39 +444,18 @@ class ChatService:
         changes: list[TagChange] = []
         problems: list[tuple[str, str]] = []  # (English, Chinese)
         async with self.store.unit_of_work() as uow:
-            for name in remove:
+            # Removals first, then additions; each step is (sign, name, the call less its shared keywords).
+            steps = [("-", name, partial(remove_tag, uow, self.taxonomy, customer_id, name)) for name in remove]
+            steps += [
+                ("+", name, partial(apply_tag, uow, self.taxonomy, self.rules, customer_id, name)) for name in add
+            ]
+            for sign, name, step in steps:
                 try:
                     changes.append(
-                        await remove_tag(
-                            uow,
-                            self.taxonomy,
-                            customer_id,
-                            name,
-                            actor=ctx.actor.id,
-                            source=Source.MANUAL,
-                            now=ctx.now,
-                            sees_sensitive=sees,
-                        )
+                        await step(actor=ctx.actor.id, source=Source.MANUAL, now=ctx.now, sees_sensitive=sees)
                     )
                 except (UnknownTagError, AmbiguousTagError, PolicyRefusal, NotFoundError) as exc:
-                    problems.append((f"-{name}: {_message(exc, sees)}", f"-{name}：{_message_zh(exc, sees)}"))
-            for name in add:
-                try:
-                    changes.append(
-                        await apply_tag(
-                            uow,
-                            self.taxonomy,
-                            self.rules,
-                            customer_id,
-                            name,
-                            actor=ctx.actor.id,
-                            source=Source.MANUAL,
-                            now=ctx.now,
-                            sees_sensitive=sees,
-                        )
-                    )
-                except (UnknownTagError, AmbiguousTagError, PolicyRefusal, NotFoundError) as exc:
-                    problems.append((f"+{name}: {_message(exc, sees)}", f"+{name}：{_message_zh(exc, sees)}"))
+                    problems.append((f"{sign}{name}: {_message(exc, sees)}", f"{sign}{name}：{_message_zh(exc, sees)}"))
             if problems:
                 uow.discard()
                 zh = ("；".join(p[1] for p in problems), UNCHANGED_HINT_ZH)

@@ -8,25 +8,11 @@ import logging
 from bots.teams.notifier import TEAMS_CHANNEL, DeliveryStatus, TeamsNotifier
 from bots.teams.references import InvalidReference, StoredReference
 from cards.alert import build_alert_card
-from cards.views import AlertReason, AlertView
+from cards.present import alert_view_from_payload
 from core.alert_ports import Delivery, DeliveryOutcome, OutboxMessage
-from core.alerts import AlertNotice
 from core.channel_ports import ChannelStore, SavedReference
 
 log = logging.getLogger(__name__)
-
-
-def alert_view(message: OutboxMessage) -> AlertView:
-    """The card view of an outbox alert; the outbox id is the alert id the card actions carry."""
-    notice = AlertNotice.from_payload(message.payload)
-    return AlertView(
-        id=message.id,
-        title=notice.title,
-        customer_id=notice.customer_id,
-        customer_name=notice.customer_name,
-        reasons=tuple(AlertReason(r.text, r.weight) for r in notice.reasons),
-        raised_at=notice.raised_at,
-    )
 
 
 def stored_reference(saved: SavedReference) -> StoredReference:
@@ -74,9 +60,8 @@ class TeamsAlertDeliverer:
             reference = stored_reference(saved)
         except InvalidReference as exc:
             return Delivery(DeliveryOutcome.PERMANENT, str(exc))
-        result = await self._notifier.send_card(
-            reference, build_alert_card(alert_view(message), AlertNotice.from_payload(message.payload).raised_at)
-        )
+        view = alert_view_from_payload(message)
+        result = await self._notifier.send_card(reference, build_alert_card(view, view.raised_at))
         if result.status is DeliveryStatus.DELIVERED:
             return Delivery(DeliveryOutcome.SENT, external_id=result.activity_id)
         if result.status is DeliveryStatus.RETRY_LATER:

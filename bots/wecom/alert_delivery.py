@@ -5,27 +5,13 @@ from __future__ import annotations
 import logging
 
 from bots.wecom.client import BUSY_ERRCODES, DUPLICATE_CHECK_MAX_SECONDS, WeComApiError, WeComClient
-from cards.views import AlertReason, AlertView
+from cards.present import alert_view_from_payload
 from cards.wecom import alert_template_card
 from core.alert_ports import Delivery, DeliveryOutcome, OutboxMessage
-from core.alerts import AlertNotice
 
 log = logging.getLogger(__name__)
 
 WECOM_CHANNEL = "wecom"
-
-
-def alert_view(message: OutboxMessage) -> AlertView:
-    """The card view of an outbox alert; the outbox id is the alert id the buttons carry."""
-    notice = AlertNotice.from_payload(message.payload)
-    return AlertView(
-        id=message.id,
-        title=notice.title,
-        customer_id=notice.customer_id,
-        customer_name=notice.customer_name,
-        reasons=tuple(AlertReason(r.text, r.weight) for r in notice.reasons),
-        raised_at=notice.raised_at,
-    )
 
 
 class WeComAlertDeliverer:
@@ -44,7 +30,7 @@ class WeComAlertDeliverer:
         self._interval = duplicate_check_interval
 
     async def deliver(self, message: OutboxMessage) -> Delivery:
-        view = alert_view(message)
+        view = alert_view_from_payload(message)
         card = alert_template_card(view, view.raised_at, task_id=f"kebiao-alert-{message.id}")
         payload = {"touser": message.recipient, "msgtype": "template_card", "template_card": card}
         try:

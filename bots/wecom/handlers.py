@@ -26,7 +26,7 @@ from bots.wecom.parser import (
 from bots.wecom.render import result_markdown, result_payload, result_template_card
 from bots.wecom.replies import markdown_message
 from bots.wecom.sync import WeComTagSync
-from cards.views import AlertReason, AlertView
+from cards.present import alert_view
 from cards.wecom import alert_template_card, error_markdown, parse_button_key
 from core import verbs
 from core.alert_actions import Action, AlertStatus
@@ -143,7 +143,7 @@ class WeComHandlers:
             return
         try:
             if action == "ack":
-                card = alert_template_card(_alert_view(status), status.notice.raised_at, task_id=event.task_id)
+                card = alert_template_card(alert_view(status), status.notice.raised_at, task_id=event.task_id)
                 await self._s.client.update_template_card(event.response_code, template_card=card)
             else:
                 await self._s.client.update_template_card(event.response_code, replace_name=SNOOZED_LABEL)
@@ -231,22 +231,6 @@ class WeComHandlers:
 
     async def on_unknown(self, event: UnknownEvent) -> None:
         log.debug("wecom %s/%s acknowledged, nothing to do", event.msg_type, event.event)
-
-
-def _alert_view(status: AlertStatus) -> AlertView:
-    """The alert card view after an action (acknowledged: its ack/snooze buttons go away)."""
-    notice = status.notice
-    return AlertView(
-        id=status.alert_id,
-        title=notice.title,
-        customer_id=notice.customer_id,
-        customer_name=notice.customer_name,
-        reasons=tuple(AlertReason(r.text, r.weight) for r in notice.reasons),
-        raised_at=notice.raised_at,
-        acknowledged_by=status.acknowledged_by,
-        acknowledged_at=status.acknowledged_at,
-        snoozed_until=status.snoozed_until,
-    )
 
 
 def _action_data(verb: str, ids: tuple[int, ...]) -> dict[str, Any]:

@@ -13,8 +13,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from app import DATABASE, TAXONOMY
-from bots.teams.alert_delivery import alert_view
 from cards.alert import build_alert_card
+from cards.present import alert_view_from_payload
 from core.alert_ports import NewOutboxMessage
 from core.alerts import AlertNotice, Reason
 from core.records import CustomerDraft
@@ -57,7 +57,7 @@ async def _alert_card(client: TestClient, recipient: str) -> dict[str, Any]:
     async with store.unit_of_work() as uow:
         await uow.outbox.enqueue(NewOutboxMessage(notice.alert_key, recipient, "teams", notice.to_payload()), now)
         [row] = await uow.outbox.claim(now, 10)
-    return build_alert_card(alert_view(row), now)
+    return build_alert_card(alert_view_from_payload(row), now)
 
 
 async def test_alert_card_acknowledge_snooze_and_show_customer_for_the_recipient(kebiao: Any) -> None:
