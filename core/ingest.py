@@ -305,6 +305,7 @@ async def _store_batch(
     owners: list[tuple[_Matched, int]] = []
     last_at: dict[int, datetime] = {}
     seen: set[str] = set()
+    masked: dict[str, str] = {}
     for item in matched:
         customer_id = customers[item.message.sender]
         if customer_id is None:
@@ -328,7 +329,7 @@ async def _store_batch(
                     dimension.key,
                     tag.name,
                     s.score,
-                    clean_evidence({"matched": list(s.matched), "excerpt": s.excerpt}),
+                    {"matched": list(s.matched), "excerpt": _masked(s.excerpt, masked)},
                     item.at,
                     SuggestionStatus.ACCEPTED if auto else SuggestionStatus.PENDING,
                     auto,
@@ -336,7 +337,8 @@ async def _store_batch(
                 )
             )
     # The unique (message key, dimension, tag) rows are the gate: a re-run inserts and applies nothing.
-    fresh = {(r.message_key, r.dimension, name_key(r.tag)): r for r in await uow.suggestions.add_many_if_absent(rows)}
+    inserted = await uow.suggestions.insert_new(rows)
+    fresh = {k: r for r in rows if (k := (r.message_key, r.dimension, name_key(r.tag))) in inserted}
     applying: list[tuple[int, ApplyItem]] = []
     for item, customer_id in owners:
         key = f"wecom:{item.message.msgid}"
@@ -360,6 +362,13 @@ async def _store_batch(
         else:
             summary.applied += 1
     await uow.activity.record_messages(last_at, ACTIVITY_CHANNEL)
+
+
+def _masked(excerpt: str, cache: dict[str, str]) -> str:
+    """The excerpt as clean_evidence stores it, masked once per batch (a message's tags share one excerpt)."""
+    if excerpt not in cache:
+        cache[excerpt] = clean_evidence({"excerpt": excerpt})["excerpt"]
+    return cache[excerpt]
 
 
 def _read_batch(stream: BinaryIO, limit: int) -> list[bytes]:

@@ -114,13 +114,14 @@ class SqlChannelStore:
         if not rows:
             return {}
         async with self._engine.begin() as conn:
+            # executemany + RETURNING: sent as one multi-row INSERT ("insertmanyvalues"), and the statement is
+            # compiled once and cached — a .values(list) statement is rebuilt and compiled on every flush.
             stmt = (
                 _insert(conn, _M)
-                .values(list(rows.values()))
                 .on_conflict_do_nothing(index_elements=["channel", "dedupe_key"])
                 .returning(_M.c.dedupe_key, _M.c.id)
             )
-            stored = {str(k): int(i) for k, i in await conn.execute(stmt)}
+            stored = {str(k): int(i) for k, i in await conn.execute(stmt, list(rows.values()))}
         return {key: stored[stored_key(key)] for key, _ in items if stored_key(key) in stored}
 
     async def claim_inbound_due(
@@ -152,6 +153,14 @@ class SqlChannelStore:
 
     async def finish_inbound(self, message_id: int, now: datetime) -> None:
         await self._set(message_id, state="done", updated_at=now)
+
+    async def finish_inbound_many(self, message_ids: Sequence[int], now: datetime) -> None:
+        """Mark several rows done in one UPDATE (handlers finishing together share one write)."""
+        ids = sorted(set(message_ids))
+        if not ids:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(update(_M).where(_M.c.id.in_(ids)).values(state="done", updated_at=now))
 
     async def retry_inbound(self, message_id: int, now: datetime, next_attempt_at: datetime, error: str) -> None:
         await self._set(

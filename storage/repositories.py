@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType, TracebackType
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     ColumnElement,
+    DateTime,
+    Float,
     Insert,
+    Text,
     and_,
+    bindparam,
     case,
     delete,
     exists,
@@ -19,6 +26,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -483,6 +491,27 @@ def _suggestion(row: Row[Any]) -> SuggestionRecord:
     )
 
 
+_UNNEST_SUGGESTIONS = text(
+    "INSERT INTO suggestions (customer_id, message_key, dimension, tag_key, tag, score, evidence, status,"
+    " auto_applied, created_at, decided_by, decided_at)"
+    " SELECT u.customer_id, u.message_key, u.dimension, u.tag_key, u.tag, u.score, CAST(u.evidence AS JSON),"
+    " u.status, u.auto_applied, u.created_at, u.decided_by, u.decided_at"
+    " FROM unnest(:customer_id, :message_key, :dimension, :tag_key, :tag, :score, :evidence, :status,"
+    " :auto_applied, :created_at, :decided_by, :decided_at)"
+    " AS u(customer_id, message_key, dimension, tag_key, tag, score, evidence, status, auto_applied, created_at,"
+    " decided_by, decided_at)"
+    " ON CONFLICT (message_key, dimension, tag_key) DO NOTHING"
+    " RETURNING message_key, dimension, tag_key"
+).bindparams(
+    bindparam("customer_id", type_=postgresql.ARRAY(BigInteger)),
+    *(bindparam(n, type_=postgresql.ARRAY(Text)) for n in ("message_key", "dimension", "tag_key", "tag")),
+    bindparam("score", type_=postgresql.ARRAY(Float)),
+    *(bindparam(n, type_=postgresql.ARRAY(Text)) for n in ("evidence", "status", "decided_by")),
+    bindparam("auto_applied", type_=postgresql.ARRAY(Boolean)),
+    *(bindparam(n, type_=postgresql.ARRAY(DateTime(timezone=True))) for n in ("created_at", "decided_at")),
+)
+
+
 class SqlSuggestions:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -552,6 +581,36 @@ class SqlSuggestions:
             .returning(t.suggestions)
         )
         return [_suggestion(row) for row in await self._conn.execute(stmt, values)]
+
+    async def insert_new(self, rows: Sequence[NewSuggestion]) -> set[tuple[str, str, str]]:
+        """Like add_many_if_absent, but reads back only the (message key, dimension, tag key) of inserted rows.
+
+        PostgreSQL gets one INSERT … SELECT FROM unnest(arrays): one fixed statement (prepared once by
+        asyncpg) instead of multi-row VALUES with a dozen parameters per row, whose text changes with the
+        batch size and is re-planned each time. Rows repeating a key within `rows`: the first one wins.
+        """
+        if not rows:
+            return set()
+        unique = {(r.message_key, r.dimension, name_key(r.tag)): r for r in reversed(rows)}
+        if self._conn.dialect.name != "postgresql":
+            return {(r.message_key, r.dimension, name_key(r.tag)) for r in await self.add_many_if_absent(rows)}
+        items = list(unique.items())
+        columns = {
+            "customer_id": [r.customer_id for _, r in items],
+            "message_key": [k[0] for k, _ in items],
+            "dimension": [k[1] for k, _ in items],
+            "tag_key": [k[2] for k, _ in items],
+            "tag": [r.tag for _, r in items],
+            "score": [float(r.score) for _, r in items],
+            "evidence": [json.dumps(dict(r.evidence), ensure_ascii=False) for _, r in items],
+            "status": [r.status.value for _, r in items],
+            "auto_applied": [r.auto_applied for _, r in items],
+            "created_at": [r.created_at for _, r in items],
+            "decided_by": [r.decided_by for _, r in items],
+            "decided_at": [r.created_at if r.decided_by else None for _, r in items],
+        }
+        result = await self._conn.execute(_UNNEST_SUGGESTIONS, columns)
+        return {(str(m), str(d), str(k)) for m, d, k in result}
 
     async def get(self, suggestion_id: int) -> SuggestionRecord | None:
         row = (

@@ -50,6 +50,12 @@ class ClaimBatcher:
             self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="wecom-inbox-accept")
         return await future
 
+    async def idle(self) -> None:
+        """Wait for the insert being written now, if any (other writers let the acknowledgements go first)."""
+        flusher = self._flusher
+        if flusher is not None:
+            await asyncio.wait([flusher])
+
     async def _flush(self) -> None:
         try:
             while self._waiting:

@@ -15,9 +15,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from bots.wecom.background import Background
 from bots.wecom.claims import ClaimBatcher
+from bots.wecom.outcomes import DoneBatcher, ManyFinishes
 from bots.wecom.parser import WeComMessage, WeComXmlError, parse_message
 from core.channel_ports import InboundInbox
 
@@ -33,6 +35,10 @@ RETRY_CAP = 900.0
 DRAIN_BATCH = 50
 
 
+class InboxStore(InboundInbox, ManyFinishes, Protocol):
+    """The inbox port plus its batched done mark (storage.channels.SqlChannelStore has both)."""
+
+
 def retry_delay(attempts: int, base: float = RETRY_BASE, cap: float = RETRY_CAP) -> float:
     """Seconds before the next attempt after `attempts` failed ones: base·2^(n-1), at most `cap`."""
     return min(cap, base * 2 ** max(0, attempts - 1))
@@ -43,7 +49,7 @@ class CallbackInbox:
 
     def __init__(
         self,
-        store: InboundInbox,
+        store: InboxStore,
         channel: str,
         dispatch: Dispatch,
         background: Background,
@@ -62,6 +68,7 @@ class CallbackInbox:
         self._max_attempts = max_attempts
         self._clock = clock
         self._batcher = ClaimBatcher(store, channel)
+        self._done = DoneBatcher(store, yield_to=self._batcher.idle)
         self._inflight: set[int] = set()  # rows whose handler was started here and has not finished
 
     async def accept(self, message: WeComMessage, body: str) -> bool:
@@ -107,6 +114,7 @@ class CallbackInbox:
 
     async def release_interrupted(self) -> None:
         """After shutdown cancelled handlers: make their rows due at once for the next start or replica."""
+        await self._done.settled()  # marks of handlers that did finish land first
         interrupted = sorted(self._inflight)
         if not interrupted:
             return
@@ -129,7 +137,7 @@ class CallbackInbox:
             await self._failed(row_id, message, attempts, exc)
         else:
             try:
-                await self._store.finish_inbound(row_id, self._clock())
+                await self._done.finish(row_id, self._clock())
             except Exception:
                 log.exception("wecom inbox row %d ran but could not be marked done; it runs again later", row_id)
         self._inflight.discard(row_id)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 import bots.wecom.handlers as handlers_module
 from app import DATABASE, WECOM, WECOM_SHUTDOWN_GRACE, create_app
 from bots.wecom.inbox import LEASE_SECONDS, MAX_ATTEMPTS, retry_delay
+from bots.wecom.outcomes import DoneBatcher
 from bots.wecom.parser import parse_message
 from core.channel_ports import InboundMessage
 from storage import tables as t
@@ -236,3 +237,52 @@ async def test_long_keys_sharing_a_prefix_never_collide(database: Database) -> N
     assert await store.claim_inbound("teams", one, NOW) is True
     async with database.engine.connect() as conn:
         assert (await conn.execute(select(func.count()).select_from(t.inbound_dedup))).scalar_one() == 2
+
+
+async def test_done_marks_finishing_together_share_one_update_and_each_waits_for_it(database: Database) -> None:
+    store = SqlChannelStore(database.engine)
+    items = [(f"done-{i}", f"<xml>第{i}条</xml>") for i in range(5)]
+    ids = await store.accept_inbound_many("wecom", items, NOW, NOW + timedelta(minutes=2))
+    calls: list[list[int]] = []
+    real = store.finish_inbound_many
+
+    async def counted(message_ids: Any, now: datetime) -> None:
+        calls.append(sorted(message_ids))
+        await real(message_ids, now)
+
+    store.finish_inbound_many = counted  # type: ignore[method-assign]
+    batcher = DoneBatcher(store, delay=0.05)
+    await asyncio.gather(*(batcher.finish(ids[key], NOW) for key, _ in items[:4]))
+    assert calls == [sorted(ids[key] for key, _ in items[:4])]  # one statement for the four
+    states = [(await store.inbound_message("wecom", key)) for key, _ in items]
+    assert [m.state for m in states if m] == ["done"] * 4 + ["pending"]
+
+
+async def test_a_done_mark_that_cannot_be_written_fails_every_waiter_and_leaves_the_rows_pending(
+    database: Database,
+) -> None:
+    store = SqlChannelStore(database.engine)
+    ids = await store.accept_inbound_many("wecom", [("坏-1", "<xml/>"), ("坏-2", "<xml/>")], NOW, NOW)
+
+    async def outage(message_ids: Any, now: datetime) -> None:
+        raise OperationalError("UPDATE inbound_messages", {}, Exception("database is locked"))
+
+    store.finish_inbound_many = outage  # type: ignore[method-assign]
+    batcher = DoneBatcher(store, delay=0.01)
+    results = await asyncio.gather(*(batcher.finish(i, NOW) for i in ids.values()), return_exceptions=True)
+    assert [type(r) for r in results] == [OperationalError, OperationalError]
+    await batcher.settled()
+    assert {m.state for k in ids if (m := await store.inbound_message("wecom", k))} == {"pending"}
+
+
+async def test_done_marks_wait_for_the_acknowledgement_insert_being_written(database: Database) -> None:
+    store = SqlChannelStore(database.engine)
+    ids = await store.accept_inbound_many("wecom", [("让路-1", "<xml>先确认</xml>")], NOW, NOW)
+    ack_written = asyncio.Event()
+    batcher = DoneBatcher(store, delay=0.001, yield_to=ack_written.wait)
+    marking = asyncio.create_task(batcher.finish(ids["让路-1"], NOW))
+    await asyncio.sleep(0.05)
+    assert not marking.done() and (await store.inbound_message("wecom", "让路-1")).state == "pending"  # type: ignore[union-attr]
+    ack_written.set()
+    await marking
+    assert (await store.inbound_message("wecom", "让路-1")).state == "done"  # type: ignore[union-attr]

@@ -12,7 +12,8 @@ import pytest
 from app import main
 from core.assignments import TaggingRules
 from core.ingest import CheckpointError, checkpoint_path, ingest_archive
-from core.records import CustomerDraft
+from core.records import CustomerDraft, NewSuggestion
+from core.types import SuggestionStatus
 from storage.database import Database
 from storage.outbox import SqlAlertStore
 from tagging.matcher import Matcher
@@ -144,3 +145,63 @@ def test_cli_resume_on_a_changed_file_exits_1_with_the_reason(
     capsys.readouterr()
     assert main(["ingest", str(path), "--resume"]) == 1
     assert "changed since the checkpoint" in capsys.readouterr().err
+
+
+async def test_insert_new_stores_what_add_many_if_absent_stores_and_skips_known_keys(database: Database) -> None:
+    async with database.unit_of_work() as uow:
+        customer = await uow.customers.add(CustomerDraft(name="王芳", wecom_external_userid="wmCUST002"), NOW)
+
+    def rows(prefix: str) -> list[NewSuggestion]:
+        evidence = {"matched": ["报价"], "excerpt": "报价单发我，电话 138****0000"}
+        return [
+            NewSuggestion(
+                customer.id,
+                f"{prefix}:m1",
+                "intent",
+                "询价客户",
+                0.91,
+                evidence,
+                NOW,
+                SuggestionStatus.PENDING,
+                False,
+                None,
+            ),
+            NewSuggestion(
+                customer.id,
+                f"{prefix}:m1",
+                "service",
+                "售后工单",
+                0.75,
+                {},
+                NOW,
+                SuggestionStatus.ACCEPTED,
+                True,
+                "kebiao",
+            ),
+            NewSuggestion(
+                customer.id, f"{prefix}:m1", "intent", "询价客户", 0.5, {}, NOW, SuggestionStatus.PENDING, False, None
+            ),  # same key again: the first one wins
+        ]
+
+    async with database.unit_of_work() as uow:
+        old = await uow.suggestions.add_many_if_absent(rows("old"))
+        new = await uow.suggestions.insert_new(rows("new"))
+        again = await uow.suggestions.insert_new(rows("new"))
+        stored = {
+            (
+                s.message_key.split(":")[1],
+                s.dimension,
+                s.tag,
+                s.score,
+                json.dumps(dict(s.evidence), sort_keys=True, ensure_ascii=False),
+                s.status,
+                s.auto_applied,
+                s.decided_by,
+                s.decided_at,
+                s.created_at,
+            )
+            for key in ("old:m1", "new:m1")
+            for s in await uow.suggestions.for_message(key)
+        }
+    assert new == {("new:m1", "intent", "询价客户"), ("new:m1", "service", "售后工单")} and again == set()
+    assert len(old) == 2 and len(stored) == 2  # both paths stored the very same two rows
