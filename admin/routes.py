@@ -138,7 +138,7 @@ def _actor(request: web.Request, default: str = DEFAULT_ACTOR) -> str:
 
 async def get_taxonomy(request: web.Request, services: AdminServices) -> web.StreamResponse:
     """The current taxonomy in the design 3.4 file form, with its stored version number."""
-    async with services.store.unit_of_work() as uow:
+    async with services.store.unit_of_work(read_only=True) as uow:
         current = await _current(uow)
     return _json(render.version(current))
 
@@ -167,7 +167,7 @@ async def put_taxonomy(request: web.Request, services: AdminServices) -> web.Str
 
 async def get_taxonomy_history(request: web.Request, services: AdminServices) -> web.StreamResponse:
     """Every stored version, newest first, without the documents."""
-    async with services.store.unit_of_work() as uow:
+    async with services.store.unit_of_work(read_only=True) as uow:
         history = await taxonomy_history(uow)
         current = await uow.taxonomies.current()
     now_version = current.version if current else None
@@ -211,7 +211,7 @@ async def post_customers_import(request: web.Request, services: AdminServices) -
 async def get_customer(request: web.Request, services: AdminServices) -> web.StreamResponse:
     """A customer's tags grouped by dimension (admin view: sensitive dimensions included)."""
     customer_id = path_id(request)
-    async with services.store.unit_of_work() as uow:
+    async with services.store.unit_of_work(read_only=True) as uow:
         current = await _current(uow)
         summary = await customer_summary(uow, current.taxonomy, customer_id, ADMIN_VIEWER, services.clock())
     return _json(render.summary(summary))
@@ -222,7 +222,7 @@ async def get_customer_history(request: web.Request, services: AdminServices) ->
     customer_id = path_id(request)
     skip = query_int(request, "skip", 0, 0, 1_000_000)
     limit = query_int(request, "limit", 50, 1, 200)
-    async with services.store.unit_of_work() as uow:
+    async with services.store.unit_of_work(read_only=True) as uow:
         current = await _current(uow)
         events = await customer_history(uow, current.taxonomy, customer_id, ADMIN_VIEWER, skip, limit)
     return _json(
@@ -238,7 +238,7 @@ async def get_customers(request: web.Request, services: AdminServices) -> web.St
     if len(q) > 300:
         raise AdminError(400, f"query parameter q is {len(q)} characters long (limit 300)")
     limit = query_int(request, "limit", 5, 1, 20)
-    async with services.store.unit_of_work() as uow:
+    async with services.store.unit_of_work(read_only=True) as uow:
         resolution = await resolve_customer(uow, q, limit)
     return _json(
         {
@@ -256,7 +256,7 @@ async def get_search(request: web.Request, services: AdminServices) -> web.Strea
     skip = query_int(request, "skip", 0, 0, 1_000_000)
     count = query_int(request, "count", 25, 1, MAX_PAGE)
     try:
-        async with services.store.unit_of_work() as uow:
+        async with services.store.unit_of_work(read_only=True) as uow:
             current = await _current(uow)
             page = await search_customers(uow, current.taxonomy, expr, ADMIN_VIEWER, services.clock(), skip, count)
     except ExpressionError as exc:
@@ -366,7 +366,7 @@ async def put_user(request: web.Request, services: AdminServices) -> web.StreamR
 
 async def get_tag_report(request: web.Request, services: AdminServices) -> web.StreamResponse:
     """Tag health: usage per tag, retire and merge candidates, customers near the tag cap."""
-    async with services.store.unit_of_work() as uow:
+    async with services.store.unit_of_work(read_only=True) as uow:
         current = await _current(uow)
     report = await tag_health_report(services.reports, current.taxonomy, services.clock(), services.rules.hard_cap)
     return _json(report_to_data(report))

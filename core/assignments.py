@@ -149,6 +149,10 @@ class ApplyItem:
     tag: TagDef
     at: datetime
     evidence: Mapping[str, Any] | None = None
+    # True only when the caller already ran `clean_evidence` on `evidence` (archive ingest masks each
+    # excerpt once per batch); everyone else leaves it False and apply_many masks, so privacy never
+    # depends on a caller remembering to.
+    evidence_masked: bool = False
 
 
 @dataclass(slots=True)
@@ -284,7 +288,7 @@ def _outcome(
     """The TagChange of one planned item, appending its event (if any) to `events`."""
     item = plan.item
     key = item.dimension.key
-    evidence = clean_evidence(item.evidence)
+    evidence = dict(item.evidence or {}) if item.evidence_masked else clean_evidence(item.evidence)
     if plan.insert is None:
         if plan.renewed_event:
             renewed = NewEvent(item.customer_id, key, plan.tag, EventKind.RENEWED, actor, source, item.at, evidence)

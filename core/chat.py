@@ -285,10 +285,13 @@ class ChatService:
         hit, cached = self._users.get(user_id)
         if hit and cached is not None and (not display_name or cached.display_name == display_name):
             return cached
-        async with self.store.unit_of_work() as uow:
+        async with self.store.unit_of_work(read_only=True) as uow:
             user = await get_user(uow, user_id)
-            if display_name and user.display_name != display_name:
-                user = await uow.users.save(replace(user, display_name=display_name), now)
+        if display_name and user.display_name != display_name:  # only a new or renamed user writes
+            async with self.store.unit_of_work() as uow:
+                user = await get_user(uow, user_id)
+                if user.display_name != display_name:
+                    user = await uow.users.save(replace(user, display_name=display_name), now)
         self._users.put(user_id, user)
         return user
 
@@ -349,7 +352,7 @@ class ChatService:
         if command.verb is Verb.SUGGEST:
             return self.suggest(ctx, command.argument)
         name = command.customer or ""
-        async with self.store.unit_of_work() as uow:
+        async with self.store.unit_of_work(read_only=True) as uow:
             resolution = await resolve_customer(uow, name)
         if resolution.customer is None:
             if not resolution.candidates:
@@ -371,7 +374,7 @@ class ChatService:
 
     async def summary(self, ctx: ChatContext, customer_id: int, note: str | None = None) -> ChatResult:
         """The customer's card for the viewer."""
-        async with self.store.unit_of_work() as uow:
+        async with self.store.unit_of_work(read_only=True) as uow:
             try:
                 summary = await customer_summary(uow, self.taxonomy, customer_id, ctx.viewer, ctx.now)
             except NotFoundError as exc:
@@ -381,7 +384,7 @@ class ChatService:
     async def search(self, ctx: ChatContext, query: str, page: int) -> ChatResult:
         """One page of customers matching a tag expression (page is 1-based)."""
         page = max(page, 1)
-        async with self.store.unit_of_work() as uow:
+        async with self.store.unit_of_work(read_only=True) as uow:
             try:
                 found = await search_customers(
                     uow, self.taxonomy, query, ctx.viewer, ctx.now, (page - 1) * PAGE_SIZE, PAGE_SIZE
@@ -402,7 +405,7 @@ class ChatService:
         empty = SearchResult(wanted, (), 0, 1, count, ctx.viewer)
         if not wanted:
             return empty
-        async with self.store.unit_of_work() as uow:
+        async with self.store.unit_of_work(read_only=True) as uow:
             resolution = await resolve_customer(uow, wanted, limit=skip + count + 1)
             named = [resolution.customer] if resolution.customer else list(resolution.candidates)
             if named:
@@ -420,7 +423,7 @@ class ChatService:
     async def customer_choices(self, ctx: ChatContext, limit: int) -> list[Customer]:
         """Customers for a picker: the conversation's linked customer first, then others by name."""
         link = await self.linked(ctx.channel, ctx.conversation_id)
-        async with self.store.unit_of_work() as uow:
+        async with self.store.unit_of_work(read_only=True) as uow:
             first = await uow.customers.get(link.customer_id) if link else None
             others = await uow.customers.find_by_name_key("", limit)
         out = [first] if first else []
@@ -474,7 +477,7 @@ class ChatService:
         """Customers for a typeahead picker: by name (normalised, prefix and contained), best first."""
         wanted = name_key(text)
         count = max(1, min(count, 50))
-        async with self.store.unit_of_work() as uow:
+        async with self.store.unit_of_work(read_only=True) as uow:
             if not wanted:
                 found = await uow.customers.find_by_name_key("", skip + count)
             else:
@@ -486,7 +489,7 @@ class ChatService:
     async def _link(self, ctx: ChatContext, customer_id: int) -> ChatResult:
         await self.channels.link(ctx.channel, ctx.conversation_id, customer_id, ctx.actor.id, ctx.now)
         self._links.forget((ctx.channel, ctx.conversation_id))
-        async with self.store.unit_of_work() as uow:
+        async with self.store.unit_of_work(read_only=True) as uow:
             summary = await customer_summary(uow, self.taxonomy, customer_id, ctx.viewer, ctx.now)
         log.info("%s conversation linked to customer %d by %s", ctx.channel, customer_id, ctx.actor.id)
         return LinkResult(summary.customer, True, summary, ctx.viewer)
@@ -496,7 +499,7 @@ class ChatService:
         link = await self.linked(ctx.channel, ctx.conversation_id)
         if link is None:
             return ErrorResult("this conversation is not linked to a customer", "link it with: link <customer>")
-        async with self.store.unit_of_work() as uow:
+        async with self.store.unit_of_work(read_only=True) as uow:
             customer = await uow.customers.get(link.customer_id)
             if named:
                 resolution = await resolve_customer(uow, named)
@@ -647,7 +650,7 @@ class ChatService:
         problems: list[str] = []
         message_key = ""
         for suggestion_id in ids:
-            async with self.store.unit_of_work() as uow:
+            async with self.store.unit_of_work(read_only=True) as uow:
                 record = await uow.suggestions.get(suggestion_id)
                 if record is None or not is_visible(self.taxonomy.dimension(record.dimension), sees):
                     raise NotFoundError(f"suggestion {suggestion_id} does not exist")
@@ -659,7 +662,7 @@ class ChatService:
                     )
             except (PolicyRefusal, UnknownTagError, AmbiguousTagError) as exc:
                 problems.append(f"{record.tag}: {_message(exc, sees)}")
-        async with self.store.unit_of_work() as uow:
+        async with self.store.unit_of_work(read_only=True) as uow:
             state = await self._suggestion_state(uow, ctx, message_key, tuple(problems))
         if state is None:
             raise NotFoundError(f"no suggestions for message {message_key!r}")

@@ -351,8 +351,10 @@ async def _store_batch(
             if not record.auto_applied:
                 summary.suggested += 1
                 continue
+            # record.evidence's excerpt went through clean_evidence above (_masked); the added keys are not text.
             evidence = dict(record.evidence, message_key=key, score=s.score)
-            applying.append((item.line_no, ApplyItem(customer_id, dimension, tag, item.at, evidence)))
+            to_apply = ApplyItem(customer_id, dimension, tag, item.at, evidence, evidence_masked=True)
+            applying.append((item.line_no, to_apply))
         summary.duplicates += int(new == 0)
     outcomes = await apply_many(uow, [a for _, a in applying], rules, actor=AUTO_ACTOR, source=Source.KEYWORD)
     for (line_no, applied), outcome in zip(applying, outcomes, strict=True):

@@ -254,7 +254,9 @@ class UnitOfWork(Protocol):
 class Store(Protocol):
     """The database as services see it."""
 
-    def unit_of_work(self) -> UnitOfWork: ...
+    def unit_of_work(self, read_only: bool = False) -> UnitOfWork:
+        """One transaction; `read_only=True` for work that only reads (no write lock; a write raises)."""
+        ...
 
     async def ping(self) -> None:
         """Run a real query; raises when the database is unreachable."""

@@ -14,14 +14,12 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from storage.repositories import SqlUnitOfWork
+from storage.repositories import READ_ONLY, SqlUnitOfWork
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-# Execution option for connections that only read (`conn.execution_options(**{READ_ONLY: True})`).
-READ_ONLY = "kebiao_read_only"
 _PG_MIGRATION_LOCK = 0x6B6562  # advisory lock id: two replicas starting together migrate one after the other
 
 
@@ -39,8 +37,9 @@ class Database:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def unit_of_work(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine)
+    def unit_of_work(self, read_only: bool = False) -> SqlUnitOfWork:
+        """One transaction; `read_only` work skips SQLite's write lock and fails loudly if it writes."""
+        return SqlUnitOfWork(self.engine, read_only=read_only)
 
     async def ping(self) -> None:
         """A real round trip; raises when the database is unreachable."""

@@ -59,6 +59,9 @@ def _insert(conn: AsyncConnection, table: Any) -> Any:
 
 
 _BULK_ROWS = 1000
+# Execution option for connections that only read (`conn.execution_options(**{READ_ONLY: True})`): the
+# SQLite begin hook in storage.database then takes a plain deferred BEGIN instead of BEGIN IMMEDIATE.
+READ_ONLY = "kebiao_read_only"
 
 
 def _or_none(value: str) -> str | None:
@@ -789,8 +792,9 @@ class SqlUnitOfWork:
     users: SqlUsers
     taxonomies: SqlTaxonomies
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, read_only: bool = False) -> None:
         self._engine = engine
+        self._read_only = read_only
         self._conn: AsyncConnection | None = None
         self._discard = False
 
@@ -801,9 +805,12 @@ class SqlUnitOfWork:
     async def __aenter__(self) -> SqlUnitOfWork:
         conn = await self._engine.connect()
         try:
-            await conn.begin()
+            if self._read_only:
+                await _begin_read_only(conn)
+            else:
+                await conn.begin()
         except BaseException:
-            await conn.close()
+            await _release(conn, self._read_only)
             raise
         self._conn = conn
         self.customers = SqlCustomers(conn)
@@ -820,10 +827,43 @@ class SqlUnitOfWork:
         conn, self._conn = self._conn, None
         if conn is None:
             return
+        guarded = self._read_only and conn.dialect.name == "sqlite"
         try:
+            if guarded:
+                # query_only belongs to the connection, not the transaction: reset it before it is pooled.
+                await conn.exec_driver_sql("PRAGMA query_only=OFF")
             if exc_type is None and not self._discard:
                 await conn.commit()
             else:
                 await conn.rollback()
+        except BaseException:
+            if guarded:
+                await conn.invalidate()  # never pool a connection that may still refuse writes
+            raise
         finally:
             await conn.close()
+
+
+async def _begin_read_only(conn: AsyncConnection) -> None:
+    """Begin a transaction that can only read, and that says so loudly if anything tries to write.
+
+    SQLite: a plain deferred BEGIN (the begin hook in storage.database), so readers never queue behind
+    the write lock, plus `query_only` so a write raises instead of silently upgrading the lock.
+    PostgreSQL: a READ ONLY transaction (asyncpg starts it with BEGIN READ ONLY; writes raise).
+    """
+    if conn.dialect.name == "sqlite":
+        await conn.execution_options(**{READ_ONLY: True})
+        await conn.begin()
+        await conn.exec_driver_sql("PRAGMA query_only=ON")
+        return
+    await conn.execution_options(postgresql_readonly=True)
+    await conn.begin()
+
+
+async def _release(conn: AsyncConnection, read_only: bool) -> None:
+    """Close a connection whose read-only transaction could not begin (query_only may already be on)."""
+    try:
+        if read_only and conn.dialect.name == "sqlite":
+            await conn.invalidate()  # never pool it: the pool opens a fresh connection instead
+    finally:
+        await conn.close()
