@@ -19,17 +19,15 @@ import resource
 import tempfile
 import time
 import tracemalloc
-import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bench.scratch import scratch_postgres
 from core.alert_jobs import AlertJobs, score_churn, warn_expiring
 from core.types import Role
 from storage import tables as t
@@ -200,21 +198,6 @@ async def _measure(url: str, now: datetime, label: str, use_tracemalloc: bool) -
     await db.close()
 
 
-@asynccontextmanager
-async def _scratch_postgres(url: str) -> AsyncIterator[str]:
-    """A fresh database next to the one in `url`, dropped afterwards."""
-    name = f"kebiao_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-
-
 async def _run(url: str, customers: int, assignments: int, now: datetime, use_tracemalloc: bool) -> None:
     started = time.perf_counter()
     await _generate(url, customers, assignments, now)
@@ -228,7 +211,7 @@ async def _run(url: str, customers: int, assignments: int, now: datetime, use_tr
 
 
 async def _run_postgres(url: str, customers: int, assignments: int, now: datetime, use_tracemalloc: bool) -> None:
-    async with _scratch_postgres(url) as scratch:
+    async with scratch_postgres(url) as scratch:
         await _run(scratch, customers, assignments, now, use_tracemalloc)
 
 

@@ -27,6 +27,7 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from app import DATABASE, create_app
+from bench.scratch import scratch_postgres
 from config import Settings
 from core.records import CustomerDraft
 from tests.teams.fake_connector import FakeConnector
@@ -111,6 +112,15 @@ def spread(name: str, latencies: list[float]) -> str:
 
 
 async def run(turns: int, concurrency: int, rate: float, seconds: float, database: str | None = None) -> None:
+    """Run the benchmark; a PostgreSQL URL only names the server: a scratch database is made and dropped."""
+    if database is not None and database.startswith("postgresql"):
+        async with scratch_postgres(database) as scratch:
+            await _run(turns, concurrency, rate, seconds, scratch)
+        return
+    await _run(turns, concurrency, rate, seconds, database)
+
+
+async def _run(turns: int, concurrency: int, rate: float, seconds: float, database: str | None) -> None:
     connector = TimedConnector()
     fake = TestServer(connector.app(), host="127.0.0.1")
     await fake.start_server()
@@ -202,7 +212,10 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     parser.add_argument("--rate", type=float, default=50.0, help="steady rate, turns/s (default 50)")
     parser.add_argument("--seconds", type=float, default=10.0, help="steady duration (default 10)")
-    parser.add_argument("--database", help="database URL (default: a temporary SQLite file)")
+    parser.add_argument(
+        "--database",
+        help="database URL (default: a temporary SQLite file); for PostgreSQL a scratch database is created beside it",
+    )
     options = parser.parse_args(argv)
     asyncio.run(run(options.turns, options.concurrency, options.rate, options.seconds, options.database))
     return 0

@@ -16,9 +16,7 @@ import io
 import json
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +25,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from app import WECOM, create_app
 from bench import corpus
+from bench.scratch import scratch_postgres
 from bots.wecom.crypto import WeComCrypto
 from core.assignments import TaggingRules
 from core.dryrun import suggest_stream
@@ -61,22 +60,6 @@ def _requests(count: int, fake: FakeWeComApi) -> list[tuple[dict[str, str], byte
         query, body = signed(crypto, inner, nonce=f"n{i}")
         out.append((query, body.encode()))
     return out
-
-
-@asynccontextmanager
-async def _postgres_database(url: str) -> AsyncIterator[str]:
-    """A throw-away PostgreSQL database next to `url`'s; yields its URL and drops it afterwards."""
-    import asyncpg  # type: ignore[import-untyped]
-
-    name = f"kebiao_bench_{uuid.uuid4().hex[:8]}"
-    plain = url.replace("postgresql+asyncpg://", "postgresql://")
-    admin = await asyncpg.connect(plain)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def _callbacks(count: int, concurrency: int, workdir: Path, database_url: str | None) -> tuple[float, float]:
@@ -155,7 +138,7 @@ async def _run(args: argparse.Namespace, tmp: Path) -> None:
         if url is None:
             ingest, dry = await _ingest(texts, work, f"sqlite+aiosqlite:///{work / 'ingest.db'}")
         else:
-            async with _postgres_database(url) as fresh:
+            async with scratch_postgres(url) as fresh:
                 ingest, dry = await _ingest(texts, work, fresh)
         print(
             f"[{label}] ingest: {ingest:,.0f} lines/s; kebiao suggest core: {dry:,.0f} lines/s; "
@@ -166,7 +149,7 @@ async def _run(args: argparse.Namespace, tmp: Path) -> None:
         if url is None:
             ack, e2e = await _callbacks(args.callbacks, args.concurrency, work, None)
         else:
-            async with _postgres_database(url) as fresh:
+            async with scratch_postgres(url) as fresh:
                 ack, e2e = await _callbacks(args.callbacks, args.concurrency, work, fresh)
         print(
             f"[{label}] {args.callbacks} encrypted callbacks, {args.concurrency} in flight: "
@@ -178,7 +161,7 @@ def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench wecom")
     parser.add_argument("--callbacks", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16, help="callbacks in flight at once (default 16)")
-    parser.add_argument("--lines", type=int, default=4000)
+    parser.add_argument("--lines", type=int, default=20_000, help="archive lines for the ingest run (default 20,000)")
     parser.add_argument("--postgres", metavar="URL", help="also measure on this PostgreSQL (postgresql+asyncpg://…)")
     args = parser.parse_args(list(argv))
     with tempfile.TemporaryDirectory() as tmp:

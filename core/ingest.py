@@ -13,6 +13,8 @@ decides the exit status.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -37,7 +39,7 @@ log = logging.getLogger(__name__)
 
 EXTERNAL_PREFIXES = ("wm", "wo")
 ACTIVITY_CHANNEL = "wecom"
-BATCH_LINES = 2000  # lines per transaction and checkpoint: fewer round trips, bounded memory
+BATCH_LINES = 5000  # lines per transaction and checkpoint: fewer round trips, bounded memory and lock time
 CHECKPOINT_SUFFIX = ".kebiao-checkpoint"
 HEAD_BYTES = 64 * 1024  # hashed to recognise the file a checkpoint was written for
 
@@ -215,22 +217,37 @@ async def ingest_archive(
     offset, line_no = _read_checkpoint(path, identity) if resume else (0, 0)
     summary = IngestSummary(resumed_from_line=line_no)
     customers: dict[str, int | None] = {}
-    with path.open("rb") as stream:
-        stream.seek(offset)
-        while True:
-            batch = _read_batch(stream, batch_lines)
-            if not batch:
-                break
-            matched = _match_batch(batch, line_no, taxonomy, matcher, summary, now())
-            line_no += len(batch)
-            if matched:
-                async with store.unit_of_work() as uow:
-                    await _store_batch(uow, rules, matched, customers, summary)
-            offset += sum(len(raw) for raw in batch)
-            summary.lines += len(batch)
-            _write_checkpoint(path, offset, line_no, identity)
-            if progress is not None:
-                progress(offset, size, line_no)
+
+    async def store_and_checkpoint(matched: list[_Matched], end: int, last_line: int, lines: int) -> None:
+        if matched:
+            async with store.unit_of_work() as uow:
+                await _store_batch(uow, rules, matched, customers, summary)
+        summary.lines += lines
+        _write_checkpoint(path, end, last_line, identity)
+        if progress is not None:
+            progress(end, size, last_line)
+
+    # Batch N is written while batch N+1 is parsed and matched, so the database's time overlaps the
+    # matcher's; batches are still stored, and checkpointed, strictly in file order.
+    writing: asyncio.Task[None] | None = None
+    try:
+        with path.open("rb") as stream:
+            stream.seek(offset)
+            while batch := _read_batch(stream, batch_lines):
+                matched = await _match_batch(batch, line_no, taxonomy, matcher, summary, now())
+                line_no += len(batch)
+                offset += sum(len(raw) for raw in batch)
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(store_and_checkpoint(matched, offset, line_no, len(batch)))
+            if writing is not None:
+                await writing
+                writing = None
+    finally:
+        if writing is not None and not writing.done():
+            writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writing
     return summary
 
 
@@ -244,7 +261,10 @@ class _Matched:
     tags: tuple[tuple[Dimension, TagDef, Suggestion], ...]
 
 
-def _match_batch(
+YIELD_EVERY = 100  # lines matched between chances for the previous batch's write to move on
+
+
+async def _match_batch(
     batch: Sequence[bytes],
     first_line: int,
     taxonomy: Taxonomy,
@@ -256,6 +276,8 @@ def _match_batch(
     out: list[_Matched] = []
     resolved: dict[tuple[str, str], tuple[Dimension, TagDef]] = {}
     for index, raw in enumerate(batch):
+        if index and index % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
         line_no = first_line + index + 1
         try:
             message = parse_archive_line(raw)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tagging.pii import PiiHit, PiiKind, contains_pii, find_pii, id_card_valid, luhn_valid, mask, mobile_valid
@@ -185,3 +185,22 @@ def test_mobile_inside_a_longer_digit_run_is_not_flagged(number: str, left: str,
 def test_chinese_text_without_digits_has_no_personal_data(text: str) -> None:
     assert find_pii(text) == []
     assert mask(text) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from([*"0123456789０１２３４５６７８９①②③ -+Xx报价退款订单号手机", "\u3000", "\n"]),
+        max_size=60,
+    )
+)
+def test_the_digit_count_prefilter_never_changes_a_result(text: str) -> None:
+    import tagging.pii as pii
+
+    fast = pii.find_pii(text)
+    original = pii._FEWEST_DIGITS
+    pii._FEWEST_DIGITS = 0  # the full per-character path for every text
+    try:
+        assert pii.find_pii(text) == fast
+    finally:
+        pii._FEWEST_DIGITS = original
