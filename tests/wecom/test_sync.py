@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,25 +22,20 @@ from storage.database import Database
 from storage.sync_pending import SqlPendingTagPushes
 from tagging.taxonomy import Taxonomy
 from tests.wecom.fake_api import AGENT_ID, CORP_ID, SECRET, FakeWeComApi
+from tests.wecom.sync_support import no_sleep
 
 NOW = datetime(2025, 3, 1, 9, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def _no_sleep(_: float) -> None:
-    return None
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def _sync(
     session: aiohttp.ClientSession, fake: FakeWeComApi, database: Database, taxonomy: Taxonomy, background: Background
 ) -> WeComTagSync:
-    client = WeComClient(session, CORP_ID, SECRET, AGENT_ID, fake.api_base, sleep=_no_sleep)
+    client = WeComClient(session, CORP_ID, SECRET, AGENT_ID, fake.api_base, sleep=no_sleep)
     channels = SqlChannelStore(database.engine)
     pending = SqlPendingTagPushes(database.engine)
     return WeComTagSync(client, database, channels, lambda: taxonomy, background, pending, retry_delays=(0.0, 0.0))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -25,29 +24,16 @@ from storage.sync_pending import SqlPendingTagPushes
 from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
 from tests.wecom.fake_api import AGENT_ID, CORP_ID, SECRET, FakeWeComApi
+from tests.wecom.sync_support import Clock, no_sleep
 
 NOW = datetime(2025, 3, 1, 9, tzinfo=UTC)
 TAG = "企业客户"  # basic dimension of the sample taxonomy
 
 
-class Clock:
-    """A settable clock: retries become due by moving it, never by waiting."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
-async def _no_sleep(_: float) -> None:
-    return None
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def _sync(
@@ -59,7 +45,7 @@ def _sync(
     clock: Clock,
     **kw: object,
 ) -> WeComTagSync:
-    client = WeComClient(session, CORP_ID, SECRET, AGENT_ID, fake.api_base, sleep=_no_sleep)
+    client = WeComClient(session, CORP_ID, SECRET, AGENT_ID, fake.api_base, sleep=no_sleep)
     return WeComTagSync(
         client,
         database,
@@ -242,7 +228,7 @@ async def test_two_concurrent_drains_push_each_customer_once(
     try:
         # One client for both replicas: the fake honours only the newest access token (WeCom honours several),
         # so two clients would see each other's token refreshes as extra, rejected mark_tag calls.
-        client = WeComClient(session, CORP_ID, SECRET, AGENT_ID, fake_wecom.api_base, sleep=_no_sleep)
+        client = WeComClient(session, CORP_ID, SECRET, AGENT_ID, fake_wecom.api_base, sleep=no_sleep)
         first, second = (
             WeComTagSync(
                 client,

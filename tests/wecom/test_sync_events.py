@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,34 +28,23 @@ from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
 from tests.wecom.callbacks import settings_for
 from tests.wecom.fake_api import AGENT_ID, CORP_ID, SECRET, FakeWeComApi
+from tests.wecom.sync_support import Clock, no_sleep
 
 NOW = datetime(2025, 3, 1, 9, tzinfo=UTC)
 TAG, TAG_ID = "企业客户", "etQIYE"  # basic dimension of the sample taxonomy
 MARK = "externalcontact/mark_tag"
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
-async def _no_sleep(_: float) -> None:
-    return None
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def _sync(
     session: aiohttp.ClientSession, fake: FakeWeComApi, database: Database, taxonomy: Taxonomy, **kw: Any
 ) -> WeComTagSync:
-    client = WeComClient(session, CORP_ID, SECRET, AGENT_ID, fake.api_base, sleep=_no_sleep)
+    client = WeComClient(session, CORP_ID, SECRET, AGENT_ID, fake.api_base, sleep=no_sleep)
     return WeComTagSync(
         client,
         database,
@@ -339,7 +327,7 @@ async def test_two_replicas_draining_together_push_each_change_once(
     replica = await _reopen(database)
     try:
         # One client for both: the fake honours only the newest access token (WeCom honours several).
-        client = WeComClient(session, CORP_ID, SECRET, AGENT_ID, fake_wecom.api_base, sleep=_no_sleep)
+        client = WeComClient(session, CORP_ID, SECRET, AGENT_ID, fake_wecom.api_base, sleep=no_sleep)
         first, second = (
             WeComTagSync(
                 client,
