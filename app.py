@@ -723,7 +723,8 @@ def cmd_taxonomy_export(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_customers_import(args: argparse.Namespace, settings: Settings) -> int:
     """Import customers (and their tags) from CSV/XLSX, all or nothing; --dry-run writes nothing."""
     try:
-        parsed = parse_customer_file(args.file)
+        # row problems come back with the rows so the import adds its own and one run shows them all
+        parsed = parse_customer_file(args.file, collect=True)
     except ImportFileError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -746,6 +747,7 @@ def cmd_customers_import(args: argparse.Namespace, settings: Settings) -> int:
                     actor="import",
                     now=datetime.now(UTC),
                     dry_run=args.dry_run,
+                    problems=parsed.problems,
                 )
         except ImportFileError as exc:
             for problem in exc.problems:

@@ -196,11 +196,19 @@ async def post_customers_import(request: web.Request, services: AdminServices) -
     actor = _actor(request, "import")
     file = await upload(request, IMPORT_CAP)
     try:
-        parsed = parse_customer_bytes(file.data, file.filename)
+        # row problems come back with the rows so the import adds its own and one response lists them all
+        parsed = parse_customer_bytes(file.data, file.filename, collect=True)
         async with services.store.unit_of_work() as uow:
             current = await _current(uow)
             summary = await import_customers(
-                uow, current.taxonomy, services.rules, parsed.rows, actor=actor, now=services.clock(), dry_run=dry_run
+                uow,
+                current.taxonomy,
+                services.rules,
+                parsed.rows,
+                actor=actor,
+                now=services.clock(),
+                dry_run=dry_run,
+                problems=parsed.problems,
             )
     except ImportFileError as exc:
         problems = [render.row_problem(p) for p in exc.problems]

@@ -41,20 +41,27 @@ async def import_customers(
     actor: str,
     now: datetime,
     dry_run: bool = False,
+    problems: Sequence[RowProblem] = (),
 ) -> ImportSummary:
     """Upsert rows (by crm id, else WeCom id, else normalised name, narrowed by the row's company when it gives
     one) and apply their tags (source import).
 
-    Raises ImportFileError listing every problem; the caller's unit of work then rolls everything back.
+    `problems` are those the file reader already found (ImportFile.problems, parsed with collect=True).
+    Raises ImportFileError listing them and every problem found here, by row then column, after marking the
+    unit of work to roll back, so nothing is written.
     """
-    resolved = _check(rows, taxonomy)
+    resolved, found = _check(rows, taxonomy)
+    # Rows are written even when problems are already known: only writing them finds the rest (a name that
+    # matches several customers, a tag the rules refuse), and the error rolls the unit of work back.
+    found = [*problems, *found]
     created = updated = unchanged = applied = 0
-    problems: list[RowProblem] = []
     for row, tags in zip(rows, resolved, strict=True):
+        if tags is None:
+            continue  # a second row for one customer: already reported, and writing it twice proves nothing
         draft = _draft(row)
         candidates = await uow.customers.find_for_import(draft)
         if len(candidates) > 1:
-            problems.append(_ambiguous(row, candidates))
+            found.append(_ambiguous(row, candidates))
             continue
         existing = candidates[0] if candidates else None
         if existing is None:
@@ -85,21 +92,29 @@ async def import_customers(
                     evidence={"row": row.row},
                 )
             except PolicyRefusal as refusal:
-                problems.append(RowProblem(row.row, "tags", refusal.reason))
+                found.append(RowProblem(row.row, "tags", refusal.reason))
                 continue
             held.add((dimension.key, name_key(tag.name)))
             applied += 1
-    if problems:
-        raise ImportFileError(problems)
+    if found:
+        uow.discard()  # nothing written, even when the caller catches the error inside its unit of work
+        raise ImportFileError(sorted(found, key=_position))
     if dry_run:
         uow.discard()
     return ImportSummary(created, updated, unchanged, applied, dry_run)
 
 
-def _check(rows: Sequence[CustomerRow], taxonomy: Taxonomy) -> list[list[tuple[Dimension, TagDef]]]:
-    """Resolve every row's tags and find duplicate identities before anything is written."""
+def _position(problem: RowProblem) -> tuple[int, str]:
+    """Sort key: whole-file problems first, then by row, then by column (a stable sort keeps the rest)."""
+    return (problem.row or 0, problem.column or "")
+
+
+def _check(
+    rows: Sequence[CustomerRow], taxonomy: Taxonomy
+) -> tuple[list[list[tuple[Dimension, TagDef]] | None], list[RowProblem]]:
+    """Resolve every row's tags (unknown or clashing ones left out); None for a row repeating a customer."""
     problems: list[RowProblem] = []
-    resolved: list[list[tuple[Dimension, TagDef]]] = []
+    resolved: list[list[tuple[Dimension, TagDef]] | None] = []
     seen: dict[tuple[str, str], int] = {}
     for row in rows:
         identity = _identity(row)
@@ -136,10 +151,8 @@ def _check(rows: Sequence[CustomerRow], taxonomy: Taxonomy) -> list[list[tuple[D
                 exclusive_seen[dimension.key] = tag.name
             if all(t is not tag for _, t in tags):
                 tags.append((dimension, tag))
-        resolved.append(tags)
-    if problems:
-        raise ImportFileError(problems)
-    return resolved
+        resolved.append(tags if seen[identity] == row.row else None)
+    return resolved, problems
 
 
 def _ambiguous(row: CustomerRow, candidates: Sequence[Customer]) -> RowProblem:

@@ -2,6 +2,10 @@
 
 Reading is all-or-nothing: every problem in the file is collected and raised together as ImportFileError,
 so the caller writes nothing unless the whole file is clean. Nothing here touches the database.
+With `collect=True` row problems come back in `ImportFile.problems` beside the rows that passed, so the
+import service can add the problems only it can see (unknown tags, ambiguous customers) and report every
+row problem in one run; problems with the file as a whole (type, size, encoding, header, unreadable record,
+too many rows) are still raised at once, since no row list can be trusted then.
 
 Decisions worth knowing:
 - CSV text is UTF-8 (with or without BOM), UTF-16 with BOM, or GB18030 (a superset of GBK, which Chinese
@@ -90,7 +94,7 @@ class RowProblem:
 
 
 class ImportFileError(ValueError):
-    """The file was refused; `problems` lists every reason, in file order."""
+    """The file was refused; `problems` lists every reason, by row (whole-file problems first)."""
 
     SHOWN = 50  # the message lists this many; `problems` keeps them all
 
@@ -123,15 +127,25 @@ class CustomerRow:
 
 @dataclass(frozen=True, slots=True)
 class ImportFile:
-    """A fully checked import file; `format` is csv-utf-8, csv-utf-8-bom, csv-utf-16, csv-gb18030 or xlsx."""
+    """A checked import file; `format` is csv-utf-8, csv-utf-8-bom, csv-utf-16, csv-gb18030 or xlsx.
+
+    `rows` holds the rows that passed; `problems` the refused rows' problems (only ever non-empty when
+    parsed with collect=True, otherwise they are raised).
+    """
 
     rows: tuple[CustomerRow, ...]
     columns: tuple[str, ...]
     format: str
+    problems: tuple[RowProblem, ...] = ()
 
 
-def parse_customer_file(path: str | Path, limits: ImportLimits | None = None) -> ImportFile:
-    """Read and check a customer CSV/XLSX file; raises ImportFileError listing every problem."""
+def parse_customer_file(
+    path: str | Path, limits: ImportLimits | None = None, *, collect: bool = False
+) -> ImportFile:
+    """Read and check a customer CSV/XLSX file; raises ImportFileError listing every problem.
+
+    With collect=True only whole-file problems are raised; row problems are returned in `problems`.
+    """
     path = Path(path)
     limits = limits or ImportLimits()
     _check_suffix(path.name)
@@ -140,18 +154,20 @@ def parse_customer_file(path: str | Path, limits: ImportLimits | None = None) ->
     except OSError as exc:
         raise ImportFileError([RowProblem(None, None, f"cannot read {path}: {exc.strerror}")]) from exc
     _check_size(size, limits)
-    return parse_customer_bytes(path.read_bytes(), path.name, limits)
+    return parse_customer_bytes(path.read_bytes(), path.name, limits, collect=collect)
 
 
-def parse_customer_bytes(data: bytes, filename: str, limits: ImportLimits | None = None) -> ImportFile:
+def parse_customer_bytes(
+    data: bytes, filename: str, limits: ImportLimits | None = None, *, collect: bool = False
+) -> ImportFile:
     """Like parse_customer_file for an uploaded body; `filename` decides CSV or XLSX by its extension."""
     limits = limits or ImportLimits()
     suffix = _check_suffix(filename)
     _check_size(len(data), limits)
     if suffix == ".csv":
         fmt, text = _decode(data)
-        return _Checker(limits, csv_cells=True).check(_csv_rows(text), fmt)
-    return _Checker(limits, csv_cells=False).check(_xlsx_rows(data), "xlsx")
+        return _Checker(limits, csv_cells=True).check(_csv_rows(text), fmt, collect=collect)
+    return _Checker(limits, csv_cells=False).check(_xlsx_rows(data), "xlsx", collect=collect)
 
 
 # ---------------------------------------------------------------- reading
@@ -293,10 +309,12 @@ class _Checker:
         self.seen_unkeyed_names: dict[str, int] = {}
         self.reported_headerless: set[int] = set()
 
-    def check(self, raw_rows: Iterator[tuple[int, list[Cell]]], fmt: str) -> ImportFile:
+    def check(self, raw_rows: Iterator[tuple[int, list[Cell]]], fmt: str, *, collect: bool) -> ImportFile:
+        """The checked file; raises ImportFileError on any problem, or only on whole-file ones if collect."""
         rows: list[CustomerRow] = []
         columns: list[_Column] | None = None
         data_rows = 0
+        fatal = False  # a problem with the file as a whole: the rows read so far are not the whole story
         try:
             for number, cells in raw_rows:
                 if all(_is_blank(c) for c in cells):
@@ -313,20 +331,22 @@ class _Checker:
                         None,
                         f"too many rows: more than {self.limits.max_rows:,} customers; split the file",
                     )
+                    fatal = True
                     break
                 row = self._row(number, cells, columns)
                 if row is not None:
                     rows.append(row)
         except _Broken as broken:
             self._add(broken.row, None, broken.reason)
+            fatal = True
         if columns is None and not self.problems:
             self._add(None, None, "file is empty: expected a header row with at least a name column")
         elif columns is not None and data_rows == 0 and not self.problems:
             self._add(None, None, "file has a header row but no customer rows")
-        if self.problems:
+        if self.problems and (fatal or columns is None or not collect or data_rows == 0):
             raise ImportFileError(self.problems)
         assert columns is not None
-        return ImportFile(tuple(rows), tuple(c.label for c in columns), fmt)
+        return ImportFile(tuple(rows), tuple(c.label for c in columns), fmt, tuple(self.problems))
 
     def _add(self, row: int | None, column: str | None, reason: str) -> None:
         self.problems.append(RowProblem(row, column, reason))

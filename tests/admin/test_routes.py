@@ -271,6 +271,25 @@ async def test_bad_import_lists_row_problems_and_writes_nothing(client: TestClie
     ] is None
 
 
+async def test_import_lists_file_and_taxonomy_problems_in_one_response(client: TestClient) -> None:
+    mixed = (
+        "name,company,crm_id,contract_end,tags\n"
+        "杭州云帆科技,云帆,CRM-001,2026-03-01,VIP客户\n"
+        "成都麦田教育,麦田,CRM-002,2026-02-30,活跃客户\n"
+        "广州星河贸易,星河,CRM-004,,不存在的标签\n"
+        "深圳蓝海,@SUM(A1),CRM-005,,询价客户\n"
+    )
+    form = FormData()
+    form.add_field("file", mixed.encode(), filename="客户.csv")
+    response = await client.post(f"{V1}/customers/import", data=form, headers=AUTH)
+    assert response.status == 400
+    problems = (await response.json())["problems"]
+    assert [(p["row"], p["column"]) for p in problems] == [(3, "contract_end"), (4, "tags"), (5, "company")]
+    assert "not a date" in problems[0]["reason"] and "不存在的标签" in problems[1]["reason"]
+    found = await (await client.get(f"{V1}/customers", params={"q": "杭州云帆科技"}, headers=AUTH)).json()
+    assert found["customer"] is None
+
+
 async def test_import_request_refusals(client: TestClient) -> None:
     no_name = await client.post(f"{V1}/customers/import", data=b"name\nx\n", headers=AUTH)
     assert no_name.status == 400 and "X-Filename" in (await no_name.json())["error"]

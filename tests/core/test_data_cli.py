@@ -178,3 +178,29 @@ def _kebiao_env(tmp_path: Path, extra: dict[str, str], *args: str) -> subprocess
         text=True,
         timeout=120,
     )
+
+
+def test_cli_import_lists_file_and_taxonomy_problems_in_one_run(tmp_path: Path) -> None:
+    assert _kebiao(tmp_path, "db", "upgrade").returncode == 0
+    (tmp_path / "tax.yaml").write_text(TAXONOMY, encoding="utf-8")
+    assert _kebiao(tmp_path, "taxonomy", "import", "tax.yaml").returncode == 0
+    mixed = (
+        "name,company,crm_id,contract_end,tags\n"
+        "上海明远科技,明远,C-1,2026-03-01,VIP客户\n"
+        "杭州云栖,云栖,C-2,2026-02-30,普通客户\n"
+        "北京远航,远航,C-3,,不存在标签\n"
+        "深圳蓝海,=1+2,C-4,,询价客户\n"
+    )
+    (tmp_path / "mixed.csv").write_text(mixed, encoding="utf-8")
+    bad = _kebiao(tmp_path, "customers", "import", "mixed.csv")
+    assert bad.returncode == 1 and bad.stdout == ""
+    lines = bad.stderr.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "row 3, column contract_end",
+        "row 4, column tags",
+        "row 5, column company",
+    ], bad.stderr
+    assert "'2026-02-30' is not a date" in lines[0] and "unknown tag '不存在标签'" in lines[1]
+    # nothing written: the good row 2 is not stored either
+    shown = _kebiao(tmp_path, "customers", "show", "上海明远科技")
+    assert shown.returncode != 0 and "上海明远科技" not in shown.stdout, shown.stdout

@@ -261,3 +261,34 @@ def test_error_message_lists_problems_and_says_nothing_was_imported(tmp_path: Pa
         "import file refused (1 problem, nothing imported):\n"
         "row 2, column contract_end: '2025-02-30' is not a date (use YYYY-MM-DD)"
     )
+
+
+def test_collect_returns_good_rows_beside_row_problems(tmp_path: Path) -> None:
+    text = "name,contract_end,tags\n华为,2025-12-31,VIP客户\n小米,2025-02-30,\n,2025-01-01,\n美团,,普通客户\n"
+    result = parse_customer_file(_csv(tmp_path, text), collect=True)
+    assert [r.name for r in result.rows] == ["华为", "美团"]
+    assert [str(p) for p in result.problems] == [
+        "row 3, column contract_end: '2025-02-30' is not a date (use YYYY-MM-DD)",
+        "row 4, column name: name is empty; every customer needs a name",
+    ]
+    assert parse_customer_file(_csv(tmp_path, "name\n华为\n"), collect=True).problems == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("公司,标签\n华为,VIP客户\n", "no name column"),
+        ("name\n", "no customer rows"),
+        ("name,name\n华为,华为\n", "duplicate header"),
+        ('name\n小米,2025-02-30\n"华为\n', "unreadable CSV record"),
+    ],
+)
+def test_collect_still_raises_whole_file_problems(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ImportFileError) as caught:
+        parse_customer_file(_csv(tmp_path, text), collect=True)
+    assert any(expected in str(p) for p in caught.value.problems), caught.value.problems
+
+
+def test_collect_still_raises_too_many_rows(tmp_path: Path) -> None:
+    with pytest.raises(ImportFileError, match="too many rows"):
+        parse_customer_bytes("name\n华为\n小米\n美团\n".encode(), "c.csv", ImportLimits(max_rows=2), collect=True)

@@ -11,7 +11,7 @@ import pytest
 from core.assignments import TaggingRules, apply_tag
 from core.customer_import import import_customers
 from core.customers import resolve_customer
-from core.importing import CustomerRow, ImportFileError
+from core.importing import CustomerRow, ImportFileError, RowProblem
 from core.records import CustomerDraft
 from core.taxonomy_store import ensure_taxonomy, import_taxonomy, rollback_taxonomy, taxonomy_history
 from core.types import Source
@@ -162,3 +162,22 @@ async def test_forgiving_lookup_finds_customers_by_company_after_names(database:
         assert [c.id for c in found] == [by_name.id, by_company.id]
         resolved = await resolve_customer(uow, "宁波海天机械有限公司")
     assert resolved.customer is not None and resolved.customer.id == by_company.id
+
+
+async def test_import_merges_reader_problems_sorted_and_writes_nothing(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    rows = [
+        CustomerRow(row=2, name="苏州工业园", tags=("VIP客户",)),
+        CustomerRow(row=4, name="无锡太湖", tags=("不存在标签",)),
+    ]
+    reader = [
+        RowProblem(5, "company", "cell holds a formula; paste values instead of formulas"),
+        RowProblem(3, "contract_end", "'2025-02-30' is not a date (use YYYY-MM-DD)"),
+    ]
+    with pytest.raises(ImportFileError) as info:
+        async with database.unit_of_work() as uow:
+            await import_customers(uow, sample_taxonomy, RULES, rows, actor="admin", now=NOW, problems=reader)
+    assert [(p.row, p.column) for p in info.value.problems] == [(3, "contract_end"), (4, "tags"), (5, "company")]
+    async with database.unit_of_work() as uow:
+        assert await uow.customers.find_exact("苏州工业园") == []
