@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -14,22 +13,21 @@ import pytest
 from bots.wecom.background import Background
 from bots.wecom.client import WeComClient
 from bots.wecom.sync import WeComTagSync
-from core.assignments import TagChange, TaggingRules, apply_tag, remove_tag
-from core.records import CustomerDraft
-from core.types import Customer, Source
+from core.assignments import remove_tag
+from core.types import Source
 from storage.channels import SqlChannelStore
 from storage.database import Database
 from storage.sync_pending import SqlPendingTagPushes
 from tagging.taxonomy import Taxonomy
 from tests.wecom.fake_api import AGENT_ID, CORP_ID, SECRET, FakeWeComApi
-from tests.wecom.sync_support import no_sleep
+from tests.wecom.sync_support import (
+    NOW,
+    add_customer,
+    apply,
+    no_sleep,
+)
 
-NOW = datetime(2025, 3, 1, 9, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-
-
 
 
 def _sync(
@@ -41,28 +39,14 @@ def _sync(
     return WeComTagSync(client, database, channels, lambda: taxonomy, background, pending, retry_delays=(0.0, 0.0))
 
 
-async def _customer(database: Database) -> Customer:
-    async with database.unit_of_work() as uow:
-        return await uow.customers.add(
-            CustomerDraft(name="王芳", company="杭州云帆", owner="lisi", wecom_external_userid="wmWANGFANG01"), NOW
-        )
-
-
-async def _apply(database: Database, taxonomy: Taxonomy, customer: Customer, tag: str) -> TagChange:
-    async with database.unit_of_work() as uow:
-        return await apply_tag(
-            uow, taxonomy, TaggingRules(), customer.id, tag, actor="lisi", source=Source.MANUAL, now=NOW
-        )
-
-
 async def test_apply_then_remove_is_mirrored_with_mark_tag(
     database: Database, sample_taxonomy: Taxonomy, fake_wecom: FakeWeComApi, session: aiohttp.ClientSession
 ) -> None:
     background = Background()
     sync = _sync(session, fake_wecom, database, sample_taxonomy, background)
-    customer = await _customer(database)
+    customer = await add_customer(database)
     tag = sample_taxonomy.dimensions[0].tags[0].name
-    change = await _apply(database, sample_taxonomy, customer, tag)
+    change = await apply(database, sample_taxonomy, customer, tag)
     await sync.tags_changed(customer.id, [change])
     await background.drain()
     (created,) = fake_wecom.calls_to("externalcontact/add_corp_tag")  # missing corp tag created first
@@ -85,7 +69,7 @@ async def test_names_over_30_characters_are_not_mirrored(
     database: Database, sample_taxonomy: Taxonomy, fake_wecom: FakeWeComApi, session: aiohttp.ClientSession
 ) -> None:
     sync = _sync(session, fake_wecom, database, sample_taxonomy, Background())
-    customer = await _customer(database)
+    customer = await add_customer(database)
     long_name = "非常重要的长期战略合作伙伴客户" * 3  # 45 characters: WeCom refuses more than 30
     result = await sync.push(customer.id, [("basic", long_name)])
     assert result.skipped == "no tag has a WeCom counterpart"
@@ -97,9 +81,9 @@ async def test_expired_token_is_refreshed_once_during_a_push(
     database: Database, sample_taxonomy: Taxonomy, fake_wecom: FakeWeComApi, session: aiohttp.ClientSession
 ) -> None:
     sync = _sync(session, fake_wecom, database, sample_taxonomy, Background())
-    customer = await _customer(database)
+    customer = await add_customer(database)
     tag = sample_taxonomy.dimensions[0].tags[0].name
-    await _apply(database, sample_taxonomy, customer, tag)
+    await apply(database, sample_taxonomy, customer, tag)
     await sync.push(customer.id, [(sample_taxonomy.dimensions[0].key, tag)])  # token fetched, tag created
     fake_wecom.expire_token_once(42001)
     fetches = fake_wecom.token_fetches
@@ -112,9 +96,9 @@ async def test_rate_limit_backs_off_and_succeeds(
     database: Database, sample_taxonomy: Taxonomy, fake_wecom: FakeWeComApi, session: aiohttp.ClientSession
 ) -> None:
     sync = _sync(session, fake_wecom, database, sample_taxonomy, Background())
-    customer = await _customer(database)
+    customer = await add_customer(database)
     tag = sample_taxonomy.dimensions[0].tags[0].name
-    await _apply(database, sample_taxonomy, customer, tag)
+    await apply(database, sample_taxonomy, customer, tag)
     fake_wecom.rate_limit("externalcontact/mark_tag", times=2)
     result = await sync.push(customer.id, [(sample_taxonomy.dimensions[0].key, tag)])
     assert result.added
@@ -130,9 +114,9 @@ async def test_permanent_error_is_logged_and_retried_later_without_losing_the_ch
 ) -> None:
     background = Background()
     sync = _sync(session, fake_wecom, database, sample_taxonomy, background)
-    customer = await _customer(database)
+    customer = await add_customer(database)
     tag = sample_taxonomy.dimensions[0].tags[0].name
-    change = await _apply(database, sample_taxonomy, customer, tag)
+    change = await apply(database, sample_taxonomy, customer, tag)
     fake_wecom.fail("externalcontact/mark_tag", 60011, "no privilege", times=1)
     await sync.tags_changed(customer.id, [change])
     await background.drain()

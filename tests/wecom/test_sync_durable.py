@@ -5,35 +5,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import aiohttp
 import pytest
 from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 
 from bots.wecom.background import Background
 from bots.wecom.client import WeComClient
-from bots.wecom.sync import TAG_CHANNEL, WeComTagSync, backoff
-from core.assignments import TagChange, TaggingRules, apply_tag
-from core.records import CustomerDraft
-from core.types import Customer, Source
+from bots.wecom.sync import WeComTagSync, backoff
+from core.types import Source
 from storage.channels import SqlChannelStore
-from storage.database import Database, _alembic_config, head_revision, open_database
+from storage.database import Database, _alembic_config, head_revision
 from storage.sync_pending import SqlPendingTagPushes
-from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
 from tests.wecom.fake_api import AGENT_ID, CORP_ID, SECRET, FakeWeComApi
-from tests.wecom.sync_support import Clock, no_sleep
-
-NOW = datetime(2025, 3, 1, 9, tzinfo=UTC)
-TAG = "企业客户"  # basic dimension of the sample taxonomy
-
-
-
-
-
-
+from tests.wecom.sync_support import (
+    NOW,
+    TAG,
+    Clock,
+    add_customer,
+    apply,
+    known_corp_tag,
+    no_sleep,
+    reopen,
+)
 
 
 def _sync(
@@ -60,22 +57,6 @@ def _sync(
     )
 
 
-async def _customer(
-    database: Database, name: str = "王芳", external: str = "wmWANGFANG01", owner: str = "lisi"
-) -> Customer:
-    async with database.unit_of_work() as uow:
-        return await uow.customers.add(
-            CustomerDraft(name=name, company="杭州云帆", owner=owner, wecom_external_userid=external), NOW
-        )
-
-
-async def _apply(database: Database, taxonomy: Taxonomy, customer: Customer, tag: str = TAG) -> TagChange:
-    async with database.unit_of_work() as uow:
-        return await apply_tag(
-            uow, taxonomy, TaggingRules(), customer.id, tag, actor="lisi", source=Source.MANUAL, now=NOW
-        )
-
-
 async def _until_failed_once(pending: SqlPendingTagPushes, customer_id: int) -> None:
     """Wait (bounded) for the background push to record its failure."""
     for _ in range(500):
@@ -84,25 +65,6 @@ async def _until_failed_once(pending: SqlPendingTagPushes, customer_id: int) -> 
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the failed push was never recorded")
-
-
-async def _reopen(database: Database) -> Database:
-    """A second Database on the same data (what a restarted process or another replica opens)."""
-    url = database.engine.url.render_as_string(hide_password=False)
-    if database.dialect == "postgresql":
-        async with database.engine.connect() as conn:
-            schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
-        return await open_database(url, schema=schema)
-    return await open_database(url)
-
-
-async def _known_corp_tag(fake: FakeWeComApi, database: Database, tag: str = TAG) -> str:
-    """Make the corp tag exist on the fake and in Kebiao's id map (no add_corp_tag races between replicas)."""
-    fake.tag_groups.append({"group_id": "etGRP1", "group_name": "基础属性", "tag": [{"id": "etQIYE", "name": tag}]})
-    await SqlChannelStore(database.engine).save_reference(
-        TAG_CHANNEL, name_key(tag), {"tag_id": "etQIYE", "group_id": "etGRP1", "name": tag}, None, NOW
-    )
-    return "etQIYE"
 
 
 async def test_failed_push_survives_a_restart_and_is_delivered_after_recovery(
@@ -116,8 +78,8 @@ async def test_failed_push_survives_a_restart_and_is_delivered_after_recovery(
     clock = Clock(NOW)
     background = Background()
     sync = _sync(session, fake_wecom, database, sample_taxonomy, background, clock)
-    customer = await _customer(database)
-    change = await _apply(database, sample_taxonomy, customer)
+    customer = await add_customer(database)
+    change = await apply(database, sample_taxonomy, customer)
     fake_wecom.fail("externalcontact/add_corp_tag", 60011, "no privilege to access/modify", times=1)
     await sync.tags_changed(customer.id, [change])
     pending = SqlPendingTagPushes(database.engine)
@@ -128,7 +90,7 @@ async def test_failed_push_survives_a_restart_and_is_delivered_after_recovery(
     assert "retry 1" in caplog.text and SECRET not in caplog.text
     await background.close(timeout=0)  # the process stops: the in-memory wake-up timer is gone
 
-    restarted = await _reopen(database)
+    restarted = await reopen(database)
     try:
         clock2 = Clock(NOW + timedelta(minutes=10))
         sync2 = _sync(session, fake_wecom, restarted, sample_taxonomy, Background(), clock2)
@@ -149,8 +111,8 @@ async def test_success_removes_the_row(
     background = Background()
     sync = _sync(session, fake_wecom, database, sample_taxonomy, background, Clock(NOW))
     pending = SqlPendingTagPushes(database.engine)
-    customer = await _customer(database)
-    change = await _apply(database, sample_taxonomy, customer)
+    customer = await add_customer(database)
+    change = await apply(database, sample_taxonomy, customer)
     await sync.tags_changed(customer.id, [change])
     assert await pending.get(customer.id) is not None  # recorded before the push runs
     await background.drain()
@@ -161,13 +123,13 @@ async def test_success_removes_the_row(
 async def test_a_change_whose_push_never_ran_is_pushed_after_the_lease(
     database: Database, sample_taxonomy: Taxonomy, fake_wecom: FakeWeComApi, session: aiohttp.ClientSession
 ) -> None:
-    tag_id = await _known_corp_tag(fake_wecom, database)
+    tag_id = await known_corp_tag(fake_wecom, database)
     crashed = Background()
     await crashed.close()  # spawn is refused: as if the process died right after the change was committed
     clock = Clock(NOW)
     sync = _sync(session, fake_wecom, database, sample_taxonomy, crashed, clock)
-    customer = await _customer(database)
-    await sync.tags_changed(customer.id, [await _apply(database, sample_taxonomy, customer)])
+    customer = await add_customer(database)
+    await sync.tags_changed(customer.id, [await apply(database, sample_taxonomy, customer)])
     assert fake_wecom.calls_to("externalcontact/mark_tag") == []
     assert (await sync.drain_pending()).claimed == 0  # leased to the push that was about to run
     clock.now = NOW + timedelta(minutes=6)
@@ -181,12 +143,12 @@ async def test_removed_tags_are_recomputed_from_the_event_log(
     """A retry pushes the current state: a tag removed while WeCom was failing is removed, not re-added."""
     from core.assignments import remove_tag
 
-    tag_id = await _known_corp_tag(fake_wecom, database)
+    tag_id = await known_corp_tag(fake_wecom, database)
     fake_wecom.customer_tags[("lisi", "wmWANGFANG01")] = {tag_id}
     clock = Clock(NOW)
     sync = _sync(session, fake_wecom, database, sample_taxonomy, Background(), clock)
-    customer = await _customer(database)
-    await _apply(database, sample_taxonomy, customer)
+    customer = await add_customer(database)
+    await apply(database, sample_taxonomy, customer)
     async with database.unit_of_work() as uow:
         await remove_tag(uow, sample_taxonomy, customer.id, TAG, actor="lisi", source=Source.MANUAL, now=NOW)
     await SqlPendingTagPushes(database.engine).mark(customer.id, NOW, NOW)
@@ -206,8 +168,8 @@ async def test_customer_without_wecom_identity_is_dropped_with_a_log_line(
     caplog.set_level(logging.WARNING)
     background = Background()
     sync = _sync(session, fake_wecom, database, sample_taxonomy, background, Clock(NOW))
-    customer = await _customer(database, name="赵磊", external="wmZHAOLEI01", owner="")
-    await sync.tags_changed(customer.id, [await _apply(database, sample_taxonomy, customer)])
+    customer = await add_customer(database, name="赵磊", external="wmZHAOLEI01", owner="")
+    await sync.tags_changed(customer.id, [await apply(database, sample_taxonomy, customer)])
     await background.drain()
     assert await SqlPendingTagPushes(database.engine).count() == 0
     assert f"customer {customer.id} dropped from the push queue" in caplog.text
@@ -217,14 +179,14 @@ async def test_customer_without_wecom_identity_is_dropped_with_a_log_line(
 async def test_two_concurrent_drains_push_each_customer_once(
     database: Database, sample_taxonomy: Taxonomy, fake_wecom: FakeWeComApi, session: aiohttp.ClientSession
 ) -> None:
-    await _known_corp_tag(fake_wecom, database)
+    await known_corp_tag(fake_wecom, database)
     pending = SqlPendingTagPushes(database.engine)
     names = ["王芳", "李娜", "张伟", "刘洋", "陈静", "杨帆", "黄磊", "周敏"]
     for i, name in enumerate(names):
-        customer = await _customer(database, name=name, external=f"wmKEHU{i:02d}")
-        await _apply(database, sample_taxonomy, customer)
+        customer = await add_customer(database, name=name, external=f"wmKEHU{i:02d}")
+        await apply(database, sample_taxonomy, customer)
         await pending.mark(customer.id, NOW, NOW)
-    replica = await _reopen(database)
+    replica = await reopen(database)
     try:
         # One client for both replicas: the fake honours only the newest access token (WeCom honours several),
         # so two clients would see each other's token refreshes as extra, rejected mark_tag calls.
@@ -254,10 +216,10 @@ async def test_two_concurrent_drains_push_each_customer_once(
 async def test_push_all_drains_pending_rows_even_before_they_are_due(
     database: Database, sample_taxonomy: Taxonomy, fake_wecom: FakeWeComApi, session: aiohttp.ClientSession
 ) -> None:
-    tag_id = await _known_corp_tag(fake_wecom, database)
+    tag_id = await known_corp_tag(fake_wecom, database)
     pending = SqlPendingTagPushes(database.engine)
-    customer = await _customer(database)
-    await _apply(database, sample_taxonomy, customer)
+    customer = await add_customer(database)
+    await apply(database, sample_taxonomy, customer)
     await pending.mark(customer.id, NOW, NOW)
     await pending.failed(customer.id, NOW, NOW + timedelta(hours=1), "WeCom API externalcontact/mark_tag failed")
     sync = _sync(session, fake_wecom, database, sample_taxonomy, Background(), Clock(NOW))
@@ -288,7 +250,7 @@ async def test_migration_0002_to_0003(database: Database) -> None:
     assert await database.current_revision() == "0002"
     async with database.engine.connect() as conn:
         assert "wecom_sync_pending" not in await conn.run_sync(tables)
-    customer = await _customer(database)
+    customer = await add_customer(database)
     await database.upgrade()
     assert await database.current_revision() == head_revision()  # 0003 and every later migration
     async with database.engine.connect() as conn:

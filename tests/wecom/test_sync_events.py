@@ -5,40 +5,39 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from app import DATABASE, WECOM_DRAIN_INTERVAL, create_app
 from bots.wecom.background import Background
 from bots.wecom.client import WeComClient
-from bots.wecom.sync import EVENT_CURSOR, TAG_CHANNEL, WeComTagSync
+from bots.wecom.sync import EVENT_CURSOR, WeComTagSync
 from core.assignments import ApplyItem, TaggingRules, apply_many, apply_tag, remove_tag
-from core.records import CustomerDraft
-from core.types import Customer, Source
+from core.types import Source
 from storage import tables as t
 from storage.channels import SqlChannelStore
-from storage.database import Database, open_database
+from storage.database import Database
 from storage.sync_pending import SqlPendingTagPushes, readable_upto
-from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
 from tests.wecom.callbacks import settings_for
 from tests.wecom.fake_api import AGENT_ID, CORP_ID, SECRET, FakeWeComApi
-from tests.wecom.sync_support import Clock, no_sleep
+from tests.wecom.sync_support import (
+    NOW,
+    TAG,
+    TAG_ID,
+    Clock,
+    add_customer,
+    apply,
+    known_corp_tag,
+    no_sleep,
+    reopen,
+)
 
-NOW = datetime(2025, 3, 1, 9, tzinfo=UTC)
-TAG, TAG_ID = "企业客户", "etQIYE"  # basic dimension of the sample taxonomy
 MARK = "externalcontact/mark_tag"
-
-
-
-
-
-
 
 
 def _sync(
@@ -58,37 +57,6 @@ def _sync(
     )
 
 
-async def _customer(
-    database: Database, name: str = "王芳", external: str = "wmWANGFANG01", owner: str = "lisi"
-) -> Customer:
-    async with database.unit_of_work() as uow:
-        return await uow.customers.add(
-            CustomerDraft(name=name, company="杭州云帆", owner=owner, wecom_external_userid=external), NOW
-        )
-
-
-async def _known_corp_tag(fake: FakeWeComApi, database: Database) -> None:
-    fake.tag_groups.append({"group_id": "etGRP1", "group_name": "基础属性", "tag": [{"id": TAG_ID, "name": TAG}]})
-    await SqlChannelStore(database.engine).save_reference(
-        TAG_CHANNEL, name_key(TAG), {"tag_id": TAG_ID, "group_id": "etGRP1", "name": TAG}, None, NOW
-    )
-
-
-async def _apply(database: Database, taxonomy: Taxonomy, customer: Customer, tag: str = TAG) -> None:
-    """What the Teams chat service and the admin API do: apply_tag in a unit of work, and nothing else."""
-    async with database.unit_of_work() as uow:
-        await apply_tag(uow, taxonomy, TaggingRules(), customer.id, tag, actor="lisi", source=Source.MANUAL, now=NOW)
-
-
-async def _reopen(database: Database) -> Database:
-    url = database.engine.url.render_as_string(hide_password=False)
-    if database.dialect == "postgresql":
-        async with database.engine.connect() as conn:
-            schema = (await conn.execute(text("SELECT current_schema()"))).scalar_one()
-        return await open_database(url, schema=schema)
-    return await open_database(url)
-
-
 def _marks(fake: FakeWeComApi) -> list[tuple[str, list[str], list[str]]]:
     return [(c.body["external_userid"], c.body["add_tag"], c.body["remove_tag"]) for c in fake.calls_to(MARK) if c.body]
 
@@ -96,11 +64,11 @@ def _marks(fake: FakeWeComApi) -> list[tuple[str, list[str], list[str]]]:
 async def test_apply_and_remove_outside_wecom_are_mirrored_without_the_hook(
     database: Database, sample_taxonomy: Taxonomy, fake_wecom: FakeWeComApi, session: aiohttp.ClientSession
 ) -> None:
-    await _known_corp_tag(fake_wecom, database)
+    await known_corp_tag(fake_wecom, database)
     sync = _sync(session, fake_wecom, database, sample_taxonomy)
     await sync.drain_pending()  # first start: the cursor begins at the newest event
-    customer = await _customer(database)
-    await _apply(database, sample_taxonomy, customer)
+    customer = await add_customer(database)
+    await apply(database, sample_taxonomy, customer)
 
     report = await sync.drain_pending()
     assert (report.events, report.marked, report.pushed) == (1, 1, 1)
@@ -119,12 +87,12 @@ async def test_apply_and_remove_outside_wecom_are_mirrored_without_the_hook(
 async def test_apply_many_marks_only_customers_on_wecom(
     database: Database, sample_taxonomy: Taxonomy, fake_wecom: FakeWeComApi, session: aiohttp.ClientSession
 ) -> None:
-    await _known_corp_tag(fake_wecom, database)
+    await known_corp_tag(fake_wecom, database)
     sync = _sync(session, fake_wecom, database, sample_taxonomy)
     await sync.drain_pending()
-    on_wecom = await _customer(database)
-    no_external = await _customer(database, name="赵磊", external="")
-    no_owner = await _customer(database, name="孙丽", external="wmSUNLI01", owner="")
+    on_wecom = await add_customer(database)
+    no_external = await add_customer(database, name="赵磊", external="")
+    no_owner = await add_customer(database, name="孙丽", external="wmSUNLI01", owner="")
     dimension = next(d for d in sample_taxonomy.dimensions if d.key == "basic")
     tag = next(d for d in dimension.tags if d.name == TAG)
     async with database.unit_of_work() as uow:  # as archive ingest does
@@ -145,19 +113,19 @@ async def test_apply_many_marks_only_customers_on_wecom(
 async def test_a_restart_does_not_push_consumed_events_again(
     database: Database, sample_taxonomy: Taxonomy, fake_wecom: FakeWeComApi, session: aiohttp.ClientSession
 ) -> None:
-    await _known_corp_tag(fake_wecom, database)
+    await known_corp_tag(fake_wecom, database)
     sync = _sync(session, fake_wecom, database, sample_taxonomy)
     await sync.drain_pending()
-    customer = await _customer(database)
-    await _apply(database, sample_taxonomy, customer)
+    customer = await add_customer(database)
+    await apply(database, sample_taxonomy, customer)
     assert (await sync.drain_pending()).pushed == 1
 
-    restarted = await _reopen(database)
+    restarted = await reopen(database)
     try:
         again = _sync(session, fake_wecom, restarted, sample_taxonomy)
         report = await again.drain_pending()
         assert (report.events, report.claimed) == (0, 0)
-        await _apply(restarted, sample_taxonomy, customer, "VIP客户")  # a change made after the restart
+        await apply(restarted, sample_taxonomy, customer, "VIP客户")  # a change made after the restart
         assert (await again.drain_pending()).pushed == 1
     finally:
         await restarted.close()
@@ -167,9 +135,9 @@ async def test_a_restart_does_not_push_consumed_events_again(
 async def test_first_start_skips_history_and_a_crash_before_the_push_loses_nothing(
     database: Database, sample_taxonomy: Taxonomy, fake_wecom: FakeWeComApi, session: aiohttp.ClientSession
 ) -> None:
-    await _known_corp_tag(fake_wecom, database)
-    old = await _customer(database, name="周敏", external="wmZHOUMIN01")
-    await _apply(database, sample_taxonomy, old)  # before WeCom was enabled: history, not replayed
+    await known_corp_tag(fake_wecom, database)
+    old = await add_customer(database, name="周敏", external="wmZHOUMIN01")
+    await apply(database, sample_taxonomy, old)  # before WeCom was enabled: history, not replayed
     sync = _sync(session, fake_wecom, database, sample_taxonomy)
     first = await sync.drain_pending()
     assert (first.events, first.marked, first.claimed) == (0, 0, 0)
@@ -179,9 +147,9 @@ async def test_first_start_skips_history_and_a_crash_before_the_push_loses_nothi
     assert cursor == newest
     assert fake_wecom.calls_to(MARK) == []
 
-    customer = await _customer(database)
-    await _apply(database, sample_taxonomy, customer)  # the process dies here: no hook, no push
-    restarted = await _reopen(database)
+    customer = await add_customer(database)
+    await apply(database, sample_taxonomy, customer)  # the process dies here: no hook, no push
+    restarted = await reopen(database)
     try:
         report = await _sync(session, fake_wecom, restarted, sample_taxonomy).drain_pending()
     finally:
@@ -197,17 +165,17 @@ async def test_an_uncommitted_event_holds_the_cursor_until_it_commits_or_rolls_b
     """PostgreSQL hands out ids at insert: a later id can commit first, and the cursor must not step past."""
     if database.dialect != "postgresql":
         pytest.skip("SQLite has one writer: the drain never sees an uncommitted event id")
-    await _known_corp_tag(fake_wecom, database)
+    await known_corp_tag(fake_wecom, database)
     sync = _sync(session, fake_wecom, database, sample_taxonomy, batch=10)
     await sync.drain_pending()
     slow, fast, rolled = [
-        await _customer(database, name=n, external=e)
+        await add_customer(database, name=n, external=e)
         for n, e in (("钱进", "wmQIAN01"), ("吴昊", "wmWU01"), ("郑爽", "wmZHENG01"))
     ]
 
     async with database.unit_of_work() as uow:  # holds the lower event id while the other change commits
         await apply_tag(uow, sample_taxonomy, TaggingRules(), slow.id, TAG, actor="lisi", source=Source.MANUAL, now=NOW)
-        await _apply(database, sample_taxonomy, fast)
+        await apply(database, sample_taxonomy, fast)
         for _ in range(2):
             report = await sync.drain_pending()
             assert (report.events, report.claimed) == (0, 0)  # waits at the gap, pushes nothing yet
@@ -223,7 +191,7 @@ async def test_an_uncommitted_event_holds_the_cursor_until_it_commits_or_rolls_b
             await apply_tag(
                 uow, sample_taxonomy, TaggingRules(), rolled.id, TAG, actor="lisi", source=Source.MANUAL, now=NOW
             )
-            await _apply(database, sample_taxonomy, slow, "VIP客户")
+            await apply(database, sample_taxonomy, slow, "VIP客户")
             assert (await sync.drain_pending()).events == 0  # the gap is recorded
             raise Abandon  # rolled back: its event id never appears
     # Stepped over once every transaction running when the gap was seen has ended. The oldest running
@@ -255,7 +223,7 @@ async def test_the_running_app_mirrors_a_change_made_through_the_admin_api(
     client = await aiohttp_client(app)
     database = client.app[DATABASE]
     await _until(lambda: _cursor_exists(database))  # the first pass has set the cursor (history skipped)
-    customer = await _customer(database, name="冯晓", external="wmFENGXIAO01")
+    customer = await add_customer(database, name="冯晓", external="wmFENGXIAO01")
 
     resp = await client.post(
         f"/admin/v1/customers/{customer.id}/tags",
@@ -306,8 +274,8 @@ async def test_migration_0003_to_0004_keeps_pending_pushes(
         await conn.run_sync(downgrade)
     async with database.engine.connect() as conn:
         assert "sync_cursors" not in await conn.run_sync(tables)
-    customer = await _customer(database)
-    await _apply(database, sample_taxonomy, customer)
+    customer = await add_customer(database)
+    await apply(database, sample_taxonomy, customer)
     await SqlPendingTagPushes(database.engine).mark(customer.id, NOW, NOW)  # a push still owed from 0003 days
     await database.upgrade()
     assert await database.current_revision() == head_revision()  # 0004 and every later migration
@@ -319,12 +287,12 @@ async def test_migration_0003_to_0004_keeps_pending_pushes(
 async def test_two_replicas_draining_together_push_each_change_once(
     database: Database, sample_taxonomy: Taxonomy, fake_wecom: FakeWeComApi, session: aiohttp.ClientSession
 ) -> None:
-    await _known_corp_tag(fake_wecom, database)
+    await known_corp_tag(fake_wecom, database)
     await _sync(session, fake_wecom, database, sample_taxonomy).drain_pending()
     names = ["王芳", "李娜", "张伟", "刘洋", "陈静", "杨帆"]
     for i, name in enumerate(names):
-        await _apply(database, sample_taxonomy, await _customer(database, name=name, external=f"wmKEHU{i:02d}"))
-    replica = await _reopen(database)
+        await apply(database, sample_taxonomy, await add_customer(database, name=name, external=f"wmKEHU{i:02d}"))
+    replica = await reopen(database)
     try:
         # One client for both: the fake honours only the newest access token (WeCom honours several).
         client = WeComClient(session, CORP_ID, SECRET, AGENT_ID, fake_wecom.api_base, sleep=no_sleep)
