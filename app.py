@@ -30,17 +30,17 @@ from bots.wecom.routes import CHANNEL as INBOX_CHANNEL
 from bots.wecom.sync import DRAIN_INTERVAL, WeComTagSync
 from cards.plain import render_customer_text
 from config import ConfigError, Settings, check_bot_credentials
-from core.assignments import TaggingRules
-from core.chat import ChatService
-from core.customer_import import import_customers
-from core.customers import customer_history, resolve_customer
-from core.importing import ImportFileError, parse_customer_file
-from core.matcher_holder import MatcherHolder
+from core.tags.assignments import TaggingRules
+from core.chat.service import ChatService
+from core.importing.customers import import_customers
+from core.tags.customers import customer_history, resolve_customer
+from core.importing.files import ImportFileError, parse_customer_file
+from core.taxonomy.matcher_holder import MatcherHolder
 from core.records import TaxonomyVersion
-from core.summary import customer_summary
-from core.taxonomy_store import ensure_taxonomy, import_taxonomy
+from core.tags.summary import customer_summary
+from core.taxonomy.store import ensure_taxonomy, import_taxonomy
 from core.types import Role, User
-from core.users import get_user, set_role
+from core.tags.users import get_user, set_role
 from storage.channels import SqlChannelStore
 from storage.database import Database, DatabaseError, open_database
 from tagging.builtin import TEMPLATES, load_builtin
@@ -274,7 +274,7 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
         await _refresh_taxonomy(database, holder, cell)
 
     chat = ChatService(database, channels, lambda: cell.taxonomy, lambda: holder.current, rules)
-    from core.alert_actions import Action, AlertStatus, act_on_alert
+    from core.alerts.actions import Action, AlertStatus, act_on_alert
     from storage.outbox import SqlAlertStore
 
     alert_store = SqlAlertStore(database.engine)  # contact events record churn activity in the same transaction
@@ -379,7 +379,7 @@ def cmd_alerts_run_once(args: argparse.Namespace, settings: Settings) -> int:
 
     import aiohttp
 
-    from core.alert_jobs import run_once
+    from core.alerts.jobs import run_once
     from scheduler import configure_jobs
     from storage.outbox import SqlAlertStore
 
@@ -454,7 +454,7 @@ def _add_alerts_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
 def cmd_alerts_unknown(args: argparse.Namespace, settings: Settings) -> int:
     """List `unknown` outbox rows, or resend / settle one of them."""
     from core.errors import NotFoundError
-    from core.outbox import resend_unknown, settle_unknown
+    from core.alerts.outbox import resend_unknown, settle_unknown
     from storage.outbox import SqlAlertStore
 
     async def work(database: Database) -> int:
@@ -591,7 +591,7 @@ def _positive_int(value: str) -> int:
 
 def cmd_suggest(args: argparse.Namespace, settings: Settings) -> int:
     """Dry-run a taxonomy over messages (stdin lines or --text): one JSON line each, no database."""
-    from core.dryrun import run_suggest
+    from core.taxonomy.dryrun import run_suggest
     from tagging.loader import TaxonomyError
 
     for stream in (sys.stdin, sys.stdout):
@@ -851,7 +851,7 @@ def _add_data_verbs(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     """Ingest a WeCom chat-archive export (JSONL): suggestions and auto-applied tags per customer."""
-    from core.ingest import CheckpointError, ingest_archive
+    from core.importing.ingest import CheckpointError, ingest_archive
     from storage.outbox import SqlAlertStore
 
     path = Path(args.file)
@@ -966,7 +966,7 @@ def cmd_reports_tags(args: argparse.Namespace, settings: Settings) -> int:
     """Print the tag-health report (usage, retire/merge candidates, customers near the cap)."""
     import json
 
-    from core.reports import render_report_text, report_to_data, tag_health_report
+    from core.reports.tag_health import render_report_text, report_to_data, tag_health_report
     from storage.reports import SqlReportSource
 
     async def work(database: Database) -> int:

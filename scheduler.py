@@ -21,7 +21,7 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from config import AlertSettings, Settings
-from core.alert_jobs import (
+from core.alerts.jobs import (
     TEAMS,
     WECOM,
     AlertJobs,
@@ -33,10 +33,10 @@ from core.alert_jobs import (
     score_churn,
     warn_expiring,
 )
-from core.alert_ports import AlertStore, Deliverer
-from core.alerts import ChurnRules, ChurnWeights, ExpiryRules, QuietHours, parse_clock
-from core.assignments import TaggingRules
-from core.outbox import OutboxPolicy
+from core.alerts.ports import AlertStore, Deliverer
+from core.alerts.selection import ChurnRules, ChurnWeights, ExpiryRules, QuietHours, parse_clock
+from core.tags.assignments import TaggingRules
+from core.alerts.outbox import OutboxPolicy
 from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from core.assignments import TagChange
-from core.customer_import import ImportSummary
-from core.importing import RowProblem
+from core.tags.assignments import TagChange
+from core.importing.customers import ImportSummary
+from core.importing.files import RowProblem
 from core.records import TaxonomyVersion
-from core.summary import CustomerSummary
-from core.taxonomy_store import TaxonomyChange
+from core.tags.summary import CustomerSummary
+from core.taxonomy.store import TaxonomyChange
 from core.types import Customer, TagEvent, User
 from tagging.loader import Problem, taxonomy_to_data
 

@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench.scratch import scratch_postgres
-from core.alert_jobs import AlertJobs, score_churn, warn_expiring
+from core.alerts.jobs import AlertJobs, score_churn, warn_expiring
 from core.types import Role
 from storage import tables as t
 from storage.database import open_database

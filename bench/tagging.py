@@ -16,7 +16,7 @@ from pathlib import Path
 import jieba
 
 from bench import corpus
-from core.dryrun import suggest_stream
+from core.taxonomy.dryrun import suggest_stream
 from tagging.builtin import load_builtin
 from tagging.matcher import Matcher
 from tagging.normaliser import normalise

@@ -27,11 +27,11 @@ from app import WECOM, create_app
 from bench import corpus
 from bench.scratch import scratch_postgres
 from bots.wecom.crypto import WeComCrypto
-from core.assignments import TaggingRules
-from core.dryrun import suggest_stream
-from core.ingest import ingest_archive
+from core.tags.assignments import TaggingRules
+from core.taxonomy.dryrun import suggest_stream
+from core.importing.ingest import ingest_archive
 from core.records import CustomerDraft
-from core.taxonomy_store import ensure_taxonomy
+from core.taxonomy.store import ensure_taxonomy
 from storage.database import open_database
 from storage.outbox import SqlAlertStore
 from tagging.builtin import load_builtin

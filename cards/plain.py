@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from core.summary import CustomerSummary
+from core.tags.summary import CustomerSummary
 from core.types import TagEvent
 
 

@@ -1,4 +1,4 @@
-"""Chat results (core.chat) → card views → Adaptive Card dicts; pure, shared by the Teams and WeCom renderers."""
+"""Chat results (core.chat.service) → card views → Adaptive Card dicts; pure, shared by the Teams and WeCom renderers."""
 
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ from cards.views import (
     TagView,
 )
 from core import verbs
-from core.alert_actions import AlertStatus
-from core.alert_ports import OutboxMessage
-from core.alerts import AlertNotice
-from core.chat import (
+from core.alerts.actions import AlertStatus
+from core.alerts.ports import OutboxMessage
+from core.alerts.selection import AlertNotice
+from core.chat.service import (
     AlertResult,
     AppliedState,
     ChatResult,
@@ -48,8 +48,8 @@ from core.chat import (
     SummaryResult,
     TagResult,
 )
-from core.suggestions import AUTO_ACTOR
-from core.summary import CustomerSummary
+from core.tags.suggestions import AUTO_ACTOR
+from core.tags.summary import CustomerSummary
 from core.types import Customer, User
 from tagging.normaliser import name_key
 from tagging.taxonomy import TagDef, Taxonomy, Visibility

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import and_, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from core.alert_ports import BulkTag
-from core.alerts import CustomerFacts, ExpiringTag, HeldTag
+from core.alerts.ports import BulkTag
+from core.alerts.selection import CustomerFacts, ExpiringTag, HeldTag
 from core.records import NewEvent
 from core.types import Assignment, Role, User
 from storage import tables as t

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.channel_ports import ConversationLink, InboundMessage, SavedReference
+from core.chat.ports import ConversationLink, InboundMessage, SavedReference
 from storage import tables as t
 from storage.database import READ_ONLY
 from storage.repositories import _insert

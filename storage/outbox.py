@@ -13,7 +13,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from core.alert_ports import UNSURE_SINCE, NewOutboxMessage, OutboxMessage, OutboxState
+from core.alerts.ports import UNSURE_SINCE, NewOutboxMessage, OutboxMessage, OutboxState
 from storage import tables as t
 from storage.alerts import SqlAcknowledgements, SqlActivity, SqlAlertScans
 from storage.repositories import SqlUnitOfWork, _insert

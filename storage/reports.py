@@ -1,4 +1,4 @@
-"""Grouped SQL for the tag-health report (core.reports.ReportSource): aggregates only, no per-row loading.
+"""Grouped SQL for the tag-health report (core.reports.tag_health.ReportSource): aggregates only, no per-row loading.
 
 Five statements, each returning at most one row per tag, tag + outcome, tag pair or heavy customer:
 - holders: active, unexpired assignments grouped by (dimension, tag_key);
@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.reports import EventRow, HolderRow, LoadRow, PairRow, ReportRows, SuggestionRow
+from core.reports.tag_health import EventRow, HolderRow, LoadRow, PairRow, ReportRows, SuggestionRow
 from core.types import AssignmentState, EventKind
 from storage import tables as t
 

@@ -1,4 +1,4 @@
-"""SQL implementation of core.sync_ports.PendingTagPushes (tables wecom_sync_pending and sync_cursors).
+"""SQL implementation of core.wecom_sync.ports.PendingTagPushes (tables wecom_sync_pending and sync_cursors).
 
 The tag-event cursor must never step over an event that commits later. Event ids are handed out when a
 row is inserted, not when its transaction commits, so on PostgreSQL a missing id below a visible one may
@@ -21,7 +21,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from core.sync_ports import EventScan, PendingPush
+from core.wecom_sync.ports import EventScan, PendingPush
 from storage import tables as t
 from storage.database import READ_ONLY
 from storage.repositories import _insert

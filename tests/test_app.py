@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from app import DATABASE, MATCHERS, TAXONOMY, _refresh_taxonomy, create_app
 from config import Settings
-from core.taxonomy_store import import_taxonomy
+from core.taxonomy.store import import_taxonomy
 from tagging.loader import load_taxonomy_text
 
 NEW_TAXONOMY = """

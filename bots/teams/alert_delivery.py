@@ -9,8 +9,8 @@ from bots.teams.notifier import TEAMS_CHANNEL, DeliveryStatus, TeamsNotifier
 from bots.teams.references import InvalidReference, StoredReference
 from cards.alert import build_alert_card
 from cards.present import alert_view_from_payload
-from core.alert_ports import Delivery, DeliveryOutcome, OutboxMessage
-from core.channel_ports import ChannelStore, SavedReference
+from core.alerts.ports import Delivery, DeliveryOutcome, OutboxMessage
+from core.chat.ports import ChannelStore, SavedReference
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The Kebiao Teams bot: activities → core.chat calls → Adaptive Cards (replies and invoke responses).
+"""The Kebiao Teams bot: activities → core.chat.service calls → Adaptive Cards (replies and invoke responses).
 
 The endpoint has authenticated and de-duplicated the activity before it gets here; this class only
 translates. Every handler returns botbuilder model objects.
@@ -45,8 +45,8 @@ from cards.adaptive import Card, card, text
 from cards.labels import Lang
 from cards.present import choice_title, hit_preview, present
 from cards.text import literal
-from core.channel_ports import ChannelStore
-from core.chat import ChatContext, ChatService, ErrorResult, HelpResult, SummaryResult, TagResult
+from core.chat.ports import ChannelStore
+from core.chat.service import ChatContext, ChatService, ErrorResult, HelpResult, SummaryResult, TagResult
 from core.types import Customer
 from tagging.policy import is_visible
 

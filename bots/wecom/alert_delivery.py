@@ -7,7 +7,7 @@ import logging
 from bots.wecom.client import BUSY_ERRCODES, DUPLICATE_CHECK_MAX_SECONDS, WeComApiError, WeComClient
 from cards.present import alert_view_from_payload
 from cards.wecom import alert_template_card
-from core.alert_ports import Delivery, DeliveryOutcome, OutboxMessage
+from core.alerts.ports import Delivery, DeliveryOutcome, OutboxMessage
 
 log = logging.getLogger(__name__)
 

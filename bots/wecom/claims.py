@@ -13,7 +13,7 @@ from typing import Protocol
 
 
 class ManyAccepts(Protocol):
-    """The batched insert of core.channel_ports.InboundInbox."""
+    """The batched insert of core.chat.ports.InboundInbox."""
 
     async def accept_inbound_many(
         self, channel: str, items: Sequence[tuple[str, str]], now: datetime, lease_until: datetime

@@ -29,11 +29,11 @@ from bots.wecom.sync import WeComTagSync
 from cards.present import alert_view
 from cards.wecom import alert_template_card, error_markdown, parse_button_key
 from core import verbs
-from core.alert_actions import Action, AlertStatus
-from core.alert_ports import AlertStore
-from core.assignments import TagChange, TaggingRules
-from core.chat import AppliedState, ChatContext, ChatResult, ChatService, SuggestionState, TagResult
-from core.contacts import HANDLED, ContactDetails, record_contact_event
+from core.alerts.actions import Action, AlertStatus
+from core.alerts.ports import AlertStore
+from core.tags.assignments import TagChange, TaggingRules
+from core.chat.service import AppliedState, ChatContext, ChatResult, ChatService, SuggestionState, TagResult
+from core.wecom_sync.contacts import HANDLED, ContactDetails, record_contact_event
 from core.errors import NotAllowedError, NotFoundError
 from core.records import TaxonomyVersion
 from core.types import SuggestionStatus
@@ -45,7 +45,7 @@ CHANNEL = "wecom"
 DONE_LABEL = "已处理"
 
 Handler = Callable[[Any], Awaitable[None]]
-# core.alert_actions.act_on_alert with its store bound by app.py: (alert id, user id, action, now) -> status.
+# core.alerts.actions.act_on_alert with its store bound by app.py: (alert id, user id, action, now) -> status.
 AlertAction = Callable[[int, str, Action, datetime], Awaitable[AlertStatus]]
 ALERT_ACTIONS: dict[str, Action] = {verbs.ALERT_ACK: "ack", verbs.ALERT_SNOOZE: "snooze"}
 SNOOZED_LABEL = "已暂停提醒"
@@ -234,7 +234,7 @@ class WeComHandlers:
 
 
 def _action_data(verb: str, ids: tuple[int, ...]) -> dict[str, Any]:
-    """The card-action data core.chat expects for a WeCom button key (verb + ids only)."""
+    """The card-action data core.chat.service expects for a WeCom button key (verb + ids only)."""
     if verb.endswith("accept_all"):
         return {"suggestion_ids": list(ids)}
     if verb.startswith("suggestion."):

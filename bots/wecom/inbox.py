@@ -21,7 +21,7 @@ from bots.wecom.background import Background
 from bots.wecom.claims import ClaimBatcher
 from bots.wecom.outcomes import DoneBatcher, ManyFinishes
 from bots.wecom.parser import WeComMessage, WeComXmlError, parse_message
-from core.channel_ports import InboundInbox
+from core.chat.ports import InboundInbox
 
 log = logging.getLogger(__name__)
 

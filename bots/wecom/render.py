@@ -1,4 +1,4 @@
-"""Chat results (core.chat) as WeCom message/send payloads: template cards for choices, markdown otherwise."""
+"""Chat results (core.chat.service) as WeCom message/send payloads: template cards for choices, markdown otherwise."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from cards.wecom import (
     suggestion_markdown,
     suggestion_template_card,
 )
-from core.chat import (
+from core.chat.service import (
     AppliedState,
     ChatResult,
     ChoiceResult,

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from app import main
-from core.assignments import TaggingRules, apply_tag, remove_tag
+from core.tags.assignments import TaggingRules, apply_tag, remove_tag
 from core.records import CustomerDraft
-from core.reports import (
+from core.reports.tag_health import (
     EventRow,
     HolderRow,
     PairRow,
@@ -24,7 +24,7 @@ from core.reports import (
     tag_health_report,
     within_edit_distance,
 )
-from core.taxonomy_store import import_taxonomy
+from core.taxonomy.store import import_taxonomy
 from core.types import Source, SuggestionStatus
 from storage.database import Database, open_database
 from storage.reports import SqlReportSource

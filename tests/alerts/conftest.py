@@ -11,9 +11,9 @@ import pytest
 
 from bots.wecom.alert_delivery import WeComAlertDeliverer
 from bots.wecom.client import WeComClient
-from core.alert_ports import AlertStore
+from core.alerts.ports import AlertStore
 from core.records import CustomerDraft
-from core.taxonomy_store import ensure_taxonomy
+from core.taxonomy.store import ensure_taxonomy
 from core.types import Role, Source, User
 from storage.database import Database
 from storage.outbox import SqlAlertStore

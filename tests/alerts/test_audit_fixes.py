@@ -12,7 +12,7 @@ import pytest
 
 from bots.wecom.alert_delivery import WeComAlertDeliverer
 from config import AlertSettings, Settings, WeComSettings
-from core.alert_jobs import (
+from core.alerts.jobs import (
     AlertJobs,
     drain_outbox,
     expire_all,
@@ -22,9 +22,9 @@ from core.alert_jobs import (
     score_churn,
     warn_expiring,
 )
-from core.alert_ports import AlertStore, Delivery, DeliveryOutcome, OutboxMessage, OutboxState
-from core.alerts import QuietHours
-from core.outbox import OutboxPolicy
+from core.alerts.ports import AlertStore, Delivery, DeliveryOutcome, OutboxMessage, OutboxState
+from core.alerts.selection import QuietHours
+from core.alerts.outbox import OutboxPolicy
 from core.types import Source, SuggestionStatus
 from scheduler import configure_jobs
 from storage.channels import SqlChannelStore

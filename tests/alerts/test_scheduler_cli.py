@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import ALERT_SCHEDULER, create_app
 from config import AlertSettings, Settings
-from core.alert_jobs import AlertJobs
-from core.alert_ports import NewOutboxMessage, OutboxState
+from core.alerts.jobs import AlertJobs
+from core.alerts.ports import NewOutboxMessage, OutboxState
 from scheduler import (
     JOB_CHURN,
     JOB_EXPIRE,

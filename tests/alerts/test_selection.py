@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.alerts import (
+from core.alerts.selection import (
     ChurnRules,
     ChurnWeights,
     CustomerFacts,

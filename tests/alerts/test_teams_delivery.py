@@ -12,8 +12,8 @@ from bots.teams.alert_delivery import TeamsAlertDeliverer
 from bots.teams.auth import BotFrameworkEndpoints, build_authentication
 from bots.teams.notifier import TEAMS_CHANNEL, ConversationThrottle, TeamsNotifier
 from bots.teams.references import StoredReference
-from core.alert_jobs import AlertJobs, drain_outbox, score_churn
-from core.alert_ports import AlertStore, OutboxState
+from core.alerts.jobs import AlertJobs, drain_outbox, score_churn
+from core.alerts.ports import AlertStore, OutboxState
 from storage.channels import SqlChannelStore
 from storage.database import Database
 from tests.alerts.conftest import NOW, seed

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from core.assignments import ApplyItem, TagChange, TaggingRules, apply_definition, apply_many
+from core.tags.assignments import ApplyItem, TagChange, TaggingRules, apply_definition, apply_many
 from core.errors import NotFoundError
 from core.records import CustomerDraft
 from core.types import Source

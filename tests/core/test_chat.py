@@ -1,4 +1,4 @@
-"""core.chat: the ChatService on SQLite and PostgreSQL (commands, card actions, undo, links, activity)."""
+"""core.chat.service: the ChatService on SQLite and PostgreSQL (commands, card actions, undo, links, activity)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from sqlalchemy import select
 
 from cards.present import present
 from core import verbs
-from core.alert_ports import NewOutboxMessage
-from core.alerts import AlertNotice, Reason
-from core.assignments import TaggingRules, apply_tag
-from core.chat import (
+from core.alerts.ports import NewOutboxMessage
+from core.alerts.selection import AlertNotice, Reason
+from core.tags.assignments import TaggingRules, apply_tag
+from core.chat.service import (
     DECISIONS,
     PAGE_SIZE,
     AlertResult,
@@ -33,11 +33,11 @@ from core.chat import (
     TagResult,
     _int,
 )
-from core.commands import parse_command
+from core.chat.commands import parse_command
 from core.records import CustomerDraft
-from core.summary import CustomerSummary
+from core.tags.summary import CustomerSummary
 from core.types import Role, Source, SuggestionStatus, User
-from core.users import set_role
+from core.tags.users import set_role
 from storage import tables as t
 from storage.channels import SqlChannelStore
 from storage.database import Database

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.commands import HELP_TOPICS, VERBS, Command, Verb, parse_command
+from core.chat.commands import HELP_TOPICS, VERBS, Command, Verb, parse_command
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.expression import (
+from core.tags.expression import (
     MAX_DEPTH,
     MAX_LENGTH,
     MAX_TERMS,

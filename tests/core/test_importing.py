@@ -8,7 +8,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from core.importing import (
+from core.importing.files import (
     CustomerRow,
     ImportFileError,
     ImportLimits,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from core.matcher_holder import MatcherHolder
+from core.taxonomy.matcher_holder import MatcherHolder
 from tagging.matcher import Matcher
 from tagging.taxonomy import Dimension, TagDef, Taxonomy
 

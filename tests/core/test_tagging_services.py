@@ -8,15 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.assignments import TaggingRules, apply_tag, expire_lapsed, remove_tag
-from core.customers import customer_history, resolve_customer
-from core.expression import evaluate
+from core.tags.assignments import TaggingRules, apply_tag, expire_lapsed, remove_tag
+from core.tags.customers import customer_history, resolve_customer
+from core.tags.expression import evaluate
 from core.records import CustomerDraft
-from core.search import search_customers
-from core.suggestions import decide_suggestion, suggest_for_message
-from core.summary import customer_summary
+from core.tags.search import search_customers
+from core.tags.suggestions import decide_suggestion, suggest_for_message
+from core.tags.summary import customer_summary
 from core.types import EventKind, Role, Source, SuggestionStatus, User
-from core.users import get_user, set_role
+from core.tags.users import get_user, set_role
 from storage.database import Database
 from tagging.matcher import Matcher
 from tagging.policy import PolicyRefusal, UnknownTagError
@@ -139,7 +139,7 @@ async def test_search_expressions_match_evaluate(database: Database, sample_taxo
         "vip客户",
     ]
     for text in expressions:
-        from core.expression import parse_expression
+        from core.tags.expression import parse_expression
 
         expr = parse_expression(text)
         expected = sorted(n for n, tags in holdings.items() if evaluate(expr, {t.casefold() for t in tags}))

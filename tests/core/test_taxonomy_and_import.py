@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.assignments import TaggingRules, apply_tag
-from core.customer_import import import_customers
-from core.customers import resolve_customer
-from core.importing import CustomerRow, ImportFileError, RowProblem
+from core.tags.assignments import TaggingRules, apply_tag
+from core.importing.customers import import_customers
+from core.tags.customers import resolve_customer
+from core.importing.files import CustomerRow, ImportFileError, RowProblem
 from core.records import CustomerDraft
-from core.taxonomy_store import ensure_taxonomy, import_taxonomy, rollback_taxonomy, taxonomy_history
+from core.taxonomy.store import ensure_taxonomy, import_taxonomy, rollback_taxonomy, taxonomy_history
 from core.types import Source
 from storage.database import Database
 from tagging.taxonomy import Taxonomy

@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient
 from app import DATABASE, TAXONOMY
 from cards.alert import build_alert_card
 from cards.present import alert_view_from_payload
-from core.alert_ports import NewOutboxMessage
-from core.alerts import AlertNotice, Reason
+from core.alerts.ports import NewOutboxMessage
+from core.alerts.selection import AlertNotice, Reason
 from core.records import CustomerDraft
 from storage.outbox import SqlAlertStore
 from tagging.taxonomy import Visibility

@@ -16,7 +16,7 @@ from app import DATABASE, create_app
 from config import Settings
 from core.records import CustomerDraft
 from core.types import Role
-from core.users import set_role
+from core.tags.users import set_role
 from tests.teams.conftest import load_payload
 from tests.teams.fake_connector import FakeConnector
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 
 from bots.wecom.sync import TAG_CHANNEL
-from core.assignments import TagChange, TaggingRules, apply_tag
+from core.tags.assignments import TagChange, TaggingRules, apply_tag
 from core.records import CustomerDraft
 from core.types import Customer, Source
 from storage.channels import SqlChannelStore

@@ -14,8 +14,8 @@ from sqlalchemy import select
 from app import DATABASE, create_app
 from cards.wecom import button_key
 from core import verbs
-from core.alert_ports import NewOutboxMessage
-from core.alerts import AlertNotice, Reason
+from core.alerts.ports import NewOutboxMessage
+from core.alerts.selection import AlertNotice, Reason
 from storage import tables as t
 from storage.outbox import SqlAlertStore
 from tests.wecom.callbacks import card_click_xml, settings_for

@@ -19,7 +19,7 @@ from app import DATABASE, WECOM, WECOM_SHUTDOWN_GRACE, create_app
 from bots.wecom.inbox import LEASE_SECONDS, MAX_ATTEMPTS, retry_delay
 from bots.wecom.outcomes import DoneBatcher
 from bots.wecom.parser import parse_message
-from core.channel_ports import InboundMessage
+from core.chat.ports import InboundMessage
 from storage import tables as t
 from storage.channels import SqlChannelStore, stored_key
 from storage.database import Database

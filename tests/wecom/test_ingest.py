@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from app import main
-from core.assignments import TaggingRules
-from core.ingest import CheckpointError, checkpoint_path, ingest_archive
+from core.tags.assignments import TaggingRules
+from core.importing.ingest import CheckpointError, checkpoint_path, ingest_archive
 from core.records import CustomerDraft, NewSuggestion
 from core.types import SuggestionStatus
 from storage.database import Database

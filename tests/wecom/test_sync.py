@@ -13,7 +13,7 @@ import pytest
 from bots.wecom.background import Background
 from bots.wecom.client import WeComClient
 from bots.wecom.sync import WeComTagSync
-from core.assignments import remove_tag
+from core.tags.assignments import remove_tag
 from core.types import Source
 from storage.channels import SqlChannelStore
 from storage.database import Database

@@ -141,7 +141,7 @@ async def test_removed_tags_are_recomputed_from_the_event_log(
     database: Database, sample_taxonomy: Taxonomy, fake_wecom: FakeWeComApi, session: aiohttp.ClientSession
 ) -> None:
     """A retry pushes the current state: a tag removed while WeCom was failing is removed, not re-added."""
-    from core.assignments import remove_tag
+    from core.tags.assignments import remove_tag
 
     tag_id = await known_corp_tag(fake_wecom, database)
     fake_wecom.customer_tags[("lisi", "wmWANGFANG01")] = {tag_id}

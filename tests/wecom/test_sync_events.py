@@ -16,7 +16,7 @@ from app import DATABASE, WECOM_DRAIN_INTERVAL, create_app
 from bots.wecom.background import Background
 from bots.wecom.client import WeComClient
 from bots.wecom.sync import EVENT_CURSOR, WeComTagSync
-from core.assignments import ApplyItem, TaggingRules, apply_many, apply_tag, remove_tag
+from core.tags.assignments import ApplyItem, TaggingRules, apply_many, apply_tag, remove_tag
 from core.types import Source
 from storage import tables as t
 from storage.channels import SqlChannelStore

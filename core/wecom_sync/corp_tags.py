@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from core.assignments import TagChange
+from core.tags.assignments import TagChange
 from core.ports import UnitOfWork
-from core.taxonomy_store import TaxonomyChange, import_taxonomy
+from core.taxonomy.store import TaxonomyChange, import_taxonomy
 from tagging.normaliser import name_key
 from tagging.pii import contains_pii
 from tagging.taxonomy import Dimension, TagDef, Taxonomy, Visibility

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from core.alert_ports import AlertStore
+from core.alerts.ports import AlertStore
 
 
 async def note_message(store: AlertStore, customer_id: int, channel: str, now: datetime) -> None:

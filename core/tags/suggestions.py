@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from core.assignments import TagChange, TaggingRules, apply_definition, clean_evidence
+from core.tags.assignments import TagChange, TaggingRules, apply_definition, clean_evidence
 from core.errors import NotFoundError
 from core.ports import UnitOfWork
 from core.records import SuggestionRecord

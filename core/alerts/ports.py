@@ -9,7 +9,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from core.alerts import CustomerFacts, ExpiringTag
+from core.alerts.selection import CustomerFacts, ExpiringTag
 from core.ports import UnitOfWork
 from core.records import NewEvent
 from core.types import Assignment, Source, User

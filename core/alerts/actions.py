@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from core.alert_ports import AlertStore
-from core.alerts import AlertNotice
+from core.alerts.ports import AlertStore
+from core.alerts.selection import AlertNotice
 from core.errors import NotAllowedError, NotFoundError
 
 SNOOZE_DAYS = 7

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from core.expression import ExpressionError, parse_expression
+from core.tags.expression import ExpressionError, parse_expression
 from tagging.normaliser import name_key
 
 

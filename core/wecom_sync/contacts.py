@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-from core.alert_ports import AlertUnitOfWork
-from core.assignments import TagChange, TaggingRules, apply_tag
+from core.alerts.ports import AlertUnitOfWork
+from core.tags.assignments import TagChange, TaggingRules, apply_tag
 from core.ports import UnitOfWork
 from core.records import CustomerDraft
 from core.types import Customer, Source

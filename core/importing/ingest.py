@@ -25,10 +25,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from core.alert_ports import AlertStore, AlertUnitOfWork
-from core.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
+from core.alerts.ports import AlertStore, AlertUnitOfWork
+from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
 from core.records import NewSuggestion
-from core.suggestions import AUTO_ACTOR, SuggestionSource
+from core.tags.suggestions import AUTO_ACTOR, SuggestionSource
 from core.types import Source, SuggestionStatus
 from tagging.normaliser import name_key
 from tagging.policy import PolicyRefusal, UnknownTagError, find_tag

@@ -14,8 +14,8 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from core.alert_ports import AlertStore, AlertUnitOfWork, BulkTag, Deliverer, NewOutboxMessage
-from core.alerts import (
+from core.alerts.ports import AlertStore, AlertUnitOfWork, BulkTag, Deliverer, NewOutboxMessage
+from core.alerts.selection import (
     CHURN_RULE,
     CHURN_TAG,
     EXPIRY_RULE,
@@ -38,9 +38,9 @@ from core.alerts import (
     release_time,
     score_customer,
 )
-from core.assignments import TaggingRules, apply_definition, clean_evidence
+from core.tags.assignments import TaggingRules, apply_definition, clean_evidence
 from core.errors import NotFoundError
-from core.outbox import DrainReport, OutboxPolicy, drain
+from core.alerts.outbox import DrainReport, OutboxPolicy, drain
 from core.records import NewEvent
 from core.types import EventKind, Source
 from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError, expiry_for, find_tag

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
-from core.alert_ports import (
+from core.alerts.ports import (
     AlertStore,
     Deliverer,
     Delivery,
@@ -25,7 +25,7 @@ from core.alert_ports import (
     OutboxRepository,
     OutboxState,
 )
-from core.alerts import QuietHours, release_time
+from core.alerts.selection import QuietHours, release_time
 from core.errors import NotFoundError
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Writing checked customer rows (core.importing) all-or-nothing and idempotently, with their tags."""
+"""Writing checked customer rows (core.importing.files) all-or-nothing and idempotently, with their tags."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.assignments import TaggingRules, apply_definition
-from core.importing import CustomerRow, ImportFileError, RowProblem
+from core.tags.assignments import TaggingRules, apply_definition
+from core.importing.files import CustomerRow, ImportFileError, RowProblem
 from core.ports import UnitOfWork
 from core.records import CustomerDraft
 from core.types import Customer, Source

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.expression import And, Expr, Not, Or, TagRef, parse_expression
+from core.tags.expression import And, Expr, Not, Or, TagRef, parse_expression
 from core.ports import AllOf, AnyOf, HasTag, NoneOf, TagQuery, UnitOfWork
 from core.types import Customer, User
 from tagging.normaliser import name_key

@@ -1,0 +1,1 @@
+"""The channel-neutral chat service, its commands and its channel bookkeeping ports."""

@@ -1,0 +1,1 @@
+"""Imports: customer files and chat-archive ingest."""

@@ -1,0 +1,1 @@
+"""Tags on customers: applying, suggesting, summarising, searching; customer look-up and users."""

@@ -1,0 +1,1 @@
+"""Taxonomy versions, the live matcher, and the database-free dry run."""

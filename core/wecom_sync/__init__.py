@@ -1,0 +1,1 @@
+"""WeCom contacts and corp tags mirrored as customers and tags, and the durable push port."""
