@@ -33,10 +33,10 @@ from core.alerts.jobs import (
     score_churn,
     warn_expiring,
 )
+from core.alerts.outbox import OutboxPolicy
 from core.alerts.ports import AlertStore, Deliverer
 from core.alerts.selection import ChurnRules, ChurnWeights, ExpiryRules, QuietHours, parse_clock
 from core.tags.assignments import TaggingRules
-from core.alerts.outbox import OutboxPolicy
 from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from core.tags.assignments import TagChange
 from core.importing.customers import ImportSummary
 from core.importing.files import RowProblem
 from core.records import TaxonomyVersion
+from core.tags.assignments import TagChange
 from core.tags.summary import CustomerSummary
 from core.taxonomy.store import TaxonomyChange
 from core.types import Customer, TagEvent, User

@@ -20,20 +20,20 @@ from admin import render
 from admin.auth import check_bearer
 from admin.bodies import Fields, decode_utf8, json_object, path_id, query_flag, query_int, read_body, upload
 from admin.errors import AdminError, dumps
-from core.tags.assignments import TagChange, TaggingRules, apply_tag, remove_tag
-from core.importing.customers import import_customers
-from core.tags.customers import customer_history, resolve_customer
 from core.errors import NotFoundError
-from core.tags.expression import ExpressionError
+from core.importing.customers import import_customers
 from core.importing.files import ImportFileError, ImportLimits, parse_customer_bytes
 from core.ports import Store, UnitOfWork
 from core.records import TaxonomyVersion
 from core.reports.tag_health import ReportSource, report_to_data, tag_health_report
+from core.tags.assignments import TagChange, TaggingRules, apply_tag, remove_tag
+from core.tags.customers import customer_history, resolve_customer
+from core.tags.expression import ExpressionError
 from core.tags.search import MAX_PAGE, search_customers
 from core.tags.summary import customer_summary
+from core.tags.users import set_role
 from core.taxonomy.store import import_taxonomy, rollback_taxonomy, taxonomy_history
 from core.types import Role, Source, User
-from core.tags.users import set_role
 from tagging.loader import MAX_BYTES as TAXONOMY_MAX_BYTES
 from tagging.loader import TaxonomyError, load_taxonomy_text
 from tagging.normaliser import name_key

@@ -27,10 +27,10 @@ from app import WECOM, create_app
 from bench import corpus
 from bench.scratch import scratch_postgres
 from bots.wecom.crypto import WeComCrypto
-from core.tags.assignments import TaggingRules
-from core.taxonomy.dryrun import suggest_stream
 from core.importing.ingest import ingest_archive
 from core.records import CustomerDraft
+from core.tags.assignments import TaggingRules
+from core.taxonomy.dryrun import suggest_stream
 from core.taxonomy.store import ensure_taxonomy
 from storage.database import open_database
 from storage.outbox import SqlAlertStore

@@ -1,4 +1,4 @@
-"""Chat results (core.chat.service) → card views → Adaptive Card dicts; pure, shared by the Teams and WeCom renderers."""
+"""Chat results (core.chat) → card views → Adaptive Card dicts; pure, shared by the Teams and WeCom renderers."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 def _run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app", "suggest", *args],
+        [sys.executable, "-m", "cli", "suggest", *args],
         input=stdin,
         capture_output=True,
         text=True,

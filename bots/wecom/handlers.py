@@ -31,12 +31,12 @@ from cards.wecom import alert_template_card, error_markdown, parse_button_key
 from core import verbs
 from core.alerts.actions import Action, AlertStatus
 from core.alerts.ports import AlertStore
-from core.tags.assignments import TagChange, TaggingRules
 from core.chat.service import AppliedState, ChatContext, ChatResult, ChatService, SuggestionState, TagResult
-from core.wecom_sync.contacts import HANDLED, ContactDetails, record_contact_event
 from core.errors import NotAllowedError, NotFoundError
 from core.records import TaxonomyVersion
+from core.tags.assignments import TagChange, TaggingRules
 from core.types import SuggestionStatus
+from core.wecom_sync.contacts import HANDLED, ContactDetails, record_contact_event
 from tagging.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)

@@ -30,11 +30,11 @@ from datetime import UTC, datetime, timedelta
 
 from bots.wecom.background import Background
 from bots.wecom.client import TAG_NAME_MAX_CHARS, WeComApiError, WeComClient
-from core.tags.assignments import TagChange
 from core.chat.ports import ChannelStore
-from core.wecom_sync.corp_tags import CorpTag, CorpTagImport, corp_tags_from_groups, import_corp_tags
 from core.ports import AllOf, Store
 from core.records import TaxonomyVersion
+from core.tags.assignments import TagChange
+from core.wecom_sync.corp_tags import CorpTag, CorpTagImport, corp_tags_from_groups, import_corp_tags
 from core.wecom_sync.ports import PendingPush, PendingTagPushes
 from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
@@ -92,7 +92,7 @@ class PushResult:
 
 
 class WeComTagSync:
-    """Mirrors Kebiao tag changes to WeCom and imports WeCom's corp tags (core.wecom_sync.corp_tags.TagChangeListener)."""
+    """Mirrors Kebiao tag changes to WeCom and imports WeCom's corp tags (a corp_tags.TagChangeListener)."""
 
     def __init__(
         self,

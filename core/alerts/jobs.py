@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from core.alerts.outbox import DrainReport, OutboxPolicy, drain
 from core.alerts.ports import AlertStore, AlertUnitOfWork, BulkTag, Deliverer, NewOutboxMessage
 from core.alerts.selection import (
     CHURN_RULE,
@@ -38,10 +39,9 @@ from core.alerts.selection import (
     release_time,
     score_customer,
 )
-from core.tags.assignments import TaggingRules, apply_definition, clean_evidence
 from core.errors import NotFoundError
-from core.alerts.outbox import DrainReport, OutboxPolicy, drain
 from core.records import NewEvent
+from core.tags.assignments import TaggingRules, apply_definition, clean_evidence
 from core.types import EventKind, Source
 from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError, expiry_for, find_tag
 from tagging.taxonomy import Dimension, TagDef, Taxonomy

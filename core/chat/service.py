@@ -17,22 +17,22 @@ from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from core import verbs
-from core.alerts.activity import note_message
 from core.alerts.actions import SNOOZE_DAYS, Action, AlertStatus, act_on_alert
+from core.alerts.activity import note_message
 from core.alerts.ports import AlertStore
-from core.tags.assignments import TagChange, TaggingRules, apply_tag, remove_tag
-from core.chat.ports import ChannelStore, ConversationLink
 from core.chat.commands import HELP_TOPICS, Command, Verb, parse_command
-from core.tags.customers import resolve_customer
+from core.chat.ports import ChannelStore, ConversationLink
 from core.errors import NotAllowedError, NotFoundError
-from core.tags.expression import ExpressionError
 from core.ports import Store, UnitOfWork
 from core.records import SuggestionRecord
+from core.tags.assignments import TagChange, TaggingRules, apply_tag, remove_tag
+from core.tags.customers import resolve_customer
+from core.tags.expression import ExpressionError
 from core.tags.search import search_customers
 from core.tags.suggestions import AUTO_ACTOR, SuggestionSource, decide_suggestion, suggest_for_message
 from core.tags.summary import CustomerSummary, customer_summary
-from core.types import Customer, EventKind, Role, Source, TagEvent, User
 from core.tags.users import get_user
+from core.types import Customer, EventKind, Role, Source, TagEvent, User
 from tagging.normaliser import name_key
 from tagging.policy import (
     AmbiguousTagError,

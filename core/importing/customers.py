@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.tags.assignments import TaggingRules, apply_definition
 from core.importing.files import CustomerRow, ImportFileError, RowProblem
 from core.ports import UnitOfWork
 from core.records import CustomerDraft
+from core.tags.assignments import TaggingRules, apply_definition
 from core.types import Customer, Source
 from tagging.normaliser import name_key
 from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError, find_tag

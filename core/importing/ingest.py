@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from core.alerts.ports import AlertStore, AlertUnitOfWork
-from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
 from core.records import NewSuggestion
+from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
 from core.tags.suggestions import AUTO_ACTOR, SuggestionSource
 from core.types import Source, SuggestionStatus
 from tagging.normaliser import name_key

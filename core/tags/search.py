@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.tags.expression import And, Expr, Not, Or, TagRef, parse_expression
 from core.ports import AllOf, AnyOf, HasTag, NoneOf, TagQuery, UnitOfWork
+from core.tags.expression import And, Expr, Not, Or, TagRef, parse_expression
 from core.types import Customer, User
 from tagging.normaliser import name_key
 from tagging.policy import UnknownTagError, close_matches, is_visible, visible_dimension_keys

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from core.tags.assignments import TagChange, TaggingRules, apply_definition, clean_evidence
 from core.errors import NotFoundError
 from core.ports import UnitOfWork
 from core.records import SuggestionRecord
+from core.tags.assignments import TagChange, TaggingRules, apply_definition, clean_evidence
 from core.types import Source, SuggestionStatus
 from tagging.policy import PolicyRefusal, find_tag
 from tagging.suggestion import Suggestion

@@ -17,9 +17,9 @@ from datetime import datetime
 from typing import Literal
 
 from core.alerts.ports import AlertUnitOfWork
-from core.tags.assignments import TagChange, TaggingRules, apply_tag
 from core.ports import UnitOfWork
 from core.records import CustomerDraft
+from core.tags.assignments import TagChange, TaggingRules, apply_tag
 from core.types import Customer, Source
 from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError
 from tagging.taxonomy import Taxonomy

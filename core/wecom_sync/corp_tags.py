@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from core.tags.assignments import TagChange
 from core.ports import UnitOfWork
+from core.tags.assignments import TagChange
 from core.taxonomy.store import TaxonomyChange, import_taxonomy
 from tagging.normaliser import name_key
 from tagging.pii import contains_pii

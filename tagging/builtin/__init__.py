@@ -39,3 +39,10 @@ def _load(template: str | None) -> Taxonomy:
 def _read(name: str) -> Taxonomy:
     text = resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
     return load_taxonomy_text(text, source=f"builtin:{name}", fmt="yaml")
+
+
+def initial_taxonomy(path: str | None) -> Taxonomy:
+    """The taxonomy a first start loads: the file at `path` (KEBIAO_TAXONOMY) when set, else the built-in one."""
+    from tagging.loader import load_taxonomy_file
+
+    return load_taxonomy_file(path) if path else load_builtin()

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app import main
-from core.tags.assignments import TaggingRules, apply_tag, remove_tag
+from cli import main
 from core.records import CustomerDraft
 from core.reports.tag_health import (
     EventRow,
@@ -24,6 +23,7 @@ from core.reports.tag_health import (
     tag_health_report,
     within_edit_distance,
 )
+from core.tags.assignments import TaggingRules, apply_tag, remove_tag
 from core.taxonomy.store import import_taxonomy
 from core.types import Source, SuggestionStatus
 from storage.database import Database, open_database

@@ -22,9 +22,9 @@ from core.alerts.jobs import (
     score_churn,
     warn_expiring,
 )
+from core.alerts.outbox import OutboxPolicy
 from core.alerts.ports import AlertStore, Delivery, DeliveryOutcome, OutboxMessage, OutboxState
 from core.alerts.selection import QuietHours
-from core.alerts.outbox import OutboxPolicy
 from core.types import Source, SuggestionStatus
 from scheduler import configure_jobs
 from storage.channels import SqlChannelStore

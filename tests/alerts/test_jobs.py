@@ -11,14 +11,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bots.wecom.alert_delivery import WeComAlertDeliverer
-from core.alerts.activity import note_message
 from core.alerts.actions import act_on_alert
+from core.alerts.activity import note_message
 from core.alerts.jobs import AlertJobs, drain_outbox, run_once, score_churn, warn_expiring
+from core.alerts.outbox import OutboxPolicy
 from core.alerts.ports import AlertStore, Delivery, DeliveryOutcome, OutboxMessage
 from core.alerts.selection import QuietHours
-from core.tags.assignments import TaggingRules
 from core.errors import NotAllowedError
-from core.alerts.outbox import OutboxPolicy
+from core.tags.assignments import TaggingRules
 from core.types import EventKind, Source
 from storage.database import Database
 from tests.alerts.conftest import NOW, seed

@@ -70,7 +70,7 @@ def _serve(url: str, fake: FakeWeComApi, cwd: Path, log: Path) -> subprocess.Pop
         "WECOM_ENCODING_AES_KEY": "a" * 43,
         "WECOM_API_BASE": fake.api_base,
     }
-    script = "import sys, app; sys.exit(app.main(['serve']))"
+    script = "import sys, cli; sys.exit(cli.main(['serve']))"
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.Popen([sys.executable, "-c", script], cwd=cwd, env=env, stderr=log.open("wb"))

@@ -120,7 +120,7 @@ async def _kebiao(env: dict[str, str], *argv: str) -> tuple[int, str, str]:
     """Run `kebiao ARGV` in a child process; the event loop keeps serving the fake WeCom API meanwhile."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("KEBIAO_", "WECOM_", "MICROSOFT_"))}
     clean["PYTHONPATH"] = str(ROOT) + os.pathsep + clean.get("PYTHONPATH", "")
-    script = "import sys, app; sys.exit(app.main(sys.argv[1:]))"
+    script = "import sys, cli; sys.exit(cli.main(sys.argv[1:]))"
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",

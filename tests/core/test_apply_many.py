@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from core.tags.assignments import ApplyItem, TagChange, TaggingRules, apply_definition, apply_many
 from core.errors import NotFoundError
 from core.records import CustomerDraft
+from core.tags.assignments import ApplyItem, TagChange, TaggingRules, apply_definition, apply_many
 from core.types import Source
 from storage.database import Database, open_database
 from tagging.policy import PolicyRefusal, find_tag

@@ -12,7 +12,7 @@ from cards.present import present
 from core import verbs
 from core.alerts.ports import NewOutboxMessage
 from core.alerts.selection import AlertNotice, Reason
-from core.tags.assignments import TaggingRules, apply_tag
+from core.chat.commands import parse_command
 from core.chat.service import (
     DECISIONS,
     PAGE_SIZE,
@@ -33,11 +33,11 @@ from core.chat.service import (
     TagResult,
     _int,
 )
-from core.chat.commands import parse_command
 from core.records import CustomerDraft
+from core.tags.assignments import TaggingRules, apply_tag
 from core.tags.summary import CustomerSummary
-from core.types import Role, Source, SuggestionStatus, User
 from core.tags.users import set_role
+from core.types import Role, Source, SuggestionStatus, User
 from storage import tables as t
 from storage.channels import SqlChannelStore
 from storage.database import Database

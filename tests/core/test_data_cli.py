@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _kebiao(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, KEBIAO_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'data' / 'k.db'}")
     return subprocess.run(
-        [sys.executable, str(ROOT / "app.py"), *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -171,7 +171,7 @@ def _kebiao_env(tmp_path: Path, extra: dict[str, str], *args: str) -> subprocess
     keep = {k: v for k, v in os.environ.items() if not k.startswith(("MICROSOFT_", "KEBIAO_", "WECOM_"))}
     env = keep | {"KEBIAO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'data' / 'k.db'}"} | extra
     return subprocess.run(
-        [sys.executable, str(ROOT / "app.py"), *args],
+        [sys.executable, "-m", "cli", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
 from core.importing.ingest import ingest_archive
 from core.records import CustomerDraft
+from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
 from core.types import Source
 from storage import tables as t
 from storage.database import Database

@@ -8,15 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from core.records import CustomerDraft
 from core.tags.assignments import TaggingRules, apply_tag, expire_lapsed, remove_tag
 from core.tags.customers import customer_history, resolve_customer
 from core.tags.expression import evaluate
-from core.records import CustomerDraft
 from core.tags.search import search_customers
 from core.tags.suggestions import decide_suggestion, suggest_for_message
 from core.tags.summary import customer_summary
-from core.types import EventKind, Role, Source, SuggestionStatus, User
 from core.tags.users import get_user, set_role
+from core.types import EventKind, Role, Source, SuggestionStatus, User
 from storage.database import Database
 from tagging.matcher import Matcher
 from tagging.policy import PolicyRefusal, UnknownTagError

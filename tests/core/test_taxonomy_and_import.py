@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.tags.assignments import TaggingRules, apply_tag
 from core.importing.customers import import_customers
-from core.tags.customers import resolve_customer
 from core.importing.files import CustomerRow, ImportFileError, RowProblem
 from core.records import CustomerDraft
+from core.tags.assignments import TaggingRules, apply_tag
+from core.tags.customers import resolve_customer
 from core.taxonomy.store import ensure_taxonomy, import_taxonomy, rollback_taxonomy, taxonomy_history
 from core.types import Source
 from storage.database import Database

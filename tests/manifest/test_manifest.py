@@ -125,7 +125,7 @@ def test_package_zip(tmp_path: Path) -> None:
 
 def _kebiao(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "import sys, app; sys.exit(app.main())", *args],
+        [sys.executable, "-c", "import sys, cli; sys.exit(cli.main())", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

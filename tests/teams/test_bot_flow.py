@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestClient
 from app import DATABASE, create_app
 from config import Settings
 from core.records import CustomerDraft
-from core.types import Role
 from core.tags.users import set_role
+from core.types import Role
 from tests.teams.conftest import load_payload
 from tests.teams.fake_connector import FakeConnector
 

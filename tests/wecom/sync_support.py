@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 
 from bots.wecom.sync import TAG_CHANNEL
-from core.tags.assignments import TagChange, TaggingRules, apply_tag
 from core.records import CustomerDraft
+from core.tags.assignments import TagChange, TaggingRules, apply_tag
 from core.types import Customer, Source
 from storage.channels import SqlChannelStore
 from storage.database import Database, open_database

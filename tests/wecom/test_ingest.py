@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from app import main
-from core.tags.assignments import TaggingRules
+from cli import main
 from core.importing.ingest import CheckpointError, checkpoint_path, ingest_archive
 from core.records import CustomerDraft, NewSuggestion
+from core.tags.assignments import TaggingRules
 from core.types import SuggestionStatus
 from storage.database import Database
 from storage.outbox import SqlAlertStore

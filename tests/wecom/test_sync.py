@@ -144,7 +144,7 @@ async def test_cli_sync_tags_against_the_fake_api(tmp_path: Path, fake_wecom: Fa
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "app",
+        "cli",
         "wecom",
         "sync-tags",
         env=env,

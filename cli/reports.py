@@ -1,0 +1,55 @@
+"""`kebiao reports tags [--json]`: the tag-health report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from cli.common import Verbs, run_db
+
+if TYPE_CHECKING:
+    from config import Settings
+    from storage.database import Database
+
+
+def register(verbs: Verbs) -> None:
+    """The `kebiao reports ACTION` group."""
+    group = verbs.add_parser("reports", help="tag-health reports", description="Tag-health reports.")
+    sub = group.add_subparsers(dest="reports_action", metavar="ACTION", required=True)
+    tags = sub.add_parser(
+        "tags",
+        help="tag usage, retire and merge candidates, customers near the tag cap",
+        description="Per tag: active holders, added in the last 30 days, suggestions accepted/rejected/pending "
+        "and the accept rate, last use. Retire candidates: no holders and unused for 90 days or never used. "
+        "Merge candidates: same-dimension tags whose holders overlap >= 80%% (Jaccard, >= 5 holders each) or "
+        "whose names are one edit apart. Customers at the soft tag cap.",
+    )
+    tags.add_argument("--json", action="store_true", help="print the report as JSON")
+    tags.set_defaults(handler=cmd_tags)
+
+
+def cmd_tags(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the tag-health report (usage, retire/merge candidates, customers near the cap)."""
+    import json
+    from datetime import UTC, datetime
+
+    from core.reports.tag_health import render_report_text, report_to_data, tag_health_report
+    from storage.reports import SqlReportSource
+
+    async def work(database: Database) -> int:
+        async with database.unit_of_work() as uow:
+            current = await uow.taxonomies.current()
+        if current is None:
+            print("kebiao reports tags: no taxonomy stored yet; start the server once or import one", file=sys.stderr)
+            return 1
+        report = await tag_health_report(
+            SqlReportSource(database.engine), current.taxonomy, datetime.now(UTC), settings.tag_hard_cap
+        )
+        if args.json:
+            print(json.dumps(report_to_data(report), ensure_ascii=False, indent=2))
+        else:
+            sys.stdout.write(render_report_text(report))
+        return 0
+
+    return run_db(settings, work)

@@ -1,0 +1,54 @@
+"""`kebiao serve`: the bot, the WeCom callback and the admin API on HOST:PORT."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from cli.common import Verbs
+
+if TYPE_CHECKING:
+    from config import Settings
+
+
+def register(verbs: Verbs) -> None:
+    """Add the `serve` verb."""
+    serve = verbs.add_parser(
+        "serve",
+        help="serve the bot and admin API (HOST, PORT)",
+        description="Serve the Teams bot (POST /api/messages), the WeCom callback when WECOM_* is set, the admin "
+        "API when KEBIAO_ADMIN_TOKEN is set, and /healthz, /readyz. Listens on HOST:PORT (default 0.0.0.0:3978); "
+        "the database (KEBIAO_DATABASE_URL) is created or migrated on start.",
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve the HTTP app until interrupted; a busy port or an unusable database is one line and exit 1."""
+    from aiohttp import web
+
+    from app import create_app
+    from config import ConfigError, check_bot_credentials
+    from storage.database import DatabaseError
+
+    try:
+        check_bot_credentials(settings.teams)
+    except ConfigError as exc:
+        print(f"kebiao: configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    except DatabaseError as exc:
+        print(f"kebiao serve: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # Raised by bind(): the port is taken, the host is not an address of this machine, or no permission.
+        reason = exc.strerror or str(exc)
+        print(
+            f"kebiao serve: cannot listen on {settings.host}:{settings.port}: {reason}; stop the other process "
+            "or choose another PORT / HOST",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

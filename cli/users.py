@@ -1,0 +1,51 @@
+"""`kebiao users set-role`: users, roles and the regions managers look after."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from cli.common import Verbs, run_db
+
+if TYPE_CHECKING:
+    from config import Settings
+    from storage.database import Database
+
+ROLES = ("agent", "manager", "admin")
+
+
+def register(verbs: Verbs) -> None:
+    """The `kebiao users ACTION` group."""
+    users = verbs.add_parser("users", help="users and roles", description="Users and roles.")
+    sub = users.add_subparsers(dest="users_action", metavar="ACTION", required=True)
+    role = sub.add_parser(
+        "set-role",
+        help="set a user's role and regions",
+        description="Set USER_ID's role. Managers get alerts for customers in their regions (none = all).",
+    )
+    role.add_argument("user_id", metavar="USER_ID", help="Teams AAD object id or WeCom userid")
+    role.add_argument("role", choices=ROLES, help="agent, manager or admin")
+    role.add_argument("--region", action="append", default=[], metavar="R", help="a region (repeatable)")
+    role.set_defaults(handler=cmd_set_role)
+
+
+def cmd_set_role(args: argparse.Namespace, settings: Settings) -> int:
+    """Give a user a role (and the regions a manager looks after)."""
+    from datetime import UTC, datetime
+
+    from core.tags.users import set_role
+    from core.types import Role
+
+    async def work(database: Database) -> int:
+        async with database.unit_of_work() as uow:
+            user = await set_role(uow, args.user_id, Role(args.role), args.region, datetime.now(UTC))
+        regions = ", ".join(user.regions) or "all regions"
+        print(f"{user.id}: {user.role.value} ({regions})")
+        return 0
+
+    try:
+        return run_db(settings, work)
+    except ValueError as exc:
+        print(f"kebiao users set-role: {exc}", file=sys.stderr)
+        return 1
