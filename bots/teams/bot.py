@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from botbuilder.core import CardFactory, InvokeResponse, MessageFactory, TurnContext
+from botbuilder.core.serializer_helper import serializer_helper
 from botbuilder.core.teams import TeamsActivityHandler
 from botbuilder.schema import (
     Activity,
@@ -36,18 +37,30 @@ from botbuilder.schema.teams import (
     MessagingExtensionResponse,
     MessagingExtensionResult,
     TaskModuleContinueResponse,
+    TaskModuleMessageResponse,
     TaskModuleTaskInfo,
 )
 
+from bots.teams.clicks import CardClick, card_click
 from bots.teams.dedup import activity_key
 from bots.teams.references import StoredReference
+from bots.teams.scope import is_shared
 from cards.adaptive import Card, card, text
 from cards.labels import Lang
 from cards.present import choice_title, hit_preview, present
-from cards.text import literal
+from cards.text import clip, literal
 from core.chat.ports import ChannelStore
-from core.chat.service import ChatContext, ChatService, ErrorResult, HelpResult, SummaryResult, TagResult
+from core.chat.service import (
+    ChatContext,
+    ChatResult,
+    ChatService,
+    ErrorResult,
+    HelpResult,
+    SummaryResult,
+    TagResult,
+)
 from core.types import Customer
+from core.verbs import ALL_VERBS
 from tagging.policy import is_visible
 
 log = logging.getLogger(__name__)
@@ -55,7 +68,11 @@ log = logging.getLogger(__name__)
 CHANNEL = "teams"
 SEARCH_COMMANDS = frozenset({"searchCustomers"})  # the manifest's composeExtensions command id
 TAG_COMMAND = "tagFromMessage"
+ACTION_COMMANDS = frozenset({TAG_COMMAND})  # the manifest's action command ids
 CARD_TYPE = "application/vnd.microsoft.card.adaptive"
+CARD_ACTION_INVOKE = "adaptiveCard/action"
+ERROR_TYPE = "application/vnd.microsoft.error"  # Universal Actions error response
+AUTOMATIC = "automatic"  # value.trigger of a card refresh (a user click is "manual")
 SEARCH_INVOKE = "application/search"
 SEARCH_RESPONSE_TYPE = "application/vnd.microsoft.search.searchResponse"
 CUSTOMER_DATASET = "kebiao.customers"  # the Data.Query dataset of the tag form's customer picker
@@ -64,7 +81,6 @@ SEARCH_RESULTS = 15  # Teams shows at most 15 typeahead options
 SAVED_LIMIT = 50_000
 _MENTION = re.compile(r"<at[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
 _TAGS = re.compile(r"<[^>]+>")
-_SHARED = frozenset({"groupChat", "channel"})
 
 Clock = Callable[[], datetime]
 
@@ -86,8 +102,15 @@ class KebiaoBot(TeamsActivityHandler):
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         activity = turn_context.activity
-        if _from_bot(activity) or not (activity.text or "").strip():
-            return  # our own echoes, and card submits without text
+        if _from_bot(activity):
+            return  # our own echoes and other bots' messages
+        click = card_click(activity)
+        if click is not None:
+            await self._remember(activity)
+            await self._on_click(turn_context, click)
+            return
+        if not (activity.text or "").strip():
+            return
         await self._remember(activity)
         ctx = await self._context(activity)
         addressed = not ctx.shared or _mentions_bot(activity)
@@ -97,6 +120,34 @@ class KebiaoBot(TeamsActivityHandler):
         for result in results:
             built = present(result, self.chat.taxonomy, ctx.now, lang)
             await turn_context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(built)))
+
+    async def _on_click(self, turn_context: TurnContext, click: CardClick) -> None:
+        """A messageBack / Action.Submit click: a card verb runs like Action.Execute; anything else is silent.
+
+        The new state replaces the card the click came from (`replyToId`). A refusal is posted only in a
+        1:1 chat: in a shared conversation the clicker's mistake is nobody else's message.
+        """
+        activity = turn_context.activity
+        if click.verb not in ALL_VERBS:
+            log.info("card click without a Kebiao verb (%r) ignored", click.verb[:60])
+            return
+        ctx = await self._context(activity)
+        result = await self.chat.decide(ctx, click.verb, click.data)
+        if isinstance(result, ErrorResult):
+            log.info("card click %s refused: %s", click.verb, result.detail)
+            if ctx.shared:
+                return
+        await self._show(turn_context, result, ctx, replace=activity.reply_to_id)
+
+    async def _show(self, turn_context: TurnContext, result: ChatResult, ctx: ChatContext, replace: str | None) -> None:
+        """Post the result card, or put it in place of message `replace` when there is one."""
+        built = present(result, self.chat.taxonomy, ctx.now, language(turn_context.activity))
+        reply = MessageFactory.attachment(CardFactory.adaptive_card(built))
+        if replace:
+            reply.id = replace
+            await turn_context.update_activity(reply)
+            return
+        await turn_context.send_activity(reply)
 
     async def on_conversation_update_activity(self, turn_context: TurnContext) -> None:
         """Store the reference (for proactive alerts); greet with the help card when the bot is added."""
@@ -114,26 +165,53 @@ class KebiaoBot(TeamsActivityHandler):
     async def on_adaptive_card_invoke(
         self, turn_context: TurnContext, invoke_value: AdaptiveCardInvokeValue
     ) -> AdaptiveCardInvokeResponse:
-        """Action.Execute: run the verb and replace the card in place with its new state."""
+        """Action.Execute: run the verb and replace the card in place with its new state.
+
+        A refresh (`trigger: automatic`) that cannot be served — a verb this version no longer knows, an
+        item gone — answers the documented error object instead of a card: the client keeps showing the
+        card it has, for every viewer, rather than swapping it for an error. A click still gets the
+        error card, which tells the one who clicked what went wrong.
+        """
         activity = turn_context.activity
         action = invoke_value.action
         raw = action if isinstance(action, dict) else (action.serialize() if action is not None else {})
         verb = str(raw.get("verb") or "")
         data_raw = raw.get("data")
         data: dict[str, Any] = data_raw if isinstance(data_raw, dict) else {}
+        value = activity.value if isinstance(activity.value, dict) else {}
+        refresh = str(value.get("trigger") or "").casefold() == AUTOMATIC
         ctx = await self._context(activity)
         result = await self.chat.decide(ctx, verb, data)
         if isinstance(result, ErrorResult):
-            log.info("card action %s refused: %s", verb, result.detail)
+            log.info("card %s %s refused: %s", "refresh" if refresh else "action", verb[:60], result.detail)
+            if refresh:
+                return _card_error(400, "BadRequest", f"{result.detail}; the card is left as it is")
         # Errors come back as an error card too: botbuilder 4.17 cannot serialise the text-message form.
         built = present(result, self.chat.taxonomy, ctx.now, language(activity))
         return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=built)
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
-        """Adds `application/search` (typeahead of the customer picker), which botbuilder 4.17 lacks."""
-        if turn_context.activity.name == SEARCH_INVOKE:
+        """Adds `application/search` (typeahead of the customer picker), which botbuilder 4.17 lacks, and
+        checks `adaptiveCard/action` itself: the SDK's own refusals carry an exception object that cannot
+        be written as JSON."""
+        name = turn_context.activity.name
+        if name == SEARCH_INVOKE:
             return await self.on_search_invoke(turn_context)
+        if name == CARD_ACTION_INVOKE:
+            return await self._on_card_action(turn_context)
         return await super().on_invoke_activity(turn_context)
+
+    async def _on_card_action(self, turn_context: TurnContext) -> InvokeResponse:
+        """`adaptiveCard/action`: a malformed value gets the documented 400 error object, else the verb runs."""
+        value = turn_context.activity.value
+        problem = _card_action_problem(value)
+        if problem is not None:
+            log.info("card action refused: %s", problem)
+            return InvokeResponse(status=200, body=serializer_helper(_card_error(400, "BadRequest", problem)))
+        assert isinstance(value, dict)  # checked by _card_action_problem
+        invoke_value = AdaptiveCardInvokeValue(action=value["action"], state=value.get("state"))
+        response = await self.on_adaptive_card_invoke(turn_context, invoke_value)
+        return InvokeResponse(status=200, body=serializer_helper(response))
 
     async def on_search_invoke(self, turn_context: TurnContext) -> InvokeResponse:
         """Typeahead for a Data.Query ChoiceSet: customers whose name matches, id as the value."""
@@ -158,8 +236,11 @@ class KebiaoBot(TeamsActivityHandler):
     ) -> MessagingExtensionResponse:
         """searchCustomers: by name, else by tag expression; previews and cards at agent visibility."""
         activity = turn_context.activity
+        lang = language(activity)
         if query.command_id not in SEARCH_COMMANDS:
-            log.warning("unknown message extension query command %r", query.command_id)
+            log.warning("unknown message extension query command %r", str(query.command_id)[:60])
+            refusal = MessagingExtensionResult(type="message", text=_unknown_command_text(query.command_id, lang))
+            return MessagingExtensionResponse(compose_extension=refusal)
         wanted = ""
         for parameter in query.parameters or []:
             if parameter.name != "initialRun" and isinstance(parameter.value, str):
@@ -168,7 +249,6 @@ class KebiaoBot(TeamsActivityHandler):
         skip = max(int(getattr(options, "skip", 0) or 0), 0)
         count = min(max(int(getattr(options, "count", 25) or 25), 1), 25)
         ctx = await self._context(activity, shared=True)  # the picked card is posted where anyone reads it
-        lang = language(activity)
         found = await self.chat.lookup(ctx, wanted, skip, count)
         if not found.hits:
             return MessagingExtensionResponse(
@@ -194,8 +274,10 @@ class KebiaoBot(TeamsActivityHandler):
     ) -> MessagingExtensionActionResponse:
         """tagFromMessage: a form with the tags suggested for the message and a customer picker."""
         activity = turn_context.activity
-        ctx = await self._context(activity, shared=True)
         lang = language(activity)
+        if action.command_id not in ACTION_COMMANDS:
+            return _unknown_action(action, lang)
+        ctx = await self._context(activity, shared=True)
         message = _payload_text(action)
         found = self.chat.suggest(ctx, message)
         suggested = [] if isinstance(found, ErrorResult) else [s.tag for s in found.suggestions]
@@ -216,8 +298,10 @@ class KebiaoBot(TeamsActivityHandler):
     ) -> MessagingExtensionActionResponse:
         """Apply the chosen tags to the chosen customer and hand back the customer's card."""
         activity = turn_context.activity
-        ctx = await self._context(activity, shared=True)
         lang = language(activity)
+        if action.command_id not in ACTION_COMMANDS:
+            return _unknown_action(action, lang)
+        ctx = await self._context(activity, shared=True)
         data = action.data if isinstance(action.data, dict) else {}
         tags = _names(data.get("tags"))
         customer = str(data.get("customer") or "").strip()
@@ -262,10 +346,8 @@ class KebiaoBot(TeamsActivityHandler):
         user_id = sender.aad_object_id or sender.id or ""
         now = self.clock()
         actor = await self.chat.actor(user_id, sender.name or "", now)
-        conversation = activity.conversation
-        kind = (conversation.conversation_type if conversation else None) or ""
-        is_shared = kind in _SHARED or bool(conversation and conversation.is_group)
-        return ChatContext(CHANNEL, conversation_key(activity), actor, now, is_shared if shared is None else shared)
+        others_read = is_shared(activity) if shared is None else shared
+        return ChatContext(CHANNEL, conversation_key(activity), actor, now, others_read)
 
     async def _remember(self, activity: Activity) -> None:
         """Save the conversation reference (and, in personal chat, under the user's AAD id for alerts)."""
@@ -415,6 +497,40 @@ def _count(value: Any, default: int, low: int, high: int) -> int:
     except (TypeError, ValueError):
         return default
     return max(low, min(number, high))
+
+
+def _unknown_command_text(command_id: Any, lang: Lang) -> str:
+    """What a message-extension command Kebiao does not have gets: which one, and what to use instead."""
+    named = clip(str(command_id or ""), 40)  # a plain-text pop-up: nothing to escape
+    if lang == "zh":
+        return f"客标没有“{named}”这个命令：请使用客标的“查找客户”或“给客户打标签”"
+    return f"Kebiao has no command “{named}”: use Kebiao's “Find a customer” or “Tag a customer”"
+
+
+def _unknown_action(action: MessagingExtensionAction, lang: Lang) -> MessagingExtensionActionResponse:
+    """A fetchTask / submitAction for an unknown command id: a message pop-up, never the tag form."""
+    log.warning("unknown message extension action command %r", str(action.command_id)[:60])
+    return MessagingExtensionActionResponse(
+        task=TaskModuleMessageResponse(value=_unknown_command_text(action.command_id, lang))
+    )
+
+
+def _card_action_problem(value: Any) -> str | None:
+    """Why an `adaptiveCard/action` value cannot be run (None when it can)."""
+    if not isinstance(value, dict):
+        return "the invoke has no value object"
+    action = value.get("action")
+    if not isinstance(action, dict):
+        return "value.action is missing or not an object"
+    kind = action.get("type")
+    if kind != "Action.Execute":
+        return f"value.action.type must be Action.Execute, got {str(kind)[:40]!r}"
+    return None
+
+
+def _card_error(status: int, code: str, message: str) -> AdaptiveCardInvokeResponse:
+    """The Universal Actions error response: the client keeps the card it shows."""
+    return AdaptiveCardInvokeResponse(status_code=status, type=ERROR_TYPE, value={"code": code, "message": message})
 
 
 def _quote(message: str) -> str:
