@@ -10,6 +10,7 @@ Connector or any other remote service (tests/teams/test_bot_invokes.py fails the
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import logging
@@ -114,7 +115,7 @@ class KebiaoBot(TeamsActivityHandler):
         await self._remember(activity)
         ctx = await self._context(activity)
         addressed = not ctx.shared or _mentions_bot(activity)
-        key = activity_key(activity) or f"{CHANNEL}:{ctx.conversation_id}:{activity.id or ''}"
+        key = message_key(activity, ctx.conversation_id)
         results = await self.chat.respond(ctx, key, plain_text(activity), addressed=addressed)
         lang = language(activity)
         for result in results:
@@ -427,6 +428,20 @@ def conversation_key(activity: Activity) -> str:
     return (conversation_id or "").split(";messageid=", 1)[0]
 
 
+def message_key(activity: Activity, conversation_id: str) -> str:
+    """The message's key for suggestions: its activity key, else its time and a digest of its text.
+
+    An activity without an id (older and published shapes) must not share one key with every other such
+    message of the conversation: the second would be taken for a retry of the first and matched never.
+    """
+    key = activity_key(activity)
+    if key is not None:
+        return key
+    stamp = activity.timestamp.isoformat() if activity.timestamp else ""
+    digest = hashlib.sha256((activity.text or "").encode("utf-8")).hexdigest()[:16]
+    return f"{CHANNEL}:{conversation_id}:{stamp}:{digest}"
+
+
 def plain_text(activity: Activity) -> str:
     """The message text without @mentions of the bot (or anyone), HTML tags and entities."""
     raw = activity.text or ""
@@ -503,8 +518,8 @@ def _unknown_command_text(command_id: Any, lang: Lang) -> str:
     """What a message-extension command Kebiao does not have gets: which one, and what to use instead."""
     named = clip(str(command_id or ""), 40)  # a plain-text pop-up: nothing to escape
     if lang == "zh":
-        return f"客标没有“{named}”这个命令：请使用客标的“查找客户”或“给客户打标签”"
-    return f"Kebiao has no command “{named}”: use Kebiao's “Find a customer” or “Tag a customer”"
+        return f"客标没有“{named}”这个命令：请使用客标的“查找客户”或“打标签”"
+    return f"Kebiao has no command “{named}”: use Kebiao's “Find customer” or “Tag customer”"
 
 
 def _unknown_action(action: MessagingExtensionAction, lang: Lang) -> MessagingExtensionActionResponse:
