@@ -125,8 +125,8 @@ class KebiaoBot(TeamsActivityHandler):
     async def _on_click(self, turn_context: TurnContext, click: CardClick) -> None:
         """A messageBack / Action.Submit click: a card verb runs like Action.Execute; anything else is silent.
 
-        The new state replaces the card the click came from (`replyToId`). A refusal is posted only in a
-        1:1 chat: in a shared conversation the clicker's mistake is nobody else's message.
+        The new state replaces the card the click came from (`replyToId`). A refusal is posted, as a new
+        message, only in a 1:1 chat: in a shared conversation the clicker's mistake is nobody else's.
         """
         activity = turn_context.activity
         if click.verb not in ALL_VERBS:
@@ -136,8 +136,9 @@ class KebiaoBot(TeamsActivityHandler):
         result = await self.chat.decide(ctx, click.verb, click.data)
         if isinstance(result, ErrorResult):
             log.info("card click %s refused: %s", click.verb, result.detail)
-            if ctx.shared:
-                return
+            if not ctx.shared:
+                await self._show(turn_context, result, ctx, replace=None)
+            return
         await self._show(turn_context, result, ctx, replace=activity.reply_to_id)
 
     async def _show(self, turn_context: TurnContext, result: ChatResult, ctx: ChatContext, replace: str | None) -> None:
@@ -206,10 +207,10 @@ class KebiaoBot(TeamsActivityHandler):
         """`adaptiveCard/action`: a malformed value gets the documented 400 error object, else the verb runs."""
         value = turn_context.activity.value
         problem = _card_action_problem(value)
-        if problem is not None:
+        if problem is not None or not isinstance(value, dict):
             log.info("card action refused: %s", problem)
-            return InvokeResponse(status=200, body=serializer_helper(_card_error(400, "BadRequest", problem)))
-        assert isinstance(value, dict)  # checked by _card_action_problem
+            refusal = _card_error(400, "BadRequest", problem or "the invoke has no value object")
+            return InvokeResponse(status=200, body=serializer_helper(refusal))
         invoke_value = AdaptiveCardInvokeValue(action=value["action"], state=value.get("state"))
         response = await self.on_adaptive_card_invoke(turn_context, invoke_value)
         return InvokeResponse(status=200, body=serializer_helper(response))

@@ -179,10 +179,11 @@ async def test_refused_message_back_click_is_silent_in_a_channel_and_explained_i
     body = dict(load_published("message_back_channel", url), value=gone)
     assert (await post(client, body))[0] == 200
     assert fake.calls == []
-    personal = message(url, "User just clicked the MessageBack button", "p-click", value=gone, replyToId=None)
+    personal = message(url, "User just clicked the MessageBack button", "p-click", value=gone, replyToId="1:card")
     assert (await post(client, personal))[0] == 200
     [error] = cards(fake)
     assert "999" in texts(error)
+    assert fake.calls[0].method == "POST"  # a new message: the card the click came from stays as it was
 
 
 # ---------------------------------------------------------------- Universal Actions refresh
