@@ -97,6 +97,7 @@ def taxonomy_change(change: TaxonomyChange, in_force: bool) -> dict[str, Any]:
     return {
         **version_meta(change.version),
         "in_force": in_force,
+        "changed": change.changed,
         "orphaned": [{"dimension": o.dimension, "tag": o.tag, "customers": o.customers} for o in change.orphaned],
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,19 +41,51 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not args.verbose:
-        # Migration chatter belongs in -v output; the CLI's own lines are what a person reads.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
         print(f"kebiao: configuration error: {exc}", file=sys.stderr)
         return 2
+    configure_logging(args.verbose, settings.timezone)
     handler = args.handler
-    code: int = handler(args, settings)
+    try:
+        code: int = handler(args, settings)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return closed_pipe()
     return code
+
+
+def configure_logging(verbose: bool, timezone: str) -> None:
+    """Log lines to stderr, stamped in KEBIAO_TIMEZONE with its offset (what an operator reads)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(timezone)
+    handler = logging.StreamHandler(sys.stderr)
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def stamp(record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, zone).isoformat(timespec="milliseconds")
+
+    formatter.formatTime = stamp  # type: ignore[method-assign]
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    if not verbose:
+        # Migration chatter belongs in -v output; the CLI's own lines are what a person reads.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        # APScheduler logs "Running job ..." at INFO on every run of every job (the outbox runs every 30 s).
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+# The exit status of a program stopped by SIGPIPE (128 + 13), as `cat` or `grep` end when `head` closes the pipe.
+CLOSED_PIPE_EXIT = 141
+
+
+def closed_pipe() -> int:
+    """The reader went away (`kebiao ... | head -1`): stop quietly, without a traceback at interpreter exit."""
+    # Python flushes stdout once more at exit; point it at /dev/null so that flush cannot fail again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return CLOSED_PIPE_EXIT

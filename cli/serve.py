@@ -29,11 +29,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
     from app import create_app
-    from config import ConfigError, check_bot_credentials
+    from config import ConfigError, check_serve
     from storage.database import DatabaseError
 
     try:
-        check_bot_credentials(settings.teams)
+        check_serve(settings)
     except ConfigError as exc:
         print(f"kebiao: configuration error: {exc}", file=sys.stderr)
         return 2

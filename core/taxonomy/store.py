@@ -23,8 +23,18 @@ class OrphanedTag:
 
 @dataclass(frozen=True, slots=True)
 class TaxonomyChange:
+    """The version in force after an import; `changed` is False when the import matched it (nothing stored)."""
+
     version: TaxonomyVersion
     orphaned: tuple[OrphanedTag, ...]
+    changed: bool = True
+
+
+def same_taxonomy(a: Taxonomy, b: Taxonomy) -> bool:
+    """Both say the same in file form (what is stored): importing one over the other changes nothing."""
+    from tagging.loader import taxonomy_to_data
+
+    return taxonomy_to_data(a) == taxonomy_to_data(b)
 
 
 async def current_taxonomy(uow: UnitOfWork) -> TaxonomyVersion | None:
@@ -34,8 +44,13 @@ async def current_taxonomy(uow: UnitOfWork) -> TaxonomyVersion | None:
 async def import_taxonomy(
     uow: UnitOfWork, taxonomy: Taxonomy, actor: str, now: datetime, note: str = ""
 ) -> TaxonomyChange:
-    """Store `taxonomy` as the new current version; report held tags it no longer contains."""
+    """Store `taxonomy` as the new current version; report held tags it no longer contains.
+
+    A taxonomy identical to the current one stores nothing: the result has `changed=False`.
+    """
     previous = await uow.taxonomies.current()
+    if previous is not None and same_taxonomy(previous.taxonomy, taxonomy):
+        return TaxonomyChange(previous, (), changed=False)
     stored = await uow.taxonomies.add_version(taxonomy, actor, now, note)
     orphaned = await _orphaned(uow, previous.taxonomy if previous else None, taxonomy)
     return TaxonomyChange(stored, orphaned)
