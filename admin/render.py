@@ -103,7 +103,7 @@ def taxonomy_change(change: TaxonomyChange, in_force: bool) -> dict[str, Any]:
 
 
 def taxonomy_problem(p: Problem) -> dict[str, str]:
-    return {"file": p.file, "path": p.path, "reason": p.reason}
+    return {"file": p.file, "path": p.path, "where": p.where or p.path, "reason": p.reason}
 
 
 def row_problem(p: RowProblem) -> dict[str, Any]:

@@ -210,6 +210,7 @@ async def post_customers_import(request: web.Request, services: AdminServices) -
                 now=services.clock(),
                 dry_run=dry_run,
                 problems=parsed.problems,
+                refused_tags=parsed.refused_tags,
             )
     except ImportFileError as exc:
         problems = [render.row_problem(p) for p in exc.problems]

@@ -77,6 +77,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
                     now=datetime.now(UTC),
                     dry_run=args.dry_run,
                     problems=parsed.problems,
+                    refused_tags=parsed.refused_tags,
                 )
         except ImportFileError as exc:
             for problem in exc.problems:
