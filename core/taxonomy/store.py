@@ -31,10 +31,18 @@ class TaxonomyChange:
 
 
 def same_taxonomy(a: Taxonomy, b: Taxonomy) -> bool:
-    """Both say the same in file form (what is stored): importing one over the other changes nothing."""
+    """Both say the same in file form (what is stored): importing one over the other changes nothing.
+
+    `version` is left out: a stored taxonomy carries its stored version number, a loaded file its format version.
+    """
     from tagging.loader import taxonomy_to_data
 
-    return taxonomy_to_data(a) == taxonomy_to_data(b)
+    def content(taxonomy: Taxonomy) -> dict[str, object]:
+        data = taxonomy_to_data(taxonomy)
+        data.pop("version", None)
+        return data
+
+    return content(a) == content(b)
 
 
 async def current_taxonomy(uow: UnitOfWork) -> TaxonomyVersion | None:
