@@ -328,14 +328,8 @@ class _Checker:
     def text(self, value: Any, path: str, what: str, limit: int) -> str | None:
         if not isinstance(value, str):
             numeric = isinstance(value, int | float) and not isinstance(value, bool)
-            hits = find_pii(str(value)) if isinstance(value, int) and not isinstance(value, bool) else []
-            if hits:  # say it now, not after the user quotes the number and tries again
-                kinds = sorted({describe(h) for h in hits})
-                reason = (
-                    f"{what} is a number that is personal data ({', '.join(kinds)}); remove it: tags must "
-                    "never hold ID, phone or bank card numbers"
-                )
-                self.fail(path, reason)
+            # a personal number is said now, not after the user quotes it and tries again
+            if numeric and isinstance(value, int) and self.personal(str(value), path, f"{what} (a number)"):
                 return None
             hint = "; quote it in YAML" if numeric else ""
             self.fail(path, f"{what} must be a string, got {_type_name(value)}{hint}")
@@ -350,7 +344,13 @@ class _Checker:
         if _CONTROL.search(stripped):
             self.fail(path, f"{what} contains a control character (tab, newline …); remove it")
             return None
-        hits = find_pii(stripped)
+        if self.personal(stripped, path, what):
+            return None
+        return stripped
+
+    def personal(self, text: str, path: str, what: str) -> bool:
+        """Record a problem when `text` holds an ID, phone or bank card number; True if it does."""
+        hits = find_pii(text)
         if hits:
             kinds = sorted({describe(h) for h in hits})
             reason = (
@@ -358,8 +358,7 @@ class _Checker:
                 "tags must never hold ID, phone or bank card numbers"
             )
             self.fail(path, reason)
-            return None
-        return stripped
+        return bool(hits)
 
     def phrases(self, data: Mapping[Any, Any], key: str, path: str) -> tuple[str, ...]:
         value = data.get(key) or []  # an empty `keywords:` in YAML is null

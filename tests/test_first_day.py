@@ -180,11 +180,7 @@ def test_set_role_accepts_guids_and_wecom_userids(tmp_path: Path, user_id: str) 
 BAD_TAXONOMY = """\
 version: 1
 dimensions:
-  - key: stage
-    name: 需求阶段
-    tags:
-      - name: 询价客户
-        keywords: [报价]
+  - {key: stage, name: 需求阶段, tags: [{name: 询价客户, keywords: [报价]}]}
   - key: risk
     name: 风险与问题
     visibility: managers
@@ -202,8 +198,8 @@ def test_validate_lists_every_problem_with_dimension_keys_and_tag_names(tmp_path
     assert done.stderr.splitlines() == [
         "t.yaml:dimensions[1](risk).tags[0](高危流失).colour: unknown key 'colour'; did you mean 'color'? allowed "
         "keys: name, color, description, keywords, exclude, ttl_days, auto_apply, children",
-        "t.yaml:dimensions[1](risk).tags[0](高危流失).keywords[1]: keyword is a number that is personal data (a "
-        "mobile phone number); remove it: tags must never hold ID, phone or bank card numbers",
+        "t.yaml:dimensions[1](risk).tags[0](高危流失).keywords[1]: keyword (a number) contains personal data (a "
+        "mobile phone number at character 1); tags must never hold ID, phone or bank card numbers",
         "t.yaml:dimensions[1](risk).tags[0](高危流失).keywords[2]: keyword must be a string, got a number (12315); "
         "quote it in YAML",
     ]
@@ -214,7 +210,7 @@ def test_a_tab_in_yaml_says_indent_with_spaces(tmp_path: Path) -> None:
     done = kebiao(tmp_path, "taxonomy", "validate", "t.yaml")
     assert done.returncode == 1
     assert (
-        done.stderr == "t.yaml: YAML syntax error at line 8, column 1: a tab character; indent with spaces, not tabs\n"
+        done.stderr == "t.yaml: YAML syntax error at line 4, column 1: a tab character; indent with spaces, not tabs\n"
     )
 
 
