@@ -27,7 +27,12 @@ VERB_MODULES: tuple[str, ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The `kebiao` argument parser; each verb's handler is stored as `handler`."""
-    parser = argparse.ArgumentParser(prog="kebiao", description="Kebiao (客标): customer tagging in Teams and WeCom.")
+    parser = argparse.ArgumentParser(
+        prog="kebiao",
+        description="Kebiao (客标): customer tagging in Teams and WeCom.",
+        epilog="Every verb has --help. The documentation is in the repository's docs/ folder (docs/README.md): "
+        "file formats, the admin API, configuration, deployment and troubleshooting.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for name in VERB_MODULES:

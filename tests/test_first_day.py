@@ -287,3 +287,9 @@ def test_reports_tags_lines_up_chinese_names_in_the_local_zone(tmp_path: Path) -
         assert display_width(row[: first_number.end(1)]) == holders_end, row
     retire = lines[lines.index(next(line for line in lines if line.startswith("retire candidates"))) :]
     assert not any(f"/{parent}:" in line for line in retire for parent in ("地区", "公司规模", "华东"))
+
+
+def test_alerts_run_once_says_when_in_the_local_zone(tmp_path: Path) -> None:
+    done = kebiao(tmp_path, "alerts", "run-once", "--now", "2026-12-01T01:00:00+00:00")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("alerts at 2026-12-01T09:00:00+08:00: ")
