@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime, tzinfo
 
 # The verb groups, in the order `kebiao --help` lists them; each module has `register(verbs)`.
 VERB_MODULES: tuple[str, ...] = (
@@ -61,20 +62,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+class LocalTimeFormatter(logging.Formatter):
+    """Log lines stamped in one time zone, ISO 8601 with the offset (what an operator reads)."""
+
+    def __init__(self, zone: tzinfo) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.zone = zone
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, self.zone).isoformat(timespec="milliseconds")
+
+
 def configure_logging(verbose: bool, timezone: str) -> None:
-    """Log lines to stderr, stamped in KEBIAO_TIMEZONE with its offset (what an operator reads)."""
-    from datetime import datetime
+    """Log to stderr, stamped in KEBIAO_TIMEZONE; library chatter only with -v."""
     from zoneinfo import ZoneInfo
 
-    zone = ZoneInfo(timezone)
     handler = logging.StreamHandler(sys.stderr)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    def stamp(record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return datetime.fromtimestamp(record.created, zone).isoformat(timespec="milliseconds")
-
-    formatter.formatTime = stamp  # type: ignore[method-assign]
-    handler.setFormatter(formatter)
+    handler.setFormatter(LocalTimeFormatter(ZoneInfo(timezone)))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     if not verbose:
         # Migration chatter belongs in -v output; the CLI's own lines are what a person reads.
@@ -91,6 +95,10 @@ def closed_pipe() -> int:
     """The reader went away (`kebiao ... | head -1`): stop quietly, without a traceback at interpreter exit."""
     # Python flushes stdout once more at exit; point it at /dev/null so that flush cannot fail again.
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file descriptor (an embedding caller's stream)
+        pass
+    finally:
+        os.close(devnull)
     return CLOSED_PIPE_EXIT
