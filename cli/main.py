@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, tzinfo
@@ -93,6 +92,8 @@ CLOSED_PIPE_EXIT = 141
 
 def closed_pipe() -> int:
     """The reader went away (`kebiao ... | head -1`): stop quietly, without a traceback at interpreter exit."""
+    import os
+
     # Python flushes stdout once more at exit; point it at /dev/null so that flush cannot fail again.
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
