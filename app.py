@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 from aiohttp import web
@@ -25,7 +26,7 @@ from bots.wecom.inbox import CallbackInbox
 from bots.wecom.routes import CALLBACK_PATH, WeComCallback
 from bots.wecom.routes import CHANNEL as INBOX_CHANNEL
 from bots.wecom.sync import DRAIN_INTERVAL, WeComTagSync
-from config import Settings
+from config import Settings, check_serve, start_up_line
 from core.chat.service import ChatService
 from core.records import TaxonomyVersion
 from core.tags.assignments import TaggingRules
@@ -61,7 +62,11 @@ TAXONOMY = web.AppKey("taxonomy", TaxonomyCell)
 
 
 def create_app(settings: Settings) -> web.Application:
-    """Build the aiohttp application; every long-lived resource is one cleanup_ctx."""
+    """Build the aiohttp application; every long-lived resource is one cleanup_ctx.
+
+    Raises ConfigError when the settings cannot serve (production without Bot Framework credentials).
+    """
+    check_serve(settings)
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_storage_ctx)
@@ -76,7 +81,15 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     if settings.admin_token:
         setup_admin(app, settings.admin_token, _admin_services)
+    app.on_startup.append(_announce)  # after every cleanup_ctx has started
     return app
+
+
+async def _announce(app: web.Application) -> None:
+    """One start-up line: address, database (password masked), taxonomy version, channels, authentication."""
+    cell = app.get(TAXONOMY)
+    version = cell.version.version if cell is not None and cell.version is not None else None
+    log.info("%s", start_up_line(app[SETTINGS], version))
 
 
 def _admin_services(app: web.Application) -> AdminServices:
@@ -320,10 +333,12 @@ def alert_deliverers(
     wecom = settings.wecom
     if wecom.corp_id and wecom.secret and wecom.agent_id:
         client = WeComClient(session, wecom.corp_id, wecom.secret, wecom.agent_id, wecom.api_base)
-        deliverers["wecom"] = WeComAlertDeliverer(client)
+        deliverers["wecom"] = WeComAlertDeliverer(client, tz=ZoneInfo(settings.timezone))
     if teams_adapter is not None:
         notifier = TeamsNotifier(teams_adapter, settings.teams.app_id)
-        deliverers["msteams"] = TeamsAlertDeliverer(notifier, SqlChannelStore(database.engine))
+        deliverers["msteams"] = TeamsAlertDeliverer(
+            notifier, SqlChannelStore(database.engine), tz=ZoneInfo(settings.timezone)
+        )
     return deliverers
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/kebiao.db"
 DEFAULT_WECOM_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin"
+ENVIRONMENTS = ("development", "production", "test")  # KEBIAO_ENV values; anything else is refused
 
 
 class ConfigError(ValueError):
@@ -123,10 +124,10 @@ class Settings:
     def check(self) -> None:
         """Refuse combinations that are unsafe or cannot work."""
         _check_timezone(self.timezone)
-        if self.production and not self.teams.app_id.strip():
+        if self.environment not in ENVIRONMENTS:
             raise ConfigError(
-                "KEBIAO_ENV=production but MICROSOFT_APP_ID is empty: Bot Framework authentication would be "
-                "off. Set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD, or unset KEBIAO_ENV for local use."
+                f"KEBIAO_ENV={self.environment!r} is not known: use {', '.join(ENVIRONMENTS)} "
+                "(production refuses to serve without Bot Framework credentials)"
             )
         if _app_type(self.teams) is None:
             raise ConfigError(
@@ -139,12 +140,59 @@ class Settings:
             raise ConfigError("WECOM_ENCODING_AES_KEY must be the 43-character EncodingAESKey from the WeCom console")
 
 
+def masked_url(url: str) -> str:
+    """A database URL fit for a log line: the password (between `user:` and `@`) replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    credentials, at, location = rest.rpartition("@")
+    user, colon, _password = credentials.partition(":")
+    if not at or not colon:
+        return url
+    return f"{scheme}://{user}:***@{location}"
+
+
+def start_up_line(settings: Settings, taxonomy_version: int | None) -> str:
+    """The one line `kebiao serve` logs when it is ready: where, which database and taxonomy, what is on."""
+    channels = ["teams"]
+    if settings.wecom.enabled:
+        channels.append("wecom")
+    if settings.admin_token:
+        channels.append("admin API")
+    version = f"version {taxonomy_version}" if taxonomy_version is not None else "none"
+    parts = [
+        f"listening on http://{settings.host}:{settings.port}",
+        f"database {masked_url(settings.database_url)}",
+        f"taxonomy {version}",
+        f"channels: {', '.join(channels)}",
+        f"scheduler {'on' if settings.scheduler_enabled else 'off'}",
+        f"time zone {settings.timezone}",
+    ]
+    if not settings.teams.app_id.strip():
+        parts.append("emulator mode: no authentication (set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD)")
+    return "kebiao serve: " + "; ".join(parts)
+
+
 # MICROSOFT_APP_TYPE values (any case) and the Bot Framework SDK spelling.
 APP_TYPES = {"multitenant": "MultiTenant", "singletenant": "SingleTenant", "userassignedmsi": "UserAssignedMSI"}
 
 
 def _app_type(teams: TeamsSettings) -> str | None:
     return APP_TYPES.get(teams.app_type.strip().lower())
+
+
+def check_serve(settings: Settings) -> None:
+    """What serving needs beyond `check`: production has authentication on, and the credentials are whole.
+
+    Checked by `kebiao serve` (and `create_app`), not by every verb: read-only verbs such as
+    `customers show` run in production without Bot Framework credentials.
+    """
+    if settings.production and not settings.teams.app_id.strip():
+        raise ConfigError(
+            "KEBIAO_ENV=production but MICROSOFT_APP_ID is empty: Bot Framework authentication would be "
+            "off. Set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD, or unset KEBIAO_ENV for local use."
+        )
+    check_bot_credentials(settings.teams)
 
 
 def check_bot_credentials(teams: TeamsSettings) -> None:
@@ -155,7 +203,7 @@ def check_bot_credentials(teams: TeamsSettings) -> None:
     """
     app_type = _app_type(teams)
     if app_type is None or not teams.app_id.strip():
-        return  # local/emulator mode (refused in production above)
+        return  # local/emulator mode (refused in production by check_serve)
     if app_type in ("SingleTenant", "UserAssignedMSI") and not teams.app_tenant_id.strip():
         raise ConfigError(
             f"MICROSOFT_APP_TYPE={app_type} needs MICROSOFT_APP_TENANT_ID (the bot's Entra tenant id)"

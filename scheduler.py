@@ -48,6 +48,7 @@ JOB_CHURN = "kebiao.alerts.churn"
 JOB_OUTBOX = "kebiao.alerts.outbox"
 JOB_STARTUP = "kebiao.alerts.startup"
 JOB_MAINTENANCE = "kebiao.maintenance.inbound"
+FREQUENT_JOBS = frozenset({JOB_EXPIRE, JOB_OUTBOX})
 MAINTENANCE_AT = "04:00"  # local: a quiet hour for the daily purge of old inbound claims
 
 Clock = Callable[[], datetime]
@@ -106,14 +107,18 @@ def _job(
 ) -> Callable[[], Awaitable[None]]:
     """A scheduler job: `work(jobs, now)`, its outcome logged; an error is logged and the next run tries again."""
 
+    # The outbox and expiry passes run every few seconds or minutes: their routine lines are debug output.
+    level = logging.DEBUG if name in FREQUENT_JOBS else logging.INFO
+
     async def run() -> None:
         now = clock()
+        local = now.astimezone(jobs.tz).isoformat(timespec="seconds")  # operators read KEBIAO_TIMEZONE
         try:
             result = await work(jobs, now)
         except Exception:
-            log.exception("alert job %s failed at %s", name, now.isoformat())
+            log.exception("alert job %s failed at %s", name, local)
             return
-        log.info("alert job %s at %s: %s", name, now.isoformat(), result)
+        log.log(level, "alert job %s at %s: %s", name, local, result)
 
     run.__name__ = name
     return run

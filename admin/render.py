@@ -97,12 +97,13 @@ def taxonomy_change(change: TaxonomyChange, in_force: bool) -> dict[str, Any]:
     return {
         **version_meta(change.version),
         "in_force": in_force,
+        "changed": change.changed,
         "orphaned": [{"dimension": o.dimension, "tag": o.tag, "customers": o.customers} for o in change.orphaned],
     }
 
 
 def taxonomy_problem(p: Problem) -> dict[str, str]:
-    return {"file": p.file, "path": p.path, "reason": p.reason}
+    return {"file": p.file, "path": p.path, "where": p.where or p.path, "reason": p.reason}
 
 
 def row_problem(p: RowProblem) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from core.tags.customers import customer_history, resolve_customer
 from core.tags.expression import ExpressionError
 from core.tags.search import MAX_PAGE, search_customers
 from core.tags.summary import customer_summary
-from core.tags.users import set_role
+from core.tags.users import set_role, user_id_problem
 from core.taxonomy.store import import_taxonomy, rollback_taxonomy, taxonomy_history
 from core.types import Role, Source, User
 from tagging.loader import MAX_BYTES as TAXONOMY_MAX_BYTES
@@ -162,7 +162,8 @@ async def put_taxonomy(request: web.Request, services: AdminServices) -> web.Str
     async with services.store.unit_of_work() as uow:
         change = await import_taxonomy(uow, taxonomy, actor, services.clock(), note="admin API")
     in_force = await services.refresh(change.version.version)
-    return _json(render.taxonomy_change(change, in_force), status=201)
+    # 200 with "changed": false when the body matched the version in force (no version stored).
+    return _json(render.taxonomy_change(change, in_force), status=201 if change.changed else 200)
 
 
 async def get_taxonomy_history(request: web.Request, services: AdminServices) -> web.StreamResponse:
@@ -184,7 +185,7 @@ async def post_taxonomy_rollback(request: web.Request, services: AdminServices) 
     async with services.store.unit_of_work() as uow:
         change = await rollback_taxonomy(uow, version, actor, services.clock())
     in_force = await services.refresh(change.version.version)
-    return _json(render.taxonomy_change(change, in_force), status=201)
+    return _json(render.taxonomy_change(change, in_force), status=201 if change.changed else 200)
 
 
 # ---------------------------------------------------------------- customers
@@ -209,6 +210,7 @@ async def post_customers_import(request: web.Request, services: AdminServices) -
                 now=services.clock(),
                 dry_run=dry_run,
                 problems=parsed.problems,
+                refused_tags=parsed.refused_tags,
             )
     except ImportFileError as exc:
         problems = [render.row_problem(p) for p in exc.problems]
@@ -353,8 +355,9 @@ async def post_customer_tags(request: web.Request, services: AdminServices) -> w
 async def put_user(request: web.Request, services: AdminServices) -> web.StreamResponse:
     """Set a user's role and regions (`{"role": "manager", "regions": ["华东"]}`)."""
     user_id = request.match_info["user_id"].strip()
-    if not user_id or len(user_id) > 200:
-        raise AdminError(400, "user id must be 1 to 200 characters (Teams AAD object id or WeCom userid)")
+    problem = user_id_problem(user_id)
+    if problem is not None:
+        raise AdminError(400, problem)
     fields = Fields(await json_object(request, JSON_CAP), ("role", "regions", "display_name"))
     role_text = fields.text("role", required=True)
     role: Role | None = None

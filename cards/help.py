@@ -17,7 +17,10 @@ def build_help_card(entries: Sequence[tuple[str, str, str]], lang: Lang = "zh") 
     """Each command's usage in monospace with its description in `lang` and the other language below."""
 
     def render(cap: int) -> Card:
-        body: list[Element] = [text(label("help_title", lang), size="Medium", weight="Bolder")]
+        body: list[Element] = [
+            text(label("help_title", lang), size="Medium", weight="Bolder"),
+            text(label("help_mention", lang), isSubtle=True, spacing="Small"),
+        ]
         for usage, description_en, description_zh in entries[:cap]:
             first, second = (
                 (description_zh, description_en) if lang == "zh" else (description_en, description_zh)

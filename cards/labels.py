@@ -39,6 +39,11 @@ _LABELS: dict[str, tuple[str, str]] = {
     "choose_title": ("有多个客户匹配“{query}”，请选择：", "Several customers match “{query}”; pick one:"),
     "refine": ("没有要找的？请输入更完整的名称。", "Not listed? Type a longer name."),
     "help_title": ("客标 Kebiao 使用帮助", "Kebiao (客标) help"),
+    "help_mention": (
+        "在群聊和频道里先 @Kebiao 再写命令，例如“@Kebiao 帮助”；一对一聊天直接发送命令。",
+        "In group chats and channels, address the bot with @Kebiao first, e.g. “@Kebiao help”; "
+        "in a 1:1 chat just send the command.",
+    ),
     "error_title": ("出错了", "Something went wrong"),
     "alert_raised": ("提醒时间 {when}", "Raised {when}"),
     "weight": ("权重 {w}", "weight {w}"),

@@ -15,6 +15,14 @@ def _local(moment: datetime, tz: ZoneInfo) -> str:
     return f"{moment.astimezone(tz):%Y-%m-%d %H:%M} {tz.key}"
 
 
+def who_did(event: TagEvent) -> str:
+    """'by 张伟 via teams'; just 'via import' when the actor is the source itself (no 'by import via import')."""
+    source = event.source.value
+    if not event.actor or event.actor == source:
+        return f"via {source}"
+    return f"by {event.actor} via {source}"
+
+
 def render_customer_text(summary: CustomerSummary, events: Sequence[TagEvent], tz: ZoneInfo) -> str:
     """A customer's tags by dimension, then the newest events, one per line; times in `tz`."""
     c = summary.customer
@@ -23,6 +31,8 @@ def render_customer_text(summary: CustomerSummary, events: Sequence[TagEvent], t
     if c.contract_end:
         facts.append(f"contract ends {c.contract_end.isoformat()}")
     lines = [head + (" — " + ", ".join(facts) if facts else "")]
+    if c.attributes:
+        lines.append("  " + ", ".join(f"{key}: {value}" for key, value in sorted(c.attributes.items())))
     if not summary.groups:
         lines.append("  (no tags)")
     for group in summary.groups:
@@ -38,6 +48,6 @@ def render_customer_text(summary: CustomerSummary, events: Sequence[TagEvent], t
         lines.append("history (newest first):")
         for e in events:
             previous = f" (was {e.previous})" if e.previous else ""
-            who = f"by {e.actor} via {e.source.value}"
+            who = who_did(e)
             lines.append(f"  {_local(e.at, tz)} {e.kind.value:<8} {e.tag}{previous} {who}")
     return "\n".join(lines)

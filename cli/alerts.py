@@ -71,7 +71,8 @@ def cmd_run_once(args: argparse.Namespace, settings: Settings) -> int:
             report = await run_once(jobs, now)
         async with store.unit_of_work() as uow:
             counts = await uow.outbox.counts()
-        print(f"alerts at {now.isoformat()}: {report}")
+        local = now.astimezone(ZoneInfo(settings.timezone)).isoformat(timespec="seconds")
+        print(f"alerts at {local}: {report}")
         print("outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty"))
         for channel, waiting in sorted(report.outbox.elsewhere.items()):
             print(
@@ -92,6 +93,7 @@ def cmd_run_once(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_unknown(args: argparse.Namespace, settings: Settings) -> int:
     """List `unknown` outbox rows, or resend / settle one of them."""
     from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
 
     from core.alerts.outbox import resend_unknown, settle_unknown
     from core.errors import NotFoundError
@@ -113,9 +115,11 @@ def cmd_unknown(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         async with store.unit_of_work() as uow:
             rows = await uow.outbox.unknown(1000)
+        zone = ZoneInfo(settings.timezone)  # times people read are in KEBIAO_TIMEZONE
         for m in rows:
             title = m.payload.get("title", "")
-            print(f"{m.id}\t{m.channel}\t{m.recipient}\t{m.unsure_since.isoformat()}\t{title}\t{m.last_error or ''}")
+            since = m.unsure_since.astimezone(zone).isoformat(timespec="seconds")
+            print(f"{m.id}\t{m.channel}\t{m.recipient}\t{since}\t{title}\t{m.last_error or ''}")
         print(f"{len(rows)} alerts with an unknown outcome", file=sys.stderr)
         return 0
 

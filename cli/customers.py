@@ -9,7 +9,10 @@ from typing import TYPE_CHECKING
 from cli.common import Verbs, initial_taxonomy, positive_int, run_db
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from config import Settings
+    from core.types import Customer
     from storage.database import Database
 
 
@@ -74,6 +77,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
                     now=datetime.now(UTC),
                     dry_run=args.dry_run,
                     problems=parsed.problems,
+                    refused_tags=parsed.refused_tags,
                 )
         except ImportFileError as exc:
             for problem in exc.problems:
@@ -83,6 +87,17 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return run_db(settings, work)
+
+
+def not_resolved(query: str, candidates: Sequence[Customer]) -> str:
+    """Why `customers show QUERY` shows nobody: no customer matches, or several do (listed)."""
+    if not candidates:
+        return (
+            f"no customer matches {query!r}; give a customer name, CRM id or WeCom external user id "
+            "(import customers with 'kebiao customers import FILE')"
+        )
+    names = ", ".join(f"{c.name} (#{c.id})" for c in candidates)
+    return f"{query!r} matches {len(candidates)} customers: {names}; give more of the name or the CRM id"
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -110,9 +125,7 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
                 viewer = found if found is not None else User(args.viewer, Role.AGENT)
             resolution = await resolve_customer(uow, args.customer)
             if resolution.customer is None:
-                names = ", ".join(f"{c.name} (#{c.id})" for c in resolution.candidates)
-                hint = f"; did you mean: {names}" if names else ""
-                print(f"kebiao: no single customer matches {args.customer!r}{hint}", file=sys.stderr)
+                print(f"kebiao: {not_resolved(args.customer, resolution.candidates)}", file=sys.stderr)
                 return 1
             summary = await customer_summary(uow, current.taxonomy, resolution.customer.id, viewer, now)
             events = await customer_history(uow, current.taxonomy, resolution.customer.id, viewer, 0, args.history)

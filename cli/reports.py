@@ -21,9 +21,11 @@ def register(verbs: Verbs) -> None:
         "tags",
         help="tag usage, retire and merge candidates, customers near the tag cap",
         description="Per tag: active holders, added in the last 30 days, suggestions accepted/rejected/pending "
-        "and the accept rate, last use. Retire candidates: no holders and unused for 90 days or never used. "
-        "Merge candidates: same-dimension tags whose holders overlap >= 80%% (Jaccard, >= 5 holders each) or "
-        "whose names are one edit apart. Customers at the soft tag cap.",
+        "and the accept rate, last use. Retire candidates: no holders and unused for 90 days or never used "
+        "(tags with sub-tags, such as 地区, never are). Merge candidates: same-dimension tags whose holders "
+        "overlap >= 80% (Jaccard, >= 5 holders each) or whose names are near-duplicates (one character apart, "
+        "but not one Chinese character swapped for another as in 大型企业/中型企业, nor an added negator such "
+        "as 无). Customers at the soft tag cap. Dates are in KEBIAO_TIMEZONE. See docs/reports.md.",
     )
     tags.add_argument("--json", action="store_true", help="print the report as JSON")
     tags.set_defaults(handler=cmd_tags)
@@ -33,6 +35,7 @@ def cmd_tags(args: argparse.Namespace, settings: Settings) -> int:
     """Print the tag-health report (usage, retire/merge candidates, customers near the cap)."""
     import json
     from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
 
     from core.reports.tag_health import render_report_text, report_to_data, tag_health_report
     from storage.reports import SqlReportSource
@@ -49,7 +52,7 @@ def cmd_tags(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print(json.dumps(report_to_data(report), ensure_ascii=False, indent=2))
         else:
-            sys.stdout.write(render_report_text(report))
+            sys.stdout.write(render_report_text(report, ZoneInfo(settings.timezone)))
         return 0
 
     return run_db(settings, work)

@@ -16,10 +16,16 @@ def register(verbs: Verbs) -> None:
     """Add the `serve` verb."""
     serve = verbs.add_parser(
         "serve",
-        help="serve the bot and admin API (HOST, PORT)",
-        description="Serve the Teams bot (POST /api/messages), the WeCom callback when WECOM_* is set, the admin "
-        "API when KEBIAO_ADMIN_TOKEN is set, and /healthz, /readyz. Listens on HOST:PORT (default 0.0.0.0:3978); "
-        "the database (KEBIAO_DATABASE_URL) is created or migrated on start.",
+        help="serve the bot and admin API on HOST:PORT (default 0.0.0.0:3978)",
+        description="Serve the Teams bot (POST /api/messages), the WeCom callback (/wecom/callback) when "
+        "WECOM_CORP_ID, WECOM_TOKEN and WECOM_ENCODING_AES_KEY are set, the admin API (/admin/v1) when "
+        "KEBIAO_ADMIN_TOKEN is set, and /healthz, /readyz. Listens on the HOST and PORT environment variables "
+        "(default 0.0.0.0:3978). The database (KEBIAO_DATABASE_URL, default ./data/kebiao.db) is created or "
+        "migrated on start, and the taxonomy (KEBIAO_TAXONOMY or the built-in one) is stored on first start. "
+        "Without MICROSOFT_APP_ID the bot runs in emulator mode with no authentication; KEBIAO_ENV=production "
+        "refuses that. One log line says what is on once it is ready. See docs/configuration.md and "
+        "docs/deployment.md.",
+        epilog="example: HOST=127.0.0.1 PORT=8080 kebiao serve",
     )
     serve.set_defaults(handler=cmd_serve)
 
@@ -29,11 +35,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
     from app import create_app
-    from config import ConfigError, check_bot_credentials
+    from config import ConfigError, check_serve
     from storage.database import DatabaseError
 
     try:
-        check_bot_credentials(settings.teams)
+        check_serve(settings)
     except ConfigError as exc:
         print(f"kebiao: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -121,6 +121,9 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     async def work(database: Database) -> int:
         async with database.unit_of_work() as uow:
             change = await import_taxonomy(uow, taxonomy, "cli", datetime.now(UTC), note=f"imported {origin}")
+        if not change.changed:
+            print(f"no change: {origin} is the same as taxonomy version {change.version.version}; nothing stored")
+            return 0
         print(f"taxonomy version {change.version.version} is current ({origin})")
         for orphan in change.orphaned:
             print(

@@ -24,7 +24,9 @@ def register(verbs: Verbs) -> None:
         help="set a user's role and regions",
         description="Set USER_ID's role. Managers get alerts for customers in their regions (none = all).",
     )
-    role.add_argument("user_id", metavar="USER_ID", help="Teams AAD object id or WeCom userid")
+    role.add_argument(
+        "user_id", metavar="USER_ID", help="Teams AAD object id (GUID) or WeCom userid (1-64 letters, digits, _ - . @)"
+    )
     role.add_argument("role", choices=ROLES, help="agent, manager or admin")
     role.add_argument("--region", action="append", default=[], metavar="R", help="a region (repeatable)")
     role.set_defaults(handler=cmd_set_role)
@@ -34,8 +36,13 @@ def cmd_set_role(args: argparse.Namespace, settings: Settings) -> int:
     """Give a user a role (and the regions a manager looks after)."""
     from datetime import UTC, datetime
 
-    from core.tags.users import set_role
+    from core.tags.users import set_role, user_id_problem
     from core.types import Role
+
+    problem = user_id_problem(args.user_id)
+    if problem is not None:
+        print(f"kebiao users set-role: {problem}", file=sys.stderr)
+        return 2
 
     async def work(database: Database) -> int:
         async with database.unit_of_work() as uow:

@@ -6,7 +6,7 @@ import difflib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -37,14 +37,20 @@ _EXTENSIONS: dict[str, Format] = {".yaml": "yaml", ".yml": "yaml", ".json": "jso
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One broken rule: which file, where inside it (`dimensions[0].tags[2].name`), and why."""
+    """One broken rule: which file, where inside it (`dimensions[0].tags[2].name`), and why.
+
+    `where` is the path as people read it, naming each dimension's key and each tag's name:
+    `dimensions[5](risk).tags[0](高危流失).keywords[2]`.
+    """
 
     file: str
     path: str
     reason: str
+    where: str = ""
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.path}: {self.reason}" if self.path else f"{self.file}: {self.reason}"
+        where = self.where or self.path
+        return f"{self.file}:{where}: {self.reason}" if where else f"{self.file}: {self.reason}"
 
 
 class TaxonomyError(ValueError):
@@ -246,6 +252,8 @@ def _parse_yaml(text: str, source: str) -> Any:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = exc.problem or exc.context or "invalid YAML"
+        if "'\\t'" in problem:  # PyYAML: "found character '\t' that cannot start any token"
+            problem = "a tab character; indent with spaces, not tabs"
         raise TaxonomyError([Problem(source, "", f"YAML syntax error at {where}{problem}")]) from None
     except yaml.YAMLError as exc:
         raise TaxonomyError([Problem(source, "", f"YAML error: {exc}")]) from None
@@ -320,6 +328,9 @@ class _Checker:
     def text(self, value: Any, path: str, what: str, limit: int) -> str | None:
         if not isinstance(value, str):
             numeric = isinstance(value, int | float) and not isinstance(value, bool)
+            # a personal number is said now, not after the user quotes it and tries again
+            if numeric and isinstance(value, int) and self.personal(str(value), path, f"{what} (a number)"):
+                return None
             hint = "; quote it in YAML" if numeric else ""
             self.fail(path, f"{what} must be a string, got {_type_name(value)}{hint}")
             return None
@@ -333,7 +344,13 @@ class _Checker:
         if _CONTROL.search(stripped):
             self.fail(path, f"{what} contains a control character (tab, newline …); remove it")
             return None
-        hits = find_pii(stripped)
+        if self.personal(stripped, path, what):
+            return None
+        return stripped
+
+    def personal(self, text: str, path: str, what: str) -> bool:
+        """Record a problem when `text` holds an ID, phone or bank card number; True if it does."""
+        hits = find_pii(text)
         if hits:
             kinds = sorted({describe(h) for h in hits})
             reason = (
@@ -341,8 +358,7 @@ class _Checker:
                 "tags must never hold ID, phone or bank card numbers"
             )
             self.fail(path, reason)
-            return None
-        return stripped
+        return bool(hits)
 
     def phrases(self, data: Mapping[Any, Any], key: str, path: str) -> tuple[str, ...]:
         value = data.get(key) or []  # an empty `keywords:` in YAML is null
@@ -569,8 +585,30 @@ def _build(data: Any, source: str) -> Taxonomy:
     checker = _Checker(source)
     taxonomy = checker.taxonomy(data)
     if taxonomy is None:
-        raise TaxonomyError(checker.problems)
+        raise TaxonomyError([replace(p, where=readable_path(p.path, data)) for p in checker.problems])
     return taxonomy
+
+
+_STEP = re.compile(r"(dimensions|tags|children)\[(\d+)\]")
+
+
+def readable_path(path: str, data: Any) -> str:
+    """`path` with each dimension's key and each tag's name from `data`: `dimensions[5](risk).tags[0](高危流失)`."""
+    node: Any = data
+    out: list[str] = []
+    for part in path.split("."):
+        step = _STEP.fullmatch(part)
+        if step is None:
+            out.append(part)
+            node = node.get(part) if isinstance(node, Mapping) else None
+            continue
+        items = node.get(step.group(1)) if isinstance(node, Mapping) else None
+        index = int(step.group(2))
+        node = items[index] if isinstance(items, list) and index < len(items) else None
+        label = node.get("key" if step.group(1) == "dimensions" else "name") if isinstance(node, Mapping) else None
+        shown = mask(label.strip()) if isinstance(label, str) and label.strip() else ""
+        out.append(f"{part}({shown})" if shown and len(shown) <= MAX_NAME else part)
+    return ".".join(out)
 
 
 _TYPE_NAMES: tuple[tuple[type | tuple[type, ...], str], ...] = (

@@ -2,7 +2,7 @@
 
 import pytest
 
-from config import ConfigError, Settings, check_bot_credentials
+from config import ConfigError, Settings, check_bot_credentials, check_serve, masked_url, start_up_line
 
 
 def test_defaults_match_design() -> None:
@@ -14,9 +14,57 @@ def test_defaults_match_design() -> None:
     assert not s.wecom.enabled
 
 
-def test_production_without_app_id_is_refused() -> None:
-    with pytest.raises(ConfigError, match="MICROSOFT_APP_ID"):
-        Settings.from_env({"KEBIAO_ENV": "production"}, dotenv=None)
+def test_production_without_app_id_is_refused_for_serving_only() -> None:
+    settings = Settings.from_env({"KEBIAO_ENV": "production"}, dotenv=None)  # read-only verbs may run
+    assert settings.production
+    with pytest.raises(ConfigError, match="MICROSOFT_APP_ID is empty"):
+        check_serve(settings)
+
+
+@pytest.mark.parametrize("value", ["prod", "staging", "Production!"])
+def test_unknown_environment_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"KEBIAO_ENV=.* is not known: use development, production, test"):
+        Settings.from_env({"KEBIAO_ENV": value}, dotenv=None)
+
+
+@pytest.mark.parametrize("value", ["development", "production", "test", " Production "])
+def test_known_environments_are_accepted(value: str) -> None:
+    assert Settings.from_env({"KEBIAO_ENV": value}, dotenv=None).environment == value.strip().lower()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql+asyncpg://kebiao:s3cr%40t@db.internal:5432/kebiao",
+            "postgresql+asyncpg://kebiao:***@db.internal:5432/kebiao",
+        ),
+        ("postgresql+asyncpg://kebiao@db/kebiao", "postgresql+asyncpg://kebiao@db/kebiao"),
+        ("sqlite+aiosqlite:///./data/kebiao.db", "sqlite+aiosqlite:///./data/kebiao.db"),
+    ],
+)
+def test_database_password_is_masked(url: str, shown: str) -> None:
+    assert masked_url(url) == shown
+
+
+def test_start_up_line_names_address_database_taxonomy_channels_and_emulator_mode() -> None:
+    settings = Settings.from_env(
+        {
+            "PORT": "4000",
+            "KEBIAO_DATABASE_URL": "postgresql+asyncpg://kebiao:hunter2@db/kebiao",
+            "KEBIAO_ADMIN_TOKEN": "t",
+        },
+        dotenv=None,
+    )
+    line = start_up_line(settings, 7)
+    assert "listening on http://0.0.0.0:4000" in line
+    assert "database postgresql+asyncpg://kebiao:***@db/kebiao" in line and "hunter2" not in line
+    assert "taxonomy version 7" in line
+    assert "channels: teams, admin API" in line
+    assert "emulator mode: no authentication" in line
+    secured = Settings.from_env({"MICROSOFT_APP_ID": "0b6f5a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"}, dotenv=None)
+    assert "emulator mode" not in start_up_line(secured, 1)
+    assert "channels: teams;" in start_up_line(secured, 1)
 
 
 @pytest.mark.parametrize(
@@ -64,7 +112,7 @@ def test_secrets_are_not_in_repr() -> None:
 )
 def test_teams_credential_rules_are_configuration_errors(env: dict[str, str], needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
-        check_bot_credentials(Settings.from_env(env, dotenv=None).teams)
+        check_serve(Settings.from_env(env, dotenv=None))
 
 
 def test_an_app_id_without_its_secret_is_enough_to_build_the_package_but_not_to_serve() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, tzinfo
 
 from bots.teams.notifier import TEAMS_CHANNEL, DeliveryStatus, TeamsNotifier
 from bots.teams.references import InvalidReference, StoredReference
@@ -44,9 +45,10 @@ class TeamsAlertDeliverer:
     channel = TEAMS_CHANNEL
     resend_is_safe = False
 
-    def __init__(self, notifier: TeamsNotifier, references: ChannelStore) -> None:
+    def __init__(self, notifier: TeamsNotifier, references: ChannelStore, tz: tzinfo = UTC) -> None:
         self._notifier = notifier
         self._references = references
+        self._tz = tz  # KEBIAO_TIMEZONE: the zone the card's times are shown in
 
     async def deliver(self, message: OutboxMessage) -> Delivery:
         saved = await self._references.reference(TEAMS_CHANNEL, message.recipient)
@@ -61,7 +63,7 @@ class TeamsAlertDeliverer:
         except InvalidReference as exc:
             return Delivery(DeliveryOutcome.PERMANENT, str(exc))
         view = alert_view_from_payload(message)
-        result = await self._notifier.send_card(reference, build_alert_card(view, view.raised_at))
+        result = await self._notifier.send_card(reference, build_alert_card(view, view.raised_at.astimezone(self._tz)))
         if result.status is DeliveryStatus.DELIVERED:
             return Delivery(DeliveryOutcome.SENT, external_id=result.activity_id)
         if result.status is DeliveryStatus.RETRY_LATER:

@@ -93,7 +93,7 @@ def check_credentials(credentials: TeamsCredentials) -> None:
     """Refuse credential combinations the SDK would only reject at the first request."""
     app_type = normalise_app_type(credentials.app_type)
     if not credentials.app_id:
-        return  # local/emulator mode; config.Settings.check refuses it in production
+        return  # local/emulator mode; config.check_serve refuses it in production
     if app_type == "SingleTenant" and not credentials.app_tenant_id:
         raise ValueError(
             "MICROSOFT_APP_TYPE=SingleTenant needs MICROSOFT_APP_TENANT_ID (the bot's Entra tenant)"

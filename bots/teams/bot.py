@@ -99,6 +99,10 @@ class KebiaoBot(TeamsActivityHandler):
         self.clock = clock
         self._saved: dict[str, str] = {}  # reference key → last address saved by this process
 
+    def _shown(self, now: datetime) -> datetime:
+        """`now` in KEBIAO_TIMEZONE: cards show dates and "N 天后到期" in the zone of the `now` they get."""
+        return now.astimezone(self.chat.rules.tz)
+
     # ------------------------------------------------------------ messages
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
@@ -119,7 +123,7 @@ class KebiaoBot(TeamsActivityHandler):
         results = await self.chat.respond(ctx, key, plain_text(activity), addressed=addressed)
         lang = language(activity)
         for result in results:
-            built = present(result, self.chat.taxonomy, ctx.now, lang)
+            built = present(result, self.chat.taxonomy, self._shown(ctx.now), lang)
             await turn_context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(built)))
 
     async def _on_click(self, turn_context: TurnContext, click: CardClick) -> None:
@@ -159,7 +163,7 @@ class KebiaoBot(TeamsActivityHandler):
         added = activity.members_added or []
         if bot_id and any(m.id == bot_id for m in added):
             lang = language(activity)
-            built = present(HelpResult(), self.chat.taxonomy, self.clock(), lang)
+            built = present(HelpResult(), self.chat.taxonomy, self._shown(self.clock()), lang)
             await turn_context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(built)))
 
     # ------------------------------------------------------------ card actions
@@ -189,7 +193,7 @@ class KebiaoBot(TeamsActivityHandler):
             if refresh:
                 return _card_error(400, "BadRequest", f"{result.detail}; the card is left as it is")
         # Errors come back as an error card too: botbuilder 4.17 cannot serialise the text-message form.
-        built = present(result, self.chat.taxonomy, ctx.now, language(activity))
+        built = present(result, self.chat.taxonomy, self._shown(ctx.now), language(activity))
         return AdaptiveCardInvokeResponse(status_code=200, type=CARD_TYPE, value=built)
 
     async def on_invoke_activity(self, turn_context: TurnContext) -> InvokeResponse:
@@ -259,7 +263,7 @@ class KebiaoBot(TeamsActivityHandler):
         attachments = []
         for summary in found.hits:
             title, subtitle = hit_preview(summary, lang)
-            built = present(SummaryResult(summary, ctx.viewer), self.chat.taxonomy, ctx.now, lang)
+            built = present(SummaryResult(summary, ctx.viewer), self.chat.taxonomy, self._shown(ctx.now), lang)
             attachments.append(
                 MessagingExtensionAttachment(
                     content_type=CardFactory.content_types.adaptive_card,
@@ -325,7 +329,7 @@ class KebiaoBot(TeamsActivityHandler):
             )
         else:
             result = await self.chat.tag(ctx, int(customer), tags)
-        built = present(result, self.chat.taxonomy, ctx.now, lang)
+        built = present(result, self.chat.taxonomy, self._shown(ctx.now), lang)
         if isinstance(result, TagResult | SummaryResult):
             attachment = MessagingExtensionAttachment(content_type=CARD_TYPE, content=built)
             return MessagingExtensionActionResponse(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, tzinfo
 
 from bots.wecom.client import BUSY_ERRCODES, DUPLICATE_CHECK_MAX_SECONDS, WeComApiError, WeComClient
 from cards.present import alert_view_from_payload
@@ -25,13 +26,16 @@ class WeComAlertDeliverer:
     channel = WECOM_CHANNEL
     resend_is_safe = True
 
-    def __init__(self, client: WeComClient, duplicate_check_interval: int = DUPLICATE_CHECK_MAX_SECONDS) -> None:
+    def __init__(
+        self, client: WeComClient, duplicate_check_interval: int = DUPLICATE_CHECK_MAX_SECONDS, tz: tzinfo = UTC
+    ) -> None:
         self._client = client
         self._interval = duplicate_check_interval
+        self._tz = tz  # KEBIAO_TIMEZONE: the zone the card's times are shown in
 
     async def deliver(self, message: OutboxMessage) -> Delivery:
         view = alert_view_from_payload(message)
-        card = alert_template_card(view, view.raised_at, task_id=f"kebiao-alert-{message.id}")
+        card = alert_template_card(view, view.raised_at.astimezone(self._tz), task_id=f"kebiao-alert-{message.id}")
         payload = {"touser": message.recipient, "msgtype": "template_card", "template_card": card}
         try:
             answer = await self._client.send_message(

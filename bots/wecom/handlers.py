@@ -90,6 +90,10 @@ class WeComHandlers:
 
     # ------------------------------------------------------------------ members' app chat
 
+    def _shown(self, moment: datetime) -> datetime:
+        """`moment` in KEBIAO_TIMEZONE: cards show dates in the zone of the `now` they get."""
+        return moment.astimezone(self._s.rules.tz)
+
     async def _context(self, user_id: str) -> ChatContext:
         now = self._s.clock()
         actor = await self._s.chat.actor(user_id, "", now)
@@ -101,7 +105,7 @@ class WeComHandlers:
         results = await self._s.chat.respond(ctx, f"wecom:{message.msg_id}", message.content)
         await self._after(results)
         for result in results:
-            await self._send(result_payload(result, message.from_user, self._s.taxonomy(), ctx.now))
+            await self._send(result_payload(result, message.from_user, self._s.taxonomy(), self._shown(ctx.now)))
 
     async def on_card_click(self, event: TemplateCardEvent) -> None:
         """A button on a Kebiao card: decide through the chat service, then update the clicked card."""
@@ -127,7 +131,8 @@ class WeComHandlers:
             except WeComApiError as exc:
                 log.warning("wecom card update failed: %s", exc)
         if card is None or not isinstance(result, SuggestionState):
-            await self._send(markdown_message(result_markdown(result, taxonomy, ctx.now), to_users=[event.from_user]))
+            body = result_markdown(result, taxonomy, self._shown(ctx.now))
+            await self._send(markdown_message(body, to_users=[event.from_user]))
 
     async def _on_alert_click(self, event: TemplateCardEvent, action: Action, alert_id: int) -> None:
         """Acknowledge or snooze an alert, then show the outcome on the clicked card (or say why not)."""
@@ -143,7 +148,8 @@ class WeComHandlers:
             return
         try:
             if action == "ack":
-                card = alert_template_card(alert_view(status), status.notice.raised_at, task_id=event.task_id)
+                raised = self._shown(status.notice.raised_at)
+                card = alert_template_card(alert_view(status), raised, task_id=event.task_id)
                 await self._s.client.update_template_card(event.response_code, template_card=card)
             else:
                 await self._s.client.update_template_card(event.response_code, replace_name=SNOOZED_LABEL)

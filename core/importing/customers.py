@@ -42,11 +42,13 @@ async def import_customers(
     now: datetime,
     dry_run: bool = False,
     problems: Sequence[RowProblem] = (),
+    refused_tags: Sequence[tuple[int, Sequence[str]]] = (),
 ) -> ImportSummary:
     """Upsert rows (by crm id, else WeCom id, else normalised name, narrowed by the row's company when it gives
     one) and apply their tags (source import).
 
-    `problems` are those the file reader already found (ImportFile.problems, parsed with collect=True).
+    `problems` are those the file reader already found (ImportFile.problems, parsed with collect=True), and
+    `refused_tags` the tags of the rows it refused (ImportFile.refused_tags), checked here against the taxonomy.
     Raises ImportFileError listing them and every problem found here, by row then column, after marking the
     unit of work to roll back, so nothing is written.
     """
@@ -54,6 +56,7 @@ async def import_customers(
     # Rows are written even when problems are already known: only writing them finds the rest (a name that
     # matches several customers, a tag the rules refuse), and the error rolls the unit of work back.
     found = [*problems, *found]
+    found += [p for number, names in refused_tags for p in _tag_problems(number, names, taxonomy)]
     created = updated = unchanged = applied = 0
     for row, tags in zip(rows, resolved, strict=True):
         if tags is None:
@@ -153,6 +156,17 @@ def _check(
                 tags.append((dimension, tag))
         resolved.append(tags if seen[identity] == row.row else None)
     return resolved, problems
+
+
+def _tag_problems(row: int, names: Sequence[str], taxonomy: Taxonomy) -> list[RowProblem]:
+    """Unknown or ambiguous tag names of a row the file reader refused for another reason."""
+    problems: list[RowProblem] = []
+    for name in names:
+        try:
+            find_tag(taxonomy, name)
+        except (UnknownTagError, AmbiguousTagError) as exc:
+            problems.append(RowProblem(row, "tags", str(exc)))
+    return problems
 
 
 def _ambiguous(row: CustomerRow, candidates: Sequence[Customer]) -> RowProblem:

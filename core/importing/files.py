@@ -137,6 +137,8 @@ class ImportFile:
     columns: tuple[str, ...]
     format: str
     problems: tuple[RowProblem, ...] = ()
+    # (row, tag names) of refused rows: the import checks them against the taxonomy too, so one run lists all
+    refused_tags: tuple[tuple[int, tuple[str, ...]], ...] = ()
 
 
 def parse_customer_file(
@@ -308,6 +310,7 @@ class _Checker:
         self.seen_wecom: dict[str, int] = {}
         self.seen_unkeyed_names: dict[str, int] = {}
         self.reported_headerless: set[int] = set()
+        self.refused_tags: list[tuple[int, tuple[str, ...]]] = []
 
     def check(self, raw_rows: Iterator[tuple[int, list[Cell]]], fmt: str, *, collect: bool) -> ImportFile:
         """The checked file; raises ImportFileError on any problem, or only on whole-file ones if collect."""
@@ -346,7 +349,9 @@ class _Checker:
         if self.problems and (fatal or columns is None or not collect or data_rows == 0):
             raise ImportFileError(self.problems)
         assert columns is not None
-        return ImportFile(tuple(rows), tuple(c.label for c in columns), fmt, tuple(self.problems))
+        return ImportFile(
+            tuple(rows), tuple(c.label for c in columns), fmt, tuple(self.problems), tuple(self.refused_tags)
+        )
 
     def _add(self, row: int | None, column: str | None, reason: str) -> None:
         self.problems.append(RowProblem(row, column, reason))
@@ -420,6 +425,8 @@ class _Checker:
         tags = self._tags(number, values.get("tags", ""))
         self._check_unique(number, name, values.get("crm_id"), values.get("wecom_external_userid"))
         if len(self.problems) > before:
+            if tags:
+                self.refused_tags.append((number, tags))
             return None
         return CustomerRow(
             row=number,

@@ -7,9 +7,10 @@ row per tag, status or tag pair, never one per assignment) plus the taxonomy and
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 from tagging.normaliser import name_key
@@ -22,6 +23,8 @@ MERGE_JACCARD = 0.8  # holder sets overlapping this much (Jaccard) suggest one t
 MERGE_MIN_HOLDERS = 5  # ... when each tag has at least this many holders (smaller sets overlap by chance)
 NAME_MIN_CHARS = 3  # near-duplicate names only for names this long (两字 names differ by one char legitimately)
 NAME_MAX_DISTANCE = 1
+# One character more or less that turns a name into its opposite (意向客户 / 无意向客户) is no near-duplicate.
+NEGATING_CHARS = frozenset("不无非未没否反")
 NEAR_CAP_LIMIT = 100  # customers listed near the cap, most tags first
 
 
@@ -182,7 +185,7 @@ def build_tag_report(rows: ReportRows, taxonomy: Taxonomy, now: datetime, hard_c
     return TagReport(
         generated_at=now,
         tags=tags,
-        retire=retire_candidates(tags, now),
+        retire=retire_candidates(tags, now, parent_tags(taxonomy)),
         merge=(*overlap_candidates(rows.pairs, stats), *name_candidates(taxonomy)),
         near_cap=tuple(
             NearCap(r.customer_id, r.name, r.count, hard_cap)
@@ -259,12 +262,27 @@ def _health(s: _Stats) -> TagHealth:
     )
 
 
-def retire_candidates(tags: Iterable[TagHealth], now: datetime) -> tuple[RetireCandidate, ...]:
-    """Taxonomy tags nobody holds that were never used (no event, no suggestion) or not for IDLE_DAYS."""
+def parent_tags(taxonomy: Taxonomy) -> frozenset[tuple[str, str]]:
+    """(dimension, name key) of every tag with sub-tags: groupings such as 地区 and 行业, held through children."""
+    return frozenset(
+        (dimension.key, name_key(tag.name))
+        for dimension in taxonomy.dimensions
+        for tag in dimension.iter_tags()
+        if tag.children
+    )
+
+
+def retire_candidates(
+    tags: Iterable[TagHealth], now: datetime, parents: frozenset[tuple[str, str]] = frozenset()
+) -> tuple[RetireCandidate, ...]:
+    """Taxonomy tags nobody holds that were never used (no event, no suggestion) or not for IDLE_DAYS.
+
+    Tags in `parents` (they have sub-tags) are never candidates: customers hold their children instead.
+    """
     cutoff = now - timedelta(days=IDLE_DAYS)
     out: list[RetireCandidate] = []
     for t in tags:
-        if not t.in_taxonomy or t.holders:
+        if not t.in_taxonomy or t.holders or (t.dimension, name_key(t.tag)) in parents:
             continue
         if t.last_used is None:
             out.append(RetireCandidate(t.dimension, t.tag, "never_used", None))
@@ -294,16 +312,37 @@ def overlap_candidates(pairs: Sequence[PairRow], stats: dict[tuple[str, str], _S
 
 
 def name_candidates(taxonomy: Taxonomy) -> tuple[MergeCandidate, ...]:
-    """Same-dimension tags whose normalised names (>= NAME_MIN_CHARS) are one edit apart."""
+    """Same-dimension tags whose normalised names (>= NAME_MIN_CHARS) are near-duplicates (`similar_names`)."""
     out: list[MergeCandidate] = []
     for dimension in taxonomy.dimensions:
         names = [(name_key(t.name), t.name) for t in dimension.iter_tags()]
         names = [(k, n) for k, n in names if len(k) >= NAME_MIN_CHARS]
         for i, (key_a, name_a) in enumerate(names):
             for key_b, name_b in names[i + 1 :]:
-                if within_edit_distance(key_a, key_b, NAME_MAX_DISTANCE):
+                if similar_names(key_a, key_b):
                     out.append(MergeCandidate(dimension.key, name_a, name_b, "similar_name", None, 0))
     return tuple(out)
+
+
+def _ideograph(char: str) -> bool:
+    return unicodedata.name(char, "").startswith("CJK UNIFIED IDEOGRAPH")
+
+
+def similar_names(a: str, b: str) -> bool:
+    """Two normalised names one edit apart that likely mean the same thing.
+
+    One Chinese character swapped for another changes the meaning (大型企业 / 中型企业, 高价值 / 低价值), and
+    so does an added negator (意向客户 / 无意向客户); a typo in Latin letters (vip客户 / vlp客户) or an extra
+    particle (询价客户 / 询价的客户) does not.
+    """
+    if a == b or not within_edit_distance(a, b, NAME_MAX_DISTANCE):
+        return False
+    if len(a) == len(b):
+        x, y = next((x, y) for x, y in zip(a, b, strict=True) if x != y)
+        return not (_ideograph(x) and _ideograph(y))
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    extra = next((c for i, c in enumerate(longer) if i >= len(shorter) or c != shorter[i]), longer[-1])
+    return extra not in NEGATING_CHARS
 
 
 def within_edit_distance(a: str, b: str, limit: int) -> bool:
@@ -379,22 +418,41 @@ def report_to_data(report: TagReport) -> dict[str, Any]:
     }
 
 
-def render_report_text(report: TagReport) -> str:
-    """A plain-text report for the CLI."""
-    lines = [f"tag health at {report.generated_at.isoformat()}", ""]
-    lines.append(f"{'dimension':<12} {'tag':<16} holders  +30d  acc  rej  pend  rate   last used")
+def display_width(text: str) -> int:
+    """Terminal columns `text` takes: wide and full-width characters (Chinese) take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def pad(text: str, width: int) -> str:
+    """`text` left-aligned in `width` terminal columns (by display width, not by characters)."""
+    return text + " " * max(0, width - display_width(text))
+
+
+def _local_day(moment: datetime, tz: tzinfo) -> str:
+    return moment.astimezone(tz).date().isoformat()
+
+
+def render_report_text(report: TagReport, tz: tzinfo) -> str:
+    """A plain-text report for the CLI; columns aligned by display width, dates in `tz` (KEBIAO_TIMEZONE)."""
+    zone = getattr(tz, "key", None) or report.generated_at.astimezone(tz).tzname() or ""
+    lines = [f"tag health at {report.generated_at.astimezone(tz):%Y-%m-%d %H:%M:%S} {zone}".rstrip(), ""]
+    dim_width = max([display_width("dimension"), *(display_width(t.dimension) for t in report.tags)])
+    tag_width = max([display_width("tag"), *(display_width(t.tag) for t in report.tags)])
+    head = "holders  +30d  acc  rej  pend  rate  last used"
+    lines.append(f"{pad('dimension', dim_width)}  {pad('tag', tag_width)}  {head}")
     for t in report.tags:
         rate = f"{t.accept_rate:.0%}" if t.accept_rate is not None else "-"
-        last = t.last_used.date().isoformat() if t.last_used else "never"
+        last = _local_day(t.last_used, tz) if t.last_used else "never"
         retired = " (not in taxonomy)" if not t.in_taxonomy else ""
         lines.append(
-            f"{t.dimension:<12} {t.tag:<16} {t.holders:>7} {t.added_recently:>5} {t.accepted:>4} {t.rejected:>4} "
-            f"{t.pending:>5} {rate:>5}   {last}{retired}"
+            f"{pad(t.dimension, dim_width)}  {pad(t.tag, tag_width)}  {t.holders:>7} {t.added_recently:>5} "
+            f"{t.accepted:>4} {t.rejected:>4} {t.pending:>5} {rate:>5}  {last}{retired}"
         )
     lines.append("")
     lines.append(f"retire candidates ({len(report.retire)}):")
     for r in report.retire:
-        why = "never used" if r.reason == "never_used" else f"no holders, last used {_when(r.last_used)}"
+        last_used = _local_day(r.last_used, tz) if r.last_used else "never"
+        why = "never used" if r.reason == "never_used" else f"no holders, last used {last_used}"
         lines.append(f"  {r.dimension}/{r.tag}: {why}")
     lines.append(f"merge candidates ({len(report.merge)}):")
     for m in report.merge:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -12,6 +13,30 @@ from core.types import Role, User
 async def get_user(uow: UnitOfWork, user_id: str) -> User:
     """The stored user, or an agent with no regions when never seen (least privilege)."""
     return await uow.users.get(user_id) or User(id=user_id)
+
+
+# An Entra (AAD) object id, as Teams sends it in `from.aadObjectId`.
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# A WeCom userid (账号): letters, digits and _ - . @, at most 64 characters.
+_WECOM_USERID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+def user_id_problem(user_id: str) -> str | None:
+    """Why `user_id` is not an AAD object id (GUID) or a WeCom userid, or None when it has either shape."""
+    value = user_id.strip()
+    if _GUID.fullmatch(value) or _WECOM_USERID.fullmatch(value):
+        return None
+    if not value:
+        return "user id is empty: give the Teams AAD object id or the WeCom userid"
+    if value.startswith("<") and value.endswith(">"):
+        return (
+            f"{value!r} is a placeholder: replace it with the user's Teams AAD object id (a GUID such as "
+            "0b6f5a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b, Entra admin centre → Users → Object ID) or WeCom userid (账号)"
+        )
+    return (
+        f"{value!r} is neither a Teams AAD object id (a GUID such as 0b6f5a8e-1c2d-4e5f-8a9b-0c1d2e3f4a5b) nor a "
+        "WeCom userid (1-64 letters, digits, _ - . @)"
+    )
 
 
 async def set_role(

@@ -23,8 +23,26 @@ class OrphanedTag:
 
 @dataclass(frozen=True, slots=True)
 class TaxonomyChange:
+    """The version in force after an import; `changed` is False when the import matched it (nothing stored)."""
+
     version: TaxonomyVersion
     orphaned: tuple[OrphanedTag, ...]
+    changed: bool = True
+
+
+def same_taxonomy(a: Taxonomy, b: Taxonomy) -> bool:
+    """Both say the same in file form (what is stored): importing one over the other changes nothing.
+
+    `version` is left out: a stored taxonomy carries its stored version number, a loaded file its format version.
+    """
+    from tagging.loader import taxonomy_to_data
+
+    def content(taxonomy: Taxonomy) -> dict[str, object]:
+        data = taxonomy_to_data(taxonomy)
+        data.pop("version", None)
+        return data
+
+    return content(a) == content(b)
 
 
 async def current_taxonomy(uow: UnitOfWork) -> TaxonomyVersion | None:
@@ -34,8 +52,13 @@ async def current_taxonomy(uow: UnitOfWork) -> TaxonomyVersion | None:
 async def import_taxonomy(
     uow: UnitOfWork, taxonomy: Taxonomy, actor: str, now: datetime, note: str = ""
 ) -> TaxonomyChange:
-    """Store `taxonomy` as the new current version; report held tags it no longer contains."""
+    """Store `taxonomy` as the new current version; report held tags it no longer contains.
+
+    A taxonomy identical to the current one stores nothing: the result has `changed=False`.
+    """
     previous = await uow.taxonomies.current()
+    if previous is not None and same_taxonomy(previous.taxonomy, taxonomy):
+        return TaxonomyChange(previous, (), changed=False)
     stored = await uow.taxonomies.add_version(taxonomy, actor, now, note)
     orphaned = await _orphaned(uow, previous.taxonomy if previous else None, taxonomy)
     return TaxonomyChange(stored, orphaned)

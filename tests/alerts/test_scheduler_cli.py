@@ -192,7 +192,8 @@ async def test_unknown_alerts_are_listed_and_can_be_marked_sent_or_resent(tmp_pa
     rc, out, err = await _kebiao(env, "alerts", "unknown")
     assert rc == 0 and "2 alerts with an unknown outcome" in err
     assert [line.split("\t")[:3] for line in out.splitlines()] == [["1", "msteams", "王经理"], ["2", "msteams", "李总"]]
-    assert "高危流失预警 0" in out and NOW.isoformat() in out  # when the uncertain send was claimed
+    # when the uncertain send was claimed, in KEBIAO_TIMEZONE (Asia/Shanghai)
+    assert "高危流失预警 0" in out and "2025-03-10T09:00:00+08:00" in out and NOW.hour == 1
 
     rc, out, err = await _kebiao(env, "alerts", "unknown", "--mark-sent", "1")
     assert rc == 0 and "alert 1 to 王经理 (msteams) marked sent" in out

@@ -109,7 +109,8 @@ def test_customers_show_prints_tags_and_history_and_hides_risk_from_agents(tmp_p
     clock = lambda line: datetime.strptime(line.split()[0] + " " + line.split()[1], "%Y-%m-%d %H:%M")  # noqa: E731
     assert (clock(shanghai) - clock(utc_minus)) in (timedelta(hours=12), timedelta(hours=13))
     missing = run("customers", "show", "不存在的公司")
-    assert missing.returncode == 1 and "no single customer" in missing.stderr
+    assert missing.returncode == 1 and "no customer matches '不存在的公司'" in missing.stderr
+    assert not any("by import via import" in line for line in shown.stdout.splitlines())
 
 
 def test_taxonomy_export_before_first_start_writes_what_would_be_loaded(tmp_path: Path) -> None:

@@ -492,9 +492,9 @@ def test_every_problem_listed_in_one_error() -> None:
     assert message.splitlines() == [
         "taxonomy refused (3 problems):",
         "  公司标签.yaml:version: unsupported version 3; this Kebiao reads version 1",
-        "  公司标签.yaml:dimensions[0].tags[0].color: color 'blue' is not #RRGGBB "
+        "  公司标签.yaml:dimensions[0](stage).tags[0](询价客户).color: color 'blue' is not #RRGGBB "
         '(e.g. "#2F80ED"; quote it in YAML)',
-        "  公司标签.yaml:dimensions[0].tags[0].ttl_days: ttl_days must be a whole number of days "
+        "  公司标签.yaml:dimensions[0](stage).tags[0](询价客户).ttl_days: ttl_days must be a whole number of days "
         "from 1 to 3650, got a number (0)",
     ]
 
@@ -652,9 +652,9 @@ def test_cli_validate_lists_every_problem(tmp_path: Path, cli: None) -> None:
     assert result.returncode == 1 and result.stdout == ""
     lines = result.stderr.splitlines()
     assert [line.split(": ", 1)[0] for line in lines] == [
-        f"{path}:dimensions[0].key",
-        f"{path}:dimensions[0].tags[0].color",
-        f"{path}:dimensions[0].tags[0].ttl_days",
+        f"{path}:dimensions[0](Stage).key",
+        f"{path}:dimensions[0](Stage).tags[0](询价客户).color",
+        f"{path}:dimensions[0](Stage).tags[0](询价客户).ttl_days",
     ]
 
 
