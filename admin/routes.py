@@ -8,6 +8,7 @@ it no /admin route exists (404).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -196,20 +197,21 @@ async def post_customers_import(request: web.Request, services: AdminServices) -
     actor = _actor(request, "import")
     file = await upload(request, IMPORT_CAP)
     try:
-        # row problems come back with the rows so the import adds its own and one response lists them all
-        parsed = parse_customer_bytes(file.data, file.filename, collect=True)
-        async with services.store.unit_of_work() as uow:
+        # Parsing is CPU work: it runs in a worker thread so the event loop keeps answering. Row problems
+        # come back with the rows so the import adds its own and one response lists them all.
+        parsed = await asyncio.to_thread(parse_customer_bytes, file.data, file.filename, collect=True)
+        async with services.store.unit_of_work(read_only=True) as uow:
             current = await _current(uow)
-            summary = await import_customers(
-                uow,
-                current.taxonomy,
-                services.rules,
-                parsed.rows,
-                actor=actor,
-                now=services.clock(),
-                dry_run=dry_run,
-                problems=parsed.problems,
-            )
+        summary = await import_customers(
+            services.store,
+            current.taxonomy,
+            services.rules,
+            parsed.rows,
+            actor=actor,
+            now=services.clock(),
+            dry_run=dry_run,
+            problems=parsed.problems,
+        )
     except ImportFileError as exc:
         problems = [render.row_problem(p) for p in exc.problems]
         raise AdminError(400, f"import file refused ({len(problems)} problems); nothing imported", problems) from exc

@@ -102,6 +102,17 @@ def _customer_values(draft: CustomerDraft, now: datetime) -> dict[str, Any]:
     }
 
 
+def _narrow(same_name: list[Customer], company: str, limit: int) -> list[Customer]:
+    """Customers of one name narrowed to `company` (or to those without one) when the row gives one."""
+    wanted = name_key(company)
+    if not wanted:
+        return same_name[:limit]
+    same_company = [x for x in same_name if name_key(x.company) == wanted]
+    if same_company:
+        return same_company[:limit]
+    return [x for x in same_name if not name_key(x.company)][:limit]
+
+
 class SqlCustomers:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -163,14 +174,7 @@ class SqlCustomers:
         """Same normalised name; a row's company narrows to that company (or to customers without one)."""
         c = t.customers.c
         rows = await self._conn.execute(select(t.customers).where(c.name_key == name_key(draft.name)).order_by(c.id))
-        same_name = [_customer(r) for r in rows]
-        wanted = name_key(draft.company)
-        if not wanted:
-            return same_name[:limit]
-        same_company = [x for x in same_name if name_key(x.company) == wanted]
-        if same_company:
-            return same_company[:limit]
-        return [x for x in same_name if not name_key(x.company)][:limit]
+        return _narrow([_customer(r) for r in rows], draft.company, limit)
 
     async def add(self, draft: CustomerDraft, now: datetime) -> Customer:
         values = _customer_values(draft, now) | {"created_at": now}
@@ -195,6 +199,64 @@ class SqlCustomers:
             .returning(t.customers)
         )
         return _customer((await self._conn.execute(stmt)).one())
+
+    async def add_many(self, drafts: Sequence[CustomerDraft], now: datetime) -> list[Customer]:
+        out: list[Customer] = []
+        for start in range(0, len(drafts), _BULK_ROWS):
+            values = [_customer_values(d, now) | {"created_at": now} for d in drafts[start : start + _BULK_ROWS]]
+            stmt = t.customers.insert().returning(t.customers, sort_by_parameter_order=True)
+            out.extend(_customer(row) for row in await self._conn.execute(stmt, values))
+        return out
+
+    async def update_many(self, updates: Sequence[tuple[int, CustomerDraft]], now: datetime) -> None:
+        if not updates:
+            return
+        c = t.customers.c
+        columns = [k for k in _customer_values(updates[0][1], now) if k != "updated_at"]
+        stmt = (
+            t.customers.update()
+            .where(c.id == bindparam("b_id"))
+            .values({name: bindparam(f"b_{name}") for name in [*columns, "updated_at"]})
+        )
+        for start in range(0, len(updates), _BULK_ROWS):
+            params = [
+                {"b_id": cid, **{f"b_{k}": v for k, v in _customer_values(d, now).items()}}
+                for cid, d in updates[start : start + _BULK_ROWS]
+            ]
+            await self._conn.execute(stmt, params)
+
+    async def find_for_import_many(self, drafts: Sequence[CustomerDraft], limit: int = 5) -> list[list[Customer]]:
+        """`find_for_import` for many drafts in a few statements, one answer per draft, in order."""
+        c = t.customers.c
+        crm = sorted({d.crm_id.strip() for d in drafts if _or_none(d.crm_id)})
+        wecom = sorted({d.wecom_external_userid.strip() for d in drafts if not _or_none(d.crm_id) and _or_none(d.wecom_external_userid)})
+        keys = sorted({name_key(d.name) for d in drafts if not _or_none(d.crm_id) and not _or_none(d.wecom_external_userid)})
+        by_crm: dict[str, Customer] = {}
+        by_wecom: dict[str, Customer] = {}
+        by_key: dict[str, list[Customer]] = {}
+        for column, wanted in ((c.crm_id, crm), (c.wecom_external_userid, wecom), (c.name_key, keys)):
+            for start in range(0, len(wanted), _BULK_ROWS):
+                rows = await self._conn.execute(
+                    select(t.customers).where(column.in_(wanted[start : start + _BULK_ROWS])).order_by(c.id)
+                )
+                for customer in map(_customer, rows):
+                    if column is c.crm_id:
+                        by_crm.setdefault(customer.crm_id, customer)
+                    elif column is c.wecom_external_userid:
+                        by_wecom.setdefault(customer.wecom_external_userid, customer)
+                    else:
+                        by_key.setdefault(name_key(customer.name), []).append(customer)
+        out: list[list[Customer]] = []
+        for d in drafts:
+            if _or_none(d.crm_id):
+                found = by_crm.get(d.crm_id.strip())
+                out.append([found] if found else [])
+            elif _or_none(d.wecom_external_userid):
+                found = by_wecom.get(d.wecom_external_userid.strip())
+                out.append([found] if found else [])
+            else:
+                out.append(_narrow(by_key.get(name_key(d.name), []), d.company, limit))
+        return out
 
 
 # ---------------------------------------------------------------- assignments

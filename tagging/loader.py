@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
+from tagging.formula import describe_start, formula_start
 from tagging.normaliser import name_key, normalise
 from tagging.pii import describe, find_pii, mask
 from tagging.taxonomy import MAX_DEPTH, Dimension, TagDef, Taxonomy, Visibility
@@ -413,6 +414,23 @@ class _Checker:
             return None
         return stripped
 
+    def name(self, value: Any, path: str, what: str) -> str | None:
+        """A checked display name: text that a spreadsheet would not run as a formula."""
+        name = self.text(value, path, what, MAX_NAME)
+        if name is None:
+            return None
+        start = formula_start(name)
+        if what == "tag name" and normalise(name)[:1] in ("+", "-"):
+            return name  # tag_name explains this one as command syntax
+        if start is not None:
+            self.fail(
+                path,
+                f"{what} {_show(name)} starts with {describe_start(start)}, which spreadsheet programs run as a "
+                "formula when a report is opened; start the name with a letter or digit",
+            )
+            return None
+        return name
+
     def phrases(self, data: Mapping[Any, Any], key: str, path: str) -> tuple[str, ...]:
         value = data.get(key) or []  # an empty `keywords:` in YAML is null
         where = f"{path}.{key}"
@@ -493,7 +511,7 @@ class _Checker:
                 f"key {shown} is not a stable identifier; use lower-case letters, digits and '_', "
                 "starting with a letter (e.g. stage)",
             )
-        name = self.text(data["name"], f"{path}.name", "dimension name", MAX_NAME) if "name" in data else None
+        name = self.name(data["name"], f"{path}.name", "dimension name") if "name" in data else None
         exclusive = self.boolean(data, "exclusive", path)
         visibility = data.get("visibility", "all")
         if visibility not in [v.value for v in Visibility]:
@@ -531,7 +549,7 @@ class _Checker:
         if data is None:
             return None
         self.keys(data, _TAG_KEYS, path, ("name",))
-        name = self.text(data["name"], f"{path}.name", "tag name", MAX_NAME) if "name" in data else None
+        name = self.name(data["name"], f"{path}.name", "tag name") if "name" in data else None
         if name is not None:
             name = self.tag_name(name, f"{path}.name", seen)
         color = data.get("color")
