@@ -204,8 +204,16 @@ class SqlCustomers:
         out: list[Customer] = []
         for start in range(0, len(drafts), _BULK_ROWS):
             values = [_customer_values(d, now) | {"created_at": now} for d in drafts[start : start + _BULK_ROWS]]
-            stmt = t.customers.insert().returning(t.customers, sort_by_parameter_order=True)
-            out.extend(_customer(row) for row in await self._conn.execute(stmt, values))
+            if self._conn.dialect.name == "sqlite":
+                # SQLite assigns rowids in VALUES order within one statement, but SQLAlchemy cannot promise
+                # RETURNING's order there and falls back to a statement per row when asked to sort; sorting the
+                # returned rows by id gives the drafts' order in a few batched statements.
+                stmt = t.customers.insert().returning(t.customers)
+                rows = sorted(await self._conn.execute(stmt, values), key=lambda r: r._mapping["id"])
+            else:
+                stmt = t.customers.insert().returning(t.customers, sort_by_parameter_order=True)
+                rows = list(await self._conn.execute(stmt, values))
+            out.extend(_customer(row) for row in rows)
         return out
 
     async def update_many(self, updates: Sequence[tuple[int, CustomerDraft]], now: datetime) -> None:
