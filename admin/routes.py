@@ -156,7 +156,8 @@ async def put_taxonomy(request: web.Request, services: AdminServices) -> web.Str
     actor = _actor(request)
     text = decode_utf8(await read_body(request, TAXONOMY_MAX_BYTES), "the taxonomy")
     try:
-        taxonomy = load_taxonomy_text(text, source="request body", fmt=fmt)
+        # Parsing a large file is CPU work: a worker thread keeps the event loop answering meanwhile.
+        taxonomy = await asyncio.to_thread(load_taxonomy_text, text, source="request body", fmt=fmt)
     except TaxonomyError as exc:
         problems = [render.taxonomy_problem(p) for p in exc.problems]
         raise AdminError(400, f"taxonomy refused ({len(problems)} problems); nothing stored", problems) from exc
