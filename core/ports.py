@@ -156,6 +156,10 @@ class AssignmentRepository(Protocol):
         """Customer ids (ordered by id) matching `query` among active, unexpired tags, and the total count."""
         ...
 
+    async def insert_fresh(self, rows: Sequence[NewAssignment]) -> None:
+        """Insert assignments of customers created in this unit of work, in a few statements."""
+        ...
+
 
 class EventRepository(Protocol):
     async def append(self, event: NewEvent) -> TagEvent: ...

@@ -64,6 +64,46 @@ _BULK_ROWS = 1000
 READ_ONLY = "kebiao_read_only"
 
 
+async def _driver_executemany(conn: AsyncConnection, table: Any, rows: Sequence[Mapping[str, Any]], where_id: bool = False) -> None:
+    """INSERT (or UPDATE … WHERE id, when `where_id`) many rows with one driver-level executemany on SQLite.
+
+    SQLAlchemy compiles and processes parameters per row in Python (seconds for 50,000 rows, all of them
+    inside SQLite's write lock); here the column types' bind processors run once per value and the driver
+    does the rest. Only for SQLite, whose single writer is what a long transaction blocks.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    columns = [name for name in rows[0] if not (where_id and name == "id")]
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
+    if where_id:
+        assignments = ", ".join(f"{quote(name)} = ?" for name in columns)
+        sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE id = ?"
+    else:
+        sql = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) VALUES ({', '.join('?' * len(columns))})"
+    # One batch repeats the same few datetimes (the import's `now`) and None: process each distinct one once.
+    caches: list[dict[Any, Any]] = [{} for _ in columns]
+
+    def bound(value: Any, proc: Any, cache: dict[Any, Any]) -> Any:
+        if proc is None:
+            return value
+        if isinstance(value, dict | list):
+            return proc(value)
+        if value not in cache:
+            cache[value] = proc(value)
+        return cache[value]
+
+    params = [
+        (
+            *(bound(row[name], proc, cache) for name, proc, cache in zip(columns, processors, caches, strict=True)),
+            *((row["id"],) if where_id else ()),
+        )
+        for row in rows
+    ]
+    await conn.exec_driver_sql(sql, params)
+
+
 def _or_none(value: str) -> str | None:
     value = value.strip()
     return value or None
@@ -205,16 +245,23 @@ class SqlCustomers:
         for start in range(0, len(drafts), _BULK_ROWS):
             values = [_customer_values(d, now) | {"created_at": now} for d in drafts[start : start + _BULK_ROWS]]
             if self._conn.dialect.name == "sqlite":
-                # SQLite assigns rowids in VALUES order within one statement, but SQLAlchemy cannot promise
-                # RETURNING's order there and falls back to a statement per row when asked to sort; sorting the
-                # returned rows by id gives the drafts' order in a few batched statements.
-                stmt = t.customers.insert().returning(t.customers)
-                rows = sorted(await self._conn.execute(stmt, values), key=lambda r: r._mapping["id"])
-            else:
-                stmt = t.customers.insert().returning(t.customers, sort_by_parameter_order=True)
-                rows = list(await self._conn.execute(stmt, values))
-            out.extend(_customer(row) for row in rows)
+                out.extend(await self._add_many_sqlite(values))
+                continue
+            stmt = t.customers.insert().returning(t.customers, sort_by_parameter_order=True)
+            out.extend(_customer(row) for row in await self._conn.execute(stmt, values))
         return out
+
+    async def _add_many_sqlite(self, values: list[dict[str, Any]]) -> list[Customer]:
+        """Insert through the driver, then read the new rows back: this unit of work holds SQLite's write
+        lock, so the rows past the previous largest id are exactly these, numbered in insertion order."""
+        c = t.customers.c
+        before = (await self._conn.execute(select(func.coalesce(func.max(c.id), 0)))).scalar_one()
+        await _driver_executemany(self._conn, t.customers, values)
+        rows = await self._conn.execute(select(t.customers).where(c.id > before).order_by(c.id))
+        added = [_customer(row) for row in rows]
+        if len(added) != len(values):
+            raise RuntimeError(f"expected {len(values)} new customers, found {len(added)}")
+        return added
 
     async def update_many(self, updates: Sequence[tuple[int, CustomerDraft]], now: datetime) -> None:
         if not updates:
@@ -226,6 +273,10 @@ class SqlCustomers:
             .where(c.id == bindparam("b_id"))
             .values({name: bindparam(f"b_{name}") for name in [*columns, "updated_at"]})
         )
+        if self._conn.dialect.name == "sqlite":
+            rows = [{**_customer_values(d, now), "id": cid} for cid, d in updates]
+            await _driver_executemany(self._conn, t.customers, rows, where_id=True)
+            return
         for start in range(0, len(updates), _BULK_ROWS):
             params = [
                 {"b_id": cid, **{f"b_{k}": v for k, v in _customer_values(d, now).items()}}
@@ -394,6 +445,30 @@ class SqlAssignments:
             out.update(r[0] for r in rows)
         return out
 
+    async def insert_fresh(self, rows: Sequence[NewAssignment]) -> None:
+        """Insert assignments of customers created in this unit of work (nothing to conflict with)."""
+        values = [
+            {
+                "customer_id": r.customer_id,
+                "dimension": r.dimension,
+                "tag_key": name_key(r.tag),
+                "tag": r.tag,
+                "state": r.state.value,
+                "source": r.source.value,
+                "assigned_by": r.assigned_by,
+                "assigned_at": r.assigned_at,
+                "expires_at": r.expires_at,
+                "ended_at": r.ended_at,
+            }
+            for r in rows
+        ]
+        if not values:
+            return
+        if self._conn.dialect.name == "sqlite":
+            await _driver_executemany(self._conn, t.tag_assignments, values)
+            return
+        await self._conn.execute(t.tag_assignments.insert(), values)
+
     async def insert_many(self, rows: Sequence[NewAssignment]) -> list[Assignment]:
         if not rows:
             return []
@@ -529,6 +604,9 @@ class SqlEvents:
             }
             for e in events
         ]
+        if self._conn.dialect.name == "sqlite":
+            await _driver_executemany(self._conn, t.tag_events, rows)
+            return
         await self._conn.execute(t.tag_events.insert(), rows)
 
     async def for_customer(self, customer_id: int, skip: int, limit: int) -> list[TagEvent]:

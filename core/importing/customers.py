@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.importing.files import CustomerRow, ImportFileError, RowProblem
-from core.ports import Store, UnitOfWork
-from core.records import CustomerDraft
-from core.tags.assignments import ApplyItem, TaggingRules, apply_many
-from core.types import Customer, Source
+from core.ports import NewAssignment, Store, UnitOfWork
+from core.records import CustomerDraft, NewEvent
+from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
+from core.types import Customer, EventKind, Source
 from tagging.normaliser import name_key
 from tagging.policy import AmbiguousTagError, HeldTag, PolicyRefusal, UnknownTagError, decide_apply, find_tag
 from tagging.taxonomy import Dimension, TagDef, Taxonomy
@@ -45,7 +45,7 @@ class _RowPlan:
     draft: CustomerDraft
     customer_id: int | None
     changed: bool
-    tags: tuple[tuple[Dimension, TagDef], ...]
+    tags: tuple[tuple[Dimension, TagDef, datetime | None], ...]  # with the expiry the policy gives them
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +137,9 @@ def _plan_tags(
     rules: TaggingRules,
     now: datetime,
     found: list[RowProblem],
-) -> tuple[tuple[Dimension, TagDef], ...]:
+) -> tuple[tuple[Dimension, TagDef, datetime | None], ...]:
     """The row's tags the customer does not hold yet, decided by the same pure policy as applying them."""
-    out: list[tuple[Dimension, TagDef]] = []
+    out: list[tuple[Dimension, TagDef, datetime | None]] = []
     for dimension, tag in tags:
         if any(h.dimension == dimension.key and name_key(h.tag) == name_key(tag.name) for h in held):
             continue  # already held: importing again must change nothing (no renewal either)
@@ -151,7 +151,7 @@ def _plan_tags(
         gone = {(r.dimension, name_key(r.tag)) for r in decision.replaces}
         held = [h for h in held if (h.dimension, name_key(h.tag)) not in gone]
         held.append(HeldTag(dimension.key, tag.name))
-        out.append((dimension, tag))
+        out.append((dimension, tag, decision.expires_at))
     return tuple(out)
 
 
@@ -159,19 +159,34 @@ async def write_import(
     uow: UnitOfWork, plan: ImportPlan, rules: TaggingRules, *, actor: str, now: datetime
 ) -> None:
     """Write a clean plan in a handful of set-based statements; raises ImportFileError (after discarding the
-    unit of work) when the stored data changed since planning so that a tag is now refused."""
+    unit of work) when the stored data changed since planning so that a tag is now refused.
+
+    New customers hold nothing yet, so their tags are inserted as planned (one ADDED event each); tags of
+    stored customers go through `apply_many`, which re-reads what they hold inside this transaction.
+    """
     new = [p for p in plan.rows if p.customer_id is None]
     added = await uow.customers.add_many([p.draft for p in new], now)
-    ids = {id(p): c.id for p, c in zip(new, added, strict=True)}
     await uow.customers.update_many(
         [(p.customer_id, p.draft) for p in plan.rows if p.customer_id is not None and p.changed], now
     )
+    fresh: list[NewAssignment] = []
+    events: list[NewEvent] = []
+    for p, customer in zip(new, added, strict=True):
+        evidence = clean_evidence({"row": p.row.row})
+        for dimension, tag, expires_at in p.tags:
+            fresh.append(NewAssignment(customer.id, dimension.key, tag.name, Source.IMPORT, actor, now, expires_at))
+            events.append(
+                NewEvent(customer.id, dimension.key, tag.name, EventKind.ADDED, actor, Source.IMPORT, now, evidence)
+            )
+    await uow.assignments.insert_fresh(fresh)
+    await uow.events.append_many(events)
     items: list[ApplyItem] = []
     origins: list[int] = []
     for p in plan.rows:
-        customer_id = p.customer_id if p.customer_id is not None else ids[id(p)]
-        for dimension, tag in p.tags:
-            items.append(ApplyItem(customer_id, dimension, tag, now, evidence={"row": p.row.row}))
+        if p.customer_id is None:
+            continue
+        for dimension, tag, _ in p.tags:
+            items.append(ApplyItem(p.customer_id, dimension, tag, now, evidence={"row": p.row.row}))
             origins.append(p.row.row)
     outcomes = await apply_many(uow, items, rules, actor=actor, source=Source.IMPORT)
     refused = [

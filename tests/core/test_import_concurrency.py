@@ -136,7 +136,11 @@ async def test_the_write_is_a_bounded_number_of_statements(database: Database, s
         for crm_id, tag in (("C-01000", "VIP客户"), ("C-02001", "询价客户"), ("C-02998", "VIP客户")):
             [customer] = await uow.customers.find_exact(crm_id)
             assert customer.name == f"客户{crm_id[2:]}" and customer.region == ""
-            assert [a.tag for a in await uow.assignments.active_for(customer.id)] == [tag]
+            [held] = await uow.assignments.active_for(customer.id)
+            assert held.tag == tag and held.assigned_at == NOW and held.source is Source.IMPORT
+            [added] = await uow.events.for_customer(customer.id, 0, 10)
+            assert (added.tag, added.at, added.evidence) == (tag, NOW, {"row": int(crm_id[2:]) + 2})
+            assert customer.attributes == {}
         [updated] = await uow.customers.find_exact("C-00007")
         assert updated.region == "华东"
 
