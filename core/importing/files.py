@@ -29,6 +29,7 @@ import csv
 import io
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -305,7 +306,8 @@ def check_xlsx_package(data: bytes, limits: ImportLimits) -> None:
                     _check_dimension(_head(package, entry), limits)
                 elif name == "xl/sharedstrings.xml":
                     _check_shared_strings(_head(package, entry), limits)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, RuntimeError, ValueError, OSError, EOFError) as exc:
+        # RuntimeError: an encrypted part; zlib.error: a corrupt compressed stream
         raise _Broken(
             None, f"not a readable XLSX workbook ({exc.__class__.__name__}); save it again from Excel"
         ) from exc
