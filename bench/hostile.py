@@ -38,6 +38,7 @@ TOKEN = "bench-hostile-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CUSTOMER = "ABC公司"
 PROBE_EVERY = 0.05
+VERBOSE = False
 
 Fire = Callable[[ClientSession], Awaitable[tuple[int, int]]]  # -> (status, response bytes)
 
@@ -242,10 +243,13 @@ class Bench:
                 began = time.perf_counter()
                 status, _ = await self.teams(session, f"tag {CUSTOMER} +{tags[k % 2]}")
                 chat.append(time.perf_counter() - began)
+                if VERBOSE:
+                    print(f"    chat turn at +{began - started:.1f} s: {chat[-1] * 1000:.0f} ms, HTTP {status}")
                 failures += status != 200
                 k += 1
                 await asyncio.sleep(0.2)
 
+        started = time.perf_counter()
         helpers = [asyncio.create_task(probe())]
         if case.chat_meanwhile:
             helpers.append(asyncio.create_task(chatter()))
@@ -354,7 +358,10 @@ def main(argv: Sequence[str]) -> int:
     """Entry point for `python -m bench hostile`."""
     parser = argparse.ArgumentParser(prog="python -m bench hostile", description=__doc__)
     parser.add_argument("--only", nargs="*", default=[], help="run only cases whose name contains one of these words")
+    parser.add_argument("--verbose", action="store_true", help="print every chat turn sent during the imports")
     parser.add_argument("--rows", type=int, default=50_000, help="rows of the large import (default 50,000)")
     options = parser.parse_args(argv)
+    global VERBOSE
+    VERBOSE = options.verbose
     asyncio.run(run(options.only, options.rows))
     return 0

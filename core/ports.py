@@ -89,8 +89,8 @@ class CustomerRepository(Protocol):
 
     async def update(self, customer_id: int, draft: CustomerDraft, now: datetime) -> Customer: ...
 
-    async def add_many(self, drafts: Sequence[CustomerDraft], now: datetime) -> list[Customer]:
-        """Insert many customers in a few statements; the stored customers, in the drafts' order."""
+    async def add_many(self, drafts: Sequence[CustomerDraft], now: datetime) -> list[int]:
+        """Insert many customers in a few statements; their ids, in the drafts' order."""
         ...
 
     async def update_many(self, updates: Sequence[tuple[int, CustomerDraft]], now: datetime) -> None:

@@ -240,28 +240,28 @@ class SqlCustomers:
         )
         return _customer((await self._conn.execute(stmt)).one())
 
-    async def add_many(self, drafts: Sequence[CustomerDraft], now: datetime) -> list[Customer]:
-        out: list[Customer] = []
+    async def add_many(self, drafts: Sequence[CustomerDraft], now: datetime) -> list[int]:
+        out: list[int] = []
+        c = t.customers.c
         for start in range(0, len(drafts), _BULK_ROWS):
             values = [_customer_values(d, now) | {"created_at": now} for d in drafts[start : start + _BULK_ROWS]]
             if self._conn.dialect.name == "sqlite":
                 out.extend(await self._add_many_sqlite(values))
                 continue
-            stmt = t.customers.insert().returning(t.customers, sort_by_parameter_order=True)
-            out.extend(_customer(row) for row in await self._conn.execute(stmt, values))
+            stmt = t.customers.insert().returning(c.id, sort_by_parameter_order=True)
+            out.extend(row[0] for row in await self._conn.execute(stmt, values))
         return out
 
-    async def _add_many_sqlite(self, values: list[dict[str, Any]]) -> list[Customer]:
-        """Insert through the driver, then read the new rows back: this unit of work holds SQLite's write
+    async def _add_many_sqlite(self, values: list[dict[str, Any]]) -> list[int]:
+        """Insert through the driver, then read the new ids back: this unit of work holds SQLite's write
         lock, so the rows past the previous largest id are exactly these, numbered in insertion order."""
         c = t.customers.c
         before = (await self._conn.execute(select(func.coalesce(func.max(c.id), 0)))).scalar_one()
         await _driver_executemany(self._conn, t.customers, values)
-        rows = await self._conn.execute(select(t.customers).where(c.id > before).order_by(c.id))
-        added = [_customer(row) for row in rows]
-        if len(added) != len(values):
-            raise RuntimeError(f"expected {len(values)} new customers, found {len(added)}")
-        return added
+        ids = list((await self._conn.execute(select(c.id).where(c.id > before).order_by(c.id))).scalars())
+        if len(ids) != len(values):
+            raise RuntimeError(f"expected {len(values)} new customers, found {len(ids)}")
+        return ids
 
     async def update_many(self, updates: Sequence[tuple[int, CustomerDraft]], now: datetime) -> None:
         if not updates:

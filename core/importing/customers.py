@@ -7,6 +7,7 @@ turn on the database throughout, and the import stays all-or-nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,6 +65,7 @@ class ImportPlan:
 
 # Rows looked up per round trip while planning; between rounds the event loop serves other requests.
 PLAN_CHUNK = 1000
+YIELD_EVERY = 50  # rows planned between chances for other coroutines to run
 
 
 async def import_customers(
@@ -106,7 +108,8 @@ async def plan_import(
     problems: Sequence[RowProblem] = (),
 ) -> ImportPlan:
     """Check every row against the stored customers and the tag policy, reading only."""
-    resolved, found = _check(rows, taxonomy)
+    # Pure CPU over every row: a worker thread, so the event loop keeps serving chat meanwhile.
+    resolved, found = await asyncio.to_thread(_check, rows, taxonomy)
     found = [*problems, *found]
     wanted = [(row, tags) for row, tags in zip(rows, resolved, strict=True) if tags is not None]
     plans: list[_RowPlan] = []
@@ -115,7 +118,9 @@ async def plan_import(
         candidates = await uow.customers.find_for_import_many([_draft(row) for row, _ in chunk])
         stored = [c[0].id for c in candidates if len(c) == 1]
         held_by_id = await uow.assignments.active_for_many(stored) if stored else {}
-        for (row, tags), matches in zip(chunk, candidates, strict=True):
+        for index, ((row, tags), matches) in enumerate(zip(chunk, candidates, strict=True)):
+            if index % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let other requests' database round trips move on between rows
             if len(matches) > 1:
                 found.append(_ambiguous(row, matches))
                 continue
@@ -171,12 +176,12 @@ async def write_import(
     )
     fresh: list[NewAssignment] = []
     events: list[NewEvent] = []
-    for p, customer in zip(new, added, strict=True):
+    for p, customer_id in zip(new, added, strict=True):
         evidence = clean_evidence({"row": p.row.row})
         for dimension, tag, expires_at in p.tags:
-            fresh.append(NewAssignment(customer.id, dimension.key, tag.name, Source.IMPORT, actor, now, expires_at))
+            fresh.append(NewAssignment(customer_id, dimension.key, tag.name, Source.IMPORT, actor, now, expires_at))
             events.append(
-                NewEvent(customer.id, dimension.key, tag.name, EventKind.ADDED, actor, Source.IMPORT, now, evidence)
+                NewEvent(customer_id, dimension.key, tag.name, EventKind.ADDED, actor, Source.IMPORT, now, evidence)
             )
     await uow.assignments.insert_fresh(fresh)
     await uow.events.append_many(events)
