@@ -304,6 +304,7 @@ def check_xlsx_package(data: bytes, limits: ImportLimits) -> None:
                 name = entry.filename.lower()
                 if name.startswith("xl/worksheets/") and name.endswith(".xml"):
                     _check_dimension(_head(package, entry), limits)
+                    _check_row_count(package, entry, limits)
                 elif name == "xl/sharedstrings.xml":
                     _check_shared_strings(_head(package, entry), limits)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, RuntimeError, ValueError, OSError, EOFError) as exc:
@@ -354,6 +355,36 @@ def _check_dimension(head: bytes, limits: ImportLimits) -> None:
             None,
             f"the sheet spans {columns:,} columns, empty ones included (limit {limits.max_sheet_columns:,}); "
             "delete the columns right of the data and save again",
+        )
+
+
+_ROW_TAG = re.compile(rb"<(?:\w+:)?row[\s>/]")
+
+
+def _check_row_count(package: zipfile.ZipFile, entry: zipfile.ZipInfo, limits: ImportLimits) -> None:
+    """Count the sheet's row elements (empty ones too) in one streaming pass, stopping past the limit.
+
+    The reader would otherwise walk every row of a sheet without a dimension before the first one is seen.
+    """
+    rows = 0
+    pending = b""
+    with package.open(entry) as stream:
+        while chunk := stream.read(1024 * 1024):
+            buffer = pending + chunk
+            cut = buffer.rfind(b"<")  # a tag may continue in the next chunk: keep it for then
+            if cut < 0:
+                pending = b""
+                continue
+            rows += len(_ROW_TAG.findall(buffer, 0, cut))
+            pending = buffer[cut:]
+            if rows > limits.max_sheet_rows:
+                break
+    rows += len(_ROW_TAG.findall(pending))
+    if rows > limits.max_sheet_rows:
+        raise _Broken(
+            None,
+            f"the sheet has more than {limits.max_sheet_rows:,} rows, empty ones included; delete the rows below "
+            "the data and save again",
         )
 
 

@@ -169,3 +169,20 @@ def _letters(n: int) -> str:
         n, r = divmod(n - 1, 26)
         out = chr(65 + r) + out
     return out
+
+
+def test_empty_row_elements_are_counted_before_parsing(no_reader: None) -> None:
+    """3 million `<row/>` elements in the field; 3,000 here against a limit of 1,000."""
+    empty = "".join(f'<row r="{r}"/>' for r in range(2, 3002))
+    [problem] = _refused(_package(_header_and_row() + empty, ["name", "x"]), ImportLimits(max_sheet_rows=1000))
+    assert "more than 1,000 rows, empty ones included" in problem
+
+
+def test_row_elements_split_across_read_chunks_are_counted_once() -> None:
+    """Rows near the limit are counted exactly, whatever the chunk boundaries (1 MB reads)."""
+    filler = "x" * 400  # 4,000 rows of ~470 bytes: the sheet spans two 1 MB reads
+    rows = "".join(f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{filler}{r}</t></is></c></row>' for r in range(3, 4003))
+    data = _package(_header_and_row() + rows, ["name", "x"])  # 4,002 row elements in all
+    assert "more than 4,001 rows" in _refused(data, ImportLimits(max_sheet_rows=4001))[0]
+    parsed = parse_customer_bytes(data, "客户.xlsx", ImportLimits(max_sheet_rows=4002, max_rows=10_000))
+    assert len(parsed.rows) == 4001
