@@ -25,7 +25,13 @@ def register(verbs: Verbs) -> None:
         "Merge candidates: same-dimension tags whose holders overlap >= 80%% (Jaccard, >= 5 holders each) or "
         "whose names are one edit apart. Customers at the soft tag cap.",
     )
-    tags.add_argument("--json", action="store_true", help="print the report as JSON")
+    output = tags.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the report as JSON")
+    output.add_argument(
+        "--csv",
+        action="store_true",
+        help="print the per-tag table as CSV for spreadsheets (names that would run as formulas get a leading ')",
+    )
     tags.set_defaults(handler=cmd_tags)
 
 
@@ -34,7 +40,7 @@ def cmd_tags(args: argparse.Namespace, settings: Settings) -> int:
     import json
     from datetime import UTC, datetime
 
-    from core.reports.tag_health import render_report_text, report_to_data, tag_health_report
+    from core.reports.tag_health import render_report_csv, render_report_text, report_to_data, tag_health_report
     from storage.reports import SqlReportSource
 
     async def work(database: Database) -> int:
@@ -48,6 +54,8 @@ def cmd_tags(args: argparse.Namespace, settings: Settings) -> int:
         )
         if args.json:
             print(json.dumps(report_to_data(report), ensure_ascii=False, indent=2))
+        elif args.csv:
+            sys.stdout.write(render_report_csv(report))
         else:
             sys.stdout.write(render_report_text(report))
         return 0

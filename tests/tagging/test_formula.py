@@ -89,3 +89,21 @@ def test_tag_and_dimension_names_are_refused(name: str) -> None:
 
 def _quoted(value: str) -> str:
     return '"' + value.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
+
+
+def test_the_csv_report_defuses_formula_looking_names() -> None:
+    import csv
+    import io
+    from datetime import UTC, datetime
+
+    from core.reports.tag_health import TagHealth, TagReport, render_report_csv
+
+    def health(dimension: str, tag: str) -> TagHealth:
+        return TagHealth(dimension, tag, False, 3, 1, 2, 1, 0, 0, 0, 2 / 3, None)
+
+    now = datetime(2025, 4, 1, tzinfo=UTC)
+    report = TagReport(now, (health("value", "=HYPERLINK(1)"), health("@legacy", "VIP客户")), (), (), ())
+    rows = list(csv.reader(io.StringIO(render_report_csv(report))))
+    assert rows[0][:4] == ["dimension", "tag", "in_taxonomy", "holders"]
+    assert [r[:2] for r in rows[1:]] == [["value", "'=HYPERLINK(1)"], ["'@legacy", "VIP客户"]]
+    assert rows[1][10] == "0.6667"
