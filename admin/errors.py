@@ -8,7 +8,6 @@ from typing import Any
 
 from aiohttp import web
 
-
 SHOWN_PROBLEMS = 50  # a refusal lists this many problems and counts the rest
 
 

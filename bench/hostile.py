@@ -130,7 +130,9 @@ def _name_string() -> Any:
 
 
 def far_row_xlsx() -> bytes:
-    return xlsx(lambda: iter([_header_row(), '<row r="100000000"><c r="A100000000" t="s"><v>1</v></c></row>']), _name_string)
+    return xlsx(
+        lambda: iter([_header_row(), '<row r="100000000"><c r="A100000000" t="s"><v>1</v></c></row>']), _name_string
+    )
 
 
 def empty_rows_xlsx(count: int = 3_000_000) -> bytes:
@@ -155,7 +157,11 @@ def huge_string_xlsx(megabytes: int = 300) -> bytes:
 
 def wide_xlsx(columns: int = 16_383) -> bytes:
     def rows() -> Any:
-        yield '<row r="1">' + "".join(f'<c r="{_letters(i)}1" t="s"><v>0</v></c>' for i in range(1, columns + 1)) + "</row>"
+        yield (
+            '<row r="1">'
+            + "".join(f'<c r="{_letters(i)}1" t="s"><v>0</v></c>' for i in range(1, columns + 1))
+            + "</row>"
+        )
 
     return xlsx(rows, _name_string)
 
@@ -199,7 +205,9 @@ class Bench:
         self.sequence += 1
         return f"hostile-{time.time_ns()}-{self.sequence}"
 
-    async def teams(self, session: ClientSession, text: str, *, channel: bool = False, mention: bool = False) -> tuple[int, int]:
+    async def teams(
+        self, session: ClientSession, text: str, *, channel: bool = False, mention: bool = False
+    ) -> tuple[int, int]:
         template = self.channel if channel else self.personal
         body = dict(template, id=self._id(), text=text, serviceUrl=self.service_url)
         if channel and not mention:
@@ -207,7 +215,9 @@ class Bench:
         async with session.post(f"{self.app_url}/api/messages", json=body) as response:
             return response.status, len(await response.read())
 
-    async def admin_import(self, session: ClientSession, data: bytes, filename: str, dry_run: bool = False) -> tuple[int, int]:
+    async def admin_import(
+        self, session: ClientSession, data: bytes, filename: str, dry_run: bool = False
+    ) -> tuple[int, int]:
         form = FormData()
         form.add_field("file", data, filename=filename, content_type="application/octet-stream")
         url = f"{self.app_url}/admin/v1/customers/import" + ("?dry_run=1" if dry_run else "")
@@ -329,7 +339,10 @@ async def run(only: Sequence[str], rows: int) -> None:
             await bench.teams(session, "报价")  # warm-up: jieba dictionary, connections
             idle = await bench.measure(session, Case("at rest", "", lambda: _pause))
             print("sqlite; /healthz probed every 50 ms; goal: max /healthz under 1,000 ms during every request")
-            print(f"{'request':<36} {'status':>6} {'secs':>7} {'body':>9} {'hz p50':>7} {'hz max':>7}   {'chat':<22} reported before fix")
+            print(
+                f"{'request':<36} {'status':>6} {'secs':>7} {'body':>9} {'hz p50':>7} {'hz max':>7}   "
+                f"{'chat':<22} reported before fix"
+            )
             print(f"{'(at rest)':<36} {'':>6} {'':>7} {'':>9} {_ms(idle.health)} {_max(idle.health)}")
             for case in _cases(bench, rows):
                 if only and not any(word in case.name for word in only):

@@ -64,7 +64,9 @@ _BULK_ROWS = 1000
 READ_ONLY = "kebiao_read_only"
 
 
-async def _driver_executemany(conn: AsyncConnection, table: Any, rows: Sequence[Mapping[str, Any]], where_id: bool = False) -> None:
+async def _driver_executemany(
+    conn: AsyncConnection, table: Any, rows: Sequence[Mapping[str, Any]], where_id: bool = False
+) -> None:
     """INSERT (or UPDATE … WHERE id, when `where_id`) many rows with one driver-level executemany on SQLite.
 
     SQLAlchemy compiles and processes parameters per row in Python (seconds for 50,000 rows, all of them
@@ -81,7 +83,8 @@ async def _driver_executemany(conn: AsyncConnection, table: Any, rows: Sequence[
         assignments = ", ".join(f"{quote(name)} = ?" for name in columns)
         sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE id = ?"
     else:
-        sql = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) VALUES ({', '.join('?' * len(columns))})"
+        names = ", ".join(map(quote, columns))
+        sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({', '.join('?' * len(columns))})"
     # One batch repeats the same few datetimes (the import's `now`) and None: process each distinct one once.
     caches: list[dict[Any, Any]] = [{} for _ in columns]
 
@@ -288,8 +291,9 @@ class SqlCustomers:
         """`find_for_import` for many drafts in a few statements, one answer per draft, in order."""
         c = t.customers.c
         crm = sorted({d.crm_id.strip() for d in drafts if _or_none(d.crm_id)})
-        wecom = sorted({d.wecom_external_userid.strip() for d in drafts if not _or_none(d.crm_id) and _or_none(d.wecom_external_userid)})
-        keys = sorted({name_key(d.name) for d in drafts if not _or_none(d.crm_id) and not _or_none(d.wecom_external_userid)})
+        unkeyed = [d for d in drafts if not _or_none(d.crm_id)]
+        wecom = sorted({d.wecom_external_userid.strip() for d in unkeyed if _or_none(d.wecom_external_userid)})
+        keys = sorted({name_key(d.name) for d in unkeyed if not _or_none(d.wecom_external_userid)})
         by_crm: dict[str, Customer] = {}
         by_wecom: dict[str, Customer] = {}
         by_key: dict[str, list[Customer]] = {}

@@ -395,7 +395,8 @@ class _Checker:
             self.fail(path, f"{what} must not be empty")
             return None
         if _SURROGATE.search(stripped):
-            self.fail(path, f"{what} contains an unpaired surrogate (\\ud800-\\udfff escape); write the character itself")
+            reason = f"{what} contains an unpaired surrogate (\\ud800-\\udfff escape); write the character itself"
+            self.fail(path, reason)
             return None
         if len(stripped) > limit:
             self.fail(path, f"{what} is {len(stripped)} characters long; at most {limit} allowed")

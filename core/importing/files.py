@@ -279,6 +279,20 @@ _UNIQUE_COUNT = re.compile(rb"<(?:\w+:)?sst\b[^>]*?\buniqueCount=\"([0-9]{1,12})
 _HEAD_BYTES = 64 * 1024
 
 
+# What a damaged package raises while its directory and heads are read (RuntimeError: an encrypted part;
+# zlib.error: a corrupt compressed stream).
+_UNREADABLE_PACKAGE = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    OSError,
+    EOFError,
+)
+
+
 def check_xlsx_package(data: bytes, limits: ImportLimits) -> None:
     """Refuse an XLSX whose parts are too large, too compressed, or whose sheet spans too much, unparsed.
 
@@ -307,8 +321,7 @@ def check_xlsx_package(data: bytes, limits: ImportLimits) -> None:
                     _check_row_count(package, entry, limits)
                 elif name == "xl/sharedstrings.xml":
                     _check_shared_strings(_head(package, entry), limits)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, NotImplementedError, RuntimeError, ValueError, OSError, EOFError) as exc:
-        # RuntimeError: an encrypted part; zlib.error: a corrupt compressed stream
+    except _UNREADABLE_PACKAGE as exc:
         raise _Broken(
             None, f"not a readable XLSX workbook ({exc.__class__.__name__}); save it again from Excel"
         ) from exc
@@ -546,7 +559,8 @@ class _Checker:
                 self._add(
                     number,
                     letter,
-                    f"header '{_clip(header)}' is {len(header):,} characters long (limit {self.limits.max_value_chars})",
+                    f"header '{_clip(header)}' is {len(header):,} characters long "
+                    f"(limit {self.limits.max_value_chars})",
                 )
                 continue
             key = name_key(header)

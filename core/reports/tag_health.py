@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta

@@ -69,14 +69,10 @@ class _Hooked:
 def _rows(count: int) -> list[CustomerRow]:
     """Customers C-00000…; even rows tagged VIP客户, odd rows 询价客户 (so a mixed-up id would show)."""
     tags = ("VIP客户", "询价客户")
-    return [
-        CustomerRow(row=i + 2, name=f"客户{i:05d}", crm_id=f"C-{i:05d}", tags=(tags[i % 2],)) for i in range(count)
-    ]
+    return [CustomerRow(row=i + 2, name=f"客户{i:05d}", crm_id=f"C-{i:05d}", tags=(tags[i % 2],)) for i in range(count)]
 
 
-async def test_a_tag_applied_while_an_import_is_checked_commits(
-    database: Database, sample_taxonomy: Taxonomy
-) -> None:
+async def test_a_tag_applied_while_an_import_is_checked_commits(database: Database, sample_taxonomy: Taxonomy) -> None:
     async with database.unit_of_work() as uow:
         other = await uow.customers.add(CustomerDraft(name="并发客户"), NOW)
     applied: list[str] = []

@@ -53,7 +53,9 @@ _NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
 def _package(sheet_data: str, shared: list[str] | str = (), dimension: str | None = None) -> bytes:
     """A minimal XLSX whose first sheet holds `sheet_data` (the <sheetData> children)."""
     dim = f'<dimension ref="{dimension}"/>' if dimension else ""
-    sheet = f'<?xml version="1.0" encoding="UTF-8"?><worksheet {_NS}>{dim}<sheetData>{sheet_data}</sheetData></worksheet>'
+    sheet = (
+        f'<?xml version="1.0" encoding="UTF-8"?><worksheet {_NS}>{dim}<sheetData>{sheet_data}</sheetData></worksheet>'
+    )
     if isinstance(shared, str):
         strings = shared
     else:
@@ -181,7 +183,9 @@ def test_empty_row_elements_are_counted_before_parsing(no_reader: None) -> None:
 def test_row_elements_split_across_read_chunks_are_counted_once() -> None:
     """Rows near the limit are counted exactly, whatever the chunk boundaries (1 MB reads)."""
     filler = "x" * 400  # 4,000 rows of ~470 bytes: the sheet spans two 1 MB reads
-    rows = "".join(f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{filler}{r}</t></is></c></row>' for r in range(3, 4003))
+    rows = "".join(
+        f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{filler}{r}</t></is></c></row>' for r in range(3, 4003)
+    )
     data = _package(_header_and_row() + rows, ["name", "x"])  # 4,002 row elements in all
     assert "more than 4,001 rows" in _refused(data, ImportLimits(max_sheet_rows=4001))[0]
     parsed = parse_customer_bytes(data, "客户.xlsx", ImportLimits(max_sheet_rows=4002, max_rows=10_000))

@@ -12,8 +12,8 @@ from typing import Any
 
 import openpyxl
 from hypothesis import HealthCheck, given, settings
-from openpyxl.utils.exceptions import IllegalCharacterError
 from hypothesis import strategies as st
+from openpyxl.utils.exceptions import IllegalCharacterError
 
 from core.importing.files import ImportFile, ImportFileError, parse_customer_bytes
 from core.importing.ingest import ArchiveMessage, BadLine, parse_archive_line
@@ -59,7 +59,9 @@ def test_any_bytes_as_csv(data: bytes) -> None:
 @SETTINGS
 @given(st.lists(st.lists(st.text(max_size=12), max_size=5), max_size=6))
 def test_any_cells_as_csv(rows: list[list[str]]) -> None:
-    lines = ["name,company,tags,contract_end,备注"] + [",".join(json.dumps(c, ensure_ascii=False) for c in r) for r in rows]
+    lines = ["name,company,tags,contract_end,备注"] + [
+        ",".join(json.dumps(c, ensure_ascii=False) for c in r) for r in rows
+    ]
     _check_customer_file("\n".join(lines).encode("utf-8", "surrogatepass"), "c.csv")
 
 

@@ -78,7 +78,11 @@ def test_xlsx_string_cells_are_checked(tmp_path: object) -> None:
 @pytest.mark.parametrize("name", ["=HYPERLINK(x)", "@VIP", "＝x", "\u200b=x"])
 def test_tag_and_dimension_names_are_refused(name: str) -> None:
     text = (
-        "version: 1\ndimensions:\n  - key: a\n    name: " + _quoted(name) + "\n    tags:\n      - name: " + _quoted(name) + "\n"
+        "version: 1\ndimensions:\n  - key: a\n    name: "
+        + _quoted(name)
+        + "\n    tags:\n      - name: "
+        + _quoted(name)
+        + "\n"
     )
     with pytest.raises(TaxonomyError) as info:
         load_taxonomy_text(text)

@@ -52,9 +52,7 @@ def test_repeated_keywords_cost_linear_work(matcher: Matcher) -> None:
     assert suggestion.tag == "售后工单"
 
 
-def test_negation_sees_a_bounded_window_of_a_long_clause(
-    matcher: Matcher, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_negation_sees_a_bounded_window_of_a_long_clause(matcher: Matcher, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
     real = matcher_module.negated
 
