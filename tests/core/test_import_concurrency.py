@@ -35,7 +35,7 @@ class _Watched:
         self.while_planning = while_planning
         self.modes: list[bool] = []
 
-    def unit_of_work(self, read_only: bool = False) -> _Hooked:
+    def unit_of_work(self, read_only: bool = False) -> Any:  # a UnitOfWork (its hooked wrapper)
         self.modes.append(read_only)
         return _Hooked(self.database.unit_of_work(read_only), self.while_planning if read_only else None)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Sequence
 
 import openpyxl
 import pytest
@@ -50,7 +51,7 @@ _WORKBOOK_RELS = (
 _NS = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
 
 
-def _package(sheet_data: str, shared: list[str] | str = (), dimension: str | None = None) -> bytes:
+def _package(sheet_data: str, shared: Sequence[str] | str = (), dimension: str | None = None) -> bytes:
     """A minimal XLSX whose first sheet holds `sheet_data` (the <sheetData> children)."""
     dim = f'<dimension ref="{dimension}"/>' if dimension else ""
     sheet = (
