@@ -64,6 +64,7 @@ SEARCH_RESULTS = 15  # Teams shows at most 15 typeahead options
 SAVED_LIMIT = 50_000
 # A tag never spans another "<": each start scans only to the next one, so a run of "<" is linear.
 _TAGS = re.compile(r"<[^<>]+>")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _SHARED = frozenset({"groupChat", "channel"})
 
 Clock = Callable[[], datetime]
@@ -362,7 +363,7 @@ def strip_mentions(text: str) -> str:
     A lazy pattern (`<at[^>]*>.*?</at>`) rescans to the end of the text from every unclosed `<at>`, which
     is quadratic; here each character is looked at a bounded number of times.
     """
-    lower = text.lower()
+    lower = text.translate(_ASCII_LOWER)  # same length as text (str.lower() may not be: "İ")
     out: list[str] = []
     position = 0
     while True:

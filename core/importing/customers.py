@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from core.errors import NotFoundError
 from core.importing.files import CustomerRow, ImportFileError, RowProblem
 from core.ports import NewAssignment, Store, UnitOfWork
 from core.records import CustomerDraft, NewEvent
@@ -193,7 +194,12 @@ async def write_import(
         for dimension, tag, _ in p.tags:
             items.append(ApplyItem(p.customer_id, dimension, tag, now, evidence={"row": p.row.row}))
             origins.append(p.row.row)
-    outcomes = await apply_many(uow, items, rules, actor=actor, source=Source.IMPORT)
+    try:
+        outcomes = await apply_many(uow, items, rules, actor=actor, source=Source.IMPORT)
+    except NotFoundError as exc:
+        uow.discard()
+        reason = f"{exc}: a customer was deleted while the file was being checked; import the file again"
+        raise ImportFileError([RowProblem(None, None, reason)]) from exc
     refused = [
         RowProblem(row, "tags", outcome.reason)
         for row, outcome in zip(origins, outcomes, strict=True)

@@ -87,6 +87,7 @@ def test_mentions_are_stripped_in_one_pass() -> None:
     calls = python_calls(lambda: strip_mentions("<at>" * 40_000))
     assert calls < 10
     assert strip_mentions("<at>Kebiao</at> tag <AT id='x'>A</AT>B <at>x") == "  tag  B <at>x"
+    assert strip_mentions("İstanbul <at>客标</at> hi") == "İstanbul   hi"  # "İ".lower() is two characters
 
 
 def test_tag_stripping_is_linear_on_a_run_of_angle_brackets() -> None:
