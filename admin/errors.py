@@ -8,6 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+SHOWN_PROBLEMS = 50  # a refusal lists this many problems and counts the rest
+
 
 class AdminError(Exception):
     """A refused admin request: HTTP status, a one-line message and optional itemised problems."""
@@ -16,7 +18,10 @@ class AdminError(Exception):
         super().__init__(error)
         self.status = status
         self.error = error
-        self.problems = list(problems)
+        shown: list[Mapping[str, Any] | str] = list(problems[:SHOWN_PROBLEMS])
+        if len(problems) > SHOWN_PROBLEMS:
+            shown.append(f"… and {len(problems) - SHOWN_PROBLEMS} more problems")
+        self.problems = shown
 
     def response(self) -> web.Response:
         body: dict[str, Any] = {"error": self.error, "problems": self.problems}

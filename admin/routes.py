@@ -8,6 +8,7 @@ it no /admin route exists (404).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -155,7 +156,8 @@ async def put_taxonomy(request: web.Request, services: AdminServices) -> web.Str
     actor = _actor(request)
     text = decode_utf8(await read_body(request, TAXONOMY_MAX_BYTES), "the taxonomy")
     try:
-        taxonomy = load_taxonomy_text(text, source="request body", fmt=fmt)
+        # Parsing a large file is CPU work: a worker thread keeps the event loop answering meanwhile.
+        taxonomy = await asyncio.to_thread(load_taxonomy_text, text, source="request body", fmt=fmt)
     except TaxonomyError as exc:
         problems = [render.taxonomy_problem(p) for p in exc.problems]
         raise AdminError(400, f"taxonomy refused ({len(problems)} problems); nothing stored", problems) from exc
@@ -197,21 +199,22 @@ async def post_customers_import(request: web.Request, services: AdminServices) -
     actor = _actor(request, "import")
     file = await upload(request, IMPORT_CAP)
     try:
-        # row problems come back with the rows so the import adds its own and one response lists them all
-        parsed = parse_customer_bytes(file.data, file.filename, collect=True)
-        async with services.store.unit_of_work() as uow:
+        # Parsing is CPU work: it runs in a worker thread so the event loop keeps answering. Row problems
+        # come back with the rows so the import adds its own and one response lists them all.
+        parsed = await asyncio.to_thread(parse_customer_bytes, file.data, file.filename, collect=True)
+        async with services.store.unit_of_work(read_only=True) as uow:
             current = await _current(uow)
-            summary = await import_customers(
-                uow,
-                current.taxonomy,
-                services.rules,
-                parsed.rows,
-                actor=actor,
-                now=services.clock(),
-                dry_run=dry_run,
-                problems=parsed.problems,
-                refused_tags=parsed.refused_tags,
-            )
+        summary = await import_customers(
+            services.store,
+            current.taxonomy,
+            services.rules,
+            parsed.rows,
+            actor=actor,
+            now=services.clock(),
+            dry_run=dry_run,
+            problems=parsed.problems,
+            refused_tags=parsed.refused_tags,
+        )
     except ImportFileError as exc:
         problems = [render.row_problem(p) for p in exc.problems]
         raise AdminError(400, f"import file refused ({len(problems)} problems); nothing imported", problems) from exc

@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "serve": "bench.serve:main",
     "teams": "bench.teams:main",
     "startup": "bench.startup:main",
+    "hostile": "bench.hostile:main",
 }
 
 

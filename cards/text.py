@@ -31,13 +31,24 @@ _LOOKALIKE = str.maketrans(
 SPECIAL = frozenset("\\`*_[]()<>#~|&{}")
 _LIST_START = re.compile(r"^(\s*)([-+=])")
 _ORDERED_START = re.compile(r"^(\s*\d+)([.)])")
-_SCHEME = re.compile(r"(?i)([a-z][a-z0-9+.-]*):/+")
+# A whole run of scheme characters is taken at once (possessively) with its optional ":/" tail, so every
+# character is looked at a bounded number of times: a pattern that starts a scheme at every letter of a long
+# run and scans to its end is quadratic (tens of seconds for one 80,000-letter message).
+_SCHEME_RUN = re.compile(r"(?i)[a-z0-9+.-]++(:/+)?")
+_LETTER = re.compile(r"(?i)[a-z]")
 _WWW = re.compile(r"(?i)\bwww\.")
 _SPACES = re.compile(r"\s+")
+# Longest text escaped whole; longer text is cut first (cards show far less than this anyway).
+MAX_ESCAPE_CHARS = 20_000
 
 
 def escape(text: str) -> str:
-    """`text` on one line, with nothing a Markdown/HTML host could turn into a link, mention or style."""
+    """`text` on one line, with nothing a Markdown/HTML host could turn into a link, mention or style.
+
+    Text longer than MAX_ESCAPE_CHARS is cut there (ending with '…'), so escaping time stays bounded.
+    """
+    if len(text) > MAX_ESCAPE_CHARS:
+        text = text[: MAX_ESCAPE_CHARS - 1] + "…"
     # Line breaks and other spaces fold to one space; control and format characters are dropped.
     kept = "".join(ch if ch.isprintable() else (" " if ch.isspace() else "") for ch in text)
     flat = _SPACES.sub(" ", kept).strip()
@@ -45,8 +56,19 @@ def escape(text: str) -> str:
     flat = _LIST_START.sub(lambda m: m.group(1) + {"-": "‐", "+": "＋", "=": "＝"}[m.group(2)], flat)
     flat = _ORDERED_START.sub(lambda m: m.group(1) + ("．" if m.group(2) == "." else "）"), flat)
     # Bare URLs are auto-linked by several clients: break the scheme separator and the www. prefix.
-    flat = _SCHEME.sub(lambda m: m.group(1) + ":" + "∕" * (len(m.group(0)) - len(m.group(1)) - 1), flat)
+    flat = _SCHEME_RUN.sub(_break_scheme, flat)
     return _WWW.sub(lambda m: m.group(0)[:3] + "․", flat)
+
+
+def _break_scheme(run: re.Match[str]) -> str:
+    """A `scheme://` run with its slashes swapped for look-alikes; other runs unchanged."""
+    tail = run.group(1)
+    if tail is None:
+        return run.group(0)
+    head = run.group(0)[: len(run.group(0)) - len(tail)]
+    if _LETTER.search(head) is None:
+        return run.group(0)  # a scheme starts with a letter: "12://" is not one
+    return head + ":" + "∕" * (len(tail) - 1)
 
 
 def clip(text: str, limit: int) -> str:

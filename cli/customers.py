@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cli.common import Verbs, initial_taxonomy, positive_int, run_db
@@ -55,8 +56,7 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         # row problems come back with the rows so the import adds its own and one run shows them all
         parsed = parse_customer_file(args.file, collect=True)
     except ImportFileError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+        _print_problems(exc.problems)
         return 1
     rules = TaggingRules.of(settings.timezone, settings.tag_hard_cap)
 
@@ -64,24 +64,22 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         async with database.unit_of_work() as uow:
             current = await uow.taxonomies.current()
             taxonomy = current.taxonomy if current else initial_taxonomy(settings)
+            if current is None and not args.dry_run:
+                await ensure_taxonomy(uow, taxonomy, "cli", datetime.now(UTC))
         try:
-            async with database.unit_of_work() as uow:
-                if current is None:
-                    await ensure_taxonomy(uow, taxonomy, "cli", datetime.now(UTC))
-                summary = await import_customers(
-                    uow,
-                    taxonomy,
-                    rules,
-                    parsed.rows,
-                    actor="import",
-                    now=datetime.now(UTC),
-                    dry_run=args.dry_run,
-                    problems=parsed.problems,
-                    refused_tags=parsed.refused_tags,
-                )
+            summary = await import_customers(
+                database,
+                taxonomy,
+                rules,
+                parsed.rows,
+                actor="import",
+                now=datetime.now(UTC),
+                dry_run=args.dry_run,
+                problems=parsed.problems,
+                refused_tags=parsed.refused_tags,
+            )
         except ImportFileError as exc:
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
+            _print_problems(exc.problems)
             return 1
         print(summary)
         return 0
@@ -98,6 +96,14 @@ def not_resolved(query: str, candidates: Sequence[Customer]) -> str:
         )
     names = ", ".join(f"{c.name} (#{c.id})" for c in candidates)
     return f"{query!r} matches {len(candidates)} customers: {names}; give more of the name or the CRM id"
+
+
+def _print_problems(problems: Sequence[object], shown: int = 50) -> None:
+    """Every problem up to `shown` on stderr, one a line, then how many more there are."""
+    for problem in problems[:shown]:
+        print(problem, file=sys.stderr)
+    if len(problems) > shown:
+        print(f"… and {len(problems) - shown} more problems", file=sys.stderr)
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:

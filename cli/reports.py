@@ -27,7 +27,13 @@ def register(verbs: Verbs) -> None:
         "but not one Chinese character swapped for another as in 大型企业/中型企业, nor an added negator such "
         "as 无). Customers at the soft tag cap. Dates are in KEBIAO_TIMEZONE. See docs/reports.md.",
     )
-    tags.add_argument("--json", action="store_true", help="print the report as JSON")
+    output = tags.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the report as JSON")
+    output.add_argument(
+        "--csv",
+        action="store_true",
+        help="print the per-tag table as CSV for spreadsheets (names that would run as formulas get a leading ')",
+    )
     tags.set_defaults(handler=cmd_tags)
 
 
@@ -37,7 +43,7 @@ def cmd_tags(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
-    from core.reports.tag_health import render_report_text, report_to_data, tag_health_report
+    from core.reports.tag_health import render_report_csv, render_report_text, report_to_data, tag_health_report
     from storage.reports import SqlReportSource
 
     async def work(database: Database) -> int:
@@ -51,6 +57,8 @@ def cmd_tags(args: argparse.Namespace, settings: Settings) -> int:
         )
         if args.json:
             print(json.dumps(report_to_data(report), ensure_ascii=False, indent=2))
+        elif args.csv:
+            sys.stdout.write(render_report_csv(report))
         else:
             sys.stdout.write(render_report_text(report, ZoneInfo(settings.timezone)))
         return 0

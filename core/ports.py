@@ -89,6 +89,18 @@ class CustomerRepository(Protocol):
 
     async def update(self, customer_id: int, draft: CustomerDraft, now: datetime) -> Customer: ...
 
+    async def add_many(self, drafts: Sequence[CustomerDraft], now: datetime) -> list[int]:
+        """Insert many customers in a few statements; their ids, in the drafts' order."""
+        ...
+
+    async def update_many(self, updates: Sequence[tuple[int, CustomerDraft]], now: datetime) -> None:
+        """Overwrite many customers (id, draft) in a few statements."""
+        ...
+
+    async def find_for_import_many(self, drafts: Sequence[CustomerDraft], limit: int = 5) -> list[list[Customer]]:
+        """`find_for_import` for many drafts in a few statements; one answer per draft, in order."""
+        ...
+
 
 class AssignmentRepository(Protocol):
     async def active_for(self, customer_id: int) -> list[Assignment]: ...
@@ -142,6 +154,10 @@ class AssignmentRepository(Protocol):
         self, query: TagQuery, now: datetime, visible_dimensions: Sequence[str] | None, skip: int, limit: int
     ) -> tuple[list[int], int]:
         """Customer ids (ordered by id) matching `query` among active, unexpired tags, and the total count."""
+        ...
+
+    async def insert_fresh(self, rows: Sequence[NewAssignment]) -> None:
+        """Insert assignments of customers created in this unit of work, in a few statements."""
         ...
 
 

@@ -64,6 +64,49 @@ _BULK_ROWS = 1000
 READ_ONLY = "kebiao_read_only"
 
 
+async def _driver_executemany(
+    conn: AsyncConnection, table: Any, rows: Sequence[Mapping[str, Any]], where_id: bool = False
+) -> None:
+    """INSERT (or UPDATE … WHERE id, when `where_id`) many rows with one driver-level executemany on SQLite.
+
+    SQLAlchemy compiles and processes parameters per row in Python (seconds for 50,000 rows, all of them
+    inside SQLite's write lock); here the column types' bind processors run once per value and the driver
+    does the rest. Only for SQLite, whose single writer is what a long transaction blocks.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    columns = [name for name in rows[0] if not (where_id and name == "id")]
+    processors = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns]
+    if where_id:
+        assignments = ", ".join(f"{quote(name)} = ?" for name in columns)
+        sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE id = ?"
+    else:
+        names = ", ".join(map(quote, columns))
+        sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({', '.join('?' * len(columns))})"
+    # One batch repeats the same few datetimes (the import's `now`) and None: process each distinct one once.
+    caches: list[dict[Any, Any]] = [{} for _ in columns]
+
+    def bound(value: Any, proc: Any, cache: dict[Any, Any]) -> Any:
+        if proc is None:
+            return value
+        if isinstance(value, dict | list):
+            return proc(value)
+        if value not in cache:
+            cache[value] = proc(value)
+        return cache[value]
+
+    params = [
+        (
+            *(bound(row[name], proc, cache) for name, proc, cache in zip(columns, processors, caches, strict=True)),
+            *((row["id"],) if where_id else ()),
+        )
+        for row in rows
+    ]
+    await conn.exec_driver_sql(sql, params)
+
+
 def _or_none(value: str) -> str | None:
     value = value.strip()
     return value or None
@@ -100,6 +143,17 @@ def _customer_values(draft: CustomerDraft, now: datetime) -> dict[str, Any]:
         "attributes": dict(draft.attributes),
         "updated_at": now,
     }
+
+
+def _narrow(same_name: list[Customer], company: str, limit: int) -> list[Customer]:
+    """Customers of one name narrowed to `company` (or to those without one) when the row gives one."""
+    wanted = name_key(company)
+    if not wanted:
+        return same_name[:limit]
+    same_company = [x for x in same_name if name_key(x.company) == wanted]
+    if same_company:
+        return same_company[:limit]
+    return [x for x in same_name if not name_key(x.company)][:limit]
 
 
 class SqlCustomers:
@@ -163,14 +217,7 @@ class SqlCustomers:
         """Same normalised name; a row's company narrows to that company (or to customers without one)."""
         c = t.customers.c
         rows = await self._conn.execute(select(t.customers).where(c.name_key == name_key(draft.name)).order_by(c.id))
-        same_name = [_customer(r) for r in rows]
-        wanted = name_key(draft.company)
-        if not wanted:
-            return same_name[:limit]
-        same_company = [x for x in same_name if name_key(x.company) == wanted]
-        if same_company:
-            return same_company[:limit]
-        return [x for x in same_name if not name_key(x.company)][:limit]
+        return _narrow([_customer(r) for r in rows], draft.company, limit)
 
     async def add(self, draft: CustomerDraft, now: datetime) -> Customer:
         values = _customer_values(draft, now) | {"created_at": now}
@@ -195,6 +242,84 @@ class SqlCustomers:
             .returning(t.customers)
         )
         return _customer((await self._conn.execute(stmt)).one())
+
+    async def add_many(self, drafts: Sequence[CustomerDraft], now: datetime) -> list[int]:
+        out: list[int] = []
+        c = t.customers.c
+        for start in range(0, len(drafts), _BULK_ROWS):
+            values = [_customer_values(d, now) | {"created_at": now} for d in drafts[start : start + _BULK_ROWS]]
+            if self._conn.dialect.name == "sqlite":
+                out.extend(await self._add_many_sqlite(values))
+                continue
+            stmt = t.customers.insert().returning(c.id, sort_by_parameter_order=True)
+            out.extend(row[0] for row in await self._conn.execute(stmt, values))
+        return out
+
+    async def _add_many_sqlite(self, values: list[dict[str, Any]]) -> list[int]:
+        """Insert through the driver, then read the new ids back: this unit of work holds SQLite's write
+        lock, so the rows past the previous largest id are exactly these, numbered in insertion order."""
+        c = t.customers.c
+        before = (await self._conn.execute(select(func.coalesce(func.max(c.id), 0)))).scalar_one()
+        await _driver_executemany(self._conn, t.customers, values)
+        ids = list((await self._conn.execute(select(c.id).where(c.id > before).order_by(c.id))).scalars())
+        if len(ids) != len(values):
+            raise RuntimeError(f"expected {len(values)} new customers, found {len(ids)}")
+        return ids
+
+    async def update_many(self, updates: Sequence[tuple[int, CustomerDraft]], now: datetime) -> None:
+        if not updates:
+            return
+        c = t.customers.c
+        columns = [k for k in _customer_values(updates[0][1], now) if k != "updated_at"]
+        stmt = (
+            t.customers.update()
+            .where(c.id == bindparam("b_id"))
+            .values({name: bindparam(f"b_{name}") for name in [*columns, "updated_at"]})
+        )
+        if self._conn.dialect.name == "sqlite":
+            rows = [{**_customer_values(d, now), "id": cid} for cid, d in updates]
+            await _driver_executemany(self._conn, t.customers, rows, where_id=True)
+            return
+        for start in range(0, len(updates), _BULK_ROWS):
+            params = [
+                {"b_id": cid, **{f"b_{k}": v for k, v in _customer_values(d, now).items()}}
+                for cid, d in updates[start : start + _BULK_ROWS]
+            ]
+            await self._conn.execute(stmt, params)
+
+    async def find_for_import_many(self, drafts: Sequence[CustomerDraft], limit: int = 5) -> list[list[Customer]]:
+        """`find_for_import` for many drafts in a few statements, one answer per draft, in order."""
+        c = t.customers.c
+        crm = sorted({d.crm_id.strip() for d in drafts if _or_none(d.crm_id)})
+        unkeyed = [d for d in drafts if not _or_none(d.crm_id)]
+        wecom = sorted({d.wecom_external_userid.strip() for d in unkeyed if _or_none(d.wecom_external_userid)})
+        keys = sorted({name_key(d.name) for d in unkeyed if not _or_none(d.wecom_external_userid)})
+        by_crm: dict[str, Customer] = {}
+        by_wecom: dict[str, Customer] = {}
+        by_key: dict[str, list[Customer]] = {}
+        for column, wanted in ((c.crm_id, crm), (c.wecom_external_userid, wecom), (c.name_key, keys)):
+            for start in range(0, len(wanted), _BULK_ROWS):
+                rows = await self._conn.execute(
+                    select(t.customers).where(column.in_(wanted[start : start + _BULK_ROWS])).order_by(c.id)
+                )
+                for customer in map(_customer, rows):
+                    if column is c.crm_id:
+                        by_crm.setdefault(customer.crm_id, customer)
+                    elif column is c.wecom_external_userid:
+                        by_wecom.setdefault(customer.wecom_external_userid, customer)
+                    else:
+                        by_key.setdefault(name_key(customer.name), []).append(customer)
+        out: list[list[Customer]] = []
+        for d in drafts:
+            if _or_none(d.crm_id):
+                found = by_crm.get(d.crm_id.strip())
+                out.append([found] if found else [])
+            elif _or_none(d.wecom_external_userid):
+                found = by_wecom.get(d.wecom_external_userid.strip())
+                out.append([found] if found else [])
+            else:
+                out.append(_narrow(by_key.get(name_key(d.name), []), d.company, limit))
+        return out
 
 
 # ---------------------------------------------------------------- assignments
@@ -323,6 +448,30 @@ class SqlAssignments:
             )
             out.update(r[0] for r in rows)
         return out
+
+    async def insert_fresh(self, rows: Sequence[NewAssignment]) -> None:
+        """Insert assignments of customers created in this unit of work (nothing to conflict with)."""
+        values = [
+            {
+                "customer_id": r.customer_id,
+                "dimension": r.dimension,
+                "tag_key": name_key(r.tag),
+                "tag": r.tag,
+                "state": r.state.value,
+                "source": r.source.value,
+                "assigned_by": r.assigned_by,
+                "assigned_at": r.assigned_at,
+                "expires_at": r.expires_at,
+                "ended_at": r.ended_at,
+            }
+            for r in rows
+        ]
+        if not values:
+            return
+        if self._conn.dialect.name == "sqlite":
+            await _driver_executemany(self._conn, t.tag_assignments, values)
+            return
+        await self._conn.execute(t.tag_assignments.insert(), values)
 
     async def insert_many(self, rows: Sequence[NewAssignment]) -> list[Assignment]:
         if not rows:
@@ -459,6 +608,9 @@ class SqlEvents:
             }
             for e in events
         ]
+        if self._conn.dialect.name == "sqlite":
+            await _driver_executemany(self._conn, t.tag_events, rows)
+            return
         await self._conn.execute(t.tag_events.insert(), rows)
 
     async def for_customer(self, customer_id: int, skip: int, limit: int) -> list[TagEvent]:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
+from tagging.formula import describe_start, formula_start
 from tagging.normaliser import name_key, normalise
 from tagging.pii import describe, find_pii, mask
 from tagging.taxonomy import MAX_DEPTH, Dimension, TagDef, Taxonomy, Visibility
@@ -32,6 +33,7 @@ _TAG_KEYS = ("name", "color", "description", "keywords", "exclude", "ttl_days", 
 _KEY = re.compile(r"[a-z][a-z0-9_]*")
 _COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _EXTENSIONS: dict[str, Format] = {".yaml": "yaml", ".yml": "yaml", ".json": "json"}
 
 
@@ -218,19 +220,19 @@ _FlowListDumper.add_representer(list, _FlowListDumper.represent_list)
 # ---------------------------------------------------------------- parsing
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """safe_load that refuses anchors/aliases (no 'billion laughs') and duplicate mapping keys."""
+# libyaml's C parser when the platform has it (a 2 MB file of flow mappings takes ~25 s in pure Python).
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # type: ignore[assignment]
+# Caps checked on the parser's event stream before anything is composed or constructed.
+MAX_YAML_NODES = 100_000  # the built-in taxonomy has ~650; a large real one ~50,000
+MAX_YAML_DEPTH = 32
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.composer.ComposerError(
-                None,
-                None,
-                "YAML anchors and aliases (& and *) are not allowed; write values out",
-                event.start_mark,
-            )
-        return super().compose_node(parent, index)
+
+class _StrictLoader(_BaseLoader):  # type: ignore[misc, valid-type]
+    """safe_load that refuses duplicate mapping keys and turns bad scalars into marked errors.
+
+    Anchors, aliases, size and depth are checked first by `_check_events`, since the C composer cannot be
+    hooked per event.
+    """
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: set[Any] = set()
@@ -238,27 +240,98 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, str | int | float | bool) and key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} in one mapping", key_node.start_mark
+                    None, None, f"duplicate key {_show(key)} in one mapping", key_node.start_mark
                 )
             if isinstance(key, str | int | float | bool):
                 seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_int(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a number with {len(str(node.value))} digits is too long; quote it", node.start_mark
+            ) from None
+
+    def construct_yaml_timestamp(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_timestamp(node)
+        except (ValueError, OverflowError):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"'{str(node.value)[:40]}' looks like a date but is not a valid one; quote it if it is text",
+                node.start_mark,
+            ) from None
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _StrictLoader.construct_yaml_timestamp)
+
+
+def _check_events(text: str) -> str | None:
+    """Why a YAML text is refused (anchor, alias, too many values, too deep), or None.
+
+    Streams parser events and stops at the first reason, so a hostile file costs at most MAX_YAML_NODES
+    events before anything is composed or constructed.
+    """
+    loader = _StrictLoader(text)
+    try:
+        nodes = depth = 0
+        while (event := loader.get_event()) is not None:
+            if isinstance(event, yaml.StreamEndEvent):
+                return None
+            mark = event.start_mark
+            line = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                return f"{line}: YAML anchors and aliases (& and *) are not allowed; write values out"
+            if isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    return f"{line}: YAML nesting is deeper than {MAX_YAML_DEPTH} levels"
+            elif isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
+                depth -= 1
+            if isinstance(event, yaml.NodeEvent):
+                nodes += 1
+                if nodes > MAX_YAML_NODES:
+                    return f"more than {MAX_YAML_NODES:,} YAML values; a taxonomy file is far smaller"
+        return None
+    finally:
+        loader.dispose()
+
+
+def _tab_at(text: str, mark: Any) -> bool:
+    """Whether the YAML error mark points at a tab (libyaml's message does not name the character)."""
+    if mark is None:
+        return False
+    lines = text.splitlines()
+    line = lines[mark.line] if 0 <= mark.line < len(lines) else ""
+    return line[mark.column : mark.column + 1] == "\t"
+
 
 def _parse_yaml(text: str, source: str) -> Any:
+    loader = _StrictLoader(text)
     try:
-        return yaml.load(text, Loader=_StrictLoader)
+        refused = _check_events(text)
+        if refused is None:
+            return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = exc.problem or exc.context or "invalid YAML"
-        if "'\\t'" in problem:  # PyYAML: "found character '\t' that cannot start any token"
+        if "'\\t'" in problem or _tab_at(text, mark):  # "found character ('\t') that cannot start any token"
             problem = "a tab character; indent with spaces, not tabs"
         raise TaxonomyError([Problem(source, "", f"YAML syntax error at {where}{problem}")]) from None
     except yaml.YAMLError as exc:
-        raise TaxonomyError([Problem(source, "", f"YAML error: {exc}")]) from None
+        raise TaxonomyError([Problem(source, "", f"YAML error: {str(exc)[:200]}")]) from None
     except RecursionError:
         raise TaxonomyError([Problem(source, "", "YAML nesting is too deep")]) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a scalar the constructor cannot turn into a value
+        raise TaxonomyError([Problem(source, "", f"YAML value error: {str(exc)[:200]}")]) from None
+    finally:
+        loader.dispose()
+    raise TaxonomyError([Problem(source, "", refused)])
 
 
 def _parse_json(text: str, source: str) -> Any:
@@ -279,6 +352,9 @@ def _parse_json(text: str, source: str) -> Any:
         reason = f"JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         raise TaxonomyError([Problem(source, "", reason)]) from None
     except ValueError as exc:
+        if "digits" in str(exc):  # the interpreter's limit on int() of very long digit strings
+            reason = "a number has too many digits (over 4300); quote it or shorten it"
+            raise TaxonomyError([Problem(source, "", reason)]) from None
         raise TaxonomyError([Problem(source, "", f"JSON error: {exc}")]) from None
     except RecursionError:
         raise TaxonomyError([Problem(source, "", "JSON nesting is too deep")]) from None
@@ -338,6 +414,10 @@ class _Checker:
         if not stripped:
             self.fail(path, f"{what} must not be empty")
             return None
+        if _SURROGATE.search(stripped):
+            reason = f"{what} contains an unpaired surrogate (\\ud800-\\udfff escape); write the character itself"
+            self.fail(path, reason)
+            return None
         if len(stripped) > limit:
             self.fail(path, f"{what} is {len(stripped)} characters long; at most {limit} allowed")
             return None
@@ -359,6 +439,23 @@ class _Checker:
             )
             self.fail(path, reason)
         return bool(hits)
+
+    def name(self, value: Any, path: str, what: str) -> str | None:
+        """A checked display name: text that a spreadsheet would not run as a formula."""
+        name = self.text(value, path, what, MAX_NAME)
+        if name is None:
+            return None
+        start = formula_start(name)
+        if what == "tag name" and normalise(name)[:1] in ("+", "-"):
+            return name  # tag_name explains this one as command syntax
+        if start is not None:
+            self.fail(
+                path,
+                f"{what} {_show(name)} starts with {describe_start(start)}, which spreadsheet programs run as a "
+                "formula when a report is opened; start the name with a letter or digit",
+            )
+            return None
+        return name
 
     def phrases(self, data: Mapping[Any, Any], key: str, path: str) -> tuple[str, ...]:
         value = data.get(key) or []  # an empty `keywords:` in YAML is null
@@ -440,7 +537,7 @@ class _Checker:
                 f"key {shown} is not a stable identifier; use lower-case letters, digits and '_', "
                 "starting with a letter (e.g. stage)",
             )
-        name = self.text(data["name"], f"{path}.name", "dimension name", MAX_NAME) if "name" in data else None
+        name = self.name(data["name"], f"{path}.name", "dimension name") if "name" in data else None
         exclusive = self.boolean(data, "exclusive", path)
         visibility = data.get("visibility", "all")
         if visibility not in [v.value for v in Visibility]:
@@ -478,7 +575,7 @@ class _Checker:
         if data is None:
             return None
         self.keys(data, _TAG_KEYS, path, ("name",))
-        name = self.text(data["name"], f"{path}.name", "tag name", MAX_NAME) if "name" in data else None
+        name = self.name(data["name"], f"{path}.name", "tag name") if "name" in data else None
         if name is not None:
             name = self.tag_name(name, f"{path}.name", seen)
         color = data.get("color")

@@ -25,6 +25,11 @@ from tagging.tokenizer import KeywordTokenizer
 WEIGHTS = {MatchKind.WORD: 0.9, MatchKind.LATIN: 0.9, MatchKind.COMPOUND: 0.75}
 MAX_SCORE = 0.99
 EXCERPT_CONTEXT = 12
+# Only this much of a message is matched (a Teams message is at most about 28 KB); the rest is ignored, so
+# one enormous message costs a bounded amount of work.
+MAX_MESSAGE_CHARS = 20_000
+# Negation looks this far around a keyword inside its clause (negators sit within a few characters).
+NEGATION_WINDOW = 64
 
 _CLAUSE_END = re.compile(r"[,!?;。！？；、\n\r~]|\.(?=\s|$|\.)")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
@@ -90,7 +95,63 @@ class _Message:
 
     def is_negated(self, start: int, end: int) -> bool:
         clause_start, clause_end = self.clause(start)
+        # A bounded window of the clause: one long unpunctuated clause must not cost its length per keyword.
+        clause_start = max(clause_start, start - NEGATION_WINDOW)
+        clause_end = min(clause_end, end + NEGATION_WINDOW)
         return negated(self.text[clause_start:clause_end], start - clause_start, end - clause_start)
+
+
+class _Containment:
+    """Answers "is (start, end) inside a different, longer span of this set?" in O(log n) per question."""
+
+    def __init__(self, spans: Iterable[tuple[int, int]]) -> None:
+        ordered = sorted(spans)
+        self._starts = [a for a, _ in ordered]
+        self._max_end: list[int] = []  # the largest end among the first i+1 spans (by start)
+        best = -1
+        for _, b in ordered:
+            best = max(best, b)
+            self._max_end.append(best)
+        self._ends_at: dict[int, int] = {}  # the largest end among spans starting exactly at a start
+        for a, b in ordered:
+            self._ends_at[a] = max(self._ends_at.get(a, -1), b)
+
+    def covers(self, start: int, end: int) -> bool:
+        """True when some span other than (start, end) itself contains it."""
+        before = bisect.bisect_left(self._starts, start)  # spans starting strictly before `start`
+        if before and self._max_end[before - 1] >= end:
+            return True
+        return self._ends_at.get(start, -1) > end
+
+
+class _Overlaps:
+    """Answers "does a span of this phrase overlap (start, end)?" in O(log n) per question."""
+
+    def __init__(self, spans: Iterable[_Span]) -> None:
+        by_phrase: dict[str, list[tuple[int, int]]] = {}
+        for a, b, phrase in spans:
+            by_phrase.setdefault(phrase, []).append((a, b))
+        self._index: dict[str, tuple[list[int], list[int]]] = {}
+        for phrase, found in by_phrase.items():
+            found.sort()
+            starts, max_end, best = [], [], -1
+            for a, b in found:
+                best = max(best, b)
+                starts.append(a)
+                max_end.append(best)
+            self._index[phrase] = (starts, max_end)
+
+    def any_of(self, phrases: tuple[str, ...], start: int, end: int) -> bool:
+        """True when an occurrence of one of `phrases` shares a character with text[start:end]."""
+        for phrase in phrases:
+            found = self._index.get(phrase)
+            if found is None:
+                continue
+            starts, max_end = found
+            before = bisect.bisect_left(starts, end)  # occurrences starting before `end`
+            if before and max_end[before - 1] > start:
+                return True
+        return False
 
 
 class Matcher:
@@ -181,31 +242,40 @@ class Matcher:
         return found_keywords, found_friends, found_excludes
 
     def matches(self, text: str) -> dict[int, list[tuple[Match, str]]]:
-        """Accepted occurrences in normalised text per tag index, with the taxonomy's spelling."""
+        """Accepted occurrences in normalised text per tag index, with the taxonomy's spelling.
+
+        Only the first MAX_MESSAGE_CHARS characters are matched.
+        """
+        text = text[:MAX_MESSAGE_CHARS]
         if self._trigger.search(text) is None:
             return {}
         found, friends, excluded = self._scan(text)
         if not found:
             return {}
         message = _Message(text, self._tokenizer)
+        # Containment and overlap are answered through sorted indexes: comparing every occurrence with
+        # every other one is quadratic (seconds for one message repeating a keyword thousands of times).
+        in_friend = _Containment(friends)
         aligned = []
         for start, end, keyword in found:
             kind = self._kind(message, start, end, keyword)
             if kind is None:
                 continue
-            if any(fs <= start and end <= fe and fe - fs > end - start for fs, fe in friends):
+            if in_friend.covers(start, end):
                 continue
             aligned.append((start, end, keyword, kind))
+        longer = _Containment((s, e) for s, e, _, _ in aligned)
+        exclusions = _Overlaps(excluded)
         accepted: dict[int, list[tuple[Match, str]]] = {}
         for start, end, keyword, kind in aligned:
             # The longest keyword is the most specific evidence: 已签约 (已成交) hides its 签约 (合同谈判).
-            if any(s <= start and end <= e and e - s > end - start for s, e, _, _ in aligned):
+            if longer.covers(start, end):
                 continue
             if message.is_negated(start, end):
                 continue
             for target in self._keywords[keyword]:
                 phrases = self._excludes.get(target.tag)
-                if phrases and any(p in phrases and s < end and start < e for s, e, p in excluded):
+                if phrases and exclusions.any_of(phrases, start, end):
                     continue
                 accepted.setdefault(target.tag, []).append((Match(keyword, start, end, kind), target.keyword))
         return accepted
@@ -223,7 +293,11 @@ class Matcher:
         return message.alignment(start, end)
 
     def suggest(self, text: str) -> list[Suggestion]:
-        """Tag suggestions for one message, in taxonomy order (dimension, then tag)."""
+        """Tag suggestions for one message, in taxonomy order (dimension, then tag).
+
+        Only the first MAX_MESSAGE_CHARS characters are matched.
+        """
+        text = text[:MAX_MESSAGE_CHARS]
         normalised = normalise(text)
         accepted = self.matches(normalised)
         if not accepted:

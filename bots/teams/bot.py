@@ -80,8 +80,9 @@ CUSTOMER_DATASET = "kebiao.customers"  # the Data.Query dataset of the tag form'
 CUSTOMER_CHOICES = 50  # the picker's static first page; typeahead (application/search) finds the rest
 SEARCH_RESULTS = 15  # Teams shows at most 15 typeahead options
 SAVED_LIMIT = 50_000
-_MENTION = re.compile(r"<at[^>]*>.*?</at>", re.IGNORECASE | re.DOTALL)
-_TAGS = re.compile(r"<[^>]+>")
+# A tag never spans another "<": each start scans only to the next one, so a run of "<" is linear.
+_TAGS = re.compile(r"<[^<>]+>")
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 Clock = Callable[[], datetime]
 
@@ -454,8 +455,32 @@ def plain_text(activity: Activity) -> str:
     for mention in _mentions(activity):
         if bot is not None and mention.mentioned is not None and mention.mentioned.id == bot.id and mention.text:
             raw = raw.replace(mention.text, " ")
-    raw = _MENTION.sub(" ", raw)
+    raw = strip_mentions(raw)
     return html.unescape(_TAGS.sub(" ", raw)).replace("\u00a0", " ").strip()
+
+
+def strip_mentions(text: str) -> str:
+    """`text` with every `<at …>…</at>` replaced by a space, in one left-to-right pass.
+
+    A lazy pattern (`<at[^>]*>.*?</at>`) rescans to the end of the text from every unclosed `<at>`, which
+    is quadratic; here each character is looked at a bounded number of times.
+    """
+    lower = text.translate(_ASCII_LOWER)  # same length as text (str.lower() may not be: "İ")
+    out: list[str] = []
+    position = 0
+    while True:
+        start = lower.find("<at", position)
+        if start < 0:
+            break
+        close = lower.find(">", start)
+        end = lower.find("</at>", close) if close >= 0 else -1
+        if end < 0:
+            break  # no closing tag anywhere after: no further mention can match either
+        out.append(text[position:start])
+        out.append(" ")
+        position = end + len("</at>")
+    out.append(text[position:])
+    return "".join(out)
 
 
 def language(activity: Activity) -> Lang:
@@ -495,7 +520,7 @@ def _payload_text(action: MessagingExtensionAction) -> str:
     payload = action.message_payload
     body = payload.body if payload is not None else None
     content = (body.content if body is not None else None) or ""
-    return html.unescape(_TAGS.sub(" ", _MENTION.sub(" ", content))).strip()
+    return html.unescape(_TAGS.sub(" ", strip_mentions(content))).strip()
 
 
 def _names(value: Any) -> tuple[str, ...]:

@@ -1,18 +1,25 @@
-"""Writing checked customer rows (core.importing.files) all-or-nothing and idempotently, with their tags."""
+"""Writing checked customer rows (core.importing.files) all-or-nothing and idempotently, with their tags.
+
+An import is planned by reading only (so it never holds SQLite's write lock while it checks thousands of
+rows), then written in one short transaction of set-based statements: chat and other writers keep their
+turn on the database throughout, and the import stays all-or-nothing.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from core.errors import NotFoundError
 from core.importing.files import CustomerRow, ImportFileError, RowProblem
-from core.ports import UnitOfWork
-from core.records import CustomerDraft
-from core.tags.assignments import TaggingRules, apply_definition
-from core.types import Customer, Source
+from core.ports import NewAssignment, Store, UnitOfWork
+from core.records import CustomerDraft, NewEvent
+from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
+from core.types import Customer, EventKind, Source
 from tagging.normaliser import name_key
-from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError, find_tag
+from tagging.policy import AmbiguousTagError, HeldTag, PolicyRefusal, UnknownTagError, decide_apply, find_tag
 from tagging.taxonomy import Dimension, TagDef, Taxonomy
 
 
@@ -32,8 +39,38 @@ class ImportSummary:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _RowPlan:
+    """What one row does: create (customer_id None) or update/keep a stored customer, and which tags to add."""
+
+    row: CustomerRow
+    draft: CustomerDraft
+    customer_id: int | None
+    changed: bool
+    tags: tuple[tuple[Dimension, TagDef, datetime | None], ...]  # with the expiry the policy gives them
+
+
+@dataclass(frozen=True, slots=True)
+class ImportPlan:
+    """A checked import, computed by reading only; `problems` empty means it can be written."""
+
+    rows: tuple[_RowPlan, ...]
+    problems: tuple[RowProblem, ...]
+
+    def summary(self, *, dry_run: bool) -> ImportSummary:
+        created = sum(1 for p in self.rows if p.customer_id is None)
+        updated = sum(1 for p in self.rows if p.customer_id is not None and p.changed)
+        unchanged = len(self.rows) - created - updated
+        return ImportSummary(created, updated, unchanged, sum(len(p.tags) for p in self.rows), dry_run)
+
+
+# Rows looked up per round trip while planning; between rounds the event loop serves other requests.
+PLAN_CHUNK = 1000
+YIELD_EVERY = 50  # rows planned between chances for other coroutines to run
+
+
 async def import_customers(
-    uow: UnitOfWork,
+    store: Store,
     taxonomy: Taxonomy,
     rules: TaggingRules,
     rows: Sequence[CustomerRow],
@@ -45,66 +82,135 @@ async def import_customers(
     refused_tags: Sequence[tuple[int, Sequence[str]]] = (),
 ) -> ImportSummary:
     """Upsert rows (by crm id, else WeCom id, else normalised name, narrowed by the row's company when it gives
-    one) and apply their tags (source import).
+    one) and apply their tags (source import), all or nothing.
 
+    Everything is checked first in a read-only unit of work (no write lock: chat keeps writing meanwhile);
+    a dry run stops there. A clean plan is then written in one short transaction of set-based statements.
     `problems` are those the file reader already found (ImportFile.problems, parsed with collect=True), and
     `refused_tags` the tags of the rows it refused (ImportFile.refused_tags), checked here against the taxonomy.
-    Raises ImportFileError listing them and every problem found here, by row then column, after marking the
-    unit of work to roll back, so nothing is written.
+    Raises ImportFileError listing them and every problem found here, by row then column; nothing is written.
     """
-    resolved, found = _check(rows, taxonomy)
-    # Rows are written even when problems are already known: only writing them finds the rest (a name that
-    # matches several customers, a tag the rules refuse), and the error rolls the unit of work back.
-    found = [*problems, *found]
-    found += [p for number, names in refused_tags for p in _tag_problems(number, names, taxonomy)]
-    created = updated = unchanged = applied = 0
-    for row, tags in zip(rows, resolved, strict=True):
-        if tags is None:
-            continue  # a second row for one customer: already reported, and writing it twice proves nothing
-        draft = _draft(row)
-        candidates = await uow.customers.find_for_import(draft)
-        if len(candidates) > 1:
-            found.append(_ambiguous(row, candidates))
-            continue
-        existing = candidates[0] if candidates else None
-        if existing is None:
-            customer = await uow.customers.add(draft, now)
-            created += 1
-        else:
-            merged = _merge(existing, row)
-            if merged == _draft_of(existing):
-                customer = existing
-                unchanged += 1
-            else:
-                customer = await uow.customers.update(existing.id, merged, now)
-                updated += 1
-        held = {(a.dimension, name_key(a.tag)) for a in await uow.assignments.active_for(customer.id)}
-        for dimension, tag in tags:
-            if (dimension.key, name_key(tag.name)) in held:
-                continue  # already held: importing again must change nothing (no renewal either)
-            try:
-                await apply_definition(
-                    uow,
-                    dimension,
-                    tag,
-                    rules,
-                    customer.id,
-                    actor=actor,
-                    source=Source.IMPORT,
-                    now=now,
-                    evidence={"row": row.row},
-                )
-            except PolicyRefusal as refusal:
-                found.append(RowProblem(row.row, "tags", refusal.reason))
-                continue
-            held.add((dimension.key, name_key(tag.name)))
-            applied += 1
-    if found:
-        uow.discard()  # nothing written, even when the caller catches the error inside its unit of work
-        raise ImportFileError(sorted(found, key=_position))
+    known = [*problems, *(p for number, names in refused_tags for p in _tag_problems(number, names, taxonomy))]
+    async with store.unit_of_work(read_only=True) as uow:
+        plan = await plan_import(uow, taxonomy, rules, rows, now=now, problems=known)
+    if plan.problems:
+        raise ImportFileError(list(plan.problems))
     if dry_run:
+        return plan.summary(dry_run=True)
+    async with store.unit_of_work() as uow:
+        await write_import(uow, plan, rules, actor=actor, now=now)
+    return plan.summary(dry_run=False)
+
+
+async def plan_import(
+    uow: UnitOfWork,
+    taxonomy: Taxonomy,
+    rules: TaggingRules,
+    rows: Sequence[CustomerRow],
+    *,
+    now: datetime,
+    problems: Sequence[RowProblem] = (),
+) -> ImportPlan:
+    """Check every row against the stored customers and the tag policy, reading only."""
+    # Pure CPU over every row: a worker thread, so the event loop keeps serving chat meanwhile.
+    resolved, found = await asyncio.to_thread(_check, rows, taxonomy)
+    found = [*problems, *found]
+    wanted = [(row, tags) for row, tags in zip(rows, resolved, strict=True) if tags is not None]
+    plans: list[_RowPlan] = []
+    for start in range(0, len(wanted), PLAN_CHUNK):
+        chunk = wanted[start : start + PLAN_CHUNK]
+        candidates = await uow.customers.find_for_import_many([_draft(row) for row, _ in chunk])
+        stored = [c[0].id for c in candidates if len(c) == 1]
+        held_by_id = await uow.assignments.active_for_many(stored) if stored else {}
+        for index, ((row, tags), matches) in enumerate(zip(chunk, candidates, strict=True)):
+            if index % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let other requests' database round trips move on between rows
+            if len(matches) > 1:
+                found.append(_ambiguous(row, matches))
+                continue
+            existing = matches[0] if matches else None
+            held = [HeldTag(a.dimension, a.tag) for a in held_by_id.get(existing.id, [])] if existing else []
+            to_add = _plan_tags(row, tags, held, rules, now, found)
+            if existing is None:
+                plans.append(_RowPlan(row, _draft(row), None, True, to_add))
+            else:
+                merged = _merge(existing, row)
+                plans.append(_RowPlan(row, merged, existing.id, merged != _draft_of(existing), to_add))
+    return ImportPlan(tuple(plans), tuple(sorted(found, key=_position)))
+
+
+def _plan_tags(
+    row: CustomerRow,
+    tags: Sequence[tuple[Dimension, TagDef]],
+    held: list[HeldTag],
+    rules: TaggingRules,
+    now: datetime,
+    found: list[RowProblem],
+) -> tuple[tuple[Dimension, TagDef, datetime | None], ...]:
+    """The row's tags the customer does not hold yet, decided by the same pure policy as applying them."""
+    out: list[tuple[Dimension, TagDef, datetime | None]] = []
+    for dimension, tag in tags:
+        if any(h.dimension == dimension.key and name_key(h.tag) == name_key(tag.name) for h in held):
+            continue  # already held: importing again must change nothing (no renewal either)
+        try:
+            decision = decide_apply(dimension, tag, held, now, rules.tz, rules.hard_cap)
+        except PolicyRefusal as refusal:
+            found.append(RowProblem(row.row, "tags", refusal.reason))
+            continue
+        gone = {(r.dimension, name_key(r.tag)) for r in decision.replaces}
+        held = [h for h in held if (h.dimension, name_key(h.tag)) not in gone]
+        held.append(HeldTag(dimension.key, tag.name))
+        out.append((dimension, tag, decision.expires_at))
+    return tuple(out)
+
+
+async def write_import(
+    uow: UnitOfWork, plan: ImportPlan, rules: TaggingRules, *, actor: str, now: datetime
+) -> None:
+    """Write a clean plan in a handful of set-based statements; raises ImportFileError (after discarding the
+    unit of work) when the stored data changed since planning so that a tag is now refused.
+
+    New customers hold nothing yet, so their tags are inserted as planned (one ADDED event each); tags of
+    stored customers go through `apply_many`, which re-reads what they hold inside this transaction.
+    """
+    new = [p for p in plan.rows if p.customer_id is None]
+    added = await uow.customers.add_many([p.draft for p in new], now)
+    await uow.customers.update_many(
+        [(p.customer_id, p.draft) for p in plan.rows if p.customer_id is not None and p.changed], now
+    )
+    fresh: list[NewAssignment] = []
+    events: list[NewEvent] = []
+    for p, customer_id in zip(new, added, strict=True):
+        evidence = clean_evidence({"row": p.row.row})
+        for dimension, tag, expires_at in p.tags:
+            fresh.append(NewAssignment(customer_id, dimension.key, tag.name, Source.IMPORT, actor, now, expires_at))
+            events.append(
+                NewEvent(customer_id, dimension.key, tag.name, EventKind.ADDED, actor, Source.IMPORT, now, evidence)
+            )
+    await uow.assignments.insert_fresh(fresh)
+    await uow.events.append_many(events)
+    items: list[ApplyItem] = []
+    origins: list[int] = []
+    for p in plan.rows:
+        if p.customer_id is None:
+            continue
+        for dimension, tag, _ in p.tags:
+            items.append(ApplyItem(p.customer_id, dimension, tag, now, evidence={"row": p.row.row}))
+            origins.append(p.row.row)
+    try:
+        outcomes = await apply_many(uow, items, rules, actor=actor, source=Source.IMPORT)
+    except NotFoundError as exc:
         uow.discard()
-    return ImportSummary(created, updated, unchanged, applied, dry_run)
+        reason = f"{exc}: a customer was deleted while the file was being checked; import the file again"
+        raise ImportFileError([RowProblem(None, None, reason)]) from exc
+    refused = [
+        RowProblem(row, "tags", outcome.reason)
+        for row, outcome in zip(origins, outcomes, strict=True)
+        if isinstance(outcome, PolicyRefusal)
+    ]
+    if refused:
+        uow.discard()
+        raise ImportFileError(refused)
 
 
 def _position(problem: RowProblem) -> tuple[int, str]:

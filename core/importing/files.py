@@ -10,8 +10,10 @@ too many rows) are still raised at once, since no row list can be trusted then.
 Decisions worth knowing:
 - CSV text is UTF-8 (with or without BOM), UTF-16 with BOM, or GB18030 (a superset of GBK, which Chinese
   Excel uses for "CSV"); `ImportFile.format` says which one was read.
-- CSV cells starting with `=`, `+` or `@` are refused (CSV injection); XLSX formula cells are refused too
-  (paste values instead), because the formula text is not the value the user sees.
+- Formula-looking text cells are refused in CSV and XLSX alike (tagging.formula: `=`, `+`, `-`, `@`, their
+  full-width forms, a leading tab or carriage return, after invisible characters; plain numbers such as
+  `-5` pass); XLSX formula cells are refused too (paste values instead), because the formula text is not
+  the value the user sees.
 - Personal data (ID, mobile and bank card numbers) is refused in every cell except the identifier columns
   `owner`, `crm_id` and `wecom_external_userid`: those are system keys whose digits would often trip the
   checksum tests by chance, and they are never shown as tags.
@@ -27,15 +29,18 @@ import csv
 import io
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import openpyxl
 from openpyxl.utils import get_column_letter
 
+from tagging.formula import describe_start, formula_start
 from tagging.normaliser import name_key
 from tagging.pii import describe, find_pii, mask
 
@@ -61,7 +66,6 @@ HEADER_ALIASES: Mapping[str, str] = MappingProxyType(
 )
 _TAG_SEPARATORS = re.compile(r"[;；]")
 _DATE = re.compile(r"(\d{4})([-/])(\d{1,2})\2(\d{1,2})")
-_FORMULA_PREFIXES = ("=", "+", "@")
 # Control characters other than tab and newline; PostgreSQL refuses NUL in text outright.
 _CONTROL = frozenset(chr(c) for c in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
 
@@ -76,6 +80,16 @@ class ImportLimits:
     max_value_chars: int = 500
     max_tag_chars: int = 64
     max_tags_per_row: int = 100
+    # XLSX parts, checked from the zip directory before anything is parsed (a 300 KB file can hold a
+    # 300 MB string); the sheet's rows and columns count empty ones too.
+    max_xlsx_part_bytes: int = 64 * 1024 * 1024
+    max_xlsx_total_bytes: int = 160 * 1024 * 1024
+    max_xlsx_ratio: int = 100
+    max_xlsx_entries: int = 2_000
+    max_shared_strings: int = 1_000_000
+    max_sheet_rows: int = 100_000
+    max_sheet_columns: int = 1_000
+    max_problems: int = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +182,8 @@ def parse_customer_bytes(
     _check_size(len(data), limits)
     if suffix == ".csv":
         fmt, text = _decode(data)
-        return _Checker(limits, csv_cells=True).check(_csv_rows(text), fmt, collect=collect)
-    return _Checker(limits, csv_cells=False).check(_xlsx_rows(data), "xlsx", collect=collect)
+        return _Checker(limits).check(_csv_rows(text), fmt, collect=collect)
+    return _Checker(limits).check(_xlsx_rows(data, limits), "xlsx", collect=collect)
 
 
 # ---------------------------------------------------------------- reading
@@ -262,26 +276,201 @@ class _Broken(Exception):
         self.reason = reason
 
 
-def _xlsx_rows(data: bytes) -> Iterator[tuple[int, list[Cell]]]:
-    """(row number, cells) of the first worksheet, empty rows included so numbers match Excel's."""
+_DIMENSION = re.compile(rb"<(?:\w+:)?dimension\s+ref=\"([A-Z]{1,3})?([0-9]{1,10})?(?::([A-Z]{1,3})([0-9]{1,10}))?\"")
+_UNIQUE_COUNT = re.compile(rb"<(?:\w+:)?sst\b[^>]*?\buniqueCount=\"([0-9]{1,12})\"")
+_HEAD_BYTES = 64 * 1024
+
+
+# What a damaged package raises while its directory and heads are read (RuntimeError: an encrypted part;
+# zlib.error: a corrupt compressed stream).
+_UNREADABLE_PACKAGE = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    ValueError,
+    OSError,
+    EOFError,
+)
+
+
+def check_xlsx_package(data: bytes, limits: ImportLimits) -> None:
+    """Refuse an XLSX whose parts are too large, too compressed, or whose sheet spans too much, unparsed.
+
+    Reads only the zip directory and the first bytes of the sheets and of sharedStrings.xml, so a bomb
+    costs next to nothing; raises _Broken with the reason.
+    """
     try:
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        with zipfile.ZipFile(io.BytesIO(data)) as package:
+            entries = package.infolist()
+            if len(entries) > limits.max_xlsx_entries:
+                raise _Broken(None, f"the workbook holds {len(entries):,} parts (limit {limits.max_xlsx_entries:,})")
+            total = 0
+            for entry in entries:
+                total += entry.file_size
+                _check_part(entry, limits)
+            if total > limits.max_xlsx_total_bytes:
+                raise _Broken(
+                    None,
+                    f"the workbook unpacks to {_mb(total)} (limit {_mb(limits.max_xlsx_total_bytes)}); "
+                    "split it or save it as CSV",
+                )
+            for entry in entries:
+                name = entry.filename.lower()
+                if name.startswith("xl/worksheets/") and name.endswith(".xml"):
+                    _check_dimension(_head(package, entry), limits)
+                    _check_row_count(package, entry, limits)
+                elif name == "xl/sharedstrings.xml":
+                    _check_shared_strings(_head(package, entry), limits)
+    except _UNREADABLE_PACKAGE as exc:
         raise _Broken(
             None, f"not a readable XLSX workbook ({exc.__class__.__name__}); save it again from Excel"
         ) from exc
+
+
+def _check_part(entry: zipfile.ZipInfo, limits: ImportLimits) -> None:
+    name = _clip(entry.filename, 60)
+    if entry.file_size > limits.max_xlsx_part_bytes:
+        raise _Broken(
+            None,
+            f"workbook part {name} unpacks to {_mb(entry.file_size)} (limit {_mb(limits.max_xlsx_part_bytes)}); "
+            "split the file or save it as CSV",
+        )
+    ratio = entry.file_size / max(entry.compress_size, 1)
+    if entry.file_size > 1024 * 1024 and ratio > limits.max_xlsx_ratio:
+        raise _Broken(
+            None,
+            f"workbook part {name} is compressed {ratio:,.0f} to 1 (limit {limits.max_xlsx_ratio} to 1), "
+            "which only a damaged or hostile file does; save it again from Excel",
+        )
+
+
+def _head(package: zipfile.ZipFile, entry: zipfile.ZipInfo) -> bytes:
+    """The first bytes of a part, decompressed."""
+    with package.open(entry) as stream:
+        return stream.read(_HEAD_BYTES)
+
+
+def _check_dimension(head: bytes, limits: ImportLimits) -> None:
+    """Refuse a sheet whose declared used range is larger than the limits (empty rows and columns count)."""
+    found = _DIMENSION.search(head)
+    if found is None:
+        return
+    rows = max(int(found[2] or 0), int(found[4] or 0))
+    columns = max(_column_number(found[1]), _column_number(found[3]))
+    if rows > limits.max_sheet_rows:
+        raise _Broken(
+            None,
+            f"the sheet spans {rows:,} rows, empty ones included (limit {limits.max_sheet_rows:,}); delete the "
+            "rows below the data and save again",
+        )
+    if columns > limits.max_sheet_columns:
+        raise _Broken(
+            None,
+            f"the sheet spans {columns:,} columns, empty ones included (limit {limits.max_sheet_columns:,}); "
+            "delete the columns right of the data and save again",
+        )
+
+
+_ROW_TAG = re.compile(rb"<(?:\w+:)?row[\s>/]")
+
+
+def _check_row_count(package: zipfile.ZipFile, entry: zipfile.ZipInfo, limits: ImportLimits) -> None:
+    """Count the sheet's row elements (empty ones too) in one streaming pass, stopping past the limit.
+
+    The reader would otherwise walk every row of a sheet without a dimension before the first one is seen.
+    """
+    rows = 0
+    pending = b""
+    with package.open(entry) as stream:
+        while chunk := stream.read(1024 * 1024):
+            buffer = pending + chunk
+            cut = buffer.rfind(b"<")  # a tag may continue in the next chunk: keep it for then
+            if cut < 0:
+                pending = b""
+                continue
+            rows += len(_ROW_TAG.findall(buffer, 0, cut))
+            pending = buffer[cut:]
+            if rows > limits.max_sheet_rows:
+                break
+    rows += len(_ROW_TAG.findall(pending))
+    if rows > limits.max_sheet_rows:
+        raise _Broken(
+            None,
+            f"the sheet has more than {limits.max_sheet_rows:,} rows, empty ones included; delete the rows below "
+            "the data and save again",
+        )
+
+
+def _column_number(letters: bytes | None) -> int:
+    number = 0
+    for ch in letters or b"":
+        number = number * 26 + (ch - ord("A") + 1)
+    return number
+
+
+def _check_shared_strings(head: bytes, limits: ImportLimits) -> None:
+    found = _UNIQUE_COUNT.search(head)
+    if found is not None and int(found[1]) > limits.max_shared_strings:
+        raise _Broken(
+            None,
+            f"the workbook declares {int(found[1]):,} distinct texts (limit {limits.max_shared_strings:,}); "
+            "split the file",
+        )
+
+
+def _xlsx_rows(data: bytes, limits: ImportLimits) -> Iterator[tuple[int, list[Cell]]]:
+    """(row number, cells) of the first worksheet, empty rows included so numbers match Excel's.
+
+    The package is checked first (check_xlsx_package); rows and columns are counted as they are read,
+    empty ones included, and reading stops with _Broken past the sheet limits.
+    """
+    check_xlsx_package(data, limits)
     try:
-        sheet = book.worksheets[0]
-        for number, cells in enumerate(sheet.iter_rows(min_row=1), start=1):
-            row: list[Cell] = []
-            for cell in cells:
-                value = cell.value
-                if getattr(cell, "data_type", None) == "f":
-                    value = _Formula(str(value))
-                row.append(value)
-            yield number, row
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+    except Exception as exc:  # any failure of the reader on a damaged file is the file's problem
+        raise _Broken(
+            None, f"not a readable XLSX workbook ({exc.__class__.__name__}); save it again from Excel"
+        ) from exc
+    number = 0
+    try:
+        if not book.worksheets:
+            raise _Broken(None, "the workbook has no worksheet")
+        for number, cells in enumerate(book.worksheets[0].iter_rows(min_row=1), start=1):
+            yield number, _xlsx_row(number, cells, limits)
+    except _Broken:
+        raise
+    except Exception as exc:  # a damaged sheet (bad XML, bad cell reference, corrupt zip stream)
+        raise _Broken(
+            number + 1 or None,
+            f"unreadable XLSX sheet ({exc.__class__.__name__}); save it again from Excel",
+        ) from exc
     finally:
         book.close()
+
+
+def _xlsx_row(number: int, cells: tuple[Any, ...], limits: ImportLimits) -> list[Cell]:
+    """One sheet row's values (formula cells marked), refused past the sheet's row and column limits."""
+    if number > limits.max_sheet_rows:
+        raise _Broken(
+            None,
+            f"the sheet has more than {limits.max_sheet_rows:,} rows, empty ones included; delete the "
+            "rows below the data and save again",
+        )
+    if len(cells) > limits.max_sheet_columns:
+        raise _Broken(
+            number,
+            f"the row has {len(cells):,} columns, empty ones included (limit "
+            f"{limits.max_sheet_columns:,}); delete the columns right of the data",
+        )
+    row: list[Cell] = []
+    for cell in cells:
+        value = cell.value
+        if getattr(cell, "data_type", None) == "f":
+            value = _Formula(str(value))
+        row.append(value)
+    return row
 
 
 # ---------------------------------------------------------------- checking
@@ -296,15 +485,14 @@ class _Column:
 
     @property
     def label(self) -> str:
-        return self.field or self.header
+        return self.field or _clip(self.header, 60)
 
 
 class _Checker:
     """Turns raw rows into CustomerRows, collecting every problem instead of stopping at the first."""
 
-    def __init__(self, limits: ImportLimits, *, csv_cells: bool) -> None:
+    def __init__(self, limits: ImportLimits) -> None:
         self.limits = limits
-        self.csv_cells = csv_cells
         self.problems: list[RowProblem] = []
         self.seen_crm: dict[str, int] = {}
         self.seen_wecom: dict[str, int] = {}
@@ -355,6 +543,8 @@ class _Checker:
 
     def _add(self, row: int | None, column: str | None, reason: str) -> None:
         self.problems.append(RowProblem(row, column, reason))
+        if len(self.problems) == self.limits.max_problems:
+            raise _Broken(None, f"more than {self.limits.max_problems:,} problems; fix these and try again")
 
     def _header(self, number: int, cells: list[Cell]) -> list[_Column] | None:
         """The columns named by the header row, or None (with problems added) when it cannot be used."""
@@ -370,6 +560,14 @@ class _Checker:
             letter = get_column_letter(index + 1)
             if not header:
                 continue
+            if len(header) > self.limits.max_value_chars:
+                self._add(
+                    number,
+                    letter,
+                    f"header '{_clip(header)}' is {len(header):,} characters long "
+                    f"(limit {self.limits.max_value_chars})",
+                )
+                continue
             key = name_key(header)
             known = HEADER_ALIASES.get(key)
             identity = known or key
@@ -379,14 +577,14 @@ class _Checker:
                 self._add(
                     number,
                     letter,
-                    f"duplicate header '{header}': column {first.letter} ('{first.header}') is already "
+                    f"duplicate header '{_clip(header)}': column {first.letter} ('{_clip(first.header)}') is already "
                     f"{first.label}",
                 )
                 continue
             by_key[identity] = column
             columns.append(column)
         if "name" not in by_key:
-            found = ", ".join(c.header for c in columns) or "nothing"
+            found = _clip(", ".join(_clip(c.header) for c in columns[:20]), 200) or "nothing"
             self._add(
                 number,
                 None,
@@ -458,15 +656,18 @@ class _Checker:
         if isinstance(cell, _Formula):
             self._add(number, column.label, "cell holds a formula; paste values instead of formulas")
             return None
-        value = _text(cell).strip()
+        raw = _text(cell)
+        value = raw.strip()
         if not value:
             return value
-        if self.csv_cells and value.startswith(_FORMULA_PREFIXES):
+        start = formula_start(raw) if isinstance(cell, str) else None
+        if start is not None:
+            shown = describe_start(start)
             self._add(
                 number,
                 column.label,
-                f"'{_clip(value)}' starts with '{value[0]}', which spreadsheet programs run as a formula; "
-                f"remove the leading '{value[0]}'",
+                f"'{_clip(value)}' starts with {shown}, which spreadsheet programs run as a formula; "
+                f"remove the leading {shown}",
             )
             return None
         control = next((ch for ch in value if ch in _CONTROL), None)
@@ -535,7 +736,7 @@ class _Checker:
                 self._add(
                     number,
                     column,
-                    f"'{value}' also appears in row {seen[value]}; each {column} must be unique",
+                    f"'{_clip(value)}' also appears in row {seen[value]}; each {column} must be unique",
                 )
             else:
                 seen[value] = number
@@ -546,7 +747,7 @@ class _Checker:
                 self._add(
                     number,
                     "name",
-                    f"'{name}' also appears in row {first} and neither row has a crm_id or "
+                    f"'{_clip(name)}' also appears in row {first} and neither row has a crm_id or "
                     "wecom_external_userid; add one to tell them apart",
                 )
             else:

@@ -19,9 +19,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -93,31 +94,61 @@ def is_external_user(user_id: str) -> bool:
     return user_id.startswith(EXTERNAL_PREFIXES)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_MSGID = 200  # stored as `wecom:<msgid>` in a 300-character column
+MAX_SENDER = 200
+# The latest msgtime accepted (year 9999); anything later is not a time a chat message was sent.
+MAX_MSGTIME = 253_402_300_799_999
+
+
 def parse_archive_line(raw: bytes) -> ArchiveMessage | None:
-    """One JSONL line as a message; None for a blank line; BadLine says what is wrong."""
+    """One JSONL line as a message; None for a blank line; BadLine says what is wrong.
+
+    Every way a line can be unusable ends in BadLine (never another exception), so a caller can report it
+    with its line number, skip it and keep the rest of the batch.
+    """
     text = raw.strip()
     if not text:
         return None
     try:
         data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadLine(f"not valid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise BadLine(f"not UTF-8 text (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise BadLine(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise BadLine("JSON nested too deeply") from None
+    except ValueError as exc:  # the interpreter's limit on very long integers
+        raise BadLine(f"unreadable JSON value ({str(exc)[:80]})") from None
     if not isinstance(data, dict):
         raise BadLine("expected a JSON object")
-    for name in ("msgid", "from", "msgtype"):
-        if not isinstance(data.get(name), str) or not data[name]:
+    for name, limit in (("msgid", MAX_MSGID), ("from", MAX_SENDER), ("msgtype", 50)):
+        value = data.get(name)
+        if not isinstance(value, str) or not value:
             raise BadLine(f"field '{name}' is missing or not a non-empty string")
+        if len(value) > limit:
+            raise BadLine(f"field '{name}' is {len(value)} characters long (limit {limit})")
+        _check_text(name, value)
     msgtime = data.get("msgtime")
-    if not isinstance(msgtime, int) or isinstance(msgtime, bool) or msgtime < 0:
-        raise BadLine("field 'msgtime' must be a non-negative integer (milliseconds since 1970)")
+    if not isinstance(msgtime, int) or isinstance(msgtime, bool) or not 0 <= msgtime <= MAX_MSGTIME:
+        raise BadLine("field 'msgtime' must be an integer from 0 to 253402300799999 (milliseconds since 1970)")
     content = ""
     if data["msgtype"] == "text":
         body = data.get("text")
         if not isinstance(body, dict) or not isinstance(body.get("content"), str):
             raise BadLine("text message without a string 'text.content'")
         content = body["content"]
-    at = datetime.fromtimestamp(msgtime / 1000, tz=UTC)
+        _check_text("text.content", content)
+    at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=msgtime)
     return ArchiveMessage(data["msgid"], data["from"], data["msgtype"], content, at)
+
+
+def _check_text(name: str, value: str) -> None:
+    """Refuse text no database column can hold: NUL characters and unpaired surrogates."""
+    if "\x00" in value:
+        raise BadLine(f"field '{name}' contains a NUL character")
+    if _SURROGATE.search(value):
+        raise BadLine(f"field '{name}' contains an unpaired surrogate (\\ud800-\\udfff)")
 
 
 def checkpoint_path(path: Path) -> Path:

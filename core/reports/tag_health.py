@@ -7,12 +7,15 @@ row per tag, status or tag pair, never one per assignment) plus the taxonomy and
 
 from __future__ import annotations
 
+import csv
+import io
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
+from tagging.formula import defuse
 from tagging.normaliser import name_key
 from tagging.policy import SOFT_CAP
 from tagging.taxonomy import Taxonomy
@@ -416,6 +419,48 @@ def report_to_data(report: TagReport) -> dict[str, Any]:
             for n in report.near_cap
         ],
     }
+
+
+CSV_COLUMNS = (
+    "dimension",
+    "tag",
+    "in_taxonomy",
+    "holders",
+    "added_last_30_days",
+    "accepted",
+    "rejected",
+    "pending",
+    "expired",
+    "auto_applied",
+    "accept_rate",
+    "last_used",
+)
+
+
+def render_report_csv(report: TagReport) -> str:
+    """The per-tag table as CSV for spreadsheets; text a spreadsheet would run as a formula gets a leading '."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for t in report.tags:
+        rate = "" if t.accept_rate is None else f"{t.accept_rate:.4f}"
+        writer.writerow(
+            [
+                defuse(t.dimension),
+                defuse(t.tag),
+                "yes" if t.in_taxonomy else "no",
+                t.holders,
+                t.added_recently,
+                t.accepted,
+                t.rejected,
+                t.pending,
+                t.expired,
+                t.auto_applied,
+                rate,
+                _when(t.last_used) or "",
+            ]
+        )
+    return out.getvalue()
 
 
 def display_width(text: str) -> int:

@@ -71,16 +71,14 @@ def _rows() -> list[CustomerRow]:
 
 
 async def test_import_is_idempotent(database: Database, sample_taxonomy: Taxonomy) -> None:
-    async with database.unit_of_work() as uow:
-        first = await import_customers(uow, sample_taxonomy, RULES, _rows(), actor="admin", now=NOW)
+    first = await import_customers(database, sample_taxonomy, RULES, _rows(), actor="admin", now=NOW)
     assert (first.created, first.updated, first.unchanged, first.tags_applied) == (3, 0, 0, 3)
-    async with database.unit_of_work() as uow:
-        second = await import_customers(uow, sample_taxonomy, RULES, _rows(), actor="admin", now=NOW)
+    second = await import_customers(database, sample_taxonomy, RULES, _rows(), actor="admin", now=NOW)
     assert (second.created, second.updated, second.unchanged, second.tags_applied) == (0, 0, 3, 0)
     changed = [dataclasses.replace(_rows()[0], region="华东")]
+    third = await import_customers(database, sample_taxonomy, RULES, changed, actor="admin", now=NOW)
+    assert third.updated == 1
     async with database.unit_of_work() as uow:
-        third = await import_customers(uow, sample_taxonomy, RULES, changed, actor="admin", now=NOW)
-        assert third.updated == 1
         (customer,) = await uow.customers.find_exact("C-1")
         assert customer.region == "华东" and customer.company == "明远"
         assert len(await uow.events.for_customer(customer.id, 0, 50)) == 2
@@ -88,9 +86,8 @@ async def test_import_is_idempotent(database: Database, sample_taxonomy: Taxonom
 
 async def test_import_all_or_nothing(database: Database, sample_taxonomy: Taxonomy) -> None:
     rows = [*_rows(), CustomerRow(row=5, name="坏行公司", tags=("VIP客户", "普通客户", "不存在标签"))]
-    async with database.unit_of_work() as uow:
-        with pytest.raises(ImportFileError) as info:
-            await import_customers(uow, sample_taxonomy, RULES, rows, actor="admin", now=NOW)
+    with pytest.raises(ImportFileError) as info:
+        await import_customers(database, sample_taxonomy, RULES, rows, actor="admin", now=NOW)
     text = [str(p) for p in info.value.problems]
     assert any(p.startswith("row 5, column tags: unknown tag '不存在标签'") for p in text)
     assert any("exclusive" in p for p in text)
@@ -100,13 +97,9 @@ async def test_import_all_or_nothing(database: Database, sample_taxonomy: Taxono
 
 async def test_import_duplicate_identity_and_dry_run(database: Database, sample_taxonomy: Taxonomy) -> None:
     twice = [_rows()[0], dataclasses.replace(_rows()[0], row=9)]
-    async with database.unit_of_work() as uow:
-        with pytest.raises(ImportFileError, match="row 9, column crm_id: same customer as row 2"):
-            await import_customers(uow, sample_taxonomy, RULES, twice, actor="admin", now=NOW)
-    async with database.unit_of_work() as uow:
-        summary = await import_customers(
-            uow, sample_taxonomy, RULES, _rows(), actor="admin", now=NOW, dry_run=True
-        )
+    with pytest.raises(ImportFileError, match="row 9, column crm_id: same customer as row 2"):
+        await import_customers(database, sample_taxonomy, RULES, twice, actor="admin", now=NOW)
+    summary = await import_customers(database, sample_taxonomy, RULES, _rows(), actor="admin", now=NOW, dry_run=True)
     assert summary.created == 3 and "dry run" in str(summary)
     async with database.unit_of_work() as uow:
         assert await uow.customers.find_exact("杭州云栖") == []
@@ -118,12 +111,11 @@ async def test_import_matches_by_name_when_the_row_has_no_company(
     async with database.unit_of_work() as uow:
         stored = await uow.customers.add(CustomerDraft(name="杭州云帆科技", company="杭州云帆科技有限公司"), NOW)
     rows = [CustomerRow(row=2, name="杭州雲帆科技 ", region="华东")]  # traditional 雲, trailing space
-    async with database.unit_of_work() as uow:
-        first = await import_customers(uow, sample_taxonomy, RULES, rows, actor="admin", now=NOW)
+    first = await import_customers(database, sample_taxonomy, RULES, rows, actor="admin", now=NOW)
     assert (first.created, first.updated) == (0, 1)
+    again = await import_customers(database, sample_taxonomy, RULES, rows, actor="admin", now=NOW)
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 1)
     async with database.unit_of_work() as uow:
-        again = await import_customers(uow, sample_taxonomy, RULES, rows, actor="admin", now=NOW)
-        assert (again.created, again.updated, again.unchanged) == (0, 0, 1)
         [only] = await uow.customers.find_by_name_key("杭州云帆科技", 10)
     assert only.id == stored.id and only.company == "杭州云帆科技有限公司" and only.region == "华东"
 
@@ -135,16 +127,14 @@ async def test_import_narrows_by_company_and_refuses_ambiguous_names(
         north = await uow.customers.add(CustomerDraft(name="华兴贸易", company="北京华兴贸易有限公司"), NOW)
         south = await uow.customers.add(CustomerDraft(name="华兴贸易", company="广州华兴贸易有限公司"), NOW)
     narrowed = [CustomerRow(row=2, name="华兴贸易", company="广州华兴贸易有限公司", region="华南")]
-    async with database.unit_of_work() as uow:
-        summary = await import_customers(uow, sample_taxonomy, RULES, narrowed, actor="admin", now=NOW)
+    summary = await import_customers(database, sample_taxonomy, RULES, narrowed, actor="admin", now=NOW)
     assert (summary.created, summary.updated) == (0, 1)
     async with database.unit_of_work() as uow:
         refreshed = await uow.customers.get(south.id)
         assert refreshed is not None and refreshed.region == "华南"
     ambiguous = [CustomerRow(row=2, name="新客户"), CustomerRow(row=3, name="华兴贸易", owner="u-li")]
     with pytest.raises(ImportFileError) as info:
-        async with database.unit_of_work() as uow:  # the error leaves the unit of work: it rolls back
-            await import_customers(uow, sample_taxonomy, RULES, ambiguous, actor="admin", now=NOW)
+        await import_customers(database, sample_taxonomy, RULES, ambiguous, actor="admin", now=NOW)
     [problem] = [str(p) for p in info.value.problems]
     assert problem.startswith("row 3, column name: '华兴贸易' matches 2 customers")
     assert f"id {north.id}" in problem and f"id {south.id}" in problem and "add a crm_id" in problem
@@ -176,8 +166,7 @@ async def test_import_merges_reader_problems_sorted_and_writes_nothing(
         RowProblem(3, "contract_end", "'2025-02-30' is not a date (use YYYY-MM-DD)"),
     ]
     with pytest.raises(ImportFileError) as info:
-        async with database.unit_of_work() as uow:
-            await import_customers(uow, sample_taxonomy, RULES, rows, actor="admin", now=NOW, problems=reader)
+        await import_customers(database, sample_taxonomy, RULES, rows, actor="admin", now=NOW, problems=reader)
     assert [(p.row, p.column) for p in info.value.problems] == [(3, "contract_end"), (4, "tags"), (5, "company")]
     async with database.unit_of_work() as uow:
         assert await uow.customers.find_exact("苏州工业园") == []

@@ -195,7 +195,7 @@ def test_root_must_be_a_mapping() -> None:
 
 def test_yaml_syntax_error_has_line_and_column() -> None:
     [(path, reason)] = refused("version: 1\ndimensions:\n  - key: stage\n   name: 需求阶段\n")
-    assert path == "" and reason.startswith("YAML syntax error at line 4, column 4: expected <block end>")
+    assert path == "" and reason.startswith("YAML syntax error at line 4, column 4: ")
 
 
 def test_json_syntax_error_has_line_and_column() -> None:

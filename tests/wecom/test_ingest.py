@@ -205,3 +205,35 @@ async def test_insert_new_stores_what_add_many_if_absent_stores_and_skips_known_
         }
     assert new == {("new:m1", "intent", "询价客户"), ("new:m1", "service", "售后工单")} and again == set()
     assert len(old) == 2 and len(stored) == 2  # both paths stored the very same two rows
+
+
+HOSTILE_LINES = [
+    '{"msgid": "h1", "from": "wmCUST001", "msgtype": "text", "msgtime": ' + "9" * 5000 + "}",
+    "[" * 100_000 + "]" * 100_000,
+    '{"msgid": "h3", "from": "wmCUST001", "msgtype": "text", "msgtime": 99999999999999999999,'
+    ' "text": {"content": "报价"}}',
+    '{"msgid": "h4", "from": "wmCUST001", "msgtype": "text", "msgtime": 1735700000000,'
+    ' "text": {"content": "报价\\ud800"}}',
+    '{"msgid": "h5", "from": "wmCUST001", "msgtype": "text", "msgtime": 1735700000000,'
+    ' "text": {"content": "报价\\u0000"}}',
+]
+
+
+async def test_unparseable_lines_are_skipped_and_the_batch_keeps_its_good_lines(
+    database: Database, sample_taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    async with database.unit_of_work() as uow:
+        customer = await uow.customers.add(CustomerDraft(name="李娜", wecom_external_userid="wmCUST001"), NOW)
+    lines = [_line("good1", "wmCUST001", "你们的报价多少钱？"), *HOSTILE_LINES, _line("good2", "wmCUST001", "报价发我")]
+    path = tmp_path / "hostile.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    store = SqlAlertStore(database.engine)
+    matcher = Matcher.build(sample_taxonomy)
+    summary = await ingest_archive(store, sample_taxonomy, matcher, TaggingRules(), path)  # one batch
+    assert [b.split(":")[0] for b in summary.bad] == [f"line {n}" for n in range(2, 7)]
+    assert summary.customer_messages == 2
+    async with database.unit_of_work() as uow:
+        keys = {p.message_key for p in await uow.suggestions.pending_for(customer.id)}
+    assert keys == {"wecom:good1", "wecom:good2"}
+    resumed = await ingest_archive(store, sample_taxonomy, matcher, TaggingRules(), path, resume=True)
+    assert resumed.lines == 0 and resumed.resumed_from_line == len(lines)
