@@ -15,6 +15,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 MAX_BODY_BYTES = 64 * 1024  # WeCom callbacks are a few KiB; the route refuses larger bodies unread
+MAX_INT_DIGITS = 18  # CreateTime is seconds since 1970 (10 digits); 18 digits stay inside a 64-bit integer
 
 
 class WeComXmlError(ValueError):
@@ -247,6 +248,8 @@ class _Fields:
         value = self.required(name)
         if not value.isascii() or not value.isdigit():
             raise InvalidFieldError(name, self.where, f"must be a non-negative integer, got {value[:20]!r}")
+        if len(value) > MAX_INT_DIGITS:
+            raise InvalidFieldError(name, self.where, f"has {len(value):,} digits (limit {MAX_INT_DIGITS})")
         return int(value)
 
 
