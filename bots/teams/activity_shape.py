@@ -13,20 +13,14 @@ from types import MappingProxyType
 from typing import Any
 
 from botbuilder.core.serializer_helper import deserializer_helper
-from botbuilder.schema.teams import (
-    AppBasedLinkQuery,
-    FileConsentCardResponse,
-    MessagingExtensionAction,
-    MessagingExtensionQuery,
-    O365ConnectorCardActionQuery,
-    TaskModuleRequest,
-)
+from botbuilder.schema.teams import MessagingExtensionAction, MessagingExtensionQuery
 from msrest.serialization import Model
 
 from core.inbound import LIMITS, InputError, check_text
 
 SHORT = 100  # type, name, channelId, locale, role: a few dozen characters in practice
 TENANT = 200  # conversation_references.tenant_id
+MAX_URL = 2048
 
 _Check = Callable[[Any], None]
 
@@ -36,15 +30,16 @@ def check_activity(payload: Mapping[str, Any]) -> None:
     if not payload.get("type"):
         raise InputError("type", "the activity has no 'type'")
     _text(payload, "type", SHORT)
+    _service_url(payload)
     for key in ("name", "channelId", "locale", "action"):
         _text(payload, key, SHORT)
     _text(payload, "id", LIMITS["message_key"])
-    conversation = _object(payload, "conversation")
-    conversation_id = _text(conversation, "id", LIMITS["conversation_id"], where="conversation")
+    conversation = _object(payload, "conversation", required=True)
+    conversation_id = _text(conversation, "id", LIMITS["conversation_id"], where="conversation", required=True)
     _text(conversation, "tenantId", TENANT, where="conversation")
     _text(conversation, "conversationType", SHORT, where="conversation")
-    for account in ("from", "recipient"):
-        _account(_object(payload, account), account, required=account == "from" and "from" in payload)
+    for account in ("from", "recipient"):  # replies are addressed from the recipient to the sender
+        _account(_object(payload, account, required=True), account)
     _tenant(payload)
     _objects(payload, "entities")
     _objects(payload, "attachments")
@@ -57,14 +52,26 @@ def check_activity(payload: Mapping[str, Any]) -> None:
             "id", f"channel, conversation id and activity id are {len(key)} characters (limit {LIMITS['message_key']})"
         )
     if payload.get("type") == "invoke":
-        check = INVOKE_VALUES.get(str(payload.get("name") or ""))
-        if check is not None:
-            check(payload.get("value"))
+        name = str(payload.get("name") or "")
+        check = INVOKE_VALUES.get(name)
+        if check is None:
+            raise InputError("name", f"invoke {name[:60]!r} is not one this bot answers ({', '.join(INVOKE_VALUES)})")
+        check(payload.get("value"))
 
 
-def _object(data: Mapping[str, Any], key: str, where: str = "") -> Mapping[str, Any]:
+def _service_url(payload: Mapping[str, Any]) -> None:
+    """Every channel activity names the service replies go to (invokes too: the SDK builds a client for it)."""
+    url = _text(payload, "serviceUrl", MAX_URL, required=True)
+    assert url is not None
+    if not url.lower().startswith(("https://", "http://")) or any(c.isspace() for c in url):
+        raise InputError("serviceUrl", "must be an http(s) URL")
+
+
+def _object(data: Mapping[str, Any], key: str, where: str = "", *, required: bool = False) -> Mapping[str, Any]:
     value = data.get(key)
     if value is None:
+        if required:
+            raise InputError(_at(where, key), "is required")
         return {}
     if not isinstance(value, dict):
         raise InputError(_at(where, key), "must be an object")
@@ -90,9 +97,9 @@ def _text(data: Mapping[str, Any], key: str, limit: int, *, where: str = "", req
     return check_text(_at(where, key), value, limit)
 
 
-def _account(account: Mapping[str, Any], where: str, *, required: bool) -> None:
-    """`from` / `recipient`: an id (required on `from`), a name and an AAD object id that fit the users table."""
-    _text(account, "id", LIMITS["user_id"], where=where, required=required)
+def _account(account: Mapping[str, Any], where: str) -> None:
+    """`from` / `recipient`: an id, a name and an AAD object id that fit the users table."""
+    _text(account, "id", LIMITS["user_id"], where=where, required=True)
     _text(account, "aadObjectId", LIMITS["user_id"], where=where)
     _text(account, "name", LIMITS["display_name"], where=where)
     _text(account, "role", SHORT, where=where)
@@ -162,23 +169,14 @@ def _optional_object(value: Any) -> None:
         raise InputError("value", "must be an object")
 
 
-# Invoke name → check of its value, for every invoke whose value the SDK or the bot reads.
+# The invokes the bot answers (the manifest's message extension and card actions) → check of their value.
+# Any other invoke name is refused with 400 before the turn (the SDK would answer 501 Not Implemented).
 INVOKE_VALUES: Mapping[str, _Check] = MappingProxyType(
     {
         "adaptiveCard/action": _card_action,
         "application/search": _optional_object,
         "composeExtension/query": _query,
-        "composeExtension/querySettingUrl": _query,
-        "composeExtension/queryLink": _model(AppBasedLinkQuery),
-        "composeExtension/anonymousQueryLink": _model(AppBasedLinkQuery),
         "composeExtension/fetchTask": _model(MessagingExtensionAction),
         "composeExtension/submitAction": _model(MessagingExtensionAction),
-        "composeExtension/selectItem": _optional_object,
-        "composeExtension/setting": _optional_object,
-        "composeExtension/onCardButtonClicked": _optional_object,
-        "fileConsent/invoke": _model(FileConsentCardResponse),
-        "actionableMessage/executeAction": _model(O365ConnectorCardActionQuery),
-        "task/fetch": _model(TaskModuleRequest),
-        "task/submit": _model(TaskModuleRequest),
     }
 )
