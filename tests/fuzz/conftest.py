@@ -65,11 +65,7 @@ class ErrorLog(logging.Handler):
 def _protocol_refusal(record: logging.LogRecord) -> bool:
     """aiohttp's own 4xx for a request it cannot read as HTTP (a request line over 8 KiB): logged, answered 400."""
     error = record.exc_info[1] if record.exc_info else None
-    return (
-        record.name == "aiohttp.server"
-        and isinstance(error, HttpProcessingError)
-        and 400 <= (error.code or 0) < 500
-    )
+    return record.name == "aiohttp.server" and isinstance(error, HttpProcessingError) and 400 <= (error.code or 0) < 500
 
 
 @pytest.fixture

@@ -36,7 +36,9 @@ QUERY_VALUES = st.one_of(
     st.sampled_from(["VIP客户", "VIP客户 AND 询价客户", "NOT (", "ABC公司", "1", "true", "20"]),
     HOSTILE_INT.map(str),
 )
-TAGS = st.lists(st.one_of(st.sampled_from(["VIP客户", "询价客户", "普通客户", "展会获客"]), HOSTILE_TEXT, RAW_VALUE), max_size=4)
+TAGS = st.lists(
+    st.one_of(st.sampled_from(["VIP客户", "询价客户", "普通客户", "展会获客"]), HOSTILE_TEXT, RAW_VALUE), max_size=4
+)
 ROUTE_BODIES = st.one_of(
     st.fixed_dictionaries({"version": st.one_of(HOSTILE_INT, RAW_VALUE, JSON_VALUE)}, optional={"actor": JSON_VALUE}),
     st.fixed_dictionaries({}, optional={"add": TAGS, "remove": TAGS, "actor": st.one_of(HOSTILE_TEXT, JSON_VALUE)}),
@@ -52,8 +54,8 @@ YAML_SNIPPETS = st.sampled_from(
         "version: 2001-13-45",
         "version: 1\ndimensions: " + "[" * 500 + "]" * 500,
         "version: 1\ndimensions: {" + "a: {" * 300 + "}" * 301,
-        "version: 1\ndimensions:\n  - key: a\n    name: b\n    tags:\n      - name: \"\\ud800\"",
-        "version: 1\ndimensions:\n  - key: a\n    name: b\n    tags:\n      - name: \"\\0x\"",
+        'version: 1\ndimensions:\n  - key: a\n    name: b\n    tags:\n      - name: "\\ud800"',
+        'version: 1\ndimensions:\n  - key: a\n    name: b\n    tags:\n      - name: "\\0x"',
         "version: 1\ndimensions:\n  - key: a\n    name: b\n    tags:\n      - {name: x, ttl_days: " + "9" * 5000 + "}",
         "version: 1\ndimensions:\n  - key: a\n    name: b\n    tags:\n      - {name: x, ttl_days: 1e999}",
         "version: !!python/object/apply:os.system ['true']",
@@ -67,7 +69,11 @@ YAML_SNIPPETS = st.sampled_from(
 )
 YAML_BODIES = st.one_of(
     YAML_SNIPPETS,
-    st.builds(lambda a, b: TAXONOMY_YAML.replace(a, b, 1), st.sampled_from(["询价客户", "stage", "true", "报价"]), HOSTILE_TEXT),
+    st.builds(
+        lambda a, b: TAXONOMY_YAML.replace(a, b, 1),
+        st.sampled_from(["询价客户", "stage", "true", "报价"]),
+        HOSTILE_TEXT,
+    ),
     st.text(max_size=200),
 )
 CSV_CELLS = st.one_of(HOSTILE_TEXT, st.text(max_size=20), st.sampled_from(["VIP客户", "2026-13-45", "9" * 5000]))

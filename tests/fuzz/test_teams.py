@@ -8,7 +8,7 @@ refused with 401 whatever it holds, before it is parsed; with a valid token the 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from bots.teams.adapter import close_adapter, create_adapter
 from bots.teams.auth import BotFrameworkEndpoints, build_authentication
 from core.verbs import DATA_KEYS
 from tests.fuzz.conftest import FUZZ, FUZZ_LONG, ErrorLog, Statuses
-from tests.fuzz.hostile import GARBAGE, HOSTILE_TEXT, JSON_VALUE, dumps, mutated
+from tests.fuzz.hostile import GARBAGE, HOSTILE_INT, HOSTILE_TEXT, JSON_VALUE, dumps, mutated
 from tests.teams.conftest import APP_ID, APP_PASSWORD, Credentials
 from tests.teams.tokens import ISSUER, LocalCredentialFactory, OpenIdServer, SigningKey, mint_token
 
@@ -50,10 +50,47 @@ def _bases(service_url: str) -> list[dict[str, Any]]:
     return bases
 
 
+DATA_VALUES = st.one_of(HOSTILE_INT, HOSTILE_INT.map(str), HOSTILE_TEXT, JSON_VALUE)
+DATA_NAMES = sorted({k for keys in DATA_KEYS.values() for k in keys} | {"verb", "add", "remove", "tag"})
+
+
+def _with(base: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    data = json.loads(json.dumps(base))
+    node = data
+    for step in path[:-1]:
+        node = node.setdefault(step, {})
+    node[path[-1]] = value
+    return data
+
+
+def _invokes(bases: list[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    """Card actions and message-extension invokes whose data carries hostile numbers and texts."""
+    by_name = {b.get("name"): b for b in bases if b.get("type") == "invoke"}
+    card, query = by_name["adaptiveCard/action"], by_name["composeExtension/query"]
+    submit = by_name["composeExtension/submitAction"]
+    return st.one_of(
+        st.builds(
+            lambda verb, data: _with(_with(card, ("value", "action", "verb"), verb), ("value", "action", "data"), data),
+            st.sampled_from([*sorted(DATA_KEYS), "nonsense"]),
+            st.dictionaries(st.sampled_from(DATA_NAMES), DATA_VALUES, max_size=4),
+        ),
+        st.builds(
+            lambda skip, count: _with(query, ("value", "queryOptions"), {"skip": skip, "count": count}),
+            DATA_VALUES,
+            DATA_VALUES,
+        ),
+        st.builds(
+            lambda customer, tags: _with(submit, ("value", "data"), {"customer": customer, "tags": tags}),
+            DATA_VALUES,
+            DATA_VALUES,
+        ),
+    )
+
+
 def _bodies() -> st.SearchStrategy[bytes]:
     bases = _bases(SERVICE)
     texts = st.builds(lambda b, t: {**b, "text": t}, st.sampled_from(bases[-5:]), HOSTILE_TEXT)
-    activities = st.one_of(mutated(bases, keep=frozenset({"serviceUrl"})), texts)
+    activities = st.one_of(mutated(bases, keep=frozenset({"serviceUrl"})), texts, _invokes(bases))
     return st.one_of(activities.map(dumps), activities.map(dumps), JSON_VALUE.map(dumps), GARBAGE)
 
 
@@ -83,11 +120,11 @@ async def test_emulator_mode_answers_every_body_below_500(
 
 
 @pytest.fixture
-def openid() -> AsyncIterator[OpenIdServer]:
+def openid() -> Iterator[OpenIdServer]:
     server = OpenIdServer(keys=[SigningKey(kid="fuzz-key")])
     server.start()
     try:
-        yield server  # type: ignore[misc]
+        yield server
     finally:
         server.stop()
 

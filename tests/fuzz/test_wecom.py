@@ -50,7 +50,13 @@ MESSAGES: list[list[tuple[str, str]]] = [
         ("CardType", "button_interaction"),
         ("ResponseCode", "rc-1"),
     ],
-    [("MsgType", "event"), ("Event", "change_external_tag"), ("ChangeType", "create"), ("Id", "et1"), ("TagType", "tag")],
+    [
+        ("MsgType", "event"),
+        ("Event", "change_external_tag"),
+        ("ChangeType", "create"),
+        ("Id", "et1"),
+        ("TagType", "tag"),
+    ],
     [("MsgType", "event"), ("Event", "change_external_tag"), ("ChangeType", "shuffle")],
     [("MsgType", "event"), ("Event", "enter_agent"), ("FromUserName", "zhangwei"), ("EventKey", "")],
 ]
@@ -60,7 +66,9 @@ VALUES = st.one_of(
     HOSTILE_TEXT,
     st.text(max_size=40),
     st.sampled_from(["9" * 5000, "99999999999999999999", "-5", "1e9", "０１", "]]>", "<x>1</x>", "&amp;", "&#0;"]),
-    st.builds(lambda v, n: f"{v}:{n}", st.sampled_from(sorted(ALL_VERBS)), st.sampled_from(["1", "0", "9" * 30, "1,x"])),
+    st.builds(
+        lambda v, n: f"{v}:{n}", st.sampled_from(sorted(ALL_VERBS)), st.sampled_from(["1", "0", "9" * 30, "1,x"])
+    ),
 )
 
 
