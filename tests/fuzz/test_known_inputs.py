@@ -122,9 +122,8 @@ async def test_wecom_callback_with_a_5000_digit_create_time_gets_400(
     from bots.wecom.crypto import WeComCrypto
 
     crypto = WeComCrypto(TOKEN, AES_KEY, CORP_ID)
-    inner = text_xml("你好").replace(
-        "<CreateTime>1732510200</CreateTime>", "<CreateTime>" + "9" * 5000 + "</CreateTime>"
-    )
+    stamp = "<CreateTime>1732510200</CreateTime>"
+    inner = text_xml("你好").replace(stamp, f"<CreateTime>{'9' * 5000}</CreateTime>")
     query, body = signed(crypto, inner)
     response = await served.post("/wecom/callback", params=query, data=body.encode())
     await _refused(response, 400, "callback XML refused")
