@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from sqlalchemy import Column
 
 from core.inbound import LIMITS, MAX_DEPTH, MAX_INT32, MAX_INT64, InputError, check_text, loads, parse_id
 from storage import tables as t
@@ -94,12 +97,18 @@ COLUMNS = {
 }
 
 
+def _length(column: Column[Any]) -> int:
+    length = getattr(column.type, "length", None)
+    assert isinstance(length, int), column
+    return length
+
+
 @pytest.mark.parametrize("name", sorted(LIMITS))
 def test_limits_fit_the_columns_they_guard(name: str) -> None:
     if name == "conversation_id":  # stored bare in links and prefixed with "conversation:" in references
-        assert LIMITS[name] <= t.conversation_links.c.conversation_id.type.length
-        assert LIMITS[name] + len("conversation:") <= t.conversation_references.c.user_key.type.length
+        assert LIMITS[name] <= _length(t.conversation_links.c.conversation_id)
+        assert LIMITS[name] + len("conversation:") <= _length(t.conversation_references.c.user_key)
         return
     for column in COLUMNS[name]:
-        assert LIMITS[name] <= column.type.length, column
-    assert LIMITS[name] == COLUMNS[name][0].type.length
+        assert LIMITS[name] <= _length(column), column
+    assert LIMITS[name] == _length(COLUMNS[name][0])
