@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from admin.errors import AdminError
 from core.inbound import MAX_INT64, InputError, check_text, loads, parse_id
@@ -230,6 +231,7 @@ async def _multipart_file(request: web.Request, cap: int) -> Upload:
                     raise _too_large(size, cap)
                 chunks.append(chunk)
             return Upload(part.filename, b"".join(chunks))
-    except (ValueError, AssertionError) as exc:  # aiohttp's reader raises these on a malformed body
-        raise AdminError(400, f"malformed multipart body: {exc}") from exc
+    except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
+        # aiohttp's reader raises these on a malformed body (bad framing, part headers, an unknown charset)
+        raise AdminError(400, f"malformed multipart body: {_clip(str(exc).strip(), 200)}") from None
     raise AdminError(400, "the multipart body has no field named 'file'")

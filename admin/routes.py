@@ -181,14 +181,21 @@ async def put_taxonomy(request: web.Request, services: AdminServices) -> web.Str
     try:
         taxonomy = load_taxonomy_text(text, source="request body", fmt=fmt)
     except TaxonomyError as exc:
-        problems = [render.taxonomy_problem(p) for p in exc.problems]
-        raise AdminError(400, f"taxonomy refused ({len(problems)} problems); nothing stored", problems) from exc
+        raise _taxonomy_refused(exc) from exc
     except Exception as exc:  # the loader is pure: any other failure is still this document's fault
         raise _unreadable("the taxonomy", exc) from None
-    async with services.store.unit_of_work() as uow:
-        change = await import_taxonomy(uow, taxonomy, actor, services.clock(), note="admin API")
+    try:
+        async with services.store.unit_of_work() as uow:
+            change = await import_taxonomy(uow, taxonomy, actor, services.clock(), note="admin API")
+    except TaxonomyError as exc:  # a field its column cannot hold, found before anything was written
+        raise _taxonomy_refused(exc) from exc
     in_force = await services.refresh(change.version.version)
     return _json(render.taxonomy_change(change, in_force), status=201)
+
+
+def _taxonomy_refused(exc: TaxonomyError) -> AdminError:
+    problems = [render.taxonomy_problem(p) for p in exc.problems]
+    return AdminError(400, f"taxonomy refused ({len(problems)} problems); nothing stored", problems)
 
 
 async def get_taxonomy_history(request: web.Request, services: AdminServices) -> web.StreamResponse:

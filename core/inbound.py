@@ -28,7 +28,9 @@ LIMITS: Mapping[str, int] = MappingProxyType(
         "display_name": 200,  # users.display_name
         "actor": 200,
         "region": 100,  # customers.region
-        "tag": 200,  # tags.name, tag_events.tag
+        "tag": 200,  # tags.name, tags.name_key, tag_events.tag
+        "dimension_key": 100,  # dimensions.key, tags.dimension
+        "color": 20,  # tags.color
         "customer_name": 300,  # customers.name
         "conversation_id": 480,  # conversation_links.conversation_id (500) less the reference key prefix
         "message_key": 300,  # suggestions.message_key

@@ -8,6 +8,7 @@ from datetime import datetime
 from core.errors import NotFoundError
 from core.ports import UnitOfWork
 from core.records import TaxonomyVersion
+from core.taxonomy.storable import check_storable
 from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
 
@@ -35,6 +36,7 @@ async def import_taxonomy(
     uow: UnitOfWork, taxonomy: Taxonomy, actor: str, now: datetime, note: str = ""
 ) -> TaxonomyChange:
     """Store `taxonomy` as the new current version; report held tags it no longer contains."""
+    check_storable(taxonomy)
     previous = await uow.taxonomies.current()
     stored = await uow.taxonomies.add_version(taxonomy, actor, now, note)
     orphaned = await _orphaned(uow, previous.taxonomy if previous else None, taxonomy)
