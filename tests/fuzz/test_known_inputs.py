@@ -107,8 +107,16 @@ async def test_admin_values_that_broke_postgresql_or_the_int_limits_get_400(
     for document in ("version: " + "9" * 5000 + "\ndimensions: []\n", "version: 1\ndimensions: []\nwhen: 2001-13-45\n"):
         response = await served.put("/admin/v1/taxonomy", data=document.encode(), headers=yaml_type)
         assert 400 <= response.status < 500, (response.status, await response.text())
+    surrogate_tag = 'version: 1\ndimensions:\n  - key: a\n    name: b\n    tags:\n      - name: "\\ud800"\n'
+    response = await served.put("/admin/v1/taxonomy", data=surrogate_tag.encode(), headers=yaml_type)
+    await _refused(response, 400, "dimensions[0].tags[0].name", "lone surrogate")
+    long_key = "version: 1\ndimensions:\n  - key: " + "k" * 101 + "\n    name: b\n    tags: [{name: t}]\n"
+    response = await served.put("/admin/v1/taxonomy", data=long_key.encode(), headers=yaml_type)
+    await _refused(response, 400, "dimensions[0].key", "limit 100")
     multipart = {**ADMIN_AUTH, "Content-Type": "multipart/form-data; boundary=XYZ"}
-    for body in (b'--XYZ\r\nContent-Disposition: form-data; name="file"\r\n', b"garbage", b"--XYZ--\r\n"):
+    nul_name = b'--XYZ\r\nContent-Disposition: form-data; name="file"; filename="a\x00.csv"\r\n\r\nname\r\n--XYZ--\r\n'
+    unterminated = b'--XYZ\r\nContent-Disposition: form-data; name="file"\r\n'
+    for body in (unterminated, b"garbage", b"--XYZ--\r\n", nul_name):
         response = await served.post("/admin/v1/customers/import", data=body, headers=multipart)
         await _refused(response, 400)
     assert await _count(served, t.tag_events) == 0
