@@ -243,14 +243,14 @@ class TeamsEndpoint:
         except (PermissionError, jwt.PyJWTError, ValueError, LookupError, AttributeError) as exc:
             # LookupError: unknown signing key id; AttributeError: the SDK dereferences a None identity
             # for malformed headers. The token itself is never logged.
-            log.warning("rejected %s activity: %s: %s", activity.type, type(exc).__name__, exc)
+            log.warning("rejected %s activity: %s: %s", activity.type or "an unread", type(exc).__name__, exc)
             raise RequestRejected(401, "unauthorized") from None
         except OSError as exc:
             log.error("cannot fetch Bot Framework signing keys: %s", type(exc).__name__)
             raise RequestRejected(503, "token signing keys unavailable, retry later") from None
         except Exception as exc:
             # The SDK signals endorsement failures with a bare Exception.
-            log.warning("rejected %s activity: %s: %s", activity.type, type(exc).__name__, exc)
+            log.warning("rejected %s activity: %s: %s", activity.type or "an unread", type(exc).__name__, exc)
             raise RequestRejected(401, "unauthorized") from None
 
 
