@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from admin.errors import AdminError
+from core.inbound import MAX_INT64, InputError, check_text, loads, parse_id
 
 _CHUNK = 64 * 1024
 FILENAME_HEADER = "X-Filename"
@@ -44,11 +45,10 @@ async def json_object(request: web.Request, cap: int) -> dict[str, Any]:
     """The body as a JSON object; 415 for another content type, 400 for bad JSON or a non-object."""
     if request.content_type != "application/json":
         raise AdminError(415, f"send the body as application/json (got {request.content_type or 'no content type'})")
-    text = decode_utf8(await read_body(request, cap), "the body")
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AdminError(400, f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        value = loads(await read_body(request, cap), "the body")
+    except InputError as exc:
+        raise refused(exc) from None
     if not isinstance(value, dict):
         raise AdminError(400, f"the body must be a JSON object, not {_json_type(value)}")
     return value
@@ -111,7 +111,7 @@ class Fields:
                 out.append(item.strip())
         return out
 
-    def integer(self, key: str, *, minimum: int) -> int | None:
+    def integer(self, key: str, *, minimum: int, maximum: int = MAX_INT64) -> int | None:
         value = self.data.get(key)
         if value is None:
             self.fail(key, "required")
@@ -119,8 +119,8 @@ class Fields:
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(key, "must be an integer")
             return None
-        if value < minimum:
-            self.fail(key, f"must be at least {minimum}")
+        if not minimum <= value <= maximum:
+            self.fail(key, f"must be between {minimum} and {maximum}")
             return None
         return value
 
@@ -134,10 +134,11 @@ def query_int(request: web.Request, name: str, default: int, minimum: int, maxim
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise AdminError(400, f"query parameter {name}={raw!r} is not an integer") from None
+    text = raw.strip()
+    digits = text[1:] if text[:1] in "+-" else text
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 20:
+        raise AdminError(400, f"query parameter {name}={_clip(raw)!r} is not an integer")
+    value = int(text)
     if not minimum <= value <= maximum:
         raise AdminError(400, f"query parameter {name}={value} must be between {minimum} and {maximum}")
     return value
@@ -156,11 +157,40 @@ def query_flag(request: web.Request, name: str) -> bool:
     raise AdminError(400, f"query parameter {name}={raw!r} must be 1/true or 0/false")
 
 
+def query_text(request: web.Request, name: str, limit: int, default: str = "") -> str:
+    """A text query parameter, stripped; 400 naming it when it holds NUL, a lone surrogate or exceeds `limit`."""
+    value = request.query.get(name, default).strip()
+    try:
+        return check_text(f"query parameter {name}", value, limit)
+    except InputError as exc:
+        raise refused(exc) from None
+
+
 def path_id(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info[name]
-    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
-        raise AdminError(400, f"customer id {raw!r} is not a positive integer")
-    return int(raw)
+    """A positive customer id from the path, within the database's 64-bit range."""
+    try:
+        return parse_id("customer id", request.match_info[name])
+    except InputError as exc:
+        raise refused(exc) from None
+
+
+def path_text(request: web.Request, name: str, what: str, limit: int) -> str:
+    """A text path segment, stripped and checked like a query parameter."""
+    value = request.match_info[name].strip()
+    try:
+        return check_text(what, value, limit)
+    except InputError as exc:
+        raise refused(exc) from None
+
+
+def refused(exc: InputError) -> AdminError:
+    """The 400 for a value refused at the boundary, naming the field."""
+    problems = [{"field": exc.field, "reason": exc.reason}] if exc.field else []
+    return AdminError(400, str(exc), problems)
+
+
+def _clip(raw: str, limit: int = 40) -> str:
+    return raw if len(raw) <= limit else raw[:limit] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +231,7 @@ async def _multipart_file(request: web.Request, cap: int) -> Upload:
                     raise _too_large(size, cap)
                 chunks.append(chunk)
             return Upload(part.filename, b"".join(chunks))
-    except (ValueError, AssertionError) as exc:  # aiohttp's reader raises these on a malformed body
-        raise AdminError(400, f"malformed multipart body: {exc}") from exc
+    except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
+        # aiohttp's reader raises these on a malformed body (bad framing, part headers, an unknown charset)
+        raise AdminError(400, f"malformed multipart body: {_clip(str(exc).strip(), 200)}") from None
     raise AdminError(400, "the multipart body has no field named 'file'")

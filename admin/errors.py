@@ -30,5 +30,10 @@ class AdminError(Exception):
 
 
 def dumps(value: Any) -> str:
-    """JSON with Chinese kept readable."""
-    return json.dumps(value, ensure_ascii=False)
+    """JSON with Chinese kept readable; with a lone surrogate in an error text, ASCII JSON (which escapes it)."""
+    text = json.dumps(value, ensure_ascii=False)
+    return json.dumps(value) if _has_surrogate(text) else text
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= c <= "\udfff" for c in text)

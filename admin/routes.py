@@ -19,11 +19,25 @@ from aiohttp import web
 
 from admin import render
 from admin.auth import check_bearer
-from admin.bodies import Fields, decode_utf8, json_object, path_id, query_flag, query_int, read_body, upload
+from admin.bodies import (
+    Fields,
+    Upload,
+    decode_utf8,
+    json_object,
+    path_id,
+    path_text,
+    query_flag,
+    query_int,
+    query_text,
+    read_body,
+    refused,
+    upload,
+)
 from admin.errors import AdminError, dumps
 from core.errors import NotFoundError
 from core.importing.customers import import_customers
-from core.importing.files import ImportFileError, ImportLimits, parse_customer_bytes
+from core.importing.files import ImportFile, ImportFileError, ImportLimits, parse_customer_bytes
+from core.inbound import LIMITS, MAX_INT32, InputError
 from core.ports import Store, UnitOfWork
 from core.records import TaxonomyVersion
 from core.reports.tag_health import ReportSource, report_to_data, tag_health_report
@@ -48,6 +62,7 @@ IMPORT_CAP = ImportLimits().max_bytes
 MULTIPART_SLACK = 64 * 1024  # boundaries and part headers around the file
 ADMIN_VIEWER = User("admin-api", Role.ADMIN)
 DEFAULT_ACTOR = "admin-api"
+MAX_EXPRESSION = 2000  # characters of a tag expression (?expr=)
 YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
 
 
@@ -106,6 +121,8 @@ def _guarded(route: Route, token: str) -> Callable[[web.Request], Awaitable[web.
             response = await route.handler(request, services)
         except AdminError as exc:
             response = exc.response()
+        except InputError as exc:
+            response = refused(exc).response()
         except NotFoundError as exc:
             response = AdminError(404, str(exc)).response()
         # Never log headers: the Authorization header holds the token.
@@ -128,10 +145,17 @@ async def _current(uow: UnitOfWork) -> TaxonomyVersion:
 
 
 def _actor(request: web.Request, default: str = DEFAULT_ACTOR) -> str:
-    actor = request.query.get("actor", default).strip()
-    if not actor or len(actor) > 200:
-        raise AdminError(400, "query parameter actor must be 1 to 200 characters")
+    actor = query_text(request, "actor", LIMITS["actor"], default)
+    if not actor:
+        raise AdminError(400, f"query parameter actor must be 1 to {LIMITS['actor']} characters")
     return actor
+
+
+def _unreadable(what: str, exc: Exception) -> AdminError:
+    """A parser failure on the uploaded text is the upload's fault: 400 with the parser's reason, clipped."""
+    reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+    log.warning("%s could not be parsed: %s", what, reason)
+    return AdminError(400, f"{what} could not be parsed; nothing stored", [{"reason": reason}])
 
 
 # ---------------------------------------------------------------- taxonomy
@@ -159,13 +183,22 @@ async def put_taxonomy(request: web.Request, services: AdminServices) -> web.Str
         # Parsing a large file is CPU work: a worker thread keeps the event loop answering meanwhile.
         taxonomy = await asyncio.to_thread(load_taxonomy_text, text, source="request body", fmt=fmt)
     except TaxonomyError as exc:
-        problems = [render.taxonomy_problem(p) for p in exc.problems]
-        raise AdminError(400, f"taxonomy refused ({len(problems)} problems); nothing stored", problems) from exc
-    async with services.store.unit_of_work() as uow:
-        change = await import_taxonomy(uow, taxonomy, actor, services.clock(), note="admin API")
+        raise _taxonomy_refused(exc) from exc
+    except Exception as exc:  # the loader is pure: any other failure is still this document's fault
+        raise _unreadable("the taxonomy", exc) from None
+    try:
+        async with services.store.unit_of_work() as uow:
+            change = await import_taxonomy(uow, taxonomy, actor, services.clock(), note="admin API")
+    except TaxonomyError as exc:  # a field its column cannot hold, found before anything was written
+        raise _taxonomy_refused(exc) from exc
     in_force = await services.refresh(change.version.version)
     # 200 with "changed": false when the body matched the version in force (no version stored).
     return _json(render.taxonomy_change(change, in_force), status=201 if change.changed else 200)
+
+
+def _taxonomy_refused(exc: TaxonomyError) -> AdminError:
+    problems = [render.taxonomy_problem(p) for p in exc.problems]
+    return AdminError(400, f"taxonomy refused ({len(problems)} problems); nothing stored", problems)
 
 
 async def get_taxonomy_history(request: web.Request, services: AdminServices) -> web.StreamResponse:
@@ -180,7 +213,7 @@ async def get_taxonomy_history(request: web.Request, services: AdminServices) ->
 async def post_taxonomy_rollback(request: web.Request, services: AdminServices) -> web.StreamResponse:
     """Make version N current again (stored as a new version) and rebuild the matcher."""
     fields = Fields(await json_object(request, JSON_CAP), ("version", "actor"))
-    version = fields.integer("version", minimum=1)
+    version = fields.integer("version", minimum=1, maximum=MAX_INT32)
     actor = fields.text("actor", required=False) or DEFAULT_ACTOR
     fields.done()
     assert version is not None
@@ -201,7 +234,7 @@ async def post_customers_import(request: web.Request, services: AdminServices) -
     try:
         # Parsing is CPU work: it runs in a worker thread so the event loop keeps answering. Row problems
         # come back with the rows so the import adds its own and one response lists them all.
-        parsed = await asyncio.to_thread(parse_customer_bytes, file.data, file.filename, collect=True)
+        parsed = await asyncio.to_thread(_parse_upload, file)
         async with services.store.unit_of_work(read_only=True) as uow:
             current = await _current(uow)
         summary = await import_customers(
@@ -219,6 +252,16 @@ async def post_customers_import(request: web.Request, services: AdminServices) -
         problems = [render.row_problem(p) for p in exc.problems]
         raise AdminError(400, f"import file refused ({len(problems)} problems); nothing imported", problems) from exc
     return _json(render.import_summary(summary, parsed.format, len(parsed.rows)))
+
+
+def _parse_upload(file: Upload) -> ImportFile:
+    """The upload's rows and row problems; a parser failure other than ImportFileError is still a 400."""
+    try:
+        return parse_customer_bytes(file.data, file.filename, collect=True)
+    except ImportFileError:
+        raise
+    except Exception as exc:  # the parsers are pure: whatever they raise on this file is the file's fault
+        raise _unreadable("the import file", exc) from None
 
 
 async def get_customer(request: web.Request, services: AdminServices) -> web.StreamResponse:
@@ -245,11 +288,9 @@ async def get_customer_history(request: web.Request, services: AdminServices) ->
 
 async def get_customers(request: web.Request, services: AdminServices) -> web.StreamResponse:
     """Resolve ?q= (name, CRM id or WeCom external id): one customer, or candidates to choose from."""
-    q = request.query.get("q", "").strip()
+    q = query_text(request, "q", LIMITS["customer_name"])
     if not q:
         raise AdminError(400, "query parameter q is required: a customer name, CRM id or WeCom external user id")
-    if len(q) > 300:
-        raise AdminError(400, f"query parameter q is {len(q)} characters long (limit 300)")
     limit = query_int(request, "limit", 5, 1, 20)
     async with services.store.unit_of_work(read_only=True) as uow:
         resolution = await resolve_customer(uow, q, limit)
@@ -263,8 +304,8 @@ async def get_customers(request: web.Request, services: AdminServices) -> web.St
 
 async def get_search(request: web.Request, services: AdminServices) -> web.StreamResponse:
     """Customers matching a tag expression (?expr=VIP客户 AND 询价客户&skip=&count=)."""
-    expr = request.query.get("expr", "")
-    if not expr.strip():
+    expr = query_text(request, "expr", MAX_EXPRESSION)
+    if not expr:
         raise AdminError(400, "query parameter expr is required, e.g. expr=VIP客户 AND NOT 沉默客户")
     skip = query_int(request, "skip", 0, 0, 1_000_000)
     count = query_int(request, "count", 25, 1, MAX_PAGE)
@@ -357,7 +398,7 @@ async def post_customer_tags(request: web.Request, services: AdminServices) -> w
 
 async def put_user(request: web.Request, services: AdminServices) -> web.StreamResponse:
     """Set a user's role and regions (`{"role": "manager", "regions": ["华东"]}`)."""
-    user_id = request.match_info["user_id"].strip()
+    user_id = path_text(request, "user_id", "user id", LIMITS["user_id"]).strip()
     problem = user_id_problem(user_id)
     if problem is not None:
         raise AdminError(400, problem)

@@ -703,7 +703,8 @@ def readable_path(path: str, data: Any) -> str:
         index = int(step.group(2))
         node = items[index] if isinstance(items, list) and index < len(items) else None
         label = node.get("key" if step.group(1) == "dimensions" else "name") if isinstance(node, Mapping) else None
-        shown = mask(label.strip()) if isinstance(label, str) and label.strip() else ""
+        # A lone surrogate cannot be written out as UTF-8: it is shown as its escape, like the reason does.
+        shown = mask(label.strip()).encode("utf-8", "backslashreplace").decode() if isinstance(label, str) else ""
         out.append(f"{part}({shown})" if shown and len(shown) <= MAX_NAME else part)
     return ".".join(out)
 

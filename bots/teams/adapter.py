@@ -12,7 +12,6 @@ audience instead (the credentials inside refresh their own tokens).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -36,7 +35,9 @@ from botframework.connector.skills import BotFrameworkClient
 from msrest.exceptions import DeserializationError
 from msrest.serialization import Model
 
+from bots.teams.activity_shape import check_activity
 from bots.teams.dedup import ActivityClaims, activity_key
+from core.inbound import InputError, loads
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,12 @@ class TeamsEndpoint:
         return _response(invoke_response)
 
     async def _read_activity(self, request: web.Request) -> Activity:
-        """Parse the body into an Activity, refusing wrong content types, oversize bodies and non-JSON."""
+        """Check the token, then parse the body into an Activity, refusing bad content types, sizes and shapes.
+
+        The token is checked first (401 before the body is parsed); its service URL claim and channel
+        endorsement are checked against the parsed activity afterwards, in `_authenticate`.
+        """
+        await self._authenticate(Activity(), request.headers.get("Authorization"))
         content_type = request.headers.get("Content-Type", "")
         if request.content_type != "application/json":
             raise RequestRejected(400, f"Content-Type must be application/json, got {content_type!r}")
@@ -212,15 +218,18 @@ class TeamsEndpoint:
             if len(body) > self.max_body_bytes:
                 raise RequestRejected(413, f"body exceeds {self.max_body_bytes} bytes")
         try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise RequestRejected(400, f"body is not valid JSON: {exc}") from None
-        if not isinstance(payload, dict):
-            raise RequestRejected(400, "body must be a JSON object (a Bot Framework activity)")
+            payload = loads(body)
+            if not isinstance(payload, dict):
+                raise RequestRejected(400, "body must be a JSON object (a Bot Framework activity)")
+            check_activity(payload)
+        except InputError as exc:
+            raise RequestRejected(400, _clipped(str(exc))) from None
         try:
             activity = Activity().deserialize(payload)
         except DeserializationError as exc:
-            raise RequestRejected(400, f"body is not a valid activity: {exc}") from None
+            raise RequestRejected(400, _clipped(f"body is not a valid activity: {exc}")) from None
+        except Exception as exc:  # msrest raises other types for some wrong fields; still this body's fault
+            raise RequestRejected(400, _clipped(f"body is not a valid activity: {type(exc).__name__}")) from None
         if not activity.type:
             raise RequestRejected(400, "activity has no 'type'")
         return activity
@@ -234,15 +243,20 @@ class TeamsEndpoint:
         except (PermissionError, jwt.PyJWTError, ValueError, LookupError, AttributeError) as exc:
             # LookupError: unknown signing key id; AttributeError: the SDK dereferences a None identity
             # for malformed headers. The token itself is never logged.
-            log.warning("rejected %s activity: %s: %s", activity.type, type(exc).__name__, exc)
+            log.warning("rejected %s activity: %s: %s", activity.type or "an unread", type(exc).__name__, exc)
             raise RequestRejected(401, "unauthorized") from None
         except OSError as exc:
             log.error("cannot fetch Bot Framework signing keys: %s", type(exc).__name__)
             raise RequestRejected(503, "token signing keys unavailable, retry later") from None
         except Exception as exc:
             # The SDK signals endorsement failures with a bare Exception.
-            log.warning("rejected %s activity: %s: %s", activity.type, type(exc).__name__, exc)
+            log.warning("rejected %s activity: %s: %s", activity.type or "an unread", type(exc).__name__, exc)
             raise RequestRejected(401, "unauthorized") from None
+
+
+def _clipped(reason: str, limit: int = 300) -> str:
+    """A refusal reason short enough to echo (a field name from the body could be long)."""
+    return reason if len(reason) <= limit else reason[:limit] + "…"
 
 
 def _response(invoke_response: InvokeResponse | None) -> web.Response:

@@ -60,6 +60,7 @@ from core.chat.service import (
     SummaryResult,
     TagResult,
 )
+from core.inbound import MAX_INT64
 from core.types import Customer
 from core.verbs import ALL_VERBS
 from tagging.policy import is_visible
@@ -253,8 +254,8 @@ class KebiaoBot(TeamsActivityHandler):
             if parameter.name != "initialRun" and isinstance(parameter.value, str):
                 wanted = parameter.value.strip()
         options = query.query_options
-        skip = max(int(getattr(options, "skip", 0) or 0), 0)
-        count = min(max(int(getattr(options, "count", 25) or 25), 1), 25)
+        skip = _count(getattr(options, "skip", 0), 0, 0, 10_000)
+        count = _count(getattr(options, "count", 25) or 25, 25, 1, 25)
         ctx = await self._context(activity, shared=True)  # the picked card is posted where anyone reads it
         found = await self.chat.lookup(ctx, wanted, skip, count)
         if not found.hits:
@@ -320,7 +321,7 @@ class KebiaoBot(TeamsActivityHandler):
                 "pick a customer and at least one tag",
                 (f"表单里没有选择{missing[1]}", "请选择一个客户和至少一个标签"),
             )
-        elif not customer.isascii() or not customer.isdigit():
+        elif not customer.isascii() or not customer.isdigit() or int(customer[:40]) > MAX_INT64:
             # The picker sends the customer id; a typed name is never resolved again here (it could need a
             # choice card, and a task module cannot run the Action.Execute buttons of one).
             result = ErrorResult(
@@ -539,7 +540,7 @@ def _count(value: Any, default: int, low: int, high: int) -> int:
     """An integer query option clamped to [low, high]; anything unreadable is the default."""
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return default
     return max(low, min(number, high))
 

@@ -15,6 +15,18 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 MAX_BODY_BYTES = 64 * 1024  # WeCom callbacks are a few KiB; the route refuses larger bodies unread
+# Ids are stored in columns of 200 characters (users, customers.wecom_external_userid, tag events); WeCom's own
+# are far shorter. A card button's EventKey may be up to 1,024 bytes; any other field is a short word or code.
+FIELD_LIMITS = {
+    "FromUserName": 200,
+    "ToUserName": 200,
+    "UserID": 200,
+    "ExternalUserID": 200,
+    "EventKey": 1024,
+    "Encrypt": MAX_BODY_BYTES,
+}
+MAX_FIELD_CHARS = 1024
+MAX_INT_DIGITS = 18  # CreateTime is seconds since 1970 (10 digits); 18 digits stay inside a 64-bit integer
 
 
 class WeComXmlError(ValueError):
@@ -118,9 +130,7 @@ class ExternalContactEvent:
 
     @property
     def dedupe_key(self) -> str:
-        return _key(
-            "change_external_contact", self.change_type, self.user_id, self.external_user_id, self.create_time
-        )
+        return _key("change_external_contact", self.change_type, self.user_id, self.external_user_id, self.create_time)
 
 
 @dataclass(frozen=True)
@@ -154,9 +164,7 @@ class UnknownEvent:
     def dedupe_key(self) -> str:
         if self.msg_id:
             return self.msg_id
-        return _key(
-            self.event or self.msg_type, self.change_type or "", self.from_user or "", self.create_time
-        )
+        return _key(self.event or self.msg_type, self.change_type or "", self.from_user or "", self.create_time)
 
 
 WeComMessage = TextMessage | TemplateCardEvent | ExternalContactEvent | ExternalTagEvent | UnknownEvent
@@ -181,9 +189,7 @@ def parse_xml(body: bytes | str, what: str = "callback body") -> ET.Element:
     try:
         root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
-        raise UnsafeXmlError(
-            f"{what} was refused: {type(exc).__name__} (DTDs and entities are not allowed)"
-        ) from None
+        raise UnsafeXmlError(f"{what} was refused: {type(exc).__name__} (DTDs and entities are not allowed)") from None
     except ET.ParseError as exc:
         raise MalformedXmlError(f"{what} is not well-formed XML: {exc}") from None
     except (LookupError, ValueError, RecursionError) as exc:
@@ -228,7 +234,11 @@ class _Fields:
         node = self.root.find(name)
         if node is None or node.text is None or not node.text.strip():
             return None
-        return node.text.strip()
+        value = node.text.strip()
+        limit = FIELD_LIMITS.get(name, MAX_FIELD_CHARS)
+        if len(value) > limit:
+            raise InvalidFieldError(name, self.where, f"is {len(value):,} characters long (limit {limit:,})")
+        return value
 
     def required(self, name: str) -> str:
         value = self.optional(name)
@@ -247,6 +257,8 @@ class _Fields:
         value = self.required(name)
         if not value.isascii() or not value.isdigit():
             raise InvalidFieldError(name, self.where, f"must be a non-negative integer, got {value[:20]!r}")
+        if len(value) > MAX_INT_DIGITS:
+            raise InvalidFieldError(name, self.where, f"has {len(value):,} digits (limit {MAX_INT_DIGITS})")
         return int(value)
 
 
@@ -285,9 +297,7 @@ def _template_card(f: _Fields) -> TemplateCardEvent:
     items = []
     for node in f.root.iterfind("SelectedItems/SelectedItem"):
         item = _Fields(node, f"{f.where}/SelectedItem")
-        options = tuple(
-            o.text.strip() for o in node.iterfind("OptionIds/OptionId") if o.text and o.text.strip()
-        )
+        options = tuple(o.text.strip() for o in node.iterfind("OptionIds/OptionId") if o.text and o.text.strip())
         items.append(SelectedItem(item.required("QuestionKey"), options))
     return TemplateCardEvent(
         from_user=f.required("FromUserName"),

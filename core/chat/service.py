@@ -23,6 +23,7 @@ from core.alerts.ports import AlertStore
 from core.chat.commands import HELP_TOPICS, Command, Verb, parse_command
 from core.chat.ports import ChannelStore, ConversationLink
 from core.errors import NotAllowedError, NotFoundError
+from core.inbound import MAX_INT64
 from core.ports import Store, UnitOfWork
 from core.records import SuggestionRecord
 from core.tags.assignments import TagChange, TaggingRules, apply_tag, remove_tag
@@ -732,7 +733,7 @@ async def _show(service: ChatService, ctx: ChatContext, data: Mapping[str, Any])
 
 
 async def _page(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]) -> ChatResult:
-    return await service.search(ctx, _str(data, "query"), _int(data, "page"))
+    return await service.search(ctx, _str(data, "query"), _int(data, "page", MAX_PAGE))
 
 
 async def _alert(service: ChatService, ctx: ChatContext, data: Mapping[str, Any], action: Action) -> ChatResult:
@@ -787,17 +788,22 @@ DECISIONS: Mapping[str, Decider] = MappingProxyType(
 # ---------------------------------------------------------------- pieces
 
 
-def _int(data: Mapping[str, Any], key: str) -> int:
-    """A positive integer from card data (Teams may send numbers as strings)."""
+MAX_PAGE = 10_000  # search pages a card can ask for; (page - 1) * PAGE_SIZE stays a small offset
+
+
+def _int(data: Mapping[str, Any], key: str, maximum: int = MAX_INT64) -> int:
+    """A non-negative integer from card data (Teams may send numbers as strings), within the database's range."""
     value = data.get(key)
-    if isinstance(value, bool):
-        raise BadAction(f"{key} must be a number, got {value!r}")
+    if isinstance(value, bool) or (isinstance(value, str) and len(value) > 40):
+        raise BadAction(f"{key} must be a number, got {str(value)[:40]!r}")
     try:
         number = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise BadAction(f"{key} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise BadAction(f"{key} must be a number, got {str(value)[:40]!r}") from None
     if number < 0:
         raise BadAction(f"{key} must not be negative, got {number}")
+    if number > maximum:
+        raise BadAction(f"{key} must be at most {maximum}, got a larger number")
     return number
 
 

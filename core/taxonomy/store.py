@@ -8,6 +8,7 @@ from datetime import datetime
 from core.errors import NotFoundError
 from core.ports import UnitOfWork
 from core.records import TaxonomyVersion
+from core.taxonomy.storable import check_storable
 from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
 
@@ -56,6 +57,7 @@ async def import_taxonomy(
 
     A taxonomy identical to the current one stores nothing: the result has `changed=False`.
     """
+    check_storable(taxonomy)
     previous = await uow.taxonomies.current()
     if previous is not None and same_taxonomy(previous.taxonomy, taxonomy):
         return TaxonomyChange(previous, (), changed=False)

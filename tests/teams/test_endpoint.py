@@ -106,13 +106,18 @@ async def test_adaptive_card_action_invoke(make_client: Client, connector: Conne
     }
 
 
-async def test_unhandled_invoke_reports_not_implemented(make_client: Client, connector: Connector) -> None:
+async def test_an_invoke_the_bot_does_not_answer_is_refused_before_the_turn(
+    make_client: Client, connector: Connector
+) -> None:
     _, url = connector
-    client = await make_client(SampleBot())
+    bot = SampleBot()
+    client = await make_client(bot)
     payload = load_payload("compose_extension_query", url)
     payload["name"] = "composeExtension/unknownThing"
     response = await client.post("/api/messages", json=payload)
-    assert response.status == 501
+    assert response.status == 400
+    assert "'composeExtension/unknownThing' is not one this bot answers" in (await response.json())["error"]
+    assert bot.turns == []
 
 
 async def test_bad_requests_are_refused_with_a_reason_and_the_bot_never_runs(make_client: Client) -> None:

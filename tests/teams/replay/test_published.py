@@ -3,8 +3,8 @@
 Every file under tests/payloads/teams/published/ (sources in SOURCES.md there) is posted as published —
 only `serviceUrl` points at the fake Bot Connector — to POST /api/messages of the real create_app with the
 real botbuilder adapter. Each kind has its expected answer: the HTTP status, whether the bot may post,
-and what it posts or answers. Nothing may answer 5xx or log a traceback; 501 is kept for the invoke kinds
-Kebiao never declares (the Bot Framework's answer for an invoke a bot does not implement).
+and what it posts or answers. Nothing may answer 5xx or log a traceback; an invoke kind Kebiao never declares
+is refused with 400 naming the invokes it answers, before any turn runs.
 
 The documentation publishes no whole activity for a few kinds (message edit and delete, sign-in state,
 card refresh, task/fetch, querySettingUrl, a file-consent invoke with its envelope). DERIVED builds those
@@ -40,7 +40,8 @@ class Expect:
 
 SILENT = Expect(200)
 GREETS = Expect(200, posts=("使用帮助",))  # the help card, once, when the bot itself is added to a team
-NOT_DECLARED = Expect(501)  # an invoke kind Kebiao never declares (no such button, card or setting)
+# An invoke kind Kebiao never declares (no such button, card or setting): 400 naming the invokes it answers.
+NOT_DECLARED = Expect(400, answer=lambda body: "not one this bot answers" in body["error"])
 NO_TYPE = Expect(400, answer=lambda body: "type" in body["error"])  # published abridged, without "type"
 HELP_EN = Expect(200, posts=("I did not understand",))  # a 1:1 chat: unknown text gets the help card
 
@@ -87,7 +88,8 @@ EXPECTED: dict[str, Expect] = {
     "message_back_channel": SILENT,  # a click whose value names no Kebiao verb
     # invokes
     "invoke_card_action_without_name": NOT_DECLARED,  # legacy card "invoke" button: Kebiao's cards have none
-    "compose_extension_select_item_shortened": NOT_DECLARED,  # Kebiao's previews have no tap action
+    # Kebiao's previews have no tap action, and the published shortened form has no conversation: 400 either way.
+    "compose_extension_select_item_shortened": Expect(400),
     "compose_extension_query_search_cmd": Expect(200, answer=_compose_message),
     "compose_extension_fetch_task_group_chat": OTHER_COMMAND,
     "compose_extension_fetch_task_meeting_chat": OTHER_COMMAND,
@@ -228,7 +230,7 @@ async def _replay(kebiao: Any, build: Callable[[str], dict[str, Any]], expect: E
     with caplog.at_level(logging.INFO):
         status, answer = await post(client, body)
     assert status == expect.status, answer
-    assert status < 500 or (expect is NOT_DECLARED and body.get("type") == "invoke")  # 501 only there
+    assert status < 500
     if expect.answer is not None:
         assert expect.answer(answer), answer
     posted = _posted_cards(fake.calls)
