@@ -18,8 +18,9 @@ def register(verbs: Verbs) -> None:
         "serve",
         help="serve the bot and admin API (HOST, PORT)",
         description="Serve the Teams bot (POST /api/messages), the WeCom callback when WECOM_* is set, the admin "
-        "API when KEBIAO_ADMIN_TOKEN is set, and /healthz, /readyz. Listens on HOST:PORT (default 0.0.0.0:3978); "
-        "the database (KEBIAO_DATABASE_URL) is created or migrated on start.",
+        "API when KEBIAO_ADMIN_TOKEN is set, and /healthz, /readyz. Listens on HOST:PORT (default 0.0.0.0:3978 with "
+        "MICROSOFT_APP_ID set, else 127.0.0.1:3978: without credentials only a loopback HOST is accepted unless "
+        "KEBIAO_ALLOW_UNAUTHENTICATED=1); the database (KEBIAO_DATABASE_URL) is created or migrated on start.",
     )
     serve.set_defaults(handler=cmd_serve)
 
@@ -29,11 +30,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from aiohttp import web
 
     from app import create_app
-    from config import ConfigError, check_bot_credentials
+    from config import ConfigError, check_bot_credentials, check_listen
     from storage.database import DatabaseError
 
     try:
         check_bot_credentials(settings.teams)
+        check_listen(settings)
     except ConfigError as exc:
         print(f"kebiao: configuration error: {exc}", file=sys.stderr)
         return 2

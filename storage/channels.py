@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.chat.ports import ConversationLink, InboundMessage, SavedReference
+from core.chat.ports import ConversationLink, InboundLease, InboundMessage, SavedReference
 from storage import tables as t
 from storage.database import READ_ONLY
 from storage.repositories import _insert
@@ -74,6 +74,49 @@ class SqlChannelStore:
             )
             claimed = {row[0] for row in await conn.execute(stmt)}
         return {key for key in keys if stored_key(key) in claimed}
+
+    async def lease_inbound(self, channel: str, key: str, now: datetime, until: datetime) -> bool:
+        """One INSERT … ON CONFLICT DO UPDATE … WHERE the stored lease lapsed: a new or abandoned claim."""
+        d = t.inbound_dedup
+        async with self._engine.begin() as conn:
+            stmt = _insert(conn, d).values(channel=channel, unique_key=stored_key(key), received_at=now, lease_until=until)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["channel", "unique_key"],
+                set_={"lease_until": until},
+                where=d.c.lease_until.is_not(None) & (d.c.lease_until < now),
+            )
+            result = await conn.execute(stmt)
+            return bool(result.rowcount)
+
+    async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:
+        d = t.inbound_dedup
+        async with self._engine.connect() as conn:
+            await conn.execution_options(**{READ_ONLY: True})
+            row = (
+                await conn.execute(
+                    select(d.c.lease_until).where(d.c.channel == channel, d.c.unique_key == stored_key(key))
+                )
+            ).first()
+        return None if row is None else InboundLease(row.lease_until)
+
+    async def renew_inbound(self, channel: str, keys: Sequence[str], until: datetime) -> None:
+        d = t.inbound_dedup
+        stored = sorted({stored_key(key) for key in keys})
+        if not stored:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(d)
+                .where(d.c.channel == channel, d.c.unique_key.in_(stored), d.c.lease_until.is_not(None))
+                .values(lease_until=until)
+            )
+
+    async def finish_lease(self, channel: str, key: str) -> None:
+        d = t.inbound_dedup
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(d).where(d.c.channel == channel, d.c.unique_key == stored_key(key)).values(lease_until=None)
+            )
 
     async def release_inbound(self, channel: str, key: str) -> None:
         async with self._engine.begin() as conn:

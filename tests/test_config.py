@@ -8,7 +8,7 @@ from config import ConfigError, Settings, check_bot_credentials
 def test_defaults_match_design() -> None:
     s = Settings.from_env({}, dotenv=None)
     assert s.database_url == "sqlite+aiosqlite:///./data/kebiao.db"
-    assert (s.host, s.port) == ("0.0.0.0", 3978)
+    assert (s.host, s.port) == ("127.0.0.1", 3978)  # no MICROSOFT_APP_ID: emulator mode listens on loopback
     assert s.timezone == "Asia/Shanghai"
     assert s.scheduler_enabled is True
     assert not s.wecom.enabled

@@ -89,6 +89,45 @@ class InboundInbox(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class InboundLease:
+    """A stored claim on an incoming activity: `until` is when its turn's lease lapses, None once finished."""
+
+    until: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.until is None
+
+
+class InboundLeases(Protocol):
+    """Leased claims on incoming activities: held while a turn runs, finished once its reply is out.
+
+    Each call is its own short transaction; taking a lease is atomic across replicas.
+    """
+
+    async def lease_inbound(self, channel: str, key: str, now: datetime, until: datetime) -> bool:
+        """Hold `key` until `until`: True when it was never claimed, or its lease lapsed before `now`;
+        False when its turn finished or another holder's lease is still running."""
+        ...
+
+    async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:
+        """The stored claim on `key` (None: none, e.g. released after a failed turn)."""
+        ...
+
+    async def renew_inbound(self, channel: str, keys: Sequence[str], until: datetime) -> None:
+        """Extend the leases of turns still running here to `until` (finished claims are left alone)."""
+        ...
+
+    async def finish_lease(self, channel: str, key: str) -> None:
+        """The turn's writes committed and its reply was sent: later retries are duplicates."""
+        ...
+
+    async def release_inbound(self, channel: str, key: str) -> None:
+        """Forget the claim after a failed turn, so the platform's retry runs it again."""
+        ...
+
+
 class ChannelStore(Protocol):
     """Each call is its own short transaction; all writes are race-safe on SQLite and PostgreSQL."""
 
