@@ -108,9 +108,7 @@ class Settings:
             scheduler_enabled=_switch(get("KEBIAO_SCHEDULER"), "KEBIAO_SCHEDULER", True),
             environment=(get("KEBIAO_ENV") or "development").strip().lower(),
             tag_hard_cap=_int(get("KEBIAO_TAG_HARD_CAP"), "KEBIAO_TAG_HARD_CAP", 100),
-            allow_unauthenticated=_switch(
-                get("KEBIAO_ALLOW_UNAUTHENTICATED"), "KEBIAO_ALLOW_UNAUTHENTICATED", False
-            ),
+            allow_unauthenticated=_switch(get("KEBIAO_ALLOW_UNAUTHENTICATED"), "KEBIAO_ALLOW_UNAUTHENTICATED", False),
             teams=TeamsSettings(
                 # A stray space in a deployment form must not count as a credential.
                 app_id=app_id,

@@ -79,7 +79,9 @@ class SqlChannelStore:
         """One INSERT … ON CONFLICT DO UPDATE … WHERE the stored lease lapsed: a new or abandoned claim."""
         d = t.inbound_dedup
         async with self._engine.begin() as conn:
-            stmt = _insert(conn, d).values(channel=channel, unique_key=stored_key(key), received_at=now, lease_until=until)
+            stmt = _insert(conn, d).values(
+                channel=channel, unique_key=stored_key(key), received_at=now, lease_until=until
+            )
             stmt = stmt.on_conflict_do_update(
                 index_elements=["channel", "unique_key"],
                 set_={"lease_until": until},
@@ -111,11 +113,14 @@ class SqlChannelStore:
                 .values(lease_until=until)
             )
 
-    async def finish_lease(self, channel: str, key: str) -> None:
+    async def finish_leases(self, channel: str, keys: Sequence[str]) -> None:
         d = t.inbound_dedup
+        stored = sorted({stored_key(key) for key in keys})
+        if not stored:
+            return
         async with self._engine.begin() as conn:
             await conn.execute(
-                update(d).where(d.c.channel == channel, d.c.unique_key == stored_key(key)).values(lease_until=None)
+                update(d).where(d.c.channel == channel, d.c.unique_key.in_(stored)).values(lease_until=None)
             )
 
     async def release_inbound(self, channel: str, key: str) -> None:

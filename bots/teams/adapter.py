@@ -205,11 +205,7 @@ class TeamsEndpoint:
             log.exception("bot turn failed for %s activity %s", activity.type, key)
             return web.json_response({"error": "the bot failed to process the activity"}, status=500)
         if claims is not None and key is not None:
-            try:
-                await claims.finish(key)  # writes committed and replies sent: retries are duplicates now
-            except Exception:
-                # The reply is out; an unfinished claim only lets a later retry send it once more.
-                log.exception("could not mark activity %s finished", key)
+            claims.finish(key)  # writes committed and replies sent: retries are duplicates now
         return _response(invoke_response)
 
     async def _read_activity(self, request: web.Request) -> Activity:
@@ -264,7 +260,9 @@ def _check_reply_address(activity: Activity, auth: AuthenticateRequestResult) ->
     anonymous = identity is None or identity.authentication_type == AuthenticationConstants.ANONYMOUS_AUTH_TYPE
     if anonymous and not is_loopback_url(activity.service_url):
         host = _host_of(activity.service_url)
-        log.warning("refused unauthenticated %s activity whose serviceUrl host is %r (not loopback)", activity.type, host)
+        log.warning(
+            "refused unauthenticated %s activity whose serviceUrl host is %r (not loopback)", activity.type, host
+        )
         raise RequestRejected(
             403,
             f"serviceUrl host {host!r} is not a loopback address: without MICROSOFT_APP_ID (emulator mode) the bot "

@@ -14,8 +14,9 @@ class ActivityClaims(Protocol):
         """True: run the turn (first delivery, or a retry of a turn that died or failed); False: a duplicate."""
         ...
 
-    async def finish(self, key: str) -> None:
-        """The turn's writes committed and its replies were sent: later retries of `key` are duplicates."""
+    def finish(self, key: str) -> None:
+        """The turn's writes committed and its replies were sent: later retries of `key` are duplicates
+        (recorded in the background: the answer to the platform does not wait for it)."""
         ...
 
     async def release(self, key: str) -> None:

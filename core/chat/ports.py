@@ -119,8 +119,8 @@ class InboundLeases(Protocol):
         """Extend the leases of turns still running here to `until` (finished claims are left alone)."""
         ...
 
-    async def finish_lease(self, channel: str, key: str) -> None:
-        """The turn's writes committed and its reply was sent: later retries are duplicates."""
+    async def finish_leases(self, channel: str, keys: Sequence[str]) -> None:
+        """The turns' writes committed and their replies were sent: later retries are duplicates."""
         ...
 
     async def release_inbound(self, channel: str, key: str) -> None:

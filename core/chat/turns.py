@@ -58,7 +58,9 @@ class TurnLeases:
         self._poll = poll
         self._clock = clock
         self._held: dict[str, asyncio.Event] = {}  # key → set when its turn ends here (finished or released)
-        self._renewer: asyncio.Task[None] | None = None
+        self._finishing: list[str] = []  # finished keys not written yet
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def held(self) -> frozenset[str]:
@@ -93,14 +95,38 @@ class TurnLeases:
             until_lapse = (current.until - now).total_seconds()
             await asyncio.sleep(min(self._poll, remaining, max(until_lapse, 0.0) + 0.01))
 
-    async def finish(self, key: str) -> None:
-        """The turn's writes committed and its reply is out: retries of `key` are duplicates from now on."""
-        event = self._held.pop(key, None)
-        try:
-            await self._store.finish_lease(self._channel, key)
-        finally:
-            if event is not None:
-                event.set()
+    def finish(self, key: str) -> None:
+        """The turn's writes committed and its reply is out: retries of `key` are duplicates from now on.
+
+        Finished keys are written together in one statement by the background writer, soon after: a write
+        per turn would queue behind the turns' own writes (SQLite has one writer), and every turn finished in
+        the meantime would send its reply again after a crash. Until written, the key stays held here.
+        """
+        if key in self._held and key not in self._finishing:
+            self._finishing.append(key)
+            self._wake.set()
+
+    async def flush(self) -> None:
+        """Write every finished key now (one statement), then let waiting retries see them as duplicates."""
+        while self._finishing:
+            keys, self._finishing = self._finishing, []
+            try:
+                await self._store.finish_leases(self._channel, keys)
+            except Exception:
+                # The replies are out; an unfinished lease only lets a later retry send one again.
+                log.exception("could not mark %d finished turns", len(keys))
+            finally:
+                for key in keys:
+                    event = self._held.pop(key, None)
+                    if event is not None:
+                        event.set()
+
+    async def flush_forever(self) -> None:
+        """Write finished keys as they come (each batch: whatever finished while the last one was written)."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
 
     async def release(self, key: str) -> None:
         """The turn failed: forget the claim so the platform's retry runs it again."""
@@ -113,7 +139,7 @@ class TurnLeases:
 
     async def renew(self) -> None:
         """Extend the lease of every turn running here (one statement)."""
-        keys = list(self._held)
+        keys = [key for key in self._held if key not in self._finishing]
         if keys:
             await self._store.renew_inbound(self._channel, keys, self._clock() + self._lease)
 
@@ -127,17 +153,21 @@ class TurnLeases:
                 log.exception("renewing %d turn leases failed", len(self._held))
 
     def start(self) -> None:
-        """Start the background renewer (needs a running event loop)."""
-        if self._renewer is None:
-            self._renewer = asyncio.create_task(self.renew_forever(), name=f"{self._channel}-turn-leases")
+        """Start the background renewer and finish writer (needs a running event loop)."""
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self.renew_forever(), name=f"{self._channel}-turn-lease-renewer"),
+                asyncio.create_task(self.flush_forever(), name=f"{self._channel}-turn-lease-finisher"),
+            ]
 
     async def close(self) -> None:
-        """Stop renewing; turns cut short keep their leases, which lapse and are retaken by a retry."""
-        if self._renewer is not None:
-            self._renewer.cancel()
+        """Write the finished keys, stop; turns cut short keep their leases, which lapse and are retaken."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
-            self._renewer = None
+                await task
+        await self.flush()
 
     def _hold(self, key: str) -> None:
         self._held[key] = asyncio.Event()

@@ -138,7 +138,7 @@ class MemoryClaims:
         self.keys.add(key)
         return True
 
-    async def finish(self, key: str) -> None:
+    def finish(self, key: str) -> None:
         self.finished.add(key)
 
     async def release(self, key: str) -> None:
