@@ -109,17 +109,18 @@ class TurnLeases:
     async def flush(self) -> None:
         """Write every finished key now (one statement), then let waiting retries see them as duplicates."""
         while self._finishing:
-            keys, self._finishing = self._finishing, []
+            keys = list(self._finishing)
             try:
                 await self._store.finish_leases(self._channel, keys)
             except Exception:
                 # The replies are out; an unfinished lease only lets a later retry send one again.
                 log.exception("could not mark %d finished turns", len(keys))
-            finally:
-                for key in keys:
-                    event = self._held.pop(key, None)
-                    if event is not None:
-                        event.set()
+            # (Cancelled mid-write, the keys stay queued for close() to write; the statement is idempotent.)
+            del self._finishing[: len(keys)]
+            for key in keys:
+                event = self._held.pop(key, None)
+                if event is not None:
+                    event.set()
 
     async def flush_forever(self) -> None:
         """Write finished keys as they come (each batch: whatever finished while the last one was written)."""
