@@ -75,20 +75,31 @@ class SqlChannelStore:
             claimed = {row[0] for row in await conn.execute(stmt)}
         return {key for key in keys if stored_key(key) in claimed}
 
-    async def lease_inbound(self, channel: str, key: str, now: datetime, until: datetime) -> bool:
-        """One INSERT … ON CONFLICT DO UPDATE … WHERE the stored lease lapsed: a new or abandoned claim."""
+    async def settle_leases(
+        self, channel: str, take: Sequence[str], now: datetime, until: datetime, finish: Sequence[str]
+    ) -> set[str]:
+        """One UPDATE for the finished keys, one INSERT … ON CONFLICT DO UPDATE … WHERE lapsed … RETURNING."""
         d = t.inbound_dedup
+        finished = sorted({stored_key(key) for key in finish})
+        # One row per key: PostgreSQL refuses an upsert that would touch the same row twice.
+        wanted = sorted({stored_key(key) for key in take})
+        taken: set[str] = set()
         async with self._engine.begin() as conn:
-            stmt = _insert(conn, d).values(
-                channel=channel, unique_key=stored_key(key), received_at=now, lease_until=until
-            )
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["channel", "unique_key"],
-                set_={"lease_until": until},
-                where=d.c.lease_until.is_not(None) & (d.c.lease_until < now),
-            )
-            result = await conn.execute(stmt)
-            return bool(result.rowcount)
+            if finished:
+                await conn.execute(
+                    update(d).where(d.c.channel == channel, d.c.unique_key.in_(finished)).values(lease_until=None)
+                )
+            if wanted:
+                stmt = _insert(conn, d).values(
+                    [{"channel": channel, "unique_key": k, "received_at": now, "lease_until": until} for k in wanted]
+                )
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["channel", "unique_key"],
+                    set_={"lease_until": stmt.excluded.lease_until},
+                    where=d.c.lease_until.is_not(None) & (d.c.lease_until < now),
+                ).returning(d.c.unique_key)
+                taken = {str(row[0]) for row in await conn.execute(stmt)}
+        return {key for key in take if stored_key(key) in taken}
 
     async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:
         d = t.inbound_dedup
@@ -111,16 +122,6 @@ class SqlChannelStore:
                 update(d)
                 .where(d.c.channel == channel, d.c.unique_key.in_(stored), d.c.lease_until.is_not(None))
                 .values(lease_until=until)
-            )
-
-    async def finish_leases(self, channel: str, keys: Sequence[str]) -> None:
-        d = t.inbound_dedup
-        stored = sorted({stored_key(key) for key in keys})
-        if not stored:
-            return
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                update(d).where(d.c.channel == channel, d.c.unique_key.in_(stored)).values(lease_until=None)
             )
 
     async def release_inbound(self, channel: str, key: str) -> None:

@@ -106,9 +106,12 @@ class InboundLeases(Protocol):
     Each call is its own short transaction; taking a lease is atomic across replicas.
     """
 
-    async def lease_inbound(self, channel: str, key: str, now: datetime, until: datetime) -> bool:
-        """Hold `key` until `until`: True when it was never claimed, or its lease lapsed before `now`;
-        False when its turn finished or another holder's lease is still running."""
+    async def settle_leases(
+        self, channel: str, take: Sequence[str], now: datetime, until: datetime, finish: Sequence[str]
+    ) -> set[str]:
+        """In one transaction: mark `finish` finished, then hold each `take` key until `until`; returns the
+        keys taken: never claimed before, or whose lease lapsed before `now` (finished and still-held ones
+        are not taken)."""
         ...
 
     async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:
@@ -117,10 +120,6 @@ class InboundLeases(Protocol):
 
     async def renew_inbound(self, channel: str, keys: Sequence[str], until: datetime) -> None:
         """Extend the leases of turns still running here to `until` (finished claims are left alone)."""
-        ...
-
-    async def finish_leases(self, channel: str, keys: Sequence[str]) -> None:
-        """The turns' writes committed and their replies were sent: later retries are duplicates."""
         ...
 
     async def release_inbound(self, channel: str, key: str) -> None:

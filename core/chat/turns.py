@@ -28,6 +28,9 @@ LEASE = timedelta(seconds=10)  # a dead process's turns are retaken this long af
 RENEW_EVERY = 3.0  # seconds between renewals of the leases this process holds
 WAIT = 12.0  # how long a retry waits for a running turn (Teams gives up on a request after ~15 s)
 POLL = 0.25  # seconds between looks at another process's lease
+# Turns running at once in one process (more wait for a slot before they claim). A crash can only make the
+# turns that already replied but were not yet recorded as finished reply twice, so this also bounds that.
+LIMIT = 8
 
 Clock = Callable[[], datetime]
 
@@ -45,6 +48,7 @@ class TurnLeases:
         channel: str,
         *,
         lease: timedelta = LEASE,
+        limit: int = LIMIT,
         renew_every: float = RENEW_EVERY,
         wait: float = WAIT,
         poll: float = POLL,
@@ -57,8 +61,11 @@ class TurnLeases:
         self._wait = wait
         self._poll = poll
         self._clock = clock
+        self._slots = asyncio.Semaphore(limit)
         self._held: dict[str, asyncio.Event] = {}  # key → set when its turn ends here (finished or released)
         self._finishing: list[str] = []  # finished keys not written yet
+        self._taking: list[tuple[str, asyncio.Future[bool]]] = []  # claims waiting for the next batch
+        self._writing = asyncio.Lock()  # one batch at a time, in arrival order
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -79,10 +86,16 @@ class TurnLeases:
                     await asyncio.wait_for(running.wait(), max(deadline - loop.time(), 0.0))
                 if key in self._held:
                     return False  # still running: that turn answers
-            now = self._clock()
-            if await self._store.lease_inbound(self._channel, key, now, now + self._lease):
-                self._hold(key)
+            await self._slots.acquire()  # kept by a taken claim until its turn ends (see _end)
+            try:
+                taken = await self._take(key)
+            except BaseException:
+                self._slots.release()
+                raise
+            if taken:
                 return True
+            self._slots.release()
+            now = self._clock()
             current = await self._store.inbound_lease(self._channel, key)
             if current is not None and current.finished:
                 return False
@@ -98,8 +111,8 @@ class TurnLeases:
     def finish(self, key: str) -> None:
         """The turn's writes committed and its reply is out: retries of `key` are duplicates from now on.
 
-        Finished keys are written together in one statement by the background writer, soon after: a write
-        per turn would queue behind the turns' own writes (SQLite has one writer), and every turn finished in
+        Written soon after by the batch writer, in the same statement batch as the next claims: a write of its
+        own per turn would queue behind the turns' writes (SQLite has one writer), and every turn finished in
         the meantime would send its reply again after a crash. Until written, the key stays held here.
         """
         if key in self._held and key not in self._finishing:
@@ -107,23 +120,54 @@ class TurnLeases:
             self._wake.set()
 
     async def flush(self) -> None:
-        """Write every finished key now (one statement), then let waiting retries see them as duplicates."""
-        while self._finishing:
-            keys = list(self._finishing)
-            try:
-                await self._store.finish_leases(self._channel, keys)
-            except Exception:
-                # The replies are out; an unfinished lease only lets a later retry send one again.
-                log.exception("could not mark %d finished turns", len(keys))
-            # (Cancelled mid-write, the keys stay queued for close() to write; the statement is idempotent.)
-            del self._finishing[: len(keys)]
-            for key in keys:
-                event = self._held.pop(key, None)
-                if event is not None:
-                    event.set()
+        """Write the pending claims and finished keys now, in one transaction (one batch at a time)."""
+        async with self._writing:
+            await self._write_batch()
+
+    async def _take(self, key: str) -> bool:
+        """Claim `key` in the next batch (whoever finds no batch being written writes one for everybody)."""
+        taken = asyncio.get_running_loop().create_future()
+        self._taking.append((key, taken))
+        async with self._writing:
+            if not taken.done():
+                await self._write_batch()
+        return bool(await taken)
+
+    async def _write_batch(self) -> None:
+        """One transaction: finish the finished keys, lease the claimed ones; then answer every claimer."""
+        takes, self._taking = self._taking, []
+        finishing = list(self._finishing)
+        if not takes and not finishing:
+            return
+        now = self._clock()
+        try:
+            taken = await self._store.settle_leases(
+                self._channel, [key for key, _ in takes], now, now + self._lease, finishing
+            )
+        except asyncio.CancelledError:
+            self._taking[:0] = takes  # cut short (shutdown): the next batch writes them
+            raise
+        except Exception as exc:
+            # The replies are out; an unfinished lease only lets a later retry send one again.
+            log.exception("writing %d claims and %d finished turns failed", len(takes), len(finishing))
+            for _, waiting in takes:
+                if not waiting.done():
+                    waiting.set_exception(exc)
+            taken = set()
+            takes = []
+        del self._finishing[: len(finishing)]
+        for key in finishing:
+            self._end(key)
+        for key, waiting in takes:
+            if waiting.done():
+                continue
+            won = key in taken and key not in self._held  # two claims of one key in a batch: the first wins
+            if won:
+                self._hold(key)
+            waiting.set_result(won)
 
     async def flush_forever(self) -> None:
-        """Write finished keys as they come (each batch: whatever finished while the last one was written)."""
+        """Write finished keys as they come when no claim carries them (each batch: all pending meanwhile)."""
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -131,12 +175,8 @@ class TurnLeases:
 
     async def release(self, key: str) -> None:
         """The turn failed: forget the claim so the platform's retry runs it again."""
-        event = self._held.pop(key, None)  # first, so a cancelled release never leaves a key renewed forever
-        try:
-            await self._store.release_inbound(self._channel, key)
-        finally:
-            if event is not None:
-                event.set()
+        self._end(key)  # first, so a cancelled release never leaves a key renewed forever
+        await self._store.release_inbound(self._channel, key)
 
     async def renew(self) -> None:
         """Extend the lease of every turn running here (one statement)."""
@@ -172,3 +212,10 @@ class TurnLeases:
 
     def _hold(self, key: str) -> None:
         self._held[key] = asyncio.Event()
+
+    def _end(self, key: str) -> None:
+        """The turn of `key` ended here: wake its waiting retries and free its slot."""
+        event = self._held.pop(key, None)
+        if event is not None:
+            event.set()
+            self._slots.release()

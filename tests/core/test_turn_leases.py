@@ -126,6 +126,19 @@ async def test_the_background_writer_finishes_turns_and_close_writes_the_rest(da
 async def test_claims_stored_before_leases_existed_count_as_finished(database: Database) -> None:
     store = SqlChannelStore(database.engine)
     assert await store.claim_inbound("teams", KEY, T0)  # the plain, lease-less claim of earlier versions
-    assert not await store.lease_inbound("teams", KEY, T0 + timedelta(days=1), T0 + timedelta(days=2))
+    later = T0 + timedelta(days=1)
+    assert await store.settle_leases("teams", [KEY], later, later + timedelta(seconds=10), []) == set()
     lease = await store.inbound_lease("teams", KEY)
     assert lease is not None and lease.finished
+
+
+async def test_one_batch_finishes_and_takes_and_a_key_claimed_twice_in_it_is_taken_once(database: Database) -> None:
+    store = SqlChannelStore(database.engine)
+    until = T0 + timedelta(seconds=10)
+    assert await store.settle_leases("teams", ["a", "b", "a"], T0, until, []) == {"a", "b"}
+    assert await store.settle_leases("teams", ["a", "c"], T0, until, ["b"]) == {"c"}  # a: still held
+    lease = await store.inbound_lease("teams", "b")
+    assert lease is not None and lease.finished
+    mine = leases(database, Clock())
+    first, second = await asyncio.gather(mine.claim("d"), mine.claim("d"))
+    assert sorted([first, second]) == [False, True]
