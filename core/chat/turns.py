@@ -10,6 +10,9 @@ short lease, renewed while the turn runs and finished after the turn's writes co
   turn's writes are keyed by the message, so nothing is tagged twice, and its reply is rendered again from
   what was stored;
 - a retry after a failed turn (released) runs it again at once.
+
+Claims and finished turns are written together, one batch (transaction) at a time, by whichever claimer finds
+no batch being written, or by the background writer; a process runs at most `limit` turns at once.
 """
 
 from __future__ import annotations
@@ -86,26 +89,23 @@ class TurnLeases:
                     await asyncio.wait_for(running.wait(), max(deadline - loop.time(), 0.0))
                 if key in self._held:
                     return False  # still running: that turn answers
-            await self._slots.acquire()  # kept by a taken claim until its turn ends (see _end)
-            try:
-                taken = await self._take(key)
-            except BaseException:
-                self._slots.release()
-                raise
-            if taken:
-                return True
-            self._slots.release()
             now = self._clock()
             current = await self._store.inbound_lease(self._channel, key)
             if current is not None and current.finished:
-                return False
+                return False  # answered before (a duplicate never waits for a turn slot)
+            if current is None or (current.until is not None and current.until < now):
+                if await self._take_in_slot(key):  # new, released, or its holder died
+                    return True
+                current = await self._store.inbound_lease(self._channel, key)
+                if current is not None and current.finished:
+                    return False
             remaining = deadline - loop.time()
             if remaining <= 0:
                 log.info("activity %s is still being processed elsewhere; acknowledged as a duplicate", key)
                 return False
             if current is None or current.until is None:
-                continue  # released between the two statements: try to take it now
-            until_lapse = (current.until - now).total_seconds()
+                continue  # released meanwhile: try to take it now
+            until_lapse = (current.until - self._clock()).total_seconds()
             await asyncio.sleep(min(self._poll, remaining, max(until_lapse, 0.0) + 0.01))
 
     def finish(self, key: str) -> None:
@@ -123,6 +123,18 @@ class TurnLeases:
         """Write the pending claims and finished keys now, in one transaction (one batch at a time)."""
         async with self._writing:
             await self._write_batch()
+
+    async def _take_in_slot(self, key: str) -> bool:
+        """Take `key` once a turn slot is free; the slot stays taken with the key until its turn ends."""
+        await self._slots.acquire()
+        try:
+            taken = await self._take(key)
+        except BaseException:
+            self._slots.release()
+            raise
+        if not taken:
+            self._slots.release()
+        return taken
 
     async def _take(self, key: str) -> bool:
         """Claim `key` in the next batch (whoever finds no batch being written writes one for everybody)."""

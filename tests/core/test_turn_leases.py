@@ -142,3 +142,23 @@ async def test_one_batch_finishes_and_takes_and_a_key_claimed_twice_in_it_is_tak
     mine = leases(database, Clock())
     first, second = await asyncio.gather(mine.claim("d"), mine.claim("d"))
     assert sorted([first, second]) == [False, True]
+
+
+async def test_at_most_limit_turns_run_at_once_and_a_slot_frees_when_a_turn_ends(database: Database) -> None:
+    mine = TurnLeases(SqlChannelStore(database.engine), "teams", limit=2, wait=0.2, poll=0.02, clock=Clock())
+    assert await mine.claim("k1") and await mine.claim("k2")
+    third = asyncio.create_task(mine.claim("k3"))
+    await asyncio.sleep(0.1)
+    assert not third.done()  # both slots are taken
+    mine.finish("k1")
+    await asyncio.sleep(0.1)
+    assert not third.done()  # finished but not yet written: its reply could still be sent twice after a crash
+    await mine.flush()
+    assert await third is True
+    fourth = asyncio.create_task(mine.claim("k4"))
+    await asyncio.sleep(0.1)
+    assert not fourth.done()
+    await mine.release("k2")
+    assert await fourth is True
+    assert not await mine.claim("k1")  # a duplicate never keeps a slot …
+    assert mine.held == {"k3", "k4"}
