@@ -28,6 +28,7 @@ from bots.wecom.routes import CHANNEL as INBOX_CHANNEL
 from bots.wecom.sync import DRAIN_INTERVAL, WeComTagSync
 from config import Settings, check_serve, start_up_line
 from core.chat.service import ChatService
+from core.chat.turns import TurnLeases
 from core.records import TaxonomyVersion
 from core.tags.assignments import TaggingRules
 from core.taxonomy.matcher_holder import MatcherHolder
@@ -187,19 +188,6 @@ async def _refresh_taxonomy(database: Database, holder: MatcherHolder, cell: Tax
 TEAMS = web.AppKey("teams", TeamsEndpoint)
 
 
-class _TeamsClaims:
-    """ActivityClaims on the durable inbound de-duplication table (shared by every replica)."""
-
-    def __init__(self, channels: SqlChannelStore) -> None:
-        self._channels = channels
-
-    async def claim(self, key: str) -> bool:
-        return await self._channels.claim_inbound("teams", key, datetime.now(UTC))
-
-    async def release(self, key: str) -> None:
-        await self._channels.release_inbound("teams", key)
-
-
 async def _teams_ctx(app: web.Application) -> AsyncIterator[None]:
     """Bot Framework auth + adapter + the Kebiao bot over the chat service, behind POST /api/messages."""
     settings = app[SETTINGS]
@@ -216,10 +204,14 @@ async def _teams_ctx(app: web.Application) -> AsyncIterator[None]:
         activity=SqlAlertStore(app[DATABASE].engine),
     )
     adapter = create_adapter(build_authentication(settings.teams))
-    app[TEAMS] = TeamsEndpoint(adapter, KebiaoBot(chat, channels), claims=_TeamsClaims(channels))
+    # Leased claims: a retry of a turn that died with its process (lease lapsed) or failed runs again.
+    leases = TurnLeases(channels, "teams")
+    leases.start()
+    app[TEAMS] = TeamsEndpoint(adapter, KebiaoBot(chat, channels), claims=leases)
     try:
         yield
     finally:
+        await leases.close()
         await close_adapter(adapter)
 
 

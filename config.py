@@ -7,9 +7,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.loopback import is_loopback_host
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/kebiao.db"
 DEFAULT_WECOM_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin"
 ENVIRONMENTS = ("development", "production", "test")  # KEBIAO_ENV values; anything else is refused
+PUBLIC_HOST = "0.0.0.0"  # the default listen address with Bot Framework credentials
+LOOPBACK_HOST = "127.0.0.1"  # the default without them (emulator mode)
 
 
 class ConfigError(ValueError):
@@ -67,7 +71,7 @@ class Settings:
     """Everything the process needs, read once; adapters get only their slice."""
 
     database_url: str = DEFAULT_DATABASE_URL
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = 3978
     taxonomy_path: str | None = None
     timezone: str = "Asia/Shanghai"
@@ -75,6 +79,8 @@ class Settings:
     scheduler_enabled: bool = True
     environment: str = "development"
     tag_hard_cap: int = 100
+    # KEBIAO_ALLOW_UNAUTHENTICATED: serve without Bot Framework credentials on a non-loopback address.
+    allow_unauthenticated: bool = False
     teams: TeamsSettings = TeamsSettings()
     wecom: WeComSettings = WeComSettings()
     alerts: AlertSettings = AlertSettings()
@@ -91,9 +97,11 @@ class Settings:
             values.update(_read_dotenv(dotenv))
         values.update(os.environ if environ is None else environ)
         get = values.get
+        app_id = (get("MICROSOFT_APP_ID") or "").strip()
         settings = cls(
             database_url=get("KEBIAO_DATABASE_URL") or DEFAULT_DATABASE_URL,
-            host=get("HOST") or "0.0.0.0",
+            # Without credentials (emulator mode) nobody is authenticated: listen on loopback unless told otherwise.
+            host=(get("HOST") or "").strip() or (PUBLIC_HOST if app_id else LOOPBACK_HOST),
             port=_int(get("PORT"), "PORT", 3978),
             taxonomy_path=get("KEBIAO_TAXONOMY") or None,
             timezone=get("KEBIAO_TIMEZONE") or "Asia/Shanghai",
@@ -101,9 +109,10 @@ class Settings:
             scheduler_enabled=_switch(get("KEBIAO_SCHEDULER"), "KEBIAO_SCHEDULER", True),
             environment=(get("KEBIAO_ENV") or "development").strip().lower(),
             tag_hard_cap=_int(get("KEBIAO_TAG_HARD_CAP"), "KEBIAO_TAG_HARD_CAP", 100),
+            allow_unauthenticated=_switch(get("KEBIAO_ALLOW_UNAUTHENTICATED"), "KEBIAO_ALLOW_UNAUTHENTICATED", False),
             teams=TeamsSettings(
                 # A stray space in a deployment form must not count as a credential.
-                app_id=(get("MICROSOFT_APP_ID") or "").strip(),
+                app_id=app_id,
                 app_password=(get("MICROSOFT_APP_PASSWORD") or "").strip(),
                 app_type=(get("MICROSOFT_APP_TYPE") or "").strip() or "MultiTenant",
                 app_tenant_id=(get("MICROSOFT_APP_TENANT_ID") or "").strip(),
@@ -193,6 +202,7 @@ def check_serve(settings: Settings) -> None:
             "off. Set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD, or unset KEBIAO_ENV for local use."
         )
     check_bot_credentials(settings.teams)
+    check_listen(settings)
 
 
 def check_bot_credentials(teams: TeamsSettings) -> None:
@@ -213,6 +223,21 @@ def check_bot_credentials(teams: TeamsSettings) -> None:
             f"MICROSOFT_APP_ID is set but MICROSOFT_APP_PASSWORD is empty ({app_type} bot): set the client "
             "secret from the bot's Entra app registration, or unset MICROSOFT_APP_ID for local use"
         )
+
+
+def check_listen(settings: Settings) -> None:
+    """Emulator mode (no MICROSOFT_APP_ID) authenticates nobody: refuse a non-loopback HOST unless allowed.
+
+    Checked by `kebiao serve`, the only verb that listens.
+    """
+    if settings.teams.app_id.strip() or settings.allow_unauthenticated or is_loopback_host(settings.host):
+        return
+    raise ConfigError(
+        f"HOST={settings.host} but MICROSOFT_APP_ID is empty: in emulator mode /api/messages answers anyone "
+        "without authentication, so it only listens on a loopback address. Set HOST=127.0.0.1 (or leave HOST "
+        "unset) for local use, set MICROSOFT_APP_ID and MICROSOFT_APP_PASSWORD to serve Teams, or set "
+        "KEBIAO_ALLOW_UNAUTHENTICATED=1 if this address is reachable only by you (see docs/security.md)"
+    )
 
 
 def _alert_settings(get: Callable[[str], str | None]) -> AlertSettings:

@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "teams": "bench.teams:main",
     "startup": "bench.startup:main",
     "hostile": "bench.hostile:main",
+    "crash": "bench.crash:main",
 }
 
 

@@ -16,15 +16,17 @@ def register(verbs: Verbs) -> None:
     """Add the `serve` verb."""
     serve = verbs.add_parser(
         "serve",
-        help="serve the bot and admin API on HOST:PORT (default 0.0.0.0:3978)",
+        help="serve the bot and admin API on HOST:PORT (default 127.0.0.1:3978 without MICROSOFT_APP_ID)",
         description="Serve the Teams bot (POST /api/messages), the WeCom callback (/wecom/callback) when "
         "WECOM_CORP_ID, WECOM_TOKEN and WECOM_ENCODING_AES_KEY are set, the admin API (/admin/v1) when "
         "KEBIAO_ADMIN_TOKEN is set, and /healthz, /readyz. Listens on the HOST and PORT environment variables "
-        "(default 0.0.0.0:3978). The database (KEBIAO_DATABASE_URL, default ./data/kebiao.db) is created or "
-        "migrated on start, and the taxonomy (KEBIAO_TAXONOMY or the built-in one) is stored on first start. "
-        "Without MICROSOFT_APP_ID the bot runs in emulator mode with no authentication; KEBIAO_ENV=production "
-        "refuses that. One log line says what is on once it is ready. See docs/configuration.md and "
-        "docs/deployment.md.",
+        "(default 0.0.0.0:3978 with MICROSOFT_APP_ID set, else 127.0.0.1:3978: without credentials only a loopback "
+        "HOST is accepted unless KEBIAO_ALLOW_UNAUTHENTICATED=1, see docs/security.md). The database "
+        "(KEBIAO_DATABASE_URL, default ./data/kebiao.db) is created or migrated on start, and the taxonomy "
+        "(KEBIAO_TAXONOMY or the built-in one) is stored on first start. "
+        "Without MICROSOFT_APP_ID the bot runs in emulator mode with no authentication and replies only to "
+        "loopback service URLs; KEBIAO_ENV=production refuses that. One log line says what is on once it is "
+        "ready. See docs/configuration.md and docs/deployment.md.",
         epilog="example: HOST=127.0.0.1 PORT=8080 kebiao serve",
     )
     serve.set_defaults(handler=cmd_serve)

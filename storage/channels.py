@@ -11,7 +11,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from core.chat.ports import ConversationLink, InboundMessage, SavedReference
+from core.chat.ports import ConversationLink, InboundLease, InboundMessage, SavedReference
 from storage import tables as t
 from storage.database import READ_ONLY
 from storage.repositories import _insert
@@ -74,6 +74,55 @@ class SqlChannelStore:
             )
             claimed = {row[0] for row in await conn.execute(stmt)}
         return {key for key in keys if stored_key(key) in claimed}
+
+    async def settle_leases(
+        self, channel: str, take: Sequence[str], now: datetime, until: datetime, finish: Sequence[str]
+    ) -> set[str]:
+        """One UPDATE for the finished keys, one INSERT … ON CONFLICT DO UPDATE … WHERE lapsed … RETURNING."""
+        d = t.inbound_dedup
+        finished = sorted({stored_key(key) for key in finish})
+        # One row per key: PostgreSQL refuses an upsert that would touch the same row twice.
+        wanted = sorted({stored_key(key) for key in take})
+        taken: set[str] = set()
+        async with self._engine.begin() as conn:
+            if finished:
+                await conn.execute(
+                    update(d).where(d.c.channel == channel, d.c.unique_key.in_(finished)).values(lease_until=None)
+                )
+            if wanted:
+                stmt = _insert(conn, d).values(
+                    [{"channel": channel, "unique_key": k, "received_at": now, "lease_until": until} for k in wanted]
+                )
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["channel", "unique_key"],
+                    set_={"lease_until": stmt.excluded.lease_until},
+                    where=d.c.lease_until.is_not(None) & (d.c.lease_until < now),
+                ).returning(d.c.unique_key)
+                taken = {str(row[0]) for row in await conn.execute(stmt)}
+        return {key for key in take if stored_key(key) in taken}
+
+    async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:
+        d = t.inbound_dedup
+        async with self._engine.connect() as conn:
+            await conn.execution_options(**{READ_ONLY: True})
+            row = (
+                await conn.execute(
+                    select(d.c.lease_until).where(d.c.channel == channel, d.c.unique_key == stored_key(key))
+                )
+            ).first()
+        return None if row is None else InboundLease(row.lease_until)
+
+    async def renew_inbound(self, channel: str, keys: Sequence[str], until: datetime) -> None:
+        d = t.inbound_dedup
+        stored = sorted({stored_key(key) for key in keys})
+        if not stored:
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                update(d)
+                .where(d.c.channel == channel, d.c.unique_key.in_(stored), d.c.lease_until.is_not(None))
+                .values(lease_until=until)
+            )
 
     async def release_inbound(self, channel: str, key: str) -> None:
         async with self._engine.begin() as conn:

@@ -232,6 +232,8 @@ inbound_dedup = Table(
     Column("channel", String(20), primary_key=True),
     Column("unique_key", String(500), primary_key=True),
     Column("received_at", UtcDateTime, nullable=False, index=True),
+    # Set while a turn holds the claim (renewed as it runs); NULL once it finished (migration 0006).
+    Column("lease_until", UtcDateTime, nullable=True),
 )
 
 outbox = Table(

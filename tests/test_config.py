@@ -2,13 +2,21 @@
 
 import pytest
 
-from config import ConfigError, Settings, check_bot_credentials, check_serve, masked_url, start_up_line
+from config import (
+    ConfigError,
+    Settings,
+    check_bot_credentials,
+    check_listen,
+    check_serve,
+    masked_url,
+    start_up_line,
+)
 
 
 def test_defaults_match_design() -> None:
     s = Settings.from_env({}, dotenv=None)
     assert s.database_url == "sqlite+aiosqlite:///./data/kebiao.db"
-    assert (s.host, s.port) == ("0.0.0.0", 3978)
+    assert (s.host, s.port) == ("127.0.0.1", 3978)  # no MICROSOFT_APP_ID: emulator mode listens on loopback
     assert s.timezone == "Asia/Shanghai"
     assert s.scheduler_enabled is True
     assert not s.wecom.enabled
@@ -57,7 +65,7 @@ def test_start_up_line_names_address_database_taxonomy_channels_and_emulator_mod
         dotenv=None,
     )
     line = start_up_line(settings, 7)
-    assert "listening on http://0.0.0.0:4000" in line
+    assert "listening on http://127.0.0.1:4000" in line  # no app id: loopback unless HOST says otherwise
     assert "database postgresql+asyncpg://kebiao:***@db/kebiao" in line and "hunter2" not in line
     assert "taxonomy version 7" in line
     assert "channels: teams, admin API" in line
@@ -135,3 +143,40 @@ def test_teams_credentials_are_stripped_and_valid_combinations_pass() -> None:
     assert (s.teams.app_id, s.teams.app_password, s.teams.app_tenant_id) == ("app-id", "secret", "tenant")
     msi = {"MICROSOFT_APP_ID": "id", "MICROSOFT_APP_TYPE": "UserAssignedMSI", "MICROSOFT_APP_TENANT_ID": "t"}
     assert Settings.from_env(msi, dotenv=None).teams.app_password == ""
+
+
+def test_emulator_mode_listens_on_loopback_and_credentials_on_every_address() -> None:
+    assert Settings.from_env({}, dotenv=None).host == "127.0.0.1"
+    with_bot = Settings.from_env({"MICROSOFT_APP_ID": "id", "MICROSOFT_APP_PASSWORD": "pw"}, dotenv=None)
+    assert with_bot.host == "0.0.0.0"
+    assert Settings.from_env({"HOST": "::1"}, dotenv=None).host == "::1"  # an explicit HOST always wins
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST"])
+def test_emulator_mode_may_listen_on_loopback(host: str) -> None:
+    check_listen(Settings.from_env({"HOST": host}, dotenv=None))
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20", "kebiao.example.com", "127.0.0.1.nip.io"])
+def test_emulator_mode_on_a_reachable_address_is_refused_unless_allowed(host: str) -> None:
+    with pytest.raises(ConfigError, match="KEBIAO_ALLOW_UNAUTHENTICATED=1") as refused:
+        check_listen(Settings.from_env({"HOST": host}, dotenv=None))
+    assert f"HOST={host}" in str(refused.value) and "MICROSOFT_APP_ID" in str(refused.value)
+    check_listen(Settings.from_env({"HOST": host, "KEBIAO_ALLOW_UNAUTHENTICATED": "1"}, dotenv=None))
+    bot = {"MICROSOFT_APP_ID": "id", "MICROSOFT_APP_PASSWORD": "pw"}
+    check_listen(Settings.from_env({"HOST": host, **bot}, dotenv=None))
+    with pytest.raises(ConfigError, match="KEBIAO_ALLOW_UNAUTHENTICATED"):
+        Settings.from_env({"HOST": host, "KEBIAO_ALLOW_UNAUTHENTICATED": "perhaps"}, dotenv=None)
+
+
+def test_serve_refuses_emulator_mode_on_a_reachable_address_before_listening(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    for name in ("MICROSOFT_APP_ID", "MICROSOFT_APP_PASSWORD", "KEBIAO_ALLOW_UNAUTHENTICATED", "KEBIAO_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "HOST=0.0.0.0" in err and "KEBIAO_ALLOW_UNAUTHENTICATED=1" in err and "docs/security.md" in err

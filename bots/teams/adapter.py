@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 from aiohttp import web
@@ -38,6 +39,7 @@ from msrest.serialization import Model
 from bots.teams.activity_shape import check_activity
 from bots.teams.dedup import ActivityClaims, activity_key
 from core.inbound import InputError, loads
+from core.loopback import is_loopback_url
 
 log = logging.getLogger(__name__)
 
@@ -185,19 +187,26 @@ class TeamsEndpoint:
         try:
             activity = await self._read_activity(request)
             auth = await self._authenticate(activity, request.headers.get("Authorization"))
+            _check_reply_address(activity, auth)
         except RequestRejected as rejected:
             return web.json_response({"error": rejected.reason}, status=rejected.status)
         key = activity_key(activity)
-        if key is not None and self.claims is not None and not await self.claims.claim(key):
+        claims = self.claims if key is not None else None
+        if claims is not None and key is not None and not await claims.claim(key):
             log.info("duplicate activity %s (%s) acknowledged without running the bot", key, activity.type)
             return web.Response(status=200)
         try:
             invoke_response = await self.adapter.process_activity(auth, activity, self.bot.on_turn)
-        except Exception:
+        except BaseException as exc:
+            if claims is not None and key is not None:
+                # Released, the platform's retry runs the turn again (a cancelled turn's lease also lapses).
+                await claims.release(key)
+            if not isinstance(exc, Exception):
+                raise
             log.exception("bot turn failed for %s activity %s", activity.type, key)
-            if key is not None and self.claims is not None:
-                await self.claims.release(key)
             return web.json_response({"error": "the bot failed to process the activity"}, status=500)
+        if claims is not None and key is not None:
+            claims.finish(key)  # writes committed and replies sent: retries are duplicates now
         return _response(invoke_response)
 
     async def _read_activity(self, request: web.Request) -> Activity:
@@ -257,6 +266,30 @@ class TeamsEndpoint:
 def _clipped(reason: str, limit: int = 300) -> str:
     """A refusal reason short enough to echo (a field name from the body could be long)."""
     return reason if len(reason) <= limit else reason[:limit] + "…"
+
+
+def _check_reply_address(activity: Activity, auth: AuthenticateRequestResult) -> None:
+    """Unauthenticated (emulator-mode) turns may only reply to a loopback service URL: never an open relay."""
+    identity = auth.claims_identity
+    anonymous = identity is None or identity.authentication_type == AuthenticationConstants.ANONYMOUS_AUTH_TYPE
+    if anonymous and not is_loopback_url(activity.service_url):
+        host = _host_of(activity.service_url)
+        log.warning(
+            "refused unauthenticated %s activity whose serviceUrl host is %r (not loopback)", activity.type, host
+        )
+        raise RequestRejected(
+            403,
+            f"serviceUrl host {host!r} is not a loopback address: without MICROSOFT_APP_ID (emulator mode) the bot "
+            "replies only to 127.0.0.1, ::1 or localhost; configure the bot's credentials to serve Teams",
+        )
+
+
+def _host_of(url: str | None) -> str:
+    """The host of `url` for messages (clipped; empty when unreadable)."""
+    try:
+        return (urlsplit(url or "").hostname or "")[:100]
+    except ValueError:
+        return ""
 
 
 def _response(invoke_response: InvokeResponse | None) -> web.Response:

@@ -1,4 +1,4 @@
-"""The de-duplication seam: Teams re-sends an activity with the same id when the bot was slow (~15 s)."""
+"""The de-duplication seam: Teams re-sends an activity with the same id when the bot was slow (~15 s) or failed."""
 
 from __future__ import annotations
 
@@ -8,10 +8,15 @@ from botbuilder.schema import Activity
 
 
 class ActivityClaims(Protocol):
-    """Atomic once-only claims on incoming activities; storage supplies the durable implementation."""
+    """Claims on incoming activities, held while the turn runs; storage supplies the durable implementation."""
 
     async def claim(self, key: str) -> bool:
-        """Return True for the first caller of `key`, False for every later one (across replicas)."""
+        """True: run the turn (first delivery, or a retry of a turn that died or failed); False: a duplicate."""
+        ...
+
+    def finish(self, key: str) -> None:
+        """The turn's writes committed and its replies were sent: later retries of `key` are duplicates
+        (recorded in the background: the answer to the platform does not wait for it)."""
         ...
 
     async def release(self, key: str) -> None:

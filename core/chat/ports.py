@@ -89,6 +89,44 @@ class InboundInbox(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class InboundLease:
+    """A stored claim on an incoming activity: `until` is when its turn's lease lapses, None once finished."""
+
+    until: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.until is None
+
+
+class InboundLeases(Protocol):
+    """Leased claims on incoming activities: held while a turn runs, finished once its reply is out.
+
+    Each call is its own short transaction; taking a lease is atomic across replicas.
+    """
+
+    async def settle_leases(
+        self, channel: str, take: Sequence[str], now: datetime, until: datetime, finish: Sequence[str]
+    ) -> set[str]:
+        """In one transaction: mark `finish` finished, then hold each `take` key until `until`; returns the
+        keys taken: never claimed before, or whose lease lapsed before `now` (finished and still-held ones
+        are not taken)."""
+        ...
+
+    async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:
+        """The stored claim on `key` (None: none, e.g. released after a failed turn)."""
+        ...
+
+    async def renew_inbound(self, channel: str, keys: Sequence[str], until: datetime) -> None:
+        """Extend the leases of turns still running here to `until` (finished claims are left alone)."""
+        ...
+
+    async def release_inbound(self, channel: str, key: str) -> None:
+        """Forget the claim after a failed turn, so the platform's retry runs it again."""
+        ...
+
+
 class ChannelStore(Protocol):
     """Each call is its own short transaction; all writes are race-safe on SQLite and PostgreSQL."""
 

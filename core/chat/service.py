@@ -519,7 +519,9 @@ class ChatService:
     async def handle_message(self, ctx: ChatContext, message_key: str, text: str) -> tuple[ChatResult, ...]:
         """Match a person's message in a linked conversation: (applied card, suggestion card), each if any.
 
-        A retried message (same key) returns nothing: its cards were sent the first time.
+        A message seen before (same key) changes nothing and gets its cards again, rendered from what was
+        stored: it only arrives again when the platform never got its reply (the channel de-duplicates
+        retries of messages that were answered).
         """
         link = await self.linked(ctx.channel, ctx.conversation_id)
         matcher = self._matcher()
@@ -534,7 +536,7 @@ class ChatService:
                 uow, matcher, taxonomy, self.rules, link.customer_id, message_key, text, ctx.now
             )
             if outcome.duplicate:
-                return ()
+                return await self._stored_cards(uow, ctx, link.customer_id, message_key)
             if outcome.applied:
                 applied = await self._applied_state(uow, ctx, link.customer_id, message_key)
                 if applied is not None and applied.entries:
@@ -547,6 +549,19 @@ class ChatService:
                     out.append(SuggestionState(customer, message_key, visible))
         for reason in outcome.refused:
             log.info("auto-apply refused for customer %d: %s", link.customer_id, reason)
+        return tuple(out)
+
+    async def _stored_cards(
+        self, uow: UnitOfWork, ctx: ChatContext, customer_id: int, message_key: str
+    ) -> tuple[ChatResult, ...]:
+        """The cards of a message handled before, in their current state (applied card, suggestion card)."""
+        out: list[ChatResult] = []
+        applied = await self._applied_state(uow, ctx, customer_id, message_key)
+        if applied is not None and applied.entries:
+            out.append(applied)
+        suggested = await self._suggestion_state(uow, ctx, message_key)
+        if suggested is not None:
+            out.append(suggested)
         return tuple(out)
 
     async def _note_activity(self, ctx: ChatContext, customer_id: int) -> None:

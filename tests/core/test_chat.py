@@ -233,7 +233,9 @@ async def test_linked_message_suggests_and_accept_all_applies_every_suggestion(
     [state] = await chat.respond(_ctx(), "teams:m-1", "我们公司采购想先要一份报价")
     assert isinstance(state, SuggestionState)
     assert {r.tag for r in state.records} == {"企业客户", "询价客户"}
-    assert await chat.respond(_ctx(), "teams:m-1", "我们公司采购想先要一份报价") == ()  # a retry: no second card
+    # Handled again (its reply was never confirmed sent): the same card from what was stored, nothing new.
+    [again] = await chat.respond(_ctx(), "teams:m-1", "我们公司采购想先要一份报价")
+    assert isinstance(again, SuggestionState) and [r.id for r in again.records] == [r.id for r in state.records]
     ids = [r.id for r in state.records]
     await chat.actor(AGENT.id, "王丽", NOW)
     decided = await chat.decide(_ctx(), verbs.SUGGESTION_ACCEPT_ALL, {"suggestion_ids": ids})
@@ -253,6 +255,11 @@ async def test_undo_removes_a_tag_the_message_applied_once(database: Database, s
     assert isinstance(applied, AppliedState)
     [entry] = applied.entries
     assert entry.tag == "售后工单" and entry.assignment_id > 0 and entry.matched == ("退款",)
+    # Handled again: the applied card again, the tag not applied twice (one event for the message).
+    assert await chat.respond(_ctx(), "teams:m-2", "设备坏了，我要退款") == (applied,)
+    async with database.unit_of_work(read_only=True) as uow:
+        events = await uow.events.for_customer(cid, 0, 50)
+    assert [e.evidence.get("message_key") for e in events] == ["teams:m-2"]
     data = {"assignment_id": entry.assignment_id, "customer_id": cid, "message_key": "teams:m-2"}
     later = _ctx(now=NOW + timedelta(minutes=5))
     undone = await chat.decide(later, verbs.ASSIGNMENT_UNDO, data)

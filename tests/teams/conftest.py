@@ -130,12 +130,16 @@ class MemoryClaims:
 
     def __init__(self) -> None:
         self.keys: set[str] = set()
+        self.finished: set[str] = set()
 
     async def claim(self, key: str) -> bool:
         if key in self.keys:
             return False
         self.keys.add(key)
         return True
+
+    def finish(self, key: str) -> None:
+        self.finished.add(key)
 
     async def release(self, key: str) -> None:
         self.keys.discard(key)

@@ -110,3 +110,19 @@ async def test_local_mode_accepts_unauthenticated_activities(
 def test_unusable_credentials_are_refused_up_front(credentials: Credentials, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build_authentication(credentials)
+
+
+async def test_authenticated_turns_reply_to_any_service_url_the_token_names(
+    make_client: Client, signing_key: SigningKey
+) -> None:
+    bot = SampleBot()
+    client = await make_client(bot, authenticated=True)
+    public = "https://smba.trafficmanager.net/apac/"  # the loopback rule is for unauthenticated (emulator) turns only
+    token = mint_token(signing_key, audience=APP_ID, service_url=public)
+    response = await client.post(
+        "/api/messages",
+        json=load_payload("compose_extension_query", public),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status == 200
+    assert bot.turns == ["invoke"]

@@ -6,6 +6,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from tests.teams.conftest import Client, MemoryClaims, SampleBot, load_payload
 from tests.teams.fake_connector import FakeConnector
 
@@ -164,6 +166,7 @@ async def test_retried_activity_runs_the_bot_once(make_client: Client, connector
     assert bot.turns == ["message"]
     assert len(fake.calls) == 1
     assert claims.keys == {"msteams:a:1Qy8XcPersonalWangLi:1732504800123"}
+    assert claims.finished == claims.keys  # the reply went out, then the claim was finished
 
 
 async def test_duplicate_invoke_is_acknowledged_without_rerunning(
@@ -190,7 +193,58 @@ async def test_failed_turn_releases_its_claim_so_the_retry_runs(
     response = await client.post("/api/messages", json=payload)
     assert response.status == 500
     assert "处理失败" not in json.dumps(await response.json(), ensure_ascii=False)
-    assert claims.keys == set()
+    assert claims.keys == set() and claims.finished == set()
     bot.fail = False
     assert (await client.post("/api/messages", json=payload)).status == 200
     assert bot.turns == ["message", "message"]
+
+
+async def test_a_reply_the_connector_refuses_fails_the_turn_so_the_retry_replies(
+    make_client: Client, connector: Connector
+) -> None:
+    fake, url = connector
+    bot = SampleBot()
+    claims = MemoryClaims()
+    client = await make_client(bot, claims=claims)
+    payload = load_payload("personal_message", url)
+    fake.fail(503, times=1)
+    assert (await client.post("/api/messages", json=payload)).status == 500  # the reply was never confirmed
+    assert claims.keys == set() and claims.finished == set()
+    assert (await client.post("/api/messages", json=payload)).status == 200
+    assert len(fake.delivered) == 1 and claims.finished == claims.keys
+
+
+async def test_emulator_mode_refuses_a_service_url_that_is_not_loopback(
+    make_client: Client, connector: Connector, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, _ = connector
+    bot = SampleBot()
+    claims = MemoryClaims()
+    client = await make_client(bot, claims=claims)
+    for service_url in (
+        "https://smba.trafficmanager.net/apac/",
+        "http://10.0.0.8:3978/",
+        "http://127.0.0.1.evil.example/",
+    ):
+        caplog.clear()
+        response = await client.post("/api/messages", json=load_payload("personal_message", service_url))
+        assert response.status == 403, service_url
+        assert "loopback" in (await response.json())["error"]
+        assert "not loopback" in caplog.text
+    missing = await client.post("/api/messages", json=load_payload("personal_message", ""))
+    assert missing.status == 400 and "serviceUrl" in (await missing.json())["error"]  # refused by its shape first
+    invoke = await client.post("/api/messages", json=load_payload("compose_extension_query", "http://example.com/"))
+    assert invoke.status == 403
+    assert bot.turns == [] and claims.keys == set() and fake.calls == []
+
+
+@pytest.mark.parametrize(
+    "service_url", ["http://localhost:{port}/", "http://[::1]:{port}/", "http://127.0.0.2:{port}/"]
+)
+async def test_emulator_mode_accepts_loopback_service_urls(make_client: Client, service_url: str) -> None:
+    bot = SampleBot()
+    client = await make_client(bot)
+    url = service_url.format(port=9)  # nothing listens: the invoke answers in the HTTP response, no reply is sent
+    response = await client.post("/api/messages", json=load_payload("compose_extension_query", url))
+    assert response.status == 200
+    assert bot.turns == ["invoke"]

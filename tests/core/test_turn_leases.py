@@ -1,0 +1,164 @@
+"""Turn leases on the real channel store: held while a turn runs, retaken after it lapsed, finished for good."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from core.chat.turns import TurnLeases
+from storage.channels import SqlChannelStore
+from storage.database import Database
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+KEY = "msteams:a:conversation:activity-1"
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def leases(database: Database, clock: Clock, wait: float = 0.2) -> TurnLeases:
+    """One process's leases (seconds-long waits shortened so the tests stay quick)."""
+    return TurnLeases(SqlChannelStore(database.engine), "teams", wait=wait, poll=0.02, clock=clock)
+
+
+async def test_a_finished_turn_makes_every_retry_a_duplicate(database: Database) -> None:
+    clock = Clock()
+    mine = leases(database, clock)
+    assert await mine.claim(KEY)
+    assert mine.held == {KEY}
+    mine.finish(KEY)
+    await mine.flush()
+    assert mine.held == frozenset()
+    clock.now = T0 + timedelta(days=1)  # long after any lease would have lapsed
+    assert not await mine.claim(KEY)
+    assert not await leases(database, clock).claim(KEY)  # another replica agrees
+
+
+async def test_a_released_turn_runs_again_at_once(database: Database) -> None:
+    clock = Clock()
+    mine = leases(database, clock)
+    assert await mine.claim(KEY)
+    await mine.release(KEY)
+    assert mine.held == frozenset()
+    assert await leases(database, clock).claim(KEY)
+
+
+async def test_a_dead_process_lease_is_retaken_once_it_lapsed_and_not_before(database: Database) -> None:
+    dead = leases(database, Clock())
+    assert await dead.claim(KEY)  # then the process is killed: nobody finishes or renews it
+    early = leases(database, Clock(T0 + timedelta(seconds=5)))
+    assert not await early.claim(KEY)  # still leased: a live turn would answer it
+    late = leases(database, Clock(T0 + timedelta(seconds=11)))
+    assert await late.claim(KEY)
+    assert not await leases(database, Clock(T0 + timedelta(seconds=12))).claim(KEY)  # the new holder's lease
+
+
+async def test_renewal_keeps_a_slow_turn_from_being_retaken(database: Database) -> None:
+    clock = Clock()
+    slow = leases(database, clock)
+    assert await slow.claim(KEY)
+    clock.now = T0 + timedelta(seconds=8)
+    await slow.renew()  # the background renewer does this every few seconds
+    assert not await leases(database, Clock(T0 + timedelta(seconds=15))).claim(KEY)
+    assert await leases(database, Clock(T0 + timedelta(seconds=19))).claim(KEY)
+
+
+async def test_a_retry_waits_for_a_lease_that_lapses_meanwhile_and_takes_it(database: Database) -> None:
+    assert await leases(database, Clock()).claim(KEY)
+    clock = Clock(T0 + timedelta(seconds=9))
+    retry = leases(database, clock, wait=5.0)
+
+    async def time_passes() -> None:
+        await asyncio.sleep(0.1)
+        clock.now = T0 + timedelta(seconds=10, milliseconds=1)
+
+    claimed, _ = await asyncio.gather(retry.claim(KEY), time_passes())
+    assert claimed
+
+
+async def test_a_retry_in_the_same_process_waits_for_the_running_turn(database: Database) -> None:
+    clock = Clock()
+    mine = leases(database, clock, wait=5.0)
+    assert await mine.claim(KEY)
+    waiting = asyncio.create_task(mine.claim(KEY))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # waits while the turn runs …
+    mine.finish(KEY)
+    await mine.flush()
+    assert await waiting is False  # … and is a duplicate once it finished
+    other = "msteams:a:conversation:activity-2"
+    assert await mine.claim(other)
+    waiting = asyncio.create_task(mine.claim(other))
+    await asyncio.sleep(0.05)
+    await mine.release(other)  # the turn failed: the waiting retry runs it
+    assert await waiting is True
+
+
+async def test_the_background_writer_finishes_turns_and_close_writes_the_rest(database: Database) -> None:
+    clock = Clock()
+    mine = leases(database, clock)
+    mine.start()
+    try:
+        assert await mine.claim(KEY)
+        mine.finish(KEY)
+        for _ in range(100):
+            if not mine.held:
+                break
+            await asyncio.sleep(0.01)
+        assert mine.held == frozenset()
+        assert await mine.claim("msteams:a:conversation:activity-3")
+        mine.finish("msteams:a:conversation:activity-3")
+    finally:
+        await mine.close()
+    store = SqlChannelStore(database.engine)
+    for key in (KEY, "msteams:a:conversation:activity-3"):
+        lease = await store.inbound_lease("teams", key)
+        assert lease is not None and lease.finished
+
+
+async def test_claims_stored_before_leases_existed_count_as_finished(database: Database) -> None:
+    store = SqlChannelStore(database.engine)
+    assert await store.claim_inbound("teams", KEY, T0)  # the plain, lease-less claim of earlier versions
+    later = T0 + timedelta(days=1)
+    assert await store.settle_leases("teams", [KEY], later, later + timedelta(seconds=10), []) == set()
+    lease = await store.inbound_lease("teams", KEY)
+    assert lease is not None and lease.finished
+
+
+async def test_one_batch_finishes_and_takes_and_a_key_claimed_twice_in_it_is_taken_once(database: Database) -> None:
+    store = SqlChannelStore(database.engine)
+    until = T0 + timedelta(seconds=10)
+    assert await store.settle_leases("teams", ["a", "b", "a"], T0, until, []) == {"a", "b"}
+    assert await store.settle_leases("teams", ["a", "c"], T0, until, ["b"]) == {"c"}  # a: still held
+    lease = await store.inbound_lease("teams", "b")
+    assert lease is not None and lease.finished
+    mine = leases(database, Clock())
+    first, second = await asyncio.gather(mine.claim("d"), mine.claim("d"))
+    assert sorted([first, second]) == [False, True]
+
+
+async def test_at_most_limit_turns_run_at_once_and_a_slot_frees_when_a_turn_ends(database: Database) -> None:
+    mine = TurnLeases(SqlChannelStore(database.engine), "teams", limit=2, wait=0.2, poll=0.02, clock=Clock())
+    assert await mine.claim("k1") and await mine.claim("k2")
+    third = asyncio.create_task(mine.claim("k3"))
+    await asyncio.sleep(0.1)
+    assert not third.done()  # both slots are taken
+    mine.finish("k1")
+    await asyncio.sleep(0.1)
+    assert not third.done()  # finished but not yet written: its reply could still be sent twice after a crash
+    await mine.flush()
+    assert await third is True
+    fourth = asyncio.create_task(mine.claim("k4"))
+    await asyncio.sleep(0.1)
+    assert not fourth.done()
+    await mine.release("k2")
+    assert await fourth is True
+    assert not await mine.claim("k1")  # a duplicate never keeps a slot …
+    assert mine.held == {"k3", "k4"}
