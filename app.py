@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -201,6 +201,7 @@ async def _teams_ctx(app: web.Application) -> AsyncIterator[None]:
         lambda: holder.current,
         TaggingRules.of(settings.timezone, settings.tag_hard_cap),
         activity=SqlAlertStore(app[DATABASE].engine),
+        events=rule_hooks(settings, app[DATABASE], lambda: cell.taxonomy),
     )
     adapter = create_adapter(build_authentication(settings.teams))
     app[TEAMS] = TeamsEndpoint(adapter, KebiaoBot(chat, channels), claims=_TeamsClaims(channels))
@@ -257,7 +258,14 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
     async def on_taxonomy(version: TaxonomyVersion) -> None:
         await _refresh_taxonomy(database, holder, cell)
 
-    chat = ChatService(database, channels, lambda: cell.taxonomy, lambda: holder.current, rules)
+    chat = ChatService(
+        database,
+        channels,
+        lambda: cell.taxonomy,
+        lambda: holder.current,
+        rules,
+        events=rule_hooks(settings, database, lambda: cell.taxonomy),
+    )
     from core.alerts.actions import Action, AlertStatus, act_on_alert
     from storage.outbox import SqlAlertStore
 
@@ -340,8 +348,62 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     endpoint = app.get(TEAMS)
     async with aiohttp.ClientSession() as session:
         deliverers = alert_deliverers(settings, database, session, endpoint.adapter if endpoint else None)
+        deliverers.update(webhook_deliverers(settings, session, lambda: cell.taxonomy))
         store, inbound = SqlAlertStore(database.engine), SqlChannelStore(database.engine)
-        jobs = configure_jobs(settings, store, lambda: cell.taxonomy, deliverers, inbound)
+        ctx = rule_context(settings, database, lambda: cell.taxonomy)
+        jobs = configure_jobs(settings, store, lambda: cell.taxonomy, deliverers, inbound, *rule_jobs(ctx))
         async with running_scheduler(jobs, settings) as scheduler:
             app[ALERT_SCHEDULER] = scheduler
             yield
+
+
+# ---------------------------------------------------------------- rules and webhooks
+
+
+def rule_context(settings: Settings, database: Database, taxonomy: Callable[[], Taxonomy]) -> Any:
+    """The rules' RuleContext: the same policy, channels, quiet hours and churn score as the alert jobs."""
+    from bots.webhook.delivery import resolve_url
+    from core.rules.service import RuleContext
+    from scheduler import configure_jobs
+    from storage.outbox import SqlAlertStore
+    from storage.rules import SqlRulesStore
+
+    alerts = configure_jobs(settings, SqlAlertStore(database.engine), taxonomy, {})
+    env = settings.webhook_env
+    return RuleContext(
+        store=SqlRulesStore(database.engine),
+        taxonomy=taxonomy,
+        tagging=alerts.tagging,
+        tz=alerts.tz,
+        channels=alerts.channels,
+        quiet=alerts.outbox.quiet,
+        churn=alerts.churn,
+        webhook_url=lambda hook: resolve_url(hook, env),
+    )
+
+
+def rule_jobs(ctx: Any) -> tuple[Callable[[datetime], Awaitable[object]], Callable[[datetime], Awaitable[object]]]:
+    """(daily rules, tag-change rules) as the scheduler calls them."""
+    from core.rules.service import run_daily, run_tag_rules
+
+    async def daily(now: datetime) -> object:
+        return await run_daily(ctx, now)
+
+    async def tags(now: datetime) -> object:
+        return await run_tag_rules(ctx, now)
+
+    return daily, tags
+
+
+def rule_hooks(settings: Settings, database: Database, taxonomy: Callable[[], Taxonomy]) -> Any:
+    """Customer events and message rules for chat (ChatEvents)."""
+    from core.rules.hooks import RuleHooks
+
+    return RuleHooks(rule_context(settings, database, taxonomy))
+
+
+def webhook_deliverers(settings: Settings, session: Any, taxonomy: Callable[[], Taxonomy]) -> dict[str, Any]:
+    """The outbox deliverer of the `webhook` channel."""
+    from bots.webhook.delivery import CHANNEL, WebhookDeliverer
+
+    return {CHANNEL: WebhookDeliverer(session, taxonomy, settings.webhook_env)}

@@ -21,6 +21,9 @@ VERB_MODULES: tuple[str, ...] = (
     "cli.wecom",
     "cli.alerts",
     "cli.reports",
+    "cli.events",
+    "cli.rules",
+    "cli.webhooks",
 )
 
 
