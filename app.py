@@ -90,7 +90,8 @@ def _admin_services(app: web.Application) -> AdminServices:
         return cell.version is not None and cell.version.version >= version
 
     rules = TaggingRules.of(settings.timezone, settings.tag_hard_cap)
-    return AdminServices(database, SqlReportSource(database.engine), refresh, rules)
+    automation = rule_context(settings, database, lambda: cell.taxonomy)
+    return AdminServices(database, SqlReportSource(database.engine), refresh, rules, automation=automation)
 
 
 async def healthz(request: web.Request) -> web.Response:

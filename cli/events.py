@@ -25,7 +25,7 @@ def register(verbs: Verbs) -> None:
         "import",
         help="import customer events from CSV or JSONL (idempotent by event id)",
         description="Import customer events. CSV: a header event_id,customer,kind,at,amount (more columns become "
-        "properties). JSONL: one {\"id\", \"customer\", \"kind\", \"at\", \"amount\", \"properties\"} per line. "
+        'properties). JSONL: one {"id", "customer", "kind", "at", "amount", "properties"} per line. '
         "`customer` is a crm_id, WeCom external user id or exact customer name; `at` is ISO 8601 (no offset: "
         "KEBIAO_TIMEZONE). Re-sending an event changes nothing; bad lines are listed with their line number and "
         "reason and nothing of them is stored; good lines are kept (exit status 1 when any line was refused). "

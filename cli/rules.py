@@ -100,13 +100,20 @@ def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
             return 0
-        print(f"dry run at {now.isoformat()} over {result.customers} customers, {result.messages} messages since "
-              f"{result.since.date().isoformat()}; nothing was written")
+        print(
+            f"dry run at {now.isoformat()} over {result.customers} customers, {result.messages} messages since "
+            f"{result.since.date().isoformat()}; nothing was written"
+        )
         for rule in result.rules:
             data = rule.to_json()
             print(f"- {rule.rule} [{rule.trigger}]: {rule.fired} customers")
-            for key, label in (("gain", "gain"), ("lose", "lose"), ("suggest", "suggested"),
-                               ("webhooks", "webhook calls"), ("webhooks_not_configured", "webhook not configured")):
+            for key, label in (
+                ("gain", "gain"),
+                ("lose", "lose"),
+                ("suggest", "suggested"),
+                ("webhooks", "webhook calls"),
+                ("webhooks_not_configured", "webhook not configured"),
+            ):
                 for name, n in sorted(data[key].items()):
                     print(f"    {label} {name}: {n}")
             if rule.notifications:
@@ -114,8 +121,10 @@ def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"    notifications: {rule.notifications} ({who})")
             for example in rule.examples:
                 changes = " ".join(example["changes"]) or "no change"
-                print(f"    e.g. {example['customer']} (#{example['customer_id']}): {changes} — "
-                      + "；".join(example["facts"]))
+                print(
+                    f"    e.g. {example['customer']} (#{example['customer_id']}): {changes} — "
+                    + "；".join(example["facts"])
+                )
         return 0
 
     return run_db(settings, work)

@@ -114,7 +114,13 @@ class SqlAlertScans:
         return sorted(r[0] for r in await self._conn.execute(stmt))
 
     async def untag_many(
-        self, customer_ids: Sequence[int], dimension: str, tag: str, source: str, now: datetime, actor: str | None = None
+        self,
+        customer_ids: Sequence[int],
+        dimension: str,
+        tag: str,
+        source: str,
+        now: datetime,
+        actor: str | None = None,
     ) -> list[int]:
         """End the active tag (only where `source` — and `actor`, when given — put it); returns whose was ended."""
         if not customer_ids:

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from core.rules.engine import Facts, HeldFact
 from core.alerts.ports import OutboxMessage
+from core.rules.engine import Facts, HeldFact
 from core.rules.ports import NewCustomerEvent, StoredMessage
 from core.types import TagEvent
 from storage import tables as t
@@ -102,8 +102,9 @@ class SqlRuleFacts:
             events = await self._events(ids, windows, now)
             c = t.customers.c
             rows = await self._conn.execute(
-                select(c.id, c.name, c.owner, c.region, c.company, c.crm_id, c.contract_end, c.created_at,
-                       c.attributes).where(c.id.in_(ids)).order_by(c.id)
+                select(c.id, c.name, c.owner, c.region, c.company, c.crm_id, c.contract_end, c.created_at, c.attributes)
+                .where(c.id.in_(ids))
+                .order_by(c.id)
             )
             for cid, name, owner, region, company, crm_id, contract_end, created_at, attributes in rows:
                 out.append(
@@ -217,7 +218,9 @@ class SqlRuleFacts:
             )
             return bool((await self._conn.execute(stmt)).rowcount)  # type: ignore[attr-defined]
         result = await self._conn.execute(
-            update(t.sync_cursors).where(s.name == name, s.last_event_id == old).values(last_event_id=new, updated_at=now)
+            update(t.sync_cursors)
+            .where(s.name == name, s.last_event_id == old)
+            .values(last_event_id=new, updated_at=now)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -296,7 +296,9 @@ class RulesParser:
                     continue
             for key, env in (("url_env", url_env), ("secret_env", secret_env)):
                 if env is not None and (not isinstance(env, str) or not _ENV.fullmatch(env)):
-                    self.fail(f"{path}.{key}", f"'{key}' must name an environment variable (e.g. {SECRET_PREFIX}TICKETS)")
+                    self.fail(
+                        f"{path}.{key}", f"'{key}' must name an environment variable (e.g. {SECRET_PREFIX}TICKETS)"
+                    )
                     env = None
             if secret_env is not None and isinstance(secret_env, str) and not secret_env.startswith(SECRET_PREFIX):
                 self.fail(f"{path}.secret_env", f"webhook secrets are read from variables named {SECRET_PREFIX}…")
@@ -473,8 +475,11 @@ class RulesParser:
 
     def _field(self, arg: Any, path: str) -> Condition | None:
         if not isinstance(arg, Mapping):
-            self.fail(path, "'field' takes {name: FIELD, in: [...]} / {name, equals} / {name, value: '>= N'} / "
-                      "{name, within_days: N} / {name, month: this|next}")
+            self.fail(
+                path,
+                "'field' takes {name: FIELD, in: [...]} / {name, equals} / {name, value: '>= N'} / "
+                "{name, within_days: N} / {name, month: this|next}",
+            )
             return None
         self._keys(arg, ("name", "in", "equals", "value", "within_days", "month"), path)
         name = arg.get("name")
@@ -604,7 +609,7 @@ class RulesParser:
             state[node] = 1
             for nxt in sorted(edges.get(node, ())):
                 if state.get(nxt) == 1:
-                    loop = [*trail[trail.index(nxt):], nxt] if nxt in trail else [node, nxt]
+                    loop = [*trail[trail.index(nxt) :], nxt] if nxt in trail else [node, nxt]
                     if frozenset(loop) not in reported:
                         reported.add(frozenset(loop))
                         self.fail("rules", "tag rules form a cycle: " + " → ".join(loop) + "; break the chain")
@@ -721,8 +726,11 @@ def ruleset_to_data(ruleset: RuleSet) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if ruleset.webhooks:
         out["webhooks"] = [
-            {k: v for k, v in (("name", w.name), ("url", w.url), ("url_env", w.url_env), ("secret_env", w.secret_env))
-             if v is not None}
+            {
+                k: v
+                for k, v in (("name", w.name), ("url", w.url), ("url_env", w.url_env), ("secret_env", w.secret_env))
+                if v is not None
+            }
             for w in ruleset.webhooks
         ]
     if ruleset.rules:
@@ -809,13 +817,22 @@ def _action_data(action: Action) -> dict[str, Any]:
         return {"suggest": action.tag}
     if isinstance(action, CallWebhook):
         return {"webhook": action.webhook}
-    who = [*(["owner"] if action.owner else []), *(["managers"] if action.managers else []),
-           *(f"user:{u}" for u in action.users)]
+    who = [
+        *(["owner"] if action.owner else []),
+        *(["managers"] if action.managers else []),
+        *(f"user:{u}" for u in action.users),
+    ]
     return {"notify": who, **({"title": action.title} if action.title else {})}
 
 
 def _kind(value: Any) -> str:
     if isinstance(value, str):
         return repr(value[:60])
-    return {bool: "true/false", int: "a number", float: "a number", list: "a list", dict: "a mapping",
-            type(None): "nothing (null)"}.get(type(value), type(value).__name__)
+    return {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "nothing (null)",
+    }.get(type(value), type(value).__name__)

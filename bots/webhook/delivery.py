@@ -6,7 +6,6 @@ backoff (5xx, 408, 429, network) or keeps it as failed (other 4xx, 410 Gone), an
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -62,11 +61,14 @@ class WebhookDeliverer:
         sent_at = int(self._clock().timestamp())
         try:
             async with self._session.post(
-                url, data=body, headers=headers(secret, sent_at, body, message.dedupe_key), timeout=self._timeout,
+                url,
+                data=body,
+                headers=headers(secret, sent_at, body, message.dedupe_key),
+                timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
                 status = response.status
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             return Delivery(DeliveryOutcome.RETRY, f"no answer within {self._timeout.total:g} s")
         except aiohttp.ClientError as exc:
             return Delivery(DeliveryOutcome.RETRY, f"could not reach the receiver: {type(exc).__name__}")

@@ -154,7 +154,13 @@ class AlertScanRepository(Protocol):
         ...
 
     async def untag_many(
-        self, customer_ids: Sequence[int], dimension: str, tag: str, source: str, now: datetime, actor: str | None = None
+        self,
+        customer_ids: Sequence[int],
+        dimension: str,
+        tag: str,
+        source: str,
+        now: datetime,
+        actor: str | None = None,
     ) -> list[int]:
         """Remove the active tag where `source` (and `actor`, when given) applied it; returns whose was removed."""
         ...

@@ -98,24 +98,32 @@ async def forecast(ctx: RuleContext, draft: Taxonomy, now: datetime, since_days:
             wide = any(not r.trigger.event_kinds for r in events)
             who = await uow.rule_facts.event_customers([] if wide else kinds, since)
             for facts in await gather(uow, ctx, sorted(who), events, now):
-                rules = [r for r in events if not r.trigger.event_kinds or who[facts.customer_id] & set(r.trigger.event_kinds)]
+                rules = [
+                    r
+                    for r in events
+                    if not r.trigger.event_kinds or who[facts.customer_id] & set(r.trigger.event_kinds)
+                ]
                 _evaluate(rules, facts, now, ctx, draft, forecasts, managers)
         messages = [r for r in all_rules if r.trigger.kind == "message"]
         if messages:
             stored = await uow.rule_facts.messages(since, MESSAGE_LIMIT)
             result.messages = len(stored)
-            by_id = {f.customer_id: f for f in await gather(uow, ctx, sorted({m.customer_id for m in stored}), messages, now)}
+            by_id = {
+                f.customer_id: f for f in await gather(uow, ctx, sorted({m.customer_id for m in stored}), messages, now)
+            }
             for message in stored:
-                facts = by_id.get(message.customer_id)
-                if facts is not None:
-                    seen = dataclasses.replace(facts, message_tags=message.tags, message_key=message.message_key)
+                found = by_id.get(message.customer_id)
+                if found is not None:
+                    seen = dataclasses.replace(found, message_tags=message.tags, message_key=message.message_key)
                     _evaluate(messages, seen, now, ctx, draft, forecasts, managers)
         tags = [r for r in all_rules if r.trigger.kind == "tag"]
         if tags:
             keys = sorted({name_key(t) for r in tags for t in r.trigger.tags})
             changed = await uow.rule_facts.tag_changes(keys, since)
             for facts in await gather(uow, ctx, sorted(changed), tags, now):
-                rules = [r for r in tags if name_key(changed[facts.customer_id]) in {name_key(t) for t in r.trigger.tags}]
+                rules = [
+                    r for r in tags if name_key(changed[facts.customer_id]) in {name_key(t) for t in r.trigger.tags}
+                ]
                 _evaluate(rules, facts, now, ctx, draft, forecasts, managers)
         uow.discard()
     return result
@@ -165,7 +173,12 @@ def _count(out: RuleForecast, firing: Firing, ctx: RuleContext, draft: Taxonomy,
                 out.webhooks_unconfigured[action.webhook] += 1
     if len(out.examples) < EXAMPLES:
         out.examples.append(
-            {"customer_id": facts.customer_id, "customer": facts.name, "changes": changes, "facts": list(firing.evidence)}
+            {
+                "customer_id": facts.customer_id,
+                "customer": facts.name,
+                "changes": changes,
+                "facts": list(firing.evidence),
+            }
         )
 
 

@@ -109,16 +109,28 @@ def _collect(items: Iterable[tuple[int, Any]], tz: tzinfo, what: str) -> ParsedE
         unknown = sorted(set(item) - set(JSON_KEYS))
         if unknown:
             out.errors.append(
-                LineError(number, f"unknown field {mask(str(unknown[0]))!r}; fields are {', '.join(JSON_KEYS)} "
-                                  "(put extra data under 'properties')")
+                LineError(
+                    number,
+                    f"unknown field {mask(str(unknown[0]))!r}; fields are {', '.join(JSON_KEYS)} "
+                    "(put extra data under 'properties')",
+                )
             )
             continue
         props = item.get("properties") or {}
         if not isinstance(props, dict):
             out.errors.append(LineError(number, "'properties' must be a JSON object"))
             continue
-        _one(out, number, item.get("id"), item.get("customer"), item.get("kind"), item.get("at"),
-             item.get("amount"), props, tz)
+        _one(
+            out,
+            number,
+            item.get("id"),
+            item.get("customer"),
+            item.get("kind"),
+            item.get("at"),
+            item.get("amount"),
+            props,
+            tz,
+        )
     return out
 
 
@@ -128,7 +140,9 @@ def _parse_csv(text: str, tz: tzinfo) -> ParsedEvents:
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
-        return ParsedEvents(errors=[LineError(1, "the file is empty; it needs a header row event_id,customer,kind,at,amount")])
+        return ParsedEvents(
+            errors=[LineError(1, "the file is empty; it needs a header row event_id,customer,kind,at,amount")]
+        )
     missing = [c for c in CSV_REQUIRED if c not in header]
     if missing:
         reason = f"header lacks {', '.join(missing)}; the header is event_id,customer,kind,at,amount[,more columns]"
@@ -148,8 +162,15 @@ def _parse_csv(text: str, tz: tzinfo) -> ParsedEvents:
 
 
 def _one(
-    out: ParsedEvents, number: int, event_id: Any, customer: Any, kind: Any, at: Any, amount: Any,
-    props: Mapping[str, Any], tz: tzinfo,
+    out: ParsedEvents,
+    number: int,
+    event_id: Any,
+    customer: Any,
+    kind: Any,
+    at: Any,
+    amount: Any,
+    props: Mapping[str, Any],
+    tz: tzinfo,
 ) -> None:
     """Check one event's fields; append it or every problem of the line (joined) to `out`."""
     problems: list[str] = []
@@ -161,8 +182,10 @@ def _one(
         problems.append("'customer' is required (a crm_id, WeCom external user id or exact customer name)")
     if not isinstance(kind, str) or not KIND.fullmatch(kind.strip()):
         shown = repr(mask(kind)) if isinstance(kind, str) else "missing"
-        problems.append(f"kind {shown} is not an event kind: lower-case letters, digits, '_', '.' or '-' "
-                        "starting with a letter (e.g. purchase)")
+        problems.append(
+            f"kind {shown} is not an event kind: lower-case letters, digits, '_', '.' or '-' "
+            "starting with a letter (e.g. purchase)"
+        )
     when = _time(at, tz)
     if isinstance(when, str):
         problems.append(when)
@@ -176,8 +199,15 @@ def _one(
         return
     assert isinstance(when, datetime) and not isinstance(value, str) and isinstance(kind, str)
     out.events.append(
-        EventLine(number, str(event_id).strip(), str(customer).strip(), kind.strip(), when, value,
-                  MappingProxyType({str(k): v for k, v in props.items()}))
+        EventLine(
+            number,
+            str(event_id).strip(),
+            str(customer).strip(),
+            kind.strip(),
+            when,
+            value,
+            MappingProxyType({str(k): v for k, v in props.items()}),
+        )
     )
 
 
@@ -191,7 +221,7 @@ def _time(raw: Any, tz: tzinfo) -> datetime | str:
     return when.replace(tzinfo=tz) if when.tzinfo is None else when
 
 
-def _amount(raw: Any) -> float | None | str:
+def _amount(raw: Any) -> float | str | None:
     if raw is None or raw == "":
         return None
     if isinstance(raw, bool):

@@ -56,26 +56,43 @@ async def ingest_events(ctx: RuleContext, parsed: ParsedEvents, now: datetime, s
         for line in parsed.events:
             ids = resolved.get(line.customer, [])
             if not ids:
-                report.errors.append(LineError(line.line, f"unknown customer {mask(line.customer)!r}: give a crm_id, "
-                                                          "WeCom external user id or the exact customer name"))
+                report.errors.append(
+                    LineError(
+                        line.line,
+                        f"unknown customer {mask(line.customer)!r}: give a crm_id, "
+                        "WeCom external user id or the exact customer name",
+                    )
+                )
                 continue
             if len(ids) > 1:
-                report.errors.append(LineError(line.line, f"customer {mask(line.customer)!r} matches {len(ids)} "
-                                                          "customers; use the crm_id"))
+                report.errors.append(
+                    LineError(
+                        line.line, f"customer {mask(line.customer)!r} matches {len(ids)} customers; use the crm_id"
+                    )
+                )
                 continue
-            event = NewCustomerEvent(line.event_id, ids[0], line.kind, line.at, line.amount, line.properties, source,
-                                     line.digest(ids[0]))
+            event = NewCustomerEvent(
+                line.event_id, ids[0], line.kind, line.at, line.amount, line.properties, source, line.digest(ids[0])
+            )
             earlier = fresh[line.event_id][1].digest if line.event_id in fresh else stored.get(line.event_id)
             if earlier is None:
                 fresh[line.event_id] = (line, event)
             elif earlier == event.digest:
                 report.repeated += 1
             else:
-                where = (f"line {fresh[line.event_id][0].line} of this file" if line.event_id in fresh
-                         else "an earlier import")
-                report.errors.append(LineError(line.line, f"event id {mask(line.event_id)!r} was already used by "
-                                                          f"{where} with different content; ids are idempotency keys: "
-                                                          "give a new event a new id"))
+                where = (
+                    f"line {fresh[line.event_id][0].line} of this file"
+                    if line.event_id in fresh
+                    else "an earlier import"
+                )
+                report.errors.append(
+                    LineError(
+                        line.line,
+                        f"event id {mask(line.event_id)!r} was already used by "
+                        f"{where} with different content; ids are idempotency keys: "
+                        "give a new event a new id",
+                    )
+                )
         inserted = set(await uow.customer_events.insert_many([e for _, e in fresh.values()], now))
     report.stored = len(inserted)
     report.repeated += len(fresh) - len(inserted)  # another import stored the same id meanwhile
@@ -105,7 +122,9 @@ async def record_event(
     try:
         props = MappingProxyType(dict(properties or {}))
         line = EventLine(0, event_id, "", kind, at, amount, props)
-        event = NewCustomerEvent(event_id[:200], customer_id, kind, at, amount, props, "kebiao", line.digest(customer_id))
+        event = NewCustomerEvent(
+            event_id[:200], customer_id, kind, at, amount, props, "kebiao", line.digest(customer_id)
+        )
         async with ctx.store.unit_of_work() as uow:
             new = bool(await uow.customer_events.insert_many([event], at))
         if new:

@@ -78,9 +78,13 @@ class RuleOutcome:
 
     def __str__(self) -> str:
         text = f"fired for {self.fired}, +{self.added} tags, -{self.removed} tags"
-        for label, n in (("refused by policy", self.refused), ("suggested", self.suggested),
-                         ("notifications", self.notified), ("webhook calls", self.webhooks),
-                         ("webhook not configured", self.webhooks_unconfigured)):
+        for label, n in (
+            ("refused by policy", self.refused),
+            ("suggested", self.suggested),
+            ("notifications", self.notified),
+            ("webhook calls", self.webhooks),
+            ("webhook not configured", self.webhooks_unconfigured),
+        ):
             if n:
                 text += f", {n} {label}"
         return text
@@ -147,7 +151,9 @@ async def run_for_events(
                 for x in facts
                 if _triggered(r, kinds_by_customer[x.customer_id]) and (f := evaluate(r, x, now, ctx.tz)) is not None
             ]
-            await apply_firings(uow, ctx, taxonomy, firings, now, lambda f: f"e:{last_event[f.facts.customer_id]}", report)
+            await apply_firings(
+                uow, ctx, taxonomy, firings, now, lambda f: f"e:{last_event[f.facts.customer_id]}", report
+            )
     return report
 
 
@@ -162,16 +168,19 @@ async def run_for_message(
         return report
     tags = frozenset(name_key(t) for t in matched)
     async with ctx.store.unit_of_work() as uow:
-        facts = [dataclasses.replace(f, message_tags=tags, message_key=message_key)
-                 for f in await gather(uow, ctx, [customer_id], rules, now)]
+        facts = [
+            dataclasses.replace(f, message_tags=tags, message_key=message_key)
+            for f in await gather(uow, ctx, [customer_id], rules, now)
+        ]
         report.customers = len(facts)
         firings = [f for r in rules for x in facts if (f := evaluate(r, x, now, ctx.tz)) is not None]
         await apply_firings(uow, ctx, taxonomy, firings, now, lambda _f: f"m:{message_key}", report)
     return report
 
 
-async def run_tag_rules(ctx: RuleContext, now: datetime, report: RulesReport | None = None,
-                        limit: int = 5000) -> RulesReport:
+async def run_tag_rules(
+    ctx: RuleContext, now: datetime, report: RulesReport | None = None, limit: int = 5000
+) -> RulesReport:
     """Tag-change rules over the tag-event log since the last run (a cursor; compare-and-set, so two replicas
     never both act on the same changes). The first run starts at the end of the log."""
     report = report if report is not None else RulesReport()
@@ -246,8 +255,9 @@ async def churn_scores(uow: RulesUnitOfWork, ctx: RuleContext, ids: Sequence[int
     i = 0
     while i < len(wanted):
         # customer_facts pages by id: one call covers a run of consecutive ids.
-        page = await uow.scans.customer_facts(wanted[i] - 1, since, rules.watched_tags, rules.negative_dimension,
-                                              min(ctx.batch, len(wanted) - i))
+        page = await uow.scans.customer_facts(
+            wanted[i] - 1, since, rules.watched_tags, rules.negative_dimension, min(ctx.batch, len(wanted) - i)
+        )
         if not page:
             break
         for facts in page:
@@ -347,8 +357,10 @@ async def _removes(
             removed = await uow.rule_facts.remove_many(_targets(firing, action.to_contacts, contacts), action.tag, now)
             evidence = clean_evidence(firing.to_evidence(taxonomy.version))
             await uow.events.append_many(
-                [NewEvent(cid, dim, tag, EventKind.REMOVED, actor_of(firing.rule), Source.RULE, now, evidence)
-                 for cid, dim, tag in removed]
+                [
+                    NewEvent(cid, dim, tag, EventKind.REMOVED, actor_of(firing.rule), Source.RULE, now, evidence)
+                    for cid, dim, tag in removed
+                ]
             )
             report.outcome(firing.rule).removed += len(removed)
 
@@ -368,8 +380,23 @@ async def _suggests(
                 dimension, tag = find_tag(taxonomy, action.tag, None, True)
                 evidence = clean_evidence(firing.to_evidence(taxonomy.version))
                 key = f"rule:{firing.rule.name}:{firing.facts.customer_id}:{period(firing)}"
-                rows.append((firing.rule, NewSuggestion(firing.facts.customer_id, key[:300], dimension.key, tag.name,
-                                                        1.0, evidence, now, SuggestionStatus.PENDING, False, None)))
+                rows.append(
+                    (
+                        firing.rule,
+                        NewSuggestion(
+                            firing.facts.customer_id,
+                            key[:300],
+                            dimension.key,
+                            tag.name,
+                            1.0,
+                            evidence,
+                            now,
+                            SuggestionStatus.PENDING,
+                            False,
+                            None,
+                        ),
+                    )
+                )
     if not rows:
         return
     stored = await uow.suggestions.add_many_if_absent([r for _, r in rows])

@@ -50,9 +50,7 @@ async def customer_summary(
     customer = await uow.customers.get(customer_id)
     if customer is None:
         raise NotFoundError(f"customer {customer_id} does not exist")
-    active = [
-        a for a in await uow.assignments.active_for(customer_id) if a.expires_at is None or a.expires_at > now
-    ]
+    active = [a for a in await uow.assignments.active_for(customer_id) if a.expires_at is None or a.expires_at > now]
     reasons: dict[tuple[str, str], str] = {}
     if any(a.source is Source.RULE and a.assigned_by.startswith("rule:") for a in active):
         for event in reversed(await uow.events.for_customer(customer_id, 0, 200)):  # oldest first: newest wins
