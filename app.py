@@ -259,14 +259,8 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
     async def on_taxonomy(version: TaxonomyVersion) -> None:
         await _refresh_taxonomy(database, holder, cell)
 
-    chat = ChatService(
-        database,
-        channels,
-        lambda: cell.taxonomy,
-        lambda: holder.current,
-        rules,
-        events=rule_hooks(settings, database, lambda: cell.taxonomy),
-    )
+    hooks = rule_hooks(settings, database, lambda: cell.taxonomy)
+    chat = ChatService(database, channels, lambda: cell.taxonomy, lambda: holder.current, rules, events=hooks)
     from core.alerts.actions import Action, AlertStatus, act_on_alert
     from storage.outbox import SqlAlertStore
 
@@ -276,7 +270,7 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
         return await act_on_alert(alert_store, alert_id, user_id, action, now)
 
     services = WeComServices(
-        alert_store, chat, lambda: cell.taxonomy, rules, client, sync, on_taxonomy, alert_action=alert_action
+        alert_store, chat, lambda: cell.taxonomy, rules, client, sync, on_taxonomy, alert_action, events=hooks
     )
     crypto = WeComCrypto(wecom.token, wecom.encoding_aes_key, wecom.corp_id)
     # Callbacks are stored before the 200 and processed from the inbox; the inbox pass (at start-up, then every

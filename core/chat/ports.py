@@ -133,3 +133,7 @@ class ChatEvents(Protocol):
     async def decided(
         self, customer_id: int, suggestion_id: int, tag: str, accepted: bool, by: str, now: datetime
     ) -> None: ...
+
+    async def contact(self, customer_id: int, added: bool, user_id: str, now: datetime, key: str) -> None:
+        """A WeCom contact added (True) or deleted by the customer (False); `key` is the callback's dedupe key."""
+        ...

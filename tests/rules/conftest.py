@@ -44,14 +44,24 @@ async def seed(database: Database, now: datetime = NOW) -> dict[str, Any]:
         await uow.users.save(User("赵经理", Role.MANAGER, ("西南",)), now)
         jia = await uow.customers.add(
             CustomerDraft(
-                "甲公司", owner="小张", region="华东", crm_id="CRM-1", contract_end=date(2026, 12, 16),
+                "甲公司",
+                owner="小张",
+                region="华东",
+                crm_id="CRM-1",
+                contract_end=date(2026, 12, 16),
                 attributes={"birthday": "1980-01-05", "累计消费": "6000"},
             ),
             now - timedelta(days=10),
         )
         yi = await uow.customers.add(
-            CustomerDraft("乙公司", owner="小李", region="华南", crm_id="CRM-2", contract_end=date(2027, 6, 1),
-                          attributes={"birthday": "1990-05-05", "累计消费": "100"}),
+            CustomerDraft(
+                "乙公司",
+                owner="小李",
+                region="华南",
+                crm_id="CRM-2",
+                contract_end=date(2027, 6, 1),
+                attributes={"birthday": "1990-05-05", "累计消费": "100"},
+            ),
             now - timedelta(days=30),
         )
         zhang = await uow.customers.add(

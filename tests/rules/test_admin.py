@@ -22,8 +22,16 @@ __all__ = ["app", "client"]
 async def _seed(client: TestClient) -> None:
     now = datetime.now(UTC)
     async with client.app[DATABASE].unit_of_work() as uow:
-        await uow.customers.add(CustomerDraft("甲公司", owner="小张", region="华东", crm_id="CRM-1",
-                                              contract_end=date.fromordinal(now.date().toordinal() + 10)), now)
+        await uow.customers.add(
+            CustomerDraft(
+                "甲公司",
+                owner="小张",
+                region="华东",
+                crm_id="CRM-1",
+                contract_end=date.fromordinal(now.date().toordinal() + 10),
+            ),
+            now,
+        )
         await uow.users.save(User("王经理", Role.MANAGER, ("华东",)), now)
 
 
@@ -45,12 +53,14 @@ async def test_events_as_an_array_and_as_ndjson_idempotent_with_per_line_errors(
     assert data["stored"] == 2 and data["errors"] == [{"line": 3, "reason": data["errors"][0]["reason"]}]
     assert data["errors"][0]["reason"].startswith("unknown customer 'nobody'")
     ndjson = "\n".join(json.dumps(e, ensure_ascii=False) for e in events[:2]) + "\n"
-    response = await client.post("/admin/v1/events", data=ndjson.encode(), headers={
-        **AUTH, "Content-Type": "application/x-ndjson"})
+    response = await client.post(
+        "/admin/v1/events", data=ndjson.encode(), headers={**AUTH, "Content-Type": "application/x-ndjson"}
+    )
     assert response.status == 200 and (await response.json())["repeated"] == 2
     assert await _count(client, t.customer_events) == 2
-    bad = await client.post("/admin/v1/events", data=b'{"id": "x"}\nnot json\n', headers={
-        **AUTH, "Content-Type": "application/x-ndjson"})
+    bad = await client.post(
+        "/admin/v1/events", data=b'{"id": "x"}\nnot json\n', headers={**AUTH, "Content-Type": "application/x-ndjson"}
+    )
     assert bad.status == 400
     body = await bad.json()
     assert body["problems"][0].startswith("line 1: ") and body["problems"][1].startswith("line 2: not valid JSON")
@@ -64,15 +74,17 @@ async def test_rules_test_route_forecasts_a_draft_and_writes_nothing(client: Tes
     await _seed(client)
     before = [await _count(client, x) for x in (t.tag_assignments, t.tag_events, t.outbox)]
     draft = dump_taxonomy(load_builtin())
-    response = await client.post("/admin/v1/rules/test?since=30", data=draft.encode(), headers={
-        **AUTH, "Content-Type": "application/yaml"})
+    response = await client.post(
+        "/admin/v1/rules/test?since=30", data=draft.encode(), headers={**AUTH, "Content-Type": "application/yaml"}
+    )
     assert response.status == 200
     data = await response.json()
     contract = next(r for r in data["rules"] if r["rule"] == "服务到期未续费")
     assert contract["gain"] == {"高危流失": 1} and contract["recipients"] == {"王经理": 1}
     assert [await _count(client, x) for x in (t.tag_assignments, t.tag_events, t.outbox)] == before
     broken = draft.replace("add: 高危流失", "add: 高危流失客户")
-    refused = await client.post("/admin/v1/rules/test", data=broken.encode(), headers={
-        **AUTH, "Content-Type": "application/yaml"})
+    refused = await client.post(
+        "/admin/v1/rules/test", data=broken.encode(), headers={**AUTH, "Content-Type": "application/yaml"}
+    )
     assert refused.status == 400
     assert any("高危流失客户" in p["reason"] for p in (await refused.json())["problems"])

@@ -70,8 +70,9 @@ async def test_events_import_keeps_good_lines_reports_bad_ones_and_is_idempotent
     assert "e.csv:7: kind 'Bad Kind' is not an event kind" in err and "'amount' 'abc' is not a number" in err
     rc, out, _ = await _kebiao(env, "events", "import", str(tmp_path / "e.csv"))
     assert "0 stored, 4 already stored (unchanged), 2 refused" in out
-    (tmp_path / "e.jsonl").write_text('{"id": "p1", "customer": "CRM-2", "kind": "purchase", "at": "2026-12-01", '
-                                      '"amount": 5}\n', encoding="utf-8")
+    (tmp_path / "e.jsonl").write_text(
+        '{"id": "p1", "customer": "CRM-2", "kind": "purchase", "at": "2026-12-01", "amount": 5}\n', encoding="utf-8"
+    )
     rc, _, err = await _kebiao(env, "events", "import", str(tmp_path / "e.jsonl"))
     assert rc == 1 and "line 1" not in err and "e.jsonl:1: event id 'p1' was already used by an earlier import" in err
 
@@ -86,8 +87,17 @@ async def test_rules_test_forecasts_a_draft_and_writes_nothing(tmp_path: Path) -
     assert rc == 0
     (tmp_path / "draft.yaml").write_text(out, encoding="utf-8")
     before = await _counts(url)
-    rc, out, err = await _kebiao(env, "rules", "test", str(tmp_path / "draft.yaml"), "--since", "30d",
-                                 "--now", "2026-12-06T10:00:00+08:00", "--json")
+    rc, out, err = await _kebiao(
+        env,
+        "rules",
+        "test",
+        str(tmp_path / "draft.yaml"),
+        "--since",
+        "30d",
+        "--now",
+        "2026-12-06T10:00:00+08:00",
+        "--json",
+    )
     assert rc == 0, err
     result = json.loads(out)
     contract = next(r for r in result["rules"] if r["rule"] == "服务到期未续费")
@@ -96,8 +106,10 @@ async def test_rules_test_forecasts_a_draft_and_writes_nothing(tmp_path: Path) -
     assert await _counts(url) == before
     rc, out, _ = await _kebiao(env, "rules", "test", str(tmp_path / "draft.yaml"), "--now", "2026-12-06T10:00:00+08:00")
     assert "- 服务到期未续费 [daily]: 1 customers" in out and "gain 高危流失: 1" in out and "nothing was written" in out
-    (tmp_path / "bad.yaml").write_text((tmp_path / "draft.yaml").read_text(encoding="utf-8").replace(
-        "lacks: 续费意向", "lacks: 续费意愿"), encoding="utf-8")
+    (tmp_path / "bad.yaml").write_text(
+        (tmp_path / "draft.yaml").read_text(encoding="utf-8").replace("lacks: 续费意向", "lacks: 续费意愿"),
+        encoding="utf-8",
+    )
     rc, _, err = await _kebiao(env, "rules", "test", str(tmp_path / "bad.yaml"))
     assert rc == 1 and "tag '续费意愿' is not in the taxonomy" in err
 
@@ -118,7 +130,9 @@ async def test_webhooks_failed_lists_and_resends(tmp_path: Path) -> None:
         now = datetime.now(UTC)
         async with store.unit_of_work() as uow:
             body = {"body": {"rule": "退款售后"}}
-            await uow.outbox.enqueue_many([NewOutboxMessage("webhook:tickets|1|退款售后|m:x", "tickets", "webhook", body)], now)
+            await uow.outbox.enqueue_many(
+                [NewOutboxMessage("webhook:tickets|1|退款售后|m:x", "tickets", "webhook", body)], now
+            )
         async with database.engine.begin() as conn:
             await conn.execute(update(t.outbox).values(state="failed", last_error="receiver answered HTTP 410"))
     finally:

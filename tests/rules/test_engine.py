@@ -46,7 +46,9 @@ def test_event_counts_and_sums_in_a_window() -> None:
 
 
 def test_contract_end_within_days_and_birthday_next_month() -> None:
-    f = facts(contract_end=date(2026, 12, 16), attributes=MappingProxyType({"birthday": "1980-01-05", "累计消费": "6,000"}))
+    f = facts(
+        contract_end=date(2026, 12, 16), attributes=MappingProxyType({"birthday": "1980-01-05", "累计消费": "6,000"})
+    )
     fired = evaluate(rule(All((Field("contract_end", within_days=30), LacksTag("续费意向")))), f, NOW, TZ)
     assert fired is not None and fired.evidence == ("contract_end 2026-12-16，10 天后", "没有标签 续费意向")
     assert evaluate(rule(Field("contract_end", within_days=5)), f, NOW, TZ) is None
@@ -59,8 +61,13 @@ def test_contract_end_within_days_and_birthday_next_month() -> None:
 
 def test_tags_held_since_messages_churn_and_silence() -> None:
     held = MappingProxyType({"vip客户": HeldFact("value", "VIP客户", NOW - timedelta(days=10))})
-    f = facts(tags=held, message_tags=frozenset({"紧急工单"}), churn_score=0.7, last_message_at=NOW - timedelta(days=40),
-              region="华东")
+    f = facts(
+        tags=held,
+        message_tags=frozenset({"紧急工单"}),
+        churn_score=0.7,
+        last_message_at=NOW - timedelta(days=40),
+        region="华东",
+    )
     assert evaluate(rule(HasTag("VIP客户", min_days=7)), f, NOW, TZ) is not None
     assert evaluate(rule(HasTag("VIP客户", max_days=7)), f, NOW, TZ) is None
     assert evaluate(rule(MessageTag("紧急工单")), f, NOW, TZ) is not None

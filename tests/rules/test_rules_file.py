@@ -42,7 +42,10 @@ def test_the_builtin_rules_load_with_every_template() -> None:
     assert "服务到期未续费" in names and "退款售后" in names and len(names) == 9
     contract = next(r for r in taxonomy.rules.rules if r.name == "服务到期未续费")
     assert contract.trigger.kind == "daily"
-    assert AddTag("高危流失") in contract.actions and Notify(managers=True, title="服务即将到期且未续费") in contract.actions
+    assert (
+        AddTag("高危流失") in contract.actions
+        and Notify(managers=True, title="服务即将到期且未续费") in contract.actions
+    )
     refund = next(r for r in taxonomy.rules.rules if r.name == "退款售后")
     assert CallWebhook("tickets") in refund.actions
     for template in TEMPLATES:

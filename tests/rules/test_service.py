@@ -31,7 +31,7 @@ async def held(database: Database, customer_id: int) -> dict[str, Any]:
 
 async def outbox(database: Database) -> list[Any]:
     async with database.engine.connect() as conn:
-        return (await conn.execute(select(t.outbox).order_by(t.outbox.c.id))).all()
+        return list((await conn.execute(select(t.outbox).order_by(t.outbox.c.id))).all())
 
 
 async def count(database: Database, table: Any) -> int:

@@ -83,7 +83,8 @@ async def receiver() -> AsyncIterator[Receiver]:
 def hooked_taxonomy(base: str) -> Any:
     text = dump_taxonomy(load_builtin()).split("\nwebhooks:")[0]
     hooks = "\n".join(
-        f"  - name: {name}\n    url: {base}/{name}\n    secret_env: KEBIAO_WEBHOOK_SECRET" for name in ("hang", "ok", "fail", "gone")
+        f"  - name: {name}\n    url: {base}/{name}\n    secret_env: KEBIAO_WEBHOOK_SECRET"
+        for name in ("hang", "ok", "fail", "gone")
     )
     calls = "\n".join(f"      - webhook: {name}" for name in ("hang", "ok", "fail", "gone"))
     return load_taxonomy_text(
@@ -117,7 +118,9 @@ async def test_signed_calls_retries_permanent_failures_and_a_hanging_receiver(
         assert sorted(m.recipient for m in failed) == ["fail", "gone", "hang"]
         gone = next(m for m in failed if m.recipient == "gone")
         assert gone.last_error == "receiver answered HTTP 410"
-        assert next(m for m in failed if m.recipient == "hang").last_error.startswith("gave up after 2 attempts: no answer")
+        assert str(next(m for m in failed if m.recipient == "hang").last_error).startswith(
+            "gave up after 2 attempts: no answer"
+        )
         # Resend the 410 after the receiver is fixed: the same idempotency key goes out again.
         await resend_webhook(rules_store, gone.id, NOW, "test")
         with pytest.raises(ValueError, match="only a failed call can be resent"):
