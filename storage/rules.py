@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.alerts.ports import OutboxMessage
-from core.rules.engine import Facts, HeldFact
+from core.rules.engine import Facts, HeldFact, Prefilter
 from core.rules.ports import NewCustomerEvent, StoredMessage
 from core.types import TagEvent
 from storage import tables as t
@@ -21,6 +22,14 @@ from storage.repositories import _event, _insert
 from tagging.normaliser import name_key
 
 CHUNK = 500  # ids per IN list
+_OPS: dict[str, Callable[[Any, float], Any]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
@@ -164,6 +173,29 @@ class SqlRuleFacts:
                 window: (int(values[2 * i] or 0), float(values[2 * i + 1] or 0.0)) for i, window in enumerate(windows)
             }
         return out
+
+    async def candidates(self, rule_filter: Prefilter, now: datetime, today: date) -> list[int]:
+        """Customer ids that pass the prefilter, in one statement (GROUP BY … HAVING for event thresholds)."""
+        if rule_filter.events is not None:
+            ev = rule_filter.events
+            e = t.customer_events.c
+            havings = []
+            if ev.count is not None and not ev.count.test(0):
+                havings.append(_OPS[ev.count.op](func.count(), ev.count.value))
+            if ev.sum is not None and not ev.sum.test(0):
+                havings.append(_OPS[ev.sum.op](func.coalesce(func.sum(e.amount), 0.0), ev.sum.value))
+            stmt = (
+                select(e.customer_id)
+                .where(e.kind == ev.kind, e.at > now - timedelta(days=ev.days), e.at <= now)
+                .group_by(e.customer_id)
+                .having(and_(*havings))
+            )
+            return sorted(r[0] for r in await self._conn.execute(stmt))
+        assert rule_filter.contract_days is not None
+        c = t.customers.c
+        until = today + timedelta(days=rule_filter.contract_days)
+        rows = await self._conn.execute(select(c.id).where(c.contract_end >= today, c.contract_end <= until))
+        return sorted(r[0] for r in rows)
 
     async def contacts(self, customer_ids: Sequence[int]) -> dict[int, list[int]]:
         c = t.customers.c

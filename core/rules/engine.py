@@ -206,6 +206,36 @@ LEAVES: dict[type, Callable[[Any, Facts, Clock], str | None]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Prefilter:
+    """A necessary condition of a rule that one SQL statement can answer: only customers it selects can fire.
+
+    `events`: an event count/sum test that fails at zero events (so customers without such events never fire);
+    `contract_days`: contract_end between today and today + N days.
+    """
+
+    events: Events | None = None
+    contract_days: int | None = None
+
+
+def prefilter(rule: Rule) -> Prefilter | None:
+    """The most selective SQL-answerable conjunct of the rule's condition, or None (scan every customer)."""
+    node = rule.condition
+    items = node.items if isinstance(node, All) else (node,)
+    for item in items:
+        if isinstance(item, Events) and _fails_at_zero(item):
+            return Prefilter(events=item)
+    for item in items:
+        if isinstance(item, Field) and item.name == "contract_end" and item.within_days is not None:
+            return Prefilter(contract_days=item.within_days)
+    return None
+
+
+def _fails_at_zero(node: Events) -> bool:
+    tests = [c for c in (node.count, node.sum) if c is not None]
+    return bool(tests) and any(not c.test(0) for c in tests)
+
+
 def field_value(facts: Facts, name: str) -> Any:
     """A customer field (contract_end, region …) or else an attribute column of the customer file."""
     if name == "contract_end":

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from types import MappingProxyType
 from typing import Any, Protocol
 
 from core.alerts.ports import AlertUnitOfWork, OutboxMessage
-from core.rules.engine import Facts
+from core.rules.engine import Facts, Prefilter
 from core.types import TagEvent
 
 
@@ -62,6 +62,10 @@ class RuleFactsRepository(Protocol):
         self, customer_ids: Sequence[int], windows: Sequence[tuple[str, int]], now: datetime
     ) -> list[Facts]:
         """Each customer's fields, active tags, last conversation and event counts/sums per window."""
+        ...
+
+    async def candidates(self, rule_filter: Prefilter, now: datetime, today: date) -> list[int]:
+        """Customer ids passing the prefilter (one set-based statement)."""
         ...
 
     async def contacts(self, customer_ids: Sequence[int]) -> dict[int, list[int]]:

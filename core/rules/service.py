@@ -28,7 +28,7 @@ from core.alerts.selection import (
     score_customer,
 )
 from core.records import NewEvent, NewSuggestion
-from core.rules.engine import Facts, Firing, evaluate
+from core.rules.engine import Facts, Firing, Prefilter, evaluate, prefilter
 from core.rules.ports import RulesStore, RulesUnitOfWork
 from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
 from core.types import EventKind, Source, SuggestionStatus, User
@@ -114,21 +114,52 @@ async def run_daily(ctx: RuleContext, now: datetime) -> RulesReport:
     taxonomy = ctx.taxonomy()
     rules = taxonomy.rules.by_trigger("daily")
     report = RulesReport()
-    if rules:
-        period = churn_period(now, ctx.tz, REPEAT_DAYS)
-        last = 0
-        while True:
-            async with ctx.store.unit_of_work() as uow:
-                ids = await uow.rule_facts.page(last, ctx.batch)
-                if not ids:
-                    break
-                last = ids[-1]
-                facts = await gather(uow, ctx, ids, rules, now)
-                report.customers += len(facts)
-                firings = [f for r in rules for x in facts if (f := evaluate(r, x, now, ctx.tz)) is not None]
-                await apply_firings(uow, ctx, taxonomy, firings, now, lambda _f: period, report)
+    period = churn_period(now, ctx.tz, REPEAT_DAYS)
+    # A rule with a SQL-answerable necessary condition (an event threshold, a contract window) is evaluated only
+    # on the customers one statement selects; the others scan every customer, one keyset page at a time.
+    filtered: dict[Prefilter, list[Rule]] = defaultdict(list)
+    scanned: list[Rule] = []
+    for rule in rules:
+        found = prefilter(rule)
+        if found is None:
+            scanned.append(rule)
+        else:
+            filtered[found].append(rule)
+    seen: set[int] = set()
+    for found, group in filtered.items():
+        async with ctx.store.unit_of_work() as uow:
+            ids = await uow.rule_facts.candidates(found, now, now.astimezone(ctx.tz).date())
+        seen.update(ids)
+        for start in range(0, len(ids), ctx.batch):
+            await _evaluate_page(ctx, taxonomy, group, ids[start : start + ctx.batch], now, period, report)
+    last = 0
+    while scanned:
+        async with ctx.store.unit_of_work() as uow:
+            ids = await uow.rule_facts.page(last, ctx.batch)
+        if not ids:
+            break
+        last = ids[-1]
+        seen.update(ids)
+        await _evaluate_page(ctx, taxonomy, scanned, ids, now, period, report)
+    report.customers = len(seen)
     await run_tag_rules(ctx, now, report)
     return report
+
+
+async def _evaluate_page(
+    ctx: RuleContext,
+    taxonomy: Taxonomy,
+    rules: Sequence[Rule],
+    ids: Sequence[int],
+    now: datetime,
+    period: str,
+    report: RulesReport,
+) -> None:
+    """Gather, evaluate and apply for one page of customers in one short transaction."""
+    async with ctx.store.unit_of_work() as uow:
+        facts = await gather(uow, ctx, ids, rules, now)
+        firings = [f for r in rules for x in facts if (f := evaluate(r, x, now, ctx.tz)) is not None]
+        await apply_firings(uow, ctx, taxonomy, firings, now, lambda _f: period, report)
 
 
 async def run_for_events(
