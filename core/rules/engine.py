@@ -159,26 +159,37 @@ def _events(node: Events, facts: Facts, clock: Clock) -> str | None:
     return "，".join(parts)
 
 
+FIELD_LABELS = {
+    "contract_end": "合同到期",
+    "region": "区域",
+    "owner": "负责人",
+    "company": "公司",
+    "name": "名称",
+    "crm_id": "CRM编号",
+}
+
+
 def _field(node: Field, facts: Facts, clock: Clock) -> str | None:
     raw = field_value(facts, node.name)
+    name = FIELD_LABELS.get(node.name, node.name)
     if raw is None or raw == "":
         return None
     if node.in_:
-        return f"{node.name} = {raw}" if str(raw).strip() in node.in_ else None
+        return f"{name} = {raw}" if str(raw).strip() in node.in_ else None
     if node.compare is not None:
         number = _to_number(raw)
         if number is None or not node.compare.test(number):
             return None
-        return f"{node.name} = {_number(number)}（{node.compare}）"
+        return f"{name} = {_number(number)}（{node.compare}）"
     day = _to_date(raw)
     if day is None:
         return None
     if node.within_days is not None:
         left = (day - clock.today).days
-        return f"{node.name} {day.isoformat()}，{left} 天后" if 0 <= left <= node.within_days else None
+        return f"{name} {day.isoformat()}，{left} 天后" if 0 <= left <= node.within_days else None
     month = clock.today.month if node.month == "this" else clock.today.month % 12 + 1
     label = "本月" if node.month == "this" else "下月"
-    return f"{node.name} {raw} 在{label}" if day.month == month else None
+    return f"{name} {raw} 在{label}" if day.month == month else None
 
 
 def _silent(node: SilentDays, facts: Facts, clock: Clock) -> str | None:

@@ -49,7 +49,7 @@ async def test_the_contract_end_rule_holds_out_of_the_box_from_the_cli(tmp_path:
     assert "pending 1" in out  # the manager's alert, waiting for the server's Teams drain
     rc, out, _ = await _kebiao(env, "customers", "show", "甲公司")
     assert rc == 0
-    assert "高危流失" in out and "[规则「服务到期未续费」：contract_end 2026-12-16，10 天后；没有标签 续费意向]" in out
+    assert "高危流失" in out and "[规则「服务到期未续费」：合同到期 2026-12-16，10 天后；没有标签 续费意向]" in out
     assert "by rule:服务到期未续费 via rule — 规则「服务到期未续费」" in out
     # rules run-once again: no new alert (the outbox key holds), the tag renewed at most.
     rc, out, _ = await _kebiao(env, "rules", "run-once", "--now", "2026-12-06T11:00:00+08:00")

@@ -50,7 +50,7 @@ def test_contract_end_within_days_and_birthday_next_month() -> None:
         contract_end=date(2026, 12, 16), attributes=MappingProxyType({"birthday": "1980-01-05", "累计消费": "6,000"})
     )
     fired = evaluate(rule(All((Field("contract_end", within_days=30), LacksTag("续费意向")))), f, NOW, TZ)
-    assert fired is not None and fired.evidence == ("contract_end 2026-12-16，10 天后", "没有标签 续费意向")
+    assert fired is not None and fired.evidence == ("合同到期 2026-12-16，10 天后", "没有标签 续费意向")
     assert evaluate(rule(Field("contract_end", within_days=5)), f, NOW, TZ) is None
     assert evaluate(rule(Field("birthday", month="next")), f, NOW, TZ) is not None  # December → January
     assert evaluate(rule(Field("birthday", month="this")), f, NOW, TZ) is None

@@ -54,12 +54,12 @@ async def test_contract_ending_in_ten_days_tags_and_alerts_the_manager_through_t
         [event] = [e for e in await uow.events.for_customer(ids["jia"], 0, 10) if e.tag == "高危流失"]
     assert event.kind is EventKind.ADDED and event.evidence["rule"] == "服务到期未续费"
     assert event.evidence["taxonomy_version"] == 1
-    assert event.evidence["facts"] == ["contract_end 2026-12-16，10 天后", "没有标签 续费意向"]
+    assert event.evidence["facts"] == ["合同到期 2026-12-16，10 天后", "没有标签 续费意向"]
     rows = await outbox(database)
     alerts = [r for r in rows if r.payload["rule"] == "rule:服务到期未续费"]
     assert [r.recipient for r in alerts] == ["王经理"]  # managers of 华东 only, not 赵经理 (西南)
     reasons = [r["text"] for r in alerts[0].payload["reasons"]]
-    assert "contract_end 2026-12-16，10 天后" in reasons and alerts[0].payload["title"] == "服务即将到期且未续费"
+    assert "合同到期 2026-12-16，10 天后" in reasons and alerts[0].payload["title"] == "服务即将到期且未续费"
     # Another run (a second replica, the next hour) adds no second alert and the churn job leaves the tag alone.
     await run_once(jobs, NOW + timedelta(hours=1))
     assert len([r for r in await outbox(database) if r.payload["rule"] == "rule:服务到期未续费"]) == 1
@@ -201,3 +201,20 @@ async def test_dry_run_forecasts_without_writing(database: Database, cell: Cell)
     assert contract.examples[0]["customer"] == "甲公司"
     assert by_rule["30天购买超过3次"].gains["活跃客户"] == 0  # 乙公司 already got it from the event rule
     assert result.customers == 3 and ids
+
+
+async def test_the_summary_card_shows_why_a_rule_applied_a_tag(database: Database, cell: Cell) -> None:
+    import json
+
+    from cards.present import summary_card
+    from core.tags.summary import customer_summary
+    from core.types import Role, User
+
+    ids = await seed(database)
+    await run_daily(context(database, cell), NOW)
+    async with database.unit_of_work() as uow:
+        summary = await customer_summary(uow, cell.taxonomy, ids["jia"], User("王经理", Role.MANAGER), NOW)
+    [risk] = [t for g in summary.groups for t in g.tags if t.name == "高危流失"]
+    assert risk.reason == "规则「服务到期未续费」：合同到期 2026-12-16，10 天后；没有标签 续费意向"
+    card = json.dumps(summary_card(summary, User("王经理", Role.MANAGER), cell.taxonomy, NOW, "zh", []), ensure_ascii=False)
+    assert "高危流失 · 规则「服务到期未续费」：合同到期 2026-12-16，10 天后；没有标签 续费意向" in card
