@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,8 @@ if TYPE_CHECKING:
 
 def since_days(value: str) -> int:
     """--since: '30d' or '30' days."""
+    import re
+
     match = re.fullmatch(r"\s*(\d{1,4})\s*d?\s*", value)
     if not match or int(match.group(1)) < 1:
         raise argparse.ArgumentTypeError(f"{value!r} is not a number of days such as 30d")

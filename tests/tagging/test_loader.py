@@ -274,7 +274,7 @@ def test_unknown_keys_name_the_allowed_ones() -> None:
         )
     ]
     [(path, reason)] = refused(GOOD + "owner: 张三\n")
-    assert path == "owner" and reason == "unknown key 'owner'; allowed keys: version, dimensions, channels"
+    assert path == "owner" and reason == "unknown key 'owner'; allowed keys: version, dimensions, channels, rules, webhooks"
 
 
 def test_dimension_key_must_be_a_stable_identifier() -> None:
