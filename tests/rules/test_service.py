@@ -216,5 +216,7 @@ async def test_the_summary_card_shows_why_a_rule_applied_a_tag(database: Databas
         summary = await customer_summary(uow, cell.taxonomy, ids["jia"], User("王经理", Role.MANAGER), NOW)
     [risk] = [t for g in summary.groups for t in g.tags if t.name == "高危流失"]
     assert risk.reason == "规则「服务到期未续费」：合同到期 2026-12-16，10 天后；没有标签 续费意向"
-    card = json.dumps(summary_card(summary, User("王经理", Role.MANAGER), cell.taxonomy, NOW, "zh", []), ensure_ascii=False)
+    card = json.dumps(
+        summary_card(summary, User("王经理", Role.MANAGER), cell.taxonomy, NOW, "zh", []), ensure_ascii=False
+    )
     assert "高危流失 · 规则「服务到期未续费」：合同到期 2026-12-16，10 天后；没有标签 续费意向" in card
