@@ -236,6 +236,10 @@ class SqlRuleFacts:
         rows = await self._conn.execute(select(t.tag_events).where(e.id > last_id).order_by(e.id).limit(limit))
         return [_event(r) for r in rows]
 
+    async def last_tag_event_id(self) -> int:
+        value = (await self._conn.execute(select(func.max(t.tag_events.c.id)))).scalar_one_or_none()
+        return int(value or 0)
+
     async def cursor(self, name: str) -> int | None:
         s = t.sync_cursors.c
         return (await self._conn.execute(select(s.last_event_id).where(s.name == name))).scalar_one_or_none()

@@ -78,6 +78,10 @@ class RuleFactsRepository(Protocol):
 
     async def tag_events_after(self, last_id: int, limit: int) -> list[TagEvent]: ...
 
+    async def last_tag_event_id(self) -> int:
+        """The newest tag event id (0 for an empty log)."""
+        ...
+
     async def cursor(self, name: str) -> int | None: ...
 
     async def move_cursor(self, name: str, old: int | None, new: int, now: datetime) -> bool:

@@ -251,12 +251,7 @@ async def run_tag_rules(
 
 
 async def _log_end(uow: RulesUnitOfWork) -> int:
-    last = 0
-    while True:
-        batch = await uow.rule_facts.tag_events_after(last, 10_000)
-        if not batch:
-            return last
-        last = batch[-1].id
+    return await uow.rule_facts.last_tag_event_id()
 
 
 def _triggered(rule: Rule, kinds: set[str]) -> bool:

@@ -220,3 +220,43 @@ async def test_the_summary_card_shows_why_a_rule_applied_a_tag(database: Databas
         summary_card(summary, User("王经理", Role.MANAGER), cell.taxonomy, NOW, "zh", []), ensure_ascii=False
     )
     assert "高危流失 · 规则「服务到期未续费」：合同到期 2026-12-16，10 天后；没有标签 续费意向" in card
+
+
+MORE_RULES = """
+rules:
+  - name: 清理活跃
+    trigger: daily
+    when: {has: 沉默客户}
+    then:
+      - remove: 活跃客户
+  - name: 建议续费
+    trigger: daily
+    when:
+      all:
+        - field: {name: contract_end, within_days: 30}
+        - field: {name: region, in: [华东]}
+    then:
+      - suggest: 续费意向
+"""
+
+
+async def test_remove_and_suggest_actions(database: Database, cell: Cell) -> None:
+    from tagging.loader import dump_taxonomy
+
+    ids = await seed(database)
+    text = dump_taxonomy(load_builtin()).split("\nwebhooks:")[0] + MORE_RULES
+    await use_taxonomy(database, cell, load_taxonomy_text(text))
+    async with database.unit_of_work() as uow:
+        for tag in ("活跃客户", "沉默客户"):
+            await uow.assignments.insert_active(ids["yi"], "behavior", tag, Source.MANUAL, "小李", NOW, None)
+    report = await run_daily(context(database, cell), NOW)
+    assert report.rules["清理活跃"].removed == 1 and "活跃客户" not in await held(database, ids["yi"])
+    async with database.unit_of_work() as uow:
+        [removed] = [e for e in await uow.events.for_customer(ids["yi"], 0, 5) if e.kind is EventKind.REMOVED]
+        [pending] = await uow.suggestions.pending_for(ids["jia"])
+    assert removed.actor == "rule:清理活跃" and removed.evidence["facts"] == ["有标签 沉默客户（0 天前加上）"]
+    assert pending.tag == "续费意向" and pending.evidence["rule"] == "建议续费"
+    [card] = [r for r in await outbox(database) if r.payload["rule"] == "rule:建议续费"]
+    assert card.recipient == "小张" and card.payload["title"] == "建议为客户添加标签「续费意向」"
+    again = await run_daily(context(database, cell), NOW + timedelta(hours=1))
+    assert "建议续费" not in {n for n, o in again.rules.items() if o.suggested or o.notified}
