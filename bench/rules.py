@@ -33,7 +33,7 @@ from bench.scratch import scratch_postgres
 from core.rules.engine import evaluate
 from core.rules.events import parse_events
 from core.rules.ingest import ingest_events
-from core.rules.service import RuleContext, gather, run_daily
+from core.rules.service import RuleContext, daily_pages, gather, run_daily
 from core.taxonomy.store import ensure_taxonomy
 from storage.database import open_database
 from storage.rules import SqlRulesStore
@@ -150,15 +150,10 @@ async def _purchases(url: str, now: datetime, label: str) -> None:
     hand_s = time.perf_counter() - started
     started = time.perf_counter()
     engine: set[int] = set()
-    last = 0
-    while True:
+    async for ids, group in daily_pages(ctx, rules, now):  # run_daily's own selection, without the writes
         async with ctx.store.unit_of_work(read_only=True) as uow:
-            ids = await uow.rule_facts.page(last, ctx.batch)
-            if not ids:
-                break
-            last = ids[-1]
-            for facts in await gather(uow, ctx, ids, rules, now):
-                if evaluate(rules[0], facts, now, ctx.tz) is not None:
+            for facts in await gather(uow, ctx, ids, group, now):
+                if evaluate(group[0], facts, now, ctx.tz) is not None:
                     engine.add(facts.customer_id)
     engine_s = time.perf_counter() - started
     assert engine == hand, f"engine found {len(engine)} customers, SQL {len(hand)}"

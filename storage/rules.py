@@ -163,7 +163,15 @@ class SqlRuleFacts:
         oldest = now - timedelta(days=max(days for _, days in windows))
         stmt = (
             select(e.customer_id, *columns)
-            .where(e.customer_id.in_(ids), e.kind.in_(sorted({k for k, _ in windows})), e.at > oldest, e.at <= now)
+            # The range beside the IN list lets the planner walk (customer_id, kind, at) for this page's customers
+            # instead of every event of the kind in a long window.
+            .where(
+                e.customer_id.between(ids[0], ids[-1]),
+                e.customer_id.in_(ids),
+                e.kind.in_(sorted({k for k, _ in windows})),
+                e.at > oldest,
+                e.at <= now,
+            )
             .group_by(e.customer_id)
         )
         out: dict[int, dict[tuple[str, int], tuple[int, float]]] = {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
@@ -112,11 +112,23 @@ async def run_daily(ctx: RuleContext, now: datetime) -> RulesReport:
     """Every daily rule over every customer, one keyset page per short transaction (memory stays flat);
     then tag-change rules for the changes this made."""
     taxonomy = ctx.taxonomy()
-    rules = taxonomy.rules.by_trigger("daily")
     report = RulesReport()
     period = churn_period(now, ctx.tz, REPEAT_DAYS)
-    # A rule with a SQL-answerable necessary condition (an event threshold, a contract window) is evaluated only
-    # on the customers one statement selects; the others scan every customer, one keyset page at a time.
+    seen: set[int] = set()
+    async for ids, group in daily_pages(ctx, taxonomy.rules.by_trigger("daily"), now):
+        seen.update(ids)
+        await _evaluate_page(ctx, taxonomy, group, ids, now, period, report)
+    report.customers = len(seen)
+    await run_tag_rules(ctx, now, report)
+    return report
+
+
+async def daily_pages(
+    ctx: RuleContext, rules: Sequence[Rule], now: datetime
+) -> AsyncIterator[tuple[list[int], list[Rule]]]:
+    """(customer ids, rules to evaluate on them) pages. A rule with a SQL-answerable necessary condition (an event
+    threshold, a contract window) gets only the customers one statement selects; the others scan every customer,
+    one keyset page at a time, so memory stays flat."""
     filtered: dict[Prefilter, list[Rule]] = defaultdict(list)
     scanned: list[Rule] = []
     for rule in rules:
@@ -125,25 +137,19 @@ async def run_daily(ctx: RuleContext, now: datetime) -> RulesReport:
             scanned.append(rule)
         else:
             filtered[found].append(rule)
-    seen: set[int] = set()
     for found, group in filtered.items():
         async with ctx.store.unit_of_work() as uow:
             ids = await uow.rule_facts.candidates(found, now, now.astimezone(ctx.tz).date())
-        seen.update(ids)
         for start in range(0, len(ids), ctx.batch):
-            await _evaluate_page(ctx, taxonomy, group, ids[start : start + ctx.batch], now, period, report)
+            yield ids[start : start + ctx.batch], group
     last = 0
     while scanned:
         async with ctx.store.unit_of_work() as uow:
-            ids = await uow.rule_facts.page(last, ctx.batch)
-        if not ids:
+            page = await uow.rule_facts.page(last, ctx.batch)
+        if not page:
             break
-        last = ids[-1]
-        seen.update(ids)
-        await _evaluate_page(ctx, taxonomy, scanned, ids, now, period, report)
-    report.customers = len(seen)
-    await run_tag_rules(ctx, now, report)
-    return report
+        last = page[-1]
+        yield page, scanned
 
 
 async def _evaluate_page(
