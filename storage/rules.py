@@ -134,6 +134,14 @@ class SqlRuleFacts:
                 )
         return out
 
+    async def event_counts(
+        self, customer_ids: Sequence[int], windows: Sequence[tuple[str, int]], now: datetime
+    ) -> dict[int, dict[tuple[str, int], tuple[int, float]]]:
+        out: dict[int, dict[tuple[str, int], tuple[int, float]]] = {}
+        for part in _chunks(sorted(set(customer_ids))):
+            out.update(await self._events(list(part), windows, now))
+        return out
+
     async def _tags(self, ids: list[int]) -> dict[int, dict[str, HeldFact]]:
         a = t.tag_assignments.c
         out: dict[int, dict[str, HeldFact]] = defaultdict(dict)

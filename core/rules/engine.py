@@ -22,6 +22,7 @@ from tagging.rules import (
     Not,
     Rule,
     SilentDays,
+    walk,
 )
 
 
@@ -240,6 +241,18 @@ def prefilter(rule: Rule) -> Prefilter | None:
         if isinstance(item, Field) and item.name == "contract_end" and item.within_days is not None:
             return Prefilter(contract_days=item.within_days)
     return None
+
+
+def may_fire(rule: Rule, facts: Facts, clock: Clock) -> bool:
+    """False when a conjunct that needs no event counts already fails (so the counts need not be read)."""
+    node = rule.condition
+    items = node.items if isinstance(node, All) else (node,)
+    for item in items:
+        if any(isinstance(n, Events) for n in walk(item)):
+            continue
+        if not check(item, facts, clock)[0]:
+            return False
+    return True
 
 
 def _fails_at_zero(node: Events) -> bool:

@@ -68,6 +68,12 @@ class RuleFactsRepository(Protocol):
         """Customer ids passing the prefilter (one set-based statement)."""
         ...
 
+    async def event_counts(
+        self, customer_ids: Sequence[int], windows: Sequence[tuple[str, int]], now: datetime
+    ) -> dict[int, dict[tuple[str, int], tuple[int, float]]]:
+        """(count, sum of amounts) per customer and (kind, days) window, one GROUP BY per chunk of customers."""
+        ...
+
     async def contacts(self, customer_ids: Sequence[int]) -> dict[int, list[int]]:
         """The contacts of each company customer (customers whose `parent` attribute names it)."""
         ...

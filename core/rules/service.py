@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,7 +29,7 @@ from core.alerts.selection import (
     score_customer,
 )
 from core.records import NewEvent, NewSuggestion
-from core.rules.engine import Facts, Firing, Prefilter, evaluate, prefilter
+from core.rules.engine import Clock, Facts, Firing, Prefilter, evaluate, may_fire, prefilter
 from core.rules.ports import RulesStore, RulesUnitOfWork
 from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
 from core.types import EventKind, Source, SuggestionStatus, User
@@ -270,8 +271,19 @@ def _triggered(rule: Rule, kinds: set[str]) -> bool:
 async def gather(
     uow: RulesUnitOfWork, ctx: RuleContext, ids: Sequence[int], rules: Sequence[Rule], now: datetime
 ) -> list[Facts]:
-    """Facts for those customers with only the event windows (and churn score) the rules use."""
-    facts = await uow.rule_facts.facts(ids, event_windows(rules), now)
+    """Facts for those customers with only the event windows (and churn score) the rules use.
+
+    Event counts are read only for customers that pass every other conjunct of some rule that counts events
+    (a birthday-next-month rule reads the events of one customer in twelve, not of everyone).
+    """
+    facts = await uow.rule_facts.facts(ids, (), now)
+    windows = event_windows(rules)
+    if windows and facts:
+        clock = Clock(now, ctx.tz)
+        counting = [r for r in rules if event_windows([r])]
+        wanted = [f.customer_id for f in facts if any(may_fire(r, f, clock) for r in counting)]
+        counts = await uow.rule_facts.event_counts(wanted, windows, now) if wanted else {}
+        facts = [dataclasses.replace(f, events=MappingProxyType(counts.get(f.customer_id, {}))) for f in facts]
     if not uses_churn(rules) or not facts:
         return facts
     scores = await churn_scores(uow, ctx, [f.customer_id for f in facts], now)

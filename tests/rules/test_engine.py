@@ -77,3 +77,13 @@ def test_tags_held_since_messages_churn_and_silence() -> None:
     either = Any_((Field("region", in_=("华南",)), Not(LacksTag("VIP客户"))))
     fired = evaluate(rule(either), f, NOW, TZ)
     assert fired is not None and fired.evidence[0].startswith("not (")
+
+
+def test_event_counts_are_needed_only_when_the_other_conjuncts_hold() -> None:
+    from core.rules.engine import Clock, may_fire
+
+    birthday = rule(All((Field("birthday", month="next"), Events("purchase", 3650, sum=Compare(">=", 5000)))))
+    clock = Clock(NOW, TZ)
+    assert may_fire(birthday, facts(attributes=MappingProxyType({"birthday": "1980-01-05"})), clock)
+    assert not may_fire(birthday, facts(attributes=MappingProxyType({"birthday": "1980-06-05"})), clock)
+    assert may_fire(rule(Events("purchase", 30, count=Compare(">", 3))), facts(), clock)
