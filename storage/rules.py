@@ -36,6 +36,21 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def _groups(customer_ids: Sequence[int]) -> list[list[int]]:
+    """Sorted id groups to query: a dense keyset page whole (queried as one id range), sparse ids in IN chunks."""
+    ids = sorted(set(customer_ids))
+    if ids and 2 * len(ids) >= ids[-1] - ids[0] + 1:
+        return [ids]
+    return [list(part) for part in _chunks(ids)]
+
+
+def _among(column: Any, ids: list[int]) -> Any:
+    """`column` within the group: a range for a dense group (callers drop ids outside it), else IN."""
+    if 2 * len(ids) >= ids[-1] - ids[0] + 1:
+        return column.between(ids[0], ids[-1])
+    return column.in_(ids)
+
+
 class SqlCustomerEvents:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -104,18 +119,20 @@ class SqlRuleFacts:
     ) -> list[Facts]:
         """Four set-based queries per chunk: customers, active tags, activity, and one GROUP BY for every window."""
         out: list[Facts] = []
-        for part in _chunks(sorted(set(customer_ids))):
-            ids = list(part)
+        for ids in _groups(customer_ids):
+            wanted = set(ids)
             tags = await self._tags(ids)
             activity = await self._activity(ids)
             events = await self._events(ids, windows, now)
             c = t.customers.c
             rows = await self._conn.execute(
                 select(c.id, c.name, c.owner, c.region, c.company, c.crm_id, c.contract_end, c.created_at, c.attributes)
-                .where(c.id.in_(ids))
+                .where(_among(c.id, ids))
                 .order_by(c.id)
             )
             for cid, name, owner, region, company, crm_id, contract_end, created_at, attributes in rows:
+                if cid not in wanted:
+                    continue
                 out.append(
                     Facts(
                         customer_id=cid,
@@ -138,15 +155,20 @@ class SqlRuleFacts:
         self, customer_ids: Sequence[int], windows: Sequence[tuple[str, int]], now: datetime
     ) -> dict[int, dict[tuple[str, int], tuple[int, float]]]:
         out: dict[int, dict[tuple[str, int], tuple[int, float]]] = {}
-        for part in _chunks(sorted(set(customer_ids))):
-            out.update(await self._events(list(part), windows, now))
+        for ids in _groups(customer_ids):
+            wanted = set(ids)
+            out.update(
+                (cid, counts) for cid, counts in (await self._events(ids, windows, now)).items() if cid in wanted
+            )
         return out
 
     async def _tags(self, ids: list[int]) -> dict[int, dict[str, HeldFact]]:
         a = t.tag_assignments.c
         out: dict[int, dict[str, HeldFact]] = defaultdict(dict)
         rows = await self._conn.execute(
-            select(a.customer_id, a.dimension, a.tag, a.assigned_at).where(a.customer_id.in_(ids), a.state == "active")
+            select(a.customer_id, a.dimension, a.tag, a.assigned_at).where(
+                _among(a.customer_id, ids), a.state == "active"
+            )
         )
         for cid, dimension, tag, assigned_at in rows:
             out[cid][name_key(tag)] = HeldFact(dimension, tag, assigned_at)
@@ -154,7 +176,7 @@ class SqlRuleFacts:
 
     async def _activity(self, ids: list[int]) -> dict[int, datetime | None]:
         a = t.customer_activity.c
-        rows = await self._conn.execute(select(a.customer_id, a.last_message_at).where(a.customer_id.in_(ids)))
+        rows = await self._conn.execute(select(a.customer_id, a.last_message_at).where(_among(a.customer_id, ids)))
         return {cid: at for cid, at in rows}
 
     async def _events(
@@ -175,7 +197,7 @@ class SqlRuleFacts:
             # instead of every event of the kind in a long window.
             .where(
                 e.customer_id.between(ids[0], ids[-1]),
-                e.customer_id.in_(ids),
+                _among(e.customer_id, ids),
                 e.kind.in_(sorted({k for k, _ in windows})),
                 e.at > oldest,
                 e.at <= now,
