@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -104,7 +104,8 @@ def _admin_services(app: web.Application) -> AdminServices:
         return cell.version is not None and cell.version.version >= version
 
     rules = TaggingRules.of(settings.timezone, settings.tag_hard_cap)
-    return AdminServices(database, SqlReportSource(database.engine), refresh, rules)
+    automation = rule_context(settings, database, lambda: cell.taxonomy)
+    return AdminServices(database, SqlReportSource(database.engine), refresh, rules, automation=automation)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -202,6 +203,7 @@ async def _teams_ctx(app: web.Application) -> AsyncIterator[None]:
         lambda: holder.current,
         TaggingRules.of(settings.timezone, settings.tag_hard_cap),
         activity=SqlAlertStore(app[DATABASE].engine),
+        events=rule_hooks(settings, app[DATABASE], lambda: cell.taxonomy),
     )
     adapter = create_adapter(build_authentication(settings.teams))
     # Leased claims: a retry of a turn that died with its process (lease lapsed) or failed runs again.
@@ -262,7 +264,8 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
     async def on_taxonomy(version: TaxonomyVersion) -> None:
         await _refresh_taxonomy(database, holder, cell)
 
-    chat = ChatService(database, channels, lambda: cell.taxonomy, lambda: holder.current, rules)
+    hooks = rule_hooks(settings, database, lambda: cell.taxonomy)
+    chat = ChatService(database, channels, lambda: cell.taxonomy, lambda: holder.current, rules, events=hooks)
     from core.alerts.actions import Action, AlertStatus, act_on_alert
     from storage.outbox import SqlAlertStore
 
@@ -272,7 +275,7 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
         return await act_on_alert(alert_store, alert_id, user_id, action, now)
 
     services = WeComServices(
-        alert_store, chat, lambda: cell.taxonomy, rules, client, sync, on_taxonomy, alert_action=alert_action
+        alert_store, chat, lambda: cell.taxonomy, rules, client, sync, on_taxonomy, alert_action, events=hooks
     )
     crypto = WeComCrypto(wecom.token, wecom.encoding_aes_key, wecom.corp_id)
     # Callbacks are stored before the 200 and processed from the inbox; the inbox pass (at start-up, then every
@@ -347,8 +350,62 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
     endpoint = app.get(TEAMS)
     async with aiohttp.ClientSession() as session:
         deliverers = alert_deliverers(settings, database, session, endpoint.adapter if endpoint else None)
+        deliverers.update(webhook_deliverers(settings, session, lambda: cell.taxonomy))
         store, inbound = SqlAlertStore(database.engine), SqlChannelStore(database.engine)
-        jobs = configure_jobs(settings, store, lambda: cell.taxonomy, deliverers, inbound)
+        ctx = rule_context(settings, database, lambda: cell.taxonomy)
+        jobs = configure_jobs(settings, store, lambda: cell.taxonomy, deliverers, inbound, *rule_jobs(ctx))
         async with running_scheduler(jobs, settings) as scheduler:
             app[ALERT_SCHEDULER] = scheduler
             yield
+
+
+# ---------------------------------------------------------------- rules and webhooks
+
+
+def rule_context(settings: Settings, database: Database, taxonomy: Callable[[], Taxonomy]) -> Any:
+    """The rules' RuleContext: the same policy, channels, quiet hours and churn score as the alert jobs."""
+    from bots.webhook.delivery import resolve_url
+    from core.rules.service import RuleContext
+    from scheduler import configure_jobs
+    from storage.outbox import SqlAlertStore
+    from storage.rules import SqlRulesStore
+
+    alerts = configure_jobs(settings, SqlAlertStore(database.engine), taxonomy, {})
+    env = settings.webhook_env
+    return RuleContext(
+        store=SqlRulesStore(database.engine),
+        taxonomy=taxonomy,
+        tagging=alerts.tagging,
+        tz=alerts.tz,
+        channels=alerts.channels,
+        quiet=alerts.outbox.quiet,
+        churn=alerts.churn,
+        webhook_url=lambda hook: resolve_url(hook, env),
+    )
+
+
+def rule_jobs(ctx: Any) -> tuple[Callable[[datetime], Awaitable[object]], Callable[[datetime], Awaitable[object]]]:
+    """(daily rules, tag-change rules) as the scheduler calls them."""
+    from core.rules.service import run_daily, run_tag_rules
+
+    async def daily(now: datetime) -> object:
+        return await run_daily(ctx, now)
+
+    async def tags(now: datetime) -> object:
+        return await run_tag_rules(ctx, now)
+
+    return daily, tags
+
+
+def rule_hooks(settings: Settings, database: Database, taxonomy: Callable[[], Taxonomy]) -> Any:
+    """Customer events and message rules for chat (ChatEvents)."""
+    from core.rules.hooks import RuleHooks
+
+    return RuleHooks(rule_context(settings, database, taxonomy))
+
+
+def webhook_deliverers(settings: Settings, session: Any, taxonomy: Callable[[], Taxonomy]) -> dict[str, Any]:
+    """The outbox deliverer of the `webhook` channel."""
+    from bots.webhook.delivery import CHANNEL, WebhookDeliverer
+
+    return {CHANNEL: WebhookDeliverer(session, taxonomy, settings.webhook_env)}

@@ -64,6 +64,8 @@ class AlertSettings:
     churn_repeat_days: int = 7
     run_at_start: bool = False
     suggestion_expiry_days: int = 14  # pending suggestions older than this become `expired`
+    rules_time: str = "09:40"  # the daily automation rules
+    rule_tags_every_seconds: int = 60  # tag-change rules: how often the tag-event log is read
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class Settings:
     teams: TeamsSettings = TeamsSettings()
     wecom: WeComSettings = WeComSettings()
     alerts: AlertSettings = AlertSettings()
+    # KEBIAO_WEBHOOK_* variables: webhook URLs and signing secrets the taxonomy names (never the file itself).
+    webhook_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def production(self) -> bool:
@@ -126,6 +130,7 @@ class Settings:
                 api_base=(get("WECOM_API_BASE") or DEFAULT_WECOM_API_BASE).rstrip("/"),
             ),
             alerts=_alert_settings(get),
+            webhook_env={k: v for k, v in values.items() if k.startswith("KEBIAO_WEBHOOK_") and v.strip()},
         )
         settings.check()
         return settings
@@ -273,6 +278,8 @@ def _alert_settings(get: Callable[[str], str | None]) -> AlertSettings:
         churn_repeat_days=_int(get("KEBIAO_CHURN_REPEAT_DAYS"), "KEBIAO_CHURN_REPEAT_DAYS", 7),
         run_at_start=_switch(get("KEBIAO_ALERTS_RUN_AT_START"), "KEBIAO_ALERTS_RUN_AT_START", False),
         suggestion_expiry_days=_int(get("KEBIAO_SUGGESTION_EXPIRY_DAYS"), "KEBIAO_SUGGESTION_EXPIRY_DAYS", 14),
+        rules_time=_clock(get("KEBIAO_RULES_TIME"), "KEBIAO_RULES_TIME", "09:40"),
+        rule_tags_every_seconds=_int(get("KEBIAO_RULE_TAGS_EVERY_SECONDS"), "KEBIAO_RULE_TAGS_EVERY_SECONDS", 60),
     )
     checked = ("expire_every_minutes", "outbox_every_seconds", "expiry_warn_days", "churn_repeat_days")
     for name in (*checked, "suggestion_expiry_days"):

@@ -30,6 +30,8 @@ from core.alerts.jobs import (
     expire_all,
     purge_inbound_claims,
     run_once,
+    run_rule_tags,
+    run_rules,
     score_churn,
     warn_expiring,
 )
@@ -48,7 +50,9 @@ JOB_CHURN = "kebiao.alerts.churn"
 JOB_OUTBOX = "kebiao.alerts.outbox"
 JOB_STARTUP = "kebiao.alerts.startup"
 JOB_MAINTENANCE = "kebiao.maintenance.inbound"
-FREQUENT_JOBS = frozenset({JOB_EXPIRE, JOB_OUTBOX})
+JOB_RULES = "kebiao.rules.daily"
+JOB_RULE_TAGS = "kebiao.rules.tags"
+FREQUENT_JOBS = frozenset({JOB_EXPIRE, JOB_OUTBOX, JOB_RULE_TAGS})
 MAINTENANCE_AT = "04:00"  # local: a quiet hour for the daily purge of old inbound claims
 
 Clock = Callable[[], datetime]
@@ -71,6 +75,8 @@ def configure_jobs(
     taxonomy: Callable[[], Taxonomy],
     deliverers: Mapping[str, Deliverer],
     inbound: InboundClaims | None = None,
+    rules: Callable[[datetime], Awaitable[object]] | None = None,
+    rule_tags: Callable[[datetime], Awaitable[object]] | None = None,
 ) -> AlertJobs:
     """The core AlertJobs from settings: rules, weights, quiet hours, channels and this process's deliverers."""
     alerts = settings.alerts
@@ -99,6 +105,8 @@ def configure_jobs(
         expiry=expiry,
         outbox=outbox,
         tz=tz,
+        rules=rules,
+        rule_tags=rule_tags,
     )
 
 
@@ -160,6 +168,12 @@ def add_jobs(scheduler: AsyncIOScheduler, jobs: AlertJobs, settings: AlertSettin
             3600,
         ),
     ]
+    if jobs.rules is not None:
+        rules_at = parse_clock(settings.rules_time)
+        plan.append((JOB_RULES, run_rules, CronTrigger(hour=rules_at.hour, minute=rules_at.minute, timezone=tz), 3600))
+    if jobs.rule_tags is not None:
+        every = IntervalTrigger(seconds=settings.rule_tags_every_seconds, timezone=tz)
+        plan.append((JOB_RULE_TAGS, run_rule_tags, every, 60))
     if settings.run_at_start:
         start = clock() + timedelta(seconds=1)
         plan.append((JOB_STARTUP, run_once, DateTrigger(run_date=start, timezone=tz), 300))

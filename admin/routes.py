@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +41,10 @@ from core.inbound import LIMITS, MAX_INT32, InputError
 from core.ports import Store, UnitOfWork
 from core.records import TaxonomyVersion
 from core.reports.tag_health import ReportSource, report_to_data, tag_health_report
+from core.rules.dryrun import forecast
+from core.rules.events import guess_format, parse_events
+from core.rules.ingest import ingest_events
+from core.rules.service import RuleContext
 from core.tags.assignments import TagChange, TaggingRules, apply_tag, remove_tag
 from core.tags.customers import customer_history, resolve_customer
 from core.tags.expression import ExpressionError
@@ -79,6 +83,7 @@ class AdminServices:
     refresh: Callable[[int], Awaitable[bool]]  # the watcher's refresh; True once version N (or newer) is in force
     rules: TaggingRules
     clock: Callable[[], datetime] = field(default=_now)
+    automation: RuleContext | None = None  # customer events and rules (events import, rules test)
 
 
 ADMIN_SERVICES = web.AppKey("admin_services", AdminServices)
@@ -427,6 +432,61 @@ async def get_tag_report(request: web.Request, services: AdminServices) -> web.S
     return _json(report_to_data(report))
 
 
+# ---------------------------------------------------------------- events and rules
+
+EVENTS_CAP = 10 * 1024 * 1024
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/x-jsonlines"})
+
+
+def _automation(services: AdminServices) -> RuleContext:
+    if services.automation is None:
+        raise AdminError(503, "rules are not configured in this process")
+    return services.automation
+
+
+async def post_events(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """Customer events as a JSON array or NDJSON: good lines stored (idempotent by id), bad ones listed, event rules
+    run. 200 with the report; 400 when no line could be stored and some were refused."""
+    ctx = _automation(services)
+    ctype = request.content_type
+    if ctype != "application/json" and ctype not in NDJSON_TYPES:
+        raise AdminError(
+            415, f"send events as application/json (an array) or application/x-ndjson (got {ctype or 'none'})"
+        )
+    text = decode_utf8(await read_body(request, EVENTS_CAP), "the events")
+    fmt = guess_format(text) if ctype == "application/json" else "jsonl"
+    parsed = parse_events(text, "json" if fmt == "json" else "jsonl", ctx.tz)
+    report = await ingest_events(ctx, parsed, services.clock(), source="api")
+    data = report.to_json()
+    if report.errors and not report.stored and not report.repeated:
+        problems = [f"line {e['line']}: {e['reason']}" for e in data["errors"]]
+        raise AdminError(400, f"no event stored ({len(problems)} refused)", problems)
+    return _json(data)
+
+
+async def post_rules_test(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """Dry-run a draft taxonomy's rules (the body, YAML or JSON) against stored data; writes nothing."""
+    ctx = _automation(services)
+    ctype = request.content_type
+    if ctype not in ("application/json", *YAML_TYPES):
+        raise AdminError(415, f"send the taxonomy as application/json or application/yaml (got {ctype or 'none'})")
+    since = query_int(request, "since", 30, 1, 3650)
+    raw_now = request.query.get("now")
+    try:
+        now = datetime.fromisoformat(raw_now) if raw_now else services.clock()
+    except ValueError as exc:
+        raise AdminError(400, f"now={raw_now!r} is not an ISO date-time") from exc
+    now = now.replace(tzinfo=ctx.tz) if now.tzinfo is None else now
+    text = decode_utf8(await read_body(request, TAXONOMY_MAX_BYTES), "the taxonomy")
+    try:
+        draft = load_taxonomy_text(text, source="request body", fmt="json" if ctype == "application/json" else "yaml")
+    except TaxonomyError as exc:
+        problems = [render.taxonomy_problem(p) for p in exc.problems]
+        raise AdminError(400, f"taxonomy refused ({len(problems)} problems); nothing tested", problems) from exc
+    result = await forecast(replace(ctx, taxonomy=lambda: draft), draft, now, since)
+    return _json(result.to_json())
+
+
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/taxonomy", get_taxonomy, 0),
     Route("PUT", "/taxonomy", put_taxonomy, TAXONOMY_MAX_BYTES),
@@ -440,4 +500,6 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/search", get_search, 0),
     Route("PUT", "/users/{user_id}", put_user, JSON_CAP),
     Route("GET", "/reports/tags", get_tag_report, 0),
+    Route("POST", "/events", post_events, EVENTS_CAP),
+    Route("POST", "/rules/test", post_rules_test, TAXONOMY_MAX_BYTES),
 )

@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "startup": "bench.startup:main",
     "hostile": "bench.hostile:main",
     "crash": "bench.crash:main",
+    "rules": "bench.rules:main",
 }
 
 

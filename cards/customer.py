@@ -16,6 +16,7 @@ NAME_CHARS = 60
 TAG_CHARS = 40
 FIELD_CHARS = 80
 TAGS_PER_DIMENSION = 30
+REASON_CHARS = 160
 
 
 def visible_dimensions(dimensions: tuple[DimensionView, ...], sees_sensitive: bool) -> list[DimensionView]:
@@ -96,6 +97,10 @@ def _dimension(dim: DimensionView, index: int, cap: int, now: datetime, lang: La
             lines.append(text(label("more", lang, n=len(deep) - len(shown)), isSubtle=True, spacing="Small"))
         items.append(container(lines, id=target, isVisible=False))
         items.append(action_set([toggle(label("show_deeper", lang, n=len(deep)), [target])]))
+    for tag in dim.tags[:cap]:
+        if tag.reason:  # a rule's change says why: the rule and the facts that satisfied it
+            line = f"{literal(tag.name, TAG_CHARS)} · {literal(tag.reason, REASON_CHARS)}"
+            items.append(text(line, isSubtle=True, size="Small", spacing="None"))
     return container(items)
 
 

@@ -40,6 +40,7 @@ def render_customer_text(summary: CustomerSummary, events: Sequence[TagEvent], t
         for tag in group.tags:
             note = f" until {_local(tag.expires_at, tz)}" if tag.expires_at else ""
             note += " (retired)" if tag.retired else ""
+            note += f" [{tag.reason}]" if tag.reason else ""
             tags.append(tag.name + note)
         lines.append(f"  {group.name}: " + ", ".join(tags))
     if summary.over_soft_cap:
@@ -49,5 +50,7 @@ def render_customer_text(summary: CustomerSummary, events: Sequence[TagEvent], t
         for e in events:
             previous = f" (was {e.previous})" if e.previous else ""
             who = who_did(e)
-            lines.append(f"  {_local(e.at, tz)} {e.kind.value:<8} {e.tag}{previous} {who}")
+            why = e.evidence.get("note") if e.actor.startswith("rule:") else None
+            reason = f" — {why}" if isinstance(why, str) else ""
+            lines.append(f"  {_local(e.at, tz)} {e.kind.value:<8} {e.tag}{previous} {who}{reason}")
     return "\n".join(lines)

@@ -128,7 +128,9 @@ def summary_view(summary: CustomerSummary, viewer: User, taxonomy: Taxonomy) -> 
         dimension = taxonomy.dimension(group.key)
         sensitive = dimension is not None and dimension.visibility is Visibility.MANAGERS
         defs = {name_key(t.name): t for t in dimension.iter_tags()} if dimension else {}
-        tags = tuple(_tag_view(t.name, group.name, t.color, t.expires_at, defs, sensitive) for t in group.tags)
+        tags = tuple(
+            _tag_view(t.name, group.name, t.color, t.expires_at, defs, sensitive, t.reason) for t in group.tags
+        )
         dims.append(DimensionView(group.name, tags, sensitive))
     return CustomerSummaryView(summary.customer, tuple(dims), viewer.role.sees_sensitive)
 
@@ -316,11 +318,12 @@ def _tag_view(
     expires_at: datetime | None,
     defs: Mapping[str, TagDef],
     sensitive: bool,
+    reason: str | None = None,
 ) -> TagView:
     tag = defs.get(name_key(name))
     level = tag.level if tag else 1
     parent = tag.parent if tag else None
-    return TagView(name, dimension_name, color, expires_at, level, parent, sensitive)
+    return TagView(name, dimension_name, color, expires_at, level, parent, sensitive, reason)
 
 
 def _color(taxonomy: Taxonomy, dimension_key: str, tag_name: str) -> str | None:

@@ -21,6 +21,7 @@ class TagView:
     level: int = 1
     parent: str | None = None
     sensitive: bool = False
+    reason: str | None = None  # why an automation rule applied it
 
 
 @dataclass(frozen=True, slots=True)

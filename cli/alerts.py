@@ -19,7 +19,7 @@ def register(verbs: Verbs) -> None:
     sub = group.add_subparsers(dest="alerts_action", metavar="ACTION", required=True)
     once = sub.add_parser(
         "run-once",
-        help="run the alert jobs once (expire tags, expiry digests, churn scoring, deliver the outbox)",
+        help="run the alert jobs once (expire tags, expiry digests, churn scoring, daily rules, deliver the outbox)",
         description="Run every alert job once, as the scheduler would, at --now (default: now). Safe to run "
         "beside running servers: alerts are de-duplicated in the outbox. Teams alerts are delivered by the "
         "server; WeCom alerts are delivered here when WECOM_CORP_ID, WECOM_SECRET and WECOM_AGENT_ID are set.",
@@ -51,7 +51,7 @@ def cmd_run_once(args: argparse.Namespace, settings: Settings) -> int:
 
     import aiohttp
 
-    from app import alert_deliverers
+    from app import alert_deliverers, rule_context, rule_jobs, webhook_deliverers
     from core.alerts.jobs import run_once
     from scheduler import configure_jobs
     from storage.channels import SqlChannelStore
@@ -67,7 +67,11 @@ def cmd_run_once(args: argparse.Namespace, settings: Settings) -> int:
         async with aiohttp.ClientSession() as session:
             # Teams needs the running bot's adapter; from the CLI, Teams rows wait for the server's drain.
             deliverers = alert_deliverers(settings, database, session, None)
-            jobs = configure_jobs(settings, store, lambda: taxonomy, deliverers, SqlChannelStore(database.engine))
+            deliverers.update(webhook_deliverers(settings, session, lambda: taxonomy))
+            rules = rule_jobs(rule_context(settings, database, lambda: taxonomy))
+            jobs = configure_jobs(
+                settings, store, lambda: taxonomy, deliverers, SqlChannelStore(database.engine), *rules
+            )
             report = await run_once(jobs, now)
         async with store.unit_of_work() as uow:
             counts = await uow.outbox.counts()

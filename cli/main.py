@@ -22,6 +22,9 @@ VERB_MODULES: tuple[str, ...] = (
     "cli.wecom",
     "cli.alerts",
     "cli.reports",
+    "cli.events",
+    "cli.rules",
+    "cli.webhooks",
 )
 
 

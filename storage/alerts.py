@@ -114,9 +114,15 @@ class SqlAlertScans:
         return sorted(r[0] for r in await self._conn.execute(stmt))
 
     async def untag_many(
-        self, customer_ids: Sequence[int], dimension: str, tag: str, source: str, now: datetime
+        self,
+        customer_ids: Sequence[int],
+        dimension: str,
+        tag: str,
+        source: str,
+        now: datetime,
+        actor: str | None = None,
     ) -> list[int]:
-        """End the active tag (only where `source` put it) on those customers; returns whose was ended."""
+        """End the active tag (only where `source` — and `actor`, when given — put it); returns whose was ended."""
         if not customer_ids:
             return []
         a = t.tag_assignments.c
@@ -128,6 +134,7 @@ class SqlAlertScans:
                 a.tag_key == name_key(tag),
                 a.state == "active",
                 a.source == source,
+                *([a.assigned_by == actor] if actor is not None else []),
             )
             .values(state="removed", ended_at=now)
             .returning(a.customer_id)

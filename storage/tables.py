@@ -326,3 +326,22 @@ inbound_messages = Table(
     CheckConstraint("state IN ('pending', 'done', 'failed')", name="state_known"),
     Index("ix_inbound_messages_due", "state", "next_attempt_at"),
 )
+
+# Rules (migration 0007): customer events, append-only. `event_id` is the sender's idempotency key; `digest`
+# (sha256 of the normalised content) tells a harmless re-send from a conflicting one with the same id.
+customer_events = Table(
+    "customer_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(200), nullable=False, unique=True),
+    Column("customer_id", BigId, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(100), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("amount", Float, nullable=True),
+    Column("properties", JSON, nullable=False),
+    Column("source", String(20), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_customer_events_customer_kind_at", "customer_id", "kind", "at"),
+    Index("ix_customer_events_kind_at", "kind", "at"),
+)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from types import MappingProxyType
 from typing import Any
 
+from tagging.loader import parse_rules_section
+from tagging.rules import RuleSet, ruleset_to_data
 from tagging.taxonomy import Dimension, TagDef, Taxonomy, Visibility
+
+log = logging.getLogger(__name__)
 
 
 def to_document(taxonomy: Taxonomy) -> dict[str, Any]:
@@ -23,6 +28,7 @@ def to_document(taxonomy: Taxonomy) -> dict[str, Any]:
             for d in taxonomy.dimensions
         ],
         "channels": dict(taxonomy.channels),
+        **ruleset_to_data(taxonomy.rules),
     }
 
 
@@ -42,6 +48,7 @@ def from_document(document: dict[str, Any], version: int) -> Taxonomy:
         version=version,
         dimensions=dimensions,
         channels=MappingProxyType(dict(document.get("channels") or {})),
+        rules=stored_ruleset(document, dimensions),
     )
 
 
@@ -72,3 +79,13 @@ def _tag_from(doc: dict[str, Any], dimension: str, parents: tuple[str, ...]) -> 
         auto_apply=bool(doc.get("auto_apply", False)),
         children=tuple(_tag_from(c, dimension, path) for c in doc.get("children") or ()),
     )
+
+
+def stored_ruleset(document: dict[str, Any], dimensions: tuple[Dimension, ...]) -> RuleSet:
+    """The rules of a stored version (validated when stored; a problem now is logged and the rules skipped)."""
+    problems: list[str] = []
+    ruleset = parse_rules_section(document, dimensions, lambda path, reason: problems.append(f"{path}: {reason}"))
+    if problems:
+        log.error("stored taxonomy rules are invalid and were skipped: %s", "; ".join(problems))
+        return RuleSet()
+    return ruleset

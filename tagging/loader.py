@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -16,6 +16,7 @@ import yaml
 from tagging.formula import describe_start, formula_start
 from tagging.normaliser import name_key, normalise
 from tagging.pii import describe, find_pii, mask
+from tagging.rules import RuleSet, RulesParser, ruleset_to_data
 from tagging.taxonomy import MAX_DEPTH, Dimension, TagDef, Taxonomy, Visibility
 
 MAX_BYTES = 2 * 1024 * 1024  # a large real taxonomy is ~0.5 MB; beyond this the pure-Python parser gets slow
@@ -27,7 +28,7 @@ MAX_STATE = 30  # WeCom limits a 渠道活码 state to 30 characters
 
 Format = Literal["yaml", "json"]
 
-_TOP_KEYS = ("version", "dimensions", "channels")
+_TOP_KEYS = ("version", "dimensions", "channels", "rules", "webhooks")
 _DIMENSION_KEYS = ("key", "name", "exclusive", "visibility", "tags")
 _TAG_KEYS = ("name", "color", "description", "keywords", "exclude", "ttl_days", "auto_apply", "children")
 _KEY = re.compile(r"[a-z][a-z0-9_]*")
@@ -143,6 +144,7 @@ def merge_taxonomies(base: Taxonomy, extra: Taxonomy, *, source: str = "<merge>"
         channels[state] = tag
     if channels:
         data["channels"] = channels
+    merge_rules_data(data, ruleset_to_data(extra.rules))
     if problems:
         raise TaxonomyError(problems)
     return _build(data, source)
@@ -184,6 +186,7 @@ def taxonomy_to_data(taxonomy: Taxonomy) -> dict[str, Any]:
         )
     if taxonomy.channels:
         data["channels"] = dict(taxonomy.channels)
+    data.update(ruleset_to_data(taxonomy.rules))
     return data
 
 
@@ -496,9 +499,10 @@ class _Checker:
             self.fail("version", f"unsupported version {version!r}; this Kebiao reads version 1")
         dimensions = self.dimensions(root.get("dimensions", []))
         channels = self.channels(root.get("channels") or {}, dimensions)
+        ruleset = parse_rules_section(root, dimensions, self.fail)
         if self.problems:
             return None
-        return Taxonomy(version=1, dimensions=dimensions, channels=MappingProxyType(channels))
+        return Taxonomy(version=1, dimensions=dimensions, channels=MappingProxyType(channels), rules=ruleset)
 
     def dimensions(self, value: Any) -> tuple[Dimension, ...]:
         if not isinstance(value, list):
@@ -732,3 +736,32 @@ def _type_name(value: Any) -> str:
             small = isinstance(value, bool | float) or (isinstance(value, int) and abs(value) < 10**6)
             return f"{label} ({value!r})" if small else label  # long numbers may be personal data
     return {"datetime": "a date/time", "date": "a date"}.get(type(value).__name__, type(value).__name__)
+
+
+# ---------------------------------------------------------------- rules and webhooks sections
+
+
+def parse_rules_section(
+    root: Mapping[Any, Any], dimensions: tuple[Dimension, ...], fail: Callable[[str, str], None]
+) -> RuleSet:
+    """The `rules:` and `webhooks:` sections, checked against the file's tags (problems go to `fail`)."""
+    if root.get("rules") is None and root.get("webhooks") is None:
+        return RuleSet()
+    owners: dict[str, list[Dimension]] = {}
+    for dim in dimensions:
+        for tag in dim.iter_tags():
+            owners.setdefault(name_key(tag.name), []).append(dim)
+
+    def dimension_of(name: str) -> tuple[str, bool] | None:
+        found = owners.get(name_key(name))
+        return (found[0].key, found[0].exclusive) if found else None
+
+    parser = RulesParser(fail, lambda name: name_key(name) in owners, dimension_of)
+    return parser.parse(root.get("rules"), root.get("webhooks"))
+
+
+def merge_rules_data(data: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Append a template's rules and webhooks to the base file data (names must stay unique)."""
+    for key in ("webhooks", "rules"):
+        if extra.get(key):
+            data.setdefault(key, []).extend(extra[key])

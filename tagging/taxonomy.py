@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
+from tagging.rules import RuleSet
+
 MAX_DEPTH = 3
 
 
@@ -62,11 +64,13 @@ class Dimension:
 
 @dataclass(frozen=True, slots=True)
 class Taxonomy:
-    """The company's tag taxonomy; `channels` maps a WeCom 渠道活码 state to a tag name."""
+    """The company's tag taxonomy; `channels` maps a WeCom 渠道活码 state to a tag name; `rules` holds the
+    automation rules and webhooks of the same file."""
 
     version: int
     dimensions: tuple[Dimension, ...]
     channels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    rules: RuleSet = field(default_factory=RuleSet)
 
     def iter_tags(self) -> Iterator[TagDef]:
         for dimension in self.dimensions:

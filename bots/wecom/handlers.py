@@ -31,6 +31,7 @@ from cards.wecom import alert_template_card, error_markdown, parse_button_key
 from core import verbs
 from core.alerts.actions import Action, AlertStatus
 from core.alerts.ports import AlertStore
+from core.chat.ports import ChatEvents
 from core.chat.service import AppliedState, ChatContext, ChatResult, ChatService, SuggestionState, TagResult
 from core.errors import NotAllowedError, NotFoundError
 from core.records import TaxonomyVersion
@@ -64,6 +65,7 @@ class WeComServices:
     on_taxonomy: Callable[[TaxonomyVersion], Awaitable[None]] | None = None
     alert_action: AlertAction | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    events: ChatEvents | None = None  # customer events (contact added / deleted) for the rules
 
 
 class WeComHandlers:
@@ -213,6 +215,10 @@ class WeComHandlers:
             )
         if outcome.channel_tag is not None and outcome.customer is not None and self._s.tag_sync is not None:
             await self._s.tag_sync.tags_changed(outcome.customer.id, [outcome.channel_tag])
+        lifecycle = {"add_external_contact": True, "del_follow_user": False}
+        if self._s.events is not None and outcome.customer is not None and event.change_type in lifecycle:
+            added = lifecycle[event.change_type]
+            await self._s.events.contact(outcome.customer.id, added, event.user_id, self._s.clock(), event.dedupe_key)
 
     async def _details(self, external_user_id: str) -> ContactDetails | None:
         """Name and company from externalcontact/get; None (keep going) when WeCom cannot say."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Protocol
@@ -26,6 +26,7 @@ from core.alerts.selection import (
     DigestBuilder,
     ExpiringTag,
     ExpiryRules,
+    QuietHours,
     churn_cleared_evidence,
     churn_evidence,
     churn_notice,
@@ -82,6 +83,10 @@ class AlertJobs:
     outbox: OutboxPolicy = field(default_factory=OutboxPolicy)
     tz: tzinfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
     scan_batch: int = 2000
+    # The daily automation rules (set by the composition root): run by run_once after churn scoring and by
+    # their own daily job, so `kebiao alerts run-once` also raises rule alerts such as a contract about to end.
+    rules: Callable[[datetime], Awaitable[object]] | None = None
+    rule_tags: Callable[[datetime], Awaitable[object]] | None = None  # tag-change rules over the tag-event log
 
 
 @dataclass
@@ -109,6 +114,7 @@ class RunReport:
     churn: ChurnReport
     outbox: DrainReport
     purged: int = 0
+    rules: object = None
 
     def __str__(self) -> str:
         c = self.churn
@@ -116,7 +122,9 @@ class RunReport:
             f"{self.expired}; {self.warnings} expiry digests queued; churn: "
             f"{c.scored} customers scored, {c.at_risk} at risk, {c.tagged} newly tagged {CHURN_TAG}, "
             f"{c.untagged} untagged (score back under the threshold), "
-            f"{c.enqueued} alerts queued; {self.purged} old inbound claims purged; outbox: {self.outbox}"
+            f"{c.enqueued} alerts queued; {self.purged} old inbound claims purged; "
+            + (f"rules: {self.rules}; " if self.rules is not None else "")
+            + f"outbox: {self.outbox}"
         )
 
 
@@ -246,9 +254,20 @@ async def run_once(jobs: AlertJobs, now: datetime) -> RunReport:
     expired = await expire_all(jobs, now)
     warnings = await warn_expiring(jobs, now)
     churn = await score_churn(jobs, now)
+    rules = await run_rules(jobs, now)
     purged = await purge_inbound_claims(jobs, now)
     outbox = await drain_outbox(jobs, now)
-    return RunReport(expired, warnings, churn, outbox, purged)
+    return RunReport(expired, warnings, churn, outbox, purged, rules)
+
+
+async def run_rules(jobs: AlertJobs, now: datetime) -> object:
+    """The daily automation rules, when configured (their report), else None."""
+    return None if jobs.rules is None else await jobs.rules(now)
+
+
+async def run_rule_tags(jobs: AlertJobs, now: datetime) -> object:
+    """The tag-change rules over tag events since the last pass, when configured."""
+    return None if jobs.rule_tags is None else await jobs.rule_tags(now)
 
 
 def pick_channel(references: set[str], configured: Sequence[str]) -> str:
@@ -360,7 +379,8 @@ async def _untag_cleared(
         return 0
     dimension, tag = target
     ids = [a.customer_id for a in assessments]
-    removed = set(await uow.scans.untag_many(ids, dimension.key, tag.name, Source.RULE.value, now))
+    # Only the churn score's own 高危流失 (actor kebiao): an automation rule's stays until that rule removes it.
+    removed = set(await uow.scans.untag_many(ids, dimension.key, tag.name, Source.RULE.value, now, actor=ACTOR))
     await uow.scans.append_events(
         [
             NewEvent(
@@ -399,10 +419,24 @@ async def _queue_in(
     now: datetime,
 ) -> int:
     """Within `uow`: one query for channels, one for acknowledgements, one INSERT for the new rows."""
+    configured = tuple(sorted(jobs.channels or jobs.deliverers))
+    return await enqueue_notices(uow, configured, jobs.outbox.quiet, jobs.tz, rule, notices, now)
+
+
+async def enqueue_notices(
+    uow: AlertUnitOfWork,
+    configured: Sequence[str],
+    quiet: QuietHours | None,
+    tz: tzinfo,
+    rule: str,
+    notices: Sequence[tuple[str, str, str, AlertNotice]],
+    now: datetime,
+) -> int:
+    """Queue (recipient, customer, period, notice) rows unless acknowledged or snoozed: one query for channels,
+    one for acknowledgements, one INSERT; quiet hours hold them. Returns how many rows were new."""
     if not notices:
         return 0
-    configured = sorted(jobs.channels or jobs.deliverers)
-    not_before = release_time(now, jobs.outbox.quiet, jobs.tz)
+    not_before = release_time(now, quiet, tz)
     recipients = sorted({r for r, _, _, _ in notices})
     channels = await uow.scans.reference_channels(recipients)
     keys = {k for _, _, _, n in notices for k in (n.alert_key, n.snooze_key)}
@@ -411,7 +445,7 @@ async def _queue_in(
         NewOutboxMessage(
             dedupe_key=dedupe_key(rule, customer, recipient, period),
             recipient=recipient,
-            channel=pick_channel(channels.get(recipient, set()), configured),
+            channel=pick_channel(channels.get(recipient, set()), list(configured)),
             payload=notice.to_payload(),
             not_before=None if not_before == now else not_before,
         )

@@ -154,9 +154,15 @@ class AlertScanRepository(Protocol):
         ...
 
     async def untag_many(
-        self, customer_ids: Sequence[int], dimension: str, tag: str, source: str, now: datetime
+        self,
+        customer_ids: Sequence[int],
+        dimension: str,
+        tag: str,
+        source: str,
+        now: datetime,
+        actor: str | None = None,
     ) -> list[int]:
-        """Remove the active tag where `source` applied it; returns the customers it was removed from."""
+        """Remove the active tag where `source` (and `actor`, when given) applied it; returns whose was removed."""
         ...
 
     async def lapsed_ids(self, now: datetime, limit: int) -> list[int]:

@@ -159,3 +159,19 @@ class ChannelStore(Protocol):
         ...
 
     async def reference(self, channel: str, user_key: str) -> SavedReference | None: ...
+
+
+class ChatEvents(Protocol):
+    """Where chat reports what customers did (customer events and message-triggered rules); never raises."""
+
+    async def message(
+        self, customer_id: int, message_key: str, channel: str, tags: tuple[str, ...], now: datetime
+    ) -> None: ...
+
+    async def decided(
+        self, customer_id: int, suggestion_id: int, tag: str, accepted: bool, by: str, now: datetime
+    ) -> None: ...
+
+    async def contact(self, customer_id: int, added: bool, user_id: str, now: datetime, key: str) -> None:
+        """A WeCom contact added (True) or deleted by the customer (False); `key` is the callback's dedupe key."""
+        ...

@@ -21,7 +21,7 @@ from core.alerts.actions import SNOOZE_DAYS, Action, AlertStatus, act_on_alert
 from core.alerts.activity import note_message
 from core.alerts.ports import AlertStore
 from core.chat.commands import HELP_TOPICS, Command, Verb, parse_command
-from core.chat.ports import ChannelStore, ConversationLink
+from core.chat.ports import ChannelStore, ChatEvents, ConversationLink
 from core.errors import NotAllowedError, NotFoundError
 from core.inbound import MAX_INT64
 from core.ports import Store, UnitOfWork
@@ -266,6 +266,7 @@ class ChatService:
         rules: TaggingRules,
         activity: AlertStore | None = None,
         cache_seconds: float = CACHE_SECONDS,
+        events: ChatEvents | None = None,
     ) -> None:
         self.store = store
         self.channels = channels
@@ -273,6 +274,7 @@ class ChatService:
         self._matcher = matcher
         self.rules = rules
         self._activity = activity
+        self._events = events
         self._users: _Recent[str, User] = _Recent(cache_seconds)
         self._links: _Recent[tuple[str, str], ConversationLink | None] = _Recent(cache_seconds)
         self._noted: dict[int, datetime] = {}
@@ -549,6 +551,9 @@ class ChatService:
                     out.append(SuggestionState(customer, message_key, visible))
         for reason in outcome.refused:
             log.info("auto-apply refused for customer %d: %s", link.customer_id, reason)
+        if self._events is not None:
+            matched = tuple(dict.fromkeys([*(c.tag for c in outcome.applied), *(r.tag for r in outcome.pending)]))
+            await self._events.message(link.customer_id, message_key, ctx.channel, matched, ctx.now)
         return tuple(out)
 
     async def _stored_cards(
@@ -673,11 +678,14 @@ class ChatService:
                 message_key = message_key or record.message_key
             try:
                 async with self.store.unit_of_work() as uow:
-                    await decide_suggestion(
+                    decision = await decide_suggestion(
                         uow, self.taxonomy, self.rules, suggestion_id, accept=accept, actor=ctx.actor.id, now=ctx.now
                     )
             except (PolicyRefusal, UnknownTagError, AmbiguousTagError) as exc:
                 problems.append(f"{record.tag}: {_message(exc, sees)}")
+                continue
+            if self._events is not None and not decision.already:
+                await self._events.decided(record.customer_id, suggestion_id, record.tag, accept, ctx.actor.id, ctx.now)
         async with self.store.unit_of_work(read_only=True) as uow:
             state = await self._suggestion_state(uow, ctx, message_key, tuple(problems))
         if state is None:

@@ -23,6 +23,7 @@ class HeldTagView:
     expires_at: datetime | None
     temporary: bool = False
     retired: bool = False  # no longer in the taxonomy, kept until someone removes it
+    reason: str | None = None  # why an automation rule applied it (the rule and the facts that satisfied it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +50,22 @@ async def customer_summary(
     customer = await uow.customers.get(customer_id)
     if customer is None:
         raise NotFoundError(f"customer {customer_id} does not exist")
-    active = [
-        a for a in await uow.assignments.active_for(customer_id) if a.expires_at is None or a.expires_at > now
-    ]
-    return summarise(customer, active, taxonomy, viewer)
+    active = [a for a in await uow.assignments.active_for(customer_id) if a.expires_at is None or a.expires_at > now]
+    reasons: dict[tuple[str, str], str] = {}
+    if any(a.source is Source.RULE and a.assigned_by.startswith("rule:") for a in active):
+        for event in reversed(await uow.events.for_customer(customer_id, 0, 200)):  # oldest first: newest wins
+            note = event.evidence.get("note")
+            if event.source is Source.RULE and event.actor.startswith("rule:") and isinstance(note, str):
+                reasons[(event.dimension, name_key(event.tag))] = note
+    return summarise(customer, active, taxonomy, viewer, reasons)
 
 
 def summarise(
-    customer: Customer, active: list[Assignment], taxonomy: Taxonomy, viewer: User
+    customer: Customer,
+    active: list[Assignment],
+    taxonomy: Taxonomy,
+    viewer: User,
+    reasons: dict[tuple[str, str], str] | None = None,
 ) -> CustomerSummary:
     """Group `active` by dimension in taxonomy order; hidden dimensions vanish entirely."""
     sees = viewer.role.sees_sensitive
@@ -83,6 +92,9 @@ def summarise(
                     expires_at=a.expires_at,
                     temporary=bool(tag and is_temporary(tag)),
                     retired=tag is None,
+                    reason=(reasons or {}).get((a.dimension, name_key(a.tag)))
+                    if a.assigned_by.startswith("rule:")
+                    else None,
                 )
             )
         groups.append(DimensionGroup(dimension.key, dimension.name, tuple(views)))

@@ -25,6 +25,8 @@ from scheduler import (
     JOB_EXPIRY_WARNINGS,
     JOB_MAINTENANCE,
     JOB_OUTBOX,
+    JOB_RULE_TAGS,
+    JOB_RULES,
     JOB_STARTUP,
     add_jobs,
     build_scheduler,
@@ -110,6 +112,8 @@ async def test_the_app_runs_no_scheduler_when_switched_off(aiohttp_client: Any, 
         JOB_CHURN,
         JOB_OUTBOX,
         JOB_MAINTENANCE,
+        JOB_RULES,
+        JOB_RULE_TAGS,
     }
 
 
@@ -160,10 +164,12 @@ async def test_run_once_delivers_wecom_and_leaves_teams_users_to_the_server(
 
     assert rc == 0, err
     assert "alerts at 2025-03-10T09:00:00+08:00: expired 1 tag assignments" in out
-    assert "2 msteams alerts left pending" in out and "kebiao serve" in out
-    assert "outbox: pending 2, sent 5" in out
+    # The built-in rule 服务到期未续费 adds its own alert to the managers of 华东 (王经理 on Teams, 李总 on WeCom).
+    assert "服务到期未续费: fired for 1, +0 tags, -0 tags, 2 notifications" in out
+    assert "3 msteams alerts left pending" in out and "kebiao serve" in out
+    assert "outbox: pending 3, sent 6" in out
     sent_to = sorted((c.body or {})["touser"] for c in fake_wecom.calls_to("message/send"))
-    assert sent_to == ["小张", "小张", "小李", "李总", "李总"]  # 王经理 has Teams: not sent through WeCom
+    assert sent_to == ["小张", "小张", "小李", "李总", "李总", "李总"]  # 王经理 has Teams: not sent through WeCom
 
 
 async def test_run_once_refuses_a_bad_now_with_a_clear_message(tmp_path: Path) -> None:

@@ -274,7 +274,8 @@ def test_unknown_keys_name_the_allowed_ones() -> None:
         )
     ]
     [(path, reason)] = refused(GOOD + "owner: 张三\n")
-    assert path == "owner" and reason == "unknown key 'owner'; allowed keys: version, dimensions, channels"
+    allowed = "version, dimensions, channels, rules, webhooks"
+    assert path == "owner" and reason == f"unknown key 'owner'; allowed keys: {allowed}"
 
 
 def test_dimension_key_must_be_a_stable_identifier() -> None:

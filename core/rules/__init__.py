@@ -1,0 +1,1 @@
+"""Rules and automations: customer events, rule evaluation, actions, webhooks."""

@@ -1,0 +1,385 @@
+"""SQL for rules: the customer-event stream, set-based fact scans, contacts, bulk removal and the tag cursor."""
+
+from __future__ import annotations
+
+import operator
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from core.alerts.ports import OutboxMessage
+from core.rules.engine import Facts, HeldFact, Prefilter
+from core.rules.ports import NewCustomerEvent, StoredMessage
+from core.types import TagEvent
+from storage import tables as t
+from storage.outbox import SqlAlertUnitOfWork, _message
+from storage.repositories import _event, _insert
+from tagging.normaliser import name_key
+
+CHUNK = 500  # ids per IN list
+_OPS: dict[str, Callable[[Any, float], Any]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _groups(customer_ids: Sequence[int]) -> list[list[int]]:
+    """Sorted id groups to query: a dense keyset page whole (queried as one id range), sparse ids in IN chunks."""
+    ids = sorted(set(customer_ids))
+    if ids and 2 * len(ids) >= ids[-1] - ids[0] + 1:
+        return [ids]
+    return [list(part) for part in _chunks(ids)]
+
+
+def _among(column: Any, ids: list[int]) -> Any:
+    """`column` within the group: a range for a dense group (callers drop ids outside it), else IN."""
+    if 2 * len(ids) >= ids[-1] - ids[0] + 1:
+        return column.between(ids[0], ids[-1])
+    return column.in_(ids)
+
+
+class SqlCustomerEvents:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def resolve(self, identifiers: Sequence[str]) -> dict[str, list[int]]:
+        c = t.customers.c
+        wanted = sorted(set(identifiers))
+        out: dict[str, list[int]] = {}
+        for column in (c.crm_id, c.wecom_external_userid, c.name):
+            left = [i for i in wanted if i not in out]
+            for part in _chunks(left):
+                found: dict[str, list[int]] = defaultdict(list)
+                for value, cid in await self._conn.execute(select(column, c.id).where(column.in_(list(part)))):
+                    found[value].append(cid)
+                out.update(found)
+        return out
+
+    async def digests(self, event_ids: Sequence[str]) -> dict[str, str]:
+        e = t.customer_events.c
+        out: dict[str, str] = {}
+        for part in _chunks(sorted(set(event_ids))):
+            rows = await self._conn.execute(select(e.event_id, e.digest).where(e.event_id.in_(list(part))))
+            out.update({event_id: digest for event_id, digest in rows})
+        return out
+
+    async def insert_many(self, events: Sequence[NewCustomerEvent], now: datetime) -> list[str]:
+        if not events:
+            return []
+        e = t.customer_events.c
+        rows = [
+            {
+                "event_id": ev.event_id,
+                "customer_id": ev.customer_id,
+                "kind": ev.kind,
+                "at": ev.at,
+                "amount": ev.amount,
+                "properties": dict(ev.properties),
+                "source": ev.source,
+                "digest": ev.digest,
+                "recorded_at": now,
+            }
+            for ev in events
+        ]
+        stmt = _insert(self._conn, t.customer_events).on_conflict_do_nothing(index_elements=[e.event_id])
+        inserted: list[str] = []
+        for part in _chunks(rows, 1000):
+            result = await self._conn.execute(stmt.returning(e.event_id), list(part))
+            inserted.extend(r[0] for r in result)
+        return inserted
+
+    async def count(self) -> int:
+        return int((await self._conn.execute(select(func.count()).select_from(t.customer_events))).scalar_one())
+
+
+class SqlRuleFacts:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def page(self, after_id: int, limit: int) -> list[int]:
+        c = t.customers.c
+        rows = await self._conn.execute(select(c.id).where(c.id > after_id).order_by(c.id).limit(limit))
+        return [r[0] for r in rows]
+
+    async def facts(
+        self, customer_ids: Sequence[int], windows: Sequence[tuple[str, int]], now: datetime
+    ) -> list[Facts]:
+        """Four set-based queries per chunk: customers, active tags, activity, and one GROUP BY for every window."""
+        out: list[Facts] = []
+        for ids in _groups(customer_ids):
+            wanted = set(ids)
+            tags = await self._tags(ids)
+            activity = await self._activity(ids)
+            events = await self._events(ids, windows, now)
+            c = t.customers.c
+            rows = await self._conn.execute(
+                select(c.id, c.name, c.owner, c.region, c.company, c.crm_id, c.contract_end, c.created_at, c.attributes)
+                .where(_among(c.id, ids))
+                .order_by(c.id)
+            )
+            for cid, name, owner, region, company, crm_id, contract_end, created_at, attributes in rows:
+                if cid not in wanted:
+                    continue
+                out.append(
+                    Facts(
+                        customer_id=cid,
+                        name=name,
+                        owner=owner,
+                        region=region,
+                        company=company,
+                        crm_id=crm_id or "",
+                        contract_end=contract_end,
+                        created_at=created_at,
+                        attributes=MappingProxyType(dict(attributes or {})),
+                        tags=MappingProxyType(tags.get(cid, {})),
+                        events=MappingProxyType(events.get(cid, {})),
+                        last_message_at=activity.get(cid),
+                    )
+                )
+        return out
+
+    async def event_counts(
+        self, customer_ids: Sequence[int], windows: Sequence[tuple[str, int]], now: datetime
+    ) -> dict[int, dict[tuple[str, int], tuple[int, float]]]:
+        out: dict[int, dict[tuple[str, int], tuple[int, float]]] = {}
+        for ids in _groups(customer_ids):
+            wanted = set(ids)
+            out.update(
+                (cid, counts) for cid, counts in (await self._events(ids, windows, now)).items() if cid in wanted
+            )
+        return out
+
+    async def _tags(self, ids: list[int]) -> dict[int, dict[str, HeldFact]]:
+        a = t.tag_assignments.c
+        out: dict[int, dict[str, HeldFact]] = defaultdict(dict)
+        rows = await self._conn.execute(
+            select(a.customer_id, a.dimension, a.tag, a.assigned_at).where(
+                _among(a.customer_id, ids), a.state == "active"
+            )
+        )
+        for cid, dimension, tag, assigned_at in rows:
+            out[cid][name_key(tag)] = HeldFact(dimension, tag, assigned_at)
+        return out
+
+    async def _activity(self, ids: list[int]) -> dict[int, datetime | None]:
+        a = t.customer_activity.c
+        rows = await self._conn.execute(select(a.customer_id, a.last_message_at).where(_among(a.customer_id, ids)))
+        return {cid: at for cid, at in rows}
+
+    async def _events(
+        self, ids: list[int], windows: Sequence[tuple[str, int]], now: datetime
+    ) -> dict[int, dict[tuple[str, int], tuple[int, float]]]:
+        if not windows:
+            return {}
+        e = t.customer_events.c
+        columns: list[Any] = []
+        for kind, days in windows:
+            hit = and_(e.kind == kind, e.at > now - timedelta(days=days))
+            columns.append(func.sum(case((hit, 1), else_=0)))
+            columns.append(func.sum(case((hit, func.coalesce(e.amount, 0.0)), else_=0.0)))
+        oldest = now - timedelta(days=max(days for _, days in windows))
+        stmt = (
+            select(e.customer_id, *columns)
+            # The range beside the IN list lets the planner walk (customer_id, kind, at) for this page's customers
+            # instead of every event of the kind in a long window.
+            .where(
+                e.customer_id.between(ids[0], ids[-1]),
+                _among(e.customer_id, ids),
+                e.kind.in_(sorted({k for k, _ in windows})),
+                e.at > oldest,
+                e.at <= now,
+            )
+            .group_by(e.customer_id)
+        )
+        out: dict[int, dict[tuple[str, int], tuple[int, float]]] = {}
+        for row in await self._conn.execute(stmt):
+            values = list(row)[1:]
+            out[row[0]] = {
+                window: (int(values[2 * i] or 0), float(values[2 * i + 1] or 0.0)) for i, window in enumerate(windows)
+            }
+        return out
+
+    async def candidates(self, rule_filter: Prefilter, now: datetime, today: date) -> list[int]:
+        """Customer ids that pass the prefilter, in one statement (GROUP BY … HAVING for event thresholds)."""
+        if rule_filter.events is not None:
+            ev = rule_filter.events
+            e = t.customer_events.c
+            havings = []
+            if ev.count is not None and not ev.count.test(0):
+                havings.append(_OPS[ev.count.op](func.count(), ev.count.value))
+            if ev.sum is not None and not ev.sum.test(0):
+                havings.append(_OPS[ev.sum.op](func.coalesce(func.sum(e.amount), 0.0), ev.sum.value))
+            stmt = (
+                select(e.customer_id)
+                .where(e.kind == ev.kind, e.at > now - timedelta(days=ev.days), e.at <= now)
+                .group_by(e.customer_id)
+                .having(and_(*havings))
+            )
+            return sorted(r[0] for r in await self._conn.execute(stmt))
+        assert rule_filter.contract_days is not None
+        c = t.customers.c
+        until = today + timedelta(days=rule_filter.contract_days)
+        rows = await self._conn.execute(select(c.id).where(c.contract_end >= today, c.contract_end <= until))
+        return sorted(r[0] for r in rows)
+
+    async def contacts(self, customer_ids: Sequence[int]) -> dict[int, list[int]]:
+        c = t.customers.c
+        if not customer_ids:
+            return {}
+        companies = (await self._conn.execute(select(c.id, c.name, c.crm_id).where(c.id.in_(list(customer_ids))))).all()
+        by_ref: dict[str, int] = {}
+        for cid, name, crm_id in companies:
+            by_ref[name] = cid
+            if crm_id:
+                by_ref[crm_id] = cid
+        parent = c.attributes["parent"].as_string()
+        out: dict[int, list[int]] = defaultdict(list)
+        for part in _chunks(sorted(by_ref)):
+            rows = await self._conn.execute(select(c.id, parent).where(parent.in_(list(part))))
+            for cid, ref in rows:
+                if by_ref.get(ref) is not None and by_ref[ref] != cid:
+                    out[by_ref[ref]].append(cid)
+        return dict(out)
+
+    async def remove_many(self, customer_ids: Sequence[int], tag: str, now: datetime) -> list[tuple[int, str, str]]:
+        if not customer_ids:
+            return []
+        a = t.tag_assignments.c
+        out: list[tuple[int, str, str]] = []
+        for part in _chunks(sorted(set(customer_ids))):
+            rows = await self._conn.execute(
+                update(t.tag_assignments)
+                .where(a.customer_id.in_(list(part)), a.tag_key == name_key(tag), a.state == "active")
+                .values(state="removed", ended_at=now)
+                .returning(a.customer_id, a.dimension, a.tag)
+            )
+            out.extend((cid, dim, name) for cid, dim, name in rows)
+        return sorted(out)
+
+    async def tag_events_after(self, last_id: int, limit: int) -> list[TagEvent]:
+        e = t.tag_events.c
+        rows = await self._conn.execute(select(t.tag_events).where(e.id > last_id).order_by(e.id).limit(limit))
+        return [_event(r) for r in rows]
+
+    async def last_tag_event_id(self) -> int:
+        value = (await self._conn.execute(select(func.max(t.tag_events.c.id)))).scalar_one_or_none()
+        return int(value or 0)
+
+    async def cursor(self, name: str) -> int | None:
+        s = t.sync_cursors.c
+        return (await self._conn.execute(select(s.last_event_id).where(s.name == name))).scalar_one_or_none()
+
+    async def move_cursor(self, name: str, old: int | None, new: int, now: datetime) -> bool:
+        s = t.sync_cursors.c
+        if old is None:
+            stmt = (
+                _insert(self._conn, t.sync_cursors)
+                .values(name=name, last_event_id=new, updated_at=now)
+                .on_conflict_do_nothing(index_elements=[s.name])
+            )
+            return bool((await self._conn.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+        result = await self._conn.execute(
+            update(t.sync_cursors)
+            .where(s.name == name, s.last_event_id == old)
+            .values(last_event_id=new, updated_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def messages(self, since: datetime, limit: int) -> list[StoredMessage]:
+        s = t.suggestions.c
+        rows = await self._conn.execute(
+            select(s.customer_id, s.message_key, s.created_at, s.tag_key)
+            .where(s.created_at >= since, or_(s.message_key.not_like("rule:%"), s.message_key.is_(None)))
+            .order_by(s.created_at.desc(), s.id.desc())
+            .limit(limit)
+        )
+        grouped: dict[str, tuple[int, datetime, set[str]]] = {}
+        for cid, key, at, tag_key in rows:
+            entry = grouped.setdefault(key, (cid, at, set()))
+            entry[2].add(tag_key)
+        return [StoredMessage(cid, key, at, frozenset(tags)) for key, (cid, at, tags) in grouped.items()]
+
+    async def event_customers(self, kinds: Sequence[str], since: datetime) -> dict[int, set[str]]:
+        e = t.customer_events.c
+        stmt = select(e.customer_id, e.kind).where(e.at >= since).distinct()
+        if kinds:
+            stmt = stmt.where(e.kind.in_(list(kinds)))
+        out: dict[int, set[str]] = defaultdict(set)
+        for cid, kind in await self._conn.execute(stmt):
+            out[cid].add(kind)
+        return dict(out)
+
+    async def tag_changes(self, tag_keys: Sequence[str], since: datetime) -> dict[int, str]:
+        e = t.tag_events.c
+        out: dict[int, str] = {}
+        rows = await self._conn.execute(select(e.customer_id, e.tag).where(e.at >= since).order_by(e.id))
+        keys = set(tag_keys)
+        for cid, tag in rows:
+            if name_key(tag) in keys:
+                out[cid] = tag
+        return out
+
+
+class SqlWebhookCalls:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def failed(self, limit: int) -> list[OutboxMessage]:
+        o = t.outbox.c
+        rows = await self._conn.execute(
+            select(t.outbox).where(o.channel == "webhook", o.state == "failed").order_by(o.id).limit(limit)
+        )
+        return [_message(r) for r in rows]
+
+    async def requeue(self, message_id: int, now: datetime, note: str) -> bool:
+        o = t.outbox.c
+        result = await self._conn.execute(
+            update(t.outbox)
+            .where(o.id == message_id, o.state == "failed")
+            .values(state="pending", attempts=0, next_attempt_at=now, last_error=note, updated_at=now)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+class SqlRulesUnitOfWork(SqlAlertUnitOfWork):
+    """The alert unit of work plus customer events and rule fact scans, in one transaction."""
+
+    customer_events: SqlCustomerEvents
+    rule_facts: SqlRuleFacts
+    webhooks: SqlWebhookCalls
+
+    async def __aenter__(self) -> SqlRulesUnitOfWork:
+        await super().__aenter__()
+        conn = self._conn
+        assert conn is not None
+        self.customer_events = SqlCustomerEvents(conn)
+        self.rule_facts = SqlRuleFacts(conn)
+        self.webhooks = SqlWebhookCalls(conn)
+        return self
+
+
+class SqlRulesStore:
+    """Rules units of work on the same engine as `storage.database.Database` (pass `database.engine`)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    def unit_of_work(self, read_only: bool = False) -> SqlRulesUnitOfWork:
+        return SqlRulesUnitOfWork(self._engine, read_only=read_only)
