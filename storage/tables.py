@@ -324,3 +324,22 @@ inbound_messages = Table(
     CheckConstraint("state IN ('pending', 'done', 'failed')", name="state_known"),
     Index("ix_inbound_messages_due", "state", "next_attempt_at"),
 )
+
+# Manager console (migration 0009): tags that left the taxonomy by retire or merge, with their definition.
+tag_archive = Table(
+    "tag_archive",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("dimension", String(100), nullable=False),
+    Column("tag", String(200), nullable=False),
+    Column("tag_key", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("merged_into", String(200), nullable=True),
+    Column("definition", JSON, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("holders", Integer, nullable=False, server_default="0"),
+    CheckConstraint("kind IN ('retired', 'merged')", name="kind_known"),
+    Index("ix_tag_archive_at", "at"),
+)
