@@ -1,0 +1,87 @@
+"""Console pages through the real app: sign-in, security headers, CSRF, taxonomy edit/preview/save/rollback."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp.test_utils import TestClient
+
+from tests.console.conftest import TOKEN, csrf_of, sign_in
+
+
+async def test_signed_out_visitor_goes_to_signin(client: TestClient) -> None:
+    response = await client.get("/console/taxonomy", allow_redirects=False)
+    assert response.status == 303 and response.headers["Location"] == "/console/signin"
+
+
+async def test_admin_token_signin_and_security_headers(client: TestClient) -> None:
+    csrf = await sign_in(client)
+    response = await client.get("/console/taxonomy")
+    assert response.status == 200
+    html = await response.text()
+    assert "询价客户" in html and "高危流失" in html and csrf in html
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "<script>" not in html and " style=" not in html  # no inline script or style
+
+
+async def test_wrong_token_is_refused(client: TestClient) -> None:
+    csrf = await csrf_of(client)
+    response = await client.post("/console/signin/token", data={"csrf": csrf, "token": TOKEN + "x"})
+    assert response.status == 401
+    assert "令牌不正确" in await response.text()
+
+
+async def test_post_without_csrf_token_is_refused(client: TestClient) -> None:
+    await sign_in(client)
+    response = await client.post("/console/taxonomy/rollback", data={"version": "1"})
+    assert response.status == 403
+    assert "CSRF" in await response.text()
+    response = await client.post("/console/taxonomy/rollback", data={"version": "1", "csrf": "forged"})
+    assert response.status == 403
+
+
+async def test_signin_form_needs_csrf_too(client: TestClient) -> None:
+    response = await client.post("/console/signin/token", data={"token": TOKEN}, allow_redirects=False)
+    assert response.status == 403
+
+
+async def test_edit_shows_problem_in_place_then_preview_save_and_rollback(client: TestClient) -> None:
+    csrf = await sign_in(client)
+    form = {
+        "csrf": csrf, "original_dimension": "stage", "original_name": "询价客户", "dimension": "stage",
+        "name": "询价客户", "color": "blue", "keywords": "报价、询价、多少钱、价格", "ttl_days": "90", "messages": "50",
+    }
+    response = await client.post("/console/taxonomy/preview", data=form)
+    assert response.status == 422
+    html = await response.text()
+    assert 'id="err-color"' in html and "#RRGGBB" in html
+    assert re.search(r'id="f-color"[^>]*aria-invalid="true"', html)
+    response = await client.post("/console/taxonomy/preview", data=form | {"color": "#2F80ED", "keywords": "询价"})
+    assert response.status == 200
+    html = await response.text()
+    assert "能给我报价吗" in html  # 报价 no longer matches: that message would lose 询价客户
+    assert "−1" in html or "−2" in html
+    draft = re.search(r'name="draft" value="([^"]+)"', html)
+    assert draft
+    import html as htmllib
+
+    response = await client.post(
+        "/console/taxonomy/save",
+        data={"csrf": csrf, "base_version": "1", "draft": htmllib.unescape(draft.group(1))},
+        allow_redirects=False,
+    )
+    assert response.status == 303 and "v=2" in response.headers["Location"]
+    history = await (await client.get(response.headers["Location"])).text()
+    assert "已保存为版本 2" in history and "#2F80ED" in history
+    response = await client.post("/console/taxonomy/rollback", data={"csrf": csrf, "version": "1"}, allow_redirects=False)
+    assert response.status == 303 and "v=3" in response.headers["Location"]
+    tree = await (await client.get("/console/taxonomy")).text()
+    assert "版本 3" in tree and "报价" in tree
+
+
+async def test_english_by_accept_language(client: TestClient) -> None:
+    await sign_in(client)
+    html = await (await client.get("/console/taxonomy", headers={"Accept-Language": "en-US,en;q=0.9"})).text()
+    assert "Taxonomy" in html and '<html lang="en">' in html
