@@ -16,7 +16,7 @@ from app import DATABASE, MATCHERS, TAXONOMY, create_app
 from config import Settings
 from core.records import CustomerDraft
 from core.tags.assignments import TaggingRules, apply_tag
-from core.tags.suggestions import suggest_for_message
+from core.tags.suggestions import decide_suggestion, suggest_for_message
 from core.tags.users import set_role
 from core.types import Role, Source
 from tagging.loader import dump_taxonomy
@@ -62,8 +62,14 @@ async def seed(app: web.Application) -> dict[str, Any]:
             if i % 3 == 0:
                 await apply_tag(uow, taxonomy, rules, customer.id, "高危流失", actor="manager-1",
                                 source=Source.MANUAL, now=NOW)
-        for n, text in enumerate(MESSAGES):
-            await suggest_for_message(uow, matcher, taxonomy, rules, ids[n], f"msg-{n}", text, NOW)
+        decided = 0
+        for n, text in enumerate(MESSAGES * 2):
+            outcome = await suggest_for_message(uow, matcher, taxonomy, rules, ids[n], f"msg-{n}", text, NOW)
+            for record in outcome.pending:  # people accept two of every three suggestions
+                await decide_suggestion(
+                    uow, taxonomy, rules, record.id, accept=decided % 3 != 2, actor="agent-1", now=NOW
+                )
+                decided += 1
     return {"customers": ids}
 
 
