@@ -18,7 +18,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "signed_in_as": ("当前用户", "Signed in as"),
     "signin": ("登录", "Sign in"),
     "signin_title": ("登录客标管理", "Sign in to the Kebiao console"),
-    "signin_teams": ("在 Teams 中打开“客标管理”标签页即可自动登录。", "Open the “客标管理” tab in Teams to sign in automatically."),
+    "signin_teams": (
+        "在 Teams 中打开“客标管理”标签页即可自动登录。",
+        "Open the “客标管理” tab in Teams to sign in automatically.",
+    ),
     "signin_wecom": ("企业微信登录", "Sign in with WeCom"),
     "signin_token": ("管理员令牌", "Admin token"),
     "signin_token_help": ("运维人员使用 KEBIAO_ADMIN_TOKEN 登录。", "Operators sign in with KEBIAO_ADMIN_TOKEN."),
@@ -26,11 +29,21 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "wrong_token": ("令牌不正确", "wrong token"),
     "no_method": ("尚未配置任何登录方式，请联系管理员。", "No sign-in method is configured; ask your administrator."),
     "teams_signing_in": ("正在通过 Teams 登录…", "Signing in through Teams…"),
-    "teams_failed": ("Teams 登录失败。请在 Teams 客户端中打开此页面，或使用浏览器登录。", "Teams sign-in failed. Open this page in the Teams client, or sign in from a browser."),
+    "teams_failed": (
+        "Teams 登录失败。请在 Teams 客户端中打开此页面，或使用浏览器登录。",
+        "Teams sign-in failed. Open this page in the Teams client, or sign in from a browser.",
+    ),
     "refused_title": ("抱歉，您暂时无法使用管理后台", "Sorry, the console is for managers"),
-    "refused_body": ("客标管理后台仅对经理和管理员开放。如需访问，请联系管理员为您开通经理角色。您仍可在聊天中正常使用客标。", "The Kebiao console is open to managers and administrators. Ask an administrator for the manager role if you need it; you can keep using Kebiao in chat as usual."),
+    "refused_body": (
+        "客标管理后台仅对经理和管理员开放。如需访问，请联系管理员为您开通经理角色。您仍可在聊天中正常使用客标。",
+        "The Kebiao console is open to managers and administrators. Ask an administrator for the manager "
+        "role if you need it; you can keep using Kebiao in chat as usual.",
+    ),
     "csrf_title": ("请求已被拒绝", "Request refused"),
-    "csrf_body": ("安全校验失败（缺少或错误的 CSRF 令牌）。请刷新页面后重试。", "The security check failed (missing or wrong CSRF token). Reload the page and try again."),
+    "csrf_body": (
+        "安全校验失败（缺少或错误的 CSRF 令牌）。请刷新页面后重试。",
+        "The security check failed (missing or wrong CSRF token). Reload the page and try again.",
+    ),
     "not_found": ("未找到", "Not found"),
     "back": ("返回", "Back"),
     "version": ("版本", "Version"),
@@ -85,7 +98,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "retired_done": ("已停用，当前为版本 {n}。", "Retired; version {n} is now in force."),
     "merged_done": ("已合并，当前为版本 {n}。", "Merged; version {n} is now in force."),
     "conflict": ("保存前已有人保存了版本 {n}，请重新预览。", "Someone saved version {n} meanwhile; preview again."),
-    "confirm_retire": ("确认停用？停用后不再匹配，已有的客户标签保留为“已停用”。", "Retire? It stops matching; customers keep it, shown as retired."),
+    "confirm_retire": (
+        "确认停用？停用后不再匹配，已有的客户标签保留为“已停用”。",
+        "Retire? It stops matching; customers keep it, shown as retired.",
+    ),
     "search": ("搜索", "Search"),
     "search_by": ("搜索方式", "Search by"),
     "by_name": ("名称", "Name"),
@@ -135,7 +151,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "idle": ("长期未使用", "idle"),
     "overlap": ("持有客户高度重叠", "holders overlap"),
     "similar_name": ("名称相近", "similar names"),
-    "chart_fallback": ("图表需要 JavaScript；数据见下方表格。", "Charts need JavaScript; the tables below hold the data."),
+    "chart_fallback": (
+        "图表需要 JavaScript；数据见下方表格。",
+        "Charts need JavaScript; the tables below hold the data.",
+    ),
     "menu": ("菜单", "Menu"),
 }
 

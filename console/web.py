@@ -214,9 +214,7 @@ def refusal(page: Page) -> web.Response:
     return page.render("message.html", 403, title="refused_title", body="refused_body")
 
 
-def _finish(
-    response: web.StreamResponse, page: Page, before: sessions.Session, route: PageRoute
-) -> web.StreamResponse:
+def _finish(response: web.StreamResponse, page: Page, before: sessions.Session, route: PageRoute) -> web.StreamResponse:
     services = page.services
     # A Teams session's pages (and the tab page itself) are shown inside Teams; all others refuse framing.
     in_teams = route.frame or page.session.via == "teams"
@@ -227,7 +225,9 @@ def _finish(
     return response
 
 
-def _set_cookie(response: web.StreamResponse, session: sessions.Session, services: ConsoleServices, partitioned: bool) -> None:
+def _set_cookie(
+    response: web.StreamResponse, session: sessions.Session, services: ConsoleServices, partitioned: bool
+) -> None:
     value = sessions.encode(session, services.secret)
     # Inside the Teams tab the page is a cross-site frame: its cookie must be SameSite=None (with Secure and
     # Partitioned); everywhere else Lax. CSRF tokens guard every change either way.
@@ -249,7 +249,9 @@ def _set_cookie(response: web.StreamResponse, session: sessions.Session, service
 
 
 @web.middleware
-async def security_headers(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def security_headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Headers on every console response, the static files included."""
     try:
         response = await handler(request)

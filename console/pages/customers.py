@@ -129,13 +129,26 @@ async def post_tags(request: web.Request, page: Page) -> web.StreamResponse:
                     try:
                         if op == "remove":
                             change = await remove_tag(
-                                uow, current.taxonomy, customer_id, name, actor=actor, source=Source.MANUAL,
-                                now=now, evidence=evidence,
+                                uow,
+                                current.taxonomy,
+                                customer_id,
+                                name,
+                                actor=actor,
+                                source=Source.MANUAL,
+                                now=now,
+                                evidence=evidence,
                             )
                         else:
                             change = await apply_tag(
-                                uow, current.taxonomy, page.services.rules, customer_id, name, actor=actor,
-                                source=Source.MANUAL, now=now, evidence=evidence,
+                                uow,
+                                current.taxonomy,
+                                page.services.rules,
+                                customer_id,
+                                name,
+                                actor=actor,
+                                source=Source.MANUAL,
+                                now=now,
+                                evidence=evidence,
                             )
                         changes.append(change)
                     except UnknownTagError as exc:

@@ -141,12 +141,35 @@ Rows = tuple[Sequence[str], list[Sequence[object]]]
 
 
 def _tags(d: ReportData) -> Rows:
-    header = ["dimension", "tag", "in_taxonomy", "holders", "added_30d", "accepted", "rejected", "pending",
-              "expired", "auto_applied", "accept_rate", "last_used"]
+    header = [
+        "dimension",
+        "tag",
+        "in_taxonomy",
+        "holders",
+        "added_30d",
+        "accepted",
+        "rejected",
+        "pending",
+        "expired",
+        "auto_applied",
+        "accept_rate",
+        "last_used",
+    ]
     rows: list[Sequence[object]] = [
-        [t.dimension, t.tag, t.in_taxonomy, t.holders, t.added_recently, t.accepted, t.rejected, t.pending,
-         t.expired, t.auto_applied, "" if t.accept_rate is None else t.accept_rate,
-         t.last_used.isoformat() if t.last_used else ""]
+        [
+            t.dimension,
+            t.tag,
+            t.in_taxonomy,
+            t.holders,
+            t.added_recently,
+            t.accepted,
+            t.rejected,
+            t.pending,
+            t.expired,
+            t.auto_applied,
+            "" if t.accept_rate is None else t.accept_rate,
+            t.last_used.isoformat() if t.last_used else "",
+        ]
         for t in d.report.tags
     ]
     return header, rows
@@ -173,7 +196,9 @@ def _near_cap(d: ReportData) -> Rows:
 
 def _cooccurrence(d: ReportData) -> Rows:
     names = {(dim, k): n for dim, k, n in d.matrix_tags}
-    return ["tag_a", "tag_b", "shared_holders"], [[names.get(p.a, p.a[1]), names.get(p.b, p.b[1]), p.shared] for p in d.pairs]
+    return ["tag_a", "tag_b", "shared_holders"], [
+        [names.get(p.a, p.a[1]), names.get(p.b, p.b[1]), p.shared] for p in d.pairs
+    ]
 
 
 def _usage(d: ReportData) -> Rows:

@@ -47,7 +47,11 @@ async def get_tree(request: web.Request, page: Page) -> web.StreamResponse:
     async with page.services.store.unit_of_work(read_only=True) as uow:
         archive = await uow.tag_archive.entries(ARCHIVE_SHOWN)
     return page.render(
-        "taxonomy.html", active="taxonomy", version=current, taxonomy=current.taxonomy, archive=archive,
+        "taxonomy.html",
+        active="taxonomy",
+        version=current,
+        taxonomy=current.taxonomy,
+        archive=archive,
         notice=_notice(page),
     )
 
@@ -171,7 +175,10 @@ async def get_history(request: web.Request, page: Page) -> web.StreamResponse:
         diff = diff_taxonomies(previous.taxonomy, version.taxonomy) if previous else ()
         rows.append((version, diff))
     return page.render(
-        "history.html", active="taxonomy", rows=rows, current=current.version if current else None,
+        "history.html",
+        active="taxonomy",
+        rows=rows,
+        current=current.version if current else None,
         notice=_notice(page),
     )
 

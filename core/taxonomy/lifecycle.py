@@ -71,8 +71,12 @@ class TagArchive(Protocol):
 
 
 class LifecycleUnitOfWork(UnitOfWork, Protocol):
+    """A unit of work that also reaches the tag archive (same transaction)."""
+
     @property
     def tag_archive(self) -> TagArchive: ...
+
+    async def __aenter__(self) -> LifecycleUnitOfWork: ...
 
 
 @dataclass(frozen=True, slots=True)

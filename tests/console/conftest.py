@@ -57,11 +57,20 @@ async def seed(app: web.Application) -> dict[str, Any]:
         for i in range(30):
             customer = await uow.customers.add(CustomerDraft(name=f"测试客户{i:02d}", company="ABC公司"), NOW)
             ids.append(customer.id)
-            await apply_tag(uow, taxonomy, rules, customer.id, "VIP客户" if i % 2 else "普通客户",
-                            actor="agent-1", source=Source.MANUAL, now=NOW)
+            await apply_tag(
+                uow,
+                taxonomy,
+                rules,
+                customer.id,
+                "VIP客户" if i % 2 else "普通客户",
+                actor="agent-1",
+                source=Source.MANUAL,
+                now=NOW,
+            )
             if i % 3 == 0:
-                await apply_tag(uow, taxonomy, rules, customer.id, "高危流失", actor="manager-1",
-                                source=Source.MANUAL, now=NOW)
+                await apply_tag(
+                    uow, taxonomy, rules, customer.id, "高危流失", actor="manager-1", source=Source.MANUAL, now=NOW
+                )
         decided = 0
         for n, text in enumerate(MESSAGES * 2):
             outcome = await suggest_for_message(uow, matcher, taxonomy, rules, ids[n], f"msg-{n}", text, NOW)

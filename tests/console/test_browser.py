@@ -66,7 +66,9 @@ async def server(aiohttp_server: Any, tmp_path: Path, jwks_url: str) -> TestServ
 
 async def _new_page(browser: Any, width: int = 1280, height: int = 900) -> Any:
     """A page in a fresh context that prefers Chinese, as the product's users' browsers do."""
-    context = await browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN", accept_downloads=True)
+    context = await browser.new_context(
+        viewport={"width": width, "height": height}, locale="zh-CN", accept_downloads=True
+    )
     return await context.new_page()
 
 

@@ -50,8 +50,15 @@ async def test_signin_form_needs_csrf_too(client: TestClient) -> None:
 async def test_edit_shows_problem_in_place_then_preview_save_and_rollback(client: TestClient) -> None:
     csrf = await sign_in(client)
     form = {
-        "csrf": csrf, "original_dimension": "stage", "original_name": "询价客户", "dimension": "stage",
-        "name": "询价客户", "color": "blue", "keywords": "报价、询价、多少钱、价格", "ttl_days": "90", "messages": "50",
+        "csrf": csrf,
+        "original_dimension": "stage",
+        "original_name": "询价客户",
+        "dimension": "stage",
+        "name": "询价客户",
+        "color": "blue",
+        "keywords": "报价、询价、多少钱、价格",
+        "ttl_days": "90",
+        "messages": "50",
     }
     response = await client.post("/console/taxonomy/preview", data=form)
     assert response.status == 422
@@ -75,7 +82,9 @@ async def test_edit_shows_problem_in_place_then_preview_save_and_rollback(client
     assert response.status == 303 and "v=2" in response.headers["Location"]
     history = await (await client.get(response.headers["Location"])).text()
     assert "已保存为版本 2" in history and "#2F80ED" in history
-    response = await client.post("/console/taxonomy/rollback", data={"csrf": csrf, "version": "1"}, allow_redirects=False)
+    response = await client.post(
+        "/console/taxonomy/rollback", data={"csrf": csrf, "version": "1"}, allow_redirects=False
+    )
     assert response.status == 303 and "v=3" in response.headers["Location"]
     tree = await (await client.get("/console/taxonomy")).text()
     assert "版本 3" in tree and "报价" in tree

@@ -110,9 +110,14 @@ async def test_teams_manager_signs_in_and_agent_is_refused(teams_client: TestCli
         pytest.param(lambda: mint("manager-1", aud="api://other/app"), id="wrong-audience"),
         pytest.param(lambda: mint("manager-1", iss="https://sts.windows.net/x/"), id="wrong-issuer"),
         pytest.param(lambda: mint("manager-1", key=OTHER), id="forged-signature"),
-        pytest.param(lambda: mint("manager-1", tid="00000000-0000-0000-0000-000000000000",
-                                  iss="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0"),
-                     id="other-tenant"),
+        pytest.param(
+            lambda: mint(
+                "manager-1",
+                tid="00000000-0000-0000-0000-000000000000",
+                iss="https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0",
+            ),
+            id="other-tenant",
+        ),
         pytest.param(lambda: mint(None), id="no-object-id"),
         pytest.param(lambda: jwt.encode({"oid": "manager-1"}, "s" * 40, algorithm="HS256"), id="hs256"),
         pytest.param(lambda: "not a token", id="garbage"),
@@ -138,7 +143,10 @@ async def fake_wecom_api() -> AsyncIterator[FakeWeComApi]:
 
 async def test_wecom_web_signin(aiohttp_client: ClientFactory, tmp_path: Path, fake_wecom_api: FakeWeComApi) -> None:
     settings = console_settings(
-        tmp_path, WECOM_CORP_ID=CORP_ID, WECOM_SECRET=SECRET, WECOM_AGENT_ID=AGENT_ID,
+        tmp_path,
+        WECOM_CORP_ID=CORP_ID,
+        WECOM_SECRET=SECRET,
+        WECOM_AGENT_ID=AGENT_ID,
         WECOM_API_BASE=fake_wecom_api.api_base,
     )
     app = create_app(settings)
@@ -158,8 +166,9 @@ async def test_wecom_web_signin(aiohttp_client: ClientFactory, tmp_path: Path, f
     assert agent.status == 403 and "经理" in await agent.text() and "高危流失" not in await agent.text()
     reused = await client.get("/console/signin/wecom/callback", params={"code": "CODE-A", "state": state})
     assert reused.status == 401  # a code works once
-    ok = await client.get("/console/signin/wecom/callback", params={"code": "CODE-M", "state": state},
-                          allow_redirects=False)
+    ok = await client.get(
+        "/console/signin/wecom/callback", params={"code": "CODE-M", "state": state}, allow_redirects=False
+    )
     assert ok.status == 303
     assert (await client.get("/console/customers")).status == 200
     assert [c.api for c in fake_wecom_api.calls if c.api == "auth/getuserinfo"] == ["auth/getuserinfo"] * 3
@@ -185,5 +194,7 @@ async def _post_token_less_signin(client: TestClient) -> None:
 
     cell = client.app[__import__("app").CONSOLE]
     services = cell.services  # type: ignore[attr-defined]
-    session = sessions.anonymous(int(time.time()), 3600).signed_in_as("manager-1", "wecom", "王经理", int(time.time()) + 3600)
+    session = sessions.anonymous(int(time.time()), 3600).signed_in_as(
+        "manager-1", "wecom", "王经理", int(time.time()) + 3600
+    )
     client.session.cookie_jar.update_cookies({sessions.COOKIE: sessions.encode(session, services.secret)})
