@@ -81,8 +81,18 @@ def _rows(customers: int, assignments: int, now: datetime) -> tuple[Iterator[tup
             dim, name, _ = tags[rng.randrange(len(tags))]
             evidence = json.dumps({"matched": [name], "excerpt": TEXTS[n % len(TEXTS)]}, ensure_ascii=False)
             at = now - timedelta(minutes=n)
-            yield (rng.randint(1, customers), f"bench-{n}", dim, name_key(name), name, 0.9, evidence,
-                   statuses[n % len(statuses)], False, at)
+            yield (
+                rng.randint(1, customers),
+                f"bench-{n}",
+                dim,
+                name_key(name),
+                name,
+                0.9,
+                evidence,
+                statuses[n % len(statuses)],
+                False,
+                at,
+            )
 
     return customer_rows(), assignment_rows(), event_rows(), suggestion_rows()
 
@@ -93,14 +103,51 @@ async def _generate(url: str, customers: int, assignments: int, now: datetime) -
         await import_taxonomy(uow, load_builtin(None), "bench", now)
     customer_rows, assignment_rows, event_rows, suggestion_rows = _rows(customers, assignments, now)
     async with db.engine.begin() as conn:
-        await _bulk(conn, "customers", ["id", "name", "name_key", "company", "owner", "region", "attributes",
-                                        "created_at", "updated_at"], customer_rows)
-        await _bulk(conn, "tag_assignments", ["customer_id", "dimension", "tag_key", "tag", "state", "source",
-                                              "assigned_by", "assigned_at", "expires_at"], assignment_rows)
-        await _bulk(conn, "tag_events", ["customer_id", "dimension", "tag", "kind", "actor", "source", "at",
-                                         "evidence"], event_rows)
-        await _bulk(conn, "suggestions", ["customer_id", "message_key", "dimension", "tag_key", "tag", "score",
-                                          "evidence", "status", "auto_applied", "created_at"], suggestion_rows)
+        await _bulk(
+            conn,
+            "customers",
+            ["id", "name", "name_key", "company", "owner", "region", "attributes", "created_at", "updated_at"],
+            customer_rows,
+        )
+        await _bulk(
+            conn,
+            "tag_assignments",
+            [
+                "customer_id",
+                "dimension",
+                "tag_key",
+                "tag",
+                "state",
+                "source",
+                "assigned_by",
+                "assigned_at",
+                "expires_at",
+            ],
+            assignment_rows,
+        )
+        await _bulk(
+            conn,
+            "tag_events",
+            ["customer_id", "dimension", "tag", "kind", "actor", "source", "at", "evidence"],
+            event_rows,
+        )
+        await _bulk(
+            conn,
+            "suggestions",
+            [
+                "customer_id",
+                "message_key",
+                "dimension",
+                "tag_key",
+                "tag",
+                "score",
+                "evidence",
+                "status",
+                "auto_applied",
+                "created_at",
+            ],
+            suggestion_rows,
+        )
         await conn.execute(text("SELECT setval(pg_get_serial_sequence('customers', 'id'), :n)"), {"n": customers})
         await conn.execute(text("ANALYZE"))
     await db.close()
@@ -117,8 +164,12 @@ async def _measure(url: str, requests: int, customers: int) -> list[tuple[str, f
     from app import create_app
     from config import Settings
 
-    env = {"KEBIAO_DATABASE_URL": url, "KEBIAO_SCHEDULER": "off", "KEBIAO_ADMIN_TOKEN": TOKEN,
-           "KEBIAO_CONSOLE_SECRET": SECRET}
+    env = {
+        "KEBIAO_DATABASE_URL": url,
+        "KEBIAO_SCHEDULER": "off",
+        "KEBIAO_ADMIN_TOKEN": TOKEN,
+        "KEBIAO_CONSOLE_SECRET": SECRET,
+    }
     client = TestClient(TestServer(create_app(Settings.from_env(env, dotenv=None))))
     await client.start_server()
     try:
@@ -159,8 +210,11 @@ async def _run(url: str, customers: int, assignments: int, requests: int) -> int
     async with scratch_postgres(url) as scratch:
         started = time.perf_counter()
         await _generate(scratch, customers, assignments, now)
-        print(f"generated {customers:,} customers, ~{assignments:,} assignments and events, "
-              f"{customers // 2:,} suggestions in {time.perf_counter() - started:.1f} s", flush=True)
+        print(
+            f"generated {customers:,} customers, ~{assignments:,} assignments and events, "
+            f"{customers // 2:,} suggestions in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
         results = await _measure(scratch, requests, customers)
     print(f"{'page':16s} {'cold ms':>9s} {'p50 ms':>8s} {'p95 ms':>8s}  target p95 <= {TARGET_MS:.0f} ms")
     slow = 0

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 
+from pathlib import Path
+
 from aiohttp.test_utils import TestClient
 
-from tests.console.conftest import TOKEN, csrf_of, sign_in
+from app import create_app
+from tests.console.conftest import TOKEN, ClientFactory, console_settings, csrf_of, sign_in
 
 
 async def test_signed_out_visitor_goes_to_signin(client: TestClient) -> None:
@@ -69,7 +72,8 @@ async def test_edit_shows_problem_in_place_then_preview_save_and_rollback(client
     assert response.status == 200
     html = await response.text()
     assert "能给我报价吗" in html  # 报价 no longer matches: that message would lose 询价客户
-    assert "−1" in html or "−2" in html
+    row = re.search(r"<td>询价客户</td><td[^>]*>\+(\d+)</td><td[^>]*>−(\d+)</td>", html)
+    assert row and row.groups() == ("0", "4"), row  # 报价 and 多少钱 (twice each) no longer match
     draft = re.search(r'name="draft" value="([^"]+)"', html)
     assert draft
     import html as htmllib
@@ -94,3 +98,38 @@ async def test_english_by_accept_language(client: TestClient) -> None:
     await sign_in(client)
     html = await (await client.get("/console/taxonomy", headers={"Accept-Language": "en-US,en;q=0.9"})).text()
     assert "Taxonomy" in html and '<html lang="en">' in html
+
+
+async def test_session_cookie_attributes(client: TestClient) -> None:
+    response = await client.get("/console/signin")
+    cookie = response.headers["Set-Cookie"]
+    assert "kebiao_console=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Path=/console" in cookie and "Secure" not in cookie  # local development over http
+
+
+async def test_secure_cookie_outside_development(aiohttp_client: ClientFactory, tmp_path: Path) -> None:
+    app = create_app(console_settings(tmp_path, KEBIAO_ENV="staging"))
+    client = await aiohttp_client(app)
+    cookie = (await client.get("/console/signin")).headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    tab = (await client.get("/console/teams")).headers["Set-Cookie"]
+    assert "SameSite=None" in tab and "Secure" in tab and "Partitioned" in tab
+
+
+async def test_forged_or_expired_session_is_ignored(client: TestClient) -> None:
+    import time
+
+    from console import sessions
+
+    session = sessions.anonymous(int(time.time()), 3600).signed_in_as("manager-1", "token", "x", int(time.time()) + 60)
+    forged = sessions.encode(session, b"not-the-secret-" * 3)
+    client.session.cookie_jar.update_cookies({sessions.COOKIE: forged})
+    assert (await client.get("/console/taxonomy", allow_redirects=False)).status == 303
+    assert sessions.decode(sessions.encode(session, b"k" * 32), b"k" * 32, int(time.time()) + 120) is None
+
+
+async def test_static_assets_are_served_with_headers(client: TestClient) -> None:
+    response = await client.get("/console/static/vendor/echarts/echarts.min.js")
+    assert response.status == 200 and "nosniff" in response.headers["X-Content-Type-Options"]
+    assert (await client.get("/console/static/vendor/echarts/LICENSE")).status == 200
+    assert (await client.get("/console/static/../pages/signin.py")).status in (403, 404)
