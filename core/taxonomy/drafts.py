@@ -176,6 +176,8 @@ def field_problems(problems: tuple[Problem, ...], focus: str | None) -> dict[str
             name = re.split(r"[.\[]", p.path[len(focus) + 1 :])[0]
         elif focus and p.path == focus:
             name = "name"
+        elif focus and p.path == focus.rsplit("[", 1)[0]:  # the list the tag sits in: too deep under its parent
+            name = "parent"
         if name == "children":
             name = "parent"
         reason = p.reason if name != GENERAL else (f"{p.path}: {p.reason}" if p.path else p.reason)
