@@ -14,7 +14,17 @@ from console.web import PREFIX, Page, PageRoute, form_value, redirect
 from core.errors import NotFoundError
 from core.records import TaxonomyVersion
 from core.taxonomy.diff import diff_taxonomies
-from core.taxonomy.drafts import GENERAL, DraftResult, TagForm, edit_tag, form_for, parse_document
+from core.taxonomy.drafts import (
+    GENERAL,
+    DimensionForm,
+    DraftResult,
+    TagForm,
+    dimension_form,
+    edit_dimension,
+    edit_tag,
+    form_for,
+    parse_document,
+)
 from core.taxonomy.lifecycle import LifecycleError, merge_tags, retire_tag
 from core.taxonomy.preview import DEFAULT_MESSAGES, MAX_MESSAGES, preview_draft
 from core.taxonomy.store import import_taxonomy, rollback_taxonomy
@@ -241,7 +251,54 @@ async def post_merge(request: web.Request, page: Page) -> web.StreamResponse:
     return redirect(f"{back}{sep}done=merged_done&v={result.version.version}")
 
 
+async def get_dimension(request: web.Request, page: Page) -> web.StreamResponse:
+    current = await _current(page)
+    form = dimension_form(current.taxonomy, request.query.get("key", ""))
+    if form is None:
+        raise web.HTTPNotFound(text="no such dimension")
+    return _dimension_page(page, current, form)
+
+
+def _dimension_page(
+    page: Page,
+    version: TaxonomyVersion,
+    form: DimensionForm,
+    problems: dict[str, tuple[str, ...]] | None = None,
+    status: int = 200,
+    messages: int = DEFAULT_MESSAGES,
+) -> web.Response:
+    problems = problems or {}
+    return page.render(
+        "dimension_edit.html",
+        status,
+        active="taxonomy",
+        version=version,
+        form=form,
+        problems=problems,
+        messages=messages,
+    )
+
+
+async def post_dimension_preview(request: web.Request, page: Page) -> web.StreamResponse:
+    """Check a dimension's new settings; problems go back to the form, a valid draft is previewed."""
+    posted = await request.post()
+    current = await _current(page)
+    form = DimensionForm(
+        key=form_value(posted, "key"),
+        name=form_value(posted, "name"),
+        exclusive=bool(form_value(posted, "exclusive")),
+        managers_only=bool(form_value(posted, "managers_only")),
+    )
+    messages = _messages(posted)
+    result = edit_dimension(current.taxonomy, form)
+    if result.taxonomy is None:
+        return _dimension_page(page, current, form, dict(result.problems), 422, messages)
+    return await _preview_page(page, current, result, messages)
+
+
 ROUTES = (
+    PageRoute("GET", "/taxonomy/dimension", get_dimension),
+    PageRoute("POST", "/taxonomy/dimension/preview", post_dimension_preview),
     PageRoute("GET", "/taxonomy", get_tree),
     PageRoute("GET", "/taxonomy/tag", get_tag),
     PageRoute("GET", "/taxonomy/tag/new", get_new_tag),

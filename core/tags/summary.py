@@ -49,15 +49,11 @@ async def customer_summary(
     customer = await uow.customers.get(customer_id)
     if customer is None:
         raise NotFoundError(f"customer {customer_id} does not exist")
-    active = [
-        a for a in await uow.assignments.active_for(customer_id) if a.expires_at is None or a.expires_at > now
-    ]
+    active = [a for a in await uow.assignments.active_for(customer_id) if a.expires_at is None or a.expires_at > now]
     return summarise(customer, active, taxonomy, viewer)
 
 
-def summarise(
-    customer: Customer, active: list[Assignment], taxonomy: Taxonomy, viewer: User
-) -> CustomerSummary:
+def summarise(customer: Customer, active: list[Assignment], taxonomy: Taxonomy, viewer: User) -> CustomerSummary:
     """Group `active` by dimension in taxonomy order; hidden dimensions vanish entirely."""
     sees = viewer.role.sees_sensitive
     by_dimension: dict[str, list[Assignment]] = {}

@@ -194,3 +194,31 @@ def parse_document(text: str) -> DraftResult:
     if not isinstance(document, dict):
         return DraftResult({}, None, {GENERAL: ("the draft must be a taxonomy document",)})
     return check_document(document)
+
+
+@dataclass(frozen=True, slots=True)
+class DimensionForm:
+    """A dimension's own settings as typed into the console: name, exclusive, managers-only."""
+
+    key: str
+    name: str = ""
+    exclusive: bool = False
+    managers_only: bool = False
+
+
+def dimension_form(taxonomy: Taxonomy, key: str) -> DimensionForm | None:
+    dimension = taxonomy.dimension(key)
+    if dimension is None:
+        return None
+    return DimensionForm(key, dimension.name, dimension.exclusive, dimension.visibility.value == "managers")
+
+
+def edit_dimension(taxonomy: Taxonomy, form: DimensionForm) -> DraftResult:
+    """Change a dimension's name, exclusivity or visibility, then check the whole draft."""
+    document = taxonomy_to_data(taxonomy)
+    dims: list[dict[str, Any]] = document["dimensions"]
+    index = next((i for i, d in enumerate(dims) if d["key"] == form.key), None)
+    if index is None:
+        return DraftResult(document, None, {GENERAL: (f"dimension '{form.key}' does not exist",)})
+    dims[index].update(name=form.name, exclusive=form.exclusive, visibility="managers" if form.managers_only else "all")
+    return check_document(document, f"dimensions[{index}]")

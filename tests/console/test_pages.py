@@ -133,3 +133,35 @@ async def test_static_assets_are_served_with_headers(client: TestClient) -> None
     assert response.status == 200 and "nosniff" in response.headers["X-Content-Type-Options"]
     assert (await client.get("/console/static/vendor/echarts/LICENSE")).status == 200
     assert (await client.get("/console/static/../pages/signin.py")).status in (403, 404)
+
+
+async def test_dimension_settings_preview_and_save(client: TestClient) -> None:
+    csrf = await sign_in(client)
+    page = await (await client.get("/console/taxonomy/dimension", params={"key": "risk"})).text()
+    assert 'id="f-managers_only" name="managers_only" type="checkbox" value="1" checked' in page
+    bad = await client.post(
+        "/console/taxonomy/dimension/preview", data={"csrf": csrf, "key": "risk", "name": "需求阶段"}
+    )
+    assert bad.status == 422 and "already used" in await bad.text()
+    ok = await client.post(
+        "/console/taxonomy/dimension/preview", data={"csrf": csrf, "key": "risk", "name": "风险", "exclusive": "1"}
+    )
+    html = await ok.text()
+    assert ok.status == 200 and 'name="draft"' in html
+    draft = re.search(r'name="draft" value="([^"]+)"', html)
+    assert draft
+    import html as htmllib
+
+    saved = await client.post(
+        "/console/taxonomy/save",
+        data={"csrf": csrf, "base_version": "1", "draft": htmllib.unescape(draft.group(1))},
+        allow_redirects=False,
+    )
+    assert saved.status == 303
+    tree = await (await client.get("/console/taxonomy")).text()
+    assert "风险 <small>risk</small>" in tree and "仅经理可见" not in tree.split("风险 <small>risk</small>")[1][:200]
+    stale = await client.post(
+        "/console/taxonomy/save",
+        data={"csrf": csrf, "base_version": "1", "draft": htmllib.unescape(draft.group(1))},
+    )
+    assert stale.status == 409 and "请重新预览" in await stale.text()
