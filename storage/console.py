@@ -16,6 +16,7 @@ from core.types import AssignmentState, Customer, EventKind
 from storage import tables as t
 from storage.repositories import SqlUnitOfWork, _customer
 
+COUNT_CAP = 10_000  # name searches count matches up to this many ("10000+" beyond)
 _MESSAGE_ROWS_PER_MESSAGE = 4  # suggestions per message read to find N distinct messages
 
 
@@ -29,8 +30,9 @@ class SqlConsoleQueries:
         c = t.customers.c
         pattern = "%" + key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where = or_(c.name_key.like(pattern, escape="\\"), func.lower(c.company).like(pattern, escape="\\"))
+        matching = select(c.id).where(where).limit(COUNT_CAP + 1).subquery()
         async with self._engine.connect() as conn:
-            total = (await conn.execute(select(func.count()).select_from(t.customers).where(where))).scalar_one()
+            total = (await conn.execute(select(func.count()).select_from(matching))).scalar_one()
             rows = await conn.execute(select(t.customers).where(where).order_by(c.id).offset(skip).limit(limit))
             return [_customer(r) for r in rows], int(total)
 

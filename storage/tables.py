@@ -343,3 +343,14 @@ tag_archive = Table(
     CheckConstraint("kind IN ('retired', 'merged')", name="kind_known"),
     Index("ix_tag_archive_at", "at"),
 )
+
+# Tag searches and report joins find a tag's holders (and their expiry) from the index alone.
+Index(
+    "ix_tag_assignments_holders",
+    tag_assignments.c.tag_key,
+    tag_assignments.c.state,
+    tag_assignments.c.customer_id,
+    tag_assignments.c.expires_at,
+)
+# PostgreSQL only (migration 0009, when the pg_trgm extension can be installed): trigram GIN indexes on
+# customers.name_key and lower(company) serve the console's "name contains" search.

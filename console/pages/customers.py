@@ -24,6 +24,7 @@ from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 25
+COUNT_CAP = 10_000  # the name search counts this many matches at most
 TIMELINE = 100
 MAX_QUERY = 300
 _SPLIT = re.compile(r"[,，、;；\s]+")
@@ -55,6 +56,7 @@ async def get_search(request: web.Request, page: Page) -> web.StreamResponse:
         else:
             customers, total = await page.services.store.queries.customers_by_name(name_key(q), skip, PAGE_SIZE)
     pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
+    shown = f"{COUNT_CAP:,}+" if mode == "name" and total > COUNT_CAP else f"{total:,}"
     return page.render(
         "customers.html",
         400 if error else 200,
@@ -62,7 +64,7 @@ async def get_search(request: web.Request, page: Page) -> web.StreamResponse:
         q=q,
         mode=mode,
         customers=customers,
-        total=total,
+        total=shown,
         number=number,
         pages=pages,
         error=error,

@@ -1,13 +1,16 @@
 """报表: usage over time, accept rate, tag combinations, retire/merge candidates with one-click actions,
 customers near the cap, alert outbox state; every table as CSV.
 
-The figures come from grouped queries (one row per tag, pair, state or day); a page view reuses figures
-computed in the last REPORT_TTL seconds for the same taxonomy version, so a busy console does not rerun
-the heavy aggregates on every view.
+The figures come from grouped queries (one row per tag, pair, state or day). They are kept per process for
+the taxonomy version in force: older than REPORT_TTL seconds, they are still shown while a refresh runs in
+the background, so only the first view after a start or a taxonomy change waits for the aggregates.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,10 +21,13 @@ from aiohttp import web
 
 from console.csvout import to_csv
 from console.nav import NavItem
-from console.web import Page, PageRoute
+from console.web import ConsoleServices, Page, PageRoute
 from core.console.ports import OutboxState, PairCount, UsagePoint
+from core.records import TaxonomyVersion
 from core.reports.tag_health import TagReport, tag_health_report
 from tagging.normaliser import name_key
+
+log = logging.getLogger(__name__)
 
 USAGE_DAYS = 30
 USAGE_SERIES = 8
@@ -41,29 +47,61 @@ class ReportData:
 
 
 class ReportCache:
-    """The last figures per process, with when and for which taxonomy version they were computed."""
+    """The last figures per process, when and for which taxonomy version they were computed, and the
+    background refresh running for them (if any)."""
 
     def __init__(self) -> None:
         self.entry: tuple[float, int, ReportData] | None = None
+        self.refreshing: asyncio.Task[ReportData] | None = None
 
 
 CACHE = web.AppKey("console_report_cache", ReportCache)
 
 
 def setup(app: web.Application) -> None:
-    app[CACHE] = ReportCache()
+    cache = ReportCache()
+    app[CACHE] = cache
+
+    async def stop_refresh(_: web.Application) -> None:
+        if cache.refreshing is not None:
+            cache.refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await cache.refreshing
+
+    app.on_cleanup.append(stop_refresh)
 
 
 async def report_data(page: Page) -> ReportData:
+    """Figures for the current taxonomy version: fresh ones from the cache; stale ones (same version) while a
+    refresh runs in the background, so only the first view after a start or a taxonomy change waits."""
     services = page.services
-    cache = page.request.app.get(CACHE)
+    cache = page.request.app[CACHE]
     async with services.store.unit_of_work(read_only=True) as uow:
         current = await uow.taxonomies.current()
     assert current is not None
-    if cache is not None and cache.entry is not None:
-        at, version, data = cache.entry
-        if version == current.version and time.monotonic() - at < REPORT_TTL:
-            return data
+    if cache.entry is not None and cache.entry[1] == current.version:
+        at, _, data = cache.entry
+        if time.monotonic() - at >= REPORT_TTL and cache.refreshing is None:
+            cache.refreshing = asyncio.create_task(_refresh(services, cache, current), name="console-report")
+        return data
+    return await _refresh(services, cache, current)
+
+
+async def _refresh(services: ConsoleServices, cache: ReportCache, current: TaxonomyVersion) -> ReportData:
+    try:
+        data = await compute_report(services, current)
+        cache.entry = (time.monotonic(), current.version, data)
+        return data
+    except Exception:
+        log.exception("console: computing the reports failed")
+        raise
+    finally:
+        if cache.refreshing is asyncio.current_task():
+            cache.refreshing = None
+
+
+async def compute_report(services: ConsoleServices, current: TaxonomyVersion) -> ReportData:
+    """Every figure of the reports page, from grouped queries."""
     now = services.clock()
     report = await tag_health_report(services.reports, current.taxonomy, now, services.rules.hard_cap)
     since = (now - timedelta(days=USAGE_DAYS - 1)).date()
@@ -72,10 +110,7 @@ async def report_data(page: Page) -> ReportData:
     matrix_tags = tuple((t.dimension, name_key(t.tag), t.tag) for t in top)
     pairs = await services.store.queries.cooccurrence(now, [(d, k) for d, k, _ in matrix_tags])
     outbox = await services.store.queries.outbox_states()
-    data = ReportData(report, tuple(usage), tuple(pairs), matrix_tags, tuple(outbox), since)
-    if cache is not None:
-        cache.entry = (time.monotonic(), current.version, data)
-    return data
+    return ReportData(report, tuple(usage), tuple(pairs), matrix_tags, tuple(outbox), since)
 
 
 def _usage_chart(data: ReportData) -> dict[str, Any]:

@@ -50,7 +50,8 @@ class OutboxState:
 
 class ConsoleQueries(Protocol):
     async def customers_by_name(self, key: str, skip: int, limit: int) -> tuple[list[Customer], int]:
-        """Customers whose normalised name or company contains `key`, by id, and how many there are."""
+        """Customers whose normalised name or company contains `key`, by id, and how many there are (counted
+        up to 10,000 and one more, so a broad search stays fast)."""
         ...
 
     async def conversations(self, customer_id: int) -> list[Conversation]: ...

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+from typing import Any
 
 from aiohttp.test_utils import TestClient
 
@@ -115,3 +116,26 @@ async def test_reports_merge_candidate_one_click(client: TestClient) -> None:
         data={"csrf": csrf, "dimension": "value", "source": "潜在客户", "target": "普通客户", "next": "https://evil"},
     )
     assert bad.status == 400  # 潜在客户 is gone now
+
+
+async def test_stale_report_figures_are_shown_while_refreshing(client: TestClient, monkeypatch: Any) -> None:
+    import asyncio
+
+    from console.pages import reports
+
+    csrf = await sign_in(client)
+    monkeypatch.setattr(reports, "REPORT_TTL", 0.0)
+
+    def holders(html: str) -> int:
+        row = re.search(r"<td>活跃客户</td>\s*<td class=\"num\">(\d+)</td>", html)
+        assert row, "no 活跃客户 row"
+        return int(row.group(1))
+
+    assert holders(await (await client.get("/console/reports")).text()) == 0
+    customer = client.seeded["customers"][1]  # type: ignore[attr-defined]
+    await client.post(f"/console/customers/{customer}/tags", data={"csrf": csrf, "add": "活跃客户"})
+    assert holders(await (await client.get("/console/reports")).text()) == 0  # stale, refresh started
+    cache = client.app._subapps[0][reports.CACHE]  # type: ignore[attr-defined]
+    if cache.refreshing is not None:
+        await asyncio.wait_for(asyncio.shield(cache.refreshing), 10)
+    assert holders(await (await client.get("/console/reports")).text()) == 1

@@ -1,4 +1,5 @@
-"""Manager console: tag_archive (tags retired or merged away, with their definition, who and when).
+"""Manager console: tag_archive (tags retired or merged away, with their definition, who and when), an index
+of tag holders for searches, and on PostgreSQL trigram indexes for searching customers by part of a name.
 
 Revision ID: 0009
 Revises: 0008
@@ -6,8 +7,12 @@ Revises: 0008
 
 from __future__ import annotations
 
+import logging
+
 import sqlalchemy as sa
 from alembic import op
+
+log = logging.getLogger(__name__)
 
 revision = "0009"
 down_revision = "0008"
@@ -34,9 +39,36 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("tag_archive", schema=None) as batch_op:
         batch_op.create_index("ix_tag_archive_at", ["at"], unique=False)
+    op.create_index(
+        "ix_tag_assignments_holders", "tag_assignments", ["tag_key", "state", "customer_id", "expires_at"]
+    )
+    if op.get_bind().dialect.name == "postgresql":
+        _trigram_indexes()
+
+
+def _trigram_indexes() -> None:
+    """pg_trgm is a trusted extension (any database owner may add it); without it the search scans instead."""
+    bind = op.get_bind()
+    savepoint = bind.begin_nested()
+    try:
+        bind.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
+        bind.exec_driver_sql(
+            "CREATE INDEX ix_customers_name_trgm ON customers USING gin (name_key public.gin_trgm_ops)"
+        )
+        bind.exec_driver_sql(
+            "CREATE INDEX ix_customers_company_trgm ON customers USING gin (lower(company) public.gin_trgm_ops)"
+        )
+    except sa.exc.DBAPIError as exc:
+        savepoint.rollback()
+        log.warning("pg_trgm unavailable (%s); customer name search will scan the table", type(exc).__name__)
+    else:
+        savepoint.commit()
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS ix_customers_company_trgm")
+    op.execute("DROP INDEX IF EXISTS ix_customers_name_trgm")
+    op.drop_index("ix_tag_assignments_holders", table_name="tag_assignments")
     with op.batch_alter_table("tag_archive", schema=None) as batch_op:
         batch_op.drop_index("ix_tag_archive_at")
     op.drop_table("tag_archive")
