@@ -189,8 +189,9 @@ def _guarded(route: PageRoute) -> Callable[[web.Request], Awaitable[web.StreamRe
                 return _finish(response, page, session, route)
             async with services.store.unit_of_work(read_only=True) as uow:
                 user = await console_user(uow, session.user_id)
-            if not may_enter(user):
-                return _finish(refusal(page), page, sessions.anonymous(_now(), 600), route)
+            if not may_enter(user):  # e.g. demoted since signing in: the session ends here
+                page.session = sessions.anonymous(_now(), services.session_seconds)
+                return _finish(refusal(page), page, session, route)
             page.user = user
         try:
             response = await route.handler(request, page)

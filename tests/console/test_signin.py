@@ -186,14 +186,18 @@ async def test_demoted_manager_loses_access_at_once(client: TestClient) -> None:
         await set_role(uow, "manager-1", Role.AGENT, [], NOW)
     response = await client.get("/console/customers")
     assert response.status == 403 and "高危流失" not in await response.text()
+    assert "kebiao_console=" in response.headers["Set-Cookie"]  # the session is replaced by a signed-out one
+    async with client.app[DATABASE].unit_of_work() as uow:
+        await set_role(uow, "manager-1", Role.MANAGER, [], NOW)
+    assert (await client.get("/console/customers", allow_redirects=False)).status == 303
 
 
 async def _post_token_less_signin(client: TestClient) -> None:
     """Sign in as manager-1 through a session cookie minted with the app's own signing key."""
+    from app import CONSOLE
     from console import sessions
 
-    cell = client.app[__import__("app").CONSOLE]
-    services = cell.services  # type: ignore[attr-defined]
+    services = client.app[CONSOLE].services  # type: ignore[attr-defined]
     session = sessions.anonymous(int(time.time()), 3600).signed_in_as(
         "manager-1", "wecom", "王经理", int(time.time()) + 3600
     )
