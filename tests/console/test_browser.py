@@ -151,6 +151,8 @@ async def test_narrow_screen_and_keyboard(browser: Any, server: TestServer) -> N
         await page.goto(_url(server, path))
         overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} scrolls sideways at 320 px by {overflow} px"
+    await page.goto(_url(server, "/console/customers/1"))
+    await _shot(page, "customer-320")
     await page.goto(_url(server, "/console/taxonomy"))
     await _shot(page, "taxonomy-320")
     await page.keyboard.press("Tab")
