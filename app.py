@@ -82,6 +82,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", readyz)
     if settings.admin_token:
         setup_admin(app, settings.admin_token, _admin_services)
+    _setup_console(app, settings)
     app.on_startup.append(_announce)  # after every cleanup_ctx has started
     return app
 
@@ -91,6 +92,86 @@ async def _announce(app: web.Application) -> None:
     cell = app.get(TAXONOMY)
     version = cell.version.version if cell is not None and cell.version is not None else None
     log.info("%s", start_up_line(app[SETTINGS], version))
+
+
+# ---------------------------------------------------------------- manager console
+
+CONSOLE = web.AppKey("console_cell", object)
+
+
+def _setup_console(app: web.Application, settings: Settings) -> None:
+    """Mount /console; its services (store, sign-in adapters) are filled in once storage is open."""
+    from console.web import PREFIX, ServicesCell, create_console
+
+    cell = ServicesCell()
+    app[CONSOLE] = cell
+    app.add_subapp(PREFIX, create_console(cell))
+    app.cleanup_ctx.append(_console_ctx)
+
+
+async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Console services over the open database; closes the sign-in HTTP sessions at shutdown."""
+    import secrets
+
+    from console.teams_sso import AadTokenValidator
+    from console.web import ConsoleServices, ServicesCell, WeComLogin
+    from storage.console import ConsoleStore
+    from storage.reports import SqlReportSource
+
+    settings, database, holder, cell = app[SETTINGS], app[DATABASE], app[MATCHERS], app[TAXONOMY]
+    console = settings.console
+    if not console.secret:
+        log.warning("KEBIAO_CONSOLE_SECRET is unset: console sessions end when this process stops")
+
+    async def refresh(version: int) -> bool:
+        await _refresh_taxonomy(database, holder, cell)
+        return cell.version is not None and cell.version.version >= version
+
+    teams = AadTokenValidator(console.aad_jwks_url, console.audience(settings.teams.app_id), console.aad_tenants)
+    session = aiohttp.ClientSession()
+    wecom = settings.wecom
+    login = None
+    if wecom.corp_id and wecom.secret and wecom.agent_id:
+        client = WeComClient(session, wecom.corp_id, wecom.secret, wecom.agent_id, wecom.api_base)
+        login = WeComLogin(console.wecom_login_url, wecom.corp_id, wecom.agent_id, _WeComSignIn(client))
+    services_cell = app[CONSOLE]
+    assert isinstance(services_cell, ServicesCell)
+    services_cell.services = ConsoleServices(
+        store=ConsoleStore(database.engine),
+        reports=SqlReportSource(database.engine),
+        matcher=lambda: holder.current,
+        refresh=refresh,
+        rules=TaggingRules.of(settings.timezone, settings.tag_hard_cap),
+        teams=teams,
+        secret=(console.secret or secrets.token_hex(32)).encode("utf-8"),
+        secure_cookies=settings.environment != "development",
+        session_seconds=console.session_hours * 3600,
+        admin_token=settings.admin_token,
+        wecom=login,
+        clock=lambda: datetime.now(UTC),
+    )
+    try:
+        yield
+    finally:
+        services_cell.services = None
+        await teams.close()
+        await session.close()
+
+
+class _WeComSignIn:
+    """core's WeComSignIn port on the WeCom API client (auth/getuserinfo)."""
+
+    def __init__(self, client: WeComClient) -> None:
+        self._client = client
+
+    async def userid_for_code(self, code: str) -> str:
+        from bots.wecom.client import WeComApiError
+        from core.console.ports import SignInError
+
+        try:
+            return await self._client.user_for_code(code)
+        except (WeComApiError, ValueError) as exc:
+            raise SignInError(str(exc)) from exc
 
 
 def _admin_services(app: web.Application) -> AdminServices:

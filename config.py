@@ -68,6 +68,29 @@ class AlertSettings:
     rule_tags_every_seconds: int = 60  # tag-change rules: how often the tag-event log is read
 
 
+DEFAULT_AAD_JWKS_URL = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
+DEFAULT_WECOM_LOGIN_URL = "https://login.work.weixin.qq.com/wwlogin/sso/login"
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The manager console: session signing key, public host, Teams SSO (Entra ID) and WeCom web sign-in."""
+
+    secret: str = field(default="", repr=False)
+    public_host: str = ""
+    aad_audience: str = ""
+    aad_jwks_url: str = DEFAULT_AAD_JWKS_URL
+    aad_tenants: tuple[str, ...] = ()
+    wecom_login_url: str = DEFAULT_WECOM_LOGIN_URL
+    session_hours: int = 8
+
+    def audience(self, app_id: str) -> str:
+        """The Teams SSO token audience: configured, or api://<public host>/<app id>."""
+        if self.aad_audience:
+            return self.aad_audience
+        return f"api://{self.public_host}/{app_id}" if self.public_host and app_id else ""
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the process needs, read once; adapters get only their slice."""
@@ -88,6 +111,7 @@ class Settings:
     alerts: AlertSettings = AlertSettings()
     # KEBIAO_WEBHOOK_* variables: webhook URLs and signing secrets the taxonomy names (never the file itself).
     webhook_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    console: ConsoleSettings = ConsoleSettings()
 
     @property
     def production(self) -> bool:
@@ -131,6 +155,7 @@ class Settings:
             ),
             alerts=_alert_settings(get),
             webhook_env={k: v for k, v in values.items() if k.startswith("KEBIAO_WEBHOOK_") and v.strip()},
+            console=_console_settings(get),
         )
         settings.check()
         return settings
@@ -286,6 +311,30 @@ def _alert_settings(get: Callable[[str], str | None]) -> AlertSettings:
         if getattr(settings, name) < 1:
             raise ConfigError(f"alert setting {name} must be at least 1")
     return settings
+
+
+def _console_settings(get: Callable[[str], str | None]) -> ConsoleSettings:
+    """The KEBIAO_CONSOLE_* / KEBIAO_PUBLIC_HOST slice."""
+    secret = (get("KEBIAO_CONSOLE_SECRET") or "").strip()
+    if secret and len(secret) < 32:
+        raise ConfigError("KEBIAO_CONSOLE_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+    host = (get("KEBIAO_PUBLIC_HOST") or "").strip().lower()
+    if host and ("/" in host or " " in host):
+        raise ConfigError(f"KEBIAO_PUBLIC_HOST={host!r} must be a bare host name like kebiao.contoso.cn")
+    tenants = tuple(
+        t.strip().lower()
+        for t in (get("KEBIAO_CONSOLE_AAD_TENANTS") or get("MICROSOFT_APP_TENANT_ID") or "").split(",")
+        if t.strip()
+    )
+    return ConsoleSettings(
+        secret=secret,
+        public_host=host,
+        aad_audience=(get("KEBIAO_CONSOLE_AAD_AUDIENCE") or "").strip(),
+        aad_jwks_url=(get("KEBIAO_CONSOLE_AAD_JWKS_URL") or DEFAULT_AAD_JWKS_URL).strip(),
+        aad_tenants=tenants,
+        wecom_login_url=(get("KEBIAO_CONSOLE_WECOM_LOGIN_URL") or DEFAULT_WECOM_LOGIN_URL).strip(),
+        session_hours=_int(get("KEBIAO_CONSOLE_SESSION_HOURS"), "KEBIAO_CONSOLE_SESSION_HOURS", 8),
+    )
 
 
 def _clock(raw: str | None, name: str, default: str) -> str:

@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "hostile": "bench.hostile:main",
     "crash": "bench.crash:main",
     "rules": "bench.rules:main",
+    "console": "bench.console:main",
 }
 
 

@@ -23,6 +23,12 @@ def register(verbs: Verbs) -> None:
         "MICROSOFT_APP_ID; exits 1 when it is missing or not a GUID.",
     )
     build.add_argument("--app-id", metavar="GUID", help="bot app id (default: MICROSOFT_APP_ID)")
+    build.add_argument(
+        "--host",
+        metavar="HOST",
+        help="where Kebiao is reached over HTTPS (default: KEBIAO_PUBLIC_HOST); adds the 客标管理 console tab "
+        "with Teams single sign-on",
+    )
     build.add_argument("--out", metavar="FILE.zip", default="kebiao.zip", help="output (default: kebiao.zip)")
     build.set_defaults(handler=cmd_build)
 
@@ -36,7 +42,7 @@ def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
         print("kebiao manifest build: no app id; pass --app-id GUID or set MICROSOFT_APP_ID", file=sys.stderr)
         return 1
     try:
-        out = write_package(args.out, app_id)
+        out = write_package(args.out, app_id, host=args.host or settings.console.public_host or None)
     except ManifestError as exc:
         print(f"kebiao manifest build: {exc}", file=sys.stderr)
         return 1

@@ -31,10 +31,31 @@ def default_version() -> str:
         return "0.1.0"
 
 
+HOST = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+(?::\d{1,5})?$"
+)
+CONSOLE_TAB = "kebiao-console"
+
+
+def console_tab(host: str) -> dict[str, Any]:
+    """The personal tab "客标管理": the manager console, signed in with Teams SSO."""
+    return {
+        "entityId": CONSOLE_TAB,
+        "name": "客标管理",
+        "contentUrl": f"https://{host}/console/teams",
+        "websiteUrl": f"https://{host}/console/",
+        "scopes": ["personal"],
+    }
+
+
 def build_manifest(
-    app_id: str, version: str | None = None, valid_domains: tuple[str, ...] = ()
+    app_id: str, version: str | None = None, valid_domains: tuple[str, ...] = (), host: str | None = None
 ) -> dict[str, Any]:
-    """The manifest for bot/app registration `app_id` (a GUID), with extra `valid_domains` appended."""
+    """The manifest for bot/app registration `app_id` (a GUID), with extra `valid_domains` appended.
+
+    With `host` (where Kebiao is reached over HTTPS) it carries the console tab, and single sign-on for it
+    through the resource `api://<host>/<app id>`.
+    """
     app_id = app_id.strip()
     if not GUID.match(app_id):
         raise ManifestError(
@@ -51,12 +72,21 @@ def build_manifest(
             raise ManifestError(f"valid domain {domain!r} must be a bare host name like bot.example.com")
         if domain not in manifest["validDomains"]:
             manifest["validDomains"].append(domain)
+    if host:
+        host = host.strip().lower()
+        if not HOST.match(host):
+            raise ManifestError(f"host {host!r} must be a bare host name like kebiao.contoso.cn (no https://, no path)")
+        manifest["staticTabs"] = [console_tab(host)]
+        manifest["webApplicationInfo"] = {"id": values["APP_ID"], "resource": f"api://{host}/{values['APP_ID']}"}
+        bare = host.split(":")[0]
+        if bare not in manifest["validDomains"]:
+            manifest["validDomains"].append(bare)
     return manifest
 
 
-def write_package(out_path: Path | str, app_id: str, version: str | None = None) -> Path:
+def write_package(out_path: Path | str, app_id: str, version: str | None = None, host: str | None = None) -> Path:
     """Write the app package zip (manifest.json, color.png, outline.png) and return its path."""
-    manifest = build_manifest(app_id, version)
+    manifest = build_manifest(app_id, version, host=host)
     out = Path(out_path)
     if out.is_dir():
         raise ManifestError(f"output {out} is a directory; give a file name such as {out / 'kebiao.zip'}")

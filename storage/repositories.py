@@ -530,13 +530,18 @@ class SqlAssignments:
     ) -> tuple[list[int], int]:
         condition = _compile(query, now, visible_dimensions)
         c = t.customers.c
+        # One pass: the window count is taken over every match before OFFSET/LIMIT cut the page out.
+        rows = (
+            await self._conn.execute(
+                select(c.id, func.count().over()).where(condition).order_by(c.id).offset(skip).limit(limit)
+            )
+        ).all()
+        if rows:
+            return [r[0] for r in rows], int(rows[0][1])
         total = (
             await self._conn.execute(select(func.count()).select_from(t.customers).where(condition))
         ).scalar_one()
-        rows = await self._conn.execute(
-            select(c.id).where(condition).order_by(c.id).offset(skip).limit(limit)
-        )
-        return [r[0] for r in rows], int(total)
+        return [], int(total)
 
 
 def _compile(query: TagQuery, now: datetime, visible: Sequence[str] | None) -> ColumnElement[bool]:

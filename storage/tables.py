@@ -345,3 +345,33 @@ customer_events = Table(
     Index("ix_customer_events_customer_kind_at", "customer_id", "kind", "at"),
     Index("ix_customer_events_kind_at", "kind", "at"),
 )
+
+# Manager console (migration 0009): tags that left the taxonomy by retire or merge, with their definition.
+tag_archive = Table(
+    "tag_archive",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("dimension", String(100), nullable=False),
+    Column("tag", String(200), nullable=False),
+    Column("tag_key", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("merged_into", String(200), nullable=True),
+    Column("definition", JSON, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("holders", Integer, nullable=False, server_default="0"),
+    CheckConstraint("kind IN ('retired', 'merged')", name="kind_known"),
+    Index("ix_tag_archive_at", "at"),
+)
+
+# Tag searches and report joins find a tag's holders (and their expiry) from the index alone.
+Index(
+    "ix_tag_assignments_holders",
+    tag_assignments.c.tag_key,
+    tag_assignments.c.state,
+    tag_assignments.c.customer_id,
+    tag_assignments.c.expires_at,
+)
+# PostgreSQL only (migration 0009, when the pg_trgm extension can be installed): trigram GIN indexes on
+# customers.name_key and lower(company) serve the console's "name contains" search.

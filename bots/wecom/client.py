@@ -199,6 +199,16 @@ class WeComClient:
             raise ValueError("get_external_contact needs an external_userid")
         return await self._call("externalcontact/get", "GET", params={"external_userid": external_userid})
 
+    async def user_for_code(self, code: str) -> str:
+        """Web sign-in: the member userid for an OAuth `code` (auth/getuserinfo); non-members raise."""
+        if not code or len(code) > 512:
+            raise ValueError("the sign-in code is missing or too long")
+        data = await self._call("auth/getuserinfo", "GET", params={"code": code})
+        userid = data.get("userid") or data.get("UserId")
+        if not isinstance(userid, str) or not userid:
+            raise WeComApiError(-3, "the code belongs to someone outside the company (no userid)", "auth/getuserinfo")
+        return userid
+
     # ------------------------------------------------------------------ access token
 
     async def access_token(self) -> str:

@@ -118,9 +118,7 @@ class ImportFileError(ValueError):
         if len(problems) > self.SHOWN:
             lines.append(f"… and {len(problems) - self.SHOWN} more problems")
         noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(
-            f"import file refused ({len(problems)} {noun}, nothing imported):\n" + "\n".join(lines)
-        )
+        super().__init__(f"import file refused ({len(problems)} {noun}, nothing imported):\n" + "\n".join(lines))
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +153,7 @@ class ImportFile:
     refused_tags: tuple[tuple[int, tuple[str, ...]], ...] = ()
 
 
-def parse_customer_file(
-    path: str | Path, limits: ImportLimits | None = None, *, collect: bool = False
-) -> ImportFile:
+def parse_customer_file(path: str | Path, limits: ImportLimits | None = None, *, collect: bool = False) -> ImportFile:
     """Read and check a customer CSV/XLSX file; raises ImportFileError listing every problem.
 
     With collect=True only whole-file problems are raised; row problems are returned in `problems`.
@@ -205,11 +201,7 @@ def _check_suffix(filename: str) -> str:
         shown = f"'{suffix}'" if suffix else "no extension"
         hint = " (save it as .xlsx or CSV first)" if suffix in (".xls", ".et", ".numbers", ".ods") else ""
         raise ImportFileError(
-            [
-                RowProblem(
-                    None, None, f"unknown file type {shown}{hint}; allowed: {', '.join(ALLOWED_SUFFIXES)}"
-                )
-            ]
+            [RowProblem(None, None, f"unknown file type {shown}{hint}; allowed: {', '.join(ALLOWED_SUFFIXES)}")]
         )
     return suffix
 
@@ -217,11 +209,7 @@ def _check_suffix(filename: str) -> str:
 def _check_size(size: int, limits: ImportLimits) -> None:
     if size > limits.max_bytes:
         raise ImportFileError(
-            [
-                RowProblem(
-                    None, None, f"file is too large: {_mb(size)} (limit {_mb(limits.max_bytes)}); split it"
-                )
-            ]
+            [RowProblem(None, None, f"file is too large: {_mb(size)} (limit {_mb(limits.max_bytes)}); split it")]
         )
 
 
@@ -588,8 +576,7 @@ class _Checker:
             self._add(
                 number,
                 None,
-                "no name column: the header row needs a column called name (or 客户名称/名称); "
-                f"found {found}",
+                f"no name column: the header row needs a column called name (or 客户名称/名称); found {found}",
             )
         return None if self.problems else columns
 
@@ -684,9 +671,7 @@ class _Checker:
         if column.field not in IDENTIFIER_FIELDS:
             hits = find_pii(value)
             if hits:
-                self._add(
-                    number, column.label, f"contains {describe(hits[0])}; personal data must not be imported"
-                )
+                self._add(number, column.label, f"contains {describe(hits[0])}; personal data must not be imported")
                 return None
         return value
 
@@ -720,9 +705,7 @@ class _Checker:
             keys.add(name_key(tag))
             names.append(tag)
         if len(names) > self.limits.max_tags_per_row:
-            self._add(
-                number, "tags", f"{len(names)} tags (limit {self.limits.max_tags_per_row} per customer)"
-            )
+            self._add(number, "tags", f"{len(names)} tags (limit {self.limits.max_tags_per_row} per customer)")
         return tuple(names)
 
     def _check_unique(self, number: int, name: str, crm_id: str | None, wecom_id: str | None) -> None:

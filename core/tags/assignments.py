@@ -96,9 +96,7 @@ async def apply_definition(
     decision = decide_apply(dimension, tag, held, now, rules.tz, rules.hard_cap)
     stored_evidence = clean_evidence(evidence)
     if decision.renew:
-        current = next(
-            a for a in active if a.dimension == dimension.key and name_key(a.tag) == name_key(tag.name)
-        )
+        current = next(a for a in active if a.dimension == dimension.key and name_key(a.tag) == name_key(tag.name))
         if decision.expires_at != current.expires_at and decision.expires_at is not None:
             await uow.assignments.set_expiry(current.id, decision.expires_at)
             await uow.events.append(
@@ -338,18 +336,12 @@ async def remove_tag(
         raise NotFoundError(f"customer {customer_id} does not exist")
     active = await uow.assignments.active_for(customer_id)
     key = name_key(tag_name)
-    candidates = [
-        a for a in active if name_key(a.tag) == key and (dimension is None or a.dimension == dimension)
-    ]
+    candidates = [a for a in active if name_key(a.tag) == key and (dimension is None or a.dimension == dimension)]
     if not candidates:
-        dim, tag = find_tag(
-            taxonomy, tag_name, dimension, sees_sensitive
-        )  # unknown → error with close matches
+        dim, tag = find_tag(taxonomy, tag_name, dimension, sees_sensitive)  # unknown → error with close matches
         return TagChange(customer_id, dim.key, tag.name, "not_held")
     if not sees_sensitive:
-        find_tag(
-            taxonomy, tag_name, candidates[0].dimension, sees_sensitive
-        )  # agents may not touch hidden tags
+        find_tag(taxonomy, tag_name, candidates[0].dimension, sees_sensitive)  # agents may not touch hidden tags
     row = candidates[0]
     if await uow.assignments.end(row.id, AssignmentState.REMOVED, now):
         await uow.events.append(

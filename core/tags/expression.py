@@ -253,9 +253,7 @@ def _read_quoted(text: str, start: int) -> tuple[_Token, int]:
             return _Token(_Kind.TAG, name, start), i + 1
         chars.append(ch)
         i += 1
-    raise ExpressionError(
-        f"quote {text[start]} at position {start + 1} is never closed (add {closer})", start
-    )
+    raise ExpressionError(f"quote {text[start]} at position {start + 1} is never closed (add {closer})", start)
 
 
 # ---------------------------------------------------------------- parser
@@ -276,9 +274,7 @@ class _Parser:
         if token is not None:
             if token.kind is _Kind.RPAREN:
                 raise _unmatched_close(token)
-            raise ExpressionError(
-                f"unexpected {token.text!r} at position {token.position + 1}", token.position
-            )
+            raise ExpressionError(f"unexpected {token.text!r} at position {token.position + 1}", token.position)
         return expr
 
     def _peek(self) -> _Token | None:

@@ -121,9 +121,7 @@ async def decide_suggestion(
     status = SuggestionStatus.ACCEPTED if accept else SuggestionStatus.REJECTED
     # Claim the decision first (UPDATE … WHERE pending): of two racing clicks exactly one wins; the other
     # gets the winner's who/when. A policy refusal below raises and rolls the claim back with everything else.
-    if record.status is not SuggestionStatus.PENDING or not await uow.suggestions.decide(
-        record.id, status, actor, now
-    ):
+    if record.status is not SuggestionStatus.PENDING or not await uow.suggestions.decide(record.id, status, actor, now):
         latest = await uow.suggestions.get(record.id)
         return Decision(latest or record, already=True)
     change = None

@@ -85,9 +85,7 @@ def test_manifest_asks_for_resource_specific_consent_to_read_linked_conversation
     assert {"team", "groupChat"} <= set(manifest["bots"][0]["scopes"])
 
 
-@pytest.mark.parametrize(
-    "bad", ["", "客标", "0d9e3c1a1b2c4d5e8f90123456789abc", APP_ID + "0", "{" + APP_ID + "}"]
-)
+@pytest.mark.parametrize("bad", ["", "客标", "0d9e3c1a1b2c4d5e8f90123456789abc", APP_ID + "0", "{" + APP_ID + "}"])
 def test_bad_app_id_is_refused(bad: str) -> None:
     with pytest.raises(ManifestError, match="not a GUID"):
         build_manifest(bad)
@@ -150,3 +148,57 @@ def test_cli(tmp_path: Path) -> None:
     from_env = _kebiao("manifest", "build", cwd=tmp_path, env={**env, "MICROSOFT_APP_ID": APP_ID})
     assert from_env.returncode == 0, from_env.stderr
     assert (tmp_path / "kebiao.zip").is_file()
+
+
+def test_manifest_with_console_tab_matches_official_schema() -> None:
+    manifest = build_manifest(APP_ID, "1.2.3", host="kebiao.contoso.cn")
+    assert manifest["staticTabs"] == [
+        {
+            "entityId": "kebiao-console",
+            "name": "客标管理",
+            "contentUrl": "https://kebiao.contoso.cn/console/teams",
+            "websiteUrl": "https://kebiao.contoso.cn/console/",
+            "scopes": ["personal"],
+        }
+    ]
+    assert manifest["webApplicationInfo"] == {"id": APP_ID, "resource": f"api://kebiao.contoso.cn/{APP_ID}"}
+    assert "kebiao.contoso.cn" in manifest["validDomains"]
+    if not SCHEMA.is_file():
+        pytest.skip(f"Teams manifest schema v1.25 not found at {SCHEMA} (optional reference folder)")
+    import jsonschema
+
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    errors = list(jsonschema.Draft4Validator(schema).iter_errors(manifest))
+    assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:5]]
+
+
+@pytest.mark.parametrize("host", ["https://kebiao.contoso.cn", "kebiao.contoso.cn/console", "bad host", "-x.cn"])
+def test_manifest_refuses_a_host_that_is_not_a_bare_name(host: str) -> None:
+    with pytest.raises(ManifestError, match="bare host name"):
+        build_manifest(APP_ID, "1.2.3", host=host)
+
+
+def test_cli_builds_the_package_with_the_tab(tmp_path: Path) -> None:
+    out = tmp_path / "kebiao.zip"
+    env = {**os.environ, "MICROSOFT_APP_ID": APP_ID, "KEBIAO_PUBLIC_HOST": "kebiao.contoso.cn"}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "manifest", "build", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(out) as package:
+        manifest = json.loads(package.read("manifest.json"))
+    assert manifest["staticTabs"][0]["contentUrl"] == "https://kebiao.contoso.cn/console/teams"
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "manifest", "build", "--out", str(out), "--host", "https://x"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 1 and "bare host name" in done.stderr

@@ -63,7 +63,8 @@ async def test_events_as_an_array_and_as_ndjson_idempotent_with_per_line_errors(
     )
     assert bad.status == 400
     body = await bad.json()
-    assert body["problems"][0].startswith("line 1: ") and body["problems"][1].startswith("line 2: ") and "not valid JSON" in body["problems"][1]
+    assert body["problems"][0].startswith("line 1: ") and body["problems"][1].startswith("line 2: ")
+    assert "not valid JSON" in body["problems"][1]
     wrong = await client.post("/admin/v1/events", data=b"a,b", headers={**AUTH, "Content-Type": "text/csv"})
     assert wrong.status == 415
     anonymous = await client.post("/admin/v1/events", json=events)

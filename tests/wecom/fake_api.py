@@ -54,6 +54,7 @@ class FakeWeComApi:
     tag_groups: list[dict[str, Any]] = field(default_factory=list)
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     customer_tags: dict[tuple[str, str], set[str]] = field(default_factory=lambda: defaultdict(set))
+    sign_in_codes: dict[str, str] = field(default_factory=dict)  # web sign-in code -> member userid
     api_base: str = ""
     _faults: dict[str, deque[_Fault]] = field(default_factory=lambda: defaultdict(deque))
     _tokens: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -193,6 +194,12 @@ class FakeWeComApi:
     def _update_card(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
         return {"invaliduser": []}
 
+    def _user_info(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+        userid = self.sign_in_codes.pop(request.query.get("code", ""), None)  # a code works once
+        if userid is None:
+            return {"errcode": 40029, "errmsg": "invalid code"}
+        return {"userid": userid, "user_ticket": "ticket"}
+
 
 _HANDLERS = {
     "message/send": FakeWeComApi._send,
@@ -201,6 +208,7 @@ _HANDLERS = {
     "externalcontact/add_corp_tag": FakeWeComApi._add_tags,
     "externalcontact/mark_tag": FakeWeComApi._mark,
     "externalcontact/get": FakeWeComApi._get_contact,
+    "auth/getuserinfo": FakeWeComApi._user_info,
 }
 
 

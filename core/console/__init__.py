@@ -1,0 +1,1 @@
+"""The manager console's services: who may enter, and the read models its pages show."""
