@@ -110,6 +110,14 @@ def setup_admin(app: web.Application, token: str, services: Callable[[web.Applic
     app.cleanup_ctx.append(ctx)
     for route in ROUTES:
         app.router.add_route(route.method, PREFIX + route.path, _guarded(route, token))
+    # Last: any other path or method under the prefix is refused after the token check, so an unauthenticated
+    # caller learns nothing (401), and an authenticated one gets a 404 naming what it asked for.
+    app.router.add_route("*", PREFIX + "/{tail:.*}", _guarded(Route("*", "/{tail}", _no_route, 0), token))
+
+
+async def _no_route(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """An admin path or method that does not exist (reached only with a valid token)."""
+    raise AdminError(404, f"no admin route {request.method} {request.path[:200]}; see docs/admin-api.md")
 
 
 def _guarded(route: Route, token: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
