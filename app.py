@@ -27,16 +27,20 @@ from bots.wecom.routes import CHANNEL as INBOX_CHANNEL
 from bots.wecom.sync import DRAIN_INTERVAL, WeComTagSync
 from config import Settings
 from core.chat.service import ChatService
+from core.learning.capture import Recorder
+from core.learning.suggester import ModelCell, merged
 from core.records import TaxonomyVersion
 from core.tags.assignments import TaggingRules
 from core.taxonomy.matcher_holder import MatcherHolder
 from core.taxonomy.store import ensure_taxonomy
 from storage.channels import SqlChannelStore
 from storage.database import Database, open_database
+from storage.learning import SqlLearningStore
 from tagging.builtin import initial_taxonomy
 from tagging.taxonomy import Taxonomy
 
 log = logging.getLogger("kebiao")
+
 
 class TaxonomyCell:
     """The taxonomy version in force; swapped whole when an admin imports or rolls back."""
@@ -65,6 +69,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_learning_ctx)
     app.cleanup_ctx.append(_teams_ctx)
     app.cleanup_ctx.append(_alerts_ctx)
     app.router.add_post("/api/messages", teams_messages)
@@ -90,7 +95,7 @@ def _admin_services(app: web.Application) -> AdminServices:
         return cell.version is not None and cell.version.version >= version
 
     rules = TaggingRules.of(settings.timezone, settings.tag_hard_cap)
-    return AdminServices(database, SqlReportSource(database.engine), refresh, rules)
+    return AdminServices(database, SqlReportSource(database.engine), refresh, rules, learning=app[LEARNING])
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -171,6 +176,41 @@ async def _refresh_taxonomy(database: Database, holder: MatcherHolder, cell: Tax
     return False
 
 
+# ---------------------------------------------------------------- learning
+
+LEARNING = web.AppKey("learning", SqlLearningStore)
+MODELS = web.AppKey("models", ModelCell)
+
+
+async def _learning_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The learning store and the learned model in use, polled like the taxonomy (every replica loads the newest)."""
+    store = SqlLearningStore(app[DATABASE].engine)
+    cell = ModelCell()
+    try:
+        await cell.refresh(store)
+    except Exception:
+        log.exception("could not load the learned model; keyword suggestions carry on")
+    app[LEARNING], app[MODELS] = store, cell
+    poll = app[SETTINGS].learning.poll_seconds
+    watcher = asyncio.create_task(_watch_model(store, cell, poll), name="model-watcher")
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+async def _watch_model(store: SqlLearningStore, cell: ModelCell, seconds: float) -> None:
+    """Pick up a model trained elsewhere (CLI, scheduled job, another replica) without a restart."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await cell.refresh(store)
+        except Exception:
+            log.exception("learned model refresh failed; keeping version %s", cell.version)
+
+
 TEAMS = web.AppKey("teams", TeamsEndpoint)
 
 
@@ -194,13 +234,15 @@ async def _teams_ctx(app: web.Application) -> AsyncIterator[None]:
     cell, holder = app[TAXONOMY], app[MATCHERS]
     from storage.outbox import SqlAlertStore
 
+    models, learning = app[MODELS], app[LEARNING]
     chat = ChatService(
         app[DATABASE],
         channels,
         lambda: cell.taxonomy,
-        lambda: holder.current,
+        lambda: merged(holder.current, models, cell.taxonomy),
         TaggingRules.of(settings.timezone, settings.tag_hard_cap),
         activity=SqlAlertStore(app[DATABASE].engine),
+        learning=Recorder(learning),
     )
     adapter = create_adapter(build_authentication(settings.teams))
     app[TEAMS] = TeamsEndpoint(adapter, KebiaoBot(chat, channels), claims=_TeamsClaims(channels))
@@ -257,7 +299,15 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
     async def on_taxonomy(version: TaxonomyVersion) -> None:
         await _refresh_taxonomy(database, holder, cell)
 
-    chat = ChatService(database, channels, lambda: cell.taxonomy, lambda: holder.current, rules)
+    models, learning = app[MODELS], app[LEARNING]
+    chat = ChatService(
+        database,
+        channels,
+        lambda: cell.taxonomy,
+        lambda: merged(holder.current, models, cell.taxonomy),
+        rules,
+        learning=Recorder(learning),
+    )
     from core.alerts.actions import Action, AlertStatus, act_on_alert
     from storage.outbox import SqlAlertStore
 
@@ -344,4 +394,8 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         jobs = configure_jobs(settings, store, lambda: cell.taxonomy, deliverers, inbound)
         async with running_scheduler(jobs, settings) as scheduler:
             app[ALERT_SCHEDULER] = scheduler
+            if scheduler is not None:
+                from scheduler import add_learning_jobs
+
+                add_learning_jobs(scheduler, app[LEARNING], lambda: cell.taxonomy, settings.learning, jobs.tz)
             yield

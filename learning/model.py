@@ -109,7 +109,9 @@ def vectorise(
     return sparse.csr_matrix(sparse.diags((1.0 / norms).astype(np.float32)) @ matrix, dtype=np.float32)
 
 
-def platt(scores: NDArray[np.float64], a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
+def platt(
+    scores: NDArray[np.float64], a: NDArray[np.float64] | float, b: NDArray[np.float64] | float
+) -> NDArray[np.float64]:
     """Calibrated probabilities of linear scores (sigmoid of a·score + b, per column)."""
     z = np.clip(scores * a + b, -50.0, 50.0)
     return np.asarray(1.0 / (1.0 + np.exp(-z)))
@@ -167,7 +169,9 @@ class LearnedModel:
         return hits
 
 
-def _evidence(contributions: NDArray[np.float64], columns: NDArray[np.int64], vocabulary: Sequence[str]) -> tuple[str, ...]:
+def _evidence(
+    contributions: NDArray[np.float64], columns: NDArray[np.int64], vocabulary: Sequence[str]
+) -> tuple[str, ...]:
     """The few message words (or character pairs) that pushed a label up most."""
     order = np.argsort(-contributions)
     out: list[str] = []

@@ -94,7 +94,9 @@ def _arrays(blob: bytes) -> dict[str, NDArray[Any]]:
 def load(meta: Mapping[str, Any], blob: bytes) -> LearnedModel:
     """Rebuild a model from `dump`'s output; ModelFormatError when anything does not fit."""
     if meta.get("format") != FORMAT:
-        raise ModelFormatError(f"model format {meta.get('format')!r} is not {FORMAT}; retrain with `kebiao learn train`")
+        raise ModelFormatError(
+            f"model format {meta.get('format')!r} is not {FORMAT}; retrain with `kebiao learn train`"
+        )
     if meta.get("features") != FEATURES:
         raise ModelFormatError(
             f"model was trained on features {meta.get('features')!r}, this version uses {FEATURES!r}; retrain it"

@@ -78,7 +78,9 @@ def label_vector(data: Sequence[LabelledText], key: TagKey) -> NDArray[np.int8]:
     return out
 
 
-def build_vocabulary(token_lists: Sequence[Sequence[str]], config: TrainingConfig) -> tuple[list[str], NDArray[np.float32]]:
+def build_vocabulary(
+    token_lists: Sequence[Sequence[str]], config: TrainingConfig
+) -> tuple[list[str], NDArray[np.float32]]:
     """Tokens seen in at least `min_df` texts (the most frequent `max_features`) and their smoothed idf."""
     df: Counter[str] = Counter()
     for toks in token_lists:
@@ -140,7 +142,7 @@ def _train_tag(
     for train, test in folds.split(np.zeros(examples), yl):
         oof[test] = _classifier(config).fit(x[train], yl[train]).decision_function(x[test])
     a, b = _calibrate(oof, yl)
-    chosen = choose_threshold(platt(oof, np.float64(a), np.float64(b)), yl, config)
+    chosen = choose_threshold(platt(oof, a, b), yl, config)
     if chosen is None:
         reason = f"cross-validated precision stays below {config.min_precision:.2f} at every threshold"
         return TagMetrics(dimension, tag, examples, positives, False, reason), None

@@ -8,20 +8,34 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = {"app", "cli", "config", "scheduler", "tagging", "core", "cards", "storage", "bots", "admin"}
+PROJECT = {"app", "cli", "config", "scheduler", "tagging", "learning", "core", "cards", "storage", "bots", "admin"}
 
 # Which project packages each floor may import (itself always allowed).
 ALLOWED: dict[str, set[str]] = {
     "tagging": set(),
-    "core": {"tagging"},
+    # the learned suggester is a ground floor beside tagging: it may use tagging's normaliser and tokenizer
+    "learning": {"tagging"},
+    "core": {"tagging", "learning"},
     "storage": {"core", "tagging"},
     "cards": {"core", "tagging"},
     "bots.teams": {"core", "cards", "tagging"},
     "bots.wecom": {"core", "cards", "tagging"},
-    "scheduler": {"core", "tagging", "config"},
+    "scheduler": {"core", "tagging", "learning", "config"},
     "admin": {"core", "cards", "tagging"},
     # the CLI wires like app.py: it may call every floor, and nothing imports it
-    "cli": {"app", "config", "scheduler", "tagging", "core", "cards", "storage", "bots.teams", "bots.wecom", "admin"},
+    "cli": {
+        "app",
+        "config",
+        "scheduler",
+        "tagging",
+        "learning",
+        "core",
+        "cards",
+        "storage",
+        "bots.teams",
+        "bots.wecom",
+        "admin",
+    },
 }
 # Third-party packages that must stay inside one floor.
 CONFINED = {"sqlalchemy": "storage", "alembic": "storage", "botbuilder": "bots.teams", "botframework": "bots.teams"}
@@ -48,7 +62,7 @@ def _imports(path: Path) -> set[str]:
 
 def _sources() -> list[Path]:
     files = [ROOT / "scheduler.py"] if (ROOT / "scheduler.py").exists() else []
-    for package in ("tagging", "core", "storage", "cards", "bots", "admin", "cli"):
+    for package in ("tagging", "learning", "core", "storage", "cards", "bots", "admin", "cli"):
         files.extend((ROOT / package).rglob("*.py"))
     return sorted(files)
 
@@ -78,7 +92,7 @@ def test_imports_respect_floors(path: Path) -> None:
 
 def test_layout_test_sees_every_floor() -> None:
     floors = {_floor(p) for p in _sources()}
-    assert {"tagging", "core", "admin"} <= floors
+    assert {"tagging", "learning", "core", "admin"} <= floors
 
 
 # Inside core: the shared kernel (types, records, errors, ports, verbs) stands under every capability package;
@@ -88,9 +102,10 @@ CORE_CAPABILITIES: dict[str, set[str]] = {
     "tags": set(),
     "taxonomy": set(),
     "reports": set(),
+    "learning": set(),
     "alerts": {"tags"},
-    "chat": {"tags", "alerts"},
-    "importing": {"tags", "alerts"},
+    "chat": {"tags", "alerts", "learning"},
+    "importing": {"tags", "alerts", "learning"},
     "wecom_sync": {"tags", "alerts", "taxonomy"},
 }
 
