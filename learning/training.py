@@ -99,15 +99,15 @@ def choose_threshold(
 ) -> tuple[float, float, float] | None:
     """The lowest threshold ≥ config.threshold whose precision reaches min_precision: (t, precision, recall)."""
     positives = int(y.sum())
-    t = config.threshold
-    while t < 1.0 - 1e-9:
+    step = 0
+    while (t := round(config.threshold + step * THRESHOLD_STEP, 4)) < 1.0:
         predicted = probs >= t
         if predicted.any():
             hits = int((predicted & (y == 1)).sum())
             precision = hits / int(predicted.sum())
             if precision >= config.min_precision:
-                return round(t, 4), precision, hits / positives if positives else 0.0
-        t += THRESHOLD_STEP
+                return t, precision, hits / positives if positives else 0.0
+        step += 1
     return None
 
 
