@@ -214,3 +214,25 @@ async def test_a_corrupt_stored_model_is_ignored_with_a_warning(
     assert not await fresh.refresh(store) and fresh.model is None  # a new replica: keyword suggestions alone
     keywords: Any = Matcher.build(sample_taxonomy)
     assert [s.source for s in merged(keywords, fresh, sample_taxonomy).suggest("请给我报价")] == ["keyword"]  # type: ignore[union-attr]
+
+
+async def test_wecom_ingest_keeps_texts_so_later_decisions_are_learned(
+    database: Database, sample_taxonomy: Taxonomy, tmp_path: Any
+) -> None:
+    from core.importing.ingest import ingest_archive
+    from storage.outbox import SqlAlertStore
+    from tests.wecom.test_ingest import _line
+
+    async with database.unit_of_work() as uow:
+        await uow.customers.add(CustomerDraft(name="李娜", wecom_external_userid="wmCUST001"), NOW)
+    path = tmp_path / "archive.jsonl"
+    path.write_text(_line("m1", "wmCUST001", f"你们的报价多少钱？我的电话 {MOBILE}") + "\n", encoding="utf-8")
+    chat, store = _chat(database, sample_taxonomy)
+    source = MergedSuggester(Matcher.build(sample_taxonomy), None, sample_taxonomy)
+    await ingest_archive(SqlAlertStore(database.engine), sample_taxonomy, source, RULES, path, learning=store)
+    remembered = await store.message_text("wecom:m1")
+    assert remembered is not None and MOBILE not in remembered.text and remembered.channel == "wecom"
+    async with database.unit_of_work() as uow:
+        [pending] = await uow.suggestions.for_message("wecom:m1")
+    await chat.decide(_ctx(), verbs.SUGGESTION_REJECT, {"suggestion_id": pending.id})
+    assert _rows(await store.examples()) == {(remembered.text, "询价客户", False, Outcome.REJECTED)}
