@@ -38,7 +38,8 @@ def test_tags_with_data_qualify_and_others_say_what_they_lack() -> None:
     outcome = train(_data(), [PRICE, REPAIR, RARE], TrainingConfig())
     by_tag = {(m.dimension, m.tag): m for m in outcome.metrics}
     assert by_tag[PRICE].enabled and by_tag[REPAIR].enabled
-    assert by_tag[PRICE].precision is not None and by_tag[PRICE].precision >= 0.8
+    precision = by_tag[PRICE].precision
+    assert precision is not None and precision >= 0.8
     assert not by_tag[RARE].enabled and "0 positive" in by_tag[RARE].reason
     assert outcome.model is not None and set(outcome.model.labels) == {PRICE, REPAIR}
     [hit] = outcome.model.predict("请问这个怎么卖，能便宜一点吗")
