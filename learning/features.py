@@ -12,6 +12,7 @@ WORD = "w:"
 BIGRAM = "c:"
 # A character that carries meaning: CJK, Latin letters and digits (punctuation and spaces never form features).
 _MEANINGFUL = re.compile(r"[\u3400-\u9fff\uf900-\ufaffa-z0-9]")
+_NOT_MEANINGFUL = re.compile(r"[^\u3400-\u9fff\uf900-\ufaffa-z0-9]")
 _MASK = re.compile(r"\*+")
 
 _lock = threading.Lock()
@@ -46,10 +47,8 @@ def tokens(text: str) -> list[str]:
         word = norm[start:end]
         if _MEANINGFUL.search(word):
             out.append(WORD + word)
-    for i in range(len(norm) - 1):
-        pair = norm[i : i + 2]
-        if _MEANINGFUL.match(pair[0]) and _MEANINGFUL.match(pair[1]):
-            out.append(BIGRAM + pair)
+    marked = _NOT_MEANINGFUL.sub("\0", norm)
+    out.extend(BIGRAM + pair for i in range(len(marked) - 1) if "\0" not in (pair := marked[i : i + 2]))
     return out
 
 

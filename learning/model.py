@@ -91,22 +91,25 @@ def vectorise(
     """Rows of sublinear tf × idf, L2-normalised, over the vocabulary `index` (unknown tokens ignored)."""
     indptr = [0]
     indices: list[int] = []
-    values: list[float] = []
+    counts: list[int] = []
+    get = index.get
     for toks in token_lists:
-        counts = Counter(index[t] for t in toks if t in index)
-        row = sorted(counts.items())
-        indices.extend(i for i, _ in row)
-        values.extend(1.0 + float(np.log(c)) for _, c in row)
+        row = Counter(i for i in map(get, toks) if i is not None)
+        indices.extend(row.keys())
+        counts.extend(row.values())
         indptr.append(len(indices))
+    columns = np.asarray(indices, dtype=np.int32)
+    values = (1.0 + np.log(np.asarray(counts, dtype=np.float32))) * idf[columns] if indices else np.zeros(0, np.float32)
     matrix = sparse.csr_matrix(
-        (np.asarray(values, dtype=np.float32), np.asarray(indices, dtype=np.int32), np.asarray(indptr, dtype=np.int64)),
+        (values.astype(np.float32), columns, np.asarray(indptr, dtype=np.int64)),
         shape=(len(indptr) - 1, len(idf)),
         dtype=np.float32,
     )
-    matrix = matrix.multiply(idf.reshape(1, -1)).tocsr()
-    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1), dtype=np.float64).ravel())
     norms[norms == 0] = 1.0
-    return sparse.csr_matrix(sparse.diags((1.0 / norms).astype(np.float32)) @ matrix, dtype=np.float32)
+    matrix = sparse.csr_matrix(sparse.diags((1.0 / norms).astype(np.float32)) @ matrix, dtype=np.float32)
+    matrix.sort_indices()
+    return matrix
 
 
 def platt(
