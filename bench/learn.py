@@ -19,8 +19,9 @@ What it measures (printed, never asserted):
    and the precision of the learned suggestions alone. The keywords were written for the bench taxonomy
    below from the class names and telecom customer-service vocabulary before any figure was measured.
 2. `suggest` throughput on the same tickets with the model on and off (target: on ≥ 0.5× off).
-3. Training time (wall and CPU) and peak memory (process max RSS) on 100,000 labelled texts (target: under 2 minutes), drawn with
-   replacement from the data set (so the vocabulary is the data set's; each text is tokenised and fitted).
+3. Training time (wall and CPU) and peak memory (process max RSS) on 100,000 labelled texts (target: under
+   2 minutes), drawn with replacement from the data set (the vocabulary is the data set's; every text is
+   tokenised and fitted).
 """
 
 from __future__ import annotations
