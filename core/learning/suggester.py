@@ -61,11 +61,21 @@ class MergedSuggester:
         return found
 
 
-def merged(keywords: KeywordSource | None, cell: ModelCell, taxonomy: Taxonomy) -> MergedSuggester | None:
-    """The suggestion source for this moment (None while the keyword matcher is still loading)."""
-    if keywords is None:
-        return None
-    return MergedSuggester(keywords, cell.model, taxonomy)
+def merged(keywords: KeywordSource | None, cell: ModelCell, taxonomy: Taxonomy) -> KeywordSource | None:
+    """The suggestion source for this moment (None while the keyword matcher is still loading).
+
+    Without a model it is the keyword matcher itself; the merged suggester is built once per
+    (matcher, model, taxonomy) and reused.
+    """
+    if keywords is None or cell.model is None:
+        return keywords
+    key = (id(keywords), id(cell.model), id(taxonomy))
+    cached = cell.merged
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    source = MergedSuggester(keywords, cell.model, taxonomy)
+    cell.merged = (key, source)
+    return source
 
 
 class ModelCell:
@@ -75,6 +85,7 @@ class ModelCell:
         self.model: LearnedModel | None = None
         self.version: int | None = None
         self.seen: int | None = None  # the newest version looked at, usable or not
+        self.merged: tuple[tuple[int, int, int], MergedSuggester] | None = None
 
     async def refresh(self, store: LearningStore) -> bool:
         """Load the newest stored model if it changed; a corrupt or mismatched one is ignored with a warning."""
