@@ -42,12 +42,8 @@ def words(text: str) -> list[str]:
 def tokens(text: str) -> list[str]:
     """Feature tokens: `w:` + each word and `c:` + each bigram of adjacent meaningful characters."""
     norm = _MASK.sub(" ", normalise(text))
-    out: list[str] = []
-    for start, end in _shared_tokenizer().spans(norm):
-        word = norm[start:end]
-        if _MEANINGFUL.search(word):
-            out.append(WORD + word)
     marked = _NOT_MEANINGFUL.sub("\0", norm)
+    out = [WORD + norm[a:b] for a, b in _shared_tokenizer().spans(norm) if marked[a:b].strip("\0")]
     out.extend(BIGRAM + pair for i in range(len(marked) - 1) if "\0" not in (pair := marked[i : i + 2]))
     return out
 

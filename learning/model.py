@@ -92,11 +92,12 @@ def vectorise(
     indptr = [0]
     indices: list[int] = []
     counts: list[int] = []
-    get = index.get
     for toks in token_lists:
-        row = Counter(i for i in map(get, toks) if i is not None)
-        indices.extend(row.keys())
-        counts.extend(row.values())
+        for token, n in Counter(toks).items():
+            i = index.get(token)
+            if i is not None:
+                indices.append(i)
+                counts.append(n)
         indptr.append(len(indices))
     columns = np.asarray(indices, dtype=np.int32)
     values = (1.0 + np.log(np.asarray(counts, dtype=np.float32))) * idf[columns] if indices else np.zeros(0, np.float32)
@@ -152,12 +153,13 @@ class LearnedModel:
 
     def predict(self, text: str) -> list[LearnedHit]:
         """Labels whose probability reaches their threshold, most probable first, with their evidence."""
-        toks = tokens(text)
-        counts = Counter(self.index[t] for t in toks if t in self.index)
-        if not counts:
+        index = self.index
+        found = [(i, n) for token, n in Counter(tokens(text)).items() if (i := index.get(token)) is not None]
+        if not found:
             return []
-        columns = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
-        weights = (1.0 + np.log(np.fromiter(counts.values(), dtype=np.float64, count=len(counts)))) * self.idf[columns]
+        columns = np.fromiter((i for i, _ in found), dtype=np.int64, count=len(found))
+        counts = np.fromiter((n for _, n in found), dtype=np.float64, count=len(found))
+        weights = (1.0 + np.log(counts)) * self.idf[columns]
         norm = float(np.sqrt(weights @ weights)) or 1.0
         weights = weights / norm
         rows = self.coef[columns]  # (tokens, labels)
