@@ -205,6 +205,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--data", default=os.environ.get(ENV), help=f"COCC.txt (or set {ENV})")
     parser.add_argument("--quick", action="store_true", help="3 folds, fewer curve points, 20,000 for the timing")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--no-curve", action="store_true", help="only the training cost and the throughput")
     options = parser.parse_args(argv)
     if not options.data or not Path(options.data).is_file():
         print(
@@ -218,7 +219,8 @@ def main(argv: Sequence[str]) -> int:
     folds = 3 if options.quick else options.folds
     points: tuple[int, ...] = (100, 300, 600, 1200) if options.quick else (50, 100, 200, 300, 400, 600, 1000, 1500)
     points = tuple(p for p in points if p <= len(rows) - len(rows) // folds)
-    curve(rows, folds, points)
+    if not options.no_curve:
+        curve(rows, folds, points)
     model = training_cost(rows, 20_000 if options.quick else 100_000)
     if model is not None:
         texts = [text for text, _ in rows]
