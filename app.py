@@ -29,16 +29,20 @@ from bots.wecom.sync import DRAIN_INTERVAL, WeComTagSync
 from config import Settings, check_serve, start_up_line
 from core.chat.service import ChatService
 from core.chat.turns import TurnLeases
+from core.learning.capture import Recorder
+from core.learning.suggester import ModelCell, merged
 from core.records import TaxonomyVersion
 from core.tags.assignments import TaggingRules
 from core.taxonomy.matcher_holder import MatcherHolder
 from core.taxonomy.store import ensure_taxonomy
 from storage.channels import SqlChannelStore
 from storage.database import Database, open_database
+from storage.learning import SqlLearningStore
 from tagging.builtin import initial_taxonomy
 from tagging.taxonomy import Taxonomy
 
 log = logging.getLogger("kebiao")
+
 
 class TaxonomyCell:
     """The taxonomy version in force; swapped whole when an admin imports or rolls back."""
@@ -71,6 +75,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_storage_ctx)
+    app.cleanup_ctx.append(_learning_ctx)
     app.cleanup_ctx.append(_teams_ctx)
     app.cleanup_ctx.append(_alerts_ctx)
     app.router.add_post("/api/messages", teams_messages)
@@ -186,7 +191,9 @@ def _admin_services(app: web.Application) -> AdminServices:
 
     rules = TaggingRules.of(settings.timezone, settings.tag_hard_cap)
     automation = rule_context(settings, database, lambda: cell.taxonomy)
-    return AdminServices(database, SqlReportSource(database.engine), refresh, rules, automation=automation)
+    return AdminServices(
+        database, SqlReportSource(database.engine), refresh, rules, automation=automation, learning=app[LEARNING]
+    )
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -267,6 +274,41 @@ async def _refresh_taxonomy(database: Database, holder: MatcherHolder, cell: Tax
     return False
 
 
+# ---------------------------------------------------------------- learning
+
+LEARNING = web.AppKey("learning", SqlLearningStore)
+MODELS = web.AppKey("models", ModelCell)
+
+
+async def _learning_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The learning store and the learned model in use, polled like the taxonomy (every replica loads the newest)."""
+    store = SqlLearningStore(app[DATABASE].engine)
+    cell = ModelCell()
+    try:
+        await cell.refresh(store)
+    except Exception:
+        log.exception("could not load the learned model; keyword suggestions carry on")
+    app[LEARNING], app[MODELS] = store, cell
+    poll = app[SETTINGS].learning.poll_seconds
+    watcher = asyncio.create_task(_watch_model(store, cell, poll), name="model-watcher")
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+async def _watch_model(store: SqlLearningStore, cell: ModelCell, seconds: float) -> None:
+    """Pick up a model trained elsewhere (CLI, scheduled job, another replica) without a restart."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await cell.refresh(store)
+        except Exception:
+            log.exception("learned model refresh failed; keeping version %s", cell.version)
+
+
 TEAMS = web.AppKey("teams", TeamsEndpoint)
 
 
@@ -277,14 +319,16 @@ async def _teams_ctx(app: web.Application) -> AsyncIterator[None]:
     cell, holder = app[TAXONOMY], app[MATCHERS]
     from storage.outbox import SqlAlertStore
 
+    models, learning = app[MODELS], app[LEARNING]
     chat = ChatService(
         app[DATABASE],
         channels,
         lambda: cell.taxonomy,
-        lambda: holder.current,
+        lambda: merged(holder.current, models, cell.taxonomy),
         TaggingRules.of(settings.timezone, settings.tag_hard_cap),
         activity=SqlAlertStore(app[DATABASE].engine),
         events=rule_hooks(settings, app[DATABASE], lambda: cell.taxonomy),
+        learning=Recorder(learning),
     )
     adapter = create_adapter(build_authentication(settings.teams))
     # Leased claims: a retry of a turn that died with its process (lease lapsed) or failed runs again.
@@ -346,7 +390,16 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
         await _refresh_taxonomy(database, holder, cell)
 
     hooks = rule_hooks(settings, database, lambda: cell.taxonomy)
-    chat = ChatService(database, channels, lambda: cell.taxonomy, lambda: holder.current, rules, events=hooks)
+    models, learning = app[MODELS], app[LEARNING]
+    chat = ChatService(
+        database,
+        channels,
+        lambda: cell.taxonomy,
+        lambda: merged(holder.current, models, cell.taxonomy),
+        rules,
+        events=hooks,
+        learning=Recorder(learning),
+    )
     from core.alerts.actions import Action, AlertStatus, act_on_alert
     from storage.outbox import SqlAlertStore
 
@@ -437,6 +490,10 @@ async def _alerts_ctx(app: web.Application) -> AsyncIterator[None]:
         jobs = configure_jobs(settings, store, lambda: cell.taxonomy, deliverers, inbound, *rule_jobs(ctx))
         async with running_scheduler(jobs, settings) as scheduler:
             app[ALERT_SCHEDULER] = scheduler
+            if scheduler is not None:
+                from scheduler import add_learning_jobs
+
+                add_learning_jobs(scheduler, app[LEARNING], lambda: cell.taxonomy, settings.learning, jobs.tz)
             yield
 
 

@@ -92,6 +92,20 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class LearningSettings:
+    """Learning from decisions: retention, what "enough" means, when the scheduled job retrains."""
+
+    retention_days: int = 365  # examples and remembered message texts older than this are deleted
+    min_examples: int = 30  # labelled texts a tag needs before it can get learned suggestions
+    min_positives: int = 10
+    min_precision: float = 0.8  # cross-validated precision a tag must reach at its threshold
+    threshold: float = 0.5  # lowest calibrated probability that suggests
+    train_after: int = 50  # new examples since the last model before the scheduled job retrains
+    train_every_minutes: int = 30
+    poll_seconds: float = 10.0  # how often each replica looks for a newer stored model
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the process needs, read once; adapters get only their slice."""
 
@@ -112,6 +126,7 @@ class Settings:
     # KEBIAO_WEBHOOK_* variables: webhook URLs and signing secrets the taxonomy names (never the file itself).
     webhook_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     console: ConsoleSettings = ConsoleSettings()
+    learning: LearningSettings = LearningSettings()
 
     @property
     def production(self) -> bool:
@@ -156,6 +171,7 @@ class Settings:
             alerts=_alert_settings(get),
             webhook_env={k: v for k, v in values.items() if k.startswith("KEBIAO_WEBHOOK_") and v.strip()},
             console=_console_settings(get),
+            learning=_learning_settings(get),
         )
         settings.check()
         return settings
@@ -335,6 +351,29 @@ def _console_settings(get: Callable[[str], str | None]) -> ConsoleSettings:
         wecom_login_url=(get("KEBIAO_CONSOLE_WECOM_LOGIN_URL") or DEFAULT_WECOM_LOGIN_URL).strip(),
         session_hours=_int(get("KEBIAO_CONSOLE_SESSION_HOURS"), "KEBIAO_CONSOLE_SESSION_HOURS", 8),
     )
+
+
+def _learning_settings(get: Callable[[str], str | None]) -> LearningSettings:
+    """The KEBIAO_LEARN_* slice, checked here so bad values stop startup."""
+    settings = LearningSettings(
+        retention_days=_int(get("KEBIAO_LEARN_RETENTION_DAYS"), "KEBIAO_LEARN_RETENTION_DAYS", 365),
+        min_examples=_int(get("KEBIAO_LEARN_MIN_EXAMPLES"), "KEBIAO_LEARN_MIN_EXAMPLES", 30),
+        min_positives=_int(get("KEBIAO_LEARN_MIN_POSITIVES"), "KEBIAO_LEARN_MIN_POSITIVES", 10),
+        min_precision=_float(get("KEBIAO_LEARN_MIN_PRECISION"), "KEBIAO_LEARN_MIN_PRECISION", 0.8),
+        threshold=_float(get("KEBIAO_LEARN_THRESHOLD"), "KEBIAO_LEARN_THRESHOLD", 0.5),
+        train_after=_int(get("KEBIAO_LEARN_TRAIN_AFTER"), "KEBIAO_LEARN_TRAIN_AFTER", 50),
+        train_every_minutes=_int(get("KEBIAO_LEARN_TRAIN_EVERY_MINUTES"), "KEBIAO_LEARN_TRAIN_EVERY_MINUTES", 30),
+        poll_seconds=_float(get("KEBIAO_LEARN_POLL_SECONDS"), "KEBIAO_LEARN_POLL_SECONDS", 10.0),
+    )
+    for name in ("retention_days", "min_examples", "min_positives", "train_after", "train_every_minutes"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"KEBIAO_LEARN_{name.upper()} must be at least 1")
+    for name in ("min_precision", "threshold"):
+        if not 0 < getattr(settings, name) < 1:
+            raise ConfigError(f"KEBIAO_LEARN_{name.upper()} must be between 0 and 1 (exclusive)")
+    if settings.poll_seconds <= 0:
+        raise ConfigError("KEBIAO_LEARN_POLL_SECONDS must be positive")
+    return settings
 
 
 def _clock(raw: str | None, name: str, default: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,7 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from config import AlertSettings, Settings
+from config import AlertSettings, LearningSettings, Settings
 from core.alerts.jobs import (
     TEAMS,
     WECOM,
@@ -38,7 +38,11 @@ from core.alerts.jobs import (
 from core.alerts.outbox import OutboxPolicy
 from core.alerts.ports import AlertStore, Deliverer
 from core.alerts.selection import ChurnRules, ChurnWeights, ExpiryRules, QuietHours, parse_clock
+from core.learning.ports import LearningStore
+from core.learning.retention import purge_expired
+from core.learning.trainer import train_if_due
 from core.tags.assignments import TaggingRules
+from learning.training import TrainingConfig
 from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
 
@@ -53,6 +57,8 @@ JOB_MAINTENANCE = "kebiao.maintenance.inbound"
 JOB_RULES = "kebiao.rules.daily"
 JOB_RULE_TAGS = "kebiao.rules.tags"
 FREQUENT_JOBS = frozenset({JOB_EXPIRE, JOB_OUTBOX, JOB_RULE_TAGS})
+JOB_LEARN_TRAIN = "kebiao.learning.train"
+JOB_LEARN_PURGE = "kebiao.learning.purge"
 MAINTENANCE_AT = "04:00"  # local: a quiet hour for the daily purge of old inbound claims
 
 Clock = Callable[[], datetime]
@@ -207,3 +213,64 @@ async def running_scheduler(
     finally:
         scheduler.shutdown(wait=False)
         log.info("scheduler stopped")
+
+
+def training_config(settings: LearningSettings) -> TrainingConfig:
+    """The trainer's thresholds from the KEBIAO_LEARN_* settings."""
+    return TrainingConfig(
+        min_examples=settings.min_examples,
+        min_positives=settings.min_positives,
+        min_precision=settings.min_precision,
+        threshold=settings.threshold,
+    )
+
+
+def add_learning_jobs(
+    scheduler: AsyncIOScheduler,
+    store: LearningStore,
+    taxonomy: Callable[[], Taxonomy],
+    settings: LearningSettings,
+    tz: tzinfo,
+    clock: Clock = utc_now,
+) -> None:
+    """Retrain when enough new decisions arrived (checked every few minutes) and purge old examples daily."""
+    config = training_config(settings)
+    maint_at = parse_clock(MAINTENANCE_AT)
+
+    async def retrain() -> None:
+        now = clock()
+        try:
+            report = await train_if_due(store, taxonomy(), config, settings.train_after, now)
+        except Exception:
+            log.exception("learning job %s failed at %s", JOB_LEARN_TRAIN, now.isoformat())
+            return
+        if report is not None:
+            lacking = ", ".join(m.tag for m in report.lacking) or "none"
+            log.info(
+                "learning job: model %s from %d texts; keyword-only tags: %s", report.version, report.texts, lacking
+            )
+
+    async def purge() -> None:
+        now = clock()
+        try:
+            examples, messages = await purge_expired(store, now, settings.retention_days)
+        except Exception:
+            log.exception("learning job %s failed at %s", JOB_LEARN_PURGE, now.isoformat())
+            return
+        log.info("learning retention: %d examples and %d message texts deleted", examples, messages)
+
+    plan = [
+        (JOB_LEARN_TRAIN, retrain, IntervalTrigger(minutes=settings.train_every_minutes, timezone=tz), 300),
+        (JOB_LEARN_PURGE, purge, CronTrigger(hour=maint_at.hour, minute=maint_at.minute, timezone=tz), 3600),
+    ]
+    for job_id, work, trigger, grace in plan:
+        scheduler.add_job(
+            work,
+            trigger,
+            id=job_id,
+            name=job_id,
+            replace_existing=True,
+            misfire_grace_time=grace,
+            coalesce=True,
+            max_instances=1,
+        )

@@ -38,6 +38,8 @@ from core.errors import NotFoundError
 from core.importing.customers import import_customers
 from core.importing.files import ImportFile, ImportFileError, ImportLimits, parse_customer_bytes
 from core.inbound import LIMITS, MAX_INT32, InputError
+from core.learning.discovery import keyword_candidates
+from core.learning.ports import LearningStore
 from core.ports import Store, UnitOfWork
 from core.records import TaxonomyVersion
 from core.reports.tag_health import ReportSource, report_to_data, tag_health_report
@@ -56,7 +58,7 @@ from core.types import Role, Source, User
 from tagging.loader import MAX_BYTES as TAXONOMY_MAX_BYTES
 from tagging.loader import TaxonomyError, load_taxonomy_text
 from tagging.normaliser import name_key
-from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError
+from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError, find_tag
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class AdminServices:
     rules: TaggingRules
     clock: Callable[[], datetime] = field(default=_now)
     automation: RuleContext | None = None  # customer events and rules (events import, rules test)
+    learning: LearningStore | None = None  # training examples and models (keyword discovery)
 
 
 ADMIN_SERVICES = web.AppKey("admin_services", AdminServices)
@@ -495,6 +498,26 @@ async def post_rules_test(request: web.Request, services: AdminServices) -> web.
     return _json(result.to_json())
 
 
+async def get_keyword_candidates(request: web.Request, services: AdminServices) -> web.StreamResponse:
+    """Keyword candidates per tag mined from accepted vs rejected and untagged messages (`?tag=&limit=`)."""
+    if services.learning is None:
+        raise AdminError(503, "learning is not available on this server")
+    limit = query_int(request, "limit", 10, 1, 100)
+    min_support = query_int(request, "min_support", 3, 1, 1000)
+    async with services.store.unit_of_work(read_only=True) as uow:
+        current = await _current(uow)
+    only = None
+    wanted = request.query.get("tag", "").strip()
+    if wanted:
+        try:
+            dimension, tag = find_tag(current.taxonomy, wanted)
+        except (UnknownTagError, AmbiguousTagError) as exc:
+            raise AdminError(400, f"query parameter tag: {exc.args[0]}") from None
+        only = (dimension.key, tag.name)
+    found = await keyword_candidates(services.learning, current.taxonomy, only, limit, min_support)
+    return _json({"taxonomy_version": current.version, "tags": [g.to_json() for g in found]})
+
+
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/taxonomy", get_taxonomy, 0),
     Route("PUT", "/taxonomy", put_taxonomy, TAXONOMY_MAX_BYTES),
@@ -510,4 +533,5 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/reports/tags", get_tag_report, 0),
     Route("POST", "/events", post_events, EVENTS_CAP),
     Route("POST", "/rules/test", post_rules_test, TAXONOMY_MAX_BYTES),
+    Route("GET", "/learning/keywords", get_keyword_candidates, 0),
 )

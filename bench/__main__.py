@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "crash": "bench.crash:main",
     "rules": "bench.rules:main",
     "console": "bench.console:main",
+    "learn": "bench.learn:main",
 }
 
 

@@ -21,6 +21,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     "expired": ("已过期", "expired"),
     "suggested_for": ("为 {name} 建议的标签", "Suggested tags for {name}"),
     "matched": ("命中：{words}", "Matched: {words}"),
+    "learned": ("模型建议：{words}", "Model suggestion: {words}"),
     "score": ("置信度 {pct}%", "confidence {pct}%"),
     "accept": ("接受", "Accept"),
     "reject": ("拒绝", "Reject"),

@@ -184,6 +184,7 @@ def suggestion_view(state: SuggestionState, taxonomy: Taxonomy, lang: Lang = "zh
                 decided_by=_who(r.decided_by, state.names, lang),
                 decided_at=r.decided_at,
                 color=_color(taxonomy, r.dimension, r.tag),
+                learned=r.evidence.get("source") == "learned",
             )
         )
     return SuggestionCardView(state.customer.id, state.customer.name, tuple(items))
@@ -236,7 +237,14 @@ def suggest_card(result: SuggestResult, taxonomy: Taxonomy, lang: Lang) -> Card:
         )
         mode = say("suggest_apply" if s.action == "apply" else "suggest_ask", lang)
         body.append(text(head, separator=True))
-        body.append(text(f"{evidence(s.matched, lang)} · {mode}", isSubtle=True, size="Small", spacing="None"))
+        body.append(
+            text(
+                f"{evidence(s.matched, lang, s.source == 'learned')} · {mode}",
+                isSubtle=True,
+                size="Small",
+                spacing="None",
+            )
+        )
     return card(body)
 
 

@@ -49,21 +49,22 @@ def build_suggestion_card(view: SuggestionCardView, now: datetime, lang: Lang = 
     return fit(render, MAX_ITEMS)
 
 
-def evidence(matched: tuple[str, ...], lang: Lang) -> str:
-    """'命中：报价、价格' with each keyword escaped; at most MAX_WORDS words."""
+def evidence(matched: tuple[str, ...], lang: Lang, learned: bool = False) -> str:
+    """'命中：报价、价格' (from the learned model: '模型建议：…'), each word escaped; at most MAX_WORDS."""
     words = [literal(w, WORD_CHARS) for w in matched[:MAX_WORDS]]
     sep = "、" if lang == "zh" else ", "
     joined = sep.join(words)
     if len(matched) > MAX_WORDS:
         joined += sep + label("more", lang, n=len(matched) - MAX_WORDS)
-    return label("matched", lang, words=joined)
+    return label("learned" if learned else "matched", lang, words=joined)
 
 
 def _suggestion(item: SuggestionItem, now: datetime, lang: Lang) -> Element:
     head = f"{dot(item.color)} **{literal(item.tag, TAG_CHARS)}**" + aside(
         literal(item.dimension_name, TAG_CHARS), lang
     )
-    detail = f"{evidence(item.matched, lang)} · {label('score', lang, pct=round(item.score * 100))}"
+    score = label("score", lang, pct=round(item.score * 100))
+    detail = f"{evidence(item.matched, lang, item.learned)} · {score}"
     info: list[Element] = [text(head), text(detail, isSubtle=True, size="Small", spacing="None")]
     if item.excerpt:
         info.append(

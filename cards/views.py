@@ -62,6 +62,7 @@ class SuggestionItem:
     decided_by: str | None = None
     decided_at: datetime | None = None
     color: str | None = None
+    learned: bool = False  # from the learned model (模型建议), not a keyword
 
 
 @dataclass(frozen=True, slots=True)

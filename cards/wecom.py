@@ -99,7 +99,7 @@ def suggestion_markdown(view: SuggestionCardView, now: datetime, lang: Lang = "z
         lines.append(
             f"{dot(item.color)} **{literal(item.tag, 40)}**{aside(literal(item.dimension_name, 40), lang)}"
         )
-        lines.append(f'<font color="comment">{evidence(item.matched, lang)}</font>')
+        lines.append(f'<font color="comment">{evidence(item.matched, lang, item.learned)}</font>')
         if item.status is SuggestionStatus.ACCEPTED or item.status is SuggestionStatus.REJECTED:
             key = "accepted_by" if item.status is SuggestionStatus.ACCEPTED else "rejected_by"
             when = fmt_time(item.decided_at, now) if item.decided_at else "?"

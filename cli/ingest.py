@@ -38,8 +38,10 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
     from core.importing.ingest import CheckpointError, ingest_archive
+    from core.learning.suggester import MergedSuggester, ModelCell
     from core.tags.assignments import TaggingRules
     from core.taxonomy.matcher_holder import MatcherHolder
+    from storage.learning import SqlLearningStore
     from storage.outbox import SqlAlertStore
 
     path = Path(args.file)
@@ -64,10 +66,22 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
         await holder.rebuild(current.taxonomy)
         assert holder.current is not None
         rules = TaggingRules.of(settings.timezone, settings.tag_hard_cap)
+        # Keyword and learned suggestions in one stream; texts that raised suggestions are kept for learning.
+        learning = SqlLearningStore(database.engine)
+        models = ModelCell()
+        await models.refresh(learning)
+        source = MergedSuggester(holder.current, models.model, current.taxonomy)
         try:
             store = SqlAlertStore(database.engine)  # alert uow: ingest also records customer activity
             summary = await ingest_archive(
-                store, current.taxonomy, holder.current, rules, path, resume=args.resume, progress=progress
+                store,
+                current.taxonomy,
+                source,
+                rules,
+                path,
+                resume=args.resume,
+                progress=progress,
+                learning=learning,
             )
         except CheckpointError as exc:
             print(f"kebiao ingest: {exc}", file=sys.stderr)

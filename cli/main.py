@@ -25,6 +25,7 @@ VERB_MODULES: tuple[str, ...] = (
     "cli.events",
     "cli.rules",
     "cli.webhooks",
+    "cli.learn",
 )
 
 

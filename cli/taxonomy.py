@@ -64,6 +64,16 @@ def register(verbs: Verbs) -> None:
     export.add_argument("--format", choices=("yaml", "json"), default="yaml", help="output format (default yaml)")
     export.add_argument("--out", metavar="FILE", help="write here instead of stdout")
     export.set_defaults(handler=cmd_export)
+    add = sub.add_parser(
+        "add-keywords",
+        help="add keywords to one tag as a new taxonomy version",
+        description="Add WORD... to TAG's keywords (TAG may be written dimension:tag) in the taxonomy in force and "
+        "store the result as a new version; words the tag already has are skipped. The new taxonomy is checked "
+        "like a file; problems are listed and nothing is stored. `kebiao learn keywords` proposes candidates.",
+    )
+    add.add_argument("tag", metavar="TAG", help="tag name, or dimension:tag")
+    add.add_argument("words", metavar="WORD", nargs="+", help="keywords to add")
+    add.set_defaults(handler=cmd_add_keywords)
 
 
 def _load(file: str | None, template: str | None) -> Taxonomy:
@@ -154,6 +164,48 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
             Path(args.out).write_text(text, encoding="utf-8")
         else:
             sys.stdout.write(text)
+        return 0
+
+    return run_db(settings, work)
+
+
+def cmd_add_keywords(args: argparse.Namespace, settings: Settings) -> int:
+    """Add keywords to one tag of the taxonomy in force, as a new version."""
+    from datetime import UTC, datetime
+
+    from core.taxonomy.keywords import add_keywords
+    from tagging.loader import TaxonomyError
+    from tagging.policy import AmbiguousTagError, UnknownTagError
+
+    async def work(database: Database) -> int:
+        try:
+            async with database.unit_of_work() as uow:
+                addition, change = await add_keywords(uow, args.tag, args.words, "cli", datetime.now(UTC))
+        except UnknownTagError as exc:
+            close = f" (did you mean {', '.join(exc.close)}?)" if exc.close else ""
+            print(f"kebiao taxonomy add-keywords: no tag named {exc.name!r}{close}", file=sys.stderr)
+            return 1
+        except AmbiguousTagError as exc:
+            print(
+                f"kebiao taxonomy add-keywords: tag {exc.name!r} is in several dimensions "
+                f"({', '.join(exc.dimensions)}); write dimension:tag",
+                file=sys.stderr,
+            )
+            return 1
+        except TaxonomyError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return 1
+        except LookupError as exc:
+            print(f"kebiao taxonomy add-keywords: {exc.args[0]}", file=sys.stderr)
+            return 1
+        where = f"{addition.dimension}/{addition.tag}"
+        if addition.already:
+            print(f"{where} already has: {', '.join(addition.already)}")
+        if change is None:
+            print(f"nothing added to {where}; the taxonomy is unchanged")
+            return 0
+        print(f"taxonomy version {change.version.version} is current: {where} gained {', '.join(addition.added)}")
         return 0
 
     return run_db(settings, work)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -375,3 +376,53 @@ Index(
 )
 # PostgreSQL only (migration 0009, when the pg_trgm extension can be installed): trigram GIN indexes on
 # customers.name_key and lower(company) serve the console's "name contains" search.
+
+# Learning from agents' decisions (migration 0008). learning_messages keeps the masked text of chat messages
+# that raised suggestions (and of linked-conversation messages) so a later decision can become an example;
+# learning_examples holds one labelled (text, tag, positive) row per decision or imported line; learning_models
+# holds trained models as numpy arrays (np.savez, never pickle) with JSON metadata and per-tag metrics.
+learning_messages = Table(
+    "learning_messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("message_key", String(500), nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("conversation_id", String(500), nullable=False),
+    Column("customer_id", BigInteger, nullable=True),
+    Column("text", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("message_key", name="uq_learning_messages_message_key"),
+    Index("ix_learning_messages_conversation", "channel", "conversation_id", "created_at"),
+    Index("ix_learning_messages_customer", "customer_id"),
+    Index("ix_learning_messages_created", "created_at"),
+)
+
+learning_examples = Table(
+    "learning_examples",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("text", Text, nullable=False),
+    Column("dimension", String(100), nullable=False),
+    Column("tag", String(200), nullable=False),
+    Column("positive", Boolean, nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("customer_id", BigInteger, nullable=True),
+    Column("message_key", String(500), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint(
+        "outcome IN ('accepted', 'rejected', 'undone', 'manual', 'imported')", name="outcome_known"
+    ),
+    Index("ix_learning_examples_customer", "customer_id"),
+    Index("ix_learning_examples_created", "created_at"),
+)
+
+learning_models = Table(
+    "learning_models",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("training_size", Integer, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("meta", JSON, nullable=False),
+    Column("arrays", LargeBinary, nullable=False),
+)

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Literal
 
 Action = Literal["apply", "suggest"]
+Origin = Literal["keyword", "learned"]  # which suggester found the tag
 
 
 class MatchKind(StrEnum):
@@ -29,7 +30,8 @@ class Match:
 
 @dataclass(frozen=True, slots=True)
 class Suggestion:
-    """A tag the message points at, with its evidence (keywords and excerpt) and a score in [0, 1]."""
+    """A tag the message points at, with its evidence (keywords or, when learned, the words that drove the
+    model) and a score in [0, 1]."""
 
     tag: str
     dimension: str
@@ -37,6 +39,7 @@ class Suggestion:
     score: float
     action: Action
     excerpt: str
+    source: Origin = "keyword"
 
     def to_json(self) -> dict[str, object]:
         """The `kebiao suggest` shape of one tag (design 3.5)."""
@@ -46,4 +49,5 @@ class Suggestion:
             "matched": list(self.matched),
             "score": self.score,
             "action": self.action,
+            "source": self.source,
         }

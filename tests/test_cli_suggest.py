@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.slow
+# Without --taxonomy, suggest reads the database's taxonomy (the built-in one on first use): a scratch SQLite file.
+_SCRATCH = Path(tempfile.mkdtemp(prefix="kebiao-suggest-"))
 
 
 def _run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cli", "suggest", *args],
         input=stdin,
+        env={**os.environ, "KEBIAO_DATABASE_URL": f"sqlite+aiosqlite:///{_SCRATCH / 'k.db'}"},
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -31,7 +36,14 @@ def test_stdin_lines_become_json_lines_in_order() -> None:
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [row["text"] for row in rows] == lines
     assert rows[0]["tags"] == [
-        {"tag": "询价客户", "dimension": "stage", "matched": ["报价"], "score": 0.9, "action": "suggest"}
+        {
+            "tag": "询价客户",
+            "dimension": "stage",
+            "matched": ["报价"],
+            "score": 0.9,
+            "action": "suggest",
+            "source": "keyword",
+        }
     ]
     assert rows[1]["tags"] == [] and rows[4]["tags"] == []
     assert [t["tag"] for t in rows[3]["tags"]] == ["售后工单", "紧急工单"]

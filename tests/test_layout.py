@@ -8,18 +8,33 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = {"app", "cli", "config", "scheduler", "tagging", "core", "cards", "storage", "bots", "admin", "console"}
+PROJECT = {
+    "app",
+    "cli",
+    "config",
+    "scheduler",
+    "tagging",
+    "learning",
+    "core",
+    "cards",
+    "storage",
+    "bots",
+    "admin",
+    "console",
+}
 
 # Which project packages each floor may import (itself always allowed).
 ALLOWED: dict[str, set[str]] = {
     "tagging": set(),
-    "core": {"tagging"},
+    # the learned suggester is a ground floor beside tagging: it may use tagging's normaliser and tokenizer
+    "learning": {"tagging"},
+    "core": {"tagging", "learning"},
     "storage": {"core", "tagging"},
     "cards": {"core", "tagging"},
     "bots.teams": {"core", "cards", "tagging"},
     "bots.wecom": {"core", "cards", "tagging"},
     "bots.webhook": {"core", "tagging"},
-    "scheduler": {"core", "tagging", "config"},
+    "scheduler": {"core", "tagging", "learning", "config"},
     "admin": {"core", "cards", "tagging"},
     "console": {"core", "cards", "tagging"},
     # the CLI wires like app.py: it may call every floor, and nothing imports it
@@ -28,6 +43,7 @@ ALLOWED: dict[str, set[str]] = {
         "config",
         "scheduler",
         "tagging",
+        "learning",
         "core",
         "cards",
         "storage",
@@ -63,7 +79,7 @@ def _imports(path: Path) -> set[str]:
 
 def _sources() -> list[Path]:
     files = [ROOT / "scheduler.py"] if (ROOT / "scheduler.py").exists() else []
-    for package in ("tagging", "core", "storage", "cards", "bots", "admin", "console", "cli"):
+    for package in ("tagging", "learning", "core", "storage", "cards", "bots", "admin", "console", "cli"):
         files.extend((ROOT / package).rglob("*.py"))
     return sorted(files)
 
@@ -93,7 +109,7 @@ def test_imports_respect_floors(path: Path) -> None:
 
 def test_layout_test_sees_every_floor() -> None:
     floors = {_floor(p) for p in _sources()}
-    assert {"tagging", "core", "admin", "console"} <= floors
+    assert {"tagging", "learning", "core", "admin", "console"} <= floors
 
 
 # Inside core: the shared kernel (types, records, errors, ports, verbs, inbound) stands under every capability package;
@@ -103,9 +119,10 @@ CORE_CAPABILITIES: dict[str, set[str]] = {
     "tags": set(),
     "taxonomy": set(),
     "reports": set(),
+    "learning": set(),
     "alerts": {"tags"},
-    "chat": {"tags", "alerts"},
-    "importing": {"tags", "alerts"},
+    "chat": {"tags", "alerts", "learning"},
+    "importing": {"tags", "alerts", "learning"},
     "wecom_sync": {"tags", "alerts", "taxonomy"},
     "rules": {"tags", "alerts"},
     "console": {"tags"},

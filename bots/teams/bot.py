@@ -330,7 +330,7 @@ class KebiaoBot(TeamsActivityHandler):
                 (f"“{customer[:60]}”不是列表中的客户", "请从列表中选择客户（可输入名称搜索）"),
             )
         else:
-            result = await self.chat.tag(ctx, int(customer), tags)
+            result = await self.chat.tag(ctx, int(customer), tags, source_text=_payload_text(action))
         built = present(result, self.chat.taxonomy, self._shown(ctx.now), lang)
         if isinstance(result, TagResult | SummaryResult):
             attachment = MessagingExtensionAttachment(content_type=CARD_TYPE, content=built)

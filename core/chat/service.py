@@ -24,6 +24,8 @@ from core.chat.commands import HELP_TOPICS, Command, Verb, parse_command
 from core.chat.ports import ChannelStore, ChatEvents, ConversationLink
 from core.errors import NotAllowedError, NotFoundError
 from core.inbound import MAX_INT64
+from core.learning.capture import Recorder
+from core.learning.ports import Outcome as LearnedOutcome
 from core.ports import Store, UnitOfWork
 from core.records import SuggestionRecord
 from core.tags.assignments import TagChange, TaggingRules, apply_tag, remove_tag
@@ -267,6 +269,7 @@ class ChatService:
         activity: AlertStore | None = None,
         cache_seconds: float = CACHE_SECONDS,
         events: ChatEvents | None = None,
+        learning: Recorder | None = None,
     ) -> None:
         self.store = store
         self.channels = channels
@@ -275,6 +278,7 @@ class ChatService:
         self.rules = rules
         self._activity = activity
         self._events = events
+        self.learning = learning or Recorder(None)
         self._users: _Recent[str, User] = _Recent(cache_seconds)
         self._links: _Recent[tuple[str, str], ConversationLink | None] = _Recent(cache_seconds)
         self._noted: dict[int, datetime] = {}
@@ -345,7 +349,9 @@ class ChatService:
             if command.verb is Verb.TAG and command.customer is None and (command.add or command.remove):
                 link = await self.linked(ctx.channel, ctx.conversation_id)
                 if link is not None:  # `tag +A` in a linked conversation tags the linked customer
-                    return await self._tag(ctx, link.customer_id, command.add, command.remove)
+                    result = await self._tag(ctx, link.customer_id, command.add, command.remove)
+                    await self._learn_conversation_tags(ctx, link.customer_id, result)
+                    return result
                 return ErrorResult(command.error, "name the customer, or link this conversation first: link <customer>")
             return ErrorResult(command.error, HELP_HINT)
         if command.verb is Verb.UNLINK:
@@ -370,7 +376,11 @@ class ChatService:
         self, ctx: ChatContext, verb: Verb, customer_id: int, add: tuple[str, ...], remove: tuple[str, ...]
     ) -> ChatResult:
         if verb is Verb.TAG:
-            return await self._tag(ctx, customer_id, add, remove)
+            result = await self._tag(ctx, customer_id, add, remove)
+            link = await self.linked(ctx.channel, ctx.conversation_id)
+            if link is not None and link.customer_id == customer_id:
+                await self._learn_conversation_tags(ctx, customer_id, result)
+            return result
         if verb is Verb.LINK:
             return await self._link(ctx, customer_id)
         return await self.summary(ctx, customer_id)
@@ -472,9 +482,24 @@ class ChatService:
             warnings = _visible_warnings(warnings, summary)
         return TagResult(summary, ctx.viewer, tuple(changes), warnings)
 
-    async def tag(self, ctx: ChatContext, customer_id: int, add: tuple[str, ...]) -> ChatResult:
-        """Add tags to the customer with this id (a picker sent the id: no name to resolve again)."""
-        return await self._tag(ctx, customer_id, add, ())
+    async def tag(self, ctx: ChatContext, customer_id: int, add: tuple[str, ...], source_text: str = "") -> ChatResult:
+        """Add tags to the customer with this id (a picker sent the id: no name to resolve again).
+
+        `source_text` is the message the person tagged from (the message action): it becomes a positive
+        example of each added tag.
+        """
+        result = await self._tag(ctx, customer_id, add, ())
+        if isinstance(result, TagResult) and source_text.strip():
+            added = [(c.dimension, c.tag) for c in result.changes if c.outcome in ("added", "renewed")]
+            await self.learning.tagged(source_text, added, customer_id, ctx.now)
+        return result
+
+    async def _learn_conversation_tags(self, ctx: ChatContext, customer_id: int, result: ChatResult) -> None:
+        """A `tag +A` command in a linked conversation: the conversation's latest message is an example of A."""
+        if not isinstance(result, TagResult):
+            return
+        added = [(c.dimension, c.tag) for c in result.changes if c.outcome in ("added", "renewed")]
+        await self.learning.tagged_in_conversation(ctx.channel, ctx.conversation_id, added, customer_id, ctx.now)
 
     async def pick_customers(self, ctx: ChatContext, text: str, skip: int, count: int) -> list[Customer]:
         """Customers for a typeahead picker: by name (normalised, prefix and contained), best first."""
@@ -530,6 +555,7 @@ class ChatService:
         if link is None or matcher is None or not text.strip():
             return ()
         await self._note_activity(ctx, link.customer_id)
+        await self.learning.remember(message_key, ctx.channel, ctx.conversation_id, link.customer_id, text, ctx.now)
         taxonomy = self.taxonomy
         sees = ctx.viewer.role.sees_sensitive
         out: list[ChatResult] = []
@@ -686,6 +712,11 @@ class ChatService:
                 continue
             if self._events is not None and not decision.already:
                 await self._events.decided(record.customer_id, suggestion_id, record.tag, accept, ctx.actor.id, ctx.now)
+            if not decision.already:
+                outcome = LearnedOutcome.ACCEPTED if accept else LearnedOutcome.REJECTED
+                await self.learning.decided(
+                    record.message_key, record.dimension, record.tag, outcome, record.customer_id, ctx.now
+                )
         async with self.store.unit_of_work(read_only=True) as uow:
             state = await self._suggestion_state(uow, ctx, message_key, tuple(problems))
         if state is None:
@@ -714,6 +745,7 @@ async def _undo(service: ChatService, ctx: ChatContext, data: Mapping[str, Any])
     customer_id = _int(data, "customer_id")
     message_key = _str(data, "message_key")
     sees = ctx.viewer.role.sees_sensitive
+    undone: tuple[str, str] | None = None
     async with service.store.unit_of_work() as uow:
         before = await service._applied_state(uow, ctx, customer_id, message_key)
         # Only an assignment this message's auto-apply created can be undone from its card.
@@ -732,9 +764,12 @@ async def _undo(service: ChatService, ctx: ChatContext, data: Mapping[str, Any])
                 dimension=held.dimension,
                 sees_sensitive=sees,
             )
+            undone = (held.dimension, held.tag)
         state = await service._applied_state(uow, ctx, customer_id, message_key)
     if state is None:
         raise NotFoundError(f"customer {customer_id} does not exist")
+    if undone is not None:
+        await service.learning.decided(message_key, *undone, LearnedOutcome.UNDONE, customer_id, ctx.now)
     return state
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from core.alerts.ports import AlertStore, AlertUnitOfWork
+from core.learning.capture import masked as masked_text
+from core.learning.ports import LearningStore, MessageText
 from core.records import NewSuggestion
 from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
 from core.tags.suggestions import AUTO_ACTOR, SuggestionSource
@@ -241,8 +243,13 @@ async def ingest_archive(
     progress: Progress | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     batch_lines: int = BATCH_LINES,
+    learning: LearningStore | None = None,
 ) -> IngestSummary:
-    """Ingest an archive file; each batch is matched in memory, then one transaction, then a checkpoint."""
+    """Ingest an archive file; each batch is matched in memory, then one transaction, then a checkpoint.
+
+    With `learning`, the masked text of each message that raised suggestions is kept, so that a later
+    accept or reject of those suggestions becomes a training example.
+    """
     identity = FileIdentity.of(path)
     size = identity.size
     offset, line_no = _read_checkpoint(path, identity) if resume else (0, 0)
@@ -252,7 +259,15 @@ async def ingest_archive(
     async def store_and_checkpoint(matched: list[_Matched], end: int, last_line: int, lines: int) -> None:
         if matched:
             async with store.unit_of_work() as uow:
-                await _store_batch(uow, rules, matched, customers, summary)
+                owners = await _store_batch(uow, rules, matched, customers, summary)
+            if learning is not None and owners:
+                texts = [
+                    MessageText(
+                        f"wecom:{m.message.msgid}", "wecom", m.message.sender, c, masked_text(m.message.text), m.at
+                    )
+                    for m, c in owners
+                ]
+                await learning.remember_messages(texts)
         summary.lines += lines
         _write_checkpoint(path, end, last_line, identity)
         if progress is not None:
@@ -348,8 +363,11 @@ async def _store_batch(
     matched: Sequence[_Matched],
     customers: dict[str, int | None],
     summary: IngestSummary,
-) -> None:
-    """One batch, one transaction, a handful of statements: customers, suggestions, tags, events, activity."""
+) -> list[tuple[_Matched, int]]:
+    """One batch, one transaction, a handful of statements: customers, suggestions, tags, events, activity.
+
+    Returns the messages that raised suggestions, with their customer ids.
+    """
     unknown = sorted({m.message.sender for m in matched} - customers.keys())
     if unknown:
         found = await uow.customers.find_by_external_ids(unknown)
@@ -374,7 +392,10 @@ async def _store_batch(
         seen.add(key)
         owners.append((item, customer_id))
         for dimension, tag, s in item.tags:
-            auto = s.action == "apply"
+            auto = s.action == "apply" and s.source == "keyword"  # a learned suggestion is never auto-applied
+            evidence: dict[str, object] = {"matched": list(s.matched), "excerpt": _masked(s.excerpt, masked)}
+            if s.source != "keyword":
+                evidence["source"] = s.source
             rows.append(
                 NewSuggestion(
                     customer_id,
@@ -382,7 +403,7 @@ async def _store_batch(
                     dimension.key,
                     tag.name,
                     s.score,
-                    {"matched": list(s.matched), "excerpt": _masked(s.excerpt, masked)},
+                    evidence,
                     item.at,
                     SuggestionStatus.ACCEPTED if auto else SuggestionStatus.PENDING,
                     auto,
@@ -417,6 +438,7 @@ async def _store_batch(
         else:
             summary.applied += 1
     await uow.activity.record_messages(last_at, ACTIVITY_CHANNEL)
+    return owners
 
 
 def _masked(excerpt: str, cache: dict[str, str]) -> str:

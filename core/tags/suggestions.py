@@ -63,8 +63,10 @@ async def suggest_for_message(
     new_rows = 0
     for s in matcher.suggest(text):
         dimension, tag = find_tag(taxonomy, s.tag, s.dimension)
-        auto = s.action == "apply"
+        auto = s.action == "apply" and s.source == "keyword"  # a learned suggestion is never auto-applied
         evidence = clean_evidence({"matched": list(s.matched), "excerpt": s.excerpt})
+        if s.source != "keyword":
+            evidence["source"] = s.source  # the card says where a learned suggestion came from
         # The unique (message key, tag) row is the gate: a retried message inserts and applies nothing.
         row = await uow.suggestions.add_if_absent(
             customer_id,

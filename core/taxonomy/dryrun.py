@@ -1,4 +1,8 @@
-"""`kebiao suggest`: dry-run a taxonomy over chat lines, one JSON object per line, no database."""
+"""`kebiao suggest`: tag chat lines, one JSON object per line (design 3.5).
+
+With a taxonomy file or template it is a dry run that touches no database (keywords only); the CLI
+passes the database's taxonomy and learned model through `suggest_stream` otherwise.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,30 @@ import itertools
 import json
 import logging
 import multiprocessing
-from collections.abc import Iterable, Iterator
-from typing import TextIO
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol, TextIO
 
 from tagging.matcher import Matcher
+from tagging.suggestion import Suggestion
 from tagging.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
 CHUNK_LINES = 2000
 
+
+class Suggester(Protocol):
+    """The keyword matcher, or the keyword matcher merged with the learned model."""
+
+    def suggest(self, text: str) -> Sequence[Suggestion]: ...
+
+
 # Set in the parent before the worker pool forks, so workers inherit the built matcher instead of
 # rebuilding it (or pickling jieba's dictionary) per process.
-_worker_matcher: Matcher | None = None
+_worker_matcher: Suggester | None = None
 
 
-def suggestion_line(matcher: Matcher, text: str) -> str:
+def suggestion_line(matcher: Suggester, text: str) -> str:
     """The JSON line for one message (design 3.5)."""
     tags = [s.to_json() for s in matcher.suggest(text)]
     return json.dumps({"text": text, "tags": tags}, ensure_ascii=False)
@@ -45,7 +57,7 @@ def _work_chunk(chunk: list[str]) -> tuple[int, str]:
     return len(chunk), "".join(suggestion_line(matcher, _strip_newline(line)) + "\n" for line in chunk)
 
 
-def suggest_stream(matcher: Matcher, lines: Iterable[str], out: TextIO, workers: int = 1) -> int:
+def suggest_stream(matcher: Suggester, lines: Iterable[str], out: TextIO, workers: int = 1) -> int:
     """Write one JSON line per input line, in input order; returns how many lines were written."""
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -79,7 +91,7 @@ def load_taxonomy(path: str | None, template: str | None) -> Taxonomy:
     return load_builtin(template)
 
 
-def _without_bom(lines: Iterable[str]) -> Iterator[str]:
+def without_bom(lines: Iterable[str]) -> Iterator[str]:
     """The lines with a leading UTF-8 byte-order mark removed (Windows editors and Excel exports add one)."""
     first = True
     for line in lines:
@@ -98,7 +110,7 @@ def run_suggest(
     """The `kebiao suggest` verb: 0 on success; raises the loader's errors for a bad taxonomy."""
     taxonomy = load_taxonomy(taxonomy_path, template)
     matcher = Matcher.build(taxonomy)
-    lines: Iterable[str] = [text] if text is not None else _without_bom(stdin)
+    lines: Iterable[str] = [text] if text is not None else without_bom(stdin)
     count = suggest_stream(matcher, lines, stdout, workers=workers if text is None else 1)
     stdout.flush()
     log.debug("suggest: %d lines, %d keywords", count, matcher.keyword_count)

@@ -23,6 +23,8 @@ from scheduler import (
     JOB_CHURN,
     JOB_EXPIRE,
     JOB_EXPIRY_WARNINGS,
+    JOB_LEARN_PURGE,
+    JOB_LEARN_TRAIN,
     JOB_MAINTENANCE,
     JOB_OUTBOX,
     JOB_RULE_TAGS,
@@ -114,6 +116,8 @@ async def test_the_app_runs_no_scheduler_when_switched_off(aiohttp_client: Any, 
         JOB_MAINTENANCE,
         JOB_RULES,
         JOB_RULE_TAGS,
+        JOB_LEARN_TRAIN,
+        JOB_LEARN_PURGE,
     }
 
 

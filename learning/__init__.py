@@ -1,0 +1,1 @@
+"""Learned tag suggester: features, training, inference and (de)serialisation without pickle."""

@@ -1,0 +1,238 @@
+"""core.learning on SQLite and PostgreSQL: capture from chat decisions, import, training, the merged stream,
+retention and forgetting, a corrupt stored model ignored with a warning."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from cards.present import present
+from core import verbs
+from core.chat.service import AppliedState, ChatService, SuggestionState, TagResult
+from core.learning.capture import Recorder
+from core.learning.history import HistoryError, import_history
+from core.learning.ports import NewExample, Outcome
+from core.learning.retention import forget_customer, purge_expired
+from core.learning.suggester import MergedSuggester, ModelCell, merged
+from core.learning.trainer import train_if_due, train_model
+from core.records import CustomerDraft
+from learning.training import TrainingConfig
+from storage import tables as t
+from storage.channels import SqlChannelStore
+from storage.database import Database
+from storage.learning import SqlLearningStore
+from tagging.matcher import Matcher
+from tagging.taxonomy import Taxonomy
+from tests.core.test_chat import NOW, RULES, _ctx, _run
+from tests.learning.support import messages
+
+MOBILE = "13812345678"
+
+
+def _chat(
+    database: Database, taxonomy: Taxonomy, cell: ModelCell | None = None
+) -> tuple[ChatService, SqlLearningStore]:
+    store = SqlLearningStore(database.engine)
+    matcher = Matcher.build(taxonomy)
+    models = cell or ModelCell()
+    chat = ChatService(
+        database,
+        SqlChannelStore(database.engine),
+        lambda: taxonomy,
+        lambda: merged(matcher, models, taxonomy),
+        RULES,
+        learning=Recorder(store),
+    )
+    return chat, store
+
+
+async def _customer(database: Database, name: str = "上海明远科技") -> int:
+    async with database.unit_of_work() as uow:
+        return (await uow.customers.add(CustomerDraft(name=name), NOW)).id
+
+
+def _rows(examples: list[NewExample]) -> set[tuple[str, str, bool, Outcome]]:
+    return {(e.text, e.tag, e.positive, e.outcome) for e in examples}
+
+
+async def test_accept_reject_undo_and_manual_tags_become_masked_examples(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    chat, store = _chat(database, sample_taxonomy)
+    cid = await _customer(database)
+    await _run(chat, _ctx(), "link 上海明远科技")
+    text = f"我们公司采购想先要一份报价，电话{MOBILE}"
+    [state] = await chat.respond(_ctx(), "teams:m-1", text)
+    assert isinstance(state, SuggestionState)
+    by_tag = {r.tag: r.id for r in state.records}
+    await chat.decide(_ctx(), verbs.SUGGESTION_ACCEPT, {"suggestion_id": by_tag["询价客户"]})
+    await chat.decide(_ctx(), verbs.SUGGESTION_REJECT, {"suggestion_id": by_tag["企业客户"]})
+    await chat.decide(
+        _ctx(), verbs.SUGGESTION_REJECT, {"suggestion_id": by_tag["企业客户"]}
+    )  # a second click: nothing new
+    [applied] = await chat.respond(_ctx(), "teams:m-2", "设备坏了，我要退款")
+    assert isinstance(applied, AppliedState)
+    data = {"assignment_id": applied.entries[0].assignment_id, "customer_id": cid, "message_key": "teams:m-2"}
+    await chat.decide(_ctx(now=NOW + timedelta(minutes=1)), verbs.ASSIGNMENT_UNDO, data)
+    # `tag +A` in the linked conversation: the latest message is an example of A.
+    assert await chat.respond(_ctx(), "teams:m-3", "你们的合同模板能发一份吗") == ()
+    tagged = await _run(chat, _ctx(now=NOW + timedelta(minutes=2)), "tag +VIP客户")
+    assert isinstance(tagged, TagResult)
+    # The message action: the message the person tagged from is an example.
+    other = await _customer(database, "杭州云栖")
+    action = await chat.tag(_ctx(), other, ("活跃客户",), source_text="最近每天都来问进度")
+    assert isinstance(action, TagResult)
+
+    masked = text.replace(MOBILE, "*" * 11)
+    assert _rows(await store.examples()) == {
+        (masked, "询价客户", True, Outcome.ACCEPTED),
+        (masked, "企业客户", False, Outcome.REJECTED),
+        ("设备坏了，我要退款", "售后工单", False, Outcome.UNDONE),
+        ("你们的合同模板能发一份吗", "VIP客户", True, Outcome.MANUAL),
+        ("最近每天都来问进度", "活跃客户", True, Outcome.MANUAL),
+    }
+    assert MOBILE not in str(await store.examples()) and MOBILE not in str(await store.unlabelled_texts(10))
+
+
+async def test_forget_and_retention_delete_examples_and_texts(database: Database, sample_taxonomy: Taxonomy) -> None:
+    chat, store = _chat(database, sample_taxonomy)
+    cid = await _customer(database)
+    await _run(chat, _ctx(), "link 上海明远科技")
+    [state] = await chat.respond(_ctx(), "teams:m-1", "请给我报价")
+    await chat.decide(_ctx(), verbs.SUGGESTION_ACCEPT, {"suggestion_id": state.records[0].id})  # type: ignore[union-attr]
+    await store.add_examples(
+        [NewExample("旧消息", "stage", "询价客户", True, Outcome.IMPORTED, None, NOW - timedelta(days=400))]
+    )
+    assert await forget_customer(store, cid) == (1, 1)
+    assert _rows(await store.examples()) == {("旧消息", "询价客户", True, Outcome.IMPORTED)}
+    assert await purge_expired(store, NOW, 365) == (1, 0)
+    assert await store.examples() == []
+
+
+async def test_import_refuses_a_bad_file_whole_and_stores_a_good_one(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    store = SqlLearningStore(database.engine)
+    bad = [
+        '{"text": "能便宜点吗", "tags": ["询价客户"]}',
+        "not json",
+        '{"text": "x", "tags": ["询价客戶X"]}',
+        '{"tags": []}',
+    ]
+    with pytest.raises(HistoryError) as caught:
+        await import_history(store, bad, sample_taxonomy, NOW)
+    assert caught.value.problems[0].startswith("line 2: not valid JSON")
+    assert caught.value.problems[1].startswith("line 3: unknown tag '询价客戶X'")
+    assert caught.value.problems[2] == "line 4: field 'text' is missing or not a non-empty string"
+    assert await store.examples() == []
+    good = [f'{{"text": "能便宜点吗 {MOBILE}", "tags": ["询价客户"]}}', "", '{"text": "你好", "tags": []}']
+    lines, examples = await import_history(store, good, sample_taxonomy, NOW)
+    every = sum(1 for _ in sample_taxonomy.iter_tags())
+    assert (lines, examples) == (2, 2 * every)
+    stored = await store.examples()
+    assert {e.tag for e in stored if e.positive} == {"询价客户"}
+    assert all(MOBILE not in e.text for e in stored)
+
+
+async def _import_generated(store: SqlLearningStore, taxonomy: Taxonomy, count: int = 240) -> None:
+    names = {"price": ["询价客户"], "repair": ["售后工单"], None: []}
+    import json
+
+    lines = [json.dumps({"text": text, "tags": names[kind]}, ensure_ascii=False) for text, kind in messages(count)]
+    await import_history(store, lines, taxonomy, NOW)
+
+
+async def test_trained_model_joins_the_suggestion_stream_but_never_auto_applies(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    store = SqlLearningStore(database.engine)
+    await _import_generated(store, sample_taxonomy)
+    report = await train_model(store, sample_taxonomy, TrainingConfig(), NOW)
+    assert report.version is not None
+    assert {m.tag for m in report.enabled} == {"询价客户", "售后工单"}
+    assert any(m.tag == "VIP客户" and "too few examples" in m.reason for m in report.lacking)
+    cell = ModelCell()
+    assert await cell.refresh(store) and cell.version == report.version
+    assert not await cell.refresh(store)  # nothing newer
+
+    chat, _ = _chat(database, sample_taxonomy, cell)
+    await _customer(database)
+    await _run(chat, _ctx(), "link 上海明远科技")
+    # 售后工单 auto-applies from its keywords, but a learned 售后工单 is only suggested.
+    [state] = await chat.respond(_ctx(), "teams:m-9", "屏幕一直闪，充不进电了")
+    assert isinstance(state, SuggestionState)
+    [record] = state.records
+    assert record.tag == "售后工单" and not record.auto_applied and record.evidence["source"] == "learned"
+    assert set(record.evidence["matched"]) <= set("屏幕一直闪，充不进电了") | {"屏幕", "一直", "充不进", "电", "充"}
+    card = str(present(state, sample_taxonomy, NOW, "zh"))
+    assert "模型建议" in card
+    # Keywords win per tag: the keyword suggestion is kept, no learned duplicate.
+    source = MergedSuggester(Matcher.build(sample_taxonomy), cell.model, sample_taxonomy)
+    found = source.suggest("能便宜一点吗，给我报价")
+    assert [(s.tag, s.source) for s in found] == [("询价客户", "keyword")]
+    learned = source.suggest("这个怎么卖，能便宜一点吗")
+    assert [(s.tag, s.source, s.action) for s in learned] == [("询价客户", "learned", "suggest")]
+    assert learned[0].to_json()["source"] == "learned"
+
+
+async def test_too_few_examples_keep_the_current_model(database: Database, sample_taxonomy: Taxonomy) -> None:
+    store = SqlLearningStore(database.engine)
+    await _import_generated(store, sample_taxonomy)
+    first = await train_model(store, sample_taxonomy, TrainingConfig(), NOW)
+    assert first.version is not None
+    strict = TrainingConfig(min_examples=10_000)
+    again = await train_model(store, sample_taxonomy, strict, NOW)
+    assert again.version is None and all("needs at least 10000" in m.reason for m in again.lacking)
+    assert await store.latest_model_version() == first.version
+    assert await train_if_due(store, sample_taxonomy, TrainingConfig(), 1, NOW) is None  # nothing new since
+
+
+async def test_a_corrupt_stored_model_is_ignored_with_a_warning(
+    database: Database, sample_taxonomy: Taxonomy, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SqlLearningStore(database.engine)
+    await _import_generated(store, sample_taxonomy)
+    first = await train_model(store, sample_taxonomy, TrainingConfig(), NOW)
+    cell = ModelCell()
+    await cell.refresh(store)
+    second = await train_model(store, sample_taxonomy, TrainingConfig(), NOW + timedelta(minutes=1))
+    async with database.engine.begin() as conn:
+        await conn.execute(
+            update(t.learning_models)
+            .where(t.learning_models.c.id == second.version)
+            .values(arrays=b"PK\x03\x04 not arrays")
+        )
+    with caplog.at_level(logging.WARNING):
+        assert not await cell.refresh(store)
+    assert f"learned model {second.version} ignored" in caplog.text and "checksum" in caplog.text
+    assert cell.version == first.version and cell.model is not None  # the earlier model stays in use
+    fresh = ModelCell()
+    assert not await fresh.refresh(store) and fresh.model is None  # a new replica: keyword suggestions alone
+    keywords: Any = Matcher.build(sample_taxonomy)
+    assert [s.source for s in merged(keywords, fresh, sample_taxonomy).suggest("请给我报价")] == ["keyword"]  # type: ignore[union-attr]
+
+
+async def test_wecom_ingest_keeps_texts_so_later_decisions_are_learned(
+    database: Database, sample_taxonomy: Taxonomy, tmp_path: Any
+) -> None:
+    from core.importing.ingest import ingest_archive
+    from storage.outbox import SqlAlertStore
+    from tests.wecom.test_ingest import _line
+
+    async with database.unit_of_work() as uow:
+        await uow.customers.add(CustomerDraft(name="李娜", wecom_external_userid="wmCUST001"), NOW)
+    path = tmp_path / "archive.jsonl"
+    path.write_text(_line("m1", "wmCUST001", f"你们的报价多少钱？我的电话 {MOBILE}") + "\n", encoding="utf-8")
+    chat, store = _chat(database, sample_taxonomy)
+    source = MergedSuggester(Matcher.build(sample_taxonomy), None, sample_taxonomy)
+    await ingest_archive(SqlAlertStore(database.engine), sample_taxonomy, source, RULES, path, learning=store)
+    remembered = await store.message_text("wecom:m1")
+    assert remembered is not None and MOBILE not in remembered.text and remembered.channel == "wecom"
+    async with database.unit_of_work() as uow:
+        [pending] = await uow.suggestions.for_message("wecom:m1")
+    await chat.decide(_ctx(), verbs.SUGGESTION_REJECT, {"suggestion_id": pending.id})
+    assert _rows(await store.examples()) == {(remembered.text, "询价客户", False, Outcome.REJECTED)}
