@@ -98,8 +98,10 @@ class CrmSync:
         except (CrmError, LeaseLost) as exc:
             report.error = str(exc)
             log.warning("crm sync stopped: %s", exc)
-        finally:
-            await self.store.release(name, self.owner, now, None if dry_run else report.error)
+        except Exception as exc:
+            await self.store.release(name, self.owner, now, f"{name} sync failed unexpectedly: {exc!r}"[:300])
+            raise
+        await self.store.release(name, self.owner, now, None if dry_run else report.error)
         return report
 
     async def _pull(self, rules: SyncRules, cursor: str | None, now: datetime, report: SyncReport) -> None:
@@ -144,7 +146,7 @@ class CrmSync:
             if record.deleted or record.merged_into:
                 state = LinkState.MERGED if record.merged_into else LinkState.DELETED
                 saved.append(CrmLink(cid, record.ref.crm_id, record.ref.kind, state, old.synced if old else {}, record.merged_into))
-                report.unlinked += 1
+                report.unlinked += int(old is None or old.state is not state)
                 continue
             held = active.get(cid, [])
             crm = crm_values(rules, record)
