@@ -21,6 +21,7 @@ VERB_MODULES: tuple[str, ...] = (
     "cli.wecom",
     "cli.alerts",
     "cli.reports",
+    "cli.crm",
 )
 
 

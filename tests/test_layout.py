@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = {"app", "cli", "config", "scheduler", "tagging", "core", "cards", "storage", "bots", "admin"}
+PROJECT = {"app", "cli", "config", "scheduler", "tagging", "core", "cards", "storage", "bots", "admin", "crm"}
 
 # Which project packages each floor may import (itself always allowed).
 ALLOWED: dict[str, set[str]] = {
@@ -20,18 +20,27 @@ ALLOWED: dict[str, set[str]] = {
     "bots.wecom": {"core", "cards", "tagging"},
     "scheduler": {"core", "tagging", "config"},
     "admin": {"core", "cards", "tagging"},
+    "crm.dynamics": {"core", "cards", "tagging"},
+    "crm.zoho": {"core", "cards", "tagging"},
     # the CLI wires like app.py: it may call every floor, and nothing imports it
     "cli": {"app", "config", "scheduler", "tagging", "core", "cards", "storage", "bots.teams", "bots.wecom", "admin"},
+    "crm": {"core", "cards", "tagging"},
 }
 # Third-party packages that must stay inside one floor.
-CONFINED = {"sqlalchemy": "storage", "alembic": "storage", "botbuilder": "bots.teams", "botframework": "bots.teams"}
+CONFINED = {
+    "sqlalchemy": "storage",
+    "alembic": "storage",
+    "botbuilder": "bots.teams",
+    "botframework": "bots.teams",
+    "msal": "crm.dynamics",
+}
 
 
 def _floor(path: Path) -> str:
     rel = path.relative_to(ROOT).with_suffix("")
     parts = rel.parts
-    if parts[0] == "bots" and len(parts) > 2:
-        return f"bots.{parts[1]}"
+    if parts[0] in ("bots", "crm") and len(parts) > 2:
+        return f"{parts[0]}.{parts[1]}"
     return parts[0]
 
 
@@ -48,7 +57,7 @@ def _imports(path: Path) -> set[str]:
 
 def _sources() -> list[Path]:
     files = [ROOT / "scheduler.py"] if (ROOT / "scheduler.py").exists() else []
-    for package in ("tagging", "core", "storage", "cards", "bots", "admin", "cli"):
+    for package in ("tagging", "core", "storage", "cards", "bots", "admin", "cli", "crm"):
         files.extend((ROOT / package).rglob("*.py"))
     return sorted(files)
 
@@ -57,8 +66,8 @@ def _target(module: str) -> str | None:
     parts = module.split(".")
     if parts[0] not in PROJECT:
         return None
-    if parts[0] == "bots" and len(parts) > 1:
-        return f"bots.{parts[1]}"
+    if parts[0] in ("bots", "crm") and len(parts) > 1:
+        return f"{parts[0]}.{parts[1]}"
     return parts[0]
 
 
@@ -92,6 +101,7 @@ CORE_CAPABILITIES: dict[str, set[str]] = {
     "chat": {"tags", "alerts"},
     "importing": {"tags", "alerts"},
     "wecom_sync": {"tags", "alerts", "taxonomy"},
+    "crm": {"tags"},
 }
 
 

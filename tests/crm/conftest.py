@@ -10,9 +10,11 @@ import pytest
 from aiohttp import web
 
 from crm.dynamics.connector import DynamicsConnector, DynamicsSettings
+from crm.zoho.connector import ZohoConnector, ZohoSettings
 from tagging.loader import load_taxonomy_text
 from tagging.taxonomy import Taxonomy
 from tests.crm import fake_dynamics as fd
+from tests.crm import fake_zoho as fz
 from tests.crm.tls import make_certificate
 
 TAXONOMY = """
@@ -95,5 +97,31 @@ async def dynamics(tmp_path: Path) -> AsyncIterator[DynamicsFixture]:
     )
     try:
         yield DynamicsFixture(fake, settings)
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class ZohoFixture:
+    fake: fz.FakeZoho
+    settings: ZohoSettings
+
+    def connector(self, **changes: object) -> ZohoConnector:
+        from dataclasses import replace
+
+        return ZohoConnector(replace(self.settings, **changes))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def zoho() -> AsyncIterator[ZohoFixture]:
+    fake = fz.FakeZoho()
+    runner = web.AppRunner(fz.build_app(fake))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    settings = ZohoSettings(fake.base, fake.base, fz.CLIENT_ID, fz.CLIENT_SECRET, fz.REFRESH_TOKEN, per_page=2)
+    try:
+        yield ZohoFixture(fake, settings)
     finally:
         await runner.cleanup()
