@@ -401,7 +401,9 @@ def build_crm_sync(settings: Settings, database: Database, taxonomy: Any) -> Any
     from storage.crm import SqlCrmStore
 
     crm = settings.crm
-    options = SyncOptions(lease=timedelta(minutes=max(5, crm.every_minutes)), write_managers_only=crm.write_managers_only)
+    options = SyncOptions(
+        lease=timedelta(minutes=max(5, crm.every_minutes)), write_managers_only=crm.write_managers_only
+    )
     owner = f"{socket.gethostname()}:{os.getpid()}"
     rules = TaggingRules.of(settings.timezone, settings.tag_hard_cap)
     connector = CRM_CONNECTORS[crm.kind](settings)

@@ -109,7 +109,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"last error ({_when(state.last_error_at)}): {state.last_error}")
         print(f"pending writes: {waiting} ({failing} failing)")
         for row in await store.failures(name, 10):
-            print(f"  customer {row.customer_id}: {row.attempts} attempts, next {_when(row.next_attempt_at)}: {row.last_error}")
+            print(
+                f"  customer {row.customer_id}: {row.attempts} attempts, "
+                f"next {_when(row.next_attempt_at)}: {row.last_error}"
+            )
         return 1 if state is not None and state.last_error else 0
 
     return run_db(settings, work)

@@ -122,7 +122,14 @@ async def _mark(conn: AsyncConnection, connector: str, customer_ids: Sequence[in
     """Insert or bump pending rows, due now (a failing row retries at once for the new change)."""
     for i in range(0, len(customer_ids), _BULK):
         values = [
-            {"customer_id": cid, "connector": connector, "generation": 1, "attempts": 0, "next_attempt_at": now, "updated_at": now}
+            {
+                "customer_id": cid,
+                "connector": connector,
+                "generation": 1,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "updated_at": now,
+            }
             for cid in customer_ids[i : i + _BULK]
         ]
         stmt = _insert(conn, _W).values(values)
@@ -228,9 +235,7 @@ class SqlCrmStore:
 
     async def write_done(self, connector: str, customer_id: int, generation: int, synced: CrmLink) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(
-                delete(_W).where(_W.c.customer_id == customer_id, _W.c.generation == generation)
-            )
+            await conn.execute(delete(_W).where(_W.c.customer_id == customer_id, _W.c.generation == generation))
             await conn.execute(
                 update(_L)
                 .where(_L.c.customer_id == customer_id, _L.c.connector == connector)
@@ -245,7 +250,10 @@ class SqlCrmStore:
                 update(_W)
                 .where(_W.c.customer_id == customer_id)
                 .values(
-                    attempts=_W.c.attempts + 1, next_attempt_at=next_attempt_at, last_error=error[:ERROR_CHARS], updated_at=now
+                    attempts=_W.c.attempts + 1,
+                    next_attempt_at=next_attempt_at,
+                    last_error=error[:ERROR_CHARS],
+                    updated_at=now,
                 )
             )
 
@@ -311,7 +319,9 @@ class SqlCrmStore:
                 marked = [int(x) for x in (await conn.execute(named)).scalars()]
                 await _mark(conn, connector, marked, now)
             await conn.execute(
-                update(t.sync_cursors).where(t.sync_cursors.c.name == name).values(last_event_id=upto, updated_at=now, **gap)
+                update(t.sync_cursors)
+                .where(t.sync_cursors.c.name == name)
+                .values(last_event_id=upto, updated_at=now, **gap)
             )
         return len(marked)
 

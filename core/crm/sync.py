@@ -145,7 +145,11 @@ class CrmSync:
             old = links.get(cid)
             if record.deleted or record.merged_into:
                 state = LinkState.MERGED if record.merged_into else LinkState.DELETED
-                saved.append(CrmLink(cid, record.ref.crm_id, record.ref.kind, state, old.synced if old else {}, record.merged_into))
+                saved.append(
+                    CrmLink(
+                        cid, record.ref.crm_id, record.ref.kind, state, old.synced if old else {}, record.merged_into
+                    )
+                )
                 report.unlinked += int(old is None or old.state is not state)
                 continue
             held = active.get(cid, [])
@@ -155,13 +159,17 @@ class CrmSync:
             for dim in rules.crm:
                 want, have = set(crm[dim.key]), set(held_values(dim.key, held))
                 changed_here = dim.key in base and set(base[dim.key]) != have and want != set(base[dim.key])
-                note = {**evidence, "conflict": "kebiao change overruled: the CRM is master"} if changed_here else evidence
+                note = (
+                    {**evidence, "conflict": "kebiao change overruled: the CRM is master"} if changed_here else evidence
+                )
                 report.conflicts += int(changed_here)
                 by_name = {t.name: t for t in dim.iter_tags()}
                 items += [ApplyItem(cid, dim, by_name[t], now, note) for t in sorted(want - have) if t in by_name]
                 for row in held:
                     if row.dimension == dim.key and row.tag not in want:
-                        ends[row.id] = NewEvent(cid, dim.key, row.tag, EventKind.REMOVED, self.actor, Source.SYNC, now, note)
+                        ends[row.id] = NewEvent(
+                            cid, dim.key, row.tag, EventKind.REMOVED, self.actor, Source.SYNC, now, note
+                        )
             kebiao = kebiao_values(rules, held)
             for dim in rules.kebiao:
                 theirs, ours = set(crm[dim.key]), set(kebiao[dim.key])
@@ -171,7 +179,10 @@ class CrmSync:
                     continue
                 was = set(base[dim.key])
                 note = {**evidence, "conflict": "crm change overruled: Kebiao is master"}
-                for tag, kind in [*((t, EventKind.ADDED) for t in theirs - was - ours), *((t, EventKind.REMOVED) for t in (was - theirs) & ours)]:
+                for tag, kind in [
+                    *((t, EventKind.ADDED) for t in theirs - was - ours),
+                    *((t, EventKind.REMOVED) for t in (was - theirs) & ours),
+                ]:
                     report.conflicts += 1
                     change = {**note, "change": kind.value}
                     overruled.append(NewEvent(cid, dim.key, tag, kind, self.actor, Source.SYNC, now, change))
@@ -249,6 +260,9 @@ class CrmSync:
         if add or remove:
             await self.connector.write_tags(ref, add, remove)
         synced = {**link.synced, **want}
-        await self.store.write_done(name, write.customer_id, write.generation, CrmLink(
-            link.customer_id, link.crm_id, link.kind, LinkState.LINKED, synced
-        ))
+        await self.store.write_done(
+            name,
+            write.customer_id,
+            write.generation,
+            CrmLink(link.customer_id, link.crm_id, link.kind, LinkState.LINKED, synced),
+        )

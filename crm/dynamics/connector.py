@@ -127,11 +127,16 @@ class DynamicsConnector:
     # ------------------------------------------------------------ records
 
     def _select(self, entity: Entity, fields: Sequence[str]) -> str:
-        return ",".join(dict.fromkeys([entity.key, entity.name, "modifiedon", "merged", "_masterid_value", self.settings.tags_field, *fields]))
+        return ",".join(
+            dict.fromkeys(
+                [entity.key, entity.name, "modifiedon", "merged", "_masterid_value", self.settings.tags_field, *fields]
+            )
+        )
 
     def _query(self, entity: Entity, fields: Sequence[str], since: str | None) -> str:
         where = f"&$filter=modifiedon ge {since}" if since else ""
-        return f"{API}/{entity.set_name}?$select={self._select(entity, fields)}{where}&$orderby=modifiedon asc,{entity.key} asc"
+        order = f"&$orderby=modifiedon asc,{entity.key} asc"
+        return f"{API}/{entity.set_name}?$select={self._select(entity, fields)}{where}{order}"
 
     def _record(self, entity: Entity, row: Any, fields: Sequence[str]) -> CrmRecord:
         if not isinstance(row, Mapping) or not row.get(entity.key):
@@ -155,7 +160,9 @@ class DynamicsConnector:
         if missing:
             log.warning(
                 "dynamics: no option for %s in %s.%s; add the option in Dataverse to sync it",
-                ", ".join(missing), entity.logical, self.settings.tags_field,
+                ", ".join(missing),
+                entity.logical,
+                self.settings.tags_field,
             )
         return sorted(by_label[t] for t in labels if t in by_label)
 
@@ -170,8 +177,12 @@ class DynamicsConnector:
         try:
             body = await self._get(url, call, (self.settings.tags_field,))
         except CrmRecordGone:
-            raise CrmError(NAME, call, f"no choices column {self.settings.tags_field} on {entity.logical}",
-                           "set KEBIAO_CRM_DYNAMICS_TAGS_FIELD to a multi-select choice column of accounts and contacts") from None
+            raise CrmError(
+                NAME,
+                call,
+                f"no choices column {self.settings.tags_field} on {entity.logical}",
+                "set KEBIAO_CRM_DYNAMICS_TAGS_FIELD to a multi-select choice column of accounts and contacts",
+            ) from None
         options = (body.get("OptionSet") or {}).get("Options") or []
         found: dict[int, str] = {}
         for option in options:
@@ -213,8 +224,13 @@ class DynamicsConnector:
                     status, retry_after = resp.status, resp.headers.get("Retry-After")
                     ctype = resp.headers.get("Content-Type", "")
             except aiohttp.ClientError as exc:
-                raise CrmError(NAME, call, f"cannot reach {self.settings.url} ({exc.__class__.__name__})",
-                               "check KEBIAO_CRM_DYNAMICS_URL and the network; pending writes are kept", retryable=True) from None
+                raise CrmError(
+                    NAME,
+                    call,
+                    f"cannot reach {self.settings.url} ({exc.__class__.__name__})",
+                    "check KEBIAO_CRM_DYNAMICS_URL and the network; pending writes are kept",
+                    retryable=True,
+                ) from None
             if status == 401 and attempt == 0:
                 self._token = None
                 self._forget_token()
@@ -248,11 +264,20 @@ class DynamicsConnector:
                     http_client=_http_client(self.settings.ca_bundle),
                 )
             except ValueError as exc:
-                raise CrmError(NAME, "sign-in", f"authority unusable ({str(exc)[:120]})",
-                               "set KEBIAO_CRM_DYNAMICS_AUTHORITY to https://login.microsoftonline.com/<tenant id>") from None
+                raise CrmError(
+                    NAME,
+                    "sign-in",
+                    f"authority unusable ({str(exc)[:120]})",
+                    "set KEBIAO_CRM_DYNAMICS_AUTHORITY to https://login.microsoftonline.com/<tenant id>",
+                ) from None
             except Exception as exc:
-                raise CrmError(NAME, "sign-in", f"cannot reach the authority ({exc.__class__.__name__})",
-                               "check KEBIAO_CRM_DYNAMICS_AUTHORITY and the network", retryable=True) from None
+                raise CrmError(
+                    NAME,
+                    "sign-in",
+                    f"cannot reach the authority ({exc.__class__.__name__})",
+                    "check KEBIAO_CRM_DYNAMICS_AUTHORITY and the network",
+                    retryable=True,
+                ) from None
         return self._app
 
     def _acquire(self) -> str:
@@ -262,14 +287,23 @@ class DynamicsConnector:
         except CrmError:
             raise
         except Exception as exc:
-            raise CrmError(NAME, "sign-in", f"token request failed ({exc.__class__.__name__})",
-                           "check KEBIAO_CRM_DYNAMICS_AUTHORITY and the network", retryable=True) from None
+            raise CrmError(
+                NAME,
+                "sign-in",
+                f"token request failed ({exc.__class__.__name__})",
+                "check KEBIAO_CRM_DYNAMICS_AUTHORITY and the network",
+                retryable=True,
+            ) from None
         token = result.get("access_token") if isinstance(result, dict) else None
         if not token:
             code = (result or {}).get("error", "unknown error")
             detail = str((result or {}).get("error_description", "")).splitlines()[0][:160]
-            raise CrmError(NAME, "sign-in", f"{code}: {detail}",
-                           "check KEBIAO_CRM_DYNAMICS_CLIENT_ID and KEBIAO_CRM_DYNAMICS_CLIENT_SECRET (app registration)")
+            raise CrmError(
+                NAME,
+                "sign-in",
+                f"{code}: {detail}",
+                "check KEBIAO_CRM_DYNAMICS_CLIENT_ID and KEBIAO_CRM_DYNAMICS_CLIENT_SECRET (app registration)",
+            )
         return str(token)
 
     def _forget_token(self) -> None:
@@ -291,7 +325,12 @@ class _Cursor:
         if not text:
             return cls()
         data = json.loads(text)
-        return cls(int(data.get("entity", 0)) % len(ENTITIES), dict(data.get("since") or {}), data.get("next"), data.get("high"))
+        return cls(
+            int(data.get("entity", 0)) % len(ENTITIES),
+            dict(data.get("since") or {}),
+            data.get("next"),
+            data.get("high"),
+        )
 
     def dump(self) -> str:
         return json.dumps({"entity": self.entity, "since": dict(self.since), "next": self.next, "high": self.high})
@@ -316,7 +355,12 @@ def _seconds(raw: str | None) -> float:
 
 
 def _garbage(call: str, what: str) -> CrmError:
-    return CrmError(NAME, call, f"unexpected answer ({what})", "check KEBIAO_CRM_DYNAMICS_URL points at the Dataverse environment (https://<org>.crm.dynamics.com)")
+    return CrmError(
+        NAME,
+        call,
+        f"unexpected answer ({what})",
+        "check KEBIAO_CRM_DYNAMICS_URL points at the Dataverse environment (https://<org>.crm.dynamics.com)",
+    )
 
 
 def _answer(call: str, status: int, text: str, ctype: str, fields: Sequence[str], url: str) -> dict[str, Any]:
@@ -340,8 +384,24 @@ def _answer(call: str, status: int, text: str, ctype: str, fields: Sequence[str]
         raise CrmRecordGone(NAME, call, url.rsplit("(", 1)[-1].split(")")[0])
     if status == 400 and "could not find a property" in message.lower():
         named = next((f for f in fields if f"'{f}'" in message), message)
-        raise CrmError(NAME, call, f"field {named} does not exist", "fix crm_fields in the taxonomy or KEBIAO_CRM_DYNAMICS_TAGS_FIELD to name an existing column")
+        raise CrmError(
+            NAME,
+            call,
+            f"field {named} does not exist",
+            "fix crm_fields in the taxonomy or KEBIAO_CRM_DYNAMICS_TAGS_FIELD to name an existing column",
+        )
     if status in (401, 403):
-        raise CrmError(NAME, call, f"access denied (HTTP {status}) {message}".strip(), "give the app user a security role that reads and writes accounts and contacts")
+        raise CrmError(
+            NAME,
+            call,
+            f"access denied (HTTP {status}) {message}".strip(),
+            "give the app user a security role that reads and writes accounts and contacts",
+        )
     retry = status >= 500
-    raise CrmError(NAME, call, f"HTTP {status} {message}".strip(), "try again later" if retry else "check the request and the field mapping", retryable=retry)
+    raise CrmError(
+        NAME,
+        call,
+        f"HTTP {status} {message}".strip(),
+        "try again later" if retry else "check the request and the field mapping",
+        retryable=retry,
+    )

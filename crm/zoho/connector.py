@@ -67,12 +67,19 @@ class ZohoConnector:
     async def check(self, fields: Sequence[str]) -> None:
         for module, _ in MODULES:
             await self._call("GET", "/crm/v2/settings/tags", f"read the tag list of {module}", {"module": module})
-            meta = await self._call("GET", "/crm/v2/settings/fields", f"read the fields of {module}", {"module": module})
+            meta = await self._call(
+                "GET", "/crm/v2/settings/fields", f"read the fields of {module}", {"module": module}
+            )
             names = {f.get("api_name") for f in meta.get("fields") or [] if isinstance(f, Mapping)}
             for name in fields:
                 if name not in names:
-                    raise CrmError(NAME, f"read the fields of {module}", f"field {name} does not exist",
-                                   "fix crm_fields in the taxonomy to name a field API name (Setup > Developer Space > APIs > API Names)")
+                    raise CrmError(
+                        NAME,
+                        f"read the fields of {module}",
+                        f"field {name} does not exist",
+                        "fix crm_fields in the taxonomy to name a field API name "
+                        "(Setup > Developer Space > APIs > API Names)",
+                    )
 
     async def changes(self, cursor: str | None, fields: Sequence[str]) -> CrmPage:
         state = _Cursor.load(cursor)
@@ -82,13 +89,18 @@ class ZohoConnector:
         headers = {"If-Modified-Since": since} if since else {}
         params = {"page": str(state.page), "per_page": str(min(self.settings.per_page, MAX_PER_PAGE))}
         if phase == "records":
-            params |= {"fields": ",".join(dict.fromkeys(["id", name_field, "Modified_Time", "Tag", *fields])),
-                       "sort_by": "Modified_Time", "sort_order": "asc"}
+            params |= {
+                "fields": ",".join(dict.fromkeys(["id", name_field, "Modified_Time", "Tag", *fields])),
+                "sort_by": "Modified_Time",
+                "sort_order": "asc",
+            }
             path = f"/crm/v2/{module}"
         else:
             params |= {"type": "all"}
             path = f"/crm/v2/{module}/deleted"
-        body = await self._call("GET", path, f"read changed {module}" if phase == "records" else f"read deleted {module}", params, headers)
+        body = await self._call(
+            "GET", path, f"read changed {module}" if phase == "records" else f"read deleted {module}", params, headers
+        )
         rows = body.get("data") or []
         if not isinstance(rows, list):
             raise _garbage(f"read {module}", "'data' is not a list")
@@ -114,13 +126,16 @@ class ZohoConnector:
             if not names:
                 continue
             call = f"{action.replace('_', ' ')} on {ref.kind} {ref.crm_id}"
-            body = await self._call("POST", f"/crm/v2/{ref.kind}/{ref.crm_id}/actions/{action}", call,
-                                    {"tag_names": ",".join(names)})
+            body = await self._call(
+                "POST", f"/crm/v2/{ref.kind}/{ref.crm_id}/actions/{action}", call, {"tag_names": ",".join(names)}
+            )
             for item in body.get("data") or []:
                 if isinstance(item, Mapping) and item.get("status") == "error":
                     if item.get("code") == "INVALID_DATA" and "id" in str(item.get("details", "")):
                         raise CrmRecordGone(NAME, call, ref.crm_id)
-                    raise CrmError(NAME, call, f"{item.get('code')}: {item.get('message')}", "check the tag names and the record")
+                    raise CrmError(
+                        NAME, call, f"{item.get('code')}: {item.get('message')}", "check the tag names and the record"
+                    )
 
     async def close(self) -> None:
         if self._own_session and self._session is not None:
@@ -163,8 +178,13 @@ class ZohoConnector:
                     status, text = resp.status, await resp.text()
                     ctype, retry_after = resp.headers.get("Content-Type", ""), resp.headers.get("Retry-After")
             except aiohttp.ClientError as exc:
-                raise CrmError(NAME, call, f"cannot reach {self.settings.api_base} ({exc.__class__.__name__})",
-                               "check KEBIAO_CRM_ZOHO_API_BASE and the network; pending writes are kept", retryable=True) from None
+                raise CrmError(
+                    NAME,
+                    call,
+                    f"cannot reach {self.settings.api_base} ({exc.__class__.__name__})",
+                    "check KEBIAO_CRM_ZOHO_API_BASE and the network; pending writes are kept",
+                    retryable=True,
+                ) from None
             if status in (204, 304):
                 return {}
             if status == 401 and not refreshed and "INVALID_TOKEN" in text:
@@ -196,23 +216,37 @@ class ZohoConnector:
                 return
             self.refreshes += 1
             s = self.settings
-            form = {"refresh_token": s.refresh_token, "client_id": s.client_id, "client_secret": s.client_secret,
-                    "grant_type": "refresh_token"}
+            form = {
+                "refresh_token": s.refresh_token,
+                "client_id": s.client_id,
+                "client_secret": s.client_secret,
+                "grant_type": "refresh_token",
+            }
             session = await self._client()
             try:
                 async with session.post(f"{s.accounts_url}/oauth/v2/token?{urlencode(form)}") as resp:
                     status, text, ctype = resp.status, await resp.text(), resp.headers.get("Content-Type", "")
             except aiohttp.ClientError as exc:
-                raise CrmError(NAME, "token refresh", f"cannot reach {s.accounts_url} ({exc.__class__.__name__})",
-                               "check KEBIAO_CRM_ZOHO_ACCOUNTS_URL (your data centre) and the network", retryable=True) from None
+                raise CrmError(
+                    NAME,
+                    "token refresh",
+                    f"cannot reach {s.accounts_url} ({exc.__class__.__name__})",
+                    "check KEBIAO_CRM_ZOHO_ACCOUNTS_URL (your data centre) and the network",
+                    retryable=True,
+                ) from None
             data = _json(text, ctype)
             if data is None:
-                raise CrmError(NAME, "token refresh", f"unexpected answer (HTTP {status}, not JSON)",
-                               "check KEBIAO_CRM_ZOHO_ACCOUNTS_URL, e.g. https://accounts.zoho.com")
+                raise CrmError(
+                    NAME,
+                    "token refresh",
+                    f"unexpected answer (HTTP {status}, not JSON)",
+                    "check KEBIAO_CRM_ZOHO_ACCOUNTS_URL, e.g. https://accounts.zoho.com",
+                )
             if not data.get("access_token"):
                 code = str(data.get("error") or f"HTTP {status}")
                 fix = {
-                    "invalid_code": "the refresh token is expired or revoked: generate a new one and set KEBIAO_CRM_ZOHO_REFRESH_TOKEN",
+                    "invalid_code": "the refresh token is expired or revoked: generate a new one and set "
+                    "KEBIAO_CRM_ZOHO_REFRESH_TOKEN",
                     "invalid_client": "check KEBIAO_CRM_ZOHO_CLIENT_ID and KEBIAO_CRM_ZOHO_CLIENT_SECRET",
                 }.get(code, "check the Zoho self-client credentials")
                 raise CrmError(NAME, "token refresh", code, fix)
@@ -234,8 +268,12 @@ class _Cursor:
         if not text:
             return cls()
         data = json.loads(text)
-        return cls(int(data.get("step", 0)) % (len(MODULES) * len(PHASES)), dict(data.get("since") or {}),
-                   int(data.get("page", 1)), data.get("high"))
+        return cls(
+            int(data.get("step", 0)) % (len(MODULES) * len(PHASES)),
+            dict(data.get("since") or {}),
+            int(data.get("page", 1)),
+            data.get("high"),
+        )
 
     def dump(self) -> str:
         return json.dumps({"step": self.step, "since": dict(self.since), "page": self.page, "high": self.high})
@@ -265,7 +303,9 @@ def _json(text: str, ctype: str) -> dict[str, Any] | None:
 
 
 def _garbage(call: str, what: str) -> CrmError:
-    return CrmError(NAME, call, f"unexpected answer ({what})", "check KEBIAO_CRM_ZOHO_API_BASE, e.g. https://www.zohoapis.com")
+    return CrmError(
+        NAME, call, f"unexpected answer ({what})", "check KEBIAO_CRM_ZOHO_API_BASE, e.g. https://www.zohoapis.com"
+    )
 
 
 def _answer(call: str, status: int, text: str, ctype: str) -> dict[str, Any]:
@@ -280,8 +320,17 @@ def _answer(call: str, status: int, text: str, ctype: str) -> dict[str, Any]:
     if status == 404 or code == "INVALID_URL_PATTERN" or (code == "INVALID_DATA" and "id" in str(data.get("details"))):
         raise CrmRecordGone(NAME, call, call.rsplit(" ", 1)[-1])
     if status in (401, 403):
-        raise CrmError(NAME, call, f"{code or 'access denied'} (HTTP {status})",
-                       "give the self-client the scopes ZohoCRM.modules.ALL and ZohoCRM.settings.ALL and a new refresh token")
+        raise CrmError(
+            NAME,
+            call,
+            f"{code or 'access denied'} (HTTP {status})",
+            "give the self-client the scopes ZohoCRM.modules.ALL and ZohoCRM.settings.ALL and a new refresh token",
+        )
     retry = status >= 500
-    raise CrmError(NAME, call, f"HTTP {status} {code} {data.get('message', '')}".strip(),
-                   "try again later" if retry else "check the request and the field mapping", retryable=retry)
+    raise CrmError(
+        NAME,
+        call,
+        f"HTTP {status} {code} {data.get('message', '')}".strip(),
+        "try again later" if retry else "check the request and the field mapping",
+        retryable=retry,
+    )

@@ -56,7 +56,7 @@ class FakeDataverse:
         return self.clock.strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def add(self, entity_set: str, name: str, tags: list[str] = (), **columns: Any) -> str:  # type: ignore[assignment]
-        logical, key, name_col = ENTITIES[entity_set]
+        _logical, key, name_col = ENTITIES[entity_set]
         rid = f"{next(self._ids):08x}-0000-0000-0000-000000000000"
         row = {key: rid, name_col: name, "merged": False, "_masterid_value": None, "kb_industry": None}
         row[TAGS_FIELD] = self.values(tags)
@@ -145,7 +145,9 @@ def build_app(fake: FakeDataverse) -> web.Application:
             if col not in columns_of(entity_set):
                 logical = ENTITIES[entity_set][0]
                 return _error(
-                    400, "0x80060888", f"Could not find a property named '{col}' on type 'Microsoft.Dynamics.CRM.{logical}'."
+                    400,
+                    "0x80060888",
+                    f"Could not find a property named '{col}' on type 'Microsoft.Dynamics.CRM.{logical}'.",
                 )
         return cols
 

@@ -75,7 +75,9 @@ class FakeZoho:
 
 
 def _err(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> web.Response:
-    return web.json_response({"code": code, "details": details or {}, "message": message, "status": "error"}, status=status)
+    return web.json_response(
+        {"code": code, "details": details or {}, "message": message, "status": "error"}, status=status
+    )
 
 
 def build_app(fake: FakeZoho) -> web.Application:
@@ -142,7 +144,9 @@ def build_app(fake: FakeZoho) -> web.Application:
             return web.Response(status=304 if since else 204)
         data = [{k: r.get(k) for k in (wanted or known)} | {"id": r["id"]} for r in chunk]
         more = len(rows) > page * per_page
-        return web.json_response({"data": data, "info": {"per_page": per_page, "count": len(data), "page": page, "more_records": more}})
+        return web.json_response(
+            {"data": data, "info": {"per_page": per_page, "count": len(data), "page": page, "more_records": more}}
+        )
 
     async def list_deleted(request: web.Request) -> web.Response:
         blocked = guard(request)
@@ -153,7 +157,9 @@ def build_app(fake: FakeZoho) -> web.Application:
         rows = [r for r in fake.deleted[module] if not since or r["deleted_time"] >= since]
         if not rows:
             return web.Response(status=304 if since else 204)
-        return web.json_response({"data": rows, "info": {"per_page": 200, "count": len(rows), "page": 1, "more_records": False}})
+        return web.json_response(
+            {"data": rows, "info": {"per_page": 200, "count": len(rows), "page": 1, "more_records": False}}
+        )
 
     async def one(request: web.Request) -> web.Response:
         blocked = guard(request)
@@ -173,14 +179,32 @@ def build_app(fake: FakeZoho) -> web.Application:
         row = fake.records.get(module, {}).get(rid)
         if row is None:
             return web.json_response(
-                {"data": [{"code": "INVALID_DATA", "details": {"id": rid}, "message": "record not deleted", "status": "error"}]}
+                {
+                    "data": [
+                        {
+                            "code": "INVALID_DATA",
+                            "details": {"id": rid},
+                            "message": "record not deleted",
+                            "status": "error",
+                        }
+                    ]
+                }
             )
         names = [n for n in request.query.get("tag_names", "").split(",") if n]
         current = {t["name"] for t in row["Tag"]}
         current = current | set(names) if action == "add_tags" else current - set(names)
         fake.update(module, rid, Tag=[{"name": n, "id": f"t{abs(hash(n)) % 10**9}"} for n in sorted(current)])
         return web.json_response(
-            {"data": [{"code": "SUCCESS", "details": {"id": rid, "tags": sorted(current)}, "message": "tags updated successfully", "status": "success"}]}
+            {
+                "data": [
+                    {
+                        "code": "SUCCESS",
+                        "details": {"id": rid, "tags": sorted(current)},
+                        "message": "tags updated successfully",
+                        "status": "success",
+                    }
+                ]
+            }
         )
 
     async def tag_list(request: web.Request) -> web.Response:

@@ -72,7 +72,11 @@ async def test_an_expired_token_is_renewed_once(dynamics: DynamicsFixture) -> No
     [
         ({"client_secret": "wrong"}, None, "dynamics sign-in: invalid_client"),
         ({}, "html", "dynamics read accounts: unexpected answer (HTTP 200, HTML)"),
-        ({"tags_field": "kb_missing"}, None, "no choices column kb_missing on account; set KEBIAO_CRM_DYNAMICS_TAGS_FIELD"),
+        (
+            {"tags_field": "kb_missing"},
+            None,
+            "no choices column kb_missing on account; set KEBIAO_CRM_DYNAMICS_TAGS_FIELD",
+        ),
     ],
 )
 async def test_bad_input_gives_one_line_naming_connector_call_and_fix(

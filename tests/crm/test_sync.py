@@ -84,7 +84,9 @@ async def test_crm_wins_for_crm_mastered_dimensions_and_chat_edits_are_refused(
     cid = await _customer_id(database, a)
     async with database.unit_of_work() as uow:
         with pytest.raises(PolicyRefusal, match="come from the CRM"):
-            await apply_tag(uow, crm_taxonomy, TaggingRules(), cid, "零售电商", actor="u1", source=Source.MANUAL, now=NOW)
+            await apply_tag(
+                uow, crm_taxonomy, TaggingRules(), cid, "零售电商", actor="u1", source=Source.MANUAL, now=NOW
+            )
         with pytest.raises(PolicyRefusal, match="change them in the CRM"):
             await remove_tag(uow, crm_taxonomy, cid, "华东", actor="u1", source=Source.MANUAL, now=NOW)
         # an import (not chat) may still change it: that is a Kebiao-side change the CRM then overrules

@@ -81,8 +81,16 @@ async def test_many_concurrent_expiries_refresh_the_token_once(zoho: ZohoFixture
 @pytest.mark.parametrize(
     ("change", "html", "expected"),
     [
-        ({"refresh_token": "1000.zz-secret-rt"}, False, "zoho token refresh: invalid_code; the refresh token is expired"),
-        ({"client_secret": "zz-secret-cs"}, False, "zoho token refresh: invalid_client; check KEBIAO_CRM_ZOHO_CLIENT_ID"),
+        (
+            {"refresh_token": "1000.zz-secret-rt"},
+            False,
+            "zoho token refresh: invalid_code; the refresh token is expired",
+        ),
+        (
+            {"client_secret": "zz-secret-cs"},
+            False,
+            "zoho token refresh: invalid_client; check KEBIAO_CRM_ZOHO_CLIENT_ID",
+        ),
         ({}, True, "zoho read the tag list of Accounts: unexpected answer (HTTP 200, HTML)"),
     ],
 )
