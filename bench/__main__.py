@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "wecom": "bench.wecom:main",
     "serve": "bench.serve:main",
     "teams": "bench.teams:main",
+    "crm": "bench.crm:main",
 }
 
 

@@ -76,34 +76,35 @@ class SqlCrmState:
         return out
 
     async def save_links(self, connector: str, links: Sequence[CrmLink], now: datetime) -> None:
-        for i in range(0, len(links), _BULK):
-            values = [
-                {
-                    "customer_id": link.customer_id,
-                    "connector": connector,
-                    "crm_id": link.crm_id,
-                    "kind": link.kind,
-                    "state": link.state.value,
-                    "merged_into": link.merged_into,
-                    "synced": {k: list(v) for k, v in link.synced.items()},
-                    "updated_at": now,
-                }
-                for link in links[i : i + _BULK]
-            ]
-            stmt = _insert(self._conn, _L).values(values)
-            ex = stmt.excluded
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["customer_id"],
-                set_={
-                    "crm_id": ex.crm_id,
-                    "kind": ex.kind,
-                    "state": ex.state,
-                    "merged_into": ex.merged_into,
-                    "synced": ex.synced,
-                    "updated_at": ex.updated_at,
-                },
-            )
-            await self._conn.execute(stmt)
+        if not links:
+            return
+        values = [
+            {
+                "customer_id": link.customer_id,
+                "connector": connector,
+                "crm_id": link.crm_id,
+                "kind": link.kind,
+                "state": link.state.value,
+                "merged_into": link.merged_into,
+                "synced": {k: list(v) for k, v in link.synced.items()},
+                "updated_at": now,
+            }
+            for link in links
+        ]
+        stmt = _insert(self._conn, _L)
+        ex = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["customer_id"],
+            set_={
+                "crm_id": ex.crm_id,
+                "kind": ex.kind,
+                "state": ex.state,
+                "merged_into": ex.merged_into,
+                "synced": ex.synced,
+                "updated_at": ex.updated_at,
+            },
+        )
+        await self._conn.execute(stmt, values)  # executemany: one compiled statement, cached
 
     async def mark_pending(self, connector: str, customer_ids: Sequence[int], now: datetime) -> None:
         await _mark(self._conn, connector, customer_ids, now)
@@ -120,24 +121,24 @@ class SqlCrmState:
 
 async def _mark(conn: AsyncConnection, connector: str, customer_ids: Sequence[int], now: datetime) -> None:
     """Insert or bump pending rows, due now (a failing row retries at once for the new change)."""
-    for i in range(0, len(customer_ids), _BULK):
-        values = [
-            {
-                "customer_id": cid,
-                "connector": connector,
-                "generation": 1,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "updated_at": now,
-            }
-            for cid in customer_ids[i : i + _BULK]
-        ]
-        stmt = _insert(conn, _W).values(values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["customer_id"],
-            set_={"generation": _W.c.generation + 1, "next_attempt_at": now, "updated_at": now},
-        )
-        await conn.execute(stmt)
+    if not customer_ids:
+        return
+    values = [
+        {
+            "customer_id": cid,
+            "connector": connector,
+            "generation": 1,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "updated_at": now,
+        }
+        for cid in customer_ids
+    ]
+    stmt = _insert(conn, _W).on_conflict_do_update(
+        index_elements=["customer_id"],
+        set_={"generation": _W.c.generation + 1, "next_attempt_at": now, "updated_at": now},
+    )
+    await conn.execute(stmt, values)
 
 
 class SqlCrmUnitOfWork(SqlUnitOfWork):

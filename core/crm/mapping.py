@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from core.crm.port import CrmRecord
 from core.types import Assignment
@@ -39,13 +40,19 @@ class SyncRules:
 
     def resolve(self, crm_tag: str) -> tuple[Dimension, TagDef] | None:
         """The synced dimension and tag a CRM tag name stands for (None: not a synced tag)."""
-        return self._tags.get(name_key(crm_tag))
+        return self._tags.get(_key(crm_tag))
 
     def writable(self, dimension: Dimension, tag: TagDef) -> bool:
         """Whether a Kebiao tag may be written to the CRM: not a session tag, not managers-only unless allowed."""
         if tag.ttl_days is not None and tag.ttl_days <= TEMPORARY_TTL_DAYS:
             return False  # session tags (今日已联系) lapse within a day
         return self.write_managers_only or dimension.visibility is not Visibility.MANAGERS
+
+
+@lru_cache(maxsize=4096)
+def _key(name: str) -> str:
+    """name_key, remembered: a sync resolves the same few tag names thousands of times."""
+    return name_key(name)
 
 
 def crm_values(rules: SyncRules, record: CrmRecord) -> dict[str, tuple[str, ...]]:

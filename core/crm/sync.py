@@ -3,6 +3,7 @@ then write Kebiao-mastered tags to the CRM from the durable pending-write table.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -105,21 +106,32 @@ class CrmSync:
         return report
 
     async def _pull(self, rules: SyncRules, cursor: str | None, now: datetime, report: SyncReport) -> None:
-        """Apply pages until the CRM has no more; each page commits with its cursor (or rolls back on dry runs)."""
+        """Apply pages until the CRM has no more; each page commits with its cursor (or rolls back on dry runs).
+
+        The next page is fetched while the current one is written (the cursor it resumes from is already known).
+        """
+        page = await self.connector.changes(cursor, rules.fields)
         while True:
-            page = await self.connector.changes(cursor, rules.fields)
-            async with self.store.unit_of_work() as uow:
-                await self._apply(uow, rules, page.records, now, report)
-                if report.dry_run:
-                    uow.discard()
-                else:
-                    await uow.crm.save_cursor(self.connector.name, self.owner, page.cursor, len(page.records), now)
-            await self.store.acquire(self.connector.name, self.owner, now, now + self.options.lease)
-            cursor = report.cursor = page.cursor
+            ahead = None if page.done else asyncio.create_task(self.connector.changes(page.cursor, rules.fields))
+            try:
+                async with self.store.unit_of_work() as uow:
+                    await self._apply(uow, rules, page.records, now, report)
+                    if report.dry_run:
+                        uow.discard()
+                    else:
+                        await uow.crm.save_cursor(self.connector.name, self.owner, page.cursor, len(page.records), now)
+                await self.store.acquire(self.connector.name, self.owner, now, now + self.options.lease)
+            except BaseException:
+                if ahead is not None:
+                    ahead.cancel()
+                    await asyncio.gather(ahead, return_exceptions=True)
+                raise
+            report.cursor = page.cursor
             report.pages += 1
             report.records += len(page.records)
-            if page.done:
+            if ahead is None:
                 return
+            page = await ahead
 
     async def _apply(
         self, uow: CrmUnitOfWork, rules: SyncRules, records: Sequence[CrmRecord], now: datetime, report: SyncReport
