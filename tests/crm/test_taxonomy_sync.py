@@ -24,8 +24,11 @@ def test_sync_keys_round_trip_through_file_and_store() -> None:
     [
         ("sync: crm\n    crm_fields", "sync: master\n    crm_fields", "sync 'master' is not one of: crm, kebiao, none"),
         ("Retail: 零售电商", "Retail: 金融", "value 'Retail' maps to '金融', which is not a tag of this dimension"),
-        ("name: 价值等级\n    exclusive: true\n    sync: kebiao", "name: 价值等级\n    exclusive: true\n    sync: kebiao\n"
-         "    crm_fields: {x: {a: VIP客户}}", "'crm_fields' needs 'sync: crm'"),
+        (
+            "name: 价值等级\n    exclusive: true\n    sync: kebiao",
+            "name: 价值等级\n    exclusive: true\n    sync: kebiao\n    crm_fields: {x: {a: VIP客户}}",
+            "'crm_fields' needs 'sync: crm'",
+        ),
     ],
 )
 def test_bad_sync_keys_are_refused_with_where_and_why(old: str, new: str, reason: str) -> None:
