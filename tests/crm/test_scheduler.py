@@ -23,9 +23,13 @@ async def test_crm_job_runs_the_sync_with_now_and_survives_errors(caplog: pytest
             raise RuntimeError("boom")
         return SimpleNamespace(error="zoho token refresh: invalid_code; generate a new one")
 
-    add_crm_job(scheduler, run, 15, clock=lambda: NOW)
-    add_crm_job(scheduler, run, 15, clock=lambda: NOW)  # adding twice never doubles the job
-    (job,) = scheduler.get_jobs()
+    scheduler.start(paused=True)
+    try:
+        add_crm_job(scheduler, run, 15, clock=lambda: NOW)
+        add_crm_job(scheduler, run, 15, clock=lambda: NOW)  # adding twice never doubles the job
+        (job,) = scheduler.get_jobs()
+    finally:
+        scheduler.shutdown(wait=False)
     assert job.id == JOB_CRM_SYNC and job.trigger.interval.total_seconds() == 900
     await job.func()
     await job.func()
