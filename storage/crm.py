@@ -173,14 +173,18 @@ class SqlCrmStore:
                 .values(
                     lease_owner=owner,
                     lease_until=until,
-                    last_started_at=now,
+                    last_started_at=case((_S.c.lease_owner == owner, _S.c.last_started_at), else_=now),
                 )
             )
             return bool(result.rowcount)
 
-    async def release(self, connector: str, owner: str, now: datetime, error: str | None) -> None:
+    async def release(
+        self, connector: str, owner: str, now: datetime, error: str | None, *, record: bool = True
+    ) -> None:
         outcome: dict[str, Any] = (
-            {"last_ok_at": now, "last_error": None, "last_error_at": None}
+            {}
+            if not record
+            else {"last_ok_at": now, "last_error": None, "last_error_at": None}
             if error is None
             else {"last_error": error[:ERROR_CHARS], "last_error_at": now}
         )

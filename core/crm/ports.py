@@ -97,8 +97,10 @@ class CrmStore(Protocol):
         """Take (or extend) the sync lease; False when another replica holds it."""
         ...
 
-    async def release(self, connector: str, owner: str, now: datetime, error: str | None) -> None:
-        """Give the lease back, recording success (error None) or the failure."""
+    async def release(
+        self, connector: str, owner: str, now: datetime, error: str | None, *, record: bool = True
+    ) -> None:
+        """Give the lease back, recording success (error None) or the failure unless `record` is False."""
         ...
 
     async def reset_cursor(self, connector: str, owner: str) -> None: ...

@@ -102,7 +102,7 @@ class CrmSync:
         except Exception as exc:
             await self.store.release(name, self.owner, now, f"{name} sync failed unexpectedly: {exc!r}"[:300])
             raise
-        await self.store.release(name, self.owner, now, None if dry_run else report.error)
+        await self.store.release(name, self.owner, now, report.error, record=not dry_run)
         return report
 
     async def _pull(self, rules: SyncRules, cursor: str | None, now: datetime, report: SyncReport) -> None:

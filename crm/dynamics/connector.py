@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 NAME = "dynamics"
 API = "/api/data/v9.2"
 MAX_RETRIES = 5
+TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +224,7 @@ class DynamicsConnector:
                     text = await resp.text()
                     status, retry_after = resp.status, resp.headers.get("Retry-After")
                     ctype = resp.headers.get("Content-Type", "")
-            except aiohttp.ClientError as exc:
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 raise CrmError(
                     NAME,
                     call,
@@ -244,7 +245,8 @@ class DynamicsConnector:
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             context = ssl.create_default_context(cafile=self.settings.ca_bundle) if self.settings.ca_bundle else None
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context) if context else None)
+            connector = aiohttp.TCPConnector(ssl=context) if context else None
+            self._session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT)
         return self._session
 
     async def _bearer(self) -> str:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 NAME = "zoho"
 MAX_PER_PAGE = 200
 MAX_RETRIES = 5
+TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=15)
 MODULES = (("Accounts", "Account_Name"), ("Contacts", "Full_Name"))
 NAME_FIELD = dict(MODULES)
 PHASES = ("records", "deleted")
@@ -177,7 +178,7 @@ class ZohoConnector:
                 async with session.request(method, url, params=params, headers=headers) as resp:
                     status, text = resp.status, await resp.text()
                     ctype, retry_after = resp.headers.get("Content-Type", ""), resp.headers.get("Retry-After")
-            except aiohttp.ClientError as exc:
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 raise CrmError(
                     NAME,
                     call,
@@ -200,7 +201,8 @@ class ZohoConnector:
     async def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             context = ssl.create_default_context(cafile=self.settings.ca_bundle) if self.settings.ca_bundle else None
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context) if context else None)
+            connector = aiohttp.TCPConnector(ssl=context) if context else None
+            self._session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT)
         return self._session
 
     async def _access_token(self) -> str:
@@ -226,7 +228,7 @@ class ZohoConnector:
             try:
                 async with session.post(f"{s.accounts_url}/oauth/v2/token?{urlencode(form)}") as resp:
                     status, text, ctype = resp.status, await resp.text(), resp.headers.get("Content-Type", "")
-            except aiohttp.ClientError as exc:
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 raise CrmError(
                     NAME,
                     "token refresh",

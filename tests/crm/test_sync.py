@@ -220,7 +220,7 @@ async def test_dry_run_changes_nothing(database: Database, dynamics: DynamicsFix
     async with database.unit_of_work(read_only=True) as uow:
         assert await uow.customers.find_exact("甲公司") == []
     state = await SqlCrmStore(database.engine).state("dynamics")
-    assert state is not None and state.cursor is None
+    assert state is not None and state.cursor is None and state.last_ok_at is None and state.lease_owner is None
 
 
 async def test_bad_field_mapping_stops_before_writing_anything(
