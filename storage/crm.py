@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import BigInteger, String, and_, any_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -42,6 +43,10 @@ class SqlCrmState:
 
     async def customers_by_crm_id(self, crm_ids: Sequence[str]) -> dict[str, int]:
         c = t.customers.c
+        if self._conn.dialect.name == "postgresql":  # one statement with an array: no 500-parameter IN lists
+            wanted = bindparam("crm_ids", value=list(crm_ids), type_=ARRAY(String()))
+            rows = await self._conn.execute(select(c.crm_id, c.id).where(c.crm_id == any_(wanted)))
+            return {str(k): int(v) for k, v in rows}
         out: dict[str, int] = {}
         for i in range(0, len(crm_ids), _BULK):
             rows = await self._conn.execute(select(c.crm_id, c.id).where(c.crm_id.in_(crm_ids[i : i + _BULK])))
@@ -63,15 +68,22 @@ class SqlCrmState:
             }
             for crm_id, name in rows
         ]
-        for i in range(0, len(values), _BULK):
-            await self._conn.execute(t.customers.insert(), values[i : i + _BULK])
-        return await self.customers_by_crm_id([crm_id for crm_id, _ in rows])
+        if not values:
+            return {}
+        stmt = t.customers.insert().returning(t.customers.c.crm_id, t.customers.c.id)
+        result = await self._conn.execute(stmt, values)
+        return {str(k): int(v) for k, v in result}
 
     async def links(self, connector: str, customer_ids: Sequence[int]) -> dict[int, CrmLink]:
+        mine = _L.c.connector == connector
+        if self._conn.dialect.name == "postgresql":
+            wanted = bindparam("customer_ids", value=list(customer_ids), type_=ARRAY(BigInteger()))
+            rows = await self._conn.execute(select(_L).where(mine, _L.c.customer_id == any_(wanted)))
+            return {r.customer_id: _link(r) for r in rows}
         out: dict[int, CrmLink] = {}
         for i in range(0, len(customer_ids), _BULK):
             chunk = customer_ids[i : i + _BULK]
-            rows = await self._conn.execute(select(_L).where(_L.c.connector == connector, _L.c.customer_id.in_(chunk)))
+            rows = await self._conn.execute(select(_L).where(mine, _L.c.customer_id.in_(chunk)))
             out.update({r.customer_id: _link(r) for r in rows})
         return out
 
