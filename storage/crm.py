@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, String, and_, any_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import BigInteger, String, and_, any_, bindparam, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -206,6 +206,13 @@ class SqlCrmStore:
                 .where(_S.c.connector == connector, _S.c.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None, updated_at=now, **outcome)
             )
+
+    async def refresh_statistics(self) -> None:
+        """PostgreSQL: ANALYZE the tables a sync fills, so joins on them stop using empty-table plans."""
+        if self._engine.dialect.name != "postgresql":
+            return
+        async with self._engine.begin() as conn:
+            await conn.execute(text("ANALYZE customers, tag_assignments, tag_events, crm_links"))
 
     async def reset_cursor(self, connector: str, owner: str) -> None:
         async with self._engine.begin() as conn:

@@ -20,6 +20,8 @@ from tagging.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
+STATISTICS_AFTER = 2000  # new customers since the database last refreshed its planner statistics
+
 
 @dataclass(frozen=True, slots=True)
 class SyncOptions:
@@ -111,6 +113,7 @@ class CrmSync:
         The next page is fetched while the current one is written (the cursor it resumes from is already known).
         """
         page = await self.connector.changes(cursor, rules.fields)
+        created = report.created
         while True:
             ahead = None if page.done else asyncio.create_task(self.connector.changes(page.cursor, rules.fields))
             try:
@@ -126,6 +129,9 @@ class CrmSync:
                     ahead.cancel()
                     await asyncio.gather(ahead, return_exceptions=True)
                 raise
+            if report.created - created >= STATISTICS_AFTER and not report.dry_run:
+                await self.store.refresh_statistics()
+                created = report.created
             report.cursor = page.cursor
             report.pages += 1
             report.records += len(page.records)
