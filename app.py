@@ -78,6 +78,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_learning_ctx)
     app.cleanup_ctx.append(_teams_ctx)
     app.cleanup_ctx.append(_alerts_ctx)
+    if settings.crm.enabled:
+        app.cleanup_ctx.append(_crm_ctx)
     app.router.add_post("/api/messages", teams_messages)
     if settings.wecom.enabled:
         app.cleanup_ctx.append(_wecom_ctx)
@@ -547,3 +549,81 @@ def webhook_deliverers(settings: Settings, session: Any, taxonomy: Callable[[], 
     from bots.webhook.delivery import CHANNEL, WebhookDeliverer
 
     return {CHANNEL: WebhookDeliverer(session, taxonomy, settings.webhook_env)}
+
+
+# ---------------------------------------------------------------- CRM sync (KEBIAO_CRM)
+
+CRM_SYNC = web.AppKey("crm_sync", object)  # the CrmSync the scheduled job runs; absent when KEBIAO_CRM is unset
+
+
+def _dynamics_connector(settings: Settings) -> Any:
+    from crm.dynamics.connector import DynamicsConnector, DynamicsSettings
+
+    crm = settings.crm
+    return DynamicsConnector(
+        DynamicsSettings(
+            url=crm.dynamics_url,
+            tenant_authority=crm.dynamics_authority,
+            client_id=crm.dynamics_client_id,
+            client_secret=crm.dynamics_client_secret,
+            tags_field=crm.dynamics_tags_field,
+            page_size=crm.page_size or 5000,
+            ca_bundle=crm.ca_bundle,
+        )
+    )
+
+
+def _zoho_connector(settings: Settings) -> Any:
+    from crm.zoho.connector import ZohoConnector, ZohoSettings
+
+    crm = settings.crm
+    return ZohoConnector(
+        ZohoSettings(
+            accounts_url=crm.zoho_accounts_url,
+            api_base=crm.zoho_api_base,
+            client_id=crm.zoho_client_id,
+            client_secret=crm.zoho_client_secret,
+            refresh_token=crm.zoho_refresh_token,
+            per_page=crm.page_size or 200,
+            ca_bundle=crm.ca_bundle,
+        )
+    )
+
+
+CRM_CONNECTORS = {"dynamics": _dynamics_connector, "zoho": _zoho_connector}
+
+
+def build_crm_sync(settings: Settings, database: Database, taxonomy: Any) -> Any:
+    """The CrmSync for KEBIAO_CRM on this database; `taxonomy` returns the taxonomy in force."""
+    import os
+    import socket
+    from datetime import timedelta
+
+    from core.crm.sync import CrmSync, SyncOptions
+    from storage.crm import SqlCrmStore
+
+    crm = settings.crm
+    options = SyncOptions(
+        lease=timedelta(minutes=max(5, crm.every_minutes)), write_managers_only=crm.write_managers_only
+    )
+    owner = f"{socket.gethostname()}:{os.getpid()}"
+    rules = TaggingRules.of(settings.timezone, settings.tag_hard_cap)
+    connector = CRM_CONNECTORS[crm.kind](settings)
+    return CrmSync(SqlCrmStore(database.engine), connector, taxonomy, rules, owner, options)
+
+
+async def _crm_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The scheduled CRM sync job on the alert scheduler (none when KEBIAO_SCHEDULER=off)."""
+    from scheduler import add_crm_job
+
+    settings = app[SETTINGS]
+    cell = app[TAXONOMY]
+    sync = build_crm_sync(settings, app[DATABASE], lambda: cell.taxonomy)
+    app[CRM_SYNC] = sync
+    scheduler = app.get(ALERT_SCHEDULER)
+    if scheduler is not None:
+        add_crm_job(scheduler, sync.run, settings.crm.every_minutes)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        await sync.connector.close()

@@ -105,6 +105,71 @@ class LearningSettings:
     poll_seconds: float = 10.0  # how often each replica looks for a newer stored model
 
 
+CRM_KINDS = ("dynamics", "zoho")
+
+
+@dataclass(frozen=True)
+class CrmSettings:
+    """KEBIAO_CRM and its connector's settings; secrets come only from the environment and are never shown."""
+
+    kind: str = ""  # "" = no CRM sync
+    every_minutes: int = 15
+    write_managers_only: bool = False
+    page_size: int = 0  # 0 = the connector's documented maximum
+    ca_bundle: str | None = None
+    dynamics_url: str = ""
+    dynamics_authority: str = ""
+    dynamics_client_id: str = ""
+    dynamics_client_secret: str = field(default="", repr=False)
+    dynamics_tags_field: str = "kb_tags"
+    zoho_accounts_url: str = "https://accounts.zoho.com"
+    zoho_api_base: str = "https://www.zohoapis.com"
+    zoho_client_id: str = ""
+    zoho_client_secret: str = field(default="", repr=False)
+    zoho_refresh_token: str = field(default="", repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.kind)
+
+    def missing(self) -> list[str]:
+        """The variables the chosen connector needs but that are unset."""
+        needs = {
+            "dynamics": {
+                "KEBIAO_CRM_DYNAMICS_URL": self.dynamics_url,
+                "KEBIAO_CRM_DYNAMICS_AUTHORITY": self.dynamics_authority,
+                "KEBIAO_CRM_DYNAMICS_CLIENT_ID": self.dynamics_client_id,
+                "KEBIAO_CRM_DYNAMICS_CLIENT_SECRET": self.dynamics_client_secret,
+            },
+            "zoho": {
+                "KEBIAO_CRM_ZOHO_CLIENT_ID": self.zoho_client_id,
+                "KEBIAO_CRM_ZOHO_CLIENT_SECRET": self.zoho_client_secret,
+                "KEBIAO_CRM_ZOHO_REFRESH_TOKEN": self.zoho_refresh_token,
+            },
+        }.get(self.kind, {})
+        return [name for name, value in needs.items() if not value]
+
+
+def _crm_settings(get: Callable[[str], str | None]) -> CrmSettings:
+    return CrmSettings(
+        kind=(get("KEBIAO_CRM") or "").strip().lower(),
+        every_minutes=_int(get("KEBIAO_CRM_SYNC_MINUTES"), "KEBIAO_CRM_SYNC_MINUTES", 15),
+        write_managers_only=_switch(get("KEBIAO_CRM_WRITE_MANAGERS_ONLY"), "KEBIAO_CRM_WRITE_MANAGERS_ONLY", False),
+        page_size=_int(get("KEBIAO_CRM_PAGE_SIZE"), "KEBIAO_CRM_PAGE_SIZE", 0),
+        ca_bundle=get("KEBIAO_CRM_CA_BUNDLE") or None,
+        dynamics_url=(get("KEBIAO_CRM_DYNAMICS_URL") or "").strip().rstrip("/"),
+        dynamics_authority=(get("KEBIAO_CRM_DYNAMICS_AUTHORITY") or "").strip().rstrip("/"),
+        dynamics_client_id=(get("KEBIAO_CRM_DYNAMICS_CLIENT_ID") or "").strip(),
+        dynamics_client_secret=(get("KEBIAO_CRM_DYNAMICS_CLIENT_SECRET") or "").strip(),
+        dynamics_tags_field=(get("KEBIAO_CRM_DYNAMICS_TAGS_FIELD") or "kb_tags").strip(),
+        zoho_accounts_url=(get("KEBIAO_CRM_ZOHO_ACCOUNTS_URL") or "https://accounts.zoho.com").strip().rstrip("/"),
+        zoho_api_base=(get("KEBIAO_CRM_ZOHO_API_BASE") or "https://www.zohoapis.com").strip().rstrip("/"),
+        zoho_client_id=(get("KEBIAO_CRM_ZOHO_CLIENT_ID") or "").strip(),
+        zoho_client_secret=(get("KEBIAO_CRM_ZOHO_CLIENT_SECRET") or "").strip(),
+        zoho_refresh_token=(get("KEBIAO_CRM_ZOHO_REFRESH_TOKEN") or "").strip(),
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the process needs, read once; adapters get only their slice."""
@@ -127,6 +192,7 @@ class Settings:
     webhook_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     console: ConsoleSettings = ConsoleSettings()
     learning: LearningSettings = LearningSettings()
+    crm: CrmSettings = CrmSettings()
 
     @property
     def production(self) -> bool:
@@ -172,6 +238,7 @@ class Settings:
             webhook_env={k: v for k, v in values.items() if k.startswith("KEBIAO_WEBHOOK_") and v.strip()},
             console=_console_settings(get),
             learning=_learning_settings(get),
+            crm=_crm_settings(get),
         )
         settings.check()
         return settings
@@ -193,6 +260,17 @@ class Settings:
             raise ConfigError("KEBIAO_TAG_HARD_CAP must be a positive integer")
         if self.wecom.encoding_aes_key and len(self.wecom.encoding_aes_key) != 43:
             raise ConfigError("WECOM_ENCODING_AES_KEY must be the 43-character EncodingAESKey from the WeCom console")
+        _check_crm(self.crm)
+
+
+def _check_crm(crm: CrmSettings) -> None:
+    """KEBIAO_CRM names a known connector and that connector's settings are complete."""
+    if crm.kind and crm.kind not in CRM_KINDS:
+        raise ConfigError(f"KEBIAO_CRM={crm.kind!r} is not supported: use {' or '.join(CRM_KINDS)}, or unset it")
+    if crm.missing():
+        raise ConfigError(f"KEBIAO_CRM={crm.kind} needs {', '.join(crm.missing())}")
+    if crm.every_minutes < 1 or crm.page_size < 0:
+        raise ConfigError("KEBIAO_CRM_SYNC_MINUTES must be at least 1 and KEBIAO_CRM_PAGE_SIZE not negative")
 
 
 def masked_url(url: str) -> str:

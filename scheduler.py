@@ -274,3 +274,36 @@ def add_learning_jobs(
             coalesce=True,
             max_instances=1,
         )
+
+
+JOB_CRM_SYNC = "kebiao.crm.sync"
+
+
+def add_crm_job(
+    scheduler: AsyncIOScheduler, run: Callable[[datetime], Awaitable[Any]], every_minutes: int, clock: Clock = utc_now
+) -> None:
+    """Add (or replace) the incremental CRM sync: every `every_minutes`, first run a few seconds after start."""
+
+    async def sync() -> None:
+        now = clock()
+        try:
+            report = await run(now)
+        except Exception:
+            log.exception("crm sync job failed at %s", now.isoformat())
+            return
+        if getattr(report, "error", None):
+            log.warning("crm sync job at %s stopped: %s", now.isoformat(), report.error)
+        else:
+            log.info("crm sync job at %s: %s", now.isoformat(), report)
+
+    sync.__name__ = JOB_CRM_SYNC
+    scheduler.add_job(
+        sync,
+        IntervalTrigger(minutes=every_minutes, start_date=clock() + timedelta(seconds=5)),
+        id=JOB_CRM_SYNC,
+        name=JOB_CRM_SYNC,
+        replace_existing=True,
+        misfire_grace_time=60,
+        coalesce=True,
+        max_instances=1,
+    )

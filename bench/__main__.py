@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "rules": "bench.rules:main",
     "console": "bench.console:main",
     "learn": "bench.learn:main",
+    "crm": "bench.crm:main",
 }
 
 

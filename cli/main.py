@@ -26,6 +26,7 @@ VERB_MODULES: tuple[str, ...] = (
     "cli.rules",
     "cli.webhooks",
     "cli.learn",
+    "cli.crm",
 )
 
 

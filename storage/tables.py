@@ -426,3 +426,51 @@ learning_models = Table(
     Column("meta", JSON, nullable=False),
     Column("arrays", LargeBinary, nullable=False),
 )
+
+# CRM sync (migration 0013). crm_sync_state: one row per connector with its read cursor (advanced in the same
+# transaction as each page's writes) and the lease that keeps a second replica from syncing at the same time.
+crm_sync_state = Table(
+    "crm_sync_state",
+    metadata,
+    Column("connector", String(50), primary_key=True),
+    Column("cursor", Text, nullable=True),
+    Column("lease_owner", String(200), nullable=True),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("last_started_at", UtcDateTime, nullable=True),
+    Column("last_ok_at", UtcDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("last_error_at", UtcDateTime, nullable=True),
+    Column("records", BigInteger, nullable=False, server_default="0"),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# A customer's link to its CRM record: kind (account/contact), state (linked/deleted/merged) and each synced
+# dimension's tags as of the last sync (`synced`, the base for telling which side changed).
+crm_links = Table(
+    "crm_links",
+    metadata,
+    Column("customer_id", BigId, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True),
+    Column("connector", String(50), nullable=False),
+    Column("crm_id", String(200), nullable=False),
+    Column("kind", String(50), nullable=False),
+    Column("state", String(10), nullable=False, server_default="linked"),
+    Column("merged_into", String(200), nullable=True),
+    Column("synced", JSON, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("connector", "crm_id", name="uq_crm_links_connector_crm_id"),
+    CheckConstraint("state IN ('linked', 'deleted', 'merged')", name="state_known"),
+)
+
+# Customers whose Kebiao-mastered tags must still be written to the CRM; kept (with back-off) until written.
+crm_pending_writes = Table(
+    "crm_pending_writes",
+    metadata,
+    Column("customer_id", BigId, ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True),
+    Column("connector", String(50), nullable=False),
+    Column("generation", Integer, nullable=False, server_default="1"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UtcDateTime, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_crm_pending_writes_due", "connector", "next_attempt_at"),
+)

@@ -8,7 +8,7 @@ from typing import Any
 
 from tagging.loader import parse_rules_section
 from tagging.rules import RuleSet, ruleset_to_data
-from tagging.taxonomy import Dimension, TagDef, Taxonomy, Visibility
+from tagging.taxonomy import Dimension, SyncMode, TagDef, Taxonomy, Visibility
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,8 @@ def to_document(taxonomy: Taxonomy) -> dict[str, Any]:
                 "exclusive": d.exclusive,
                 "visibility": d.visibility.value,
                 "tags": [_tag_document(t) for t in d.tags],
+                "sync": d.sync.value,
+                "crm_fields": {f: dict(v) for f, v in d.crm_fields.items()},
             }
             for d in taxonomy.dimensions
         ],
@@ -41,6 +43,10 @@ def from_document(document: dict[str, Any], version: int) -> Taxonomy:
             exclusive=bool(d.get("exclusive", False)),
             visibility=Visibility(d.get("visibility", "all")),
             tags=tuple(_tag_from(t, d["key"], ()) for t in d.get("tags", [])),
+            sync=SyncMode(d.get("sync", "none")),
+            crm_fields=MappingProxyType(
+                {f: MappingProxyType(dict(v)) for f, v in (d.get("crm_fields") or {}).items()}
+            ),
         )
         for d in document.get("dimensions", [])
     )

@@ -17,7 +17,7 @@ from tagging.formula import describe_start, formula_start
 from tagging.normaliser import name_key, normalise
 from tagging.pii import describe, find_pii, mask
 from tagging.rules import RuleSet, RulesParser, ruleset_to_data
-from tagging.taxonomy import MAX_DEPTH, Dimension, TagDef, Taxonomy, Visibility
+from tagging.taxonomy import MAX_DEPTH, Dimension, SyncMode, TagDef, Taxonomy, Visibility
 
 MAX_BYTES = 2 * 1024 * 1024  # a large real taxonomy is ~0.5 MB; beyond this the pure-Python parser gets slow
 MAX_NAME = 50
@@ -29,7 +29,7 @@ MAX_STATE = 30  # WeCom limits a 渠道活码 state to 30 characters
 Format = Literal["yaml", "json"]
 
 _TOP_KEYS = ("version", "dimensions", "channels", "rules", "webhooks")
-_DIMENSION_KEYS = ("key", "name", "exclusive", "visibility", "tags")
+_DIMENSION_KEYS = ("key", "name", "exclusive", "visibility", "tags", "sync", "crm_fields")
 _TAG_KEYS = ("name", "color", "description", "keywords", "exclude", "ttl_days", "auto_apply", "children")
 _KEY = re.compile(r"[a-z][a-z0-9_]*")
 _COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
@@ -182,12 +182,23 @@ def taxonomy_to_data(taxonomy: Taxonomy) -> dict[str, Any]:
                 "exclusive": dim.exclusive,
                 "visibility": dim.visibility.value,
                 "tags": [_tag_to_data(t) for t in dim.tags],
+                **_sync_to_data(dim),
             }
         )
     if taxonomy.channels:
         data["channels"] = dict(taxonomy.channels)
     data.update(ruleset_to_data(taxonomy.rules))
     return data
+
+
+def _sync_to_data(dim: Dimension) -> dict[str, Any]:
+    """A dimension's `sync` and `crm_fields` keys, left out when they are the defaults."""
+    out: dict[str, Any] = {}
+    if dim.sync is not SyncMode.NONE:
+        out["sync"] = dim.sync.value
+    if dim.crm_fields:
+        out["crm_fields"] = {f: dict(v) for f, v in dim.crm_fields.items()}
+    return out
 
 
 def _tag_to_data(tag: TagDef) -> dict[str, Any]:
@@ -549,11 +560,57 @@ class _Checker:
             self.fail(f"{path}.visibility", f"visibility {shown} is not one of: all, managers")
             visibility = "all"
         tags = self.dimension_tags(data.get("tags") or [], path, key if isinstance(key, str) else "")
+        sync, crm_fields = self.crm_sync(data, path, tags)
         if not isinstance(key, str) or name is None:
             return None
         return Dimension(
-            key=key, name=name, exclusive=exclusive, visibility=Visibility(visibility), tags=tags
+            key=key,
+            name=name,
+            exclusive=exclusive,
+            visibility=Visibility(visibility),
+            tags=tags,
+            sync=sync,
+            crm_fields=crm_fields,
         )
+
+    def crm_sync(
+        self, data: Mapping[Any, Any], path: str, tags: tuple[TagDef, ...]
+    ) -> tuple[SyncMode, Mapping[str, Mapping[str, str]]]:
+        """A dimension's optional `sync` (crm | kebiao | none) and `crm_fields` (field -> value -> tag)."""
+        raw = data.get("sync", "none")
+        if raw not in [m.value for m in SyncMode]:
+            self.fail(f"{path}.sync", f"sync {_show(raw)} is not one of: crm, kebiao, none")
+            raw = "none"
+        mode = SyncMode(raw)
+        fields = self.mapping(data.get("crm_fields") or {}, f"{path}.crm_fields", "'crm_fields'")
+        if not fields:
+            return mode, MappingProxyType({})
+        if mode is not SyncMode.CRM:
+            self.fail(f"{path}.crm_fields", "'crm_fields' needs 'sync: crm' (CRM fields only flow into Kebiao)")
+        names = {name_key(t.name): t.name for d in tags for t in _walk(d)}
+        out: dict[str, Mapping[str, str]] = {}
+        for field_name, values in fields.items():
+            where = f"{path}.crm_fields.{mask(str(field_name))}"
+            field_text = self.text(field_name, where, "CRM field name", MAX_NAME)
+            table = self.mapping(values, where, "a CRM field's values")
+            if field_text is None or table is None:
+                continue
+            out[field_text] = MappingProxyType(self.crm_values(table, where, names))
+        return mode, MappingProxyType(out)
+
+    def crm_values(self, table: Mapping[Any, Any], where: str, names: dict[str, str]) -> dict[str, str]:
+        """One field's `CRM value: tag name` pairs; every tag must belong to the dimension."""
+        out: dict[str, str] = {}
+        for value, tag in table.items():
+            crm_value = str(value).strip()
+            tag_name = tag if isinstance(tag, str) else None
+            known = names.get(name_key(tag_name)) if tag_name else None
+            if known is None:
+                reason = f"value {_show(crm_value)} maps to {_show(tag)}, which is not a tag of this dimension"
+                self.fail(f"{where}.{mask(crm_value)}", reason)
+                continue
+            out[crm_value] = known
+        return out
 
     def dimension_tags(self, value: Any, path: str, dim_key: str) -> tuple[TagDef, ...]:
         if not isinstance(value, list):
@@ -680,6 +737,11 @@ class _Checker:
             else:
                 out[state] = matches[0].name
         return out
+
+
+def _walk(tag: TagDef) -> list[TagDef]:
+    """A tag and all its descendants."""
+    return [tag, *(t for c in tag.children for t in _walk(c))]
 
 
 def _build(data: Any, source: str) -> Taxonomy:

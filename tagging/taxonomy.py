@@ -12,6 +12,14 @@ from tagging.rules import RuleSet
 MAX_DEPTH = 3
 
 
+class SyncMode(StrEnum):
+    """Which side owns a dimension's tags when a CRM is connected."""
+
+    NONE = "none"
+    CRM = "crm"  # the CRM is master: its values overwrite Kebiao's; chat edits are refused
+    KEBIAO = "kebiao"  # Kebiao is master: its tags are written to the CRM
+
+
 class Visibility(StrEnum):
     """Who may see a dimension's tags."""
 
@@ -52,6 +60,9 @@ class Dimension:
     exclusive: bool = False
     visibility: Visibility = Visibility.ALL
     tags: tuple[TagDef, ...] = ()
+    sync: SyncMode = SyncMode.NONE
+    # CRM field name -> {CRM value -> tag name of this dimension} (only with sync: crm)
+    crm_fields: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
 
     def iter_tags(self) -> Iterator[TagDef]:
         """Every tag of the dimension, depth first."""

@@ -21,6 +21,7 @@ PROJECT = {
     "bots",
     "admin",
     "console",
+    "crm",
 }
 
 # Which project packages each floor may import (itself always allowed).
@@ -52,17 +53,27 @@ ALLOWED: dict[str, set[str]] = {
         "bots.webhook",
         "admin",
         "console",
+        "crm",
     },
+    "crm": {"core", "cards", "tagging"},
+    "crm.dynamics": {"core", "cards", "tagging"},
+    "crm.zoho": {"core", "cards", "tagging"},
 }
 # Third-party packages that must stay inside one floor.
-CONFINED = {"sqlalchemy": "storage", "alembic": "storage", "botbuilder": "bots.teams", "botframework": "bots.teams"}
+CONFINED = {
+    "sqlalchemy": "storage",
+    "alembic": "storage",
+    "botbuilder": "bots.teams",
+    "botframework": "bots.teams",
+    "msal": "crm.dynamics",
+}
 
 
 def _floor(path: Path) -> str:
     rel = path.relative_to(ROOT).with_suffix("")
     parts = rel.parts
-    if parts[0] == "bots" and len(parts) > 2:
-        return f"bots.{parts[1]}"
+    if parts[0] in ("bots", "crm") and len(parts) > 2:
+        return f"{parts[0]}.{parts[1]}"
     return parts[0]
 
 
@@ -79,7 +90,7 @@ def _imports(path: Path) -> set[str]:
 
 def _sources() -> list[Path]:
     files = [ROOT / "scheduler.py"] if (ROOT / "scheduler.py").exists() else []
-    for package in ("tagging", "learning", "core", "storage", "cards", "bots", "admin", "console", "cli"):
+    for package in ("tagging", "learning", "core", "storage", "cards", "bots", "admin", "console", "cli", "crm"):
         files.extend((ROOT / package).rglob("*.py"))
     return sorted(files)
 
@@ -88,8 +99,8 @@ def _target(module: str) -> str | None:
     parts = module.split(".")
     if parts[0] not in PROJECT:
         return None
-    if parts[0] == "bots" and len(parts) > 1:
-        return f"bots.{parts[1]}"
+    if parts[0] in ("bots", "crm") and len(parts) > 1:
+        return f"{parts[0]}.{parts[1]}"
     return parts[0]
 
 
@@ -126,6 +137,7 @@ CORE_CAPABILITIES: dict[str, set[str]] = {
     "wecom_sync": {"tags", "alerts", "taxonomy"},
     "rules": {"tags", "alerts"},
     "console": {"tags"},
+    "crm": {"tags"},
 }
 
 

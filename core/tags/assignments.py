@@ -16,7 +16,7 @@ from core.types import Assignment, AssignmentState, EventKind, Source
 from tagging.normaliser import name_key
 from tagging.pii import mask
 from tagging.policy import DEFAULT_HARD_CAP, HeldTag, PolicyRefusal, decide_apply, find_tag
-from tagging.taxonomy import Dimension, TagDef, Taxonomy
+from tagging.taxonomy import Dimension, SyncMode, TagDef, Taxonomy
 
 Outcome = Literal["added", "renewed", "removed", "not_held"]
 
@@ -55,6 +55,19 @@ def clean_evidence(evidence: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+# Sources that are edits made in chat (a command, an accepted or auto-applied suggestion).
+CHAT_SOURCES = frozenset({Source.MANUAL, Source.KEYWORD})
+
+
+def refuse_crm_mastered(dimension: Dimension | None, source: Source) -> None:
+    """Chat may not edit a dimension whose master is the CRM (`sync: crm`): PolicyRefusal saying where to."""
+    if dimension is not None and dimension.sync is SyncMode.CRM and source in CHAT_SOURCES:
+        raise PolicyRefusal(
+            f"tags of '{dimension.name}' come from the CRM and cannot be changed in chat; change them in the "
+            f"CRM and the next sync brings them here (「{dimension.name}」以 CRM 为准，请在 CRM 中修改)"
+        )
+
+
 async def apply_tag(
     uow: UnitOfWork,
     taxonomy: Taxonomy,
@@ -89,6 +102,7 @@ async def apply_definition(
     evidence: Mapping[str, Any] | None = None,
 ) -> TagChange:
     """Apply a resolved tag: renew, or add replacing exclusive siblings; every change is an event."""
+    refuse_crm_mastered(dimension, source)
     if await uow.customers.get(customer_id) is None:
         raise NotFoundError(f"customer {customer_id} does not exist")
     active = await uow.assignments.active_for(customer_id)
@@ -208,6 +222,7 @@ async def apply_many(
     for item in items:
         active = held[item.customer_id]
         try:
+            refuse_crm_mastered(item.dimension, source)
             decision = decide_apply(
                 item.dimension,
                 item.tag,
@@ -343,6 +358,7 @@ async def remove_tag(
     if not sees_sensitive:
         find_tag(taxonomy, tag_name, candidates[0].dimension, sees_sensitive)  # agents may not touch hidden tags
     row = candidates[0]
+    refuse_crm_mastered(taxonomy.dimension(row.dimension), source)
     if await uow.assignments.end(row.id, AssignmentState.REMOVED, now):
         await uow.events.append(
             NewEvent(

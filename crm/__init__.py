@@ -1,0 +1,1 @@
+"""CRM connectors, one sub-package each, implementing core.crm.port.CrmConnector."""

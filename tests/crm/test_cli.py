@@ -1,0 +1,73 @@
+"""`kebiao crm sync|status` through the real entry point, against the fake Dataverse."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from tests.crm.conftest import TAXONOMY, DynamicsFixture
+
+
+@pytest.fixture
+def crm_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dynamics: DynamicsFixture) -> DynamicsFixture:
+    (tmp_path / "taxonomy.yaml").write_text(TAXONOMY, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    s = dynamics.settings
+    env = {
+        "KEBIAO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'k.db'}",
+        "KEBIAO_TAXONOMY": str(tmp_path / "taxonomy.yaml"),
+        "KEBIAO_CRM": "dynamics",
+        "KEBIAO_CRM_DYNAMICS_URL": s.url,
+        "KEBIAO_CRM_DYNAMICS_AUTHORITY": s.tenant_authority,
+        "KEBIAO_CRM_DYNAMICS_CLIENT_ID": s.client_id,
+        "KEBIAO_CRM_DYNAMICS_CLIENT_SECRET": s.client_secret,
+        "KEBIAO_CRM_CA_BUNDLE": str(s.ca_bundle),
+        "KEBIAO_CRM_PAGE_SIZE": "2",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return dynamics
+
+
+async def test_sync_then_status(crm_env: DynamicsFixture, capsys: pytest.CaptureFixture[str]) -> None:
+    crm_env.fake.add("accounts", "甲公司", ["华东"])
+    crm_env.fake.add("accounts", "乙公司")
+    crm_env.fake.add("accounts", "丙公司")
+    assert await asyncio.to_thread(main, ["crm", "sync", "--dry-run"]) == 0
+    assert "dry run: nothing written" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["crm", "sync"]) == 0
+    out = capsys.readouterr().out
+    assert "3 records in 3 pages, 3 customers created, 1 tags added" in out
+    assert await asyncio.to_thread(main, ["crm", "status"]) == 0
+    status = capsys.readouterr().out
+    assert "last successful sync: 20" in status and "pending writes: 0 (0 failing)" in status
+    assert "cursor: {" in status and crm_env.settings.client_secret not in status
+
+
+async def test_a_failing_sync_exits_1_and_status_shows_the_error(
+    crm_env: DynamicsFixture, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KEBIAO_CRM_DYNAMICS_CLIENT_SECRET", "zz-wrong-secret")
+    assert await asyncio.to_thread(main, ["crm", "sync"]) == 1
+    err = capsys.readouterr().err
+    assert "dynamics sign-in: invalid_client" in err and "zz-wrong-secret" not in err
+    assert await asyncio.to_thread(main, ["crm", "status"]) == 1
+    assert "last error (" in capsys.readouterr().out
+
+
+def test_unconfigured_crm_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KEBIAO_CRM", raising=False)
+    assert main(["crm", "status"]) == 1
+    assert "set KEBIAO_CRM=dynamics" in capsys.readouterr().err
+    monkeypatch.setenv("KEBIAO_CRM", "salesforce")
+    assert main(["crm", "status"]) == 2
+    assert "KEBIAO_CRM='salesforce' is not supported" in capsys.readouterr().err
+    monkeypatch.setenv("KEBIAO_CRM", "zoho")
+    assert main(["crm", "status"]) == 2
+    assert "KEBIAO_CRM=zoho needs KEBIAO_CRM_ZOHO_CLIENT_ID" in capsys.readouterr().err
