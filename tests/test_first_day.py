@@ -84,7 +84,8 @@ def test_suggest_piped_into_head_prints_one_line_and_no_traceback(tmp_path: Path
         timeout=120,
     )
     assert done.stdout.count("\n") == 1 and "询价客户" in done.stdout
-    assert done.stderr == ""
+    # the first use creates the database (one log line); a closed pipe itself says nothing
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr and "Error" not in done.stderr
 
 
 # ---------------------------------------------------------------- configuration
