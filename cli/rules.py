@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cli.common import Verbs, current_or_initial, parse_now, run_db
 
@@ -60,6 +60,13 @@ def _now(args: argparse.Namespace, settings: Settings) -> object:
     return now.replace(tzinfo=ZoneInfo(settings.timezone)) if now.tzinfo is None else now
 
 
+def _local(moment: Any, settings: Settings) -> str:
+    """`moment` as a person reads it: KEBIAO_TIMEZONE, to the second, with the offset."""
+    from zoneinfo import ZoneInfo
+
+    return str(moment.astimezone(ZoneInfo(settings.timezone)).isoformat(timespec="seconds"))
+
+
 def cmd_run_once(args: argparse.Namespace, settings: Settings) -> int:
     """Run the daily rules once at --now."""
     from datetime import datetime
@@ -73,7 +80,7 @@ def cmd_run_once(args: argparse.Namespace, settings: Settings) -> int:
     async def work(database: Database) -> int:
         current = await current_or_initial(database, settings)
         report = await run_daily(rule_context(settings, database, lambda: current.taxonomy), now)
-        print(f"rules at {now.isoformat()} (taxonomy version {current.version}): {report}")
+        print(f"rules at {_local(now, settings)} (taxonomy version {current.version}): {report}")
         return 0
 
     return run_db(settings, work)
@@ -102,8 +109,8 @@ def cmd_test(args: argparse.Namespace, settings: Settings) -> int:
             print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
             return 0
         print(
-            f"dry run at {now.isoformat()} over {result.customers} customers, {result.messages} messages since "
-            f"{result.since.date().isoformat()}; nothing was written"
+            f"dry run at {_local(now, settings)} over {result.customers} customers, {result.messages} messages "
+            f"since {_local(result.since, settings)[:10]}; nothing was written"
         )
         for rule in result.rules:
             data = rule.to_json()
