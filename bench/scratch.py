@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 
 @asynccontextmanager
-async def scratch_postgres(url: str) -> AsyncIterator[str]:
+async def scratch_postgres(url: str, prefix: str = "kebiao_bench") -> AsyncIterator[str]:
     """A fresh database next to the one in `url` (same server and credentials); dropped afterwards."""
-    name = f"kebiao_bench_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as conn:

@@ -6,6 +6,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,6 +35,28 @@ def postgres_url() -> str | None:
     if configured:
         return configured  # required: an unreachable server makes the tests fail, never skip
     return POSTGRES_DEFAULT if _reachable(POSTGRES_DEFAULT) else None
+
+
+@asynccontextmanager
+async def scratch_database_url(prefix: str) -> AsyncIterator[str]:
+    """A new PostgreSQL database (for servers that take a plain URL, where a schema would not do); dropped after."""
+    from bench.scratch import scratch_postgres
+
+    url = postgres_url()
+    if url is None:
+        pytest.skip("PostgreSQL not reachable at the default URL and KEBIAO_TEST_POSTGRES_URL is unset")
+    async with scratch_postgres(url, prefix) as scratch:
+        yield scratch
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh database URL for a whole app or a server subprocess: a SQLite file, or a scratch PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'kebiao.db'}"
+        return
+    async with scratch_database_url("kebiao_test") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -17,12 +16,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from storage.database import open_database
 from tests.alerts.conftest import seed
-from tests.conftest import postgres_url
+from tests.conftest import scratch_database_url
 from tests.wecom.fake_api import AGENT_ID, CORP_ID, SECRET, FakeWeComApi
 
 pytestmark = pytest.mark.postgres
@@ -32,19 +29,8 @@ DEADLINE_S = 90.0
 @pytest.fixture
 async def scratch_database() -> AsyncIterator[str]:
     """A fresh PostgreSQL database (the servers take a plain URL, so a schema would not do)."""
-    url = postgres_url()
-    if url is None:
-        pytest.skip("PostgreSQL not reachable at the default URL and KEBIAO_TEST_POSTGRES_URL is unset")
-    name = f"kebiao_alerts_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with scratch_database_url("kebiao_alerts") as url:
+        yield url
 
 
 def _free_port() -> int:

@@ -9,7 +9,6 @@ turned into a polite answer still counts, and so does a background handler that 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +18,9 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, settings
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import create_app
 from config import Settings, WeComSettings
-from tests.conftest import postgres_url
 from tests.wecom.callbacks import AES_KEY, TAXONOMY_YAML, TOKEN
 from tests.wecom.fake_api import AGENT_ID, CORP_ID, SECRET, FakeWeComApi, fake_wecom
 
@@ -128,26 +123,6 @@ async def connector_url() -> AsyncIterator[str]:
     finally:
         await server.close()
 
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh database URL: a SQLite file, or a new PostgreSQL database dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'fuzz.db'}"
-        return
-    url = postgres_url()
-    if url is None:
-        pytest.skip("PostgreSQL not reachable at the default URL and KEBIAO_TEST_POSTGRES_URL is unset")
-    name = f"kebiao_fuzz_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 @pytest.fixture
