@@ -137,6 +137,11 @@ async def test_search_expressions_match_evaluate(database: Database, sample_taxo
         "NOT 询价客户",
         "(VIP客户 OR 普通客户) AND NOT 沉默客户",
         "vip客户",
+        "VIP客户 OR NOT 询价客户",
+        "NOT (VIP客户 AND 询价客户)",
+        "NOT 询价客户 NOT 沉默客户",
+        "(VIP客户 NOT 沉默客户) OR (沉默客户 NOT 询价客户)",
+        "询价客户 AND (VIP客户 OR NOT 普通客户) AND 询价客户",
     ]
     for text in expressions:
         from core.tags.expression import parse_expression
@@ -150,7 +155,9 @@ async def test_search_expressions_match_evaluate(database: Database, sample_taxo
     async with database.unit_of_work() as uow:
         first = await search_customers(uow, sample_taxonomy, "询价客户", MANAGER, NOW, skip=0, count=2)
         rest = await search_customers(uow, sample_taxonomy, "询价客户", MANAGER, NOW, skip=2, count=2)
+        beyond = await search_customers(uow, sample_taxonomy, "询价客户 NOT 沉默客户", MANAGER, NOW, skip=5, count=2)
     assert first.total == 3 and len(first.customers) == 2 and len(rest.customers) == 1
+    assert beyond.total == 2 and beyond.customers == ()
     assert {c.id for c in first.customers}.isdisjoint(c.id for c in rest.customers)
 
 
