@@ -565,8 +565,8 @@ def _matching(query: TagQuery, now: datetime, visible: Sequence[str] | None) -> 
             conditions.append(a.dimension.in_(list(visible)))
         return select(a.customer_id.label("id")).where(*conditions)
     if isinstance(query, AnyOf):
-        if not query.parts:
-            return select(t.customers.c.id).where(false())
+        if len(query.parts) < 2:  # UNION of one SELECT renders as that SELECT (no dedup): leave it to the caller
+            return _matching(query.parts[0], now, visible) if query.parts else select(t.customers.c.id).where(false())
         return union(*(_operand(p, now, visible) for p in query.parts))
     if isinstance(query, AllOf):
         kept = [_operand(p, now, visible) for p in query.parts if not isinstance(p, NoneOf)]
