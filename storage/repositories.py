@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ColumnElement,
+    CompoundSelect,
     DateTime,
     Float,
     Insert,
@@ -21,20 +22,22 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    exists,
+    except_,
+    false,
     func,
-    not_,
+    intersect,
     or_,
     select,
     text,
-    true,
+    union,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Select, Subquery
 
-from core.ports import AllOf, AnyOf, HasTag, NewAssignment, TagQuery
+from core.ports import AllOf, AnyOf, HasTag, NewAssignment, NoneOf, TagQuery
 from core.records import CustomerDraft, NewEvent, NewSuggestion, SuggestionRecord, TaxonomyVersion
 from core.types import (
     Assignment,
@@ -528,40 +531,67 @@ class SqlAssignments:
     async def search(
         self, query: TagQuery, now: datetime, visible_dimensions: Sequence[str] | None, skip: int, limit: int
     ) -> tuple[list[int], int]:
-        condition = _compile(query, now, visible_dimensions)
-        c = t.customers.c
+        matches = _subquery(_matching(query, now, visible_dimensions))
         # One pass: the window count is taken over every match before OFFSET/LIMIT cut the page out.
         rows = (
             await self._conn.execute(
-                select(c.id, func.count().over()).where(condition).order_by(c.id).offset(skip).limit(limit)
+                select(matches.c.id, func.count().over()).order_by(matches.c.id).offset(skip).limit(limit)
             )
         ).all()
         if rows:
             return [r[0] for r in rows], int(rows[0][1])
-        total = (
-            await self._conn.execute(select(func.count()).select_from(t.customers).where(condition))
-        ).scalar_one()
+        total = (await self._conn.execute(select(func.count()).select_from(matches))).scalar_one()
         return [], int(total)
 
 
-def _compile(query: TagQuery, now: datetime, visible: Sequence[str] | None) -> ColumnElement[bool]:
-    """The tag query as a WHERE clause over `customers` (correlated EXISTS per tag reference)."""
+_Ids = Select[tuple[int]] | CompoundSelect
+
+
+def _matching(query: TagQuery, now: datetime, visible: Sequence[str] | None) -> _Ids:
+    """The ids of the customers matching `query`, as set operations over each tag's holders.
+
+    Each tag's holders come from one range of ix_tag_assignments_holders (index only); AND, NOT and OR become
+    INTERSECT, EXCEPT and UNION, so matching and counting cost one pass over each named tag's holders instead of
+    one index probe per candidate customer. A lone tag may list a customer twice; the caller takes DISTINCT.
+    """
     if isinstance(query, HasTag):
         a = t.tag_assignments.c
         conditions = [
-            a.customer_id == t.customers.c.id,
-            a.state == "active",
             a.tag_key.in_(list(query.name_keys)),
+            a.state == "active",
             or_(a.expires_at.is_(None), a.expires_at > now),
         ]
         if visible is not None:
             conditions.append(a.dimension.in_(list(visible)))
-        return exists(select(a.id).where(*conditions))
-    if isinstance(query, AllOf):
-        return and_(true(), *(_compile(p, now, visible) for p in query.parts))
+        return select(a.customer_id.label("id")).where(*conditions)
     if isinstance(query, AnyOf):
-        return or_(~true(), *(_compile(p, now, visible) for p in query.parts))
-    return not_(_compile(query.part, now, visible))
+        if len(query.parts) < 2:  # UNION of one SELECT renders as that SELECT (no dedup): leave it to the caller
+            return _matching(query.parts[0], now, visible) if query.parts else select(t.customers.c.id).where(false())
+        return union(*(_operand(p, now, visible) for p in query.parts))
+    if isinstance(query, AllOf):
+        kept = [_operand(p, now, visible) for p in query.parts if not isinstance(p, NoneOf)]
+        dropped = [_operand(p.part, now, visible) for p in query.parts if isinstance(p, NoneOf)]
+    else:
+        kept, dropped = [], [_operand(query.part, now, visible)]
+    if not kept:
+        kept = [select(t.customers.c.id)]  # only negations: every customer is a candidate, tagged or not
+    base = kept[0] if len(kept) == 1 else _operand_of(intersect(*kept))
+    return except_(base, *dropped) if dropped else base
+
+
+def _operand(query: TagQuery, now: datetime, visible: Sequence[str] | None) -> Select[tuple[int]]:
+    """`_matching` as a plain SELECT, so it can stand inside INTERSECT/EXCEPT/UNION on SQLite too."""
+    return _operand_of(_matching(query, now, visible))
+
+
+def _operand_of(ids: _Ids) -> Select[tuple[int]]:
+    # SQLite refuses a bracketed compound inside another compound; a derived table works on both databases.
+    return ids if isinstance(ids, Select) else select(ids.subquery().c.id)
+
+
+def _subquery(ids: _Ids) -> Subquery:
+    """The matching ids as a derived table with one row per customer."""
+    return (ids.distinct() if isinstance(ids, Select) else ids).subquery()
 
 
 # ---------------------------------------------------------------- events

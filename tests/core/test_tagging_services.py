@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from core.ports import AllOf, AnyOf, HasTag, NoneOf, TagQuery
 from core.records import CustomerDraft
 from core.tags.assignments import TaggingRules, apply_tag, expire_lapsed, remove_tag
 from core.tags.customers import customer_history, resolve_customer
@@ -137,6 +138,11 @@ async def test_search_expressions_match_evaluate(database: Database, sample_taxo
         "NOT 询价客户",
         "(VIP客户 OR 普通客户) AND NOT 沉默客户",
         "vip客户",
+        "VIP客户 OR NOT 询价客户",
+        "NOT (VIP客户 AND 询价客户)",
+        "NOT 询价客户 NOT 沉默客户",
+        "(VIP客户 NOT 沉默客户) OR (沉默客户 NOT 询价客户)",
+        "询价客户 AND (VIP客户 OR NOT 普通客户) AND 询价客户",
     ]
     for text in expressions:
         from core.tags.expression import parse_expression
@@ -150,8 +156,34 @@ async def test_search_expressions_match_evaluate(database: Database, sample_taxo
     async with database.unit_of_work() as uow:
         first = await search_customers(uow, sample_taxonomy, "询价客户", MANAGER, NOW, skip=0, count=2)
         rest = await search_customers(uow, sample_taxonomy, "询价客户", MANAGER, NOW, skip=2, count=2)
+        beyond = await search_customers(uow, sample_taxonomy, "询价客户 NOT 沉默客户", MANAGER, NOW, skip=5, count=2)
     assert first.total == 3 and len(first.customers) == 2 and len(rest.customers) == 1
+    assert beyond.total == 2 and beyond.customers == ()
     assert {c.id for c in first.customers}.isdisjoint(c.id for c in rest.customers)
+
+
+async def test_search_queries_built_by_callers(database: Database, sample_taxonomy: Taxonomy) -> None:
+    """Empty and one-part groups, as sync jobs build them, and a tag listed twice count each customer once."""
+    tagged = await _customer(database, "甲公司")
+    await _apply(database, sample_taxonomy, tagged, "VIP客户")
+    await _apply(database, sample_taxonomy, tagged, "询价客户")
+    bare = await _customer(database, "乙公司")
+    vip, inquiry = HasTag(("vip客户",)), HasTag(("询价客户",))
+    cases: list[tuple[TagQuery, list[int]]] = [
+        (AllOf(()), [tagged, bare]),
+        (AnyOf(()), []),
+        (AnyOf((vip,)), [tagged]),
+        (AllOf((vip,)), [tagged]),
+        (HasTag(("vip客户", "询价客户")), [tagged]),
+        (AnyOf((HasTag(("vip客户", "询价客户")),)), [tagged]),
+        (AnyOf((vip, inquiry)), [tagged]),
+        (NoneOf(AllOf(())), []),
+        (NoneOf(AnyOf(())), [tagged, bare]),
+        (AllOf((NoneOf(vip), NoneOf(inquiry))), [bare]),
+    ]
+    async with database.unit_of_work() as uow:
+        for query, expected in cases:
+            assert await uow.assignments.search(query, NOW, None, 0, 10) == (expected, len(expected)), query
 
 
 async def test_agent_search_cannot_probe_hidden_tags(database: Database, sample_taxonomy: Taxonomy) -> None:
