@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import operator
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import and_, any_, case, func, literal, or_, select, update
+from sqlalchemy import and_, any_, case, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -32,6 +33,29 @@ _OPS: dict[str, Callable[[Any, float], Any]] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
+
+
+# PostgreSQL: a batch of events as one row of arrays (one bind per column, however many events).
+_UNNEST_EVENTS = text(
+    """
+    INSERT INTO customer_events (event_id, customer_id, kind, at, amount, properties, source, digest, recorded_at)
+    SELECT u.event_id, u.customer_id, u.kind, u.at, u.amount, CAST(u.properties AS json), u.source, u.digest,
+           CAST(:now AS timestamptz)
+    FROM unnest(CAST(:event_ids AS varchar[]), CAST(:customer_ids AS bigint[]), CAST(:kinds AS varchar[]),
+                CAST(:ats AS timestamptz[]), CAST(:amounts AS double precision[]), CAST(:properties AS text[]),
+                CAST(:sources AS varchar[]), CAST(:digests AS varchar[]))
+         AS u(event_id, customer_id, kind, at, amount, properties, source, digest)
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+    """
+)
+
+
+def _utc(value: datetime) -> datetime:
+    """An aware datetime in UTC, as `UtcDateTime` binds it (a naive one is refused the same way)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; pass an aware datetime")
+    return value.astimezone(UTC)
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
@@ -93,6 +117,8 @@ class SqlCustomerEvents:
     async def insert_many(self, events: Sequence[NewCustomerEvent], now: datetime) -> list[str]:
         if not events:
             return []
+        if self._conn.dialect.name == "postgresql":
+            return await self._insert_arrays(events, now)
         e = t.customer_events.c
         rows = [
             {
@@ -113,6 +139,24 @@ class SqlCustomerEvents:
         for part in _chunks(rows, 1000):
             result = await self._conn.execute(stmt.returning(e.event_id), list(part))
             inserted.extend(r[0] for r in result)
+        return inserted
+
+    async def _insert_arrays(self, events: Sequence[NewCustomerEvent], now: datetime) -> list[str]:
+        """One INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING per chunk (PostgreSQL)."""
+        inserted: list[str] = []
+        for part in _chunks(events, ARRAY_CHUNK):
+            params = {
+                "now": _utc(now),
+                "event_ids": [ev.event_id for ev in part],
+                "customer_ids": [ev.customer_id for ev in part],
+                "kinds": [ev.kind for ev in part],
+                "ats": [_utc(ev.at) for ev in part],
+                "amounts": [ev.amount for ev in part],
+                "properties": [json.dumps(dict(ev.properties)) for ev in part],
+                "sources": [ev.source for ev in part],
+                "digests": [ev.digest for ev in part],
+            }
+            inserted.extend(r[0] for r in await self._conn.execute(_UNNEST_EVENTS, params))
         return inserted
 
     async def count(self) -> int:
