@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import operator
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, any_, case, func, literal, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.alerts.ports import OutboxMessage
@@ -21,7 +23,8 @@ from storage.outbox import SqlAlertUnitOfWork, _message
 from storage.repositories import _event, _insert
 from tagging.normaliser import name_key
 
-CHUNK = 500  # ids per IN list
+CHUNK = 500  # ids per IN list (SQLite binds one parameter per id)
+ARRAY_CHUNK = 10_000  # ids per array parameter (PostgreSQL binds the whole list as one parameter)
 _OPS: dict[str, Callable[[Any, float], Any]] = {
     ">=": operator.ge,
     ">": operator.gt,
@@ -32,23 +35,58 @@ _OPS: dict[str, Callable[[Any, float], Any]] = {
 }
 
 
+# PostgreSQL: a batch of events as one row of arrays (one bind per column, however many events).
+_UNNEST_EVENTS = text(
+    """
+    INSERT INTO customer_events (event_id, customer_id, kind, at, amount, properties, source, digest, recorded_at)
+    SELECT u.event_id, u.customer_id, u.kind, u.at, u.amount, CAST(u.properties AS json), u.source, u.digest,
+           CAST(:now AS timestamptz)
+    FROM unnest(CAST(:event_ids AS varchar[]), CAST(:customer_ids AS bigint[]), CAST(:kinds AS varchar[]),
+                CAST(:ats AS timestamptz[]), CAST(:amounts AS double precision[]), CAST(:properties AS text[]),
+                CAST(:sources AS varchar[]), CAST(:digests AS varchar[]))
+         AS u(event_id, customer_id, kind, at, amount, properties, source, digest)
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+    """
+)
+
+
+def _utc(value: datetime) -> datetime:
+    """An aware datetime in UTC, as `UtcDateTime` binds it (a naive one is refused the same way)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; pass an aware datetime")
+    return value.astimezone(UTC)
+
+
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _groups(customer_ids: Sequence[int]) -> list[list[int]]:
-    """Sorted id groups to query: a dense keyset page whole (queried as one id range), sparse ids in IN chunks."""
+def _chunk_size(conn: AsyncConnection) -> int:
+    """Values per lookup statement: one array parameter on PostgreSQL carries many more than an IN list."""
+    return ARRAY_CHUNK if conn.dialect.name == "postgresql" else CHUNK
+
+
+def _in(conn: AsyncConnection, column: Any, values: Sequence[Any]) -> Any:
+    """`column IN values`: `= ANY(one array parameter)` on PostgreSQL (one bind, no per-value rendering)."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(literal(list(values), ARRAY(column.type)))
+    return column.in_(list(values))
+
+
+def _groups(customer_ids: Sequence[int], size: int = CHUNK) -> list[list[int]]:
+    """Sorted id groups to query: a dense keyset page whole (queried as one id range), sparse ids in chunks."""
     ids = sorted(set(customer_ids))
     if ids and 2 * len(ids) >= ids[-1] - ids[0] + 1:
         return [ids]
-    return [list(part) for part in _chunks(ids)]
+    return [list(part) for part in _chunks(ids, size)]
 
 
-def _among(column: Any, ids: list[int]) -> Any:
+def _among(conn: AsyncConnection, column: Any, ids: list[int]) -> Any:
     """`column` within the group: a range for a dense group (callers drop ids outside it), else IN."""
     if 2 * len(ids) >= ids[-1] - ids[0] + 1:
         return column.between(ids[0], ids[-1])
-    return column.in_(ids)
+    return _in(conn, column, ids)
 
 
 class SqlCustomerEvents:
@@ -61,9 +99,9 @@ class SqlCustomerEvents:
         out: dict[str, list[int]] = {}
         for column in (c.crm_id, c.wecom_external_userid, c.name):
             left = [i for i in wanted if i not in out]
-            for part in _chunks(left):
+            for part in _chunks(left, _chunk_size(self._conn)):
                 found: dict[str, list[int]] = defaultdict(list)
-                for value, cid in await self._conn.execute(select(column, c.id).where(column.in_(list(part)))):
+                for value, cid in await self._conn.execute(select(column, c.id).where(_in(self._conn, column, part))):
                     found[value].append(cid)
                 out.update(found)
         return out
@@ -71,14 +109,16 @@ class SqlCustomerEvents:
     async def digests(self, event_ids: Sequence[str]) -> dict[str, str]:
         e = t.customer_events.c
         out: dict[str, str] = {}
-        for part in _chunks(sorted(set(event_ids))):
-            rows = await self._conn.execute(select(e.event_id, e.digest).where(e.event_id.in_(list(part))))
+        for part in _chunks(sorted(set(event_ids)), _chunk_size(self._conn)):
+            rows = await self._conn.execute(select(e.event_id, e.digest).where(_in(self._conn, e.event_id, part)))
             out.update({event_id: digest for event_id, digest in rows})
         return out
 
     async def insert_many(self, events: Sequence[NewCustomerEvent], now: datetime) -> list[str]:
         if not events:
             return []
+        if self._conn.dialect.name == "postgresql":
+            return await self._insert_arrays(events, now)
         e = t.customer_events.c
         rows = [
             {
@@ -101,6 +141,24 @@ class SqlCustomerEvents:
             inserted.extend(r[0] for r in result)
         return inserted
 
+    async def _insert_arrays(self, events: Sequence[NewCustomerEvent], now: datetime) -> list[str]:
+        """One INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING per chunk (PostgreSQL)."""
+        inserted: list[str] = []
+        for part in _chunks(events, ARRAY_CHUNK):
+            params = {
+                "now": _utc(now),
+                "event_ids": [ev.event_id for ev in part],
+                "customer_ids": [ev.customer_id for ev in part],
+                "kinds": [ev.kind for ev in part],
+                "ats": [_utc(ev.at) for ev in part],
+                "amounts": [ev.amount for ev in part],
+                "properties": [json.dumps(dict(ev.properties)) for ev in part],
+                "sources": [ev.source for ev in part],
+                "digests": [ev.digest for ev in part],
+            }
+            inserted.extend(r[0] for r in await self._conn.execute(_UNNEST_EVENTS, params))
+        return inserted
+
     async def count(self) -> int:
         return int((await self._conn.execute(select(func.count()).select_from(t.customer_events))).scalar_one())
 
@@ -119,7 +177,7 @@ class SqlRuleFacts:
     ) -> list[Facts]:
         """Four set-based queries per chunk: customers, active tags, activity, and one GROUP BY for every window."""
         out: list[Facts] = []
-        for ids in _groups(customer_ids):
+        for ids in _groups(customer_ids, _chunk_size(self._conn)):
             wanted = set(ids)
             tags = await self._tags(ids)
             activity = await self._activity(ids)
@@ -127,7 +185,7 @@ class SqlRuleFacts:
             c = t.customers.c
             rows = await self._conn.execute(
                 select(c.id, c.name, c.owner, c.region, c.company, c.crm_id, c.contract_end, c.created_at, c.attributes)
-                .where(_among(c.id, ids))
+                .where(_among(self._conn, c.id, ids))
                 .order_by(c.id)
             )
             for cid, name, owner, region, company, crm_id, contract_end, created_at, attributes in rows:
@@ -155,7 +213,7 @@ class SqlRuleFacts:
         self, customer_ids: Sequence[int], windows: Sequence[tuple[str, int]], now: datetime
     ) -> dict[int, dict[tuple[str, int], tuple[int, float]]]:
         out: dict[int, dict[tuple[str, int], tuple[int, float]]] = {}
-        for ids in _groups(customer_ids):
+        for ids in _groups(customer_ids, _chunk_size(self._conn)):
             wanted = set(ids)
             out.update(
                 (cid, counts) for cid, counts in (await self._events(ids, windows, now)).items() if cid in wanted
@@ -167,7 +225,7 @@ class SqlRuleFacts:
         out: dict[int, dict[str, HeldFact]] = defaultdict(dict)
         rows = await self._conn.execute(
             select(a.customer_id, a.dimension, a.tag, a.assigned_at).where(
-                _among(a.customer_id, ids), a.state == "active"
+                _among(self._conn, a.customer_id, ids), a.state == "active"
             )
         )
         for cid, dimension, tag, assigned_at in rows:
@@ -176,7 +234,9 @@ class SqlRuleFacts:
 
     async def _activity(self, ids: list[int]) -> dict[int, datetime | None]:
         a = t.customer_activity.c
-        rows = await self._conn.execute(select(a.customer_id, a.last_message_at).where(_among(a.customer_id, ids)))
+        rows = await self._conn.execute(
+            select(a.customer_id, a.last_message_at).where(_among(self._conn, a.customer_id, ids))
+        )
         return {cid: at for cid, at in rows}
 
     async def _events(
@@ -197,7 +257,7 @@ class SqlRuleFacts:
             # instead of every event of the kind in a long window.
             .where(
                 e.customer_id.between(ids[0], ids[-1]),
-                _among(e.customer_id, ids),
+                _among(self._conn, e.customer_id, ids),
                 e.kind.in_(sorted({k for k, _ in windows})),
                 e.at > oldest,
                 e.at <= now,

@@ -36,7 +36,7 @@ from core.types import EventKind, Source, SuggestionStatus, User
 from tagging.normaliser import name_key
 from tagging.policy import PolicyRefusal, find_tag
 from tagging.rules import AddTag, CallWebhook, Notify, RemoveTag, Rule, SuggestTag, Webhook, event_windows, uses_churn
-from tagging.taxonomy import Taxonomy
+from tagging.taxonomy import Dimension, TagDef, Taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -339,6 +339,19 @@ async def apply_firings(
     await _webhooks(uow, ctx, taxonomy, firings, now, period, report)
 
 
+class _TagLookup:
+    """`find_tag` over one taxonomy, each rule tag name resolved once per batch of firings."""
+
+    def __init__(self, taxonomy: Taxonomy) -> None:
+        self._taxonomy = taxonomy
+        self._found: dict[str, tuple[Dimension, TagDef]] = {}
+
+    def __call__(self, name: str) -> tuple[Dimension, TagDef]:
+        if name not in self._found:
+            self._found[name] = find_tag(self._taxonomy, name, None, True)
+        return self._found[name]
+
+
 async def _contacts(uow: RulesUnitOfWork, firings: Sequence[Firing]) -> dict[int, list[int]]:
     wanted = {
         f.facts.customer_id
@@ -363,11 +376,12 @@ async def _adds(
     report: RulesReport,
 ) -> None:
     by_rule: dict[Rule, list[ApplyItem]] = defaultdict(list)
+    tags = _TagLookup(taxonomy)
     for firing in firings:
         for action in firing.rule.actions:
             if not isinstance(action, AddTag):
                 continue
-            dimension, tag = find_tag(taxonomy, action.tag, None, True)
+            dimension, tag = tags(action.tag)
             if action.ttl_days is not None:
                 tag = dataclasses.replace(tag, ttl_days=action.ttl_days)
             evidence = firing.to_evidence(taxonomy.version)
@@ -418,10 +432,11 @@ async def _suggests(
     report: RulesReport,
 ) -> None:
     rows: list[tuple[Rule, NewSuggestion]] = []
+    tags = _TagLookup(taxonomy)
     for firing in firings:
         for action in firing.rule.actions:
             if isinstance(action, SuggestTag) and name_key(action.tag) not in firing.facts.tags:
-                dimension, tag = find_tag(taxonomy, action.tag, None, True)
+                dimension, tag = tags(action.tag)
                 evidence = clean_evidence(firing.to_evidence(taxonomy.version))
                 key = f"rule:{firing.rule.name}:{firing.facts.customer_id}:{period(firing)}"
                 rows.append(

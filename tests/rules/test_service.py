@@ -128,6 +128,37 @@ async def test_event_import_is_idempotent_and_reports_every_bad_line(database: D
     assert mixed.stored == 1 and mixed.errors[0].line == 2
 
 
+async def test_stored_events_keep_every_field_as_sent(database: Database, cell: Cell) -> None:
+    ids = await seed(database)
+    ctx = context(database, cell)
+    lines = "\n".join(
+        [
+            '{"id": "p1", "customer": "CRM-2", "kind": "purchase", "at": "2026-12-01T10:00:00+08:00", "amount": 12.5,'
+            ' "properties": {"渠道": "门店", "n": [1, {"x": null}]}}',
+            '{"id": "p2", "customer": "CRM-1", "kind": "login", "at": "2026-12-01T02:00:00Z"}',
+        ]
+    )
+    report = await ingest_events(ctx, parse_events(lines, "jsonl", ctx.tz), NOW, source="api")
+    assert (report.stored, report.errors) == (2, [])
+    e = t.customer_events.c
+    async with database.engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    e.event_id, e.customer_id, e.kind, e.at, e.amount, e.properties, e.source, e.recorded_at
+                ).order_by(e.event_id)
+            )
+        ).all()
+    p1, p2 = rows
+    assert (p1.event_id, p1.customer_id, p1.kind, p1.amount, p1.source) == ("p1", ids["yi"], "purchase", 12.5, "api")
+    assert p1.properties == {"渠道": "门店", "n": [1, {"x": None}]} and p1.recorded_at == NOW
+    assert p1.at == p2.at == NOW.replace(year=2026, month=12, day=1, hour=2, minute=0, second=0, microsecond=0)
+    assert (p2.customer_id, p2.amount, p2.properties) == (ids["jia"], None, {})
+    # The same lines again are repeats; one changed line is refused by line, the unchanged one still a repeat.
+    again = await ingest_events(ctx, parse_events(lines.replace("12.5", "13"), "jsonl", ctx.tz), NOW)
+    assert (again.stored, again.repeated, [x.line for x in again.errors]) == (0, 1, [1])
+
+
 async def test_message_rules_tag_and_notify_the_owner_at_once(database: Database, cell: Cell) -> None:
     ids = await seed(database)
     ctx = context(database, cell)
