@@ -47,18 +47,18 @@ from core.rules.dryrun import forecast
 from core.rules.events import guess_format, parse_events
 from core.rules.ingest import ingest_events
 from core.rules.service import RuleContext
-from core.tags.assignments import TagChange, TaggingRules, apply_tag, remove_tag
+from core.tags.assignments import TaggingRules, change_tags
 from core.tags.customers import customer_history, resolve_customer
 from core.tags.expression import ExpressionError
 from core.tags.search import MAX_PAGE, search_customers
 from core.tags.summary import customer_summary
 from core.tags.users import set_role, user_id_problem
 from core.taxonomy.store import import_taxonomy, rollback_taxonomy, taxonomy_history
-from core.types import Role, Source, User
+from core.types import Role, User
 from tagging.loader import MAX_BYTES as TAXONOMY_MAX_BYTES
 from tagging.loader import TaxonomyError, load_taxonomy_text
 from tagging.normaliser import name_key
-from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError, find_tag
+from tagging.policy import AmbiguousTagError, UnknownTagError, find_tag
 
 log = logging.getLogger(__name__)
 
@@ -362,47 +362,19 @@ async def post_customer_tags(request: web.Request, services: AdminServices) -> w
     now = services.clock()
     evidence = {"via": "admin-api"}
     problems: list[dict[str, Any]] = []
-    changes: list[TagChange] = []
     async with services.store.unit_of_work() as uow:
         current = await _current(uow)
         taxonomy = current.taxonomy
         if await uow.customers.get(customer_id) is None:
             raise NotFoundError(f"customer {customer_id} does not exist")
-        # removals first, so a full customer can swap a tag in one request
-        for op, names in (("remove", remove), ("add", add)):
-            for i, name in enumerate(names):
-                try:
-                    if op == "remove":
-                        change = await remove_tag(
-                            uow,
-                            taxonomy,
-                            customer_id,
-                            name,
-                            actor=actor,
-                            source=Source.MANUAL,
-                            now=now,
-                            evidence=evidence,
-                        )
-                    else:
-                        change = await apply_tag(
-                            uow,
-                            taxonomy,
-                            services.rules,
-                            customer_id,
-                            name,
-                            actor=actor,
-                            source=Source.MANUAL,
-                            now=now,
-                            evidence=evidence,
-                        )
-                except UnknownTagError as exc:
-                    problems.append(
-                        {"field": f"{op}[{i}]", "tag": name, "reason": str(exc), "did_you_mean": list(exc.close)}
-                    )
-                except (AmbiguousTagError, PolicyRefusal) as exc:
-                    problems.append({"field": f"{op}[{i}]", "tag": name, "reason": str(exc)})
-                else:
-                    changes.append(change)
+        changes, refused = await change_tags(
+            uow, taxonomy, services.rules, customer_id, add, remove, actor=actor, now=now, evidence=evidence
+        )
+        for r in refused:
+            problem: dict[str, Any] = {"field": f"{r.op}[{r.index}]", "tag": r.name, "reason": str(r.error)}
+            if isinstance(r.error, UnknownTagError):
+                problem["did_you_mean"] = list(r.error.close)
+            problems.append(problem)
         if problems:
             # raising inside the unit of work rolls back the changes already made in this request
             raise AdminError(400, f"{len(problems)} tag changes refused; nothing changed", problems)

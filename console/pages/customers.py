@@ -12,14 +12,13 @@ from aiohttp import web
 from console.nav import NavItem
 from console.web import PREFIX, Page, PageRoute, form_value, redirect
 from core.errors import NotFoundError
-from core.tags.assignments import TagChange, apply_tag, remove_tag
+from core.tags.assignments import change_tags
 from core.tags.customers import customer_history
 from core.tags.expression import ExpressionError
 from core.tags.search import search_customers
 from core.tags.summary import customer_summary
-from core.types import Source
 from tagging.normaliser import name_key
-from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError
+from tagging.policy import UnknownTagError
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +117,6 @@ async def post_tags(request: web.Request, page: Page) -> web.StreamResponse:
     remove = [n for n in _SPLIT.split(form_value(posted, "remove", 400)) if n]
     assert page.user is not None
     actor, now, problems = page.user.id, page.services.clock(), []
-    changes: list[TagChange] = []
     evidence = {"via": "console"}
     if not add and not remove:
         problems.append(page.t("tag_names"))
@@ -126,38 +124,21 @@ async def post_tags(request: web.Request, page: Page) -> web.StreamResponse:
         async with page.services.store.unit_of_work() as uow:
             current = await uow.taxonomies.current()
             assert current is not None
-            for op, names in (("remove", remove), ("add", add)):
-                for name in names:
-                    try:
-                        if op == "remove":
-                            change = await remove_tag(
-                                uow,
-                                current.taxonomy,
-                                customer_id,
-                                name,
-                                actor=actor,
-                                source=Source.MANUAL,
-                                now=now,
-                                evidence=evidence,
-                            )
-                        else:
-                            change = await apply_tag(
-                                uow,
-                                current.taxonomy,
-                                page.services.rules,
-                                customer_id,
-                                name,
-                                actor=actor,
-                                source=Source.MANUAL,
-                                now=now,
-                                evidence=evidence,
-                            )
-                        changes.append(change)
-                    except UnknownTagError as exc:
-                        hint = f" ({'、'.join(exc.close)}?)" if exc.close else ""
-                        problems.append(f"{name}: {exc}{hint}")
-                    except (AmbiguousTagError, PolicyRefusal) as exc:
-                        problems.append(f"{name}: {exc}")
+            changes, refused = await change_tags(
+                uow,
+                current.taxonomy,
+                page.services.rules,
+                customer_id,
+                add,
+                remove,
+                actor=actor,
+                now=now,
+                evidence=evidence,
+            )
+            for r in refused:
+                close = r.error.close if isinstance(r.error, UnknownTagError) else ()
+                hint = f" ({'、'.join(close)}?)" if close else ""
+                problems.append(f"{r.name}: {r.error}{hint}")
             if problems:
                 raise _Refused()
     except _Refused:

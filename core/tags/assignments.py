@@ -15,7 +15,15 @@ from core.records import NewEvent
 from core.types import Assignment, AssignmentState, EventKind, Source
 from tagging.normaliser import name_key
 from tagging.pii import mask
-from tagging.policy import DEFAULT_HARD_CAP, HeldTag, PolicyRefusal, decide_apply, find_tag
+from tagging.policy import (
+    DEFAULT_HARD_CAP,
+    AmbiguousTagError,
+    HeldTag,
+    PolicyRefusal,
+    UnknownTagError,
+    decide_apply,
+    find_tag,
+)
 from tagging.taxonomy import Dimension, SyncMode, TagDef, Taxonomy
 
 Outcome = Literal["added", "renewed", "removed", "not_held"]
@@ -395,3 +403,56 @@ async def expire_lapsed(uow: UnitOfWork, now: datetime, limit: int = 1000) -> in
             )
             count += 1
     return count
+
+
+@dataclass(frozen=True, slots=True)
+class TagRefusal:
+    """One name of a hand-made change set that was refused: which list (`add`/`remove`), where, and why."""
+
+    op: Literal["add", "remove"]
+    index: int
+    name: str
+    error: UnknownTagError | AmbiguousTagError | PolicyRefusal
+
+
+async def change_tags(
+    uow: UnitOfWork,
+    taxonomy: Taxonomy,
+    rules: TaggingRules,
+    customer_id: int,
+    add: Sequence[str],
+    remove: Sequence[str],
+    *,
+    actor: str,
+    now: datetime,
+    evidence: Mapping[str, Any],
+) -> tuple[list[TagChange], list[TagRefusal]]:
+    """Remove, then add, tags by hand (source manual) under the tagging policy; refusals are collected so the
+    caller can list them all and roll the unit of work back. Removals go first so a full customer can swap."""
+    changes: list[TagChange] = []
+    refused: list[TagRefusal] = []
+    plan: tuple[tuple[Literal["add", "remove"], Sequence[str]], ...] = (("remove", remove), ("add", add))
+    for op, names in plan:
+        for index, name in enumerate(names):
+            try:
+                if op == "remove":
+                    change = await remove_tag(
+                        uow, taxonomy, customer_id, name, actor=actor, source=Source.MANUAL, now=now, evidence=evidence
+                    )
+                else:
+                    change = await apply_tag(
+                        uow,
+                        taxonomy,
+                        rules,
+                        customer_id,
+                        name,
+                        actor=actor,
+                        source=Source.MANUAL,
+                        now=now,
+                        evidence=evidence,
+                    )
+            except (UnknownTagError, AmbiguousTagError, PolicyRefusal) as exc:
+                refused.append(TagRefusal(op, index, name, exc))
+            else:
+                changes.append(change)
+    return changes, refused
