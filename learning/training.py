@@ -90,16 +90,28 @@ def label_vector(data: Sequence[LabelledText], key: TagKey) -> NDArray[np.int8]:
     return out
 
 
-def build_vocabulary(key_arrays: Sequence[Keys], config: TrainingConfig) -> tuple[Keys, NDArray[np.float32]]:
-    """N-gram keys seen in at least `min_df` texts (the most frequent `max_features`) and their smoothed idf."""
+CHUNK = 5_000  # texts handled at once while counting and vectorising: bounds the memory of large trainings
+
+
+def _document_frequencies(key_arrays: Sequence[Keys]) -> tuple[Keys, NDArray[np.int64]]:
+    """Every distinct key of these texts and the number of texts it occurs in."""
     lengths = np.fromiter((k.size for k in key_arrays), dtype=np.int64, count=len(key_arrays))
     keys = np.concatenate(key_arrays) if key_arrays else np.zeros(0, dtype=np.uint64)
-    docs = np.repeat(np.arange(len(key_arrays), dtype=np.int64), lengths)
+    docs = np.repeat(np.arange(len(key_arrays), dtype=np.int32), lengths)
     order = np.lexsort((docs, keys))
     keys, docs = keys[order], docs[order]
-    first = np.ones(keys.shape, dtype=bool)  # the first occurrence of a key in a document
+    first = np.ones(keys.shape, dtype=bool)  # the first occurrence of a key in a text
     first[1:] = (keys[1:] != keys[:-1]) | (docs[1:] != docs[:-1])
-    unique, df = np.unique(keys[first], return_counts=True)
+    return np.unique(keys[first], return_counts=True)
+
+
+def build_vocabulary(key_arrays: Sequence[Keys], config: TrainingConfig) -> tuple[Keys, NDArray[np.float32]]:
+    """N-gram keys seen in at least `min_df` texts (the most frequent `max_features`) and their smoothed idf."""
+    parts = [_document_frequencies(key_arrays[i : i + CHUNK]) for i in range(0, len(key_arrays), CHUNK)]
+    if not parts:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.float32)
+    unique, inverse = np.unique(np.concatenate([keys for keys, _ in parts]), return_inverse=True)
+    df = np.bincount(inverse, weights=np.concatenate([n for _, n in parts]), minlength=unique.size).astype(np.int64)
     keep = df >= config.min_df
     unique, df = unique[keep], df[keep]
     ranked = np.lexsort((unique, -df))[: config.max_features]  # most frequent first, then by key
@@ -194,7 +206,11 @@ def train(data: Sequence[LabelledText], tags: Sequence[TagKey], config: Training
     key_arrays = [gram_keys(prepared(item.text)) for item in data]
     keys, idf = build_vocabulary(key_arrays, config)
     vocabulary = [key_text(int(k)) for k in keys]
-    matrix = vectorise(key_arrays, KeyIndex(keys), idf)
+    index = KeyIndex(keys)
+    matrix = sparse.vstack(
+        [vectorise(key_arrays[i : i + CHUNK], index, idf) for i in range(0, len(key_arrays), CHUNK)], format="csr"
+    )
+    del key_arrays, index  # the matrix holds all the fitting needs
     workers = config.workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(lambda key: _train_tag(matrix, label_vector(data, key), key, config), tags))
