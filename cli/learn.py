@@ -76,6 +76,7 @@ def _metrics_line(m: TagMetrics) -> str:
     return (
         f"  {m.dimension}/{m.tag}: learned · {m.examples} examples ({m.positives} positive) · threshold "
         f"{m.threshold:.2f} · cv precision {m.precision:.2f} · cv recall {m.recall:.2f}"
+        + (f" · holds keyword hits back below {m.veto:.2f}" if m.veto else "")
     )
 
 

@@ -1,19 +1,24 @@
-"""A trained learned suggester: vocabulary, idf, one calibrated linear classifier per tag, thresholds."""
+"""A trained learned suggester: vocabulary, idf, one calibrated linear classifier per tag, thresholds.
+
+Besides suggesting, a tag's model can hold a keyword suggestion back: below the tag's `veto` probability
+(learned from rejections, set where it costs at most a few per cent of the tag's true hits) a keyword hit
+is almost always rejected by agents, so it is not shown. Auto-applied keyword tags are never held back.
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from learning.features import BIGRAM, WORD, shown, tokens
+from learning.features import Keys, gram_keys, prepared, text_key
 
 TagKey = tuple[str, str]  # (dimension key, tag name)
 EVIDENCE_WORDS = 3
+EVIDENCE_TOKENS = 8  # strongest n-grams looked at; overlapping ones merge into one stretch of text
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,7 @@ class TagMetrics:
     threshold: float | None = None
     precision: float | None = None
     recall: float | None = None
+    veto: float | None = None
 
     def to_json(self) -> dict[str, object]:
         """A JSON-safe dict (stored beside the model, printed by `kebiao learn status`)."""
@@ -42,6 +48,7 @@ class TagMetrics:
             "threshold": self.threshold,
             "precision": self.precision,
             "recall": self.recall,
+            "veto": self.veto,
         }
 
     @classmethod
@@ -72,6 +79,7 @@ class TagMetrics:
             threshold=number("threshold"),
             precision=number("precision"),
             recall=number("recall"),
+            veto=number("veto"),
         )
 
 
@@ -85,27 +93,44 @@ class LearnedHit:
     evidence: tuple[str, ...]
 
 
-def vectorise(
-    token_lists: Iterable[Sequence[str]], index: Mapping[str, int], idf: NDArray[np.float32]
-) -> sparse.csr_matrix:
-    """Rows of sublinear tf × idf, L2-normalised, over the vocabulary `index` (unknown tokens ignored)."""
-    indptr = [0]
-    indices: list[int] = []
-    counts: list[int] = []
-    for toks in token_lists:
-        for token, n in Counter(toks).items():
-            i = index.get(token)
-            if i is not None:
-                indices.append(i)
-                counts.append(n)
-        indptr.append(len(indices))
-    columns = np.asarray(indices, dtype=np.int32)
-    values = (1.0 + np.log(np.asarray(counts, dtype=np.float32))) * idf[columns] if indices else np.zeros(0, np.float32)
-    matrix = sparse.csr_matrix(
-        (values.astype(np.float32), columns, np.asarray(indptr, dtype=np.int64)),
-        shape=(len(indptr) - 1, len(idf)),
-        dtype=np.float32,
-    )
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """What the model makes of one message: the tags it suggests and the keyword tags it holds back."""
+
+    hits: tuple[LearnedHit, ...] = ()
+    held_back: frozenset[TagKey] = frozenset()
+
+
+class KeyIndex:
+    """N-gram keys of a vocabulary (in column order) → their columns, looked up a whole message at a time."""
+
+    def __init__(self, keys: Keys) -> None:
+        order = np.argsort(keys, kind="stable")
+        self.sorted: Keys = keys[order]
+        self.columns: NDArray[np.int64] = order.astype(np.int64)
+
+    def positions(self, keys: Keys) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
+        """(which keys are in the vocabulary, their columns)."""
+        if not self.sorted.size or not keys.size:
+            return np.zeros(keys.shape, dtype=bool), np.zeros(0, dtype=np.int64)
+        pos = np.searchsorted(self.sorted, keys)
+        pos[pos == self.sorted.size] = 0
+        found = self.sorted[pos] == keys
+        return found, self.columns[pos[found]]
+
+
+def vectorise(key_arrays: Sequence[Keys], index: KeyIndex, idf: NDArray[np.float32]) -> sparse.csr_matrix:
+    """Rows of sublinear tf × idf, L2-normalised, over the vocabulary of `index` (unknown n-grams ignored)."""
+    size = len(idf)
+    lengths = np.fromiter((k.size for k in key_arrays), dtype=np.int64, count=len(key_arrays))
+    keys = np.concatenate(key_arrays) if key_arrays else np.zeros(0, dtype=np.uint64)
+    docs = np.repeat(np.arange(len(key_arrays), dtype=np.int64), lengths)
+    found, columns = index.positions(keys)
+    # One code per (document, column): unique() counts each n-gram's occurrences per document at once.
+    codes, counts = np.unique(docs[found] * size + columns, return_counts=True)
+    rows, cols = np.divmod(codes, size) if size else (codes, codes)
+    values = ((1.0 + np.log(counts.astype(np.float32))) * idf[cols]).astype(np.float32)
+    matrix = sparse.csr_matrix((values, (rows, cols)), shape=(len(key_arrays), size), dtype=np.float32)
     norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1), dtype=np.float64).ravel())
     norms[norms == 0] = 1.0
     matrix = sparse.csr_matrix(sparse.diags((1.0 / norms).astype(np.float32)) @ matrix, dtype=np.float32)
@@ -134,6 +159,7 @@ class LearnedModel:
         platt_a: NDArray[np.float64],
         platt_b: NDArray[np.float64],
         thresholds: NDArray[np.float64],
+        veto: NDArray[np.float64] | None = None,
     ) -> None:
         self.labels = tuple(labels)
         self.vocabulary = tuple(vocabulary)
@@ -143,52 +169,87 @@ class LearnedModel:
         self.platt_a = platt_a
         self.platt_b = platt_b
         self.thresholds = thresholds
-        self.index = {token: i for i, token in enumerate(self.vocabulary)}
+        self.veto = veto if veto is not None else np.zeros(len(self.labels), dtype=np.float64)
+        self.index = KeyIndex(np.fromiter(map(text_key, self.vocabulary), dtype=np.uint64, count=len(vocabulary)))
+        # Scoring reads, per n-gram of a message, its coefficients and idf: kept side by side in key order, one
+        # row per n-gram, so a message costs one binary search and one gather (few cache lines, no indirection).
+        order = self.index.columns
+        self._keys = self.index.sorted
+        self._table = (
+            np.hstack((coef[order], idf[order, None])).astype(np.float64)
+            if len(order)
+            else np.zeros((0, len(self.labels) + 1))
+        )
+        self._sorted_vocabulary = [self.vocabulary[int(i)] for i in order]
+        self._thresholds: list[float] = self.thresholds.tolist()
+        self._veto: list[float] = self.veto.tolist()
 
     def probabilities(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """Calibrated probability of every label for every text, shape (texts, labels)."""
-        matrix = vectorise((tokens(t) for t in texts), self.index, self.idf)
+        matrix = vectorise([gram_keys(prepared(t)) for t in texts], self.index, self.idf)
         scores = np.asarray(matrix @ self.coef, dtype=np.float64) + self.intercept
         return platt(scores, self.platt_a, self.platt_b)
 
     def predict(self, text: str) -> list[LearnedHit]:
         """Labels whose probability reaches their threshold, most probable first, with their evidence."""
-        index = self.index
-        found = [(i, n) for token, n in Counter(tokens(text)).items() if (i := index.get(token)) is not None]
-        if not found:
-            return []
-        columns = np.fromiter((i for i, _ in found), dtype=np.int64, count=len(found))
-        counts = np.fromiter((n for _, n in found), dtype=np.float64, count=len(found))
-        weights = (1.0 + np.log(counts)) * self.idf[columns]
-        norm = float(np.sqrt(weights @ weights)) or 1.0
-        weights = weights / norm
-        rows = self.coef[columns]  # (tokens, labels)
-        scores = weights @ rows + self.intercept
-        probs = platt(scores, self.platt_a, self.platt_b)
+        return list(self.assess(text).hits)
+
+    def assess(self, text: str, skip: Container[TagKey] = ()) -> Assessment:
+        """The suggested labels (most probable first, with evidence) and the labels held back.
+
+        Labels in `skip` (already suggested by other means) are never returned as hits, which spares
+        working out their evidence.
+        """
+        norm = prepared(text)
+        keys, counts = np.unique(gram_keys(norm), return_counts=True)
+        if not keys.size or not self._keys.size:
+            return Assessment()
+        at = np.searchsorted(self._keys, keys)
+        at[at == self._keys.size] = 0
+        known = self._keys[at] == keys
+        columns = at[known]
+        if not columns.size:
+            return Assessment()
+        table = self._table[columns]
+        weights = (1.0 + np.log(counts[known])) * table[:, -1]
+        weights /= float(np.sqrt(weights @ weights)) or 1.0
+        rows = table[:, :-1]  # (n-grams, labels)
+        probs = platt(weights @ rows + self.intercept, self.platt_a, self.platt_b).tolist()
         hits: list[LearnedHit] = []
-        for label in np.flatnonzero(probs >= self.thresholds):
-            evidence = _evidence(weights * rows[:, label], columns, self.vocabulary)
-            dimension, tag = self.labels[label]
-            hits.append(LearnedHit(dimension, tag, round(float(probs[label]), 3), evidence))
+        held: list[TagKey] = []
+        for label, (p, threshold, veto) in enumerate(zip(probs, self._thresholds, self._veto, strict=True)):
+            if p >= threshold:
+                if self.labels[label] in skip:
+                    continue
+                evidence = _evidence(norm, weights * rows[:, label], columns, self._sorted_vocabulary)
+                hits.append(LearnedHit(*self.labels[label], round(p, 3), evidence))
+            elif p < veto:
+                held.append(self.labels[label])
         hits.sort(key=lambda h: -h.probability)
-        return hits
+        return Assessment(tuple(hits), frozenset(held))
 
 
 def _evidence(
-    contributions: NDArray[np.float64], columns: NDArray[np.int64], vocabulary: Sequence[str]
+    norm: str, contributions: NDArray[np.float64], columns: NDArray[np.int64], vocabulary: Sequence[str]
 ) -> tuple[str, ...]:
-    """The few message words (or character pairs) that pushed a label up most."""
-    order = np.argsort(-contributions)
-    out: list[str] = []
-    for i in order:
-        if contributions[i] <= 0 or len(out) >= EVIDENCE_WORDS:
+    """The stretches of the message whose n-grams pushed a label up most (overlapping n-grams merged)."""
+    spans: list[tuple[int, int, float]] = []
+    for i in np.argsort(-contributions)[:EVIDENCE_TOKENS]:
+        if contributions[i] <= 0:
             break
         token = vocabulary[int(columns[i])]
-        text = shown(token)
-        if token.startswith(BIGRAM) and any(text in w for w in out):
-            continue
-        if token.startswith(WORD):
-            out = [w for w in out if w not in text]
-        if text not in out:
-            out.append(text)
-    return tuple(out)
+        at = norm.find(token)
+        if at >= 0:
+            spans.append((at, at + len(token), float(contributions[i])))
+    spans.sort()
+    merged: list[list[float]] = []
+    for start, end, weight in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+            merged[-1][2] += weight
+        else:
+            merged.append([start, end, weight])
+    # A lone character says little beside a longer stretch; it is shown only when nothing longer drove the label.
+    longer = [m for m in merged if m[1] - m[0] > 1] or merged
+    longer.sort(key=lambda m: -m[2])
+    return tuple(norm[int(a) : int(b)] for a, b, _ in longer[:EVIDENCE_WORDS])

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from learning.model import LearnedModel, TagKey
 
 FORMAT = 1
-FEATURES = "jieba-words+char-bigrams/tfidf-sublinear-l2/v1"
+FEATURES = "char-1-3grams/tfidf-sublinear-l2/v2"
 _ARRAYS = {
     "vocabulary": np.uint8,
     "idf": np.float32,
@@ -28,6 +28,7 @@ _ARRAYS = {
     "platt_a": np.float64,
     "platt_b": np.float64,
     "thresholds": np.float64,
+    "veto": np.float64,
 }
 _SEPARATOR = b"\n"
 
@@ -49,6 +50,7 @@ def dump(model: LearnedModel) -> tuple[dict[str, Any], bytes]:
         platt_a=model.platt_a.astype(np.float64),
         platt_b=model.platt_b.astype(np.float64),
         thresholds=model.thresholds.astype(np.float64),
+        veto=model.veto.astype(np.float64),
     )
     blob = buffer.getvalue()
     meta = {
@@ -119,6 +121,7 @@ def load(meta: Mapping[str, Any], blob: bytes) -> LearnedModel:
         "platt_a": (n_labels,),
         "platt_b": (n_labels,),
         "thresholds": (n_labels,),
+        "veto": (n_labels,),
     }
     for name, shape in expected.items():
         if arrays[name].shape != shape:
@@ -132,4 +135,5 @@ def load(meta: Mapping[str, Any], blob: bytes) -> LearnedModel:
         arrays["platt_a"],
         arrays["platt_b"],
         arrays["thresholds"],
+        arrays["veto"],
     )

@@ -3,6 +3,8 @@
 Per tag the keyword suggestion wins (it carries the taxonomy's own evidence and may auto-apply); a learned
 suggestion is added for a tag the keywords missed, always as `suggest` (never auto-applied), with the words
 that drove the model as its evidence. In an exclusive dimension a learned tag is not added beside a keyword one.
+A keyword suggestion (never an auto-applied one) of a tag the model holds back, because agents have rejected
+messages like this one for it, is left out.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from core.learning.ports import LearningStore
-from learning.model import LearnedModel
+from learning.model import LearnedModel, TagKey
 from learning.serial import ModelFormatError, load
 from tagging.normaliser import name_key
 from tagging.suggestion import Suggestion
-from tagging.taxonomy import TagDef, Taxonomy
+from tagging.taxonomy import Dimension, TagDef, Taxonomy
 
 log = logging.getLogger(__name__)
 
@@ -35,30 +37,58 @@ class MergedSuggester:
         self.keywords = keywords
         self.model = model
         self.taxonomy = taxonomy
-        self._tags: dict[tuple[str, str], TagDef] = {(t.dimension, name_key(t.name)): t for t in taxonomy.iter_tags()}
+        by_key: dict[tuple[str, str], TagDef] = {(t.dimension, name_key(t.name)): t for t in taxonomy.iter_tags()}
+        # Model labels resolved to the taxonomy's tags once, so a message costs no name normalisation.
+        self._tags: dict[TagKey, tuple[TagDef, Dimension]] = {}
+        self._labels: dict[tuple[str, str], TagKey] = {}  # (dimension, taxonomy tag name) → model label
+        self._by_dimension: dict[str, list[TagKey]] = {}
+        for label in model.labels if model is not None else ():
+            tag = by_key.get((label[0], name_key(label[1])))
+            dimension = taxonomy.dimension(label[0])
+            if tag is not None and dimension is not None:  # else a tag no longer in the taxonomy
+                self._tags[label] = (tag, dimension)
+                self._labels[(tag.dimension, tag.name)] = label
+                self._by_dimension.setdefault(dimension.key, []).append(label)
 
     def suggest(self, text: str) -> list[Suggestion]:
-        """Keyword suggestions, then learned ones for tags the keywords did not find."""
+        """Keyword suggestions not held back, then learned ones for tags the keywords did not find."""
         found = list(self.keywords.suggest(text))
         if self.model is None or not text.strip():
             return found
-        have = {(s.dimension, name_key(s.tag)) for s in found}
+        # Labels the keywords already cover (the tag itself, or its exclusive dimension) need no evidence.
+        skip: set[TagKey] = set()
+        for s in found:
+            label = self._labels.get((s.dimension, s.tag))
+            if label is not None:
+                skip.add(label)
+            dimension = self.taxonomy.dimension(s.dimension)
+            # A suggest-only keyword tag may still be held back, freeing its exclusive dimension.
+            if dimension is not None and dimension.exclusive and s.action != "suggest":
+                skip.update(self._by_dimension.get(s.dimension, ()))
+        assessment = self.model.assess(text, skip)
+        if assessment.held_back:
+            held = {(t.dimension, t.name) for label in assessment.held_back if (t := self._tag(label)) is not None}
+            found = [s for s in found if s.action != "suggest" or (s.dimension, s.tag) not in held]
+        have = {(s.dimension, s.tag) for s in found}
         taken = {s.dimension for s in found}
-        for hit in self.model.predict(text):
-            key = (hit.dimension, name_key(hit.tag))
-            tag = self._tags.get(key)
-            dimension = self.taxonomy.dimension(hit.dimension)
-            if tag is None or dimension is None or key in have:
-                continue  # a tag no longer in the taxonomy, or one the keywords already found
-            if dimension.exclusive and hit.dimension in taken:
+        for hit in assessment.hits:
+            resolved = self._tags.get((hit.dimension, hit.tag))
+            if resolved is None:
                 continue
-            taken.add(hit.dimension)
-            have.add(key)
+            tag, dimension = resolved
+            if (tag.dimension, tag.name) in have or (dimension.exclusive and dimension.key in taken):
+                continue  # the keywords already found it, or its exclusive dimension is taken
+            taken.add(dimension.key)
+            have.add((tag.dimension, tag.name))
             excerpt = text.strip()[:EXCERPT_CHARS]
             found.append(
                 Suggestion(tag.name, dimension.key, hit.evidence, hit.probability, "suggest", excerpt, "learned")
             )
         return found
+
+    def _tag(self, label: TagKey) -> TagDef | None:
+        resolved = self._tags.get(label)
+        return resolved[0] if resolved is not None else None
 
 
 def merged(keywords: KeywordSource | None, cell: ModelCell, taxonomy: Taxonomy) -> KeywordSource | None:

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from core.learning.ports import LearningStore, NewExample
 from learning.model import TagKey, TagMetrics
-from learning.serial import dump
+from learning.serial import FEATURES, dump
 from learning.training import LabelledText, TrainingConfig, train
 from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
@@ -69,9 +69,11 @@ async def train_model(store: LearningStore, taxonomy: Taxonomy, config: Training
 async def train_if_due(
     store: LearningStore, taxonomy: Taxonomy, config: TrainingConfig, min_new: int, now: datetime
 ) -> TrainReport | None:
-    """Train when at least `min_new` examples arrived since the newest model (or since the start)."""
+    """Train when at least `min_new` examples arrived since the newest model (or since the start), or when the
+    newest model was made for other features (after an upgrade) and cannot be used."""
     latest = await store.latest_model(with_arrays=False)
-    fresh = await store.count_examples(since=latest.created_at if latest else None)
-    if fresh < min_new:
+    outdated = latest is not None and latest.meta.get("features") != FEATURES
+    fresh = await store.count_examples(since=None if outdated or latest is None else latest.created_at)
+    if fresh < (1 if outdated else min_new):
         return None
     return await train_model(store, taxonomy, config, now)

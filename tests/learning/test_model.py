@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from learning import serial
-from learning.features import tokens, words
+from learning.features import key_text, text_key, tokens, words
 from learning.model import TagMetrics
 from learning.serial import ModelFormatError
-from learning.training import LabelledText, TrainingConfig, choose_threshold, label_vector, train
+from learning.training import LabelledText, TrainingConfig, choose_threshold, choose_veto, label_vector, train
 from tests.learning.support import messages
 
 PRICE = ("stage", "询价客户")
@@ -27,11 +27,30 @@ def _data(count: int = 240) -> list[LabelledText]:
     ]
 
 
-def test_features_are_jieba_words_and_character_pairs_without_masked_digits() -> None:
-    assert "便宜" in words("能便宜一点吗？")
+def test_features_are_character_ngrams_inside_meaningful_runs_without_masked_data() -> None:
+    assert "便宜" in words("能便宜一点吗？")  # whole words stay for keyword discovery
     toks = tokens("能便宜点吗 ***")
-    assert "w:便宜" in toks and "c:便宜" in toks and "c:宜点" in toks
-    assert not any("*" in t for t in toks)
+    assert {"便", "便宜", "宜点", "便宜点", "能便宜"} <= set(toks)
+    assert not any("*" in t or " " in t for t in toks)
+    # N-grams never straddle punctuation or spaces; Latin text is folded to lower case; emoji carry nothing.
+    assert not {"格，", "格便", "，便"} & set(tokens("价格，便宜"))
+    assert {"ok", "k了"} <= set(tokens("OK了😀"))
+    assert not any("😀" in t for t in tokens("OK了😀"))
+
+
+def test_ngram_keys_round_trip() -> None:
+    for gram in ("便", "便宜", "便宜点", "a", "9z", "豈"):
+        assert key_text(text_key(gram)) == gram
+    assert len({text_key(g) for g in ("a", "aa", "aaa", "b")}) == 4
+
+
+def test_veto_level_costs_at_most_the_allowed_share_of_true_hits() -> None:
+    y = np.asarray([1] * 20 + [0] * 20, dtype=np.int8)
+    probs = np.concatenate((np.linspace(0.12, 0.99, 20), np.linspace(0.0, 0.4, 20)))
+    # One positive in twenty (5 %) sits below 0.15: 0.15 is the highest level that holds back no more.
+    assert choose_veto(probs, y, TrainingConfig()) == 0.15
+    assert choose_veto(probs, y, TrainingConfig(veto_recall_cost=0.0)) == 0.0
+    assert choose_veto(np.zeros(40), y, TrainingConfig()) == 0.0
 
 
 def test_tags_with_data_qualify_and_others_say_what_they_lack() -> None:
@@ -44,7 +63,8 @@ def test_tags_with_data_qualify_and_others_say_what_they_lack() -> None:
     assert outcome.model is not None and set(outcome.model.labels) == {PRICE, REPAIR}
     [hit] = outcome.model.predict("请问这个怎么卖，能便宜一点吗")
     assert (hit.dimension, hit.tag) == PRICE and 0.5 <= hit.probability <= 1.0
-    assert set(hit.evidence) & {"便宜", "怎么", "卖", "一点"}
+    assert hit.evidence and all(part in "请问这个怎么卖，能便宜一点吗" for part in hit.evidence)
+    assert any(len(part) > 1 for part in hit.evidence)
     assert outcome.model.predict("好的收到，谢谢") == []
 
 
