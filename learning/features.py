@@ -43,12 +43,13 @@ _lock = threading.Lock()
 _tokenizer: KeywordTokenizer | None = None
 
 
-MAX_CHARS = 20_000  # as the keyword matcher: a longer message is read up to here
+MAX_CHARS = 20_000  # as the keyword matcher (MAX_MESSAGE_CHARS): a longer message is read up to here
 
 
-def prepared(text: str) -> str:
-    """The normalised text features are read from (masked personal data becomes a gap)."""
-    return _MASKED.sub(" ", normalise(text[:MAX_CHARS]))
+def prepared(text: str, normalised: str | None = None) -> str:
+    """The normalised text features are read from (masked personal data becomes a gap); `normalised`, when
+    given, is `normalise(text[:MAX_CHARS])` already worked out by the caller."""
+    return _MASKED.sub(" ", normalised if normalised is not None else normalise(text[:MAX_CHARS]))
 
 
 def gram_keys(norm: str) -> Keys:

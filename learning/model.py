@@ -194,13 +194,13 @@ class LearnedModel:
         """Labels whose probability reaches their threshold, most probable first, with their evidence."""
         return list(self.assess(text).hits)
 
-    def assess(self, text: str, skip: Container[TagKey] = ()) -> Assessment:
+    def assess(self, text: str, skip: Container[TagKey] = (), normalised: str | None = None) -> Assessment:
         """The suggested labels (most probable first, with evidence) and the labels held back.
 
         Labels in `skip` (already suggested by other means) are never returned as hits, which spares
-        working out their evidence.
+        working out their evidence. `normalised` spares normalising again (see `prepared`).
         """
-        norm = prepared(text)
+        norm = prepared(text, normalised)
         keys, counts = np.unique(gram_keys(norm), return_counts=True)
         if not keys.size or not self._keys.size:
             return Assessment()

@@ -298,7 +298,11 @@ class Matcher:
         Only the first MAX_MESSAGE_CHARS characters are matched.
         """
         text = text[:MAX_MESSAGE_CHARS]
-        normalised = normalise(text)
+        return self.suggest_normalised(text, normalise(text))
+
+    def suggest_normalised(self, text: str, normalised: str) -> list[Suggestion]:
+        """`suggest` for a caller that already holds `normalise(text[:MAX_MESSAGE_CHARS])`."""
+        text = text[:MAX_MESSAGE_CHARS]
         accepted = self.matches(normalised)
         if not accepted:
             return []

@@ -17,7 +17,8 @@ from typing import Protocol
 from core.learning.ports import LearningStore
 from learning.model import LearnedModel, TagKey
 from learning.serial import ModelFormatError, load
-from tagging.normaliser import name_key
+from tagging.matcher import MAX_MESSAGE_CHARS, Matcher
+from tagging.normaliser import name_key, normalise
 from tagging.suggestion import Suggestion
 from tagging.taxonomy import Dimension, TagDef, Taxonomy
 
@@ -52,9 +53,14 @@ class MergedSuggester:
 
     def suggest(self, text: str) -> list[Suggestion]:
         """Keyword suggestions not held back, then learned ones for tags the keywords did not find."""
-        found = list(self.keywords.suggest(text))
         if self.model is None or not text.strip():
-            return found
+            return list(self.keywords.suggest(text))
+        normalised: str | None = None
+        if isinstance(self.keywords, Matcher):  # normalise once for both
+            normalised = normalise(text[:MAX_MESSAGE_CHARS])
+            found = self.keywords.suggest_normalised(text, normalised)
+        else:
+            found = list(self.keywords.suggest(text))
         # Labels the keywords already cover (the tag itself, or its exclusive dimension) need no evidence.
         skip: set[TagKey] = set()
         for s in found:
@@ -65,7 +71,7 @@ class MergedSuggester:
             # A suggest-only keyword tag may still be held back, freeing its exclusive dimension.
             if dimension is not None and dimension.exclusive and s.action != "suggest":
                 skip.update(self._by_dimension.get(s.dimension, ()))
-        assessment = self.model.assess(text, skip)
+        assessment = self.model.assess(text, skip, normalised)
         if assessment.held_back:
             held = {(t.dimension, t.name) for label in assessment.held_back if (t := self._tag(label)) is not None}
             found = [s for s in found if s.action != "suggest" or (s.dimension, s.tag) not in held]
