@@ -131,7 +131,7 @@ async def test_rule_test_over_history_writes_nothing_and_save_makes_a_version(cl
     page = await response.text()
     assert re.search(r'id="forecast-fired">15<', page)
     assert "活跃客户 × 15" in page and "manager-1 × 15" in page
-    assert "测试客户01" in page and "持有标签 VIP客户" in page or "VIP客户" in page
+    assert "测试客户01" in page and "有标签 VIP客户（" in page and "没有标签 沉默客户" in page  # examples, facts
     assert await _counts(client) == before  # nothing written
 
     draft = re.search(r'name="draft" value="([^"]+)"', page)
@@ -230,7 +230,7 @@ async def test_keyword_candidates_and_one_click_add(client: TestClient) -> None:
         "/console/keywords/add", data={"csrf": csrf, "dimension": dimension, "tag": tag, "word": word}
     )
     again_text = await again.text()
-    assert "已是" in again_text and len(await _versions(client)) == 2, again_text[again_text.find("<main"):]
+    assert "已是" in again_text and len(await _versions(client)) == 2, again_text[again_text.find("<main") :]
     assert (await _counts(client))["taxonomy_versions"] == before["taxonomy_versions"] + 1
     pii = await client.post(
         "/console/keywords/add", data={"csrf": csrf, "dimension": dimension, "tag": tag, "word": "13812345678"}
