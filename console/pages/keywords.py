@@ -141,7 +141,9 @@ async def post_add(request: web.Request, page: Page) -> web.StreamResponse:
     assert page.user is not None
     try:
         async with page.services.store.unit_of_work() as uow:
-            addition, change = await add_keywords(uow, tag, [word], page.user.id, page.services.clock(), dimension)
+            addition, change = await add_keywords(
+                uow, tag, [word], page.user.id, page.services.clock(), dimension or None
+            )
     except (UnknownTagError, AmbiguousTagError) as exc:
         return page.render("problems.html", 400, active="keywords", problems=[f"tag: {exc.args[0]}"])
     except TaxonomyError as exc:
