@@ -149,6 +149,8 @@ def edit_rule(taxonomy: Taxonomy, original: str | None, form: RuleForm) -> Draft
     data, problems = form_data(form)
     if not form.name:
         problems.setdefault("name", []).append("a rule needs a name")
+    elif any(name_key(r["name"]) == name_key(form.name) for r in rules):
+        problems.setdefault("name", []).append(f"rule name '{form.name}' is already used by another rule")
     if problems:
         return DraftResult(document, None, {k: tuple(v) for k, v in problems.items()})
     rules.insert(index, data)
