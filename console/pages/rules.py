@@ -14,10 +14,10 @@ from console.nav import NavItem
 from console.rule_text import action_text, condition_text, trigger_text
 from console.web import PREFIX, Page, PageRoute, form_value, redirect
 from core.records import TaxonomyVersion
-from core.rules.drafts import TRIGGER_KINDS, RuleForm, edit_rule, new_rule_form, remove_rule, rule_form, trial
 from core.rules.dryrun import forecast
 from core.rules.service import RuleContext
 from core.taxonomy.drafts import GENERAL, DraftResult, parse_document
+from core.taxonomy.rule_drafts import TRIGGER_KINDS, RuleForm, edit_rule, new_rule_form, remove_rule, rule_form, trial
 from core.taxonomy.store import import_taxonomy
 from tagging.normaliser import name_key
 from tagging.rules import Rule

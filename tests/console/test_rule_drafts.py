@@ -8,7 +8,7 @@ import pytest
 
 from console.i18n import translator
 from console.rule_text import action_text, condition_text, trigger_text
-from core.rules.drafts import RuleForm, edit_rule, new_rule_form, remove_rule, rule_form, trial
+from core.taxonomy.rule_drafts import RuleForm, edit_rule, new_rule_form, remove_rule, rule_form, trial
 from tagging.builtin import load_builtin
 from tagging.loader import taxonomy_to_data
 from tagging.taxonomy import Taxonomy
