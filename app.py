@@ -155,6 +155,8 @@ async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
         session_seconds=console.session_hours * 3600,
         admin_token=settings.admin_token,
         wecom=login,
+        automation=rule_context(settings, database, lambda: cell.taxonomy),
+        learning=app[LEARNING],
         clock=lambda: datetime.now(UTC),
     )
     try:

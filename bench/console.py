@@ -5,7 +5,9 @@ scratch PostgreSQL database; generation time printed apart), starts the real app
 with the admin token and times each console page R times. Printed per page: the first (cold) request and
 p50/p95 of the rest, against the 200 ms target. The reports page keeps its figures per process (refreshed in
 the background after console.pages.reports.REPORT_TTL), so its cold figure is the full aggregate cost and
-the others are the page itself.
+the others are the page itself. The same holds for the keyword candidates page (mined from the generated
+labelled examples, kept per taxonomy version). "rule test" is the POST that tests a daily rule over every
+stored customer (a dry run, nothing written): an action rather than a page, timed with fewer requests.
 """
 
 from __future__ import annotations
@@ -35,6 +37,25 @@ DEFAULT_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 TARGET_MS = 200.0
 TOKEN = "bench-console-token-0123456789abcdef"
 SECRET = "bench-console-secret-0123456789abcdef"
+PHRASES = (
+    "能便宜一点吗",
+    "批量买打几折",
+    "屏幕一直闪",
+    "一直死机重启",
+    "合同续签的事",
+    "想了解产品A",
+    "发票什么时候开",
+)
+CHAT = ("你好", "谢谢", "在吗", "麻烦问下", "好的收到")
+RULE_TEST = {
+    "original": "服务到期未续费",
+    "name": "服务到期未续费",
+    "trigger": "daily",
+    "when": "all:\n  - field: {name: contract_end, within_days: 30}\n  - lacks: 续费意向\n",
+    "then": "- add: 高危流失\n- notify: [managers]\n",
+    "enabled": "1",
+    "since": "30",
+}
 TEXTS = ("能给我报价吗", "我要投诉你们的服务", "设备坏了需要维修", "多少钱一台", "我们公司采购一批", "合同快到期了")
 
 
@@ -95,14 +116,25 @@ def _rows(customers: int, assignments: int, now: datetime) -> tuple[Iterator[tup
                 at,
             )
 
-    return customer_rows(), assignment_rows(), event_rows(), suggestion_rows()
+    def example_rows() -> Iterator[tuple[Any, ...]]:
+        for n in range(max(100, customers // 10)):
+            dim, name, _ = tags[n % len(PHRASES)]
+            text_ = f"{CHAT[n % len(CHAT)]}，{PHRASES[n % len(PHRASES)]}{n % 13}"
+            positive = n % 4 != 3
+            yield (text_, dim, name, positive, "accepted" if positive else "rejected", rng.randint(1, customers), now)
+
+    def message_rows() -> Iterator[tuple[Any, ...]]:
+        for n in range(max(100, customers // 20)):
+            yield (f"bench-m{n}", "msteams", f"conv-{n % 500}", rng.randint(1, customers), f"{CHAT[n % 5]}，{n}", now)
+
+    return customer_rows(), assignment_rows(), event_rows(), suggestion_rows(), example_rows(), message_rows()
 
 
 async def _generate(url: str, customers: int, assignments: int, now: datetime) -> None:
     db = await open_database(url)
     async with db.unit_of_work() as uow:
         await import_taxonomy(uow, load_builtin(None), "bench", now)
-    customer_rows, assignment_rows, event_rows, suggestion_rows = _rows(customers, assignments, now)
+    customer_rows, assignment_rows, event_rows, suggestion_rows, examples, texts = _rows(customers, assignments, now)
     async with db.engine.begin() as conn:
         await _bulk(
             conn,
@@ -149,6 +181,18 @@ async def _generate(url: str, customers: int, assignments: int, now: datetime) -
             ],
             suggestion_rows,
         )
+        await _bulk(
+            conn,
+            "learning_examples",
+            ["text", "dimension", "tag", "positive", "outcome", "customer_id", "created_at"],
+            examples,
+        )
+        await _bulk(
+            conn,
+            "learning_messages",
+            ["message_key", "channel", "conversation_id", "customer_id", "text", "created_at"],
+            texts,
+        )
         await conn.execute(text("SELECT setval(pg_get_serial_sequence('customers', 'id'), :n)"), {"n": customers})
     # A database in service is vacuumed by autovacuum; freshly COPYed tables are not yet (index-only scans
     # need the visibility map), so vacuum once as autovacuum would.
@@ -193,13 +237,21 @@ async def _measure(url: str, requests: int, customers: int) -> list[tuple[str, f
             ("customer page", f"/console/customers/{middle}"),
             ("reports", "/console/reports"),
             ("reports CSV", "/console/reports/tags.csv"),
+            ("rules", "/console/rules"),
+            ("rule edit form", "/console/rules/rule?name=服务到期未续费"),
+            ("keyword cands.", "/console/keywords"),
         ]
+        page = await (await client.get("/console/rules")).text()
+        token = re.search(r'name="csrf-token" content="([^"]+)"', page)
+        assert token
+        rule_test = RULE_TEST | {"csrf": token.group(1)}
         out = []
-        for label, path in pages:
+        for label, path in [*pages, ("rule test (POST)", "/console/rules/test")]:
             timings = []
-            for _ in range(requests + 1):
+            posting = path.endswith("/test")
+            for _ in range((max(2, requests // 10) if posting else requests) + 1):
                 started = time.perf_counter()
-                response = await client.get(path)
+                response = await (client.post(path, data=rule_test) if posting else client.get(path))
                 await response.read()
                 assert response.status == 200, (path, response.status)
                 timings.append((time.perf_counter() - started) * 1000)
@@ -221,6 +273,8 @@ async def _run(url: str, customers: int, assignments: int, requests: int) -> int
             flush=True,
         )
         results = await _measure(scratch, requests, customers)
+    load = os.getloadavg()
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores)")
     print(f"{'page':16s} {'cold ms':>9s} {'p50 ms':>8s} {'p95 ms':>8s}  target p95 <= {TARGET_MS:.0f} ms")
     slow = 0
     for label, cold, p50, p95 in results:

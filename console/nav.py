@@ -1,6 +1,6 @@
 """The console's page registry: each page module brings its routes and its navigation entry.
 
-To add a page (for example 规则 or 关键词候选), write `console/pages/NAME.py` with `ROUTES` and `NAV`, then
+To add a page, write `console/pages/NAME.py` with `ROUTES` and `NAV`, then
 append "console.pages.NAME" to PAGE_MODULES; the navigation, sign-in guard and CSRF check come with it.
 Navigation labels are (Chinese, English) pairs; `order` places the entry.
 """
@@ -15,6 +15,8 @@ PAGE_MODULES: tuple[str, ...] = (
     "console.pages.taxonomy",
     "console.pages.customers",
     "console.pages.reports",
+    "console.pages.rules",
+    "console.pages.keywords",
 )
 
 

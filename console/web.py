@@ -21,7 +21,9 @@ from console.nav import PAGE_MODULES, NavItem
 from console.teams_sso import AadTokenValidator
 from core.console.access import console_user, may_enter
 from core.console.ports import ConsoleQueries, WeComSignIn
+from core.learning.ports import LearningStore
 from core.reports.tag_health import ReportSource
+from core.rules.service import RuleContext
 from core.tags.assignments import TaggingRules
 from core.taxonomy.lifecycle import LifecycleUnitOfWork
 from core.taxonomy.preview import MessageSamples, SuggestionSource
@@ -86,6 +88,8 @@ class ConsoleServices:
     session_seconds: int = 8 * 3600
     admin_token: str = ""
     wecom: WeComLogin | None = None
+    automation: RuleContext | None = None  # customers, events and messages for testing rules over history
+    learning: LearningStore | None = None  # labelled examples for keyword candidates
     clock: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
 
 

@@ -228,8 +228,12 @@ class SqlRuleFacts:
                 _among(self._conn, a.customer_id, ids), a.state == "active"
             )
         )
+        keys: dict[str, str] = {}  # a few dozen tag names over thousands of rows: normalise each once
         for cid, dimension, tag, assigned_at in rows:
-            out[cid][name_key(tag)] = HeldFact(dimension, tag, assigned_at)
+            key = keys.get(tag)
+            if key is None:
+                key = keys[tag] = name_key(tag)
+            out[cid][key] = HeldFact(dimension, tag, assigned_at)
         return out
 
     async def _activity(self, ids: list[int]) -> dict[int, datetime | None]:

@@ -28,6 +28,7 @@ MAX_STATE = 30  # WeCom limits a 渠道活码 state to 30 characters
 
 Format = Literal["yaml", "json"]
 
+FORMAT_VERSION = 1  # the taxonomy file format this Kebiao reads and writes
 _TOP_KEYS = ("version", "dimensions", "channels", "rules", "webhooks")
 _DIMENSION_KEYS = ("key", "name", "exclusive", "visibility", "tags", "sync", "crm_fields")
 _TAG_KEYS = ("name", "color", "description", "keywords", "exclude", "ttl_days", "auto_apply", "children")
@@ -113,6 +114,17 @@ def dump_taxonomy(taxonomy: Taxonomy, fmt: str = "yaml") -> str:
     raise ValueError(f"unknown format {fmt!r}; use 'yaml' or 'json'")
 
 
+def dump_fragment(value: Any) -> str:
+    """A part of a taxonomy file (a rule's `when:` or `then:`) as YAML, written as in the file."""
+    text: str = yaml.dump(value, Dumper=_FlowListDumper, allow_unicode=True, sort_keys=False, width=110)
+    return text
+
+
+def read_fragment(text: str, source: str) -> Any:
+    """A part of a taxonomy file typed on its own, read with the file's YAML checks; raises TaxonomyError."""
+    return _parse_yaml(text, source)
+
+
 def merge_taxonomies(base: Taxonomy, extra: Taxonomy, *, source: str = "<merge>") -> Taxonomy:
     """`extra` over `base`: new dimensions appended, tags joined into dimensions of the same key.
 
@@ -172,8 +184,11 @@ def _merge_tags(
 
 
 def taxonomy_to_data(taxonomy: Taxonomy) -> dict[str, Any]:
-    """Plain dict/list form of a taxonomy (the file format), defaults left out."""
-    data: dict[str, Any] = {"version": taxonomy.version, "dimensions": []}
+    """Plain dict/list form of a taxonomy (the file format), defaults left out.
+
+    `version` is the file format's version (1), not a stored taxonomy's version number, so that the data of a
+    stored version loads again (editing, adding keywords, export and re-import)."""
+    data: dict[str, Any] = {"version": FORMAT_VERSION, "dimensions": []}
     for dim in taxonomy.dimensions:
         data["dimensions"].append(
             {

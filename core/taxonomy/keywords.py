@@ -37,13 +37,15 @@ def _find(tags: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
     return None
 
 
-def with_keywords(taxonomy: Taxonomy, tag_name: str, words: Sequence[str]) -> KeywordAddition:
-    """`taxonomy` with `words` added to the tag's keywords, checked like a taxonomy file.
+def with_keywords(
+    taxonomy: Taxonomy, tag_name: str, words: Sequence[str], dimension_key: str | None = None
+) -> KeywordAddition:
+    """`taxonomy` with `words` added to the tag's keywords (in `dimension_key` when given), checked like a file.
 
     Raises UnknownTagError/AmbiguousTagError for the tag and TaxonomyError (every problem listed) when a
     word breaks a taxonomy rule (e.g. personal data in a keyword).
     """
-    dimension, tag = find_tag(taxonomy, tag_name)
+    dimension, tag = find_tag(taxonomy, tag_name, dimension_key)
     data = taxonomy_to_data(taxonomy)
     dim_data = next(d for d in data["dimensions"] if d["key"] == dimension.key)
     tag_data = _find(dim_data["tags"], tag.name)
@@ -69,13 +71,18 @@ def with_keywords(taxonomy: Taxonomy, tag_name: str, words: Sequence[str]) -> Ke
 
 
 async def add_keywords(
-    uow: UnitOfWork, tag_name: str, words: Sequence[str], actor: str, now: datetime
+    uow: UnitOfWork,
+    tag_name: str,
+    words: Sequence[str],
+    actor: str,
+    now: datetime,
+    dimension_key: str | None = None,
 ) -> tuple[KeywordAddition, TaxonomyChange | None]:
     """Store the taxonomy in force plus the new keywords as a new version (none when nothing was new)."""
     current = await uow.taxonomies.current()
     if current is None:
         raise LookupError("no taxonomy is stored yet; import one with `kebiao taxonomy import`")
-    addition = with_keywords(current.taxonomy, tag_name, words)
+    addition = with_keywords(current.taxonomy, tag_name, words, dimension_key)
     if not addition.added:
         return addition, None
     note = f"keywords added to {addition.dimension}/{addition.tag}: {', '.join(addition.added)}"

@@ -5,18 +5,23 @@ KEBIAO_TEST_BROWSER set (CI): a missing Chromium fails these tests. Unset: they 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
 
-from app import create_app
+from app import LEARNING, create_app
+from core.learning.history import import_history
+from tests.conftest import build_sample_taxonomy
 from tests.console.conftest import TOKEN, console_settings, seed
 from tests.console.test_signin import APP_ID, HOST, TENANT, jwks_url, mint  # noqa: F401 (fixture)
+from tests.learning.support import messages
 
 CHROMIUM = os.environ.get("KEBIAO_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -147,7 +152,16 @@ async def test_reports_draw_charts_and_export_csv(browser: Any, server: TestServ
 async def test_narrow_screen_and_keyboard(browser: Any, server: TestServer) -> None:
     page = await _new_page(browser, 320, 700)
     await _sign_in(page, server)
-    for path in ("/console/taxonomy", "/console/reports", "/console/customers?q=测试", "/console/taxonomy/history"):
+    pages = (
+        "/console/taxonomy",
+        "/console/reports",
+        "/console/customers?q=测试",
+        "/console/taxonomy/history",
+        "/console/rules",
+        "/console/rules/new",
+        "/console/keywords",
+    )
+    for path in pages:
         await page.goto(_url(server, path))
         overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{path} scrolls sideways at 320 px by {overflow} px"
@@ -160,6 +174,56 @@ async def test_narrow_screen_and_keyboard(browser: Any, server: TestServer) -> N
     await page.goto(_url(server, "/console/reports"))
     await page.locator("#matrix-chart[data-drawn='1']").wait_for()
     await _shot(page, "reports-320")
+
+
+async def test_rule_checked_tested_over_history_and_saved(browser: Any, server: TestServer) -> None:
+    page = await _new_page(browser)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    await _sign_in(page, server)
+    await page.click("nav a:text-is('规则')")
+    await page.wait_for_url("**/console/rules")
+    await page.click("#add-rule")
+    await page.fill("#f-name", "VIP都活跃")
+    await page.select_option("#f-trigger", "daily")
+    await page.fill("#f-when", "has: 贵宾")
+    await page.fill("#f-then", "- add: 活跃客户")
+    await page.click("#test-button")
+    error = page.locator("#err-when")
+    await error.wait_for()
+    assert "贵宾" in await error.inner_text()
+    assert await page.evaluate("document.activeElement.id") == "f-when"  # focus goes to the problem
+    await page.fill("#f-when", "has: VIP客户")
+    await page.check("#f-enabled")
+    await page.click("#test-button")
+    await page.locator("#rule-forecast").wait_for()
+    assert await page.inner_text("#forecast-fired") == "15"
+    assert "活跃客户 × 15" in await page.inner_text("#forecast-gain")
+    await _shot(page, "rule-test-desktop")
+    await page.click("#save-button")
+    await page.wait_for_url("**/console/rules?done=saved&v=2")
+    assert "已保存为版本 2" in await page.inner_text(".notice")
+    assert "持有标签 VIP客户" in await page.inner_text("#rules")
+    # no CSP violation or script error (the 422 of the refused draft is the browser noting the status)
+    assert not [e for e in errors if "status of 422" not in e], errors
+
+
+async def test_keyword_candidate_added_in_one_click(browser: Any, server: TestServer) -> None:
+    names = {"price": ["询价客户"], "repair": ["售后工单"], None: []}
+    lines = [json.dumps({"text": t, "tags": names[k]}, ensure_ascii=False) for t, k in messages(120)]
+    await import_history(server.app[LEARNING], lines, build_sample_taxonomy(), datetime.now(UTC))
+    page = await _new_page(browser)
+    await _sign_in(page, server)
+    await page.click("nav a:text-is('关键词候选')")
+    await page.wait_for_url("**/console/keywords")
+    section = page.locator("section", has=page.locator("h2", has_text="售后工单"))
+    word = await section.locator("th.word").first.inner_text()
+    await _shot(page, "keywords-desktop")
+    await section.locator("button.add-keyword").first.click()
+    await page.wait_for_url("**/console/keywords?*done=added*")
+    assert f"已将“{word}”添加为“售后工单”的关键词，当前为版本 2" in await page.inner_text(".notice")
+    await page.goto(_url(server, "/console/taxonomy"))
+    assert word in await page.inner_text("main")
 
 
 TEAMS_STUB = (

@@ -19,6 +19,7 @@ from tagging.loader import (
     load_taxonomy_file,
     load_taxonomy_text,
     merge_taxonomies,
+    taxonomy_to_data,
 )
 from tagging.taxonomy import Visibility
 
@@ -699,3 +700,16 @@ def test_paths_mask_personal_numbers_used_as_keys() -> None:
     assert path == "channels.***********"
     [(path, reason)] = refused(one_tag("name: 询价客户\n'13812345678': x"))
     assert path == "dimensions[0].tags[0].***********" and "13812345678" not in reason
+
+
+def test_a_stored_version_writes_the_file_format_version_and_loads_again() -> None:
+    """A stored taxonomy carries its version number (here 7); its file form says format version 1."""
+    import dataclasses
+
+    from tests.conftest import build_sample_taxonomy
+
+    stored = dataclasses.replace(build_sample_taxonomy(), version=7)
+    data = taxonomy_to_data(stored)
+    assert data["version"] == 1
+    again = load_taxonomy_text(json.dumps(data, ensure_ascii=False), fmt="json")
+    assert [t.name for t in again.iter_tags()] == [t.name for t in stored.iter_tags()]
