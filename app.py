@@ -569,6 +569,7 @@ def _dynamics_connector(settings: Settings) -> Any:
             tags_field=crm.dynamics_tags_field,
             page_size=crm.page_size or 5000,
             ca_bundle=crm.ca_bundle,
+            attributes=crm.dynamics_attributes,
         )
     )
 
@@ -586,6 +587,7 @@ def _zoho_connector(settings: Settings) -> Any:
             refresh_token=crm.zoho_refresh_token,
             per_page=crm.page_size or 200,
             ca_bundle=crm.ca_bundle,
+            attributes=crm.zoho_attributes,
         )
     )
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.crm.port import AttributeField
 from core.loopback import is_loopback_host
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/kebiao.db"
@@ -106,6 +107,14 @@ class LearningSettings:
 
 
 CRM_KINDS = ("dynamics", "zoho")
+# Basic attributes each connector reads into customers by default: `attribute=[record kind.]field`, comma-separated.
+CRM_ATTRIBUTES = {
+    "dynamics": "industry=account.industrycode,size=account.numberofemployees,region=address1_stateorprovince,"
+    "role=contact.accountrolecode",
+    "zoho": "industry=Accounts.Industry,size=Accounts.Employees,region=Accounts.Billing_State,"
+    "region=Contacts.Mailing_State,role=Contacts.Title",
+}
+CRM_RECORD_KINDS = {"dynamics": ("account", "contact"), "zoho": ("Accounts", "Contacts")}
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,8 @@ class CrmSettings:
     dynamics_client_id: str = ""
     dynamics_client_secret: str = field(default="", repr=False)
     dynamics_tags_field: str = "kb_tags"
+    dynamics_attributes: tuple[AttributeField, ...] = ()
+    zoho_attributes: tuple[AttributeField, ...] = ()
     zoho_accounts_url: str = "https://accounts.zoho.com"
     zoho_api_base: str = "https://www.zohoapis.com"
     zoho_client_id: str = ""
@@ -167,7 +178,29 @@ def _crm_settings(get: Callable[[str], str | None]) -> CrmSettings:
         zoho_client_id=(get("KEBIAO_CRM_ZOHO_CLIENT_ID") or "").strip(),
         zoho_client_secret=(get("KEBIAO_CRM_ZOHO_CLIENT_SECRET") or "").strip(),
         zoho_refresh_token=(get("KEBIAO_CRM_ZOHO_REFRESH_TOKEN") or "").strip(),
+        dynamics_attributes=_attributes(get, "dynamics"),
+        zoho_attributes=_attributes(get, "zoho"),
     )
+
+
+def _attributes(get: Callable[[str], str | None], connector: str) -> tuple[AttributeField, ...]:
+    """KEBIAO_CRM_<CONNECTOR>_ATTRIBUTES: `industry=account.industrycode,role=contact.jobtitle`; `none` = off."""
+    name = f"KEBIAO_CRM_{connector.upper()}_ATTRIBUTES"
+    raw = (get(name) or "").strip() or CRM_ATTRIBUTES[connector]
+    if raw.lower() == "none":
+        return ()
+    kinds = CRM_RECORD_KINDS[connector]
+    out: list[AttributeField] = []
+    for item in (part.strip() for part in raw.split(",")):
+        attribute, _, target = (x.strip() for x in item.partition("="))
+        kind, dot, column = target.rpartition(".")
+        if not attribute or not column or (dot and kind not in kinds):
+            raise ConfigError(
+                f"{name}: {item!r} is not attribute=field or attribute=kind.field (kind one of "
+                f"{', '.join(kinds)}), e.g. industry={kinds[0]}.{CRM_ATTRIBUTES[connector].split('.')[1].split(',')[0]}"
+            )
+        out.append(AttributeField(attribute, kind, column))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -339,9 +372,7 @@ def check_bot_credentials(teams: TeamsSettings) -> None:
     if app_type is None or not teams.app_id.strip():
         return  # local/emulator mode (refused in production by check_serve)
     if app_type in ("SingleTenant", "UserAssignedMSI") and not teams.app_tenant_id.strip():
-        raise ConfigError(
-            f"MICROSOFT_APP_TYPE={app_type} needs MICROSOFT_APP_TENANT_ID (the bot's Entra tenant id)"
-        )
+        raise ConfigError(f"MICROSOFT_APP_TYPE={app_type} needs MICROSOFT_APP_TENANT_ID (the bot's Entra tenant id)")
     if app_type != "UserAssignedMSI" and not teams.app_password.strip():
         raise ConfigError(
             f"MICROSOFT_APP_ID is set but MICROSOFT_APP_PASSWORD is empty ({app_type} bot): set the client "

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from core.crm.attributes import merged_attributes
 from core.crm.mapping import SyncRules, crm_values, held_values, kebiao_values
 from core.crm.port import CrmConnector, CrmError, CrmRecord, CrmRecordGone, CrmRef
 from core.crm.ports import CrmLink, CrmStore, CrmUnitOfWork, LeaseLost, LinkState, PendingWrite
@@ -52,6 +53,7 @@ class SyncReport:
     conflicts: int = 0
     unlinked: int = 0
     refused: int = 0
+    attributes: int = 0  # existing customers whose basic attributes changed
     written: int = 0
     write_failures: int = 0
     cursor: str | None = None
@@ -146,9 +148,12 @@ class CrmSync:
         name = self.connector.name
         ids = await uow.crm.customers_by_crm_id([r.ref.crm_id for r in records])
         new = {r.ref.crm_id: r.name for r in records if r.ref.crm_id not in ids and not r.deleted and not r.merged_into}
+        incoming = {r.ref.crm_id: r.attributes for r in records if r.attributes and not r.deleted and not r.merged_into}
         if new:
-            ids.update(await uow.crm.add_customers(list(new.items()), now))
+            fresh = {k: merged_attributes({}, "", v) or ({}, "") for k, v in incoming.items() if k in new}
+            ids.update(await uow.crm.add_customers(list(new.items()), now, fresh))
             report.created += len(new)
+        await self._attributes(uow, {ids[k]: v for k, v in incoming.items() if k not in new and k in ids}, now, report)
         links = await uow.crm.links(name, list(ids.values()))
         active = await uow.assignments.active_for_many(list(ids.values()))
         items: list[ApplyItem] = []
@@ -209,6 +214,22 @@ class CrmSync:
         await self._write(uow, items, ends, overruled, now, report)
         await uow.crm.save_links(name, saved, now)
         await uow.crm.mark_pending(name, sorted(set(pending)), now)
+
+    async def _attributes(
+        self, uow: CrmUnitOfWork, incoming: dict[int, Mapping[str, str]], now: datetime, report: SyncReport
+    ) -> None:
+        """Existing customers take the CRM's basic attributes (only rows that change are written)."""
+        if not incoming:
+            return
+        current = await uow.crm.customer_attributes(sorted(incoming))
+        changed = {}
+        for cid, values in incoming.items():
+            attrs, region = current.get(cid, ({}, ""))
+            merged = merged_attributes(attrs, region, values)
+            if merged is not None:
+                changed[cid] = merged
+        await uow.crm.save_attributes(changed, now)
+        report.attributes += len(changed)
 
     async def _write(
         self,

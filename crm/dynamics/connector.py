@@ -25,7 +25,8 @@ import aiohttp
 import msal
 import requests
 
-from core.crm.port import CrmError, CrmPage, CrmRecord, CrmRecordGone, CrmRef
+from core.crm.port import AttributeField, CrmError, CrmPage, CrmRecord, CrmRecordGone, CrmRef, attribute_fields
+from tagging.field_rules import crm_number
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ NAME = "dynamics"
 API = "/api/data/v9.2"
 MAX_RETRIES = 5
 TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=15)
+FORMATTED = "OData.Community.Display.V1.FormattedValue"
+ANNOTATIONS = f'odata.include-annotations="{FORMATTED}"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,7 @@ class DynamicsSettings:
     tags_field: str
     page_size: int = 5000
     ca_bundle: str | None = None
+    attributes: tuple[AttributeField, ...] = ()  # basic attributes read into each customer (kind: account|contact)
 
 
 class DynamicsConnector:
@@ -79,8 +83,9 @@ class DynamicsConnector:
 
     async def check(self, fields: Sequence[str]) -> None:
         for entity in ENTITIES:
-            columns = ",".join([entity.key, *fields])
-            await self._get(f"{API}/{entity.set_name}?$select={columns}&$top=1", f"read {entity.set_name}", fields)
+            named = [*fields, *self._attributes(entity).values()]
+            columns = ",".join(dict.fromkeys([entity.key, *named]))
+            await self._get(f"{API}/{entity.set_name}?$select={columns}&$top=1", f"read {entity.set_name}", named)
             await self._load_options(entity)
 
     async def changes(self, cursor: str | None, fields: Sequence[str]) -> CrmPage:
@@ -127,12 +132,12 @@ class DynamicsConnector:
 
     # ------------------------------------------------------------ records
 
+    def _attributes(self, entity: Entity) -> dict[str, str]:
+        return attribute_fields(self.settings.attributes, entity.logical)
+
     def _select(self, entity: Entity, fields: Sequence[str]) -> str:
-        return ",".join(
-            dict.fromkeys(
-                [entity.key, entity.name, "modifiedon", "merged", "_masterid_value", self.settings.tags_field, *fields]
-            )
-        )
+        own = [entity.key, entity.name, "modifiedon", "merged", "_masterid_value", self.settings.tags_field]
+        return ",".join(dict.fromkeys([*own, *fields, *self._attributes(entity).values()]))
 
     def _query(self, entity: Entity, fields: Sequence[str], since: str | None) -> str:
         where = f"&$filter=modifiedon ge {since}" if since else ""
@@ -151,8 +156,9 @@ class DynamicsConnector:
             name=str(row.get(entity.name) or ""),
             modified_at=datetime.fromisoformat(str(modified).replace("Z", "+00:00")) if modified else None,
             tags=tags,
-            fields={f: "" if row.get(f) is None else str(row.get(f)) for f in fields},
+            fields={f: _value(row, f) for f in fields},
             merged_into=str(row["_masterid_value"]) if row.get("merged") and row.get("_masterid_value") else None,
+            attributes={a: _value(row, col) for a, col in self._attributes(entity).items()},
         )
 
     def _option_values(self, entity: Entity, labels: Sequence[str]) -> list[int]:
@@ -195,7 +201,8 @@ class DynamicsConnector:
     # ------------------------------------------------------------ HTTP
 
     async def _get(self, url: str, call: str, fields: Sequence[str], paged: bool = False) -> dict[str, Any]:
-        headers = {"Prefer": f"odata.maxpagesize={self.settings.page_size}"} if paged else {}
+        prefer = f"odata.maxpagesize={self.settings.page_size},{ANNOTATIONS}" if paged else ANNOTATIONS
+        headers = {"Prefer": prefer}
         return await self._send("GET", url, call, None, headers, fields)
 
     async def _send(
@@ -349,6 +356,20 @@ def _http_client(ca_bundle: str | None) -> requests.Session | None:
     return session
 
 
+def _value(row: Mapping[str, Any], column: str) -> str:
+    """A column as text: a choice, yes/no or lookup as its label (the FormattedValue annotation), other values raw
+    (a number's formatted value, `1,000` or `¥10,000.00`, is the same number and stays raw for ranges)."""
+    raw = row.get(column)
+    if raw is None:
+        return ""
+    label = row.get(f"{column}@{FORMATTED}")
+    if isinstance(label, str) and label:
+        lookup = column.startswith("_") and column.endswith("_value")
+        if lookup or isinstance(raw, bool) or (isinstance(raw, int) and crm_number(label) != raw):
+            return label
+    return str(raw)
+
+
 def _seconds(raw: str | None) -> float:
     try:
         return min(max(float(raw or 1), 0.0), 300.0)
@@ -390,7 +411,8 @@ def _answer(call: str, status: int, text: str, ctype: str, fields: Sequence[str]
             NAME,
             call,
             f"field {named} does not exist",
-            "fix crm_fields in the taxonomy or KEBIAO_CRM_DYNAMICS_TAGS_FIELD to name an existing column",
+            "fix crm_fields in the taxonomy, KEBIAO_CRM_DYNAMICS_ATTRIBUTES or KEBIAO_CRM_DYNAMICS_TAGS_FIELD "
+            "to name an existing column",
         )
     if status in (401, 403):
         raise CrmError(

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from core.crm.port import CrmError, CrmPage, CrmRecord, CrmRecordGone, CrmRef
+from core.crm.port import AttributeField, CrmError, CrmPage, CrmRecord, CrmRecordGone, CrmRef, attribute_fields
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class ZohoSettings:
     refresh_token: str = field(repr=False)
     per_page: int = MAX_PER_PAGE
     ca_bundle: str | None = None
+    attributes: tuple[AttributeField, ...] = ()  # basic attributes read into each customer (kind: module name)
 
 
 class ZohoConnector:
@@ -81,6 +82,15 @@ class ZohoConnector:
                         "fix crm_fields in the taxonomy to name a field API name "
                         "(Setup > Developer Space > APIs > API Names)",
                     )
+            for attribute, name in attribute_fields(self.settings.attributes, module).items():
+                if name not in names:
+                    raise CrmError(
+                        NAME,
+                        f"read the fields of {module}",
+                        f"field {name} (attribute {attribute}) does not exist",
+                        "fix KEBIAO_CRM_ZOHO_ATTRIBUTES to name a field API name "
+                        "(Setup > Developer Space > APIs > API Names)",
+                    )
 
     async def changes(self, cursor: str | None, fields: Sequence[str]) -> CrmPage:
         state = _Cursor.load(cursor)
@@ -91,7 +101,11 @@ class ZohoConnector:
         params = {"page": str(state.page), "per_page": str(min(self.settings.per_page, MAX_PER_PAGE))}
         if phase == "records":
             params |= {
-                "fields": ",".join(dict.fromkeys(["id", name_field, "Modified_Time", "Tag", *fields])),
+                "fields": ",".join(
+                    dict.fromkeys(
+                        ["id", name_field, "Modified_Time", "Tag", *fields, *self._attributes(module).values()]
+                    )
+                ),
                 "sort_by": "Modified_Time",
                 "sort_order": "asc",
             }
@@ -156,7 +170,11 @@ class ZohoConnector:
             tags=tags,
             fields={f: _text(row.get(f)) for f in fields},
             deleted=deleted,
+            attributes={} if deleted else {a: _text(row.get(f)) for a, f in self._attributes(module).items()},
         )
+
+    def _attributes(self, module: str) -> dict[str, str]:
+        return attribute_fields(self.settings.attributes, module)
 
     # ------------------------------------------------------------ HTTP
 

@@ -9,6 +9,9 @@ It follows the documented requests and answers:
   (PATCH with `If-Match: *` answers 204, or 404 when the row does not exist)
 - choices columns: https://learn.microsoft.com/power-apps/developer/data-platform/multi-select-picklist
   (values are comma-separated option numbers; options from MultiSelectPicklistAttributeMetadata)
+- formatted values: https://learn.microsoft.com/power-apps/developer/data-platform/webapi/query/select-columns
+  (`Prefer: odata.include-annotations="OData.Community.Display.V1.FormattedValue"` adds `<column>@…FormattedValue`:
+  a choice's label, a number or money amount formatted for the user)
 - throttling: https://learn.microsoft.com/power-apps/developer/data-platform/api-limits (429 + Retry-After)
 - tokens: https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow and the
   OpenID configuration at /{tenant}/v2.0/.well-known/openid-configuration (invalid_client → 401 AADSTS7000215)
@@ -32,6 +35,16 @@ CLIENT_SECRET = "fake-dynamics-secret"
 TAGS_FIELD = "kb_tags"
 ENTITIES = {"accounts": ("account", "accountid", "name"), "contacts": ("contact", "contactid", "fullname")}
 MAX_PAGE = 5000
+FORMATTED = "OData.Community.Display.V1.FormattedValue"
+# Standard columns of the documented account and contact tables that the attribute reads use.
+STANDARD = {
+    "accounts": ("industrycode", "numberofemployees", "revenue", "address1_stateorprovince"),
+    "contacts": ("accountrolecode", "jobtitle", "address1_stateorprovince"),
+}
+CHOICES = {
+    "industrycode": {1: "Accounting", 12: "Manufacturing", 27: "Retail"},
+    "accountrolecode": {1: "Decision Maker", 2: "Employee", 3: "Influencer"},
+}
 
 
 @dataclass
@@ -137,7 +150,26 @@ def build_app(fake: FakeDataverse) -> web.Application:
 
     def columns_of(entity_set: str) -> set[str]:
         _, key, name = ENTITIES[entity_set]
-        return {key, name, "modifiedon", "merged", "_masterid_value", TAGS_FIELD, *fake.extra_columns}
+        standard = STANDARD[entity_set]
+        return {key, name, "modifiedon", "merged", "_masterid_value", TAGS_FIELD, *fake.extra_columns, *standard}
+
+    def formatted(row: dict[str, Any], cols: list[str], request: web.Request) -> dict[str, Any]:
+        """The row's selected columns, with FormattedValue annotations when the client asked for them."""
+        out = {c: row.get(c) for c in cols}
+        prefer = request.headers.get("Prefer", "")
+        if FORMATTED not in prefer and 'odata.include-annotations="*"' not in prefer:
+            return out
+        for col in cols:
+            value = row.get(col)
+            if value is None or isinstance(value, str):
+                continue
+            if col in CHOICES:
+                out[f"{col}@{FORMATTED}"] = CHOICES[col].get(value, str(value))
+            elif col == "revenue":
+                out[f"{col}@{FORMATTED}"] = f"¥{value:,.2f}"
+            elif isinstance(value, int) and not isinstance(value, bool):
+                out[f"{col}@{FORMATTED}"] = f"{value:,}"
+        return out
 
     def select(entity_set: str, raw: str) -> list[str] | web.Response:
         cols = [c for c in raw.split(",") if c] if raw else sorted(columns_of(entity_set))
@@ -182,7 +214,7 @@ def build_app(fake: FakeDataverse) -> web.Application:
         page, more = rows[:size], len(rows) > size
         body: dict[str, Any] = {
             "@odata.context": f"{fake.base}/api/data/v9.2/$metadata#{entity_set}",
-            "value": [{"@odata.etag": 'W/"1"', **{c: r.get(c) for c in cols}} for r in page],
+            "value": [{"@odata.etag": 'W/"1"', **formatted(r, cols, request)} for r in page],
         }
         if more:
             params = {k: v for k, v in q.items() if k != "$skiptoken"}
@@ -209,7 +241,7 @@ def build_app(fake: FakeDataverse) -> web.Application:
         cols = select(entity_set, request.query.get("$select", ""))
         if isinstance(cols, web.Response):
             return cols
-        return web.json_response({c: row.get(c) for c in cols})
+        return web.json_response(formatted(row, cols, request))
 
     async def attribute(request: web.Request) -> web.Response:
         blocked = guard(request)

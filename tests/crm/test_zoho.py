@@ -141,3 +141,41 @@ async def test_sync_through_zoho(database: Database, zoho: ZohoFixture, crm_taxo
     async with SqlCrmStore(database.engine).unit_of_work(read_only=True) as uow:
         links = await uow.crm.links("zoho", [customer.id])
     assert links[customer.id].state is LinkState.DELETED
+
+
+async def test_basic_attributes_are_read_per_module_and_a_missing_field_is_named(zoho: ZohoFixture) -> None:
+    from core.crm.port import AttributeField
+
+    fake = zoho.fake
+    account = fake.add("Accounts", "甲公司", Industry="Retail", Employees=80, Billing_State="浙江")
+    contact = fake.add("Contacts", "张三", Title="采购经理", Mailing_State="江苏")
+    attributes = (
+        AttributeField("industry", "Accounts", "Industry"),
+        AttributeField("size", "Accounts", "Employees"),
+        AttributeField("region", "Accounts", "Billing_State"),
+        AttributeField("region", "Contacts", "Mailing_State"),
+        AttributeField("role", "Contacts", "Title"),
+    )
+    conn = zoho.connector(attributes=attributes)
+    try:
+        await conn.check([])
+        seen = {}
+        cursor = None
+        while True:
+            page = await conn.changes(cursor, [])
+            seen.update({r.ref.crm_id: dict(r.attributes) for r in page.records})
+            cursor = page.cursor
+            if page.done:
+                break
+        assert seen[account] == {"industry": "Retail", "size": "80", "region": "浙江"}
+        assert seen[contact] == {"region": "江苏", "role": "采购经理"}
+    finally:
+        await conn.close()
+    wrong = zoho.connector(attributes=(AttributeField("role", "Contacts", "Job_Role"),))
+    try:
+        with pytest.raises(
+            CrmError, match="field Job_Role \\(attribute role\\) does not exist; fix KEBIAO_CRM_ZOHO_ATTRIBUTES"
+        ):
+            await wrong.check([])
+    finally:
+        await wrong.close()
