@@ -46,6 +46,16 @@ class CrmRecord:
     deleted: bool = False
     merged_into: str | None = None
     attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    tag_ids: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # tag -> the CRM's row id
+
+
+@dataclass(frozen=True, slots=True)
+class TagWrite:
+    """Tags to add to and remove from one record, read just before (so the write need not read it again)."""
+
+    record: CrmRecord
+    add: tuple[str, ...]
+    remove: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +102,10 @@ class CrmConnector(Protocol):
 
     async def write_tags(self, ref: CrmRef, add: Sequence[str], remove: Sequence[str]) -> None:
         """Add and remove tags on one record; raises CrmRecordGone or CrmError."""
+        ...
+
+    async def write_many(self, writes: Sequence[TagWrite]) -> list[CrmError | None]:
+        """Write several records' tags (batched where the CRM allows); one outcome per write, None = written."""
         ...
 
     async def close(self) -> None: ...

@@ -5,8 +5,13 @@ Requests follow Microsoft's documentation: paging with `Prefer: odata.maxpagesiz
 `If-Match: *` so a missing record is a 404, never an upsert
 (…/webapi/update-delete-entities-using-web-api), choices columns read and written as comma-separated option
 values (…/data-platform/multi-select-picklist), service protection 429 with Retry-After
-(…/data-platform/api-limits), and OAuth 2.0 client credentials through MSAL
-(learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow).
+(…/data-platform/api-limits), OAuth 2.0 client credentials through MSAL
+(learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow), several writes in one `$batch`
+change set (…/webapi/execute-batch-operations-using-web-api; see batch.py), choice labels from the
+FormattedValue annotation (…/webapi/query/select-columns), and, for tags kept as rows of a related table,
+`$expand` of the record's collection-valued navigation property (…/webapi/query/join-tables), rows created with
+`POST` and `@odata.bind` to the record (…/webapi/associate-disassociate-entities-using-web-api) and removed
+with `DELETE`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,17 @@ import aiohttp
 import msal
 import requests
 
-from core.crm.port import AttributeField, CrmError, CrmPage, CrmRecord, CrmRecordGone, CrmRef, attribute_fields
+from core.crm.port import (
+    AttributeField,
+    CrmError,
+    CrmPage,
+    CrmRecord,
+    CrmRecordGone,
+    CrmRef,
+    TagWrite,
+    attribute_fields,
+)
+from crm.dynamics.batch import MAX_REQUESTS, Operation, decode, encode
 from tagging.field_rules import crm_number
 
 log = logging.getLogger(__name__)
@@ -53,6 +68,17 @@ BY_KIND = {e.logical: e for e in ENTITIES}
 
 
 @dataclass(frozen=True, slots=True)
+class TagTable:
+    """Tags as rows of a related table, one row per tag: its entity set, key and tag-name columns, and per record
+    kind (account, contact) the row's lookup to the record and the record's collection of tag rows."""
+
+    set_name: str
+    key: str
+    name: str
+    links: Mapping[str, tuple[str, str]]  # kind -> (lookup navigation property, collection navigation property)
+
+
+@dataclass(frozen=True, slots=True)
 class DynamicsSettings:
     """Where the environment is and how to sign in; the secret is never shown."""
 
@@ -64,6 +90,7 @@ class DynamicsSettings:
     page_size: int = 5000
     ca_bundle: str | None = None
     attributes: tuple[AttributeField, ...] = ()  # basic attributes read into each customer (kind: account|contact)
+    tags_table: TagTable | None = None  # tags in a related table instead of the choice column `tags_field`
 
 
 class DynamicsConnector:
@@ -78,15 +105,22 @@ class DynamicsConnector:
         self._app: msal.ConfidentialClientApplication | None = None
         self._token: str | None = None
         self._options: dict[str, dict[int, str]] = {}  # entity logical name -> option value -> label
+        self.batch_fallbacks = 0  # batches that failed and were written one request at a time
 
     # ------------------------------------------------------------ port
 
     async def check(self, fields: Sequence[str]) -> None:
+        table = self.settings.tags_table
+        if table is not None:
+            await self._check_table(table)
         for entity in ENTITIES:
             named = [*fields, *self._attributes(entity).values()]
             columns = ",".join(dict.fromkeys([entity.key, *named]))
-            await self._get(f"{API}/{entity.set_name}?$select={columns}&$top=1", f"read {entity.set_name}", named)
-            await self._load_options(entity)
+            expand = self._expand(entity)
+            url = f"{API}/{entity.set_name}?$select={columns}&$top=1{expand}"
+            await self._get(url, f"read {entity.set_name}", [*named, *self._collection(entity)])
+            if table is None:
+                await self._load_options(entity)
 
     async def changes(self, cursor: str | None, fields: Sequence[str]) -> CrmPage:
         state = _Cursor.load(cursor)
@@ -120,11 +154,84 @@ class DynamicsConnector:
         current = await self.get(ref)
         if current is None:
             raise CrmRecordGone(NAME, f"write tags on {entity.logical}", ref.crm_id)
-        wanted = [t for t in current.tags if t not in set(remove)] + [t for t in add if t not in current.tags]
-        values = self._option_values(entity, wanted)
-        body = {self.settings.tags_field: ",".join(str(v) for v in values) or None}
         call = f"write tags on {entity.logical} {ref.crm_id}"
-        await self._send("PATCH", f"{API}/{entity.set_name}({ref.crm_id})", call, body)
+        for op in self._operations(TagWrite(current, tuple(add), tuple(remove))):
+            await self._send(op.method, op.url, call, op.body)
+
+    async def write_many(self, writes: Sequence[TagWrite]) -> list[CrmError | None]:
+        """Two or more writes go in `$batch` change sets; a failed batch falls back to one request at a time,
+        so each write keeps its own error."""
+        plans = [self._operations(w) for w in writes]
+        out: list[CrmError | None] = [None] * len(writes)
+        chunk: list[int] = []
+        size = 0
+        for index, ops in enumerate(plans):
+            if chunk and size + len(ops) > MAX_REQUESTS:
+                await self._write_chunk(chunk, plans, out)
+                chunk, size = [], 0
+            if ops:
+                chunk.append(index)
+                size += len(ops)
+        if chunk:
+            await self._write_chunk(chunk, plans, out)
+        return out
+
+    async def _write_chunk(self, chunk: list[int], plans: list[list[Operation]], out: list[CrmError | None]) -> None:
+        if len(chunk) > 1:
+            try:
+                await self._batch([op for i in chunk for op in plans[i]])
+                return
+            except CrmError as exc:
+                self.batch_fallbacks += 1
+                log.warning("dynamics: $batch of %d writes failed (%s); writing them one by one", len(chunk), exc)
+        down: CrmError | None = None
+        for index in chunk:
+            if down is not None:
+                out[index] = down
+                continue
+            try:
+                for op in plans[index]:
+                    await self._send(op.method, op.url, f"{op.method} {_short(op.url)}", op.body)
+            except CrmError as exc:
+                out[index] = exc
+                down = exc if exc.retryable else None
+
+    def _operations(self, write: TagWrite) -> list[Operation]:
+        """The requests that give one record its new tags: a PATCH of the choice column, or rows to add/delete."""
+        record = write.record
+        entity = BY_KIND[record.ref.kind]
+        root = self.settings.url.rstrip("/") + API
+        table = self.settings.tags_table
+        if table is None:
+            wanted = [t for t in record.tags if t not in set(write.remove)]
+            wanted += [t for t in write.add if t not in record.tags]
+            values = self._option_values(entity, wanted)
+            body = {self.settings.tags_field: ",".join(str(v) for v in values) or None}
+            url = f"{root}/{entity.set_name}({record.ref.crm_id})"
+            return [Operation("PATCH", url, body, {"If-Match": "*"})]
+        lookup = table.links[entity.logical][0]
+        bind = {f"{lookup}@odata.bind": f"/{entity.set_name}({record.ref.crm_id})"}
+        adds = [Operation("POST", f"{root}/{table.set_name}", {table.name: t, **bind}) for t in write.add]
+        gone = [record.tag_ids[t] for t in write.remove if t in record.tag_ids]
+        return [*adds, *(Operation("DELETE", f"{root}/{table.set_name}({rid})") for rid in gone)]
+
+    async def _batch(self, operations: Sequence[Operation]) -> None:
+        """One `$batch` with every operation in one change set; raises CrmError unless all of them succeeded."""
+        ctype, body = encode(operations)
+        call = f"$batch of {len(operations)} writes"
+        status, text, answer_type = await self._exchange("POST", f"{API}/$batch", call, data=body, ctype=ctype)
+        if "multipart/mixed" not in answer_type:
+            _answer(call, status, text, answer_type, (), f"{API}/$batch")
+            raise _garbage(call, f"HTTP {status}, not multipart/mixed")
+        try:
+            answers = decode(answer_type, text)
+        except ValueError as exc:
+            raise _garbage(call, str(exc)) from None
+        failed = [a for a in answers if a.status >= 300]
+        if failed or len(answers) != len(operations):
+            first = failed[0] if failed else None
+            detail = f"request {first.content_id or '?'} answered HTTP {first.status}" if first else "answers missing"
+            raise CrmError(NAME, call, f"change set rolled back: {detail}", "each write is retried on its own")
 
     async def close(self) -> None:
         if self._own_session and self._session is not None:
@@ -136,20 +243,44 @@ class DynamicsConnector:
         return attribute_fields(self.settings.attributes, entity.logical)
 
     def _select(self, entity: Entity, fields: Sequence[str]) -> str:
-        own = [entity.key, entity.name, "modifiedon", "merged", "_masterid_value", self.settings.tags_field]
-        return ",".join(dict.fromkeys([*own, *fields, *self._attributes(entity).values()]))
+        own = [entity.key, entity.name, "modifiedon", "merged", "_masterid_value"]
+        carrier = [] if self.settings.tags_table else [self.settings.tags_field]
+        return ",".join(dict.fromkeys([*own, *carrier, *fields, *self._attributes(entity).values()]))
+
+    def _collection(self, entity: Entity) -> list[str]:
+        table = self.settings.tags_table
+        return [table.links[entity.logical][1]] if table is not None else []
+
+    def _expand(self, entity: Entity) -> str:
+        """`&$expand=<collection>($select=key,name)` when tags are rows of a related table."""
+        table = self.settings.tags_table
+        if table is None:
+            return ""
+        return f"&$expand={table.links[entity.logical][1]}($select={table.key},{table.name})"
 
     def _query(self, entity: Entity, fields: Sequence[str], since: str | None) -> str:
         where = f"&$filter=modifiedon ge {since}" if since else ""
         order = f"&$orderby=modifiedon asc,{entity.key} asc"
-        return f"{API}/{entity.set_name}?$select={self._select(entity, fields)}{where}{order}"
+        return f"{API}/{entity.set_name}?$select={self._select(entity, fields)}{self._expand(entity)}{where}{order}"
+
+    async def _check_table(self, table: TagTable) -> None:
+        """The related tags table exists with its key and name columns."""
+        call = f"read the tags table {table.set_name}"
+        url = f"{API}/{table.set_name}?$select={table.key},{table.name}&$top=1"
+        try:
+            await self._get(url, call, (table.key, table.name))
+        except CrmRecordGone:
+            raise CrmError(
+                NAME,
+                call,
+                f"no table with entity set {table.set_name}",
+                "set KEBIAO_CRM_DYNAMICS_TAGS_TABLE to the entity set name of the related tags table",
+            ) from None
 
     def _record(self, entity: Entity, row: Any, fields: Sequence[str]) -> CrmRecord:
         if not isinstance(row, Mapping) or not row.get(entity.key):
             raise _garbage(f"read {entity.set_name}", f"a row without '{entity.key}'")
-        labels = self._options.get(entity.logical, {})
-        raw = row.get(self.settings.tags_field) or ""
-        tags = tuple(labels[int(v)] for v in str(raw).split(",") if v.strip().isdigit() and int(v) in labels)
+        tags, tag_ids = self._tags_of(entity, row)
         modified = row.get("modifiedon")
         return CrmRecord(
             ref=CrmRef(str(row[entity.key]), entity.logical),
@@ -159,7 +290,21 @@ class DynamicsConnector:
             fields={f: _value(row, f) for f in fields},
             merged_into=str(row["_masterid_value"]) if row.get("merged") and row.get("_masterid_value") else None,
             attributes={a: _value(row, col) for a, col in self._attributes(entity).items()},
+            tag_ids=tag_ids,
         )
+
+    def _tags_of(self, entity: Entity, row: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, str]]:
+        """The record's tag names (and each tag row's id when tags are rows of a related table)."""
+        table = self.settings.tags_table
+        if table is None:
+            labels = self._options.get(entity.logical, {})
+            raw = row.get(self.settings.tags_field) or ""
+            return tuple(labels[int(v)] for v in str(raw).split(",") if v.strip().isdigit() and int(v) in labels), {}
+        rows = row.get(table.links[entity.logical][1])
+        if not isinstance(rows, list):
+            raise _garbage(f"read {entity.set_name}", f"no expanded '{table.links[entity.logical][1]}' list")
+        ids = {str(r[table.name]): str(r[table.key]) for r in rows if isinstance(r, Mapping) and r.get(table.name)}
+        return tuple(ids), ids
 
     def _option_values(self, entity: Entity, labels: Sequence[str]) -> list[int]:
         by_label = {v: k for k, v in self._options.get(entity.logical, {}).items()}
@@ -214,6 +359,21 @@ class DynamicsConnector:
         extra: Mapping[str, str] | None = None,
         fields: Sequence[str] = (),
     ) -> dict[str, Any]:
+        status, text, ctype = await self._exchange(method, url, call, body=body, extra=extra)
+        return _answer(call, status, text, ctype, fields, url)
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        call: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        data: bytes | None = None,
+        ctype: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> tuple[int, str, str]:
+        """One request with sign-in renewal on 401 and waits on 429: (status, body text, Content-Type)."""
         full = url if url.startswith("http") else self.settings.url.rstrip("/") + url
         session = await self._client()
         for attempt in range(MAX_RETRIES + 1):
@@ -223,14 +383,16 @@ class DynamicsConnector:
                 "OData-MaxVersion": "4.0",
                 "OData-Version": "4.0",
                 **(extra or {}),
+                **({"Content-Type": ctype} if ctype else {}),
             }
             if method == "PATCH":
                 headers["If-Match"] = "*"  # update only: a deleted record answers 404 instead of being created
+            payload: dict[str, Any] = {"data": data} if data is not None else {"json": body}
             try:
-                async with session.request(method, full, json=body, headers=headers) as resp:
+                async with session.request(method, full, headers=headers, **payload) as resp:
                     text = await resp.text()
                     status, retry_after = resp.status, resp.headers.get("Retry-After")
-                    ctype = resp.headers.get("Content-Type", "")
+                    answer_type = resp.headers.get("Content-Type", "")
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise CrmError(
                     NAME,
@@ -246,7 +408,7 @@ class DynamicsConnector:
             if status == 429 and attempt < MAX_RETRIES:
                 await asyncio.sleep(_seconds(retry_after))
                 continue
-            return _answer(call, status, text, ctype, fields, url)
+            return status, text, answer_type
         raise CrmError(NAME, call, "still throttled after retries (429)", "try again later", retryable=True)
 
     async def _client(self) -> aiohttp.ClientSession:
@@ -368,6 +530,11 @@ def _value(row: Mapping[str, Any], column: str) -> str:
         if lookup or isinstance(raw, bool) or (isinstance(raw, int) and crm_number(label) != raw):
             return label
     return str(raw)
+
+
+def _short(url: str) -> str:
+    """The part of a request URL after the service root, for error lines."""
+    return url.split(API, 1)[-1].lstrip("/")
 
 
 def _seconds(raw: str | None) -> float:

@@ -23,7 +23,16 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from core.crm.port import AttributeField, CrmError, CrmPage, CrmRecord, CrmRecordGone, CrmRef, attribute_fields
+from core.crm.port import (
+    AttributeField,
+    CrmError,
+    CrmPage,
+    CrmRecord,
+    CrmRecordGone,
+    CrmRef,
+    TagWrite,
+    attribute_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +160,20 @@ class ZohoConnector:
                     raise CrmError(
                         NAME, call, f"{item.get('code')}: {item.get('message')}", "check the tag names and the record"
                     )
+
+    async def write_many(self, writes: Sequence[TagWrite]) -> list[CrmError | None]:
+        """One record at a time (Zoho's tag actions act on one record); stops early when Zoho is unreachable."""
+        out: list[CrmError | None] = []
+        for write in writes:
+            if out and out[-1] is not None and out[-1].retryable:
+                out.append(out[-1])
+                continue
+            try:
+                await self.write_tags(write.record.ref, write.add, write.remove)
+                out.append(None)
+            except CrmError as exc:
+                out.append(exc)
+        return out
 
     async def close(self) -> None:
         if self._own_session and self._session is not None:
