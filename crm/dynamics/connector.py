@@ -142,7 +142,7 @@ class DynamicsConnector:
 
     async def get(self, ref: CrmRef) -> CrmRecord | None:
         entity = BY_KIND[ref.kind]
-        url = f"{API}/{entity.set_name}({ref.crm_id})?$select={self._select(entity, ())}"
+        url = f"{API}/{entity.set_name}({ref.crm_id})?$select={self._select(entity, ())}{self._expand(entity)}"
         try:
             row = await self._get(url, f"read {entity.logical} {ref.crm_id}", ())
         except CrmRecordGone:
@@ -563,6 +563,8 @@ def _answer(call: str, status: int, text: str, ctype: str, fields: Sequence[str]
             data = json.loads(text)
         except ValueError:
             data = None
+    if status >= 500 and not isinstance(data, dict):  # a gateway or the service itself is down: try again later
+        raise CrmError(NAME, call, f"HTTP {status} (service unavailable)", "try again later", retryable=True)
     if data is None or not isinstance(data, dict):
         kind = "HTML" if "<html" in text[:500].lower() else "not JSON"
         raise _garbage(call, f"HTTP {status}, {kind}")
