@@ -451,9 +451,7 @@ async def wecom_receive(request: web.Request) -> web.StreamResponse:
 ALERT_SCHEDULER = web.AppKey("alert_scheduler", object)  # the running AsyncIOScheduler; None when off
 
 
-def alert_deliverers(
-    settings: Settings, database: Database, session: Any, teams_adapter: Any | None
-) -> dict[str, Any]:
+def alert_deliverers(settings: Settings, database: Database, session: Any, teams_adapter: Any | None) -> dict[str, Any]:
     """One Deliverer per configured channel: WeCom app messages, Teams through the stored references."""
     from bots.teams.alert_delivery import TeamsAlertDeliverer
     from bots.teams.notifier import TeamsNotifier
@@ -557,7 +555,7 @@ CRM_SYNC = web.AppKey("crm_sync", object)  # the CrmSync the scheduled job runs;
 
 
 def _dynamics_connector(settings: Settings) -> Any:
-    from crm.dynamics.connector import DynamicsConnector, DynamicsSettings
+    from crm.dynamics.connector import DynamicsConnector, DynamicsSettings, TagTable
 
     crm = settings.crm
     return DynamicsConnector(
@@ -570,6 +568,14 @@ def _dynamics_connector(settings: Settings) -> Any:
             page_size=crm.page_size or 5000,
             ca_bundle=crm.ca_bundle,
             attributes=crm.dynamics_attributes,
+            tags_table=TagTable(
+                crm.dynamics_tags_table,
+                crm.dynamics_tags_table_key,
+                crm.dynamics_tags_table_name,
+                {kind: (lookup, collection) for kind, lookup, collection in crm.dynamics_tags_table_links},
+            )
+            if crm.dynamics_tags_table
+            else None,
         )
     )
 

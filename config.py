@@ -132,6 +132,10 @@ class CrmSettings:
     dynamics_client_secret: str = field(default="", repr=False)
     dynamics_tags_field: str = "kb_tags"
     dynamics_attributes: tuple[AttributeField, ...] = ()
+    dynamics_tags_table: str = ""  # entity set of a related tags table; "" = tags in the choice column
+    dynamics_tags_table_key: str = ""
+    dynamics_tags_table_name: str = "kb_name"
+    dynamics_tags_table_links: tuple[tuple[str, str, str], ...] = ()  # (kind, lookup, collection)
     zoho_attributes: tuple[AttributeField, ...] = ()
     zoho_accounts_url: str = "https://accounts.zoho.com"
     zoho_api_base: str = "https://www.zohoapis.com"
@@ -179,8 +183,33 @@ def _crm_settings(get: Callable[[str], str | None]) -> CrmSettings:
         zoho_client_secret=(get("KEBIAO_CRM_ZOHO_CLIENT_SECRET") or "").strip(),
         zoho_refresh_token=(get("KEBIAO_CRM_ZOHO_REFRESH_TOKEN") or "").strip(),
         dynamics_attributes=_attributes(get, "dynamics"),
+        **_tags_table(get),
         zoho_attributes=_attributes(get, "zoho"),
     )
+
+
+def _tags_table(get: Callable[[str], str | None]) -> dict[str, object]:
+    """KEBIAO_CRM_DYNAMICS_TAGS_TABLE and its column names: tags as rows of a related table."""
+    set_name = (get("KEBIAO_CRM_DYNAMICS_TAGS_TABLE") or "").strip()
+    if not set_name:
+        return {}
+    links: list[tuple[str, str, str]] = []
+    for kind, default in (("account", "kb_accountid/kb_account_tags"), ("contact", "kb_contactid/kb_contact_tags")):
+        name = f"KEBIAO_CRM_DYNAMICS_TAGS_TABLE_{kind.upper()}"
+        lookup, slash, collection = (get(name) or default).strip().partition("/")
+        if not (lookup.strip() and slash and collection.strip()):
+            raise ConfigError(
+                f"{name}: give the tag row's lookup to the {kind} and the {kind}'s collection of tag rows as "
+                f"lookup/collection (navigation property names), e.g. {default}"
+            )
+        links.append((kind, lookup.strip(), collection.strip()))
+    return {
+        "dynamics_tags_table": set_name,
+        "dynamics_tags_table_key": (get("KEBIAO_CRM_DYNAMICS_TAGS_TABLE_KEY") or "").strip()
+        or f"{set_name.removesuffix('s')}id",
+        "dynamics_tags_table_name": (get("KEBIAO_CRM_DYNAMICS_TAGS_TABLE_NAME") or "kb_name").strip(),
+        "dynamics_tags_table_links": tuple(links),
+    }
 
 
 def _attributes(get: Callable[[str], str | None], connector: str) -> tuple[AttributeField, ...]:

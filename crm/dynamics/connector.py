@@ -10,8 +10,8 @@ values (…/data-platform/multi-select-picklist), service protection 429 with Re
 change set (…/webapi/execute-batch-operations-using-web-api; see batch.py), choice labels from the
 FormattedValue annotation (…/webapi/query/select-columns), and, for tags kept as rows of a related table,
 `$expand` of the record's collection-valued navigation property (…/webapi/query/join-tables), rows created with
-`POST` and `@odata.bind` to the record (…/webapi/associate-disassociate-entities-using-web-api) and removed
-with `DELETE`.
+`POST` and `@odata.bind` to the record (…/webapi/associate-disassociate-entities-using-web-api), removed
+with `DELETE`, and records whose tag rows changed re-read with the `In` query function (…/webapi/reference/in).
 """
 
 from __future__ import annotations
@@ -123,22 +123,73 @@ class DynamicsConnector:
                 await self._load_options(entity)
 
     async def changes(self, cursor: str | None, fields: Sequence[str]) -> CrmPage:
-        state = _Cursor.load(cursor)
-        entity = ENTITIES[state.entity]
-        url = state.next or self._query(entity, fields, state.since.get(entity.set_name))
-        body = await self._get(url, f"read changed {entity.set_name}", fields, paged=True)
-        rows = body.get("value")
-        if not isinstance(rows, list):
-            raise _garbage(f"read changed {entity.set_name}", "no 'value' list")
-        records = tuple(self._record(entity, row, fields) for row in rows)
-        high = max([state.high or "", *(str(r.get("modifiedon") or "") for r in rows)]) or None
+        phases = len(ENTITIES) + (1 if self.settings.tags_table else 0)
+        state = _Cursor.load(cursor, phases)
+        if state.entity == len(ENTITIES):
+            records, body, high, key = await self._tag_row_changes(state, fields)
+        else:
+            entity = ENTITIES[state.entity]
+            key = entity.set_name
+            url = state.next or self._query(entity, fields, state.since.get(entity.set_name))
+            body = await self._get(url, f"read changed {entity.set_name}", fields, paged=True)
+            rows = body.get("value")
+            if not isinstance(rows, list):
+                raise _garbage(f"read changed {entity.set_name}", "no 'value' list")
+            records = tuple(self._record(entity, row, fields) for row in rows)
+            high = max([state.high or "", *(str(r.get("modifiedon") or "") for r in rows)]) or None
         link = body.get("@odata.nextLink")
         if isinstance(link, str) and link:
             return CrmPage(records, _Cursor(state.entity, state.since, link, high).dump(), False)
-        since = {**state.since, entity.set_name: high} if high else dict(state.since)
-        last = state.entity + 1 >= len(ENTITIES)
+        since = {**state.since, key: high} if high else dict(state.since)
+        last = state.entity + 1 >= phases
         nxt = _Cursor(0 if last else state.entity + 1, since, None, None)
         return CrmPage(records, nxt.dump(), last)
+
+    async def _tag_row_changes(
+        self, state: _Cursor, fields: Sequence[str]
+    ) -> tuple[tuple[CrmRecord, ...], dict[str, Any], str | None, str]:
+        """Records whose tag rows changed since the watermark (a new or edited tag row does not change its
+        record's modifiedon). Without a watermark (a first or full sync, which read every record already) only
+        the newest modifiedon is taken, so the next incremental sync starts there."""
+        table = self.settings.tags_table
+        assert table is not None
+        call = f"read changed {table.set_name}"
+        since = state.since.get(table.set_name)
+        if since is None and state.next is None:
+            url = f"{API}/{table.set_name}?$select=modifiedon&$orderby=modifiedon desc&$top=1"
+            rows = (await self._get(url, call, ())).get("value") or []
+            newest = str(rows[0].get("modifiedon") or "") if rows and isinstance(rows[0], Mapping) else ""
+            return (), {}, newest or None, table.set_name
+        lookups = {kind: f"_{lookup}_value" for kind, (lookup, _) in table.links.items()}
+        url = state.next or (
+            f"{API}/{table.set_name}?$select={table.key},{','.join(lookups.values())},modifiedon"
+            f"&$filter=modifiedon ge {since}&$orderby=modifiedon asc,{table.key} asc"
+        )
+        body = await self._get(url, call, (), paged=True)
+        rows = body.get("value")
+        if not isinstance(rows, list):
+            raise _garbage(call, "no 'value' list")
+        parents: dict[str, set[str]] = {kind: set() for kind in lookups}
+        for row in rows:
+            for kind, column in lookups.items():
+                if isinstance(row, Mapping) and row.get(column):
+                    parents[kind].add(str(row[column]))
+        records: list[CrmRecord] = []
+        for kind, ids in parents.items():
+            records += await self._records_by_id(BY_KIND[kind], sorted(ids), fields)
+        high = max([state.high or "", *(str(r.get("modifiedon") or "") for r in rows if isinstance(r, Mapping))])
+        return tuple(records), body, high or None, table.set_name
+
+    async def _records_by_id(self, entity: Entity, ids: Sequence[str], fields: Sequence[str]) -> list[CrmRecord]:
+        """Records by id, up to 100 a request with the `Microsoft.Dynamics.CRM.In` query function."""
+        out: list[CrmRecord] = []
+        for i in range(0, len(ids), 100):
+            values = ",".join(f"'{rid}'" for rid in ids[i : i + 100])
+            where = f"&$filter=Microsoft.Dynamics.CRM.In(PropertyName='{entity.key}',PropertyValues=[{values}])"
+            url = f"{API}/{entity.set_name}?$select={self._select(entity, fields)}{self._expand(entity)}{where}"
+            body = await self._get(url, f"read {entity.set_name} with changed tags", fields)
+            out += [self._record(entity, row, fields) for row in body.get("value") or []]
+        return out
 
     async def get(self, ref: CrmRef) -> CrmRecord | None:
         entity = BY_KIND[ref.kind]
@@ -492,12 +543,12 @@ class _Cursor:
     high: str | None = None
 
     @classmethod
-    def load(cls, text: str | None) -> _Cursor:
+    def load(cls, text: str | None, phases: int = len(ENTITIES)) -> _Cursor:
         if not text:
             return cls()
         data = json.loads(text)
         return cls(
-            int(data.get("entity", 0)) % len(ENTITIES),
+            int(data.get("entity", 0)) % phases,
             dict(data.get("since") or {}),
             data.get("next"),
             data.get("high"),

@@ -20,6 +20,8 @@ It follows the documented requests and answers:
   (`$expand=<collection>($select=…)` on accounts and contacts) and
   https://learn.microsoft.com/power-apps/developer/data-platform/webapi/associate-disassociate-entities-using-web-api
   (`POST` a row with `<lookup>@odata.bind: "/accounts(<id>)"`, answered 204 with `OData-EntityId`; `DELETE` a row)
+- records by id: https://learn.microsoft.com/power-apps/developer/data-platform/webapi/reference/in
+  (`$filter=Microsoft.Dynamics.CRM.In(PropertyName='accountid',PropertyValues=['…','…'])`)
 - throttling: https://learn.microsoft.com/power-apps/developer/data-platform/api-limits (429 + Retry-After)
 - tokens: https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow and the
   OpenID configuration at /{tenant}/v2.0/.well-known/openid-configuration (invalid_client → 401 AADSTS7000215)
@@ -32,6 +34,7 @@ import email
 import email.policy
 import itertools
 import json
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -238,17 +241,32 @@ def build_app(fake: FakeDataverse) -> web.Application:
         return out
 
     def tag_table(request: web.Request) -> web.Response:
-        cols = [c for c in request.query.get("$select", "").split(",") if c] or [TAG_KEY, TAG_NAME]
+        q = request.query
+        cols = [c for c in q.get("$select", "").split(",") if c] or [TAG_KEY, TAG_NAME]
         known = {TAG_KEY, TAG_NAME, "modifiedon", *(f"_{lookup}_value" for lookup, _ in TAG_LINKS.values())}
         for col in cols:
             if col not in known:
-                return _error(
-                    400,
-                    "0x80060888",
-                    f"Could not find a property named '{col}' on type 'Microsoft.Dynamics.CRM.kb_customertag'.",
-                )
-        rows = list(fake.tag_rows.values())[: int(request.query.get("$top", "5000"))]
-        return web.json_response({"value": [{c: r.get(c) for c in cols} for r in rows]})
+                message = f"Could not find a property named '{col}' on type 'Microsoft.Dynamics.CRM.kb_customertag'."
+                return _error(400, "0x80060888", message)
+        rows = sorted(fake.tag_rows.values(), key=lambda r: (r["modifiedon"], r[TAG_KEY]))
+        if "modifiedon desc" in q.get("$orderby", ""):
+            rows.reverse()
+        if q.get("$filter", "").startswith("modifiedon ge "):
+            rows = [r for r in rows if r["modifiedon"] >= q["$filter"].removeprefix("modifiedon ge ")]
+        if "$skiptoken" in q:
+            last = json.loads(q["$skiptoken"])
+            rows = [r for r in rows if (r["modifiedon"], r[TAG_KEY]) > (last[0], last[1])]
+        rows = rows[: int(q.get("$top", "100000"))]
+        prefer = request.headers.get("Prefer", "")
+        size = MAX_PAGE
+        if "odata.maxpagesize=" in prefer:
+            size = min(int(prefer.split("odata.maxpagesize=")[1].split(",")[0]), MAX_PAGE)
+        body: dict[str, Any] = {"value": [{c: r.get(c) for c in cols} for r in rows[:size]]}
+        if len(rows) > size:
+            params = {k: v for k, v in q.items() if k != "$skiptoken"}
+            params["$skiptoken"] = json.dumps([rows[size - 1]["modifiedon"], rows[size - 1][TAG_KEY]])
+            body["@odata.nextLink"] = f"{fake.base}/api/data/v9.2/{TAG_SET}?{urlencode(params)}"
+        return web.json_response(body)
 
     def patch(entity_set: str, rid: str, body: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
         row = fake.rows.get(entity_set, {}).get(rid)
@@ -383,6 +401,11 @@ def build_app(fake: FakeDataverse) -> web.Application:
         key = ENTITIES[entity_set][1]
         rows = sorted(fake.rows[entity_set].values(), key=lambda r: (r["modifiedon"], r[key]))
         flt = q.get("$filter", "")
+        among = re.fullmatch(r"Microsoft\.Dynamics\.CRM\.In\(PropertyName='(\w+)',PropertyValues=\[(.*)\]\)", flt)
+        if among is not None:  # the documented query function: the column is one of the listed values
+            wanted_ids = {v.strip().strip("'") for v in among.group(2).split(",")}
+            rows = [r for r in rows if str(r.get(among.group(1))) in wanted_ids]
+            flt = ""
         if flt:
             field_, op, value = flt.split(" ", 2)
             if field_ != "modifiedon" or op not in ("ge", "gt"):

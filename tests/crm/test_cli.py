@@ -85,3 +85,22 @@ def test_unconfigured_crm_is_a_clear_error(
     monkeypatch.setenv("KEBIAO_CRM", "zoho")
     assert main(["crm", "status"]) == 2
     assert "KEBIAO_CRM=zoho needs KEBIAO_CRM_ZOHO_CLIENT_ID" in capsys.readouterr().err
+
+
+async def test_tags_in_a_related_table_are_configured_by_name(
+    crm_env: DynamicsFixture, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = crm_env.fake
+    a = fake.add("accounts", "甲公司")
+    fake.add_tag_row("accounts", a, "华东")
+    fake.add_tag_row("accounts", a, "VIP客户")  # Kebiao is master of 价值等级: the row is taken away
+    monkeypatch.setenv("KEBIAO_CRM_DYNAMICS_TAGS_TABLE", "kb_customertags")
+    monkeypatch.setenv("KEBIAO_CRM_DYNAMICS_TAGS_FIELD", "kb_no_such_column")  # not used with a tags table
+    assert await asyncio.to_thread(main, ["crm", "sync"]) == 0
+    assert "1 CRM writes" in capsys.readouterr().out
+    assert fake.table_labels("accounts", a) == ["华东"]
+    assert await asyncio.to_thread(main, ["customers", "show", "甲公司"]) == 0
+    assert "华东" in capsys.readouterr().out
+    monkeypatch.setenv("KEBIAO_CRM_DYNAMICS_TAGS_TABLE_ACCOUNT", "kb_accountid")
+    assert await asyncio.to_thread(main, ["crm", "sync"]) == 2
+    assert "KEBIAO_CRM_DYNAMICS_TAGS_TABLE_ACCOUNT: give the tag row's lookup" in capsys.readouterr().err

@@ -162,3 +162,37 @@ async def test_a_sync_writes_pending_customers_in_one_batch(
     await connector.close()
     assert report.error is None and report.written == 3 and fake.batches == [3] and _patches(fake) == []
     assert all(fake.labels("accounts", rid) == ["VIP客户"] for rid in ids)
+
+
+async def test_tag_rows_changed_since_the_last_sync_bring_their_records_back(dynamics: DynamicsFixture) -> None:
+    fake = dynamics.fake
+    a = fake.add("accounts", "甲公司")
+    b = fake.add("accounts", "乙公司")
+    c = fake.add("contacts", "张三")
+    fake.add_tag_row("accounts", a, "华东")
+    conn = dynamics.connector(tags_table=TABLE)
+
+    async def drain(cursor: str | None) -> tuple[dict[str, set[str]], str]:
+        seen: dict[str, set[str]] = {}
+        while True:
+            page = await conn.changes(cursor, [])
+            seen.update({r.ref.crm_id: set(r.tags) for r in page.records})
+            cursor = page.cursor
+            if page.done:
+                return seen, cursor
+
+    try:
+        await conn.check([])
+        first, cursor = await drain(None)
+        assert first == {a: {"华东"}, b: set(), c: set()}
+        assert not any("kb_customertags?" in q and "$filter" in q for _, q in fake.requests)  # watermark only
+        fake.clock += timedelta(minutes=1)
+        fake.add_tag_row("accounts", b, "制造业")  # neither record's modifiedon moves
+        fake.add_tag_row("contacts", c, "VIP客户")
+        again, cursor = await drain(cursor)
+        assert again[b] == {"制造业"} and again[c] == {"VIP客户"}
+        assert any("Microsoft.Dynamics.CRM.In" in q for _, q in fake.requests)
+        quiet, _ = await drain(cursor)
+        assert set(quiet) <= {b, c}  # `ge` the watermark: only the newest rows' records come again
+    finally:
+        await conn.close()
