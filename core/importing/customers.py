@@ -164,7 +164,9 @@ def _plan_tags(
     return tuple(out)
 
 
-async def write_import(uow: UnitOfWork, plan: ImportPlan, rules: TaggingRules, *, actor: str, now: datetime) -> None:
+async def write_import(
+    uow: UnitOfWork, plan: ImportPlan, rules: TaggingRules, *, actor: str, now: datetime
+) -> None:
     """Write a clean plan in a handful of set-based statements; raises ImportFileError (after discarding the
     unit of work) when the stored data changed since planning so that a tag is now refused.
 
