@@ -166,6 +166,7 @@ class CrmSettings:
 
 
 def _crm_settings(get: Callable[[str], str | None]) -> CrmSettings:
+    table = _tags_table(get)
     return CrmSettings(
         kind=(get("KEBIAO_CRM") or "").strip().lower(),
         every_minutes=_int(get("KEBIAO_CRM_SYNC_MINUTES"), "KEBIAO_CRM_SYNC_MINUTES", 15),
@@ -183,16 +184,19 @@ def _crm_settings(get: Callable[[str], str | None]) -> CrmSettings:
         zoho_client_secret=(get("KEBIAO_CRM_ZOHO_CLIENT_SECRET") or "").strip(),
         zoho_refresh_token=(get("KEBIAO_CRM_ZOHO_REFRESH_TOKEN") or "").strip(),
         dynamics_attributes=_attributes(get, "dynamics"),
-        **_tags_table(get),
+        dynamics_tags_table=table[0],
+        dynamics_tags_table_key=table[1],
+        dynamics_tags_table_name=table[2],
+        dynamics_tags_table_links=table[3],
         zoho_attributes=_attributes(get, "zoho"),
     )
 
 
-def _tags_table(get: Callable[[str], str | None]) -> dict[str, object]:
-    """KEBIAO_CRM_DYNAMICS_TAGS_TABLE and its column names: tags as rows of a related table."""
+def _tags_table(get: Callable[[str], str | None]) -> tuple[str, str, str, tuple[tuple[str, str, str], ...]]:
+    """KEBIAO_CRM_DYNAMICS_TAGS_TABLE and its names: (entity set, key, name column, (kind, lookup, collection)...)."""
     set_name = (get("KEBIAO_CRM_DYNAMICS_TAGS_TABLE") or "").strip()
     if not set_name:
-        return {}
+        return "", "", "kb_name", ()
     links: list[tuple[str, str, str]] = []
     for kind, default in (("account", "kb_accountid/kb_account_tags"), ("contact", "kb_contactid/kb_contact_tags")):
         name = f"KEBIAO_CRM_DYNAMICS_TAGS_TABLE_{kind.upper()}"
@@ -203,13 +207,9 @@ def _tags_table(get: Callable[[str], str | None]) -> dict[str, object]:
                 f"lookup/collection (navigation property names), e.g. {default}"
             )
         links.append((kind, lookup.strip(), collection.strip()))
-    return {
-        "dynamics_tags_table": set_name,
-        "dynamics_tags_table_key": (get("KEBIAO_CRM_DYNAMICS_TAGS_TABLE_KEY") or "").strip()
-        or f"{set_name.removesuffix('s')}id",
-        "dynamics_tags_table_name": (get("KEBIAO_CRM_DYNAMICS_TAGS_TABLE_NAME") or "kb_name").strip(),
-        "dynamics_tags_table_links": tuple(links),
-    }
+    key = (get("KEBIAO_CRM_DYNAMICS_TAGS_TABLE_KEY") or "").strip() or f"{set_name.removesuffix('s')}id"
+    name = (get("KEBIAO_CRM_DYNAMICS_TAGS_TABLE_NAME") or "kb_name").strip()
+    return set_name, key, name, tuple(links)
 
 
 def _attributes(get: Callable[[str], str | None], connector: str) -> tuple[AttributeField, ...]:

@@ -335,14 +335,15 @@ def build_app(fake: FakeDataverse) -> web.Application:
         raw = f"Content-Type: {ctype}\r\n\r\n".encode() + await request.read()
         message = email.message_from_bytes(raw, policy=email.policy.HTTP)
         requests: list[tuple[str, str, dict[str, Any] | None, str]] = []
-        for part in message.iter_parts():  # type: ignore[attr-defined]
-            inner = part.iter_parts() if part.is_multipart() else [part]
-            for item in inner:
-                text = item.get_payload(decode=True).decode("utf-8").replace("\r\n", "\n")
-                head, _, payload = text.partition("\n\n")
+        for mime in message.iter_parts():  # type: ignore[attr-defined]
+            items = mime.iter_parts() if mime.is_multipart() else [mime]
+            for item in items:
+                raw_part: Any = item.get_payload(decode=True)
+                text = bytes(raw_part).decode("utf-8").replace("\r\n", "\n")
+                head, _, content = text.partition("\n\n")
                 method, url, _version = head.splitlines()[0].split(" ", 2)
                 requests.append(
-                    (method, url, json.loads(payload) if payload.strip() else None, item["Content-ID"] or "")
+                    (method, url, json.loads(content) if content.strip() else None, item["Content-ID"] or "")
                 )
         fake.batches.append(len(requests))
         if len(requests) > 1000:
@@ -354,8 +355,8 @@ def build_app(fake: FakeDataverse) -> web.Application:
             status, payload, entity_id = run(method, url, body)
             if status >= 300:  # the change set is rolled back; the failing request is answered alone
                 fake.rows, fake.tag_rows = saved
-                part = _http_part(status, payload, content_id, "")
-                return _multipart(f"batchresponse_{secrets.token_hex(8)}", [part], status=400)
+                alone = _http_part(status, payload, content_id, "")
+                return _multipart(f"batchresponse_{secrets.token_hex(8)}", [alone], status=400)
             answers.append(_http_part(status, payload, content_id, entity_id))
         changeset = f"changesetresponse_{secrets.token_hex(8)}"
         inner = "\r\n".join([*(f"--{changeset}\r\n{a}" for a in answers), f"--{changeset}--", ""])
