@@ -106,6 +106,7 @@ class DynamicsConnector:
         self._token: str | None = None
         self._options: dict[str, dict[int, str]] = {}  # entity logical name -> option value -> label
         self.batch_fallbacks = 0  # batches that failed and were written one request at a time
+        self._attribute_map = {e.logical: attribute_fields(settings.attributes, e.logical) for e in ENTITIES}
 
     # ------------------------------------------------------------ port
 
@@ -291,7 +292,7 @@ class DynamicsConnector:
     # ------------------------------------------------------------ records
 
     def _attributes(self, entity: Entity) -> dict[str, str]:
-        return attribute_fields(self.settings.attributes, entity.logical)
+        return self._attribute_map[entity.logical]
 
     def _select(self, entity: Entity, fields: Sequence[str]) -> str:
         own = [entity.key, entity.name, "modifiedon", "merged", "_masterid_value"]

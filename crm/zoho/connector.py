@@ -72,6 +72,7 @@ class ZohoConnector:
         self._expires = 0.0
         self._lock = asyncio.Lock()
         self.refreshes = 0
+        self._attribute_map = {m: attribute_fields(settings.attributes, m) for m, _ in MODULES}
 
     # ------------------------------------------------------------ port
 
@@ -197,7 +198,7 @@ class ZohoConnector:
         )
 
     def _attributes(self, module: str) -> dict[str, str]:
-        return attribute_fields(self.settings.attributes, module)
+        return self._attribute_map[module]
 
     # ------------------------------------------------------------ HTTP
 
