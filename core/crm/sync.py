@@ -265,7 +265,9 @@ class CrmSync:
                     await self._gone(write, gone, report)
                     continue
                 except CrmError as exc:
-                    if await self._failed(claimed[index:] if exc.retryable else [write], exc, now, report):
+                    # the CRM is down or throttling: every claimed write not yet done waits for a later run
+                    rest = [p.write for p in planned] + claimed[index:] if exc.retryable else [write]
+                    if await self._failed(rest, exc, now, report):
                         return
                     continue
                 if plan is not None:

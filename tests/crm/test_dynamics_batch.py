@@ -196,3 +196,38 @@ async def test_tag_rows_changed_since_the_last_sync_bring_their_records_back(dyn
         assert set(quiet) <= {b, c}  # `ge` the watermark: only the newest rows' records come again
     finally:
         await conn.close()
+
+
+async def test_the_crm_going_down_mid_push_keeps_every_claimed_write_for_a_later_batch(
+    database: Database, dynamics: DynamicsFixture, crm_taxonomy: Taxonomy
+) -> None:
+    fake = dynamics.fake
+    ids = [fake.add("accounts", f"公司{i}") for i in range(3)]
+    connector = dynamics.connector()
+    store = SqlCrmStore(database.engine)
+    sync = CrmSync(store, connector, lambda: crm_taxonomy, TaggingRules(), "replica-a")
+    await sync.run(NOW)
+    async with database.unit_of_work() as uow:
+        for rid in ids:
+            (customer,) = await uow.customers.find_exact(rid)
+            await apply_tag(
+                uow, crm_taxonomy, TaggingRules(), customer.id, "VIP客户", actor="u1", source=Source.MANUAL, now=NOW
+            )
+    real_get, calls = connector.get, 0
+
+    async def down_on_second(ref: CrmRef) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise CrmError("dynamics", "read account", "cannot reach the CRM", "try again later", retryable=True)
+        return await real_get(ref)
+
+    connector.get = down_on_second  # type: ignore[method-assign,assignment]
+    report = await sync.run(NOW + timedelta(minutes=5))
+    assert report.error is not None and "cannot reach" in report.error and report.written == 0
+    assert await store.pending("dynamics") == (3, 3) and fake.batches == []
+    connector.get = real_get  # type: ignore[method-assign]
+    later = await sync.run(NOW + timedelta(hours=2))
+    await connector.close()
+    assert later.error is None and later.written == 3 and fake.batches == [3]
+    assert await store.pending("dynamics") == (0, 0)
