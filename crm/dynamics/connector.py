@@ -107,21 +107,52 @@ class DynamicsConnector:
         self._options: dict[str, dict[int, str]] = {}  # entity logical name -> option value -> label
         self.batch_fallbacks = 0  # batches that failed and were written one request at a time
         self._attribute_map = {e.logical: attribute_fields(settings.attributes, e.logical) for e in ENTITIES}
+        self._present: dict[str, set[str]] = {}  # entity logical name -> its columns (known after check)
 
     # ------------------------------------------------------------ port
 
     async def check(self, fields: Sequence[str]) -> None:
+        """Sign in, read each table once, and check that every named column exists on account or contact (a
+        column such as revenue or industrycode exists on accounts only; it is read where it exists)."""
         table = self.settings.tags_table
         if table is not None:
             await self._check_table(table)
+        found: dict[str, set[str]] = {}
         for entity in ENTITIES:
-            named = [*fields, *self._attributes(entity).values()]
-            columns = ",".join(dict.fromkeys([entity.key, *named]))
-            expand = self._expand(entity)
-            url = f"{API}/{entity.set_name}?$select={columns}&$top=1{expand}"
-            await self._get(url, f"read {entity.set_name}", [*named, *self._collection(entity)])
+            url = f"{API}/{entity.set_name}?$select={entity.key}&$top=1{self._expand(entity)}"
+            await self._get(url, f"read {entity.set_name}", self._collection(entity))
+            found[entity.logical] = await self._columns(entity)
             if table is None:
                 await self._load_options(entity)
+        call = "read the columns of account and contact"
+        for name in fields:
+            if not any(name in columns for columns in found.values()):
+                raise CrmError(NAME, call, f"field {name} does not exist", FIX_FIELDS)
+        for wanted in self.settings.attributes:
+            kinds = [wanted.kind] if wanted.kind else [e.logical for e in ENTITIES]
+            if not any(wanted.field in found[k] for k in kinds):
+                raise CrmError(
+                    NAME,
+                    f"read the columns of {' and '.join(kinds)}",
+                    f"field {wanted.field} (attribute {wanted.attribute}) does not exist",
+                    "fix KEBIAO_CRM_DYNAMICS_ATTRIBUTES to name an existing column",
+                )
+        self._present = found
+        self._attribute_map = {
+            e.logical: {
+                a: c for a, c in attribute_fields(self.settings.attributes, e.logical).items() if c in found[e.logical]
+            }
+            for e in ENTITIES
+        }
+
+    async def _columns(self, entity: Entity) -> set[str]:
+        """The logical names of a table's columns, from its attribute metadata."""
+        url = f"{API}/EntityDefinitions(LogicalName='{entity.logical}')/Attributes?$select=LogicalName"
+        body = await self._get(url, f"read the columns of {entity.logical}", ())
+        rows = body.get("value")
+        if not isinstance(rows, list):
+            raise _garbage(f"read the columns of {entity.logical}", "no 'value' list")
+        return {str(r["LogicalName"]) for r in rows if isinstance(r, Mapping) and r.get("LogicalName")}
 
     async def changes(self, cursor: str | None, fields: Sequence[str]) -> CrmPage:
         phases = len(ENTITIES) + (1 if self.settings.tags_table else 0)
@@ -297,7 +328,9 @@ class DynamicsConnector:
     def _select(self, entity: Entity, fields: Sequence[str]) -> str:
         own = [entity.key, entity.name, "modifiedon", "merged", "_masterid_value"]
         carrier = [] if self.settings.tags_table else [self.settings.tags_field]
-        return ",".join(dict.fromkeys([*own, *carrier, *fields, *self._attributes(entity).values()]))
+        present = self._present.get(entity.logical)
+        mapped = [f for f in fields if present is None or f in present]  # a column the table lacks reads as ""
+        return ",".join(dict.fromkeys([*own, *carrier, *mapped, *self._attributes(entity).values()]))
 
     def _collection(self, entity: Entity) -> list[str]:
         table = self.settings.tags_table
@@ -570,6 +603,12 @@ def _http_client(ca_bundle: str | None) -> requests.Session | None:
     return session
 
 
+FIX_FIELDS = (
+    "fix crm_fields in the taxonomy, KEBIAO_CRM_DYNAMICS_ATTRIBUTES or KEBIAO_CRM_DYNAMICS_TAGS_FIELD "
+    "to name an existing column"
+)
+
+
 def _value(row: Mapping[str, Any], column: str) -> str:
     """A column as text: a choice, yes/no or lookup as its label (the FormattedValue annotation), other values raw
     (a number's formatted value, `1,000` or `¥10,000.00`, is the same number and stays raw for ranges)."""
@@ -632,8 +671,7 @@ def _answer(call: str, status: int, text: str, ctype: str, fields: Sequence[str]
             NAME,
             call,
             f"field {named} does not exist",
-            "fix crm_fields in the taxonomy, KEBIAO_CRM_DYNAMICS_ATTRIBUTES or KEBIAO_CRM_DYNAMICS_TAGS_FIELD "
-            "to name an existing column",
+            FIX_FIELDS,
         )
     if status in (401, 403):
         raise CrmError(

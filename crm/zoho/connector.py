@@ -73,34 +73,43 @@ class ZohoConnector:
         self._lock = asyncio.Lock()
         self.refreshes = 0
         self._attribute_map = {m: attribute_fields(settings.attributes, m) for m, _ in MODULES}
+        self._present: dict[str, set[str]] = {}  # module -> its field API names (known after check)
 
     # ------------------------------------------------------------ port
 
     async def check(self, fields: Sequence[str]) -> None:
+        """Sign in and check that every named field exists in Accounts or Contacts (a field such as
+        Annual_Revenue exists in Accounts only; it is read where it exists)."""
+        found: dict[str, set[str]] = {}
         for module, _ in MODULES:
             await self._call("GET", "/crm/v2/settings/tags", f"read the tag list of {module}", {"module": module})
             meta = await self._call(
                 "GET", "/crm/v2/settings/fields", f"read the fields of {module}", {"module": module}
             )
-            names = {f.get("api_name") for f in meta.get("fields") or [] if isinstance(f, Mapping)}
-            for name in fields:
-                if name not in names:
-                    raise CrmError(
-                        NAME,
-                        f"read the fields of {module}",
-                        f"field {name} does not exist",
-                        "fix crm_fields in the taxonomy to name a field API name "
-                        "(Setup > Developer Space > APIs > API Names)",
-                    )
-            for attribute, name in attribute_fields(self.settings.attributes, module).items():
-                if name not in names:
-                    raise CrmError(
-                        NAME,
-                        f"read the fields of {module}",
-                        f"field {name} (attribute {attribute}) does not exist",
-                        "fix KEBIAO_CRM_ZOHO_ATTRIBUTES to name a field API name "
-                        "(Setup > Developer Space > APIs > API Names)",
-                    )
+            found[module] = {str(f.get("api_name")) for f in meta.get("fields") or [] if isinstance(f, Mapping)}
+        api_names = "(Setup > Developer Space > APIs > API Names)"
+        for name in fields:
+            if not any(name in names for names in found.values()):
+                raise CrmError(
+                    NAME,
+                    "read the fields of Accounts and Contacts",
+                    f"field {name} does not exist",
+                    f"fix crm_fields in the taxonomy to name a field API name {api_names}",
+                )
+        for wanted in self.settings.attributes:
+            modules = [wanted.kind] if wanted.kind else [m for m, _ in MODULES]
+            if not any(wanted.field in found.get(m, set()) for m in modules):
+                raise CrmError(
+                    NAME,
+                    f"read the fields of {' and '.join(modules)}",
+                    f"field {wanted.field} (attribute {wanted.attribute}) does not exist",
+                    f"fix KEBIAO_CRM_ZOHO_ATTRIBUTES to name a field API name {api_names}",
+                )
+        self._present = found
+        self._attribute_map = {
+            m: {a: f for a, f in attribute_fields(self.settings.attributes, m).items() if f in found[m]}
+            for m, _ in MODULES
+        }
 
     async def changes(self, cursor: str | None, fields: Sequence[str]) -> CrmPage:
         state = _Cursor.load(cursor)
@@ -113,7 +122,14 @@ class ZohoConnector:
             params |= {
                 "fields": ",".join(
                     dict.fromkeys(
-                        ["id", name_field, "Modified_Time", "Tag", *fields, *self._attributes(module).values()]
+                        [
+                            "id",
+                            name_field,
+                            "Modified_Time",
+                            "Tag",
+                            *self._mapped(module, fields),
+                            *self._attributes(module).values(),
+                        ]
                     )
                 ),
                 "sort_by": "Modified_Time",
@@ -196,6 +212,11 @@ class ZohoConnector:
             deleted=deleted,
             attributes={} if deleted else {a: _text(row.get(f)) for a, f in self._attributes(module).items()},
         )
+
+    def _mapped(self, module: str, fields: Sequence[str]) -> list[str]:
+        """The mapped fields this module has (a field it lacks reads as "")."""
+        present = self._present.get(module)
+        return [f for f in fields if present is None or f in present]
 
     def _attributes(self, module: str) -> dict[str, str]:
         return self._attribute_map[module]

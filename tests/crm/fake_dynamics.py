@@ -22,6 +22,8 @@ It follows the documented requests and answers:
   (`POST` a row with `<lookup>@odata.bind: "/accounts(<id>)"`, answered 204 with `OData-EntityId`; `DELETE` a row)
 - records by id: https://learn.microsoft.com/power-apps/developer/data-platform/webapi/reference/in
   (`$filter=Microsoft.Dynamics.CRM.In(PropertyName='accountid',PropertyValues=['…','…'])`)
+- table columns: https://learn.microsoft.com/power-apps/developer/data-platform/webapi/query-metadata-web-api
+  (`EntityDefinitions(LogicalName='account')/Attributes?$select=LogicalName`)
 - throttling: https://learn.microsoft.com/power-apps/developer/data-platform/api-limits (429 + Retry-After)
 - tokens: https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow and the
   OpenID configuration at /{tenant}/v2.0/.well-known/openid-configuration (invalid_client → 401 AADSTS7000215)
@@ -454,6 +456,17 @@ def build_app(fake: FakeDataverse) -> web.Application:
             return wanted
         return web.json_response(with_tags(entity_set, row, formatted(row, cols, request), wanted))
 
+    async def attributes(request: web.Request) -> web.Response:
+        """A table's attribute metadata (query-metadata-web-api): every column's LogicalName."""
+        blocked = guard(request)
+        if blocked is not None:
+            return blocked
+        logical = request.match_info["logical"]
+        entity_set = next((k for k, v in ENTITIES.items() if v[0] == logical), None)
+        if entity_set is None:
+            return _error(404, "0x80040217", f"Could not find an entity with name {logical}")
+        return web.json_response({"value": [{"LogicalName": c} for c in sorted(columns_of(entity_set))]})
+
     async def attribute(request: web.Request) -> web.Response:
         blocked = guard(request)
         if blocked is not None:
@@ -471,6 +484,7 @@ def build_app(fake: FakeDataverse) -> web.Application:
         "/Microsoft.Dynamics.CRM.MultiSelectPicklistAttributeMetadata",
         attribute,
     )
+    app.router.add_get("/api/data/v9.2/EntityDefinitions(LogicalName='{logical}')/Attributes", attributes)
     app.router.add_post("/api/data/v9.2/$batch", batch)
     app.router.add_get("/api/data/v9.2/{set}({id})", single)
     app.router.add_patch("/api/data/v9.2/{set}({id})", single)

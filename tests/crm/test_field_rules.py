@@ -8,8 +8,12 @@ import pytest
 
 from core.crm.mapping import SyncRules, crm_values
 from core.crm.port import CrmRecord, CrmRef
+from storage.database import Database
 from storage.taxonomy_document import from_document, to_document
 from tagging.loader import TaxonomyError, dump_taxonomy, load_taxonomy_text
+from tests.crm.conftest import DynamicsFixture
+
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 TAXONOMY = """
 version: 1
@@ -117,3 +121,36 @@ def test_overlaps_are_allowed_outside_exclusive_dimensions_but_not_shared_values
         load_taxonomy_text(shared)
     with pytest.raises(TaxonomyError, match="give exactly one of 'values'"):
         load_taxonomy_text(TAXONOMY.replace('{range: ">= 10000000", tag: 大客户}', "{tag: 大客户}"))
+
+
+async def test_a_sync_maps_money_by_value_and_choices_by_label_from_account_only_columns(
+    database: Database, dynamics: DynamicsFixture
+) -> None:
+    from core.crm.sync import CrmSync
+    from core.tags.assignments import TaggingRules
+    from storage.crm import SqlCrmStore
+
+    # Dataverse names; revenue and industrycode exist on accounts only, kb_region on neither table
+    taxonomy = load_taxonomy_text(TAXONOMY.replace("industry:", "industrycode:").replace("kb_region", "kb_industry"))
+    fake = dynamics.fake
+    big = fake.add("accounts", "甲公司", revenue=25_000_000.0, industrycode=12)  # formatted "¥25,000,000.00"
+    mid = fake.add("accounts", "乙公司", revenue=1_000_000.0, industrycode=27, kb_industry="East")
+    contact = fake.add("contacts", "张三", kb_industry="East")
+    connector = dynamics.connector()
+    sync = CrmSync(SqlCrmStore(database.engine), connector, lambda: taxonomy, TaggingRules(), "replica-a")
+    report = await sync.run(NOW)
+    assert report.error is None, report.error
+    assert await _held(database, big) == {("value", "大客户"), ("basic", "制造业")}
+    assert await _held(database, mid) == {("value", "中等价值"), ("basic", "零售电商"), ("basic", "华东")}
+    assert await _held(database, contact) == {("basic", "华东")}
+    nowhere = load_taxonomy_text(TAXONOMY.replace("kb_region", "kb_nowhere"))
+    sync = CrmSync(SqlCrmStore(database.engine), connector, lambda: nowhere, TaggingRules(), "replica-a")
+    report = await sync.run(NOW)
+    await connector.close()
+    assert report.error is not None and "field industry does not exist" in report.error
+
+
+async def _held(database: Database, crm_id: str) -> set[tuple[str, str]]:
+    async with database.unit_of_work(read_only=True) as uow:
+        (customer,) = await uow.customers.find_exact(crm_id)
+        return {(a.dimension, a.tag) for a in await uow.assignments.active_for(customer.id)}

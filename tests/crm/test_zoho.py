@@ -179,3 +179,33 @@ async def test_basic_attributes_are_read_per_module_and_a_missing_field_is_named
             await wrong.check([])
     finally:
         await wrong.close()
+
+
+async def test_an_accounts_only_field_maps_where_it_exists(
+    database: Database, zoho: ZohoFixture, crm_taxonomy: Taxonomy
+) -> None:
+    from tagging.loader import load_taxonomy_text
+    from tests.crm.conftest import TAXONOMY
+
+    taxonomy = load_taxonomy_text(
+        TAXONOMY.replace(
+            "kb_industry: {Manufacturing: 制造业, Retail: 零售电商}",
+            "Annual_Revenue: [{range: '>= 1000000', tag: 华东}]",
+        )
+    )
+    fake = zoho.fake
+    big = fake.add("Accounts", "甲公司", Annual_Revenue=2_500_000)
+    small = fake.add("Accounts", "乙公司", Annual_Revenue=999_999.99)
+    contact = fake.add("Contacts", "张三")
+    conn = zoho.connector()
+    sync = CrmSync(SqlCrmStore(database.engine), conn, lambda: taxonomy, TaggingRules(), "replica-a")
+    report = await sync.run(NOW)
+    await conn.close()
+    assert report.error is None, report.error
+    assert not any("Contacts?" in q and "Annual_Revenue" in q for _, q in fake.requests)
+    async with database.unit_of_work(read_only=True) as uow:
+        held = {}
+        for crm_id in (big, small, contact):
+            (customer,) = await uow.customers.find_exact(crm_id)
+            held[crm_id] = {a.tag for a in await uow.assignments.active_for(customer.id)}
+    assert held == {big: {"华东"}, small: set(), contact: set()}
