@@ -559,7 +559,7 @@ CRM_SYNC = web.AppKey("crm_sync", object)  # the CrmSync the scheduled job runs;
 
 
 def _dynamics_connector(settings: Settings) -> Any:
-    from crm.dynamics.connector import DynamicsConnector, DynamicsSettings
+    from crm.dynamics.connector import DynamicsConnector, DynamicsSettings, TagTable
 
     crm = settings.crm
     return DynamicsConnector(
@@ -571,6 +571,15 @@ def _dynamics_connector(settings: Settings) -> Any:
             tags_field=crm.dynamics_tags_field,
             page_size=crm.page_size or 5000,
             ca_bundle=crm.ca_bundle,
+            attributes=crm.dynamics_attributes,
+            tags_table=TagTable(
+                crm.dynamics_tags_table,
+                crm.dynamics_tags_table_key,
+                crm.dynamics_tags_table_name,
+                {kind: (lookup, collection) for kind, lookup, collection in crm.dynamics_tags_table_links},
+            )
+            if crm.dynamics_tags_table
+            else None,
         )
     )
 
@@ -588,6 +597,7 @@ def _zoho_connector(settings: Settings) -> Any:
             refresh_token=crm.zoho_refresh_token,
             per_page=crm.page_size or 200,
             ca_bundle=crm.ca_bundle,
+            attributes=crm.zoho_attributes,
         )
     )
 

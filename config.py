@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.crm.port import AttributeField
 from core.loopback import is_loopback_host
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/kebiao.db"
@@ -106,6 +107,14 @@ class LearningSettings:
 
 
 CRM_KINDS = ("dynamics", "zoho")
+# Basic attributes each connector reads into customers by default: `attribute=[record kind.]field`, comma-separated.
+CRM_ATTRIBUTES = {
+    "dynamics": "industry=account.industrycode,size=account.numberofemployees,region=address1_stateorprovince,"
+    "role=contact.accountrolecode",
+    "zoho": "industry=Accounts.Industry,size=Accounts.Employees,region=Accounts.Billing_State,"
+    "region=Contacts.Mailing_State,role=Contacts.Title",
+}
+CRM_RECORD_KINDS = {"dynamics": ("account", "contact"), "zoho": ("Accounts", "Contacts")}
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,12 @@ class CrmSettings:
     dynamics_client_id: str = ""
     dynamics_client_secret: str = field(default="", repr=False)
     dynamics_tags_field: str = "kb_tags"
+    dynamics_attributes: tuple[AttributeField, ...] = ()
+    dynamics_tags_table: str = ""  # entity set of a related tags table; "" = tags in the choice column
+    dynamics_tags_table_key: str = ""
+    dynamics_tags_table_name: str = "kb_name"
+    dynamics_tags_table_links: tuple[tuple[str, str, str], ...] = ()  # (kind, lookup, collection)
+    zoho_attributes: tuple[AttributeField, ...] = ()
     zoho_accounts_url: str = "https://accounts.zoho.com"
     zoho_api_base: str = "https://www.zohoapis.com"
     zoho_client_id: str = ""
@@ -151,6 +166,7 @@ class CrmSettings:
 
 
 def _crm_settings(get: Callable[[str], str | None]) -> CrmSettings:
+    table = _tags_table(get)
     return CrmSettings(
         kind=(get("KEBIAO_CRM") or "").strip().lower(),
         every_minutes=_int(get("KEBIAO_CRM_SYNC_MINUTES"), "KEBIAO_CRM_SYNC_MINUTES", 15),
@@ -167,7 +183,53 @@ def _crm_settings(get: Callable[[str], str | None]) -> CrmSettings:
         zoho_client_id=(get("KEBIAO_CRM_ZOHO_CLIENT_ID") or "").strip(),
         zoho_client_secret=(get("KEBIAO_CRM_ZOHO_CLIENT_SECRET") or "").strip(),
         zoho_refresh_token=(get("KEBIAO_CRM_ZOHO_REFRESH_TOKEN") or "").strip(),
+        dynamics_attributes=_attributes(get, "dynamics"),
+        dynamics_tags_table=table[0],
+        dynamics_tags_table_key=table[1],
+        dynamics_tags_table_name=table[2],
+        dynamics_tags_table_links=table[3],
+        zoho_attributes=_attributes(get, "zoho"),
     )
+
+
+def _tags_table(get: Callable[[str], str | None]) -> tuple[str, str, str, tuple[tuple[str, str, str], ...]]:
+    """KEBIAO_CRM_DYNAMICS_TAGS_TABLE and its names: (entity set, key, name column, (kind, lookup, collection)...)."""
+    set_name = (get("KEBIAO_CRM_DYNAMICS_TAGS_TABLE") or "").strip()
+    if not set_name:
+        return "", "", "kb_name", ()
+    links: list[tuple[str, str, str]] = []
+    for kind, default in (("account", "kb_accountid/kb_account_tags"), ("contact", "kb_contactid/kb_contact_tags")):
+        name = f"KEBIAO_CRM_DYNAMICS_TAGS_TABLE_{kind.upper()}"
+        lookup, slash, collection = (get(name) or default).strip().partition("/")
+        if not (lookup.strip() and slash and collection.strip()):
+            raise ConfigError(
+                f"{name}: give the tag row's lookup to the {kind} and the {kind}'s collection of tag rows as "
+                f"lookup/collection (navigation property names), e.g. {default}"
+            )
+        links.append((kind, lookup.strip(), collection.strip()))
+    key = (get("KEBIAO_CRM_DYNAMICS_TAGS_TABLE_KEY") or "").strip() or f"{set_name.removesuffix('s')}id"
+    name = (get("KEBIAO_CRM_DYNAMICS_TAGS_TABLE_NAME") or "kb_name").strip()
+    return set_name, key, name, tuple(links)
+
+
+def _attributes(get: Callable[[str], str | None], connector: str) -> tuple[AttributeField, ...]:
+    """KEBIAO_CRM_<CONNECTOR>_ATTRIBUTES: `industry=account.industrycode,role=contact.jobtitle`; `none` = off."""
+    name = f"KEBIAO_CRM_{connector.upper()}_ATTRIBUTES"
+    raw = (get(name) or "").strip() or CRM_ATTRIBUTES[connector]
+    if raw.lower() == "none":
+        return ()
+    kinds = CRM_RECORD_KINDS[connector]
+    out: list[AttributeField] = []
+    for item in (part.strip() for part in raw.split(",")):
+        attribute, _, target = (x.strip() for x in item.partition("="))
+        kind, dot, column = target.rpartition(".")
+        if not attribute or not column or (dot and kind not in kinds):
+            raise ConfigError(
+                f"{name}: {item!r} is not attribute=field or attribute=kind.field (kind one of "
+                f"{', '.join(kinds)}), e.g. industry={kinds[0]}.{CRM_ATTRIBUTES[connector].split('.')[1].split(',')[0]}"
+            )
+        out.append(AttributeField(attribute, kind, column))
+    return tuple(out)
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,8 @@ def _print_report(report: Any) -> None:
     mode = " (dry run: nothing written)" if report.dry_run else ""
     print(
         f"{report.connector}{mode}: {report.records} records in {report.pages} pages, {report.created} customers "
-        f"created, {report.added} tags added, {report.removed} removed, {report.conflicts} conflicts recorded, "
+        f"created, {report.attributes} customers' attributes updated, {report.added} tags added, "
+        f"{report.removed} removed, {report.conflicts} conflicts recorded, "
         f"{report.unlinked} links marked deleted/merged, {report.written} CRM writes, "
         f"{report.write_failures} failed writes kept for retry"
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -53,16 +53,22 @@ class SqlCrmState:
             out.update({str(k): int(v) for k, v in rows})
         return out
 
-    async def add_customers(self, rows: Sequence[tuple[str, str]], now: datetime) -> dict[str, int]:
+    async def add_customers(
+        self,
+        rows: Sequence[tuple[str, str]],
+        now: datetime,
+        attributes: Mapping[str, tuple[Mapping[str, str], str]] | None = None,
+    ) -> dict[str, int]:
+        extra = attributes or {}
         values = [
             {
                 "name": name.strip() or crm_id,
                 "name_key": name_key(name.strip() or crm_id),
                 "company": "",
                 "owner": "",
-                "region": "",
+                "region": extra[crm_id][1] if crm_id in extra else "",
                 "crm_id": crm_id,
-                "attributes": {},
+                "attributes": dict(extra[crm_id][0]) if crm_id in extra else {},
                 "created_at": now,
                 "updated_at": now,
             }
@@ -73,6 +79,27 @@ class SqlCrmState:
         stmt = t.customers.insert().returning(t.customers.c.crm_id, t.customers.c.id)
         result = await self._conn.execute(stmt, values)
         return {str(k): int(v) for k, v in result}
+
+    async def customer_attributes(self, customer_ids: Sequence[int]) -> dict[int, tuple[Mapping[str, str], str]]:
+        c = t.customers.c
+        out: dict[int, tuple[Mapping[str, str], str]] = {}
+        for i in range(0, len(customer_ids), _BULK):
+            chunk = list(customer_ids[i : i + _BULK])
+            rows = await self._conn.execute(select(c.id, c.attributes, c.region).where(c.id.in_(chunk)))
+            out.update({int(cid): (dict(attrs or {}), str(region or "")) for cid, attrs, region in rows})
+        return out
+
+    async def save_attributes(self, rows: Mapping[int, tuple[Mapping[str, str], str]], now: datetime) -> None:
+        if not rows:
+            return
+        c = t.customers.c
+        stmt = (
+            update(t.customers)
+            .where(c.id == bindparam("cid"))
+            .values(attributes=bindparam("attrs", type_=c.attributes.type), region=bindparam("reg"), updated_at=now)
+        )
+        values = [{"cid": cid, "attrs": dict(attrs), "reg": region} for cid, (attrs, region) in rows.items()]
+        await self._conn.execute(stmt, values)
 
     async def links(self, connector: str, customer_ids: Sequence[int]) -> dict[int, CrmLink]:
         mine = _L.c.connector == connector

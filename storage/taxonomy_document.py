@@ -6,6 +6,7 @@ import logging
 from types import MappingProxyType
 from typing import Any
 
+from tagging.field_rules import FieldRule, parse_range
 from tagging.loader import parse_rules_section
 from tagging.rules import RuleSet, ruleset_to_data
 from tagging.taxonomy import Dimension, SyncMode, TagDef, Taxonomy, Visibility
@@ -26,6 +27,7 @@ def to_document(taxonomy: Taxonomy) -> dict[str, Any]:
                 "tags": [_tag_document(t) for t in d.tags],
                 "sync": d.sync.value,
                 "crm_fields": {f: dict(v) for f, v in d.crm_fields.items()},
+                "crm_rules": {f: [r.to_data() for r in rules] for f, rules in d.crm_rules.items()},
             }
             for d in taxonomy.dimensions
         ],
@@ -47,6 +49,9 @@ def from_document(document: dict[str, Any], version: int) -> Taxonomy:
             crm_fields=MappingProxyType(
                 {f: MappingProxyType(dict(v)) for f, v in (d.get("crm_fields") or {}).items()}
             ),
+            crm_rules=MappingProxyType(
+                {f: tuple(_rule_from(r) for r in rules) for f, rules in (d.get("crm_rules") or {}).items()}
+            ),
         )
         for d in document.get("dimensions", [])
     )
@@ -56,6 +61,14 @@ def from_document(document: dict[str, Any], version: int) -> Taxonomy:
         channels=MappingProxyType(dict(document.get("channels") or {})),
         rules=stored_ruleset(document, dimensions),
     )
+
+
+def _rule_from(doc: dict[str, Any]) -> FieldRule:
+    """A stored CRM field rule (validated when its version was stored)."""
+    if doc.get("range"):
+        low, high = parse_range(doc["range"])
+        return FieldRule(doc["tag"], (), low, high, doc["range"])
+    return FieldRule(doc["tag"], tuple(doc.get("values") or ()))
 
 
 def _tag_document(tag: TagDef) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import yaml
 
+from tagging.field_rules import FieldRule, RangeError, overlap, parse_range
 from tagging.formula import describe_start, formula_start
 from tagging.normaliser import name_key, normalise
 from tagging.pii import describe, find_pii, mask
@@ -211,8 +212,10 @@ def _sync_to_data(dim: Dimension) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if dim.sync is not SyncMode.NONE:
         out["sync"] = dim.sync.value
-    if dim.crm_fields:
-        out["crm_fields"] = {f: dict(v) for f, v in dim.crm_fields.items()}
+    fields: dict[str, Any] = {f: dict(v) for f, v in dim.crm_fields.items()}
+    fields.update({f: [r.to_data() for r in rules] for f, rules in dim.crm_rules.items()})
+    if fields:
+        out["crm_fields"] = fields
     return out
 
 
@@ -575,7 +578,7 @@ class _Checker:
             self.fail(f"{path}.visibility", f"visibility {shown} is not one of: all, managers")
             visibility = "all"
         tags = self.dimension_tags(data.get("tags") or [], path, key if isinstance(key, str) else "")
-        sync, crm_fields = self.crm_sync(data, path, tags)
+        sync, crm_fields, crm_rules = self.crm_sync(data, path, tags, exclusive)
         if not isinstance(key, str) or name is None:
             return None
         return Dimension(
@@ -586,12 +589,14 @@ class _Checker:
             tags=tags,
             sync=sync,
             crm_fields=crm_fields,
+            crm_rules=crm_rules,
         )
 
     def crm_sync(
-        self, data: Mapping[Any, Any], path: str, tags: tuple[TagDef, ...]
-    ) -> tuple[SyncMode, Mapping[str, Mapping[str, str]]]:
-        """A dimension's optional `sync` (crm | kebiao | none) and `crm_fields` (field -> value -> tag)."""
+        self, data: Mapping[Any, Any], path: str, tags: tuple[TagDef, ...], exclusive: bool
+    ) -> tuple[SyncMode, Mapping[str, Mapping[str, str]], Mapping[str, tuple[FieldRule, ...]]]:
+        """A dimension's optional `sync` (crm | kebiao | none) and `crm_fields`: per field either a mapping
+        (exact value -> tag) or a list of rules (`{values: [...], tag}` or `{range: '>= N', tag}`)."""
         raw = data.get("sync", "none")
         if raw not in [m.value for m in SyncMode]:
             self.fail(f"{path}.sync", f"sync {_show(raw)} is not one of: crm, kebiao, none")
@@ -599,19 +604,104 @@ class _Checker:
         mode = SyncMode(raw)
         fields = self.mapping(data.get("crm_fields") or {}, f"{path}.crm_fields", "'crm_fields'")
         if not fields:
-            return mode, MappingProxyType({})
+            return mode, MappingProxyType({}), MappingProxyType({})
         if mode is not SyncMode.CRM:
             self.fail(f"{path}.crm_fields", "'crm_fields' needs 'sync: crm' (CRM fields only flow into Kebiao)")
         names = {name_key(t.name): t.name for d in tags for t in _walk(d)}
-        out: dict[str, Mapping[str, str]] = {}
+        exact: dict[str, Mapping[str, str]] = {}
+        ruled: dict[str, tuple[FieldRule, ...]] = {}
         for field_name, values in fields.items():
             where = f"{path}.crm_fields.{mask(str(field_name))}"
             field_text = self.text(field_name, where, "CRM field name", MAX_NAME)
-            table = self.mapping(values, where, "a CRM field's values")
+            if isinstance(values, list):
+                rules = self.crm_rules(values, where, names, exclusive)
+                if field_text is not None:
+                    ruled[field_text] = rules
+                continue
+            table = self.mapping(values, where, "a CRM field's values (a mapping, or a list of rules)")
             if field_text is None or table is None:
                 continue
-            out[field_text] = MappingProxyType(self.crm_values(table, where, names))
-        return mode, MappingProxyType(out)
+            exact[field_text] = MappingProxyType(self.crm_values(table, where, names))
+        return mode, MappingProxyType(exact), MappingProxyType(ruled)
+
+    def crm_rules(self, items: list[Any], where: str, names: dict[str, str], exclusive: bool) -> tuple[FieldRule, ...]:
+        """One field's list of rules; in an exclusive dimension no two rules may give one value two tags."""
+        out: list[tuple[int, FieldRule]] = []
+        for i, item in enumerate(items):
+            rule = self.crm_rule(item, f"{where}[{i}]", names)
+            if rule is None:
+                continue
+            if exclusive:
+                self.crm_clash(rule, i, out, where)
+            out.append((i, rule))
+        if not items:
+            self.fail(where, "the list of rules is empty; give at least one {values: [...], tag: T} or {range, tag}")
+        return tuple(r for _, r in out)
+
+    def crm_rule(self, item: Any, path: str, names: dict[str, str]) -> FieldRule | None:
+        """`{values: [A, B], tag: T}` or `{range: '1000000..10000000', tag: T}`."""
+        data = self.mapping(item, path, "a CRM field rule")
+        if data is None:
+            return None
+        self.keys(data, ("tag", "values", "range"), path, ("tag",))
+        tag = data.get("tag")
+        known = names.get(name_key(tag)) if isinstance(tag, str) and tag.strip() else None
+        if "tag" in data and known is None:
+            self.fail(f"{path}.tag", f"{_show(tag)} is not a tag of this dimension; name one of its tags")
+        if ("values" in data) == ("range" in data):
+            self.fail(path, "give exactly one of 'values' (a list of CRM values) or 'range' (e.g. '>= 10000000')")
+            return None
+        if "range" in data:
+            return self.crm_range(data["range"], f"{path}.range", known)
+        values = self.crm_value_list(data["values"], f"{path}.values")
+        return FieldRule(known, values) if known is not None and values else None
+
+    def crm_range(self, raw: Any, path: str, tag: str | None) -> FieldRule | None:
+        if not isinstance(raw, str):
+            hint = "; quote it, e.g. range: '>= 10000000'" if isinstance(raw, int | float) else ""
+            self.fail(
+                path, f"range must be text such as '>= 10000000' or '1000000..10000000', got {_type_name(raw)}{hint}"
+            )
+            return None
+        try:
+            low, high = parse_range(raw)
+        except RangeError as exc:
+            self.fail(path, f"{exc}; bounds are numbers such as 1000000 or 1_000_000")
+            return None
+        return FieldRule(tag, (), low, high, raw.strip()) if tag is not None else None
+
+    def crm_value_list(self, raw: Any, path: str) -> tuple[str, ...]:
+        if not isinstance(raw, list) or not raw:
+            self.fail(path, f"'values' must be a non-empty list of CRM values, got {_type_name(raw)}")
+            return ()
+        out: list[str] = []
+        for i, value in enumerate(raw):
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            text = self.text(value, f"{path}[{i}]", "CRM value", MAX_NAME)
+            if text is not None:
+                out.append(text)
+        return tuple(out)
+
+    def crm_clash(self, rule: FieldRule, index: int, earlier: list[tuple[int, FieldRule]], where: str) -> None:
+        """Record where a rule gives a value another tag than an earlier rule (exclusive dimensions)."""
+        for j, other in earlier:
+            if other.tag == rule.tag or other.is_range != rule.is_range:
+                continue
+            if rule.is_range and overlap(rule, other):
+                reason = (
+                    f"range '{rule.range_text}' ({rule.tag}) overlaps '{other.range_text}' ({other.tag}) at "
+                    f"{where}[{j}] in an exclusive dimension; make the ranges meet without overlapping "
+                    "('A..B' includes A and excludes B)"
+                )
+                self.fail(f"{where}[{index}].range", reason)
+            shared = {name_key(v) for v in rule.values} & {name_key(v) for v in other.values}
+            if shared:
+                reason = (
+                    f"value {_show(sorted(shared)[0])} gives {rule.tag} here and {other.tag} at {where}[{j}] "
+                    "in an exclusive dimension; list each value once"
+                )
+                self.fail(f"{where}[{index}].values", reason)
 
     def crm_values(self, table: Mapping[Any, Any], where: str, names: dict[str, str]) -> dict[str, str]:
         """One field's `CRM value: tag name` pairs; every tag must belong to the dimension."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
+from tagging.field_rules import FieldRule
 from tagging.rules import RuleSet
 
 MAX_DEPTH = 3
@@ -63,6 +64,8 @@ class Dimension:
     sync: SyncMode = SyncMode.NONE
     # CRM field name -> {CRM value -> tag name of this dimension} (only with sync: crm)
     crm_fields: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    # CRM field name -> rules (value lists, numeric ranges), for fields written as a list (only with sync: crm)
+    crm_rules: Mapping[str, tuple[FieldRule, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
     def iter_tags(self) -> Iterator[TagDef]:
         """Every tag of the dimension, depth first."""

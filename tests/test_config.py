@@ -180,3 +180,22 @@ def test_serve_refuses_emulator_mode_on_a_reachable_address_before_listening(
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
     assert "HOST=0.0.0.0" in err and "KEBIAO_ALLOW_UNAUTHENTICATED=1" in err and "docs/security.md" in err
+
+
+def test_crm_attributes_default_per_connector_and_bad_entries_are_named() -> None:
+    from core.crm.port import AttributeField
+
+    base = {"KEBIAO_CRM": ""}
+    settings = Settings.from_env(base, dotenv=None)
+    assert AttributeField("role", "contact", "accountrolecode") in settings.crm.dynamics_attributes
+    assert AttributeField("region", "Contacts", "Mailing_State") in settings.crm.zoho_attributes
+    custom = Settings.from_env(
+        {**base, "KEBIAO_CRM_DYNAMICS_ATTRIBUTES": "行业=account.industrycode, 区域=kb_area"}, dotenv=None
+    )
+    assert custom.crm.dynamics_attributes == (
+        AttributeField("行业", "account", "industrycode"),
+        AttributeField("区域", "", "kb_area"),
+    )
+    assert Settings.from_env({**base, "KEBIAO_CRM_ZOHO_ATTRIBUTES": "none"}, dotenv=None).crm.zoho_attributes == ()
+    with pytest.raises(ConfigError, match=r"KEBIAO_CRM_DYNAMICS_ATTRIBUTES: 'role=lead\.jobtitle' is not"):
+        Settings.from_env({**base, "KEBIAO_CRM_DYNAMICS_ATTRIBUTES": "role=lead.jobtitle"}, dotenv=None)

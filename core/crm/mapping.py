@@ -32,7 +32,7 @@ class SyncRules:
     @property
     def fields(self) -> tuple[str, ...]:
         """Every CRM field the taxonomy maps, in a stable order."""
-        return tuple(sorted({f for d in self.crm for f in d.crm_fields}))
+        return tuple(sorted({f for d in self.crm for f in (*d.crm_fields, *d.crm_rules)}))
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -67,6 +67,9 @@ def crm_values(rules: SyncRules, record: CrmRecord) -> dict[str, tuple[str, ...]
             tag = values.get(str(record.fields.get(field_name, "")).strip())
             if tag is not None and tag not in out[dim.key]:
                 out[dim.key].append(tag)
+        for field_name, field_rules in dim.crm_rules.items():
+            raw = str(record.fields.get(field_name, ""))
+            out[dim.key] += [r.tag for r in field_rules if r.tag not in out[dim.key] and r.matches(raw)]
         if dim.exclusive:
             out[dim.key] = out[dim.key][:1]
     return {k: tuple(sorted(v)) for k, v in out.items()}

@@ -35,7 +35,8 @@ class CrmRef:
 
 @dataclass(frozen=True, slots=True)
 class CrmRecord:
-    """One account or contact as the CRM has it; `fields` holds the mapped fields' values as text."""
+    """One account or contact as the CRM has it; `fields` holds the mapped fields' values as text and
+    `attributes` the configured basic attributes (industry, size, region, role …) by attribute name."""
 
     ref: CrmRef
     name: str
@@ -44,6 +45,33 @@ class CrmRecord:
     fields: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     deleted: bool = False
     merged_into: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    tag_ids: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # tag -> the CRM's row id
+
+
+@dataclass(frozen=True, slots=True)
+class TagWrite:
+    """Tags to add to and remove from one record, read just before (so the write need not read it again)."""
+
+    record: CrmRecord
+    add: tuple[str, ...]
+    remove: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeField:
+    """A basic attribute read from the CRM: its name in Kebiao, the record kind ("" = every kind), the field."""
+
+    attribute: str
+    kind: str
+    field: str
+
+
+def attribute_fields(fields: Sequence[AttributeField], kind: str) -> dict[str, str]:
+    """Attribute name -> CRM field for one record kind (a kind-specific entry wins over an all-kinds one)."""
+    out = {f.attribute: f.field for f in fields if not f.kind}
+    out.update({f.attribute: f.field for f in fields if f.kind == kind})
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +102,10 @@ class CrmConnector(Protocol):
 
     async def write_tags(self, ref: CrmRef, add: Sequence[str], remove: Sequence[str]) -> None:
         """Add and remove tags on one record; raises CrmRecordGone or CrmError."""
+        ...
+
+    async def write_many(self, writes: Sequence[TagWrite]) -> list[CrmError | None]:
+        """Write several records' tags (batched where the CRM allows); one outcome per write, None = written."""
         ...
 
     async def close(self) -> None: ...

@@ -64,8 +64,22 @@ class CrmStateRepository(Protocol):
 
     async def customers_by_crm_id(self, crm_ids: Sequence[str]) -> dict[str, int]: ...
 
-    async def add_customers(self, rows: Sequence[tuple[str, str]], now: datetime) -> dict[str, int]:
-        """Create customers from (crm_id, name) pairs; returns crm_id -> customer id."""
+    async def add_customers(
+        self,
+        rows: Sequence[tuple[str, str]],
+        now: datetime,
+        attributes: Mapping[str, tuple[Mapping[str, str], str]] | None = None,
+    ) -> dict[str, int]:
+        """Create customers from (crm_id, name) pairs, with their (attributes, region) by crm_id;
+        returns crm_id -> customer id."""
+        ...
+
+    async def customer_attributes(self, customer_ids: Sequence[int]) -> dict[int, tuple[Mapping[str, str], str]]:
+        """Each customer's free attributes and region."""
+        ...
+
+    async def save_attributes(self, rows: Mapping[int, tuple[Mapping[str, str], str]], now: datetime) -> None:
+        """Replace these customers' attributes and region."""
         ...
 
     async def links(self, connector: str, customer_ids: Sequence[int]) -> dict[int, CrmLink]: ...

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from core.crm.attributes import merged_attributes
 from core.crm.mapping import SyncRules, crm_values, held_values, kebiao_values
-from core.crm.port import CrmConnector, CrmError, CrmRecord, CrmRecordGone, CrmRef
+from core.crm.port import CrmConnector, CrmError, CrmRecord, CrmRecordGone, CrmRef, TagWrite
 from core.crm.ports import CrmLink, CrmStore, CrmUnitOfWork, LeaseLost, LinkState, PendingWrite
 from core.records import NewEvent
 from core.tags.assignments import ApplyItem, TaggingRules, apply_many
@@ -52,6 +53,7 @@ class SyncReport:
     conflicts: int = 0
     unlinked: int = 0
     refused: int = 0
+    attributes: int = 0  # existing customers whose basic attributes changed
     written: int = 0
     write_failures: int = 0
     cursor: str | None = None
@@ -146,9 +148,12 @@ class CrmSync:
         name = self.connector.name
         ids = await uow.crm.customers_by_crm_id([r.ref.crm_id for r in records])
         new = {r.ref.crm_id: r.name for r in records if r.ref.crm_id not in ids and not r.deleted and not r.merged_into}
+        incoming = {r.ref.crm_id: r.attributes for r in records if r.attributes and not r.deleted and not r.merged_into}
         if new:
-            ids.update(await uow.crm.add_customers(list(new.items()), now))
+            fresh = {k: merged_attributes({}, "", v) or ({}, "") for k, v in incoming.items() if k in new}
+            ids.update(await uow.crm.add_customers(list(new.items()), now, fresh))
             report.created += len(new)
+        await self._attributes(uow, {ids[k]: v for k, v in incoming.items() if k not in new and k in ids}, now, report)
         links = await uow.crm.links(name, list(ids.values()))
         active = await uow.assignments.active_for_many(list(ids.values()))
         items: list[ApplyItem] = []
@@ -210,6 +215,22 @@ class CrmSync:
         await uow.crm.save_links(name, saved, now)
         await uow.crm.mark_pending(name, sorted(set(pending)), now)
 
+    async def _attributes(
+        self, uow: CrmUnitOfWork, incoming: dict[int, Mapping[str, str]], now: datetime, report: SyncReport
+    ) -> None:
+        """Existing customers take the CRM's basic attributes (only rows that change are written)."""
+        if not incoming:
+            return
+        current = await uow.crm.customer_attributes(sorted(incoming))
+        changed = {}
+        for cid, values in incoming.items():
+            attrs, region = current.get(cid, ({}, ""))
+            merged = merged_attributes(attrs, region, values)
+            if merged is not None:
+                changed[cid] = merged
+        await uow.crm.save_attributes(changed, now)
+        report.attributes += len(changed)
+
     async def _write(
         self,
         uow: CrmUnitOfWork,
@@ -236,35 +257,62 @@ class CrmSync:
             claimed = await self.store.claim_writes(name, now, now + self.options.lease, self.options.write_batch)
             if not claimed:
                 return
+            planned: list[_Planned] = []
             for index, write in enumerate(claimed):
                 try:
-                    await self._write_one(rules, write, now)
-                    report.written += 1
+                    plan = await self._plan(rules, write)
                 except CrmRecordGone as gone:
-                    state = LinkState.MERGED if gone.merged_into else LinkState.DELETED
-                    await self.store.mark_link(name, write.customer_id, state, gone.merged_into)
-                    report.unlinked += 1
+                    await self._gone(write, gone, report)
+                    continue
                 except CrmError as exc:
-                    rest = claimed[index:] if exc.retryable else [write]
-                    for failed in rest:
-                        retry = now + self.options.retry_after(failed.attempts)
-                        await self.store.write_failed(name, failed.customer_id, now, retry, str(exc))
-                    report.write_failures += len(rest)
-                    if exc.retryable:  # the CRM is down or throttling: keep every row for the next run
-                        report.error = str(exc)
+                    # the CRM is down or throttling: every claimed write not yet done waits for a later run
+                    rest = [p.write for p in planned] + claimed[index:] if exc.retryable else [write]
+                    if await self._failed(rest, exc, now, report):
                         return
+                    continue
+                if plan is not None:
+                    planned.append(plan)
+            needed = [p for p in planned if p.change is not None]
+            outcomes = await self.connector.write_many([p.change for p in needed if p.change is not None])
+            errors = dict(zip((id(p) for p in needed), outcomes, strict=True))
+            stop = False
+            for plan in planned:
+                error = errors.get(id(plan))
+                if error is None:
+                    await self.store.write_done(name, plan.write.customer_id, plan.write.generation, plan.synced)
+                    report.written += 1
+                elif isinstance(error, CrmRecordGone):
+                    await self._gone(plan.write, error, report)
+                else:
+                    stop |= await self._failed([plan.write], error, now, report)
+            if stop:
+                return
 
-    async def _write_one(self, rules: SyncRules, write: PendingWrite, now: datetime) -> None:
-        """Compare the CRM record's tags with Kebiao's and write the difference."""
+    async def _gone(self, write: PendingWrite, gone: CrmRecordGone, report: SyncReport) -> None:
+        state = LinkState.MERGED if gone.merged_into else LinkState.DELETED
+        await self.store.mark_link(self.connector.name, write.customer_id, state, gone.merged_into)
+        report.unlinked += 1
+
+    async def _failed(self, writes: Sequence[PendingWrite], exc: CrmError, now: datetime, report: SyncReport) -> bool:
+        """Keep failed writes for a retry with back-off; True when the CRM is down or throttling (stop pushing)."""
+        for failed in writes:
+            retry = now + self.options.retry_after(failed.attempts)
+            await self.store.write_failed(self.connector.name, failed.customer_id, now, retry, str(exc))
+        report.write_failures += len(writes)
+        if exc.retryable:
+            report.error = str(exc)
+        return exc.retryable
+
+    async def _plan(self, rules: SyncRules, write: PendingWrite) -> _Planned | None:
+        """Compare the CRM record's tags with Kebiao's: what to add and remove, and the link once written."""
         name = self.connector.name
         async with self.store.unit_of_work(read_only=True) as uow:
             link = (await uow.crm.links(name, [write.customer_id])).get(write.customer_id)
             held = (await uow.assignments.active_for_many([write.customer_id])).get(write.customer_id, [])
         if link is None or link.state is not LinkState.LINKED:
             await self.store.mark_link(name, write.customer_id, link.state if link else LinkState.DELETED, None)
-            return
-        ref = CrmRef(link.crm_id, link.kind)
-        record = await self.connector.get(ref)
+            return None
+        record = await self.connector.get(CrmRef(link.crm_id, link.kind))
         if record is None:
             raise CrmRecordGone(name, "get", link.crm_id)
         want = kebiao_values(rules, held)
@@ -275,12 +323,15 @@ class CrmSync:
             writable = {t.name for t in dim.iter_tags() if rules.writable(dim, t)}
             add += sorted(set(want[dim.key]) - set(have[dim.key]))
             remove += sorted((set(have[dim.key]) - set(want[dim.key])) & writable)
-        if add or remove:
-            await self.connector.write_tags(ref, add, remove)
-        synced = {**link.synced, **want}
-        await self.store.write_done(
-            name,
-            write.customer_id,
-            write.generation,
-            CrmLink(link.customer_id, link.crm_id, link.kind, LinkState.LINKED, synced),
-        )
+        change = TagWrite(record, tuple(add), tuple(remove)) if add or remove else None
+        synced = CrmLink(link.customer_id, link.crm_id, link.kind, LinkState.LINKED, {**link.synced, **want})
+        return _Planned(write, change, synced)
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A claimed write, the CRM change it needs (None: already equal), and the link once done."""
+
+    write: PendingWrite
+    change: TagWrite | None
+    synced: CrmLink

@@ -23,7 +23,16 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from core.crm.port import CrmError, CrmPage, CrmRecord, CrmRecordGone, CrmRef
+from core.crm.port import (
+    AttributeField,
+    CrmError,
+    CrmPage,
+    CrmRecord,
+    CrmRecordGone,
+    CrmRef,
+    TagWrite,
+    attribute_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,7 @@ class ZohoSettings:
     refresh_token: str = field(repr=False)
     per_page: int = MAX_PER_PAGE
     ca_bundle: str | None = None
+    attributes: tuple[AttributeField, ...] = ()  # basic attributes read into each customer (kind: module name)
 
 
 class ZohoConnector:
@@ -62,25 +72,44 @@ class ZohoConnector:
         self._expires = 0.0
         self._lock = asyncio.Lock()
         self.refreshes = 0
+        self._attribute_map = {m: attribute_fields(settings.attributes, m) for m, _ in MODULES}
+        self._present: dict[str, set[str]] = {}  # module -> its field API names (known after check)
 
     # ------------------------------------------------------------ port
 
     async def check(self, fields: Sequence[str]) -> None:
+        """Sign in and check that every named field exists in Accounts or Contacts (a field such as
+        Annual_Revenue exists in Accounts only; it is read where it exists)."""
+        found: dict[str, set[str]] = {}
         for module, _ in MODULES:
             await self._call("GET", "/crm/v2/settings/tags", f"read the tag list of {module}", {"module": module})
             meta = await self._call(
                 "GET", "/crm/v2/settings/fields", f"read the fields of {module}", {"module": module}
             )
-            names = {f.get("api_name") for f in meta.get("fields") or [] if isinstance(f, Mapping)}
-            for name in fields:
-                if name not in names:
-                    raise CrmError(
-                        NAME,
-                        f"read the fields of {module}",
-                        f"field {name} does not exist",
-                        "fix crm_fields in the taxonomy to name a field API name "
-                        "(Setup > Developer Space > APIs > API Names)",
-                    )
+            found[module] = {str(f.get("api_name")) for f in meta.get("fields") or [] if isinstance(f, Mapping)}
+        api_names = "(Setup > Developer Space > APIs > API Names)"
+        for name in fields:
+            if not any(name in names for names in found.values()):
+                raise CrmError(
+                    NAME,
+                    "read the fields of Accounts and Contacts",
+                    f"field {name} does not exist",
+                    f"fix crm_fields in the taxonomy to name a field API name {api_names}",
+                )
+        for wanted in self.settings.attributes:
+            modules = [wanted.kind] if wanted.kind else [m for m, _ in MODULES]
+            if not any(wanted.field in found.get(m, set()) for m in modules):
+                raise CrmError(
+                    NAME,
+                    f"read the fields of {' and '.join(modules)}",
+                    f"field {wanted.field} (attribute {wanted.attribute}) does not exist",
+                    f"fix KEBIAO_CRM_ZOHO_ATTRIBUTES to name a field API name {api_names}",
+                )
+        self._present = found
+        self._attribute_map = {
+            m: {a: f for a, f in attribute_fields(self.settings.attributes, m).items() if f in found[m]}
+            for m, _ in MODULES
+        }
 
     async def changes(self, cursor: str | None, fields: Sequence[str]) -> CrmPage:
         state = _Cursor.load(cursor)
@@ -91,7 +120,18 @@ class ZohoConnector:
         params = {"page": str(state.page), "per_page": str(min(self.settings.per_page, MAX_PER_PAGE))}
         if phase == "records":
             params |= {
-                "fields": ",".join(dict.fromkeys(["id", name_field, "Modified_Time", "Tag", *fields])),
+                "fields": ",".join(
+                    dict.fromkeys(
+                        [
+                            "id",
+                            name_field,
+                            "Modified_Time",
+                            "Tag",
+                            *self._mapped(module, fields),
+                            *self._attributes(module).values(),
+                        ]
+                    )
+                ),
                 "sort_by": "Modified_Time",
                 "sort_order": "asc",
             }
@@ -138,6 +178,20 @@ class ZohoConnector:
                         NAME, call, f"{item.get('code')}: {item.get('message')}", "check the tag names and the record"
                     )
 
+    async def write_many(self, writes: Sequence[TagWrite]) -> list[CrmError | None]:
+        """One record at a time (Zoho's tag actions act on one record); stops early when Zoho is unreachable."""
+        out: list[CrmError | None] = []
+        for write in writes:
+            if out and out[-1] is not None and out[-1].retryable:
+                out.append(out[-1])
+                continue
+            try:
+                await self.write_tags(write.record.ref, write.add, write.remove)
+                out.append(None)
+            except CrmError as exc:
+                out.append(exc)
+        return out
+
     async def close(self) -> None:
         if self._own_session and self._session is not None:
             await self._session.close()
@@ -156,7 +210,16 @@ class ZohoConnector:
             tags=tags,
             fields={f: _text(row.get(f)) for f in fields},
             deleted=deleted,
+            attributes={} if deleted else {a: _text(row.get(f)) for a, f in self._attributes(module).items()},
         )
+
+    def _mapped(self, module: str, fields: Sequence[str]) -> list[str]:
+        """The mapped fields this module has (a field it lacks reads as "")."""
+        present = self._present.get(module)
+        return [f for f in fields if present is None or f in present]
+
+    def _attributes(self, module: str) -> dict[str, str]:
+        return self._attribute_map[module]
 
     # ------------------------------------------------------------ HTTP
 

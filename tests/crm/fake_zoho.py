@@ -25,6 +25,11 @@ CLIENT_ID = "1000.FAKECLIENT"
 CLIENT_SECRET = "fake-zoho-secret"
 REFRESH_TOKEN = "1000.fake-refresh-token"
 NAME_FIELD = {"Accounts": "Account_Name", "Contacts": "Full_Name"}
+# Standard fields of the documented Accounts and Contacts modules that the attribute reads use.
+STANDARD = {
+    "Accounts": ("Industry", "Employees", "Annual_Revenue", "Billing_State"),
+    "Contacts": ("Title", "Mailing_State"),
+}
 
 
 @dataclass
@@ -130,7 +135,7 @@ def build_app(fake: FakeZoho) -> web.Application:
         if per_page > 200:
             return _err(400, "INVALID_DATA", "per_page exceeds 200", {"param": "per_page"})
         wanted = q.get("fields", "").split(",") if q.get("fields") else None
-        known = {"id", NAME_FIELD[module], "Modified_Time", "Tag", *fake.fields}
+        known = {"id", NAME_FIELD[module], "Modified_Time", "Tag", *fake.fields, *STANDARD[module]}
         for name in wanted or ():
             if name not in known:
                 return _err(400, "INVALID_DATA", "invalid data", {"api_name": name})
@@ -220,7 +225,7 @@ def build_app(fake: FakeZoho) -> web.Application:
         if blocked is not None:
             return blocked
         module = request.query.get("module", "")
-        names = ["id", NAME_FIELD.get(module, ""), "Modified_Time", "Tag", *fake.fields]
+        names = ["id", NAME_FIELD.get(module, ""), "Modified_Time", "Tag", *fake.fields, *STANDARD.get(module, ())]
         return web.json_response({"fields": [{"api_name": n} for n in names]})
 
     app = web.Application()

@@ -33,14 +33,28 @@ def crm_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dynamics: DynamicsF
 
 
 async def test_sync_then_status(crm_env: DynamicsFixture, capsys: pytest.CaptureFixture[str]) -> None:
-    crm_env.fake.add("accounts", "甲公司", ["华东"])
-    crm_env.fake.add("accounts", "乙公司")
-    crm_env.fake.add("accounts", "丙公司")
+    fake = crm_env.fake
+    a = fake.add(
+        "accounts", "甲公司", ["华东"], industrycode=12, numberofemployees=1200, address1_stateorprovince="上海"
+    )
+    fake.add("accounts", "乙公司")
+    fake.add("contacts", "张三", accountrolecode=1)
     assert await asyncio.to_thread(main, ["crm", "sync", "--dry-run"]) == 0
     assert "dry run: nothing written" in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["crm", "sync"]) == 0
     out = capsys.readouterr().out
-    assert "3 records in 3 pages, 3 customers created, 1 tags added" in out
+    assert "3 records in 2 pages, 3 customers created, 0 customers' attributes updated, 1 tags added" in out
+    assert await asyncio.to_thread(main, ["customers", "show", "甲公司"]) == 0
+    shown = capsys.readouterr().out
+    assert "industry: Manufacturing" in shown and "size: 1200" in shown and "上海" in shown
+    assert await asyncio.to_thread(main, ["customers", "show", "张三"]) == 0
+    assert "role: Decision Maker" in capsys.readouterr().out
+    fake.update("accounts", a, industrycode=27, numberofemployees=None)  # the CRM is master of these
+    assert await asyncio.to_thread(main, ["crm", "sync"]) == 0
+    assert "1 customers' attributes updated" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["customers", "show", "甲公司"]) == 0
+    shown = capsys.readouterr().out
+    assert "industry: Retail" in shown and "size:" not in shown
     assert await asyncio.to_thread(main, ["crm", "status"]) == 0
     status = capsys.readouterr().out
     assert "last successful sync: 20" in status and "pending writes: 0 (0 failing)" in status
@@ -71,3 +85,22 @@ def test_unconfigured_crm_is_a_clear_error(
     monkeypatch.setenv("KEBIAO_CRM", "zoho")
     assert main(["crm", "status"]) == 2
     assert "KEBIAO_CRM=zoho needs KEBIAO_CRM_ZOHO_CLIENT_ID" in capsys.readouterr().err
+
+
+async def test_tags_in_a_related_table_are_configured_by_name(
+    crm_env: DynamicsFixture, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = crm_env.fake
+    a = fake.add("accounts", "甲公司")
+    fake.add_tag_row("accounts", a, "华东")
+    fake.add_tag_row("accounts", a, "VIP客户")  # Kebiao is master of 价值等级: the row is taken away
+    monkeypatch.setenv("KEBIAO_CRM_DYNAMICS_TAGS_TABLE", "kb_customertags")
+    monkeypatch.setenv("KEBIAO_CRM_DYNAMICS_TAGS_FIELD", "kb_no_such_column")  # not used with a tags table
+    assert await asyncio.to_thread(main, ["crm", "sync"]) == 0
+    assert "1 CRM writes" in capsys.readouterr().out
+    assert fake.table_labels("accounts", a) == ["华东"]
+    assert await asyncio.to_thread(main, ["customers", "show", "甲公司"]) == 0
+    assert "华东" in capsys.readouterr().out
+    monkeypatch.setenv("KEBIAO_CRM_DYNAMICS_TAGS_TABLE_ACCOUNT", "kb_accountid")
+    assert await asyncio.to_thread(main, ["crm", "sync"]) == 2
+    assert "KEBIAO_CRM_DYNAMICS_TAGS_TABLE_ACCOUNT: give the tag row's lookup" in capsys.readouterr().err

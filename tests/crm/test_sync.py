@@ -238,3 +238,86 @@ async def test_bad_field_mapping_stops_before_writing_anything(
     async with database.unit_of_work(read_only=True) as uow:
         assert await uow.customers.find_exact("甲公司") == []
     assert SyncOptions().retry_after(3) == timedelta(minutes=8)
+
+
+async def test_only_taxonomy_assignments_are_written_back_never_personal_or_session_or_managers_only(
+    database: Database, dynamics: DynamicsFixture, crm_taxonomy: Taxonomy
+) -> None:
+    from core.ports import NewAssignment
+    from core.records import NewEvent
+    from core.types import EventKind
+
+    fake = dynamics.fake
+    fake.options[100000009] = "我的重点"  # the CRM would accept it: only Kebiao's selection keeps it out
+    a = fake.add("accounts", "甲公司")
+    sync = _sync(database, dynamics, crm_taxonomy)
+    await sync.run(NOW)
+    cid = await _customer_id(database, a)
+    personal = [("value", "我的重点"), ("personal", "VIP客户"), ("personal:u1", "普通客户")]
+    async with database.unit_of_work() as uow:
+        await uow.assignments.insert_many(
+            [NewAssignment(cid, d, t, Source.MANUAL, "u1", NOW, None) for d, t in personal]
+        )
+        await uow.events.append_many(
+            [NewEvent(cid, d, t, EventKind.ADDED, "u1", Source.MANUAL, NOW, {}) for d, t in personal]
+        )
+        for name in ("高频咨询", "今日已联系", "投诉风险"):
+            await apply_tag(uow, crm_taxonomy, TaggingRules(), cid, name, actor="u1", source=Source.MANUAL, now=NOW)
+    report = await sync.run(NOW + timedelta(minutes=5))
+    assert report.error is None and report.written == 1
+    assert fake.labels("accounts", a) == ["高频咨询"]
+    # with managers-only write-back configured, 投诉风险 goes too; personal and session tags still never do
+    managers = CrmSync(
+        SqlCrmStore(database.engine),
+        sync.connector,
+        lambda: crm_taxonomy,
+        TaggingRules(),
+        "replica-a",
+        SyncOptions(write_managers_only=True),
+    )
+    await managers.run(NOW + timedelta(minutes=10), full=True)
+    await sync.connector.close()
+    assert sorted(fake.labels("accounts", a)) == ["投诉风险", "高频咨询"]
+
+
+async def test_basic_attributes_come_in_on_every_sync_where_rules_and_customers_read_them(
+    database: Database, dynamics: DynamicsFixture, crm_taxonomy: Taxonomy
+) -> None:
+    from core.crm.port import AttributeField
+    from core.records import CustomerDraft
+    from core.rules.engine import field_value
+    from storage.rules import SqlRuleFacts
+
+    fake = dynamics.fake
+    a = fake.add("accounts", "甲公司", industrycode=12, numberofemployees=1200, address1_stateorprovince="上海")
+    c = fake.add("contacts", "张三", accountrolecode=3, jobtitle="采购经理", address1_stateorprovince="江苏")
+    attributes = (
+        AttributeField("industry", "account", "industrycode"),
+        AttributeField("size", "account", "numberofemployees"),
+        AttributeField("region", "", "address1_stateorprovince"),
+        AttributeField("role", "contact", "accountrolecode"),
+        AttributeField("职位", "contact", "jobtitle"),
+    )
+    connector = dynamics.connector(attributes=attributes)
+    sync = CrmSync(SqlCrmStore(database.engine), connector, lambda: crm_taxonomy, TaggingRules(), "replica-a")
+    await sync.run(NOW)
+    async with database.unit_of_work(read_only=True) as uow:
+        (account,) = await uow.customers.find_exact(a)
+        (contact,) = await uow.customers.find_exact(c)
+    assert dict(account.attributes) == {"industry": "Manufacturing", "size": "1200"} and account.region == "上海"
+    assert dict(contact.attributes) == {"role": "Influencer", "职位": "采购经理"} and contact.region == "江苏"
+    # later syncs keep them current; attributes from elsewhere (a customer file) stay untouched
+    async with database.unit_of_work() as uow:
+        draft = CustomerDraft(
+            name=account.name, region=account.region, crm_id=a, attributes={**account.attributes, "累计消费": "6000"}
+        )
+        await uow.customers.update(account.id, draft, NOW)
+    fake.update("accounts", a, industrycode=27, numberofemployees=None, address1_stateorprovince=None)
+    report = await sync.run(NOW + timedelta(minutes=5))
+    await connector.close()
+    assert report.attributes == 1
+    async with database.engine.connect() as conn:
+        (facts,) = await SqlRuleFacts(conn).facts([account.id], [], NOW)
+    assert field_value(facts, "industry") == "Retail" and field_value(facts, "size") is None
+    assert field_value(facts, "region") == "上海"  # an empty CRM region keeps the one Kebiao has
+    assert field_value(facts, "累计消费") == "6000"

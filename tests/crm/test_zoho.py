@@ -141,3 +141,71 @@ async def test_sync_through_zoho(database: Database, zoho: ZohoFixture, crm_taxo
     async with SqlCrmStore(database.engine).unit_of_work(read_only=True) as uow:
         links = await uow.crm.links("zoho", [customer.id])
     assert links[customer.id].state is LinkState.DELETED
+
+
+async def test_basic_attributes_are_read_per_module_and_a_missing_field_is_named(zoho: ZohoFixture) -> None:
+    from core.crm.port import AttributeField
+
+    fake = zoho.fake
+    account = fake.add("Accounts", "甲公司", Industry="Retail", Employees=80, Billing_State="浙江")
+    contact = fake.add("Contacts", "张三", Title="采购经理", Mailing_State="江苏")
+    attributes = (
+        AttributeField("industry", "Accounts", "Industry"),
+        AttributeField("size", "Accounts", "Employees"),
+        AttributeField("region", "Accounts", "Billing_State"),
+        AttributeField("region", "Contacts", "Mailing_State"),
+        AttributeField("role", "Contacts", "Title"),
+    )
+    conn = zoho.connector(attributes=attributes)
+    try:
+        await conn.check([])
+        seen = {}
+        cursor = None
+        while True:
+            page = await conn.changes(cursor, [])
+            seen.update({r.ref.crm_id: dict(r.attributes) for r in page.records})
+            cursor = page.cursor
+            if page.done:
+                break
+        assert seen[account] == {"industry": "Retail", "size": "80", "region": "浙江"}
+        assert seen[contact] == {"region": "江苏", "role": "采购经理"}
+    finally:
+        await conn.close()
+    wrong = zoho.connector(attributes=(AttributeField("role", "Contacts", "Job_Role"),))
+    try:
+        with pytest.raises(
+            CrmError, match="field Job_Role \\(attribute role\\) does not exist; fix KEBIAO_CRM_ZOHO_ATTRIBUTES"
+        ):
+            await wrong.check([])
+    finally:
+        await wrong.close()
+
+
+async def test_an_accounts_only_field_maps_where_it_exists(
+    database: Database, zoho: ZohoFixture, crm_taxonomy: Taxonomy
+) -> None:
+    from tagging.loader import load_taxonomy_text
+    from tests.crm.conftest import TAXONOMY
+
+    taxonomy = load_taxonomy_text(
+        TAXONOMY.replace(
+            "kb_industry: {Manufacturing: 制造业, Retail: 零售电商}",
+            "Annual_Revenue: [{range: '>= 1000000', tag: 华东}]",
+        )
+    )
+    fake = zoho.fake
+    big = fake.add("Accounts", "甲公司", Annual_Revenue=2_500_000)
+    small = fake.add("Accounts", "乙公司", Annual_Revenue=999_999.99)
+    contact = fake.add("Contacts", "张三")
+    conn = zoho.connector()
+    sync = CrmSync(SqlCrmStore(database.engine), conn, lambda: taxonomy, TaggingRules(), "replica-a")
+    report = await sync.run(NOW)
+    await conn.close()
+    assert report.error is None, report.error
+    assert not any("Contacts?" in q and "Annual_Revenue" in q for _, q in fake.requests)
+    async with database.unit_of_work(read_only=True) as uow:
+        held = {}
+        for crm_id in (big, small, contact):
+            (customer,) = await uow.customers.find_exact(crm_id)
+            held[crm_id] = {a.tag for a in await uow.assignments.active_for(customer.id)}
+    assert held == {big: {"华东"}, small: set(), contact: set()}
