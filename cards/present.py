@@ -13,6 +13,7 @@ from cards.customer import build_customer_summary_card
 from cards.error import build_error_card
 from cards.help import build_help_card
 from cards.labels import Lang, aside
+from cards.personal import personal_change_lines, personal_section
 from cards.search import build_choice_card, build_search_results_card
 from cards.suggestion import build_applied_card, build_suggestion_card, evidence
 from cards.text import literal
@@ -86,6 +87,13 @@ def say(key: str, lang: Lang, **values: object) -> str:
 def present(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang: Lang = "zh") -> Card:
     """The Adaptive Card for one chat result."""
     match result:
+        case SummaryResult(summary, viewer, note, personal, change) if personal is not None:
+            lines = [literal(note, 300)] if note else []
+            if change is not None:
+                lines += personal_change_lines(change.added, change.removed, change.not_held, lang)
+            built = summary_card(summary, viewer, taxonomy, now, lang, lines, escaped=True)
+            built["body"].append(personal_section(personal, lang))
+            return built
         case SummaryResult(summary, viewer, note):
             return summary_card(summary, viewer, taxonomy, now, lang, [note] if note else [])
         case TagResult(summary, viewer, _, warnings):

@@ -31,6 +31,7 @@ from core.records import SuggestionRecord
 from core.tags.assignments import TagChange, TaggingRules, apply_tag, remove_tag
 from core.tags.customers import resolve_customer
 from core.tags.expression import ExpressionError
+from core.tags.personal import PersonalChange, PersonalRefusal, PersonalTagStore, change_personal
 from core.tags.search import search_customers
 from core.tags.suggestions import AUTO_ACTOR, SuggestionSource, decide_suggestion, suggest_for_message
 from core.tags.summary import CustomerSummary, customer_summary
@@ -91,11 +92,17 @@ class ChatContext:
 
 @dataclass(frozen=True, slots=True)
 class SummaryResult:
-    """A customer's tags as the viewer may see them; `note` is a fixed sentence shown above them."""
+    """A customer's tags as the viewer may see them; `note` is a fixed sentence shown above them.
+
+    `personal` holds the viewer's own personal tags, only where nobody else reads the reply (None: not shown);
+    `personal_change` is what a `mytag` command just changed.
+    """
 
     summary: CustomerSummary
     viewer: User
     note: str | None = None
+    personal: tuple[str, ...] | None = None
+    personal_change: PersonalChange | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,8 +277,10 @@ class ChatService:
         cache_seconds: float = CACHE_SECONDS,
         events: ChatEvents | None = None,
         learning: Recorder | None = None,
+        personal: PersonalTagStore | None = None,
     ) -> None:
         self.store = store
+        self.personal = personal
         self.channels = channels
         self._taxonomy = taxonomy
         self._matcher = matcher
@@ -346,6 +355,10 @@ class ChatService:
         if command.verb is Verb.UNKNOWN:
             return HelpResult(note="unknown")
         if command.error is not None:
+            if command.verb is Verb.MYTAG and command.customer is None and (command.add or command.remove):
+                link = await self.linked(ctx.channel, ctx.conversation_id)
+                if link is not None:  # `mytag +A` in a linked conversation notes the linked customer
+                    return await self._mytag(ctx, link.customer_id, command.add, command.remove)
             if command.verb is Verb.TAG and command.customer is None and (command.add or command.remove):
                 link = await self.linked(ctx.channel, ctx.conversation_id)
                 if link is not None:  # `tag +A` in a linked conversation tags the linked customer
@@ -360,14 +373,17 @@ class ChatService:
             return await self.search(ctx, command.argument, 1)
         if command.verb is Verb.SUGGEST:
             return self.suggest(ctx, command.argument)
+        if command.verb is Verb.MYTAG and (refused := self._personal_refusal(ctx)) is not None:
+            return refused
         name = command.customer or ""
         async with self.store.unit_of_work(read_only=True) as uow:
             resolution = await resolve_customer(uow, name)
         if resolution.customer is None:
             if not resolution.candidates:
-                return ErrorResult(
-                    f"no customer matches {name!r}", "check the spelling, or use the crm id or full name"
-                )
+                hint = "check the spelling, or use the crm id or full name"
+                if command.verb is Verb.MYTAG and not command.add and not command.remove and " " in name.strip():
+                    hint = "put + before a tag to add it and - to remove it, e.g. mytag ABC公司 +周三拜访"
+                return ErrorResult(f"no customer matches {name!r}", hint)
             context = {"verb": command.verb.value, "add": "\n".join(command.add), "remove": "\n".join(command.remove)}
             return ChoiceResult(name, resolution.candidates, MappingProxyType(context))
         return await self._for_customer(ctx, command.verb, resolution.customer.id, command.add, command.remove)
@@ -383,6 +399,8 @@ class ChatService:
             return result
         if verb is Verb.LINK:
             return await self._link(ctx, customer_id)
+        if verb is Verb.MYTAG:
+            return await self._mytag(ctx, customer_id, add, remove)
         return await self.summary(ctx, customer_id)
 
     async def summary(self, ctx: ChatContext, customer_id: int, note: str | None = None) -> ChatResult:
@@ -392,7 +410,46 @@ class ChatService:
                 summary = await customer_summary(uow, self.taxonomy, customer_id, ctx.viewer, ctx.now)
             except NotFoundError as exc:
                 return ErrorResult(str(exc), HELP_HINT)
-        return SummaryResult(summary, ctx.viewer, note)
+        return SummaryResult(summary, ctx.viewer, note, await self._personal_names(ctx, customer_id))
+
+    async def _personal_names(self, ctx: ChatContext, customer_id: int) -> tuple[str, ...] | None:
+        """The actor's personal tags on the customer, only for a reply nobody else reads (None: not shown)."""
+        if self.personal is None or ctx.shared:
+            return None
+        return tuple(t.name for t in await self.personal.personal_for(customer_id, ctx.actor.id))
+
+    def _personal_refusal(self, ctx: ChatContext) -> ErrorResult | None:
+        """Why `mytag` cannot run here: no personal-tag store, or a conversation others read."""
+        if self.personal is None:
+            return ErrorResult(
+                "personal tags are not available here", HELP_HINT, ("这里不能使用个人标签", "发送 帮助 查看可用命令")
+            )
+        if ctx.shared:
+            return ErrorResult(
+                "personal tags are private: use mytag in your 1:1 chat with the bot, not here",
+                "open a personal chat with the bot and send the command there",
+                ("个人标签只有自己可见，请在与机器人的私聊中使用“我的标签”", "打开与机器人的一对一聊天再发送该命令"),
+            )
+        return None
+
+    async def _mytag(
+        self, ctx: ChatContext, customer_id: int, add: tuple[str, ...], remove: tuple[str, ...]
+    ) -> ChatResult:
+        """Change (or, with no + or -, list) the actor's personal tags on the customer; shown with the card."""
+        if (refused := self._personal_refusal(ctx)) is not None or self.personal is None:
+            return refused or ErrorResult("personal tags are not available here")
+        async with self.store.unit_of_work(read_only=True) as uow:
+            try:
+                summary = await customer_summary(uow, self.taxonomy, customer_id, ctx.viewer, ctx.now)
+            except NotFoundError as exc:
+                return ErrorResult(str(exc), HELP_HINT)
+        try:
+            change = await change_personal(self.personal, customer_id, ctx.actor.id, add, remove, ctx.now)
+        except PersonalRefusal as exc:
+            zh = ("；".join(p[1] for p in exc.problems), UNCHANGED_HINT_ZH)
+            return ErrorResult("; ".join(p[0] for p in exc.problems), UNCHANGED_HINT, zh)
+        names = tuple(t.name for t in change.held)
+        return SummaryResult(summary, ctx.viewer, None, names, change if add or remove else None)
 
     async def search(self, ctx: ChatContext, query: str, page: int) -> ChatResult:
         """One page of customers matching a tag expression (page is 1-based)."""
