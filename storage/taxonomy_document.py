@@ -26,11 +26,13 @@ def to_document(taxonomy: Taxonomy) -> dict[str, Any]:
                 "tags": [_tag_document(t) for t in d.tags],
                 "sync": d.sync.value,
                 "crm_fields": {f: dict(v) for f, v in d.crm_fields.items()},
+                **({"regions": list(d.regions)} if d.regions else {}),
             }
             for d in taxonomy.dimensions
         ],
         "channels": dict(taxonomy.channels),
         **ruleset_to_data(taxonomy.rules),
+        **({"regions": list(taxonomy.regions)} if taxonomy.regions else {}),
     }
 
 
@@ -47,6 +49,7 @@ def from_document(document: dict[str, Any], version: int) -> Taxonomy:
             crm_fields=MappingProxyType(
                 {f: MappingProxyType(dict(v)) for f, v in (d.get("crm_fields") or {}).items()}
             ),
+            regions=tuple(d.get("regions") or ()),
         )
         for d in document.get("dimensions", [])
     )
@@ -55,6 +58,7 @@ def from_document(document: dict[str, Any], version: int) -> Taxonomy:
         dimensions=dimensions,
         channels=MappingProxyType(dict(document.get("channels") or {})),
         rules=stored_ruleset(document, dimensions),
+        regions=tuple(document.get("regions") or ()),
     )
 
 
@@ -68,6 +72,8 @@ def _tag_document(tag: TagDef) -> dict[str, Any]:
         "ttl_days": tag.ttl_days,
         "auto_apply": tag.auto_apply,
         "children": [_tag_document(c) for c in tag.children],
+        **({"regions": list(tag.regions)} if tag.regions else {}),
+        **({"icon": tag.icon} if tag.icon else {}),
     }
 
 
@@ -84,6 +90,8 @@ def _tag_from(doc: dict[str, Any], dimension: str, parents: tuple[str, ...]) -> 
         ttl_days=doc.get("ttl_days"),
         auto_apply=bool(doc.get("auto_apply", False)),
         children=tuple(_tag_from(c, dimension, path) for c in doc.get("children") or ()),
+        regions=tuple(doc.get("regions") or ()),
+        icon=doc.get("icon"),
     )
 
 

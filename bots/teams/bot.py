@@ -168,6 +168,30 @@ class KebiaoBot(TeamsActivityHandler):
             built = present(HelpResult(), self.chat.taxonomy, self._shown(self.clock()), lang)
             await turn_context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(built)))
 
+    # ------------------------------------------------------------ meetings
+
+    async def on_teams_meeting_start_event(self, meeting: Any, turn_context: TurnContext) -> None:
+        """A meeting starts: post the customer's card as prep in its chat, when the meeting is about one.
+
+        The customer is the meeting chat's linked one, else the one customer the title names. Anything
+        else (no conversation, no title, an unknown or ambiguous customer) posts nothing: the event was
+        nobody's request, so it never answers with an error.
+        """
+        activity = turn_context.activity
+        if activity.conversation is None or not activity.conversation.id:
+            log.info("meeting start without a conversation id; nothing posted")
+            return
+        details = meeting if isinstance(meeting, dict) else {}
+        raw_title = details.get("Title", details.get("title"))
+        title = raw_title if isinstance(raw_title, str) else ""
+        ctx = await self._context(activity, shared=True)  # a meeting chat is read by every participant
+        result = await self.chat.meeting_start(ctx, title)
+        if result is None or isinstance(result, ErrorResult):
+            log.info("meeting start in %s: no customer to prepare for", ctx.conversation_id[:80])
+            return
+        built = present(result, self.chat.taxonomy, self._shown(ctx.now), language(activity))
+        await turn_context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(built)))
+
     # ------------------------------------------------------------ card actions
 
     async def on_adaptive_card_invoke(

@@ -8,6 +8,7 @@ from typing import Any
 
 from bots.wecom.replies import markdown_message, template_card_message
 from cards.labels import Lang
+from cards.meeting import prep_heading
 from cards.personal import personal_change_lines, personal_markdown
 from cards.present import applied_view, say, search_view, suggestion_view, summary_view
 from cards.text import literal
@@ -47,9 +48,9 @@ def new_task_id() -> str:
 def result_markdown(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang: Lang = "zh") -> str:
     """Markdown text for any chat result."""
     match result:
-        case SummaryResult(summary, viewer, note, personal, change):
+        case SummaryResult(summary, viewer, note, personal, change, prep):
             body = customer_summary_markdown(summary_view(summary, viewer, taxonomy), now, lang)
-            lines = [literal(note, 300)] if note else []
+            lines = ([prep_heading(lang)] if prep else []) + ([literal(note, 300)] if note else [])
             if change is not None:
                 lines += personal_change_lines(change.added, change.removed, change.not_held, lang)
             parts = [*lines, body] + ([personal_markdown(personal, lang)] if personal is not None else [])

@@ -23,6 +23,7 @@ class Verb(StrEnum):
     UNLINK = "unlink"
     SUGGEST = "suggest"
     MYTAG = "mytag"
+    PREP = "prep"
     UNKNOWN = "unknown"
 
 
@@ -58,6 +59,8 @@ VERBS: dict[str, Verb] = {
     "建议": Verb.SUGGEST,
     "mytag": Verb.MYTAG,
     "我的标签": Verb.MYTAG,
+    "prep": Verb.PREP,
+    "会前": Verb.PREP,
 }
 
 USAGE: dict[Verb, str] = {
@@ -69,6 +72,7 @@ USAGE: dict[Verb, str] = {
     Verb.UNLINK: "unlink",
     Verb.SUGGEST: "suggest <text>",
     Verb.MYTAG: "mytag <customer> +标签 -标签",
+    Verb.PREP: "prep <customer>",
 }
 
 # (usage, English description, Chinese description) for help cards, in display order.
@@ -92,6 +96,11 @@ HELP_TOPICS: tuple[tuple[str, str, str], ...] = (
         "mytag <customer> +A -B | 我的标签 <客户> +A -B",
         "Your own notes as tags, seen only by you (personal chat); without + or - lists them",
         "只有自己看得到的个人标签（在与机器人的私聊中使用）；不带 + 或 - 时列出",
+    ),
+    (
+        "prep <customer> | 会前 <客户>",
+        "Meeting prep: the customer's tags before you meet (the linked customer when left out)",
+        "会前准备：开会前查看客户标签（在已绑定的会话中可省略客户）",
     ),
 )
 
@@ -130,6 +139,10 @@ def _help(rest: str) -> Command:
 
 def _tags(rest: str) -> Command:
     return _with_customer(Verb.TAGS, rest)
+
+
+def _prep(rest: str) -> Command:
+    return _with_customer(Verb.PREP, rest)
 
 
 def _link(rest: str) -> Command:
@@ -191,6 +204,7 @@ def _tag(rest: str, verb: Verb = Verb.TAG) -> Command:
 
 _PARSERS = {
     Verb.MYTAG: _mytag,
+    Verb.PREP: _prep,
     Verb.HELP: _help,
     Verb.TAGS: _tags,
     Verb.TAG: _tag,

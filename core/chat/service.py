@@ -21,6 +21,7 @@ from core.alerts.actions import SNOOZE_DAYS, Action, AlertStatus, act_on_alert
 from core.alerts.activity import note_message
 from core.alerts.ports import AlertStore
 from core.chat.commands import HELP_TOPICS, Command, Verb, parse_command
+from core.chat.meetings import customer_in_title
 from core.chat.ports import ChannelStore, ChatEvents, ConversationLink
 from core.errors import NotAllowedError, NotFoundError
 from core.inbound import MAX_INT64
@@ -42,6 +43,7 @@ from tagging.policy import (
     AmbiguousTagError,
     CapRefusal,
     PolicyRefusal,
+    ScopeRefusal,
     UnknownTagError,
     is_soft_cap_warning,
     is_visible,
@@ -103,6 +105,7 @@ class SummaryResult:
     note: str | None = None
     personal: tuple[str, ...] | None = None
     personal_change: PersonalChange | None = None
+    prep: bool = False  # shown as meeting prep (会前准备)
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +362,14 @@ class ChatService:
                 link = await self.linked(ctx.channel, ctx.conversation_id)
                 if link is not None:  # `mytag +A` in a linked conversation notes the linked customer
                     return await self._mytag(ctx, link.customer_id, command.add, command.remove)
+            if command.verb is Verb.PREP and command.customer is None:
+                link = await self.linked(ctx.channel, ctx.conversation_id)
+                if link is not None:  # `prep` in a linked conversation: the linked customer
+                    return await self.prep(ctx, link.customer_id)
+                zh = ("缺少客户；用法：会前 <客户>", "请写出客户名称，或先绑定本会话：绑定 <客户>")
+                return ErrorResult(
+                    command.error, "name the customer, or link this conversation first: link <customer>", zh
+                )
             if command.verb is Verb.TAG and command.customer is None and (command.add or command.remove):
                 link = await self.linked(ctx.channel, ctx.conversation_id)
                 if link is not None:  # `tag +A` in a linked conversation tags the linked customer
@@ -401,7 +412,28 @@ class ChatService:
             return await self._link(ctx, customer_id)
         if verb is Verb.MYTAG:
             return await self._mytag(ctx, customer_id, add, remove)
+        if verb is Verb.PREP:
+            return await self.prep(ctx, customer_id)
         return await self.summary(ctx, customer_id)
+
+    async def prep(self, ctx: ChatContext, customer_id: int) -> ChatResult:
+        """The customer's card as meeting prep (personal tags too, where only the viewer reads it)."""
+        result = await self.summary(ctx, customer_id)
+        return replace(result, prep=True) if isinstance(result, SummaryResult) else result
+
+    async def meeting_start(self, ctx: ChatContext, title: str) -> ChatResult | None:
+        """The prep card for a meeting that starts: its chat's linked customer, else the one its title names.
+
+        None (post nothing) when the meeting is about no known customer, or its title names several.
+        """
+        link = await self.linked(ctx.channel, ctx.conversation_id)
+        if link is not None:
+            return await self.prep(ctx, link.customer_id)
+        async with self.store.unit_of_work(read_only=True) as uow:
+            customer = await customer_in_title(uow, title)
+        if customer is None:
+            return None
+        return await self.prep(ctx, customer.id)
 
     async def summary(self, ctx: ChatContext, customer_id: int, note: str | None = None) -> ChatResult:
         """The customer's card for the viewer."""
@@ -959,6 +991,8 @@ def _message_zh(exc: Exception, sees_sensitive: bool = True) -> str:
     """The Chinese text of a service error, for Chinese cards."""
     if isinstance(exc, CapRefusal) and not sees_sensitive:
         return exc.hidden_reason()[0]
+    if isinstance(exc, ScopeRefusal):
+        return exc.zh
     if isinstance(exc, UnknownTagError):
         close = f"；你是不是想找：{'、'.join(exc.close)}？" if exc.close else ""
         return f"没有名为「{exc.name}」的标签{close}"
