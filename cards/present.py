@@ -8,6 +8,7 @@ from typing import Any
 
 from cards.adaptive import Card, Element, card, text
 from cards.alert import build_alert_card
+from cards.channel_name import channel_offer_card, conventional_name_section
 from cards.customer import build_customer_summary_card
 from cards.error import build_error_card
 from cards.help import build_help_card
@@ -36,9 +37,11 @@ from core import verbs
 from core.alerts.actions import AlertStatus
 from core.alerts.ports import OutboxMessage
 from core.alerts.selection import AlertNotice
+from core.chat.channel_names import conventional_name
 from core.chat.service import (
     AlertResult,
     AppliedState,
+    ChannelOffer,
     ChatResult,
     ChoiceResult,
     ErrorResult,
@@ -93,9 +96,12 @@ def present(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang: Lang = 
             if change is not None:
                 lines += personal_change_lines(change.added, change.removed, change.not_held, lang)
             built = summary_card(summary, viewer, taxonomy, now, lang, lines, escaped=True)
+            built["body"].append(conventional_name_section(conventional_name(summary), lang))
             if personal is not None:
                 built["body"].append(personal_section(personal, lang))
             return built
+        case ChannelOffer(channel_id, channel_name, customer):
+            return channel_offer_card(channel_id, channel_name, customer.id, customer.name, lang)
         case TagResult(summary, viewer, _, warnings):
             lines = _change_lines(result, lang) + [literal(w, 200) for w in warnings]
             return summary_card(summary, viewer, taxonomy, now, lang, lines, escaped=True)

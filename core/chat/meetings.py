@@ -23,9 +23,16 @@ async def customer_in_title(uow: UnitOfWork, title: str) -> Customer | None:
     """The one customer whose full name (or crm id) is a word of the title; None when none or several are."""
     found: dict[int, Customer] = {}
     for part in title_parts(title):
-        key = name_key(part)
-        exact = [c for c in await uow.customers.find_exact(part)]
-        named = [c for c in await uow.customers.find_by_name_key(key, 5) if name_key(c.name) == key]
-        for customer in (*exact, *named):
+        for customer in await customers_named(uow, part):
             found[customer.id] = customer
     return next(iter(found.values())) if len(found) == 1 else None
+
+
+async def customers_named(uow: UnitOfWork, text: str) -> list[Customer]:
+    """Customers whose full name (after normalisation), crm id or WeCom id is exactly `text`."""
+    key = name_key(text)
+    if not key:
+        return []
+    exact = await uow.customers.find_exact(text.strip())
+    named = [c for c in await uow.customers.find_by_name_key(key, 5) if name_key(c.name) == key]
+    return list({c.id: c for c in (*exact, *named)}.values())

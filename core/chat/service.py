@@ -20,8 +20,9 @@ from core import verbs
 from core.alerts.actions import SNOOZE_DAYS, Action, AlertStatus, act_on_alert
 from core.alerts.activity import note_message
 from core.alerts.ports import AlertStore
+from core.chat.channel_names import parse_channel_name
 from core.chat.commands import HELP_TOPICS, Command, Verb, parse_command
-from core.chat.meetings import customer_in_title
+from core.chat.meetings import customer_in_title, customers_named
 from core.chat.ports import ChannelStore, ChatEvents, ConversationLink
 from core.errors import NotAllowedError, NotFoundError
 from core.inbound import MAX_INT64
@@ -129,6 +130,15 @@ class LinkResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelOffer:
+    """A channel named by the convention ("[VIP]ABC公司-合同续约中") for `customer`: offer to link it."""
+
+    channel_id: str
+    channel_name: str
+    customer: Customer
+
+
+@dataclass(frozen=True, slots=True)
 class SuggestResult:
     """Tags the matcher finds in a text (a dry run: nothing is stored)."""
 
@@ -226,6 +236,7 @@ ChatResult = (
     | SuggestionState
     | AppliedState
     | AlertResult
+    | ChannelOffer
 )
 
 
@@ -420,6 +431,25 @@ class ChatService:
         """The customer's card as meeting prep (personal tags too, where only the viewer reads it)."""
         result = await self.summary(ctx, customer_id)
         return replace(result, prep=True) if isinstance(result, SummaryResult) else result
+
+    async def channel_named(self, ctx: ChatContext, channel_id: str, name: str) -> ChannelOffer | None:
+        """A channel created or renamed: the link offer when its name follows the convention for one customer.
+
+        None (post nothing) for any other name, near misses included, an unknown or ambiguous customer, or a
+        channel already linked to that customer.
+        """
+        parsed = parse_channel_name(name)
+        if parsed is None or not _is_thread_id(channel_id):
+            return None
+        async with self.store.unit_of_work(read_only=True) as uow:
+            named = await customers_named(uow, parsed.customer)
+        if len(named) != 1:
+            return None
+        customer = named[0]
+        link = await self.linked(ctx.channel, channel_id)
+        if link is not None and link.customer_id == customer.id:
+            return None
+        return ChannelOffer(channel_id, name.strip(), customer)
 
     async def meeting_start(self, ctx: ChatContext, title: str) -> ChatResult | None:
         """The prep card for a meeting that starts: its chat's linked customer, else the one its title names.
@@ -883,6 +913,18 @@ async def _page(service: ChatService, ctx: ChatContext, data: Mapping[str, Any])
     return await service.search(ctx, _str(data, "query"), _int(data, "page", MAX_PAGE))
 
 
+async def _link_channel(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]) -> ChatResult:
+    """The Link button of a channel-name offer: link that channel to the customer."""
+    channel_id = _str(data, "channel_id")
+    if not _is_thread_id(channel_id):
+        raise BadAction(f"channel_id {channel_id[:60]!r} is not a Teams channel id")
+    customer_id = _int(data, "customer_id")
+    async with service.store.unit_of_work(read_only=True) as uow:
+        if await uow.customers.get(customer_id) is None:
+            raise NotFoundError(f"customer {customer_id} does not exist")
+    return await service._link(replace(ctx, conversation_id=channel_id), customer_id)
+
+
 async def _alert(service: ChatService, ctx: ChatContext, data: Mapping[str, Any], action: Action) -> ChatResult:
     """Acknowledge or snooze an alert for its recipient and return the alert card's new state."""
     alert_id = _int(data, "alert_id")
@@ -928,6 +970,7 @@ DECISIONS: Mapping[str, Decider] = MappingProxyType(
         verbs.SEARCH_PAGE: _page,
         verbs.ALERT_ACK: _ack,
         verbs.ALERT_SNOOZE: _snooze,
+        verbs.CHANNEL_LINK: _link_channel,
     }
 )
 
@@ -952,6 +995,11 @@ def _int(data: Mapping[str, Any], key: str, maximum: int = MAX_INT64) -> int:
     if number > maximum:
         raise BadAction(f"{key} must be at most {maximum}, got a larger number")
     return number
+
+
+def _is_thread_id(value: str) -> bool:
+    """A Teams channel or chat thread id ("19:…@thread.tacv2"), short enough to store."""
+    return 0 < len(value) <= 500 and value.startswith("19:") and "@thread." in value and ";" not in value
 
 
 def _str(data: Mapping[str, Any], key: str) -> str:
