@@ -151,7 +151,8 @@ def wecom_personal_tags(follow_users: object) -> dict[str, tuple[str, ...]]:
     for follow in follow_users:
         if not isinstance(follow, dict) or not isinstance(follow.get("userid"), str) or not follow["userid"]:
             continue
-        tags = follow.get("tags") if isinstance(follow.get("tags"), list) else []
+        raw = follow.get("tags")
+        tags: list[object] = raw if isinstance(raw, list) else []
         names = [
             str(t.get("tag_name") or "").strip()
             for t in tags
