@@ -17,6 +17,10 @@ _TEXT: dict[str, tuple[str, str]] = {
     ),
     "link": ("绑定到 {customer}", "Link to {customer}"),
     "name": ("频道命名：", "Channel name: "),
+    "linked": (
+        "频道「{channel}」已绑定到 {customer}：之后频道里的消息会为该客户推荐标签。",
+        "Channel “{channel}” is now linked to {customer}; messages there will be matched for this customer.",
+    ),
 }
 
 
@@ -29,8 +33,13 @@ def channel_offer_card(channel_id: str, channel_name: str, customer_id: int, cus
     """The offer to link a channel whose name follows the convention; the button links it in one click."""
     customer = literal(customer_name, NAME_CHARS)
     body = [text(_say("offer", lang, channel=literal(channel_name, NAME_CHARS), customer=customer))]
-    data = {"channel_id": channel_id, "customer_id": customer_id}
+    data = {"channel_id": channel_id, "customer_id": customer_id, "channel_name": channel_name[:NAME_CHARS]}
     return card(body, [execute(_say("link", lang, customer=customer), verbs.CHANNEL_LINK, data, style="positive")])
+
+
+def channel_linked(channel_name: str, customer: str, lang: Lang) -> str:
+    """The escaped note above the customer card once a channel was linked from an offer."""
+    return _say("linked", lang, channel=literal(channel_name, NAME_CHARS), customer=customer)
 
 
 def conventional_name_section(name: str, lang: Lang = "zh") -> Element:

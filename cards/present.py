@@ -8,7 +8,7 @@ from typing import Any
 
 from cards.adaptive import Card, Element, card, text
 from cards.alert import build_alert_card
-from cards.channel_name import channel_offer_card, conventional_name_section
+from cards.channel_name import channel_linked, channel_offer_card, conventional_name_section
 from cards.customer import build_customer_summary_card
 from cards.error import build_error_card
 from cards.help import build_help_card
@@ -105,10 +105,12 @@ def present(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang: Lang = 
         case TagResult(summary, viewer, _, warnings):
             lines = _change_lines(result, lang) + [literal(w, 200) for w in warnings]
             return summary_card(summary, viewer, taxonomy, now, lang, lines, escaped=True)
-        case LinkResult(customer, linked, summary, viewer):
+        case LinkResult(customer, linked, summary, viewer, channel_name):
             name = literal(customer.name, NAME_CHARS)
             if linked and summary is not None and viewer is not None:
                 note = say("linked", lang, name=name)
+                if channel_name is not None:
+                    note = channel_linked(channel_name, name, lang)
                 return summary_card(summary, viewer, taxonomy, now, lang, [note], escaped=True)
             return card([text(say("unlinked", lang, name=name))])
         case SuggestResult():

@@ -127,6 +127,7 @@ class LinkResult:
     linked: bool
     summary: CustomerSummary | None = None
     viewer: User | None = None
+    channel_name: str | None = None  # set when another channel was linked (from a channel-name offer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -922,7 +923,11 @@ async def _link_channel(service: ChatService, ctx: ChatContext, data: Mapping[st
     async with service.store.unit_of_work(read_only=True) as uow:
         if await uow.customers.get(customer_id) is None:
             raise NotFoundError(f"customer {customer_id} does not exist")
-    return await service._link(replace(ctx, conversation_id=channel_id), customer_id)
+    result = await service._link(replace(ctx, conversation_id=channel_id), customer_id)
+    name = data.get("channel_name")
+    if isinstance(result, LinkResult) and isinstance(name, str) and name.strip():
+        return replace(result, channel_name=name.strip()[:200])
+    return result
 
 
 async def _alert(service: ChatService, ctx: ChatContext, data: Mapping[str, Any], action: Action) -> ChatResult:

@@ -56,6 +56,7 @@ def test_channel_offer_card_links_with_one_click() -> None:
     assert action["verb"] == verbs.CHANNEL_LINK and action["data"] == {
         "channel_id": "19:x@thread.tacv2",
         "customer_id": 3,
+        "channel_name": "[VIP]ABC公司-续约",
     }
     assert present(ChannelOffer("19:x@thread.tacv2", "n", CUSTOMER), load_taxonomy_text(REGIONAL), NOW)["actions"]
 

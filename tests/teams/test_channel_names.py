@@ -38,7 +38,8 @@ async def test_a_conventionally_named_channel_gets_a_link_offer_and_the_button_l
     assert button["data"]["channel_id"] == CHANNEL_ID
     click = card_action(url, verbs.CHANNEL_LINK, button["data"], f"click-{event}")
     status, body = await post(client, click)
-    assert status == 200 and "ABC公司" in texts(body["value"])
+    assert status == 200 and "ABC公司" in texts(body["value"]) and "已绑定到 ABC公司" in texts(body["value"])
+    assert "VIP" in texts(body["value"])  # the note names the channel that was linked, not this conversation
     # Now a message in that channel is matched for ABC公司: its suggestion card names the customer.
     channel_message = load_payload("channel_message_mention", url)
     channel_message.update(
@@ -109,7 +110,7 @@ async def test_channel_events_with_missing_fields_post_nothing_and_never_fail(ke
     ],
 )
 async def test_a_forged_or_stale_link_button_gets_an_error_card_not_a_500(kebiao: Any, data: dict[str, Any]) -> None:
-    client, fake, url = kebiao
+    client, _, url = kebiao
     status, body = await post(client, card_action(url, verbs.CHANNEL_LINK, data, "forged"))
     assert status == 200
     assert "出错了" in texts(body["value"])
