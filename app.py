@@ -38,6 +38,7 @@ from core.taxonomy.store import ensure_taxonomy
 from storage.channels import SqlChannelStore
 from storage.database import Database, open_database
 from storage.learning import SqlLearningStore
+from storage.personal import SqlPersonalTagStore
 from tagging.builtin import initial_taxonomy
 from tagging.taxonomy import Taxonomy
 
@@ -333,6 +334,7 @@ async def _teams_ctx(app: web.Application) -> AsyncIterator[None]:
         activity=SqlAlertStore(app[DATABASE].engine),
         events=rule_hooks(settings, app[DATABASE], lambda: cell.taxonomy),
         learning=Recorder(learning),
+        personal=SqlPersonalTagStore(app[DATABASE].engine),
     )
     adapter = create_adapter(build_authentication(settings.teams))
     # Leased claims: a retry of a turn that died with its process (lease lapsed) or failed runs again.
@@ -403,6 +405,7 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
         rules,
         events=hooks,
         learning=Recorder(learning),
+        personal=SqlPersonalTagStore(database.engine),
     )
     from core.alerts.actions import Action, AlertStatus, act_on_alert
     from storage.outbox import SqlAlertStore

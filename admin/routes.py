@@ -34,7 +34,7 @@ from admin.bodies import (
     upload,
 )
 from admin.errors import AdminError, dumps
-from core.errors import NotFoundError
+from core.errors import NotAllowedError, NotFoundError
 from core.importing.customers import import_customers
 from core.importing.files import ImportFile, ImportFileError, ImportLimits, parse_customer_bytes
 from core.inbound import LIMITS, MAX_INT32, InputError
@@ -207,6 +207,8 @@ async def put_taxonomy(request: web.Request, services: AdminServices) -> web.Str
             change = await import_taxonomy(uow, taxonomy, actor, services.clock(), note="admin API")
     except TaxonomyError as exc:  # a field its column cannot hold, found before anything was written
         raise _taxonomy_refused(exc) from exc
+    except NotAllowedError as exc:  # a regional manager's change outside their regions
+        raise AdminError(403, str(exc)) from None
     in_force = await services.refresh(change.version.version)
     # 200 with "changed": false when the body matched the version in force (no version stored).
     return _json(render.taxonomy_change(change, in_force), status=201 if change.changed else 200)
@@ -233,8 +235,11 @@ async def post_taxonomy_rollback(request: web.Request, services: AdminServices) 
     actor = fields.text("actor", required=False) or DEFAULT_ACTOR
     fields.done()
     assert version is not None
-    async with services.store.unit_of_work() as uow:
-        change = await rollback_taxonomy(uow, version, actor, services.clock())
+    try:
+        async with services.store.unit_of_work() as uow:
+            change = await rollback_taxonomy(uow, version, actor, services.clock())
+    except NotAllowedError as exc:  # a regional manager's rollback would change other regions' tags
+        raise AdminError(403, str(exc)) from None
     in_force = await services.refresh(change.version.version)
     return _json(render.taxonomy_change(change, in_force), status=201 if change.changed else 200)
 

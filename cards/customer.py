@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from cards.adaptive import Card, Element, action_set, card, container, facts, fit, text, toggle
-from cards.colors import dot
+from cards.icons import marker
 from cards.labels import Lang, aside, label
 from cards.text import literal
 from cards.views import CustomerSummaryView, DimensionView, TagView
@@ -38,7 +38,7 @@ def tag_label(tag: TagView, now: datetime, lang: Lang, with_parent: bool = False
     name = literal(tag.name, TAG_CHARS)
     if with_parent and tag.parent:
         name = f"{literal(tag.parent, TAG_CHARS)} › {name}"
-    out = f"{dot(tag.color)} {name}"
+    out = f"{marker(tag.color, tag.icon)} {name}"
     if tag.expires_at is not None:
         out += aside(expiry_note(tag.expires_at, now, lang), lang)
     return out

@@ -8,11 +8,14 @@ from typing import Any
 
 from cards.adaptive import Card, Element, card, text
 from cards.alert import build_alert_card
-from cards.colors import dot
+from cards.channel_name import channel_linked, channel_offer_card, conventional_name_section
 from cards.customer import build_customer_summary_card
 from cards.error import build_error_card
 from cards.help import build_help_card
+from cards.icons import marker
 from cards.labels import Lang, aside
+from cards.meeting import prep_heading
+from cards.personal import personal_change_lines, personal_section
 from cards.search import build_choice_card, build_search_results_card
 from cards.suggestion import build_applied_card, build_suggestion_card, evidence
 from cards.text import literal
@@ -34,9 +37,11 @@ from core import verbs
 from core.alerts.actions import AlertStatus
 from core.alerts.ports import OutboxMessage
 from core.alerts.selection import AlertNotice
+from core.chat.channel_names import conventional_name
 from core.chat.service import (
     AlertResult,
     AppliedState,
+    ChannelOffer,
     ChatResult,
     ChoiceResult,
     ErrorResult,
@@ -86,15 +91,26 @@ def say(key: str, lang: Lang, **values: object) -> str:
 def present(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang: Lang = "zh") -> Card:
     """The Adaptive Card for one chat result."""
     match result:
-        case SummaryResult(summary, viewer, note):
-            return summary_card(summary, viewer, taxonomy, now, lang, [note] if note else [])
+        case SummaryResult(summary, viewer, note, personal, change, prep):
+            lines = ([prep_heading(lang)] if prep else []) + ([literal(note, 300)] if note else [])
+            if change is not None:
+                lines += personal_change_lines(change.added, change.removed, change.not_held, lang)
+            built = summary_card(summary, viewer, taxonomy, now, lang, lines, escaped=True)
+            built["body"].append(conventional_name_section(conventional_name(summary), lang))
+            if personal is not None:
+                built["body"].append(personal_section(personal, lang))
+            return built
+        case ChannelOffer(channel_id, channel_name, customer):
+            return channel_offer_card(channel_id, channel_name, customer.id, customer.name, lang)
         case TagResult(summary, viewer, _, warnings):
             lines = _change_lines(result, lang) + [literal(w, 200) for w in warnings]
             return summary_card(summary, viewer, taxonomy, now, lang, lines, escaped=True)
-        case LinkResult(customer, linked, summary, viewer):
+        case LinkResult(customer, linked, summary, viewer, channel_name):
             name = literal(customer.name, NAME_CHARS)
             if linked and summary is not None and viewer is not None:
                 note = say("linked", lang, name=name)
+                if channel_name is not None:
+                    note = channel_linked(channel_name, name, lang)
                 return summary_card(summary, viewer, taxonomy, now, lang, [note], escaped=True)
             return card([text(say("unlinked", lang, name=name))])
         case SuggestResult():
@@ -184,6 +200,7 @@ def suggestion_view(state: SuggestionState, taxonomy: Taxonomy, lang: Lang = "zh
                 decided_by=_who(r.decided_by, state.names, lang),
                 decided_at=r.decided_at,
                 color=_color(taxonomy, r.dimension, r.tag),
+                icon=tag_icon(taxonomy, r.dimension, r.tag),
                 learned=r.evidence.get("source") == "learned",
             )
         )
@@ -210,6 +227,7 @@ def applied_view(state: AppliedState, taxonomy: Taxonomy, lang: Lang = "zh") -> 
                 dimension_name=dimension.name if dimension else e.dimension,
                 matched=e.matched,
                 color=_color(taxonomy, e.dimension, e.tag),
+                icon=tag_icon(taxonomy, e.dimension, e.tag),
                 expires_at=e.expires_at,
                 undone_by=_who(e.undone_by, state.names, lang),
                 undone_at=e.undone_at,
@@ -232,7 +250,8 @@ def suggest_card(result: SuggestResult, taxonomy: Taxonomy, lang: Lang) -> Card:
         body.append(text(say("suggest_none", lang), isSubtle=True))
     for s in result.suggestions:
         dimension = taxonomy.dimension(s.dimension)
-        head = f"{dot(_color(taxonomy, s.dimension, s.tag))} **{literal(s.tag, TAG_CHARS)}**" + aside(
+        mark = marker(_color(taxonomy, s.dimension, s.tag), tag_icon(taxonomy, s.dimension, s.tag))
+        head = f"{mark} **{literal(s.tag, TAG_CHARS)}**" + aside(
             literal(dimension.name if dimension else s.dimension, TAG_CHARS), lang
         )
         mode = say("suggest_apply" if s.action == "apply" else "suggest_ask", lang)
@@ -331,7 +350,17 @@ def _tag_view(
     tag = defs.get(name_key(name))
     level = tag.level if tag else 1
     parent = tag.parent if tag else None
-    return TagView(name, dimension_name, color, expires_at, level, parent, sensitive, reason)
+    icon = tag.icon if tag else None
+    return TagView(name, dimension_name, color, expires_at, level, parent, sensitive, reason, icon)
+
+
+def tag_icon(taxonomy: Taxonomy, dimension_key: str, tag_name: str) -> str | None:
+    """The taxonomy's emoji for a tag (None: no icon, or the tag is gone)."""
+    dimension = taxonomy.dimension(dimension_key)
+    if dimension is None:
+        return None
+    key = name_key(tag_name)
+    return next((t.icon for t in dimension.iter_tags() if name_key(t.name) == key), None)
 
 
 def _color(taxonomy: Taxonomy, dimension_key: str, tag_name: str) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from cards.adaptive import Card, Element, action_set, card, column, columns, execute, fit, text
-from cards.colors import dot
+from cards.icons import marker
 from cards.labels import Lang, aside, label
 from cards.text import literal
 from cards.views import AppliedCardView, AppliedItem, SuggestionCardView, SuggestionItem
@@ -60,7 +60,7 @@ def evidence(matched: tuple[str, ...], lang: Lang, learned: bool = False) -> str
 
 
 def _suggestion(item: SuggestionItem, now: datetime, lang: Lang) -> Element:
-    head = f"{dot(item.color)} **{literal(item.tag, TAG_CHARS)}**" + aside(
+    head = f"{marker(item.color, item.icon)} **{literal(item.tag, TAG_CHARS)}**" + aside(
         literal(item.dimension_name, TAG_CHARS), lang
     )
     score = label("score", lang, pct=round(item.score * 100))
@@ -117,7 +117,7 @@ def build_applied_card(view: AppliedCardView, now: datetime, lang: Lang = "zh") 
 
 
 def _applied(item: AppliedItem, now: datetime, lang: Lang) -> Element:
-    line = f"{dot(item.color)} **{literal(item.tag, TAG_CHARS)}**" + aside(
+    line = f"{marker(item.color, item.icon)} **{literal(item.tag, TAG_CHARS)}**" + aside(
         literal(item.dimension_name, TAG_CHARS), lang
     )
     notes = []

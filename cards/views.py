@@ -22,6 +22,7 @@ class TagView:
     parent: str | None = None
     sensitive: bool = False
     reason: str | None = None  # why an automation rule applied it
+    icon: str | None = None  # the taxonomy's emoji for the tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class SuggestionItem:
     decided_at: datetime | None = None
     color: str | None = None
     learned: bool = False  # from the learned model (模型建议), not a keyword
+    icon: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ class AppliedItem:
     expires_at: datetime | None = None
     undone_by: str | None = None
     undone_at: datetime | None = None
+    icon: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from cards.colors import dot
 from cards.customer import tag_label, visible_dimensions
+from cards.icons import marker
 from cards.labels import Lang, aside, label
 from cards.search import customer_line
 from cards.suggestion import evidence
@@ -96,9 +96,8 @@ def suggestion_markdown(view: SuggestionCardView, now: datetime, lang: Lang = "z
     """Suggestions with evidence and, once decided, who decided what and when."""
     lines = [f"**{label('suggested_for', lang, name=literal(view.customer_name, 60))}**"]
     for item in view.items[:LINES_PER_BLOCK]:
-        lines.append(
-            f"{dot(item.color)} **{literal(item.tag, 40)}**{aside(literal(item.dimension_name, 40), lang)}"
-        )
+        mark = marker(item.color, item.icon)
+        lines.append(f"{mark} **{literal(item.tag, 40)}**{aside(literal(item.dimension_name, 40), lang)}")
         lines.append(f'<font color="comment">{evidence(item.matched, lang, item.learned)}</font>')
         if item.status is SuggestionStatus.ACCEPTED or item.status is SuggestionStatus.REJECTED:
             key = "accepted_by" if item.status is SuggestionStatus.ACCEPTED else "rejected_by"
@@ -114,7 +113,8 @@ def applied_markdown(view: AppliedCardView, now: datetime, lang: Lang = "zh") ->
     """Auto-applied tags; undone ones say who undid them."""
     lines = [label("applied_for", lang, name=literal(view.customer_name, 60))]
     for item in view.items[:LINES_PER_BLOCK]:
-        line = f"{dot(item.color)} **{literal(item.tag, 40)}**{aside(literal(item.dimension_name, 40), lang)}"
+        mark = marker(item.color, item.icon)
+        line = f"{mark} **{literal(item.tag, 40)}**{aside(literal(item.dimension_name, 40), lang)}"
         if item.undone_by is not None or item.undone_at is not None:
             when = fmt_time(item.undone_at, now) if item.undone_at else "?"
             line += " " + label("undone_by", lang, who=literal(item.undone_by or "?", 40), when=when)

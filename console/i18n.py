@@ -57,6 +57,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "none_top": ("（无，顶级标签）", "(none: top level)"),
     "name": ("名称", "Name"),
     "color": ("颜色", "Colour"),
+    "icon": ("图标（一个表情）", "Icon (one emoji)"),
+    "regions": ("适用区域（留空为全部区域）", "Regions (empty: every region)"),
     "description": ("说明 / 使用指引", "Description / usage guide"),
     "keywords": ("关键词", "Keywords"),
     "keywords_help": ("用逗号、顿号或换行分隔", "Separate with commas or new lines"),

@@ -474,3 +474,19 @@ crm_pending_writes = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_crm_pending_writes_due", "connector", "next_attempt_at"),
 )
+
+# Personal tags (migration 0016): an author's own notes on a customer, seen only by that author; apart from the
+# taxonomy's assignments so reports, WeCom corp-tag pushes and CRM writes never see them.
+personal_tags = Table(
+    "personal_tags",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("customer_id", BigId, ForeignKey("customers.id", ondelete="CASCADE"), nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("name_key", String(100), nullable=False),
+    Column("source", String(10), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    UniqueConstraint("customer_id", "author", "name_key", name="uq_personal_tags_customer_author_name"),
+    CheckConstraint("source IN ('manual', 'wecom')", name="source_known"),
+)

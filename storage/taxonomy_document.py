@@ -28,11 +28,13 @@ def to_document(taxonomy: Taxonomy) -> dict[str, Any]:
                 "sync": d.sync.value,
                 "crm_fields": {f: dict(v) for f, v in d.crm_fields.items()},
                 "crm_rules": {f: [r.to_data() for r in rules] for f, rules in d.crm_rules.items()},
+                **({"regions": list(d.regions)} if d.regions else {}),
             }
             for d in taxonomy.dimensions
         ],
         "channels": dict(taxonomy.channels),
         **ruleset_to_data(taxonomy.rules),
+        **({"regions": list(taxonomy.regions)} if taxonomy.regions else {}),
     }
 
 
@@ -52,6 +54,7 @@ def from_document(document: dict[str, Any], version: int) -> Taxonomy:
             crm_rules=MappingProxyType(
                 {f: tuple(_rule_from(r) for r in rules) for f, rules in (d.get("crm_rules") or {}).items()}
             ),
+            regions=tuple(d.get("regions") or ()),
         )
         for d in document.get("dimensions", [])
     )
@@ -60,6 +63,7 @@ def from_document(document: dict[str, Any], version: int) -> Taxonomy:
         dimensions=dimensions,
         channels=MappingProxyType(dict(document.get("channels") or {})),
         rules=stored_ruleset(document, dimensions),
+        regions=tuple(document.get("regions") or ()),
     )
 
 
@@ -81,6 +85,8 @@ def _tag_document(tag: TagDef) -> dict[str, Any]:
         "ttl_days": tag.ttl_days,
         "auto_apply": tag.auto_apply,
         "children": [_tag_document(c) for c in tag.children],
+        **({"regions": list(tag.regions)} if tag.regions else {}),
+        **({"icon": tag.icon} if tag.icon else {}),
     }
 
 
@@ -97,6 +103,8 @@ def _tag_from(doc: dict[str, Any], dimension: str, parents: tuple[str, ...]) -> 
         ttl_days=doc.get("ttl_days"),
         auto_apply=bool(doc.get("auto_apply", False)),
         children=tuple(_tag_from(c, dimension, path) for c in doc.get("children") or ()),
+        regions=tuple(doc.get("regions") or ()),
+        icon=doc.get("icon"),
     )
 
 

@@ -17,6 +17,7 @@ from tagging.field_rules import FieldRule, RangeError, overlap, parse_range
 from tagging.formula import describe_start, formula_start
 from tagging.normaliser import name_key, normalise
 from tagging.pii import describe, find_pii, mask
+from tagging.regions import is_single_emoji
 from tagging.rules import RuleSet, RulesParser, ruleset_to_data
 from tagging.taxonomy import MAX_DEPTH, Dimension, SyncMode, TagDef, Taxonomy, Visibility
 
@@ -30,9 +31,20 @@ MAX_STATE = 30  # WeCom limits a 渠道活码 state to 30 characters
 Format = Literal["yaml", "json"]
 
 FORMAT_VERSION = 1  # the taxonomy file format this Kebiao reads and writes
-_TOP_KEYS = ("version", "dimensions", "channels", "rules", "webhooks")
-_DIMENSION_KEYS = ("key", "name", "exclusive", "visibility", "tags", "sync", "crm_fields")
-_TAG_KEYS = ("name", "color", "description", "keywords", "exclude", "ttl_days", "auto_apply", "children")
+_TOP_KEYS = ("version", "regions", "dimensions", "channels", "rules", "webhooks")
+_DIMENSION_KEYS = ("key", "name", "exclusive", "visibility", "regions", "tags", "sync", "crm_fields")
+_TAG_KEYS = (
+    "name",
+    "icon",
+    "color",
+    "description",
+    "keywords",
+    "exclude",
+    "ttl_days",
+    "auto_apply",
+    "regions",
+    "children",
+)
 _KEY = re.compile(r"[a-z][a-z0-9_]*")
 _COLOR = re.compile(r"#[0-9A-Fa-f]{6}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -189,7 +201,10 @@ def taxonomy_to_data(taxonomy: Taxonomy) -> dict[str, Any]:
 
     `version` is the file format's version (1), not a stored taxonomy's version number, so that the data of a
     stored version loads again (editing, adding keywords, export and re-import)."""
-    data: dict[str, Any] = {"version": FORMAT_VERSION, "dimensions": []}
+    data: dict[str, Any] = {"version": FORMAT_VERSION}
+    if taxonomy.regions:
+        data["regions"] = list(taxonomy.regions)
+    data["dimensions"] = []
     for dim in taxonomy.dimensions:
         data["dimensions"].append(
             {
@@ -197,6 +212,7 @@ def taxonomy_to_data(taxonomy: Taxonomy) -> dict[str, Any]:
                 "name": dim.name,
                 "exclusive": dim.exclusive,
                 "visibility": dim.visibility.value,
+                **({"regions": list(dim.regions)} if dim.regions else {}),
                 "tags": [_tag_to_data(t) for t in dim.tags],
                 **_sync_to_data(dim),
             }
@@ -221,6 +237,8 @@ def _sync_to_data(dim: Dimension) -> dict[str, Any]:
 
 def _tag_to_data(tag: TagDef) -> dict[str, Any]:
     out: dict[str, Any] = {"name": tag.name}
+    if tag.icon is not None:
+        out["icon"] = tag.icon
     if tag.color is not None:
         out["color"] = tag.color
     if tag.description is not None:
@@ -233,6 +251,8 @@ def _tag_to_data(tag: TagDef) -> dict[str, Any]:
         out["ttl_days"] = tag.ttl_days
     if tag.auto_apply:
         out["auto_apply"] = True
+    if tag.regions:
+        out["regions"] = list(tag.regions)
     if tag.children:
         out["children"] = [_tag_to_data(c) for c in tag.children]
     return out
@@ -401,6 +421,8 @@ class _Checker:
     def __init__(self, source: str) -> None:
         self.source = source
         self.problems: list[Problem] = []
+        self.known_regions: tuple[str, ...] = ()  # the top-level `regions:` list, when given
+        self.scope: tuple[str, ...] = ()  # regions of the dimension or tag being read (empty: all)
 
     def fail(self, path: str, reason: str) -> None:
         self.problems.append(Problem(self.source, path, reason))
@@ -526,12 +548,70 @@ class _Checker:
         version = root.get("version", 1)
         if not isinstance(version, int) or isinstance(version, bool) or version != 1:
             self.fail("version", f"unsupported version {version!r}; this Kebiao reads version 1")
+        self.known_regions = self.region_list(root, "", known=False)
         dimensions = self.dimensions(root.get("dimensions", []))
         channels = self.channels(root.get("channels") or {}, dimensions)
         ruleset = parse_rules_section(root, dimensions, self.fail)
         if self.problems:
             return None
-        return Taxonomy(version=1, dimensions=dimensions, channels=MappingProxyType(channels), rules=ruleset)
+        return Taxonomy(
+            version=1,
+            dimensions=dimensions,
+            channels=MappingProxyType(channels),
+            rules=ruleset,
+            regions=self.known_regions,
+        )
+
+    def region_list(self, data: Mapping[Any, Any], path: str, known: bool = True) -> tuple[str, ...]:
+        """An optional `regions:` list of distinct names; with `known`, each must be in the top-level list."""
+        where = f"{path}.regions" if path else "regions"
+        if "regions" not in data:
+            return ()
+        value = data["regions"]
+        if not isinstance(value, list) or not value:
+            self.fail(where, "'regions' must be a non-empty list of region names (leave it out for every region)")
+            return ()
+        out: list[str] = []
+        for i, item in enumerate(value):
+            name = self.text(item, f"{where}[{i}]", "region name", MAX_NAME)
+            if name is None:
+                continue
+            if any(name_key(name) == name_key(seen) for seen in out):
+                self.fail(f"{where}[{i}]", f"region '{name}' is listed twice")
+                continue
+            if known and self.known_regions and not any(name_key(name) == name_key(k) for k in self.known_regions):
+                listed = ", ".join(self.known_regions)
+                self.fail(
+                    f"{where}[{i}]",
+                    f"region '{name}' is not in the taxonomy's regions list ({listed}); "
+                    "fix the spelling or add it there",
+                )
+                continue
+            out.append(name)
+        return tuple(out)
+
+    def scoped(self, own: tuple[str, ...], path: str) -> tuple[str, ...]:
+        """The scope in force below: `own` when given (inside the enclosing scope), else the enclosing one."""
+        if not own:
+            return self.scope
+        if self.scope:
+            outside = [r for r in own if not any(name_key(r) == name_key(s) for s in self.scope)]
+            if outside:
+                self.fail(
+                    f"{path}.regions",
+                    f"region {', '.join(outside)} is outside the enclosing scope ({', '.join(self.scope)}); "
+                    "a sub-tag can only narrow its parent's regions",
+                )
+        return own
+
+    def icon(self, value: Any, path: str) -> str | None:
+        """An optional tag icon: exactly one emoji (a flag, a ZWJ sequence or one emoji with modifiers)."""
+        if value is None:
+            return None
+        if isinstance(value, str) and is_single_emoji(value.strip()):
+            return value.strip()
+        self.fail(f"{path}.icon", f"icon {_show(value)} must be exactly one emoji, e.g. \"🔥\" (quote it in YAML)")
+        return None
 
     def dimensions(self, value: Any) -> tuple[Dimension, ...]:
         if not isinstance(value, list):
@@ -577,7 +657,10 @@ class _Checker:
             shown = _show(visibility)
             self.fail(f"{path}.visibility", f"visibility {shown} is not one of: all, managers")
             visibility = "all"
+        regions = self.region_list(data, path)
+        self.scope = regions
         tags = self.dimension_tags(data.get("tags") or [], path, key if isinstance(key, str) else "")
+        self.scope = ()
         sync, crm_fields, crm_rules = self.crm_sync(data, path, tags, exclusive)
         if not isinstance(key, str) or name is None:
             return None
@@ -590,6 +673,7 @@ class _Checker:
             sync=sync,
             crm_fields=crm_fields,
             crm_rules=crm_rules,
+            regions=regions,
         )
 
     def crm_sync(
@@ -762,8 +846,13 @@ class _Checker:
             self.fail(f"{path}.ttl_days", reason)
             ttl = None
         auto_apply = self.boolean(data, "auto_apply", path)
+        icon = self.icon(data.get("icon"), path)
+        regions = self.region_list(data, path)
         own_path = (*parents, name or "?")
+        enclosing = self.scope
+        self.scope = self.scoped(regions, path)
         children = self.children(data.get("children") or [], path, dim_key, own_path, seen)
+        self.scope = enclosing
         if name is None:
             return None
         return TagDef(
@@ -777,6 +866,8 @@ class _Checker:
             ttl_days=ttl,
             auto_apply=auto_apply,
             children=children,
+            regions=regions,
+            icon=icon,
         )
 
     def tag_name(self, name: str, path: str, seen: dict[str, str]) -> str | None:

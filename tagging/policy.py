@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from tagging.normaliser import name_key
 from tagging.pii import contains_pii
+from tagging.regions import in_scope, scope_refusal, tag_scope
 from tagging.taxonomy import Dimension, TagDef, Taxonomy, Visibility
 
 SOFT_CAP = 20
@@ -152,6 +153,23 @@ def decide_apply(
     warning = soft_cap_warning(count_after)
     warnings: tuple[str, ...] = (warning,) if warning else ()
     return ApplyDecision(renew=False, replaces=replaces, expires_at=expires_at, warnings=warnings)
+
+
+class ScopeRefusal(PolicyRefusal):
+    """A regional tag refused for a customer of another region; `zh` is the Chinese wording."""
+
+    def __init__(self, reason: str, zh: str) -> None:
+        super().__init__(reason)
+        self.zh = zh
+
+
+def refuse_out_of_scope(dimension: Dimension, tag: TagDef, region: str) -> None:
+    """Refuse a regional tag for a customer of another region (or of none)."""
+    if not in_scope(dimension, tag, region):
+        scope = tag_scope(dimension, tag)
+        where = f"属于{region}" if region else "没有填写区域"
+        zh = f"标签「{tag.name}」只用于{'、'.join(scope)}的客户，这位客户{where}"
+        raise ScopeRefusal(scope_refusal(tag, scope, region), zh)
 
 
 def is_visible(dimension: Dimension | None, sees_sensitive: bool) -> bool:

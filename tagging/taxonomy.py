@@ -42,6 +42,8 @@ class TagDef:
     ttl_days: int | None = None
     auto_apply: bool = False
     children: tuple[TagDef, ...] = ()
+    regions: tuple[str, ...] = ()  # own scope; empty: the parent's (or the dimension's) scope applies
+    icon: str | None = None  # one emoji shown before the name on cards
 
     @property
     def level(self) -> int:
@@ -66,6 +68,7 @@ class Dimension:
     crm_fields: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     # CRM field name -> rules (value lists, numeric ranges), for fields written as a list (only with sync: crm)
     crm_rules: Mapping[str, tuple[FieldRule, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    regions: tuple[str, ...] = ()  # empty: every region
 
     def iter_tags(self) -> Iterator[TagDef]:
         """Every tag of the dimension, depth first."""
@@ -85,6 +88,7 @@ class Taxonomy:
     dimensions: tuple[Dimension, ...]
     channels: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     rules: RuleSet = field(default_factory=RuleSet)
+    regions: tuple[str, ...] = ()  # the known region names (empty: any name may be used in `regions:`)
 
     def iter_tags(self) -> Iterator[TagDef]:
         for dimension in self.dimensions:

@@ -167,6 +167,44 @@ class KebiaoBot(TeamsActivityHandler):
             lang = language(activity)
             built = present(HelpResult(), self.chat.taxonomy, self._shown(self.clock()), lang)
             await turn_context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(built)))
+        channel = _named_channel(activity)
+        if channel is not None:
+            await self._offer_channel_link(turn_context, *channel)
+
+    async def _offer_channel_link(self, turn_context: TurnContext, channel_id: str, name: str) -> None:
+        """A channel created or renamed to "[VIP]ABC公司-合同续约中": offer to link it to ABC公司."""
+        activity = turn_context.activity
+        ctx = await self._context(activity, shared=True)
+        offer = await self.chat.channel_named(ctx, channel_id, name)
+        if offer is None:
+            log.info("channel %s named %r: no link to offer", channel_id[:80], name[:80])
+            return
+        built = present(offer, self.chat.taxonomy, self._shown(ctx.now), language(activity))
+        await turn_context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(built)))
+
+    # ------------------------------------------------------------ meetings
+
+    async def on_teams_meeting_start_event(self, meeting: Any, turn_context: TurnContext) -> None:
+        """A meeting starts: post the customer's card as prep in its chat, when the meeting is about one.
+
+        The customer is the meeting chat's linked one, else the one customer the title names. Anything
+        else (no conversation, no title, an unknown or ambiguous customer) posts nothing: the event was
+        nobody's request, so it never answers with an error.
+        """
+        activity = turn_context.activity
+        if activity.conversation is None or not activity.conversation.id:
+            log.info("meeting start without a conversation id; nothing posted")
+            return
+        details = meeting if isinstance(meeting, dict) else {}
+        raw_title = details.get("Title", details.get("title"))
+        title = raw_title if isinstance(raw_title, str) else ""
+        ctx = await self._context(activity, shared=True)  # a meeting chat is read by every participant
+        result = await self.chat.meeting_start(ctx, title)
+        if result is None or isinstance(result, ErrorResult):
+            log.info("meeting start in %s: no customer to prepare for", ctx.conversation_id[:80])
+            return
+        built = present(result, self.chat.taxonomy, self._shown(ctx.now), language(activity))
+        await turn_context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(built)))
 
     # ------------------------------------------------------------ card actions
 
@@ -427,6 +465,23 @@ def tag_form(
     ]
     submit = {"type": "Action.Submit", "title": "打标签" if zh else "Tag", "style": "positive"}
     return card(body, [submit])
+
+
+CHANNEL_EVENTS = frozenset({"channelCreated", "channelRenamed"})
+
+
+def _named_channel(activity: Activity) -> tuple[str, str] | None:
+    """(channel id, new name) of a channelCreated / channelRenamed update; None for anything else or missing parts."""
+    data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    if data.get("eventType") not in CHANNEL_EVENTS:
+        return None
+    channel = data.get("channel")
+    if not isinstance(channel, dict):
+        return None
+    channel_id, name = channel.get("id"), channel.get("name")
+    if not isinstance(channel_id, str) or not isinstance(name, str) or not channel_id or not name.strip():
+        return None
+    return channel_id, name
 
 
 def conversation_key(activity: Activity) -> str:

@@ -36,6 +36,7 @@ from core.chat.service import AppliedState, ChatContext, ChatResult, ChatService
 from core.errors import NotAllowedError, NotFoundError
 from core.records import TaxonomyVersion
 from core.tags.assignments import TagChange, TaggingRules
+from core.tags.personal import PersonalSource, wecom_personal_tags
 from core.types import SuggestionStatus
 from core.wecom_sync.contacts import HANDLED, ContactDetails, record_contact_event
 from tagging.taxonomy import Taxonomy
@@ -213,6 +214,8 @@ class WeComHandlers:
                 state=event.state,
                 details=details,
             )
+        if outcome.customer is not None:
+            await self._read_personal(outcome.customer.id, details)
         if outcome.channel_tag is not None and outcome.customer is not None and self._s.tag_sync is not None:
             await self._s.tag_sync.tags_changed(outcome.customer.id, [outcome.channel_tag])
         lifecycle = {"add_external_contact": True, "del_follow_user": False}
@@ -231,8 +234,18 @@ class WeComHandlers:
             return None
         contact = data.get("external_contact") or {}
         return ContactDetails(
-            name=str(contact.get("name") or "").strip(), corp_name=str(contact.get("corp_name") or "").strip()
+            name=str(contact.get("name") or "").strip(),
+            corp_name=str(contact.get("corp_name") or "").strip(),
+            personal=wecom_personal_tags(data.get("follow_user")),
         )
+
+    async def _read_personal(self, customer_id: int, details: ContactDetails | None) -> None:
+        """Each agent's own WeCom tags on the contact become that agent's personal tags on the customer."""
+        store = self._s.chat.personal
+        if store is None or details is None:
+            return
+        for author, names in details.personal.items():
+            await store.replace_personal_source(customer_id, author, names, PersonalSource.WECOM, self._s.clock())
 
     async def on_tag_library(self, event: ExternalTagEvent) -> None:
         """A corp tag changed in WeCom: re-import the library so the `wecom` dimension stays in step."""

@@ -8,6 +8,8 @@ from typing import Any
 
 from bots.wecom.replies import markdown_message, template_card_message
 from cards.labels import Lang
+from cards.meeting import prep_heading
+from cards.personal import personal_change_lines, personal_markdown
 from cards.present import applied_view, say, search_view, suggestion_view, summary_view
 from cards.text import literal
 from cards.views import ChoiceView
@@ -46,9 +48,13 @@ def new_task_id() -> str:
 def result_markdown(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang: Lang = "zh") -> str:
     """Markdown text for any chat result."""
     match result:
-        case SummaryResult(summary, viewer, note):
+        case SummaryResult(summary, viewer, note, personal, change, prep):
             body = customer_summary_markdown(summary_view(summary, viewer, taxonomy), now, lang)
-            return markdown([literal(note, 300), body]) if note else body
+            lines = ([prep_heading(lang)] if prep else []) + ([literal(note, 300)] if note else [])
+            if change is not None:
+                lines += personal_change_lines(change.added, change.removed, change.not_held, lang)
+            parts = [*lines, body] + ([personal_markdown(personal, lang)] if personal is not None else [])
+            return markdown(parts) if len(parts) > 1 else body
         case TagResult(summary, viewer, changes, warnings):
             lines = [_change_line(outcome, names, lang) for outcome, names in _by_outcome(changes).items()]
             lines += [literal(w, 200) for w in warnings]

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from console.nav import NavItem
 from console.web import PREFIX, Page, PageRoute, form_value, redirect
-from core.errors import NotFoundError
+from core.errors import NotAllowedError, NotFoundError
 from core.records import TaxonomyVersion
 from core.taxonomy.diff import diff_taxonomies
 from core.taxonomy.drafts import (
@@ -168,8 +168,11 @@ async def post_save(request: web.Request, page: Page) -> web.StreamResponse:
         notice = page.t("conflict", n=current.version)
         return page.render("problems.html", 409, active="taxonomy", problems=[notice])
     assert page.user is not None
-    async with page.services.store.unit_of_work() as uow:
-        change = await import_taxonomy(uow, result.taxonomy, page.user.id, page.services.clock(), note="console")
+    try:
+        async with page.services.store.unit_of_work() as uow:
+            change = await import_taxonomy(uow, result.taxonomy, page.user.id, page.services.clock(), note="console")
+    except NotAllowedError as exc:
+        return page.render("problems.html", 403, active="taxonomy", problems=[str(exc)])
     await page.services.refresh(change.version.version)
     log.info("console: %s saved taxonomy version %d", page.user.id, change.version.version)
     return redirect(f"{BASE}/history?done=saved&v={change.version.version}")
@@ -204,6 +207,8 @@ async def post_rollback(request: web.Request, page: Page) -> web.StreamResponse:
             change = await rollback_taxonomy(uow, int(raw), page.user.id, page.services.clock())
     except NotFoundError as exc:
         return page.render("problems.html", 404, active="taxonomy", problems=[str(exc)])
+    except NotAllowedError as exc:
+        return page.render("problems.html", 403, active="taxonomy", problems=[str(exc)])
     await page.services.refresh(change.version.version)
     log.info("console: %s rolled the taxonomy back to version %s", page.user.id, raw)
     return redirect(f"{BASE}/history?done=rolled_back&v={change.version.version}")
@@ -224,6 +229,8 @@ async def post_retire(request: web.Request, page: Page) -> web.StreamResponse:
             )
     except LifecycleError as exc:
         return page.render("problems.html", 400, active="taxonomy", problems=[str(exc)])
+    except NotAllowedError as exc:
+        return page.render("problems.html", 403, active="taxonomy", problems=[str(exc)])
     await page.services.refresh(result.version.version)
     back = _back(posted, BASE)
     sep = "&" if "?" in back else "?"
@@ -245,6 +252,8 @@ async def post_merge(request: web.Request, page: Page) -> web.StreamResponse:
             )
     except LifecycleError as exc:
         return page.render("problems.html", 400, active="taxonomy", problems=[str(exc)])
+    except NotAllowedError as exc:
+        return page.render("problems.html", 403, active="taxonomy", problems=[str(exc)])
     await page.services.refresh(result.version.version)
     back = _back(posted, BASE)
     sep = "&" if "?" in back else "?"

@@ -22,6 +22,8 @@ class Verb(StrEnum):
     LINK = "link"
     UNLINK = "unlink"
     SUGGEST = "suggest"
+    MYTAG = "mytag"
+    PREP = "prep"
     UNKNOWN = "unknown"
 
 
@@ -55,6 +57,10 @@ VERBS: dict[str, Verb] = {
     "解绑": Verb.UNLINK,
     "suggest": Verb.SUGGEST,
     "建议": Verb.SUGGEST,
+    "mytag": Verb.MYTAG,
+    "我的标签": Verb.MYTAG,
+    "prep": Verb.PREP,
+    "会前": Verb.PREP,
 }
 
 USAGE: dict[Verb, str] = {
@@ -65,6 +71,8 @@ USAGE: dict[Verb, str] = {
     Verb.LINK: "link <customer>",
     Verb.UNLINK: "unlink",
     Verb.SUGGEST: "suggest <text>",
+    Verb.MYTAG: "mytag <customer> +标签 -标签",
+    Verb.PREP: "prep <customer>",
 }
 
 # (usage, English description, Chinese description) for help cards, in display order.
@@ -84,6 +92,16 @@ HELP_TOPICS: tuple[tuple[str, str, str], ...] = (
     ("link <customer> | 绑定 <客户>", "Link this conversation to a customer", "把当前会话绑定到客户"),
     ("unlink | 解绑", "Remove this conversation's customer link", "解除当前会话的客户绑定"),
     ("suggest <text> | 建议 <文本>", "Suggest tags for a piece of text", "为一段文字推荐标签"),
+    (
+        "mytag <customer> +A -B | 我的标签 <客户> +A -B",
+        "Your own notes as tags, seen only by you (personal chat); without + or - lists them",
+        "只有自己看得到的个人标签（在与机器人的私聊中使用）；不带 + 或 - 时列出",
+    ),
+    (
+        "prep <customer> | 会前 <客户>",
+        "Meeting prep: the customer's tags before you meet (the linked customer when left out)",
+        "会前准备：开会前查看客户标签（在已绑定的会话中可省略客户）",
+    ),
 )
 
 # NBSP, ideographic space and zero-width marks arrive with pasted text.
@@ -123,6 +141,10 @@ def _tags(rest: str) -> Command:
     return _with_customer(Verb.TAGS, rest)
 
 
+def _prep(rest: str) -> Command:
+    return _with_customer(Verb.PREP, rest)
+
+
 def _link(rest: str) -> Command:
     return _with_customer(Verb.LINK, rest)
 
@@ -150,32 +172,39 @@ def _suggest(rest: str) -> Command:
     return Command(Verb.SUGGEST, argument=rest)
 
 
-def _tag(rest: str) -> Command:
+def _mytag(rest: str) -> Command:
+    """`mytag <customer> +A -B` changes the author's personal tags; `mytag <customer>` lists them."""
+    return _tag(rest, Verb.MYTAG)
+
+
+def _tag(rest: str, verb: Verb = Verb.TAG) -> Command:
     """`tag <customer> +A -B`: the customer runs up to the first word starting with + or -."""
     if rest[:1] in _QUOTES:
         customer, after = _read_quoted(rest, 0)
         if customer is None:
-            return Command(Verb.TAG, error=f"customer name: {after}; {usage(Verb.TAG)}")
+            return Command(verb, error=f"customer name: {after}; {usage(verb)}")
         changes = after
     else:
         cut = _first_signed_word(rest)
         customer, changes = rest[:cut].strip(_TRIM), rest[cut:]
-    add, remove, error = _read_changes(changes)
+    add, remove, error = _read_changes(changes, verb)
     if not customer:
         # The changes are kept so a conversation linked to a customer can apply them to that customer.
         kept = (add, remove) if error is None else ((), ())
-        return Command(Verb.TAG, add=kept[0], remove=kept[1], error=f"missing customer; {usage(Verb.TAG)}")
-    if error is None and not add and not remove:
+        return Command(verb, add=kept[0], remove=kept[1], error=f"missing customer; {usage(verb)}")
+    if error is None and not add and not remove and verb is Verb.TAG:
         error = f"no tag to add or remove; {usage(Verb.TAG)}"
     if error is None:
         both = {name_key(n) for n in add} & {name_key(n) for n in remove}
         if both:
             clash = next(n for n in add if name_key(n) in both)
             error = f"tag {clash} is both added and removed; keep only one of +{clash} / -{clash}"
-    return Command(Verb.TAG, customer=customer, add=add, remove=remove, error=error)
+    return Command(verb, customer=customer, add=add, remove=remove, error=error)
 
 
 _PARSERS = {
+    Verb.MYTAG: _mytag,
+    Verb.PREP: _prep,
     Verb.HELP: _help,
     Verb.TAGS: _tags,
     Verb.TAG: _tag,
@@ -237,7 +266,7 @@ def _first_signed_word(text: str) -> int:
     return len(text)
 
 
-def _read_changes(text: str) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
+def _read_changes(text: str, verb: Verb = Verb.TAG) -> tuple[tuple[str, ...], tuple[str, ...], str | None]:
     """Parse `+A -B +"C D"` into (add, remove, error); duplicates are kept once, in order."""
     add: list[str] = []
     remove: list[str] = []
@@ -249,12 +278,12 @@ def _read_changes(text: str) -> tuple[tuple[str, ...], tuple[str, ...], str | No
             continue
         if ch not in _PLUS + _MINUS:
             word = text[i:].split(None, 1)[0]
-            return (), (), f"{word} needs + to add or - to remove it; {usage(Verb.TAG)}"
+            return (), (), f"{word} needs + to add or - to remove it; {usage(verb)}"
         i += 1
         while i < n and (text[i].isspace() or text[i] in _TRIM):
             i += 1  # "+ VIP客户" with a stray space still names VIP客户
         if i >= n:
-            return (), (), f"{ch} is not followed by a tag name; {usage(Verb.TAG)}"
+            return (), (), f"{ch} is not followed by a tag name; {usage(verb)}"
         if text[i] in _QUOTES:
             name, after = _read_quoted(text, i)
             if name is None:
@@ -266,7 +295,7 @@ def _read_changes(text: str) -> tuple[tuple[str, ...], tuple[str, ...], str | No
                 i += 1
             name = text[start:i]
         if not name:
-            return (), (), f"empty tag name after {ch}; {usage(Verb.TAG)}"
+            return (), (), f"empty tag name after {ch}; {usage(verb)}"
         target = add if ch in _PLUS else remove
         if all(name_key(name) != name_key(seen) for seen in target):
             target.append(name)

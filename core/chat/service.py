@@ -20,7 +20,9 @@ from core import verbs
 from core.alerts.actions import SNOOZE_DAYS, Action, AlertStatus, act_on_alert
 from core.alerts.activity import note_message
 from core.alerts.ports import AlertStore
+from core.chat.channel_names import parse_channel_name
 from core.chat.commands import HELP_TOPICS, Command, Verb, parse_command
+from core.chat.meetings import customer_in_title, customers_named
 from core.chat.ports import ChannelStore, ChatEvents, ConversationLink
 from core.errors import NotAllowedError, NotFoundError
 from core.inbound import MAX_INT64
@@ -31,6 +33,7 @@ from core.records import SuggestionRecord
 from core.tags.assignments import TagChange, TaggingRules, apply_tag, remove_tag
 from core.tags.customers import resolve_customer
 from core.tags.expression import ExpressionError
+from core.tags.personal import PersonalChange, PersonalRefusal, PersonalTagStore, change_personal
 from core.tags.search import search_customers
 from core.tags.suggestions import AUTO_ACTOR, SuggestionSource, decide_suggestion, suggest_for_message
 from core.tags.summary import CustomerSummary, customer_summary
@@ -41,6 +44,7 @@ from tagging.policy import (
     AmbiguousTagError,
     CapRefusal,
     PolicyRefusal,
+    ScopeRefusal,
     UnknownTagError,
     is_soft_cap_warning,
     is_visible,
@@ -91,11 +95,18 @@ class ChatContext:
 
 @dataclass(frozen=True, slots=True)
 class SummaryResult:
-    """A customer's tags as the viewer may see them; `note` is a fixed sentence shown above them."""
+    """A customer's tags as the viewer may see them; `note` is a fixed sentence shown above them.
+
+    `personal` holds the viewer's own personal tags, only where nobody else reads the reply (None: not shown);
+    `personal_change` is what a `mytag` command just changed.
+    """
 
     summary: CustomerSummary
     viewer: User
     note: str | None = None
+    personal: tuple[str, ...] | None = None
+    personal_change: PersonalChange | None = None
+    prep: bool = False  # shown as meeting prep (会前准备)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +127,16 @@ class LinkResult:
     linked: bool
     summary: CustomerSummary | None = None
     viewer: User | None = None
+    channel_name: str | None = None  # set when another channel was linked (from a channel-name offer)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOffer:
+    """A channel named by the convention ("[VIP]ABC公司-合同续约中") for `customer`: offer to link it."""
+
+    channel_id: str
+    channel_name: str
+    customer: Customer
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +237,7 @@ ChatResult = (
     | SuggestionState
     | AppliedState
     | AlertResult
+    | ChannelOffer
 )
 
 
@@ -270,8 +292,10 @@ class ChatService:
         cache_seconds: float = CACHE_SECONDS,
         events: ChatEvents | None = None,
         learning: Recorder | None = None,
+        personal: PersonalTagStore | None = None,
     ) -> None:
         self.store = store
+        self.personal = personal
         self.channels = channels
         self._taxonomy = taxonomy
         self._matcher = matcher
@@ -346,6 +370,18 @@ class ChatService:
         if command.verb is Verb.UNKNOWN:
             return HelpResult(note="unknown")
         if command.error is not None:
+            if command.verb is Verb.MYTAG and command.customer is None and (command.add or command.remove):
+                link = await self.linked(ctx.channel, ctx.conversation_id)
+                if link is not None:  # `mytag +A` in a linked conversation notes the linked customer
+                    return await self._mytag(ctx, link.customer_id, command.add, command.remove)
+            if command.verb is Verb.PREP and command.customer is None:
+                link = await self.linked(ctx.channel, ctx.conversation_id)
+                if link is not None:  # `prep` in a linked conversation: the linked customer
+                    return await self.prep(ctx, link.customer_id)
+                zh = ("缺少客户；用法：会前 <客户>", "请写出客户名称，或先绑定本会话：绑定 <客户>")
+                return ErrorResult(
+                    command.error, "name the customer, or link this conversation first: link <customer>", zh
+                )
             if command.verb is Verb.TAG and command.customer is None and (command.add or command.remove):
                 link = await self.linked(ctx.channel, ctx.conversation_id)
                 if link is not None:  # `tag +A` in a linked conversation tags the linked customer
@@ -360,14 +396,17 @@ class ChatService:
             return await self.search(ctx, command.argument, 1)
         if command.verb is Verb.SUGGEST:
             return self.suggest(ctx, command.argument)
+        if command.verb is Verb.MYTAG and (refused := self._personal_refusal(ctx)) is not None:
+            return refused
         name = command.customer or ""
         async with self.store.unit_of_work(read_only=True) as uow:
             resolution = await resolve_customer(uow, name)
         if resolution.customer is None:
             if not resolution.candidates:
-                return ErrorResult(
-                    f"no customer matches {name!r}", "check the spelling, or use the crm id or full name"
-                )
+                hint = "check the spelling, or use the crm id or full name"
+                if command.verb is Verb.MYTAG and not command.add and not command.remove and " " in name.strip():
+                    hint = "put + before a tag to add it and - to remove it, e.g. mytag ABC公司 +周三拜访"
+                return ErrorResult(f"no customer matches {name!r}", hint)
             context = {"verb": command.verb.value, "add": "\n".join(command.add), "remove": "\n".join(command.remove)}
             return ChoiceResult(name, resolution.candidates, MappingProxyType(context))
         return await self._for_customer(ctx, command.verb, resolution.customer.id, command.add, command.remove)
@@ -383,7 +422,49 @@ class ChatService:
             return result
         if verb is Verb.LINK:
             return await self._link(ctx, customer_id)
+        if verb is Verb.MYTAG:
+            return await self._mytag(ctx, customer_id, add, remove)
+        if verb is Verb.PREP:
+            return await self.prep(ctx, customer_id)
         return await self.summary(ctx, customer_id)
+
+    async def prep(self, ctx: ChatContext, customer_id: int) -> ChatResult:
+        """The customer's card as meeting prep (personal tags too, where only the viewer reads it)."""
+        result = await self.summary(ctx, customer_id)
+        return replace(result, prep=True) if isinstance(result, SummaryResult) else result
+
+    async def channel_named(self, ctx: ChatContext, channel_id: str, name: str) -> ChannelOffer | None:
+        """A channel created or renamed: the link offer when its name follows the convention for one customer.
+
+        None (post nothing) for any other name, near misses included, an unknown or ambiguous customer, or a
+        channel already linked to that customer.
+        """
+        parsed = parse_channel_name(name)
+        if parsed is None or not _is_thread_id(channel_id):
+            return None
+        async with self.store.unit_of_work(read_only=True) as uow:
+            named = await customers_named(uow, parsed.customer)
+        if len(named) != 1:
+            return None
+        customer = named[0]
+        link = await self.linked(ctx.channel, channel_id)
+        if link is not None and link.customer_id == customer.id:
+            return None
+        return ChannelOffer(channel_id, name.strip(), customer)
+
+    async def meeting_start(self, ctx: ChatContext, title: str) -> ChatResult | None:
+        """The prep card for a meeting that starts: its chat's linked customer, else the one its title names.
+
+        None (post nothing) when the meeting is about no known customer, or its title names several.
+        """
+        link = await self.linked(ctx.channel, ctx.conversation_id)
+        if link is not None:
+            return await self.prep(ctx, link.customer_id)
+        async with self.store.unit_of_work(read_only=True) as uow:
+            customer = await customer_in_title(uow, title)
+        if customer is None:
+            return None
+        return await self.prep(ctx, customer.id)
 
     async def summary(self, ctx: ChatContext, customer_id: int, note: str | None = None) -> ChatResult:
         """The customer's card for the viewer."""
@@ -392,7 +473,46 @@ class ChatService:
                 summary = await customer_summary(uow, self.taxonomy, customer_id, ctx.viewer, ctx.now)
             except NotFoundError as exc:
                 return ErrorResult(str(exc), HELP_HINT)
-        return SummaryResult(summary, ctx.viewer, note)
+        return SummaryResult(summary, ctx.viewer, note, await self._personal_names(ctx, customer_id))
+
+    async def _personal_names(self, ctx: ChatContext, customer_id: int) -> tuple[str, ...] | None:
+        """The actor's personal tags on the customer, only for a reply nobody else reads (None: not shown)."""
+        if self.personal is None or ctx.shared:
+            return None
+        return tuple(t.name for t in await self.personal.personal_for(customer_id, ctx.actor.id))
+
+    def _personal_refusal(self, ctx: ChatContext) -> ErrorResult | None:
+        """Why `mytag` cannot run here: no personal-tag store, or a conversation others read."""
+        if self.personal is None:
+            return ErrorResult(
+                "personal tags are not available here", HELP_HINT, ("这里不能使用个人标签", "发送 帮助 查看可用命令")
+            )
+        if ctx.shared:
+            return ErrorResult(
+                "personal tags are private: use mytag in your 1:1 chat with the bot, not here",
+                "open a personal chat with the bot and send the command there",
+                ("个人标签只有自己可见，请在与机器人的私聊中使用“我的标签”", "打开与机器人的一对一聊天再发送该命令"),
+            )
+        return None
+
+    async def _mytag(
+        self, ctx: ChatContext, customer_id: int, add: tuple[str, ...], remove: tuple[str, ...]
+    ) -> ChatResult:
+        """Change (or, with no + or -, list) the actor's personal tags on the customer; shown with the card."""
+        if (refused := self._personal_refusal(ctx)) is not None or self.personal is None:
+            return refused or ErrorResult("personal tags are not available here")
+        async with self.store.unit_of_work(read_only=True) as uow:
+            try:
+                summary = await customer_summary(uow, self.taxonomy, customer_id, ctx.viewer, ctx.now)
+            except NotFoundError as exc:
+                return ErrorResult(str(exc), HELP_HINT)
+        try:
+            change = await change_personal(self.personal, customer_id, ctx.actor.id, add, remove, ctx.now)
+        except PersonalRefusal as exc:
+            zh = ("；".join(p[1] for p in exc.problems), UNCHANGED_HINT_ZH)
+            return ErrorResult("; ".join(p[0] for p in exc.problems), UNCHANGED_HINT, zh)
+        names = tuple(t.name for t in change.held)
+        return SummaryResult(summary, ctx.viewer, None, names, change if add or remove else None)
 
     async def search(self, ctx: ChatContext, query: str, page: int) -> ChatResult:
         """One page of customers matching a tag expression (page is 1-based)."""
@@ -794,6 +914,22 @@ async def _page(service: ChatService, ctx: ChatContext, data: Mapping[str, Any])
     return await service.search(ctx, _str(data, "query"), _int(data, "page", MAX_PAGE))
 
 
+async def _link_channel(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]) -> ChatResult:
+    """The Link button of a channel-name offer: link that channel to the customer."""
+    channel_id = _str(data, "channel_id")
+    if not _is_thread_id(channel_id):
+        raise BadAction(f"channel_id {channel_id[:60]!r} is not a Teams channel id")
+    customer_id = _int(data, "customer_id")
+    async with service.store.unit_of_work(read_only=True) as uow:
+        if await uow.customers.get(customer_id) is None:
+            raise NotFoundError(f"customer {customer_id} does not exist")
+    result = await service._link(replace(ctx, conversation_id=channel_id), customer_id)
+    name = data.get("channel_name")
+    if isinstance(result, LinkResult) and isinstance(name, str) and name.strip():
+        return replace(result, channel_name=name.strip()[:200])
+    return result
+
+
 async def _alert(service: ChatService, ctx: ChatContext, data: Mapping[str, Any], action: Action) -> ChatResult:
     """Acknowledge or snooze an alert for its recipient and return the alert card's new state."""
     alert_id = _int(data, "alert_id")
@@ -839,6 +975,7 @@ DECISIONS: Mapping[str, Decider] = MappingProxyType(
         verbs.SEARCH_PAGE: _page,
         verbs.ALERT_ACK: _ack,
         verbs.ALERT_SNOOZE: _snooze,
+        verbs.CHANNEL_LINK: _link_channel,
     }
 )
 
@@ -863,6 +1000,11 @@ def _int(data: Mapping[str, Any], key: str, maximum: int = MAX_INT64) -> int:
     if number > maximum:
         raise BadAction(f"{key} must be at most {maximum}, got a larger number")
     return number
+
+
+def _is_thread_id(value: str) -> bool:
+    """A Teams channel or chat thread id ("19:…@thread.tacv2"), short enough to store."""
+    return 0 < len(value) <= 500 and value.startswith("19:") and "@thread." in value and ";" not in value
 
 
 def _str(data: Mapping[str, Any], key: str) -> str:
@@ -902,6 +1044,8 @@ def _message_zh(exc: Exception, sees_sensitive: bool = True) -> str:
     """The Chinese text of a service error, for Chinese cards."""
     if isinstance(exc, CapRefusal) and not sees_sensitive:
         return exc.hidden_reason()[0]
+    if isinstance(exc, ScopeRefusal):
+        return exc.zh
     if isinstance(exc, UnknownTagError):
         close = f"；你是不是想找：{'、'.join(exc.close)}？" if exc.close else ""
         return f"没有名为「{exc.name}」的标签{close}"

@@ -19,7 +19,15 @@ from core.records import CustomerDraft, NewEvent
 from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
 from core.types import Customer, EventKind, Source
 from tagging.normaliser import name_key
-from tagging.policy import AmbiguousTagError, HeldTag, PolicyRefusal, UnknownTagError, decide_apply, find_tag
+from tagging.policy import (
+    AmbiguousTagError,
+    HeldTag,
+    PolicyRefusal,
+    UnknownTagError,
+    decide_apply,
+    find_tag,
+    refuse_out_of_scope,
+)
 from tagging.taxonomy import Dimension, TagDef, Taxonomy
 
 
@@ -130,7 +138,8 @@ async def plan_import(
                 continue
             existing = matches[0] if matches else None
             held = [HeldTag(a.dimension, a.tag) for a in held_by_id.get(existing.id, [])] if existing else []
-            to_add = _plan_tags(row, tags, held, rules, now, found)
+            region = row.region or (existing.region if existing else "")
+            to_add = _plan_tags(row, tags, held, rules, now, found, region)
             if existing is None:
                 plans.append(_RowPlan(row, _draft(row), None, True, to_add))
             else:
@@ -146,6 +155,7 @@ def _plan_tags(
     rules: TaggingRules,
     now: datetime,
     found: list[RowProblem],
+    region: str = "",
 ) -> tuple[tuple[Dimension, TagDef, datetime | None], ...]:
     """The row's tags the customer does not hold yet, decided by the same pure policy as applying them."""
     out: list[tuple[Dimension, TagDef, datetime | None]] = []
@@ -153,6 +163,7 @@ def _plan_tags(
         if any(h.dimension == dimension.key and name_key(h.tag) == name_key(tag.name) for h in held):
             continue  # already held: importing again must change nothing (no renewal either)
         try:
+            refuse_out_of_scope(dimension, tag, region)
             decision = decide_apply(dimension, tag, held, now, rules.tz, rules.hard_cap)
         except PolicyRefusal as refusal:
             found.append(RowProblem(row.row, "tags", refusal.reason))

@@ -23,6 +23,7 @@ from tagging.policy import (
     UnknownTagError,
     decide_apply,
     find_tag,
+    refuse_out_of_scope,
 )
 from tagging.taxonomy import Dimension, SyncMode, TagDef, Taxonomy
 
@@ -111,8 +112,10 @@ async def apply_definition(
 ) -> TagChange:
     """Apply a resolved tag: renew, or add replacing exclusive siblings; every change is an event."""
     refuse_crm_mastered(dimension, source)
-    if await uow.customers.get(customer_id) is None:
+    customer = await uow.customers.get(customer_id)
+    if customer is None:
         raise NotFoundError(f"customer {customer_id} does not exist")
+    refuse_out_of_scope(dimension, tag, customer.region)
     active = await uow.assignments.active_for(customer_id)
     held = [HeldTag(a.dimension, a.tag) for a in active]
     decision = decide_apply(dimension, tag, held, now, rules.tz, rules.hard_cap)
@@ -220,6 +223,7 @@ async def apply_many(
     missing = sorted({i.customer_id for i in items} - set(stored))
     if missing:
         raise NotFoundError(f"customer {missing[0]} does not exist")
+    regions = {c.id: c.region for c in await uow.customers.get_many(sorted(stored))}
     held: dict[int, list[_Held]] = {
         cid: [_Held(a.dimension, a.tag, a.expires_at, row=a) for a in rows] for cid, rows in stored.items()
     }
@@ -231,6 +235,7 @@ async def apply_many(
         active = held[item.customer_id]
         try:
             refuse_crm_mastered(item.dimension, source)
+            refuse_out_of_scope(item.dimension, item.tag, regions.get(item.customer_id, ""))
             decision = decide_apply(
                 item.dimension,
                 item.tag,

@@ -13,6 +13,7 @@ from core.records import SuggestionRecord
 from core.tags.assignments import TagChange, TaggingRules, apply_definition, clean_evidence
 from core.types import Source, SuggestionStatus
 from tagging.policy import PolicyRefusal, find_tag
+from tagging.regions import in_scope
 from tagging.suggestion import Suggestion
 from tagging.taxonomy import Taxonomy
 
@@ -55,7 +56,8 @@ async def suggest_for_message(
     now: datetime,
 ) -> MessageOutcome:
     """Run the matcher; apply `apply` tags and store `suggest` ones, once per (message key, tag)."""
-    if await uow.customers.get(customer_id) is None:
+    customer = await uow.customers.get(customer_id)
+    if customer is None:
         raise NotFoundError(f"customer {customer_id} does not exist")
     applied: list[TagChange] = []
     pending: list[SuggestionRecord] = []
@@ -63,6 +65,8 @@ async def suggest_for_message(
     new_rows = 0
     for s in matcher.suggest(text):
         dimension, tag = find_tag(taxonomy, s.tag, s.dimension)
+        if not in_scope(dimension, tag, customer.region):
+            continue  # a regional tag is neither suggested nor applied for customers of other regions
         auto = s.action == "apply" and s.source == "keyword"  # a learned suggestion is never auto-applied
         evidence = clean_evidence({"matched": list(s.matched), "excerpt": s.excerpt})
         if s.source != "keyword":

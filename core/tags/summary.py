@@ -10,6 +10,7 @@ from core.ports import UnitOfWork
 from core.types import Assignment, Customer, Source, User
 from tagging.normaliser import name_key
 from tagging.policy import SOFT_CAP, is_temporary, is_visible
+from tagging.regions import in_scope
 from tagging.taxonomy import Taxonomy
 
 
@@ -82,6 +83,8 @@ def summarise(
         views = []
         for a in rows:
             tag = order.get(name_key(a.tag), (0, None))[1]
+            if tag is not None and not sees and not in_scope(dimension, tag, customer.region):
+                continue  # a regional tag left from before the customer moved region: managers only
             views.append(
                 HeldTagView(
                     name=a.tag,
@@ -97,7 +100,8 @@ def summarise(
                     else None,
                 )
             )
-        groups.append(DimensionGroup(dimension.key, dimension.name, tuple(views)))
+        if views:
+            groups.append(DimensionGroup(dimension.key, dimension.name, tuple(views)))
     if sees:  # tags of dimensions that left the taxonomy: shown to managers only, after the rest
         for key, rows in sorted(by_dimension.items()):
             views = [

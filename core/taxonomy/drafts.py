@@ -34,6 +34,8 @@ class TagForm:
     exclude: str = ""
     ttl_days: str = ""
     auto_apply: bool = False
+    icon: str = ""
+    regions: str = ""  # region names separated by 、 , ; or new lines (empty: the parent's scope)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, str]) -> TagForm:
@@ -48,6 +50,8 @@ class TagForm:
             exclude=data.get("exclude", ""),
             ttl_days=data.get("ttl_days", "").strip(),
             auto_apply=data.get("auto_apply", "") not in ("", "0", "off", "false"),
+            icon=data.get("icon", "").strip(),
+            regions=data.get("regions", ""),
         )
 
 
@@ -75,6 +79,8 @@ def form_for(taxonomy: Taxonomy, dimension: str, name: str) -> TagForm | None:
                 exclude="、".join(tag.exclude),
                 ttl_days="" if tag.ttl_days is None else str(tag.ttl_days),
                 auto_apply=tag.auto_apply,
+                icon=tag.icon or "",
+                regions="、".join(tag.regions),
             )
     return None
 
@@ -85,6 +91,8 @@ def _words(text: str) -> list[str]:
 
 def _tag_data(form: TagForm, children: list[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"name": form.name}
+    if form.icon:
+        out["icon"] = form.icon
     if form.color:
         out["color"] = form.color
     if form.description:
@@ -97,6 +105,8 @@ def _tag_data(form: TagForm, children: list[Any]) -> dict[str, Any]:
         out["ttl_days"] = int(form.ttl_days) if form.ttl_days.isdigit() else form.ttl_days
     if form.auto_apply:
         out["auto_apply"] = True
+    if regions := _words(form.regions):
+        out["regions"] = regions
     if children:
         out["children"] = children
     return out

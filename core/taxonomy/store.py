@@ -8,6 +8,7 @@ from datetime import datetime
 from core.errors import NotFoundError
 from core.ports import UnitOfWork
 from core.records import TaxonomyVersion
+from core.taxonomy.regional import check_regional_edit
 from core.taxonomy.storable import check_storable
 from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
@@ -61,6 +62,8 @@ async def import_taxonomy(
     previous = await uow.taxonomies.current()
     if previous is not None and same_taxonomy(previous.taxonomy, taxonomy):
         return TaxonomyChange(previous, (), changed=False)
+    # A regional manager changes only their region's part (raises RegionalEditError, a NotAllowedError).
+    check_regional_edit(await uow.users.get(actor), previous.taxonomy if previous else None, taxonomy)
     stored = await uow.taxonomies.add_version(taxonomy, actor, now, note)
     orphaned = await _orphaned(uow, previous.taxonomy if previous else None, taxonomy)
     return TaxonomyChange(stored, orphaned)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -46,6 +46,7 @@ class ContactDetails:
 
     name: str = ""
     corp_name: str = ""
+    personal: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # agent userid -> their own tags
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,7 @@ def test_manifest_content() -> None:
     assert manifest["webApplicationInfo"] == {"id": APP_ID, "resource": f"api://botid-{APP_ID}"}
     assert sorted(bot["scopes"]) == ["groupChat", "personal", "team"]
     commands = {c["title"] for c in bot["commandLists"][0]["commands"]}
-    assert commands == {"help", "tags", "tag", "find", "link", "unlink", "suggest"}
+    assert commands == {"help", "tags", "tag", "find", "link", "unlink", "suggest", "prep", "mytag"}
     by_id = {c["id"]: c for c in manifest["composeExtensions"][0]["commands"]}
     assert by_id["searchCustomers"]["type"] == "query" and by_id["searchCustomers"]["initialRun"] is True
     assert by_id["searchCustomers"]["parameters"][0]["name"] == "query"
@@ -79,6 +79,8 @@ def test_manifest_asks_for_resource_specific_consent_to_read_linked_conversation
     assert {(p["name"], p["type"]) for p in permissions} == {
         ("ChannelMessage.Read.Group", "Application"),
         ("ChatMessage.Read.Chat", "Application"),
+        # Meeting start/end events reach the bot of a meeting chat only with this permission (meeting prep).
+        ("OnlineMeeting.ReadBasic.Chat", "Application"),
     }
     # RSC is granted to the AAD app named here, which must be the bot's own registration.
     assert manifest["webApplicationInfo"]["id"] == manifest["bots"][0]["botId"] == APP_ID

@@ -270,12 +270,12 @@ def test_unknown_keys_name_the_allowed_ones() -> None:
     assert problems == [
         (
             "dimensions[0].tags[0].colour",
-            "unknown key 'colour'; did you mean 'color'? allowed keys: name, color, description, keywords, "
-            "exclude, ttl_days, auto_apply, children",
+            "unknown key 'colour'; did you mean 'color'? allowed keys: name, icon, color, description, keywords, "
+            "exclude, ttl_days, auto_apply, regions, children",
         )
     ]
     [(path, reason)] = refused(GOOD + "owner: 张三\n")
-    allowed = "version, dimensions, channels, rules, webhooks"
+    allowed = "version, regions, dimensions, channels, rules, webhooks"
     assert path == "owner" and reason == f"unknown key 'owner'; allowed keys: {allowed}"
 
 

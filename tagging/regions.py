@@ -1,0 +1,62 @@
+"""Regional tag libraries and tag icons: which customers a tag is for, and what counts as one emoji."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from tagging.normaliser import name_key
+from tagging.taxonomy import Dimension, TagDef, Taxonomy
+
+ZWJ = "\u200d"
+_MODIFIERS = {"Mn", "Me", "Sk", "Cf"}  # variation selectors, keycap, skin tones, tag characters
+_REGIONAL = range(0x1F1E6, 0x1F200)
+
+
+def is_single_emoji(text: str) -> bool:
+    """True for exactly one emoji: one pictograph with modifiers, a flag pair, or a ZWJ sequence of them."""
+    if not text or len(text) > 16:
+        return False
+    for part in text.split(ZWJ):
+        bases = [c for c in part if unicodedata.category(c) not in _MODIFIERS]
+        if not bases or not all(unicodedata.category(c) == "So" for c in bases):
+            return False
+        flag = len(bases) == 2 and all(ord(c) in _REGIONAL for c in bases)
+        if len(bases) != 1 and not flag:
+            return False
+        if unicodedata.category(part[0]) != "So":
+            return False
+    return True
+
+
+def tag_scope(dimension: Dimension, tag: TagDef) -> tuple[str, ...]:
+    """The regions a tag is for: its own, else its nearest ancestor's, else its dimension's (empty: all)."""
+    if tag.regions:
+        return tag.regions
+    by_name = {t.name: t for t in dimension.iter_tags()}
+    for parent in reversed(tag.path[:-1]):
+        held = by_name.get(parent)
+        if held is not None and held.regions:
+            return held.regions
+    return dimension.regions
+
+
+def in_scope(dimension: Dimension, tag: TagDef, region: str) -> bool:
+    """True when the tag may be used for a customer of `region` (an unscoped tag is for everyone)."""
+    scope = tag_scope(dimension, tag)
+    return not scope or any(name_key(r) == name_key(region) for r in scope if region)
+
+
+def scope_refusal(tag: TagDef, scope: tuple[str, ...], region: str) -> str:
+    """Why a regional tag does not fit a customer, for a refusal message."""
+    where = f"of region {region}" if region else "without a region"
+    return f"tag {tag.name} is only for customers of {', '.join(scope)}; this customer is {where}"
+
+
+def scoped_names(taxonomy: Taxonomy, region: str) -> frozenset[str]:
+    """Name keys of the tags that are NOT for a customer of `region` (hidden from it)."""
+    out: set[str] = set()
+    for dimension in taxonomy.dimensions:
+        for tag in dimension.iter_tags():
+            if not in_scope(dimension, tag, region):
+                out.add(name_key(tag.name))
+    return frozenset(out)
