@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from cards.alert import level_word
 from cards.colors import dot
 from cards.customer import tag_label, visible_dimensions
 from cards.labels import Lang, aside, label
@@ -145,10 +146,12 @@ def alert_markdown(view: AlertView, now: datetime, lang: Lang = "zh") -> str:
         f'<font color="comment">{label("alert_raised", lang, when=fmt_time(view.raised_at, now))}</font>',
     ]
     reasons = sorted(view.reasons, key=lambda r: r.weight, reverse=True)
-    lines.extend(
-        f"> {literal(r.text, 160)}{aside(label('weight', lang, w=f'{r.weight:.2f}'), lang)}"
-        for r in reasons[:10]
-    )
+    if view.owner:
+        lines.append(f'<font color="comment">{label("owner_is", lang, who=literal(view.owner, 40))}</font>')
+    lines.extend(f"> {level_word(r.weight, lang)} {literal(r.text, 160)}" for r in reasons[:10])
+    unlisted = len(reasons[10:]) + view.unlisted
+    if unlisted > 0:
+        lines.append(label("unlisted", lang, n=unlisted))
     if view.acknowledged_by is not None or view.acknowledged_at is not None:
         when = fmt_time(view.acknowledged_at, now) if view.acknowledged_at else "?"
         lines.append(label("acked_by", lang, who=literal(view.acknowledged_by or "?", 40), when=when))
@@ -266,7 +269,7 @@ def applied_template_card(view: AppliedCardView, task_id: str, lang: Lang = "zh"
 def alert_template_card(view: AlertView, now: datetime, task_id: str, lang: Lang = "zh") -> dict[str, Any]:
     """Alert with Acknowledge / Snooze 7 days / Show customer (only the last once acknowledged)."""
     reasons = sorted(view.reasons, key=lambda r: r.weight, reverse=True)
-    rows = [(f"{r.weight:.2f}", r.text) for r in reasons]
+    rows = [(level_word(r.weight, lang), r.text) for r in reasons]
     buttons: list[tuple[str, str, int]] = []
     if view.acknowledged_by is None and view.acknowledged_at is None:
         buttons.append((label("ack", lang), button_key(verbs.ALERT_ACK, [view.id]), 1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -396,7 +397,8 @@ async def test_alert_ack_and_snooze_for_the_recipient_refuse_others(
     assert isinstance(acked, AlertResult)
     assert acked.status.acknowledged_by == MANAGER.id and acked.status.acknowledged_at == NOW
     rendered = str(present(acked, sample_taxonomy, NOW))
-    assert "已确认 · 张经理" in rendered and verbs.ALERT_ACK not in rendered and verbs.CUSTOMER_SHOW in rendered
+    shown = "".join(re.findall(r"'text': '([^']*)'", rendered))  # the runs of each line, read in order
+    assert "已确认 · 张经理" in shown and verbs.ALERT_ACK not in rendered and verbs.CUSTOMER_SHOW in rendered
     snoozed = await chat.decide(_ctx(MANAGER), verbs.ALERT_SNOOZE, {"alert_id": alert_id, "days": 7})
     assert isinstance(snoozed, AlertResult) and snoozed.status.snoozed_until == NOW + timedelta(days=7)
     assert "暂停提醒至" in str(present(snoozed, sample_taxonomy, NOW))
