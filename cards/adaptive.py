@@ -35,6 +35,17 @@ def text(value: str, **props: Any) -> Element:
     return {"type": "TextBlock", "text": value, "wrap": True, **props}
 
 
+def run(value: str, **props: Any) -> Element:
+    """A TextRun: shown verbatim (runs never render Markdown), so user text needs no escaping."""
+    return {"type": "TextRun", "text": value, **props}
+
+
+def rich(inlines: Iterable[Element | str], **props: Any) -> Element:
+    """A RichTextBlock of runs (plain strings become plain runs); wraps like a TextBlock."""
+    runs = [run(i) if isinstance(i, str) else i for i in inlines]
+    return {"type": "RichTextBlock", "inlines": runs, **props}
+
+
 def container(items: Iterable[Element], **props: Any) -> Element:
     return {"type": "Container", "items": list(items), **props}
 
@@ -50,6 +61,27 @@ def column(items: Iterable[Element], width: str = "stretch", **props: Any) -> El
 def facts(pairs: Iterable[tuple[str, str]]) -> Element:
     """A FactSet; titles and values must already be escaped (FactSet renders Markdown in some hosts)."""
     return {"type": "FactSet", "facts": [{"title": t, "value": v} for t, v in pairs]}
+
+
+def label_width(labels: Iterable[str]) -> str:
+    """A pixel width that holds the longest fixed label on one line (CJK ~15 px, ASCII ~8 px a character)."""
+    widest = max((sum(15 if ord(ch) > 0x2E7F else 8 for ch in lab) for lab in labels), default=40)
+    return f"{widest + 8}px"
+
+
+def fact_rows(pairs: Iterable[tuple[str, Element | str]], **props: Any) -> Element:
+    """Label/value rows like a FactSet, but each value is a RichTextBlock shown verbatim and labels never wrap."""
+    rows = list(pairs)
+    width = label_width(lab for lab, _ in rows)
+    out = [
+        columns(
+            column([text(lab, isSubtle=True, wrap=False)], width=width),
+            column([value if isinstance(value, dict) else rich([value])]),
+            spacing="None" if index else "Small",
+        )
+        for index, (lab, value) in enumerate(rows)
+    ]
+    return container(out, **props)
 
 
 def action_set(actions: Iterable[Element]) -> Element:
@@ -68,6 +100,15 @@ def execute(title: str, verb: str, data: Mapping[str, Any], style: str | None = 
 
 def toggle(title: str, target_ids: Iterable[str]) -> Element:
     return {"type": "Action.ToggleVisibility", "title": title, "targetElements": list(target_ids)}
+
+
+def toggle_pair(target: str, show: str, hide: str) -> list[Element]:
+    """Two ActionSets that open and close `target`; only the one that reads right for the state is shown."""
+    ids = [target, f"{target}-show", f"{target}-hide"]
+    return [
+        {"type": "ActionSet", "id": ids[1], "actions": [toggle(show, ids)]},
+        {"type": "ActionSet", "id": ids[2], "isVisible": False, "actions": [toggle(hide, ids)]},
+    ]
 
 
 def card_bytes(value: Card) -> int:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cards.adaptive import Card, Element, card, fit, text
+from cards.adaptive import Card, Element, card, fit, rich, run, text
 from cards.labels import Lang, label
-from cards.text import literal
+from cards.text import plain
 
 USAGE_CHARS = 120
 DESCRIPTION_CHARS = 300
@@ -14,7 +14,7 @@ MAX_ENTRIES = 40
 
 
 def build_help_card(entries: Sequence[tuple[str, str, str]], lang: Lang = "zh") -> Card:
-    """Each command's usage in monospace with its description in `lang` and the other language below."""
+    """Each command's usage in monospace with its description in `lang` (fixed text, shown verbatim)."""
 
     def render(cap: int) -> Card:
         body: list[Element] = [
@@ -22,17 +22,9 @@ def build_help_card(entries: Sequence[tuple[str, str, str]], lang: Lang = "zh") 
             text(label("help_mention", lang), isSubtle=True, spacing="Small"),
         ]
         for usage, description_en, description_zh in entries[:cap]:
-            first, second = (
-                (description_zh, description_en) if lang == "zh" else (description_en, description_zh)
-            )
-            body.append(
-                text(literal(usage, USAGE_CHARS), fontType="Monospace", weight="Bolder", separator=True)
-            )
-            body.append(text(literal(first, DESCRIPTION_CHARS), spacing="None"))
-            if second and second != first:
-                body.append(
-                    text(literal(second, DESCRIPTION_CHARS), isSubtle=True, size="Small", spacing="None")
-                )
+            description = description_zh if lang == "zh" else description_en
+            body.append(rich([run(plain(usage, USAGE_CHARS), fontType="Monospace", weight="Bolder")], separator=True))
+            body.append(rich([run(plain(description, DESCRIPTION_CHARS))], spacing="None"))
         if len(entries) > cap:
             body.append(text(label("more", lang, n=len(entries) - cap), isSubtle=True))
         return card(body)

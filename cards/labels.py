@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 Lang = Literal["zh", "en"]
 
+BOLD: Mapping[str, Any] = {"weight": "Bolder"}
+SUBTLE: Mapping[str, Any] = {"isSubtle": True}
+SMALL: Mapping[str, Any] = {"size": "Small"}
 _LABELS: dict[str, tuple[str, str]] = {
     "more": ("还有 {n} 个", "and {n} more"),
     "no_tags": ("暂无标签", "No tags yet"),
     "show_deeper": ("显示子标签（{n}）", "Show sub-tags ({n})"),
+    "hide_deeper": ("收起子标签", "Hide sub-tags"),
+    "managers_only": ("仅经理可见", "Managers only"),
+    "choose": ("选择", "Choose"),
+    "page": ("第 {page}/{pages} 页", "Page {page} of {pages}"),
+    "owner_is": ("负责人：{who}", "Owner: {who}"),
+    "level_high": ("高", "High"),
+    "level_mid": ("中", "Medium"),
+    "level_low": ("低", "Low"),
+    "snooze_note": ("点“已跟进”后 7 天内不再提醒", "“Followed up” pauses this alert for 7 days"),
+    "show_rest": ("显示其余 {n} 条", "Show {n} more"),
+    "hide_rest": ("收起", "Show fewer"),
+    "unlisted": ("另有 {n} 个未列在此卡片中", "{n} more are not listed on this card"),
     "company": ("公司", "Company"),
     "region": ("区域", "Region"),
     "owner": ("负责人", "Owner"),
@@ -47,9 +63,8 @@ _LABELS: dict[str, tuple[str, str]] = {
     ),
     "error_title": ("出错了", "Something went wrong"),
     "alert_raised": ("提醒时间 {when}", "Raised {when}"),
-    "weight": ("权重 {w}", "weight {w}"),
-    "ack": ("确认", "Acknowledge"),
-    "snooze": ("7 天后再提醒", "Snooze 7 days"),
+    "ack": ("我知道了", "Got it"),
+    "snooze": ("已跟进", "Followed up"),
     "show_customer": ("查看客户", "Show customer"),
     "acked_by": ("✅ 已确认 · {who} · {when}", "✅ Acknowledged by {who} · {when}"),
     "snoozed_until": ("💤 暂停提醒至 {when}", "💤 Snoozed until {when}"),
@@ -60,6 +75,18 @@ def label(key: str, lang: Lang = "zh", **values: object) -> str:
     """The fixed string `key` in `lang`, with `values` filled in."""
     zh, en = _LABELS[key]
     return (zh if lang == "zh" else en).format(**values)
+
+
+def label_runs(
+    key: str, lang: Lang, slot: str, value: dict[str, Any], style: Mapping[str, Any] | None = None, **values: object
+) -> list[dict[str, Any]]:
+    """The fixed string `key` as TextRuns (with `style`), the run `value` standing in for `{slot}`."""
+    zh, en = _LABELS[key]
+    before, _, after = (zh if lang == "zh" else en).partition("{" + slot + "}")
+    props = dict(style or {})
+    runs = [{"type": "TextRun", "text": before.format(**values), **props}, value]
+    runs.append({"type": "TextRun", "text": after.format(**values), **props})
+    return [r for r in runs if r["text"]]
 
 
 def aside(note: str, lang: Lang = "zh") -> str:

@@ -6,19 +6,18 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from cards.adaptive import Card, Element, card, text
+from cards.adaptive import Card, Element, card, container, rich, run, text
 from cards.alert import build_alert_card
 from cards.channel_name import channel_linked, channel_offer_card, conventional_name_section
 from cards.customer import build_customer_summary_card
 from cards.error import build_error_card
 from cards.help import build_help_card
-from cards.icons import marker
-from cards.labels import Lang, aside
+from cards.labels import Lang
 from cards.meeting import prep_heading
 from cards.personal import personal_change_lines, personal_section
 from cards.search import build_choice_card, build_search_results_card
-from cards.suggestion import build_applied_card, build_suggestion_card, evidence
-from cards.text import literal
+from cards.suggestion import build_applied_card, build_suggestion_card, plain_evidence, tag_head
+from cards.text import literal, plain
 from cards.views import (
     AlertReason,
     AlertView,
@@ -53,6 +52,7 @@ from core.chat.service import (
     SummaryResult,
     TagResult,
 )
+from core.tags.expression import ExpressionError, parse_expression, tag_names
 from core.tags.suggestions import AUTO_ACTOR
 from core.tags.summary import CustomerSummary
 from core.types import Customer, User
@@ -92,10 +92,15 @@ def present(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang: Lang = 
     """The Adaptive Card for one chat result."""
     match result:
         case SummaryResult(summary, viewer, note, personal, change, prep):
-            lines = ([prep_heading(lang)] if prep else []) + ([literal(note, 300)] if note else [])
+            banner: list[Element] = [rich([run(prep_heading(lang), weight="Bolder", size="Medium")])] if prep else []
+            if note:
+                banner.append(rich([run(plain(note, 300))]))
             if change is not None:
-                lines += personal_change_lines(change.added, change.removed, change.not_held, lang)
-            built = summary_card(summary, viewer, taxonomy, now, lang, lines, escaped=True)
+                # Escaped lines (names inside them), so they go where Markdown renders.
+                changed = personal_change_lines(change.added, change.removed, change.not_held, lang)
+                if changed:
+                    banner.append(container([text(line, weight="Bolder") for line in changed], style="good"))
+            built = summary_card(summary, viewer, taxonomy, now, lang, banner)
             built["body"].append(conventional_name_section(conventional_name(summary), lang))
             if personal is not None:
                 built["body"].append(personal_section(personal, lang))
@@ -103,16 +108,15 @@ def present(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang: Lang = 
         case ChannelOffer(channel_id, channel_name, customer):
             return channel_offer_card(channel_id, channel_name, customer.id, customer.name, lang)
         case TagResult(summary, viewer, _, warnings):
-            lines = _change_lines(result, lang) + [literal(w, 200) for w in warnings]
-            return summary_card(summary, viewer, taxonomy, now, lang, lines, escaped=True)
+            return summary_card(summary, viewer, taxonomy, now, lang, change_banner(result, warnings, lang))
         case LinkResult(customer, linked, summary, viewer, channel_name):
-            name = literal(customer.name, NAME_CHARS)
+            name = plain(customer.name, NAME_CHARS)
             if linked and summary is not None and viewer is not None:
-                note = say("linked", lang, name=name)
+                head: Element = rich([run("🔗 " + say("linked", lang, name=name), weight="Bolder")])
                 if channel_name is not None:
-                    note = channel_linked(channel_name, name, lang)
-                return summary_card(summary, viewer, taxonomy, now, lang, [note], escaped=True)
-            return card([text(say("unlinked", lang, name=name))])
+                    head = text(channel_linked(channel_name, literal(customer.name, NAME_CHARS), lang), weight="Bolder")
+                return summary_card(summary, viewer, taxonomy, now, lang, [container([head], style="good")])
+            return card([rich([run(say("unlinked", lang, name=name))])])
         case SuggestResult():
             return suggest_card(result, taxonomy, lang)
         case SearchResult():
@@ -127,6 +131,8 @@ def present(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang: Lang = 
         case ErrorResult(detail, hint, zh):
             if lang == "zh" and zh is not None:
                 detail, hint = zh
+            else:
+                lang = language_of(detail + (hint or ""))  # the card speaks the language the text is in
             return build_error_card(detail, hint, lang=lang)
         case AlertResult(status, names):
             return build_alert_card(alert_view(status, names), now, lang)
@@ -135,6 +141,13 @@ def present(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang: Lang = 
         case AppliedState():
             return applied_card(result, taxonomy, now, lang)
     raise TypeError(f"no card for {type(result).__name__}")
+
+
+def language_of(text: str) -> Lang:
+    """'zh' when `text` holds more CJK characters than ASCII letters (a name inside English stays English)."""
+    cjk = sum(1 for ch in text if "\u3400" <= ch <= "\u9fff")
+    ascii_letters = sum(1 for ch in text if ch.isascii() and ch.isalpha())
+    return "zh" if cjk > ascii_letters else "en"
 
 
 def summary_view(summary: CustomerSummary, viewer: User, taxonomy: Taxonomy) -> CustomerSummaryView:
@@ -148,7 +161,7 @@ def summary_view(summary: CustomerSummary, viewer: User, taxonomy: Taxonomy) -> 
             _tag_view(t.name, group.name, t.color, t.expires_at, defs, sensitive, t.reason) for t in group.tags
         )
         dims.append(DimensionView(group.name, tags, sensitive))
-    return CustomerSummaryView(summary.customer, tuple(dims), viewer.role.sees_sensitive)
+    return CustomerSummaryView(summary.customer, tuple(dims), viewer.role.sees_sensitive, owner_name=summary.owner_name)
 
 
 def summary_card(
@@ -157,25 +170,31 @@ def summary_card(
     taxonomy: Taxonomy,
     now: datetime,
     lang: Lang,
-    notes: list[str],
-    escaped: bool = False,
+    banner: list[Element],
 ) -> Card:
-    """The customer card with `notes` (fixed or already escaped sentences) under the customer's name."""
-    built = build_customer_summary_card(summary_view(summary, viewer, taxonomy), now, lang)
-    for offset, note in enumerate(notes):
-        body = note if escaped else literal(note, 300)
-        built["body"].insert(1 + offset, text(body, isSubtle=True, size="Small"))
-    return built
+    """The customer card with `banner` (what just happened) above the customer's name."""
+    return build_customer_summary_card(summary_view(summary, viewer, taxonomy), now, lang, banner)
+
+
+def change_banner(result: TagResult, warnings: tuple[str, ...], lang: Lang) -> list[Element]:
+    """What the `tag` command changed, large on a green band, and any warning on an amber band below it."""
+    lines = [rich([run(line, weight="Bolder", size="Medium")]) for line in _change_lines(result, lang)]
+    out = [container(lines, style="good", bleed=False)] if lines else []
+    if warnings:
+        items = [rich([run("⚠️ " + plain(w, 300), weight="Bolder", color="Warning")]) for w in warnings]
+        out.append(container(items, style="warning", spacing="Small"))
+    return out
 
 
 def search_view(result: SearchResult, taxonomy: Taxonomy) -> SearchResultsView:
     """The card view of one page of search hits, each with the tags the viewer may see."""
-    hits = tuple(
-        CustomerHit(s.customer, tuple(t for d in summary_view(s, result.viewer, taxonomy).dimensions for t in d.tags))
-        for s in result.hits
-    )
+    named = _query_tags(result.query)
+    hits = []
+    for s in result.hits:
+        tags = tuple(t for d in summary_view(s, result.viewer, taxonomy).dimensions for t in d.tags)
+        hits.append(CustomerHit(s.customer, tags, frozenset(t.name for t in tags if name_key(t.name) in named)))
     return SearchResultsView(
-        result.query, hits, result.total, result.page, result.page_size, result.viewer.role.sees_sensitive
+        result.query, tuple(hits), result.total, result.page, result.page_size, result.viewer.role.sees_sensitive
     )
 
 
@@ -211,7 +230,7 @@ def suggestion_card(state: SuggestionState, taxonomy: Taxonomy, now: datetime, l
     """One card per message: Accept / Reject per pending tag; decided tags show who and when."""
     built = build_suggestion_card(suggestion_view(state, taxonomy, lang), now, lang)
     for problem in state.problems:
-        built["body"].append(text("❗ " + literal(problem, 300), color="Attention", size="Small"))
+        built["body"].append(rich([run("❗ " + plain(problem, 300), color="Attention", size="Small")]))
     return built
 
 
@@ -245,25 +264,17 @@ def applied_card(state: AppliedState, taxonomy: Taxonomy, now: datetime, lang: L
 
 def suggest_card(result: SuggestResult, taxonomy: Taxonomy, lang: Lang) -> Card:
     """The dry-run answer to `suggest <text>`: each tag with its evidence; nothing to click."""
-    body: list[Element] = [text(say("suggest_title", lang, text=literal(result.text, 80)), weight="Bolder")]
+    body: list[Element] = [rich([run(say("suggest_title", lang, text=plain(result.text, 80)), weight="Bolder")])]
     if not result.suggestions:
         body.append(text(say("suggest_none", lang), isSubtle=True))
     for s in result.suggestions:
         dimension = taxonomy.dimension(s.dimension)
-        mark = marker(_color(taxonomy, s.dimension, s.tag), tag_icon(taxonomy, s.dimension, s.tag))
-        head = f"{mark} **{literal(s.tag, TAG_CHARS)}**" + aside(
-            literal(dimension.name if dimension else s.dimension, TAG_CHARS), lang
-        )
+        name = dimension.name if dimension else s.dimension
         mode = say("suggest_apply" if s.action == "apply" else "suggest_ask", lang)
-        body.append(text(head, separator=True))
-        body.append(
-            text(
-                f"{evidence(s.matched, lang, s.source == 'learned')} · {mode}",
-                isSubtle=True,
-                size="Small",
-                spacing="None",
-            )
-        )
+        detail = f"{plain_evidence(s.matched, lang, s.source == 'learned')} · {mode}"
+        color, icon = _color(taxonomy, s.dimension, s.tag), tag_icon(taxonomy, s.dimension, s.tag)
+        body.append(rich(tag_head(s.tag, color, name, lang, icon=icon), separator=True))
+        body.append(rich([run(detail, isSubtle=True, size="Small")], spacing="None"))
     return card(body)
 
 
@@ -278,14 +289,17 @@ def alert_view(status: AlertStatus, names: Mapping[str, str] | None = None) -> A
     With `names`, the acknowledging user id reads as their display name; without, it shows as stored.
     """
     by = status.acknowledged_by
+    owner = status.notice.owner
     if names is not None:
         by = names.get(by, by) if by else None
+        owner = names.get(owner, owner)
     return _notice_view(
         status.alert_id,
         status.notice,
         acknowledged_by=by,
         acknowledged_at=status.acknowledged_at,
         snoozed_until=status.snoozed_until,
+        owner=owner,
     )
 
 
@@ -327,12 +341,21 @@ def with_action_data(built: Card, verb: str, extra: Mapping[str, Any]) -> Card:
 # ---------------------------------------------------------------- pieces
 
 
+def _query_tags(query: str) -> frozenset[str]:
+    """name_keys of the tags a search expression names (none when it does not parse)."""
+    try:
+        return frozenset(name_key(n) for n in tag_names(parse_expression(query)))
+    except ExpressionError:
+        return frozenset()
+
+
 def _change_lines(result: TagResult, lang: Lang) -> list[str]:
+    """'已添加：VIP客户' per outcome, tag names verbatim (for TextRuns)."""
     by_outcome: dict[str, list[str]] = {}
     for change in result.changes:
-        name = literal(change.tag, TAG_CHARS)
+        name = plain(change.tag, TAG_CHARS)
         if change.replaced:
-            name += say("replaced", lang, names="、".join(literal(r, TAG_CHARS) for r in change.replaced))
+            name += say("replaced", lang, names="、".join(plain(r, TAG_CHARS) for r in change.replaced))
         by_outcome.setdefault(change.outcome, []).append(name)
     sep = "、" if lang == "zh" else ", "
     return [say(outcome, lang, names=sep.join(names)) for outcome, names in by_outcome.items()]
@@ -378,6 +401,7 @@ def _notice_view(
     acknowledged_by: str | None = None,
     acknowledged_at: datetime | None = None,
     snoozed_until: datetime | None = None,
+    owner: str = "",
 ) -> AlertView:
     """The one place an AlertNotice becomes an AlertView (fresh, or with its handling state)."""
     return AlertView(
@@ -385,11 +409,13 @@ def _notice_view(
         title=notice.title,
         customer_id=notice.customer_id,
         customer_name=notice.customer_name,
-        reasons=tuple(AlertReason(r.text, r.weight) for r in notice.reasons),
+        reasons=tuple(AlertReason(r.text, r.weight, r.customer_id) for r in notice.reasons),
         raised_at=notice.raised_at,
         acknowledged_by=acknowledged_by,
         acknowledged_at=acknowledged_at,
         snoozed_until=snoozed_until,
+        owner=owner or notice.owner,
+        unlisted=notice.unlisted,
     )
 
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
-from cards.adaptive import Card, Element, action_set, card, column, columns, execute, fit, text
+from cards.adaptive import Card, Element, action_set, card, column, columns, container, execute, fit, rich, run, text
 from cards.icons import marker
-from cards.labels import Lang, aside, label
-from cards.text import literal
+from cards.labels import BOLD, SMALL, SUBTLE, Lang, aside, label, label_runs
+from cards.text import literal, plain
 from cards.views import AppliedCardView, AppliedItem, SuggestionCardView, SuggestionItem
 from cards.when import expiry_note, fmt_time
 from core import verbs
 from core.types import SuggestionStatus
 
-NAME_CHARS = 60
+NAME_CHARS = 120
 TAG_CHARS = 40
 WORD_CHARS = 20
 EXCERPT_CHARS = 160
@@ -27,9 +28,8 @@ def build_suggestion_card(view: SuggestionCardView, now: datetime, lang: Lang = 
 
     def render(cap: int) -> Card:
         shown = view.items[:cap]
-        body: list[Element] = [
-            text(label("suggested_for", lang, name=literal(view.customer_name, NAME_CHARS)), weight="Bolder")
-        ]
+        name = run(plain(view.customer_name, NAME_CHARS), weight="Bolder")
+        body: list[Element] = [rich(label_runs("suggested_for", lang, "name", name, BOLD))]
         body.extend(_suggestion(item, now, lang) for item in shown)
         if len(view.items) > len(shown):
             body.append(text(label("more", lang, n=len(view.items) - len(shown)), isSubtle=True))
@@ -51,91 +51,112 @@ def build_suggestion_card(view: SuggestionCardView, now: datetime, lang: Lang = 
 
 def evidence(matched: tuple[str, ...], lang: Lang, learned: bool = False) -> str:
     """'命中：报价、价格' (from the learned model: '模型建议：…'), each word escaped; at most MAX_WORDS."""
-    words = [literal(w, WORD_CHARS) for w in matched[:MAX_WORDS]]
+    return _evidence([literal(w, WORD_CHARS) for w in matched], lang, learned)
+
+
+def plain_evidence(matched: tuple[str, ...], lang: Lang, learned: bool = False) -> str:
+    """The same as `evidence`, verbatim, for TextRuns."""
+    return _evidence([plain(w, WORD_CHARS) for w in matched], lang, learned)
+
+
+def _evidence(words: list[str], lang: Lang, learned: bool) -> str:
     sep = "、" if lang == "zh" else ", "
-    joined = sep.join(words)
-    if len(matched) > MAX_WORDS:
-        joined += sep + label("more", lang, n=len(matched) - MAX_WORDS)
+    joined = sep.join(words[:MAX_WORDS])
+    if len(words) > MAX_WORDS:
+        joined += sep + label("more", lang, n=len(words) - MAX_WORDS)
     return label("learned" if learned else "matched", lang, words=joined)
 
 
+def highlighted(excerpt: str, words: Sequence[str], **props: object) -> list[Element]:
+    """The excerpt as runs with every occurrence of a matched word highlighted in bold."""
+    found = sorted({w for w in words if w}, key=len, reverse=True)
+    runs: list[Element] = []
+    start = plain_from = 0
+    lowered = excerpt.casefold()
+    while start < len(excerpt):
+        hit = next((w for w in found if lowered.startswith(w.casefold(), start)), None)
+        if hit is None:
+            start += 1
+            continue
+        if start > plain_from:
+            runs.append(run(excerpt[plain_from:start], **props))
+        runs.append(run(excerpt[start : start + len(hit)], **props, weight="Bolder", highlight=True))
+        start = plain_from = start + len(hit)
+    if plain_from < len(excerpt):
+        runs.append(run(excerpt[plain_from:], **props))
+    return runs
+
+
+def tag_head(
+    tag: str, color: str | None, dimension: str, lang: Lang, icon: str | None = None, **props: object
+) -> list[Element]:
+    """'🔵 询价客户（需求阶段）' as verbatim runs (the tag's icon after the dot), the tag in bold."""
+    return [
+        run(f"{marker(color, icon)} "),
+        run(plain(tag, TAG_CHARS), weight="Bolder", **props),
+        run(aside(plain(dimension, TAG_CHARS), lang), isSubtle=True),
+    ]
+
+
 def _suggestion(item: SuggestionItem, now: datetime, lang: Lang) -> Element:
-    head = f"{marker(item.color, item.icon)} **{literal(item.tag, TAG_CHARS)}**" + aside(
-        literal(item.dimension_name, TAG_CHARS), lang
-    )
     score = label("score", lang, pct=round(item.score * 100))
-    detail = f"{evidence(item.matched, lang, item.learned)} · {score}"
-    info: list[Element] = [text(head), text(detail, isSubtle=True, size="Small", spacing="None")]
+    detail = f"{plain_evidence(item.matched, lang, item.learned)} · {score}"
+    info: list[Element] = [
+        rich(tag_head(item.tag, item.color, item.dimension_name, lang, icon=item.icon)),
+        rich([run(detail, isSubtle=True, size="Small")], spacing="None"),
+    ]
     if item.excerpt:
-        info.append(
-            text(f"“{literal(item.excerpt, EXCERPT_CHARS)}”", isSubtle=True, size="Small", spacing="None")
-        )
+        excerpt = f"“{plain(item.excerpt, EXCERPT_CHARS)}”"
+        info.append(rich(highlighted(excerpt, item.matched, isSubtle=True, size="Small"), spacing="None"))
     if item.status is SuggestionStatus.PENDING:
-        buttons = action_set(
-            [
-                execute(
-                    label("accept", lang), verbs.SUGGESTION_ACCEPT, {"suggestion_id": item.id}, "positive"
-                ),
-                execute(label("reject", lang), verbs.SUGGESTION_REJECT, {"suggestion_id": item.id}),
-            ]
-        )
-        return columns(column(info), column([buttons], width="auto"), separator=True)
-    info.append(text(_decision(item, now, lang), size="Small", spacing="Small"))
-    return columns(column(info), separator=True)
+        accept = execute(label("accept", lang), verbs.SUGGESTION_ACCEPT, {"suggestion_id": item.id}, "positive")
+        reject = execute(label("reject", lang), verbs.SUGGESTION_REJECT, {"suggestion_id": item.id})
+        return container([*info, action_set([accept, reject])], separator=True)
+    info.append(rich(_decision(item, now, lang), spacing="Small"))
+    return container(info, separator=True)
 
 
-def _decision(item: SuggestionItem, now: datetime, lang: Lang) -> str:
-    """Who decided what and when, for a decided (or expired) suggestion."""
+def _decision(item: SuggestionItem, now: datetime, lang: Lang) -> list[Element]:
+    """Who decided what and when, for a decided (or expired) suggestion, the name verbatim."""
     if item.status is SuggestionStatus.EXPIRED:
-        return label("suggestion_expired", lang)
-    who = literal(item.decided_by or "?", WHO_CHARS)
+        return [run(label("suggestion_expired", lang), size="Small")]
+    who = run(plain(item.decided_by or "?", WHO_CHARS), size="Small")
     when = fmt_time(item.decided_at, now) if item.decided_at is not None else "?"
     key = "accepted_by" if item.status is SuggestionStatus.ACCEPTED else "rejected_by"
-    return label(key, lang, who=who, when=when)
+    return label_runs(key, lang, "who", who, SMALL, when=when)
 
 
 def build_applied_card(view: AppliedCardView, now: datetime, lang: Lang = "zh") -> Card:
-    """Compact notice of auto-applied tags, one Undo button each until undone."""
+    """Compact notice of auto-applied tags, one Undo button each until undone (then struck through)."""
 
     def render(cap: int) -> Card:
         shown = view.items[:cap]
-        body: list[Element] = [
-            text(
-                label("applied_for", lang, name=literal(view.customer_name, NAME_CHARS)),
-                size="Small",
-                isSubtle=True,
-            )
-        ]
+        name = run(plain(view.customer_name, NAME_CHARS), isSubtle=True)
+        body: list[Element] = [rich(label_runs("applied_for", lang, "name", name, SUBTLE))]
         body.extend(_applied(item, now, lang) for item in shown)
         if len(view.items) > len(shown):
-            body.append(
-                text(label("more", lang, n=len(view.items) - len(shown)), isSubtle=True, size="Small")
-            )
+            body.append(text(label("more", lang, n=len(view.items) - len(shown)), isSubtle=True, size="Small"))
         return card(body)
 
     return fit(render, MAX_ITEMS)
 
 
 def _applied(item: AppliedItem, now: datetime, lang: Lang) -> Element:
-    line = f"{marker(item.color, item.icon)} **{literal(item.tag, TAG_CHARS)}**" + aside(
-        literal(item.dimension_name, TAG_CHARS), lang
-    )
+    undone = item.undone_by is not None or item.undone_at is not None
+    struck = {"strikethrough": True} if undone else {}
+    head = tag_head(item.tag, item.color, item.dimension_name, lang, icon=item.icon, **struck)
     notes = []
     if item.matched:
-        notes.append(evidence(item.matched, lang))
-    if item.expires_at is not None:
+        notes.append(plain_evidence(item.matched, lang))
+    if item.expires_at is not None and not undone:
         notes.append(expiry_note(item.expires_at, now, lang))
-    info: list[Element] = [text(line, spacing="None")]
+    info: list[Element] = [rich(head, spacing="None")]
     if notes:
-        info.append(text(" · ".join(notes), isSubtle=True, size="Small", spacing="None"))
-    if item.undone_by is not None or item.undone_at is not None:
+        info.append(rich([run(" · ".join(notes), isSubtle=True, size="Small")], spacing="None"))
+    if undone:
         when = fmt_time(item.undone_at, now) if item.undone_at is not None else "?"
-        info.append(
-            text(
-                label("undone_by", lang, who=literal(item.undone_by or "?", WHO_CHARS), when=when),
-                size="Small",
-            )
-        )
+        who = run(plain(item.undone_by or "?", WHO_CHARS), size="Small")
+        info.append(rich(label_runs("undone_by", lang, "who", who, SMALL, when=when), spacing="None"))
         return columns(column(info), spacing="Small")
     undo = execute(label("undo", lang), verbs.ASSIGNMENT_UNDO, {"assignment_id": item.assignment_id})
     return columns(column(info), column([action_set([undo])], width="auto"), spacing="Small")

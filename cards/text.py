@@ -83,6 +83,14 @@ def literal(text: str, limit: int) -> str:
     return clip(escape(text), limit)
 
 
+def plain(text: str, limit: int) -> str:
+    """User text for places that never render Markdown (TextRun, Input): one line, clipped, otherwise verbatim."""
+    if len(text) > MAX_ESCAPE_CHARS:
+        text = text[:MAX_ESCAPE_CHARS]
+    kept = "".join(ch if ch.isprintable() else (" " if ch.isspace() else "") for ch in text)
+    return clip(_SPACES.sub(" ", kept).strip(), limit)
+
+
 def clip_bytes(text: str, limit: int) -> str:
     """Shorten `text` so its UTF-8 encoding fits in `limit` bytes (WeCom counts bytes), ending with '…'."""
     if len(text.encode("utf-8")) <= limit:

@@ -47,6 +47,7 @@ class CustomerSummaryView:
     dimensions: tuple[DimensionView, ...]
     viewer_sees_sensitive: bool = False
     hidden_note: str | None = None
+    owner_name: str | None = None  # the owner's display name where known (else the owner id is shown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +103,11 @@ class AppliedCardView:
 
 @dataclass(frozen=True, slots=True)
 class CustomerHit:
-    """One search result: a customer and a few of their tags."""
+    """One search result: a customer, a few of their tags and which of those the search asked for."""
 
     customer: Customer
     tags: tuple[TagView, ...] = ()
+    matched: frozenset[str] = frozenset()  # names of `tags` the query named, shown first
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,7 @@ class AlertReason:
 
     text: str
     weight: float
+    customer_id: int | None = None  # set when the reason is about one customer (a digest row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,3 +153,5 @@ class AlertView:
     acknowledged_by: str | None = None
     acknowledged_at: datetime | None = None
     snoozed_until: datetime | None = None
+    owner: str = ""  # who looks after the customer (display name where known)
+    unlisted: int = 0  # further items the alert counted but does not list

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from cards.alert import level_word
 from cards.customer import tag_label, visible_dimensions
 from cards.icons import marker
 from cards.labels import Lang, aside, label
@@ -145,10 +146,12 @@ def alert_markdown(view: AlertView, now: datetime, lang: Lang = "zh") -> str:
         f'<font color="comment">{label("alert_raised", lang, when=fmt_time(view.raised_at, now))}</font>',
     ]
     reasons = sorted(view.reasons, key=lambda r: r.weight, reverse=True)
-    lines.extend(
-        f"> {literal(r.text, 160)}{aside(label('weight', lang, w=f'{r.weight:.2f}'), lang)}"
-        for r in reasons[:10]
-    )
+    if view.owner:
+        lines.append(f'<font color="comment">{label("owner_is", lang, who=literal(view.owner, 40))}</font>')
+    lines.extend(f"> {level_word(r.weight, lang)} {literal(r.text, 160)}" for r in reasons[:10])
+    unlisted = len(reasons[10:]) + view.unlisted
+    if unlisted > 0:
+        lines.append(label("unlisted", lang, n=unlisted))
     if view.acknowledged_by is not None or view.acknowledged_at is not None:
         when = fmt_time(view.acknowledged_at, now) if view.acknowledged_at else "?"
         lines.append(label("acked_by", lang, who=literal(view.acknowledged_by or "?", 40), when=when))
@@ -159,9 +162,7 @@ def help_markdown(entries: Sequence[tuple[str, str, str]], lang: Lang = "zh") ->
     """Command usage lines with their description in `lang`."""
     lines = [f"**{label('help_title', lang)}**"]
     for usage, description_en, description_zh in entries:
-        lines.append(
-            f"`{literal(usage, 120)}` {literal(description_zh if lang == 'zh' else description_en, 200)}"
-        )
+        lines.append(f"`{literal(usage, 120)}` {literal(description_zh if lang == 'zh' else description_en, 200)}")
     return markdown(lines)
 
 
@@ -210,15 +211,12 @@ def button_card(
         out["sub_title_text"] = clip(sub_title, SUB_TITLE_CHARS)
     if rows:
         out["horizontal_content_list"] = [
-            {"keyname": clip(k, KEYNAME_CHARS), "value": clip(v, VALUE_CHARS)}
-            for k, v in rows[:MAX_HORIZONTAL]
+            {"keyname": clip(k, KEYNAME_CHARS), "value": clip(v, VALUE_CHARS)} for k, v in rows[:MAX_HORIZONTAL]
         ]
     return out
 
 
-def suggestion_template_card(
-    view: SuggestionCardView, task_id: str, lang: Lang = "zh"
-) -> dict[str, Any] | None:
+def suggestion_template_card(view: SuggestionCardView, task_id: str, lang: Lang = "zh") -> dict[str, Any] | None:
     """Pending suggestions as a button card; None once nothing is pending (send the markdown instead).
 
     Six buttons fit: one pending tag gets Accept / Reject; two get both pairs plus Accept all; from three on
@@ -231,16 +229,10 @@ def suggestion_template_card(
     rows = [(clip(i.dimension_name, KEYNAME_CHARS), f"{i.tag} {round(i.score * 100)}%") for i in listed]
     buttons: list[tuple[str, str, int]] = []
     for item in listed[:2]:
-        buttons.append(
-            (f"{label('accept', lang)} {item.tag}", button_key(verbs.SUGGESTION_ACCEPT, [item.id]), 1)
-        )
-        buttons.append(
-            (f"{label('reject', lang)} {item.tag}", button_key(verbs.SUGGESTION_REJECT, [item.id]), 2)
-        )
+        buttons.append((f"{label('accept', lang)} {item.tag}", button_key(verbs.SUGGESTION_ACCEPT, [item.id]), 1))
+        buttons.append((f"{label('reject', lang)} {item.tag}", button_key(verbs.SUGGESTION_REJECT, [item.id]), 2))
     if len(listed) > 1:
-        buttons.append(
-            (label("accept_all", lang), button_key(verbs.SUGGESTION_ACCEPT_ALL, [i.id for i in listed]), 1)
-        )
+        buttons.append((label("accept_all", lang), button_key(verbs.SUGGESTION_ACCEPT_ALL, [i.id for i in listed]), 1))
     hidden = len(pending) - len(listed)
     sub = "、".join(w for i in listed for w in i.matched[:2])
     sub = label("matched", lang, words=sub) + (" " + label("more", lang, n=hidden) if hidden > 0 else "")
@@ -255,8 +247,7 @@ def applied_template_card(view: AppliedCardView, task_id: str, lang: Lang = "zh"
     listed = active[:MAX_BUTTONS]
     rows = [(i.dimension_name, i.tag) for i in listed]
     buttons = [
-        (f"{label('undo', lang)} {i.tag}", button_key(verbs.ASSIGNMENT_UNDO, [i.assignment_id]), 2)
-        for i in listed
+        (f"{label('undo', lang)} {i.tag}", button_key(verbs.ASSIGNMENT_UNDO, [i.assignment_id]), 2) for i in listed
     ]
     hidden = len(active) - len(listed)
     sub = label("more", lang, n=hidden) if hidden > 0 else ""
@@ -266,7 +257,7 @@ def applied_template_card(view: AppliedCardView, task_id: str, lang: Lang = "zh"
 def alert_template_card(view: AlertView, now: datetime, task_id: str, lang: Lang = "zh") -> dict[str, Any]:
     """Alert with Acknowledge / Snooze 7 days / Show customer (only the last once acknowledged)."""
     reasons = sorted(view.reasons, key=lambda r: r.weight, reverse=True)
-    rows = [(f"{r.weight:.2f}", r.text) for r in reasons]
+    rows = [(level_word(r.weight, lang), r.text) for r in reasons]
     buttons: list[tuple[str, str, int]] = []
     if view.acknowledged_by is None and view.acknowledged_at is None:
         buttons.append((label("ack", lang), button_key(verbs.ALERT_ACK, [view.id]), 1))

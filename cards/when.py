@@ -38,3 +38,20 @@ def expiry_note(expires_at: datetime, now: datetime, lang: Lang) -> str:
     if days <= 14:
         return label("expires_in", lang, n=days)
     return label("expires_on", lang, date=fmt_date(local(expires_at, now).date()))
+
+
+NEAR_DAYS = 14
+
+
+def near_expiry_note(expires_at: datetime | None, now: datetime, lang: Lang, days: int = NEAR_DAYS) -> str | None:
+    """The expiry note when the tag expires within `days` (or has expired); None when it is further out."""
+    if expires_at is None:
+        return None
+    if expires_at > now and days_until(local(expires_at, now).date(), now) > days:
+        return None
+    return expiry_note(expires_at, now, lang)
+
+
+def fmt_day(day: date) -> str:
+    """The date for cards, with non-breaking hyphens so a line never breaks inside it."""
+    return day.isoformat().replace("-", "\u2011")

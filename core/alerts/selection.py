@@ -103,6 +103,7 @@ class Reason:
     signal: str
     weight: float
     text: str
+    customer_id: int | None = None  # digests: the customer this row is about (its card gets a Show button)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,15 +120,18 @@ class AlertNotice:
     snooze_key: str  # snoozing this silences the rule for the customer (or the digest) for a while
     score: float | None = None
     assignment_ids: tuple[int, ...] = ()  # expiry digests: every tag the digest covers (listed or counted)
+    owner: str = ""  # who looks after the customer (churn alerts)
+    unlisted: int = 0  # expiry digests: tags counted but not listed
 
     def to_payload(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"assignment_ids": list(self.assignment_ids)} if self.assignment_ids else {}
+        extra |= {key: value for key, value in (("owner", self.owner), ("unlisted", self.unlisted)) if value}
         return extra | {
             "rule": self.rule,
             "title": self.title,
             "customer_id": self.customer_id,
             "customer_name": self.customer_name,
-            "reasons": [{"signal": r.signal, "weight": r.weight, "text": r.text} for r in self.reasons],
+            "reasons": [_reason_payload(r) for r in self.reasons],
             "raised_at": self.raised_at.isoformat(),
             "alert_key": self.alert_key,
             "snooze_key": self.snooze_key,
@@ -142,14 +146,29 @@ class AlertNotice:
             customer_id=int(data["customer_id"]),
             customer_name=str(data["customer_name"]),
             reasons=tuple(
-                Reason(str(r["signal"]), float(r["weight"]), str(r["text"])) for r in data.get("reasons", ())
+                Reason(
+                    str(r["signal"]),
+                    float(r["weight"]),
+                    str(r["text"]),
+                    None if r.get("customer_id") is None else int(r["customer_id"]),
+                )
+                for r in data.get("reasons", ())
             ),
             raised_at=datetime.fromisoformat(str(data["raised_at"])),
             alert_key=str(data["alert_key"]),
             snooze_key=str(data["snooze_key"]),
             score=None if data.get("score") is None else float(data["score"]),
             assignment_ids=tuple(int(i) for i in data.get("assignment_ids", ())),
+            owner=str(data.get("owner") or ""),
+            unlisted=int(data.get("unlisted") or 0),
         )
+
+
+def _reason_payload(reason: Reason) -> dict[str, Any]:
+    out: dict[str, Any] = {"signal": reason.signal, "weight": reason.weight, "text": reason.text}
+    if reason.customer_id is not None:
+        out["customer_id"] = reason.customer_id
+    return out
 
 
 # ---------------------------------------------------------------- churn risk
@@ -310,6 +329,7 @@ def churn_notice(assessment: ChurnAssessment, now: datetime) -> AlertNotice:
         alert_key=f"{CHURN_RULE}:{cid}:{assessment.fingerprint}",
         snooze_key=f"{CHURN_RULE}:{cid}",
         score=assessment.score,
+        owner=assessment.owner,
     )
 
 
@@ -455,7 +475,7 @@ def digest_notice(digest: Digest, now: datetime, tz: tzinfo) -> AlertNotice:
         weight = round(max(0.1, 1 - left / 10), 2)
         when = "今天" if left == 0 else f"{left}天后"
         text = f"{item.customer_name} · {item.tag} {when}到期（{_day(item.expires_at, tz)}）"
-        reasons.append(Reason("tag_expiry", weight, text))
+        reasons.append(Reason("tag_expiry", weight, text, item.customer_id))
     more = digest.count - len(items)
     first = items[0]
     names = {i.customer_id for i in items}
@@ -463,7 +483,7 @@ def digest_notice(digest: Digest, now: datetime, tz: tzinfo) -> AlertNotice:
     day = digest.day.isoformat()
     return AlertNotice(
         rule=EXPIRY_RULE,
-        title=f"{digest.count} 个标签即将到期" + (f"（另有 {more} 个未列出）" if more > 0 else ""),
+        title=f"{digest.count} 个标签即将到期",
         customer_id=first.customer_id,
         customer_name=subject,
         reasons=tuple(reasons),
@@ -471,6 +491,7 @@ def digest_notice(digest: Digest, now: datetime, tz: tzinfo) -> AlertNotice:
         alert_key=f"{EXPIRY_RULE}:{digest.recipient}:{day}",
         snooze_key=EXPIRY_RULE,
         assignment_ids=tuple(sorted(digest.assignment_ids)),
+        unlisted=max(0, more),
     )
 
 

@@ -952,6 +952,10 @@ async def _alert(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]
             (f"提醒 {alert_id} 是发给别人的，只有收到提醒的人才能处理", "只有收到提醒的人才能确认或暂停提醒"),
         )
     names = {ctx.actor.id: ctx.actor.display_name} if ctx.actor.display_name else {}
+    owner = status.notice.owner
+    if owner and owner not in names:  # the card says whose customer it is by name, not by id
+        async with service.store.unit_of_work(read_only=True) as uow:
+            names |= await _names(uow, [owner])
     return AlertResult(status, MappingProxyType(names))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from core.errors import NotFoundError
@@ -42,6 +42,7 @@ class CustomerSummary:
     groups: tuple[DimensionGroup, ...]
     count: int
     over_soft_cap: bool
+    owner_name: str | None = None  # the owner's display name, where the users table has one
 
 
 async def customer_summary(
@@ -58,7 +59,11 @@ async def customer_summary(
             note = event.evidence.get("note")
             if event.source is Source.RULE and event.actor.startswith("rule:") and isinstance(note, str):
                 reasons[(event.dimension, name_key(event.tag))] = note
-    return summarise(customer, active, taxonomy, viewer, reasons)
+    summary = summarise(customer, active, taxonomy, viewer, reasons)
+    owner = await uow.users.get(customer.owner) if customer.owner else None
+    if owner is not None and owner.display_name:
+        summary = replace(summary, owner_name=owner.display_name)
+    return summary
 
 
 def summarise(

@@ -15,8 +15,17 @@ from cards.customer import build_customer_summary_card
 from cards.search import build_search_results_card
 from cards.structure import problems
 from cards.suggestion import build_suggestion_card
-from cards.views import AlertReason, AlertView, CustomerHit, DimensionView, SearchResultsView, TagView
+from cards.views import (
+    AlertReason,
+    AlertView,
+    CustomerHit,
+    CustomerSummaryView,
+    DimensionView,
+    SearchResultsView,
+    TagView,
+)
 from core import verbs
+from core.types import Customer
 from tests.cards.samples import all_cards, customer, suggestions, summary
 
 PAYLOADS = ["[x](http://evil)", "<at>CEO</at>", "**bold**", "恶意_客户_`x`#1"]
@@ -34,6 +43,28 @@ def _strings(node: Any, skip_data: bool = True) -> list[str]:
     if isinstance(node, list):
         return [s for v in node for s in _strings(v)]
     return [node] if isinstance(node, str) else []
+
+
+def _of_type(node: Any, kind: str) -> list[dict[str, Any]]:
+    """Every element of `kind` in the card, depth first."""
+    if isinstance(node, dict):
+        found = [node] if node.get("type") == kind else []
+        return found + [e for k, v in node.items() if k != "data" for e in _of_type(v, kind)]
+    if isinstance(node, list):
+        return [e for v in node for e in _of_type(v, kind)]
+    return []
+
+
+def _markdown_strings(card: Any) -> list[str]:
+    """Text a Teams client renders as Markdown: TextBlock text and FactSet titles and values."""
+    facts = [s for f in _of_type(card, "FactSet") for fact in f["facts"] for s in (fact["title"], fact["value"])]
+    return [t["text"] for t in _of_type(card, "TextBlock")] + facts
+
+
+def _lines(card: Any) -> list[str]:
+    """Each text block as a person reads it: TextBlock text, or a RichTextBlock's runs joined."""
+    blocks = [t["text"] for t in _of_type(card, "TextBlock")]
+    return blocks + ["".join(r["text"] for r in b["inlines"]) for b in _of_type(card, "RichTextBlock")]
 
 
 def _actions(node: Any) -> list[dict[str, Any]]:
@@ -74,9 +105,24 @@ def test_structure_check_catches_bad_cards() -> None:
 @pytest.mark.parametrize("payload", PAYLOADS)
 def test_user_text_is_shown_literally(payload: str, now: datetime) -> None:
     for kind, card in all_cards(payload, now):
-        for text in _strings(card):
+        for text in _markdown_strings(card):
             for marker in ("](", "<at>", "**bold**", "_客户_", "`x`", "http://"):
                 assert marker not in text, (kind, text)
+        # Where Markdown is not rendered (TextRuns) the text is shown exactly as typed, so it copies right.
+        runs = [r["text"] for r in _of_type(card, "TextRun")]
+        assert any(payload in r for r in runs), (kind, runs)
+
+
+def test_identifiers_and_punctuation_are_not_escaped(now: datetime) -> None:
+    odd = Customer(
+        1, "Bosch (China) R&D #2", company="Bosch_Group", owner="li_ming@example.com", crm_id="SF_0012-A"
+    )
+    view = CustomerSummaryView(odd, (), owner_name=None)
+    runs = [r["text"] for r in _of_type(build_customer_summary_card(view, now), "TextRun")]
+    for value in ("Bosch (China) R&D #2", "Bosch_Group", "li_ming@example.com", "SF_0012-A"):
+        assert value in runs
+    named = CustomerSummaryView(odd, (), owner_name="李明")
+    assert "李明" in [r["text"] for r in _of_type(build_customer_summary_card(named, now), "TextRun")]
 
 
 def test_every_action_is_a_known_verb_with_its_data() -> None:
@@ -102,14 +148,31 @@ def test_agent_card_leaks_nothing_about_sensitive_tags(now: datetime) -> None:
 
 def test_summary_hides_sub_tags_behind_a_toggle(now: datetime) -> None:
     card = build_customer_summary_card(summary(), now)
-    dump = json.dumps(card, ensure_ascii=False)
-    assert "3 天后到期" in dump and "🔵 询价客户" in dump and "🟡 VIP客户" in dump
+    lines = _lines(card)
+    assert "🔵 询价客户（3 天后到期）" in lines and "🟡 VIP客户" in lines
     toggles = [a for a in _actions(card) if a["type"] == "Action.ToggleVisibility"]
-    assert len(toggles) == 1
+    assert [t["title"] for t in toggles] == ["显示子标签（1）", "收起子标签"]
     target = toggles[0]["targetElements"][0]
+    assert all(target in t["targetElements"] for t in toggles)
     hidden = [c for c in card["body"] for c in c.get("items", []) if c.get("id") == target]
     assert hidden and hidden[0]["isVisible"] is False
-    assert "询价客户 › 比价中" in json.dumps(hidden[0], ensure_ascii=False)
+    assert "🏷️ 询价客户 › 比价中" in _lines(hidden[0])
+    # The two labels swap: only "show" is visible while closed; each toggle flips both buttons and the list.
+    sets = {c["id"]: c for c in card["body"] for c in c.get("items", []) if c.get("type") == "ActionSet"}
+    assert sets[f"{target}-show"].get("isVisible", True) and sets[f"{target}-hide"]["isVisible"] is False
+    assert set(toggles[0]["targetElements"]) == {target, f"{target}-show", f"{target}-hide"}
+
+
+def test_summary_shows_expiry_only_when_near_and_marks_managers_only(now: datetime) -> None:
+    tags = (
+        TagView("近期", "阶段", expires_at=now + timedelta(days=3)),
+        TagView("远期", "阶段", expires_at=now + timedelta(days=60)),
+    )
+    risk = DimensionView("风险与问题", (TagView("高危流失", "风险与问题", sensitive=True),), sensitive=True)
+    view = CustomerSummaryView(customer(), (DimensionView("阶段", tags), risk), viewer_sees_sensitive=True)
+    lines = _lines(build_customer_summary_card(view, now))
+    assert "🏷️ 近期（3 天后到期）" in lines and "🏷️ 远期" in lines
+    assert "风险与问题　🔒 仅经理可见" in lines
 
 
 def test_suggestion_card_rerenders_with_decisions(now: datetime) -> None:
@@ -118,8 +181,7 @@ def test_suggestion_card_rerenders_with_decisions(now: datetime) -> None:
     assert by_verb[verbs.SUGGESTION_ACCEPT_ALL]["data"] == {"suggestion_ids": [1, 2]}
     assert len([a for a in _actions(pending) if a["verb"] == verbs.SUGGESTION_REJECT]) == 2
     decided = build_suggestion_card(suggestions(decided=True), now)
-    dump = json.dumps(decided, ensure_ascii=False)
-    assert "✅ 已接受 · 李四 · 2025-03-01 09:25" in dump
+    assert "✅ 已接受 · 李四 · 2025-03-01 09:25" in _lines(decided)
     ids = [a["data"].get("suggestion_id") for a in _actions(decided)]
     assert 1 not in ids and 2 in ids
     assert verbs.SUGGESTION_ACCEPT_ALL not in {a["verb"] for a in _actions(decided)}
@@ -156,12 +218,29 @@ def test_alert_buttons_follow_state(now: datetime) -> None:
         9, "高危流失", 7, "ABC公司", (AlertReason("到期未续费", 0.7), AlertReason("投诉", 0.3)), now
     )
     card = build_alert_card(open_alert, now)
-    assert [a["verb"] for a in card["actions"]] == [verbs.ALERT_ACK, verbs.ALERT_SNOOZE, verbs.CUSTOMER_SHOW]
+    assert [(a["verb"], a["title"]) for a in card["actions"]] == [
+        (verbs.ALERT_ACK, "我知道了"),
+        (verbs.ALERT_SNOOZE, "已跟进"),
+    ]
     assert card["actions"][1]["data"] == {"alert_id": 9, "days": 7}
+    assert [a["verb"] for a in _actions(card["body"])] == [verbs.CUSTOMER_SHOW]  # beside the customer's name
+    assert "【高】到期未续费" in _lines(card) and "【中】投诉" in _lines(card)
+    assert not any("权重" in line or "▰" in line for line in _lines(card))
     done = AlertView(9, "高危流失", 7, "ABC公司", (), now, acknowledged_by="王经理", acknowledged_at=now)
     acked = build_alert_card(done, now + timedelta(hours=1))
-    assert [a["verb"] for a in acked["actions"]] == [verbs.CUSTOMER_SHOW]
+    assert "actions" not in acked
+    assert [a["verb"] for a in _actions(acked)] == [verbs.CUSTOMER_SHOW]
     assert "王经理" in json.dumps(acked, ensure_ascii=False)
+
+
+def test_digest_rows_each_open_their_customer(now: datetime) -> None:
+    rows = tuple(AlertReason(f"客户{i} · 询价客户 {i}天后到期", 1 - i / 10, 100 + i) for i in range(8))
+    card = build_alert_card(AlertView(3, "12 个标签即将到期", 100, "客户0 等", rows, now, unlisted=4), now)
+    shows = [a["data"]["customer_id"] for a in _actions(card) if a.get("verb") == verbs.CUSTOMER_SHOW]
+    assert sorted(shows) == list(range(100, 108))  # one per row, no card-wide one for the first customer
+    toggles = [a["title"] for a in _actions(card) if a["type"] == "Action.ToggleVisibility"]
+    assert toggles == ["显示其余 3 条", "收起"]
+    assert "另有 4 个未列在此卡片中" in _lines(card)
 
 
 def test_colour_dots() -> None:

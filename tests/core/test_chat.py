@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -376,6 +377,7 @@ async def _queued_alert(database: Database, customer_id: int, recipient: str) ->
         raised_at=NOW,
         alert_key=f"churn|{customer_id}|2025-03",
         snooze_key=f"churn|{customer_id}",
+        owner=AGENT.id,
     )
     store = SqlAlertStore(database.engine)
     async with store.unit_of_work() as uow:
@@ -392,11 +394,14 @@ async def test_alert_ack_and_snooze_for_the_recipient_refuse_others(
     chat = _service(database, sample_taxonomy)
     [cid] = await _customers(database, "上海明远科技")
     alert_id = await _queued_alert(database, cid, MANAGER.id)
+    await chat.actor(AGENT.id, AGENT.display_name, NOW)  # the owner, known by name
     acked = await chat.decide(_ctx(MANAGER), verbs.ALERT_ACK, {"alert_id": alert_id})
     assert isinstance(acked, AlertResult)
     assert acked.status.acknowledged_by == MANAGER.id and acked.status.acknowledged_at == NOW
     rendered = str(present(acked, sample_taxonomy, NOW))
-    assert "已确认 · 张经理" in rendered and verbs.ALERT_ACK not in rendered and verbs.CUSTOMER_SHOW in rendered
+    shown = "".join(re.findall(r"'text': '([^']*)'", rendered))  # the runs of each line, read in order
+    assert "负责人：王丽" in shown and AGENT.id not in rendered
+    assert "已确认 · 张经理" in shown and verbs.ALERT_ACK not in rendered and verbs.CUSTOMER_SHOW in rendered
     snoozed = await chat.decide(_ctx(MANAGER), verbs.ALERT_SNOOZE, {"alert_id": alert_id, "days": 7})
     assert isinstance(snoozed, AlertResult) and snoozed.status.snoozed_until == NOW + timedelta(days=7)
     assert "暂停提醒至" in str(present(snoozed, sample_taxonomy, NOW))

@@ -62,13 +62,15 @@ def cards(fake: FakeConnector) -> list[dict[str, Any]]:
 
 
 def texts(node: Any) -> str:
-    """Every TextBlock text and action title in a card, joined (for content assertions)."""
+    """Every TextBlock text, RichTextBlock (its runs joined) and action title in a card, joined."""
     found: list[str] = []
 
     def walk(value: Any) -> None:
         if isinstance(value, dict):
             if value.get("type") == "TextBlock":
                 found.append(value["text"])
+            if value.get("type") == "RichTextBlock":
+                found.append("".join(r["text"] if isinstance(r, dict) else r for r in value["inlines"]))
             if value.get("title") and str(value.get("type", "")).startswith("Action."):
                 found.append(value["title"])
             for item in value.values():
@@ -135,7 +137,9 @@ async def test_ambiguous_customer_gets_a_choice_card_and_choosing_runs_the_comma
     await post(client, message(url, "打标签 华为 +VIP客户", "m-3"))
     [choice] = cards(fake)
     buttons = actions(choice, "customer.choose")
-    assert [b["title"] for b in buttons] == ["华为上海（华东）", "华为深圳（华南）"]
+    assert [b["title"] for b in buttons] == ["选择", "选择"]  # one short button per row: never truncated
+    shown = texts(choice)
+    assert "华为上海" in shown and "华为深圳" in shown and "华东" in shown and "华南" in shown
     status, body = await post(client, card_action(url, "customer.choose", buttons[1]["data"], "c-1"))
     assert status == 200 and body["statusCode"] == 200
     refreshed = texts(body["value"])
