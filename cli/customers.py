@@ -48,13 +48,13 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import UTC, datetime
 
     from core.importing.customers import import_customers
-    from core.importing.files import ImportFileError, parse_customer_file
+    from core.importing.files import ImportFileError, ImportLimits, parse_customer_file
     from core.tags.assignments import TaggingRules
     from core.taxonomy.store import ensure_taxonomy
 
     try:
         # row problems come back with the rows so the import adds its own and one run shows them all
-        parsed = parse_customer_file(args.file, collect=True)
+        parsed = parse_customer_file(args.file, ImportLimits.command_line(), collect=True)
     except ImportFileError as exc:
         _print_problems(exc.problems)
         return 1

@@ -91,6 +91,11 @@ class ImportLimits:
     max_sheet_columns: int = 1_000
     max_problems: int = 5_000
 
+    @classmethod
+    def command_line(cls) -> ImportLimits:
+        """The caps of `kebiao customers import`: a whole CRM export in one file (uploads keep the defaults)."""
+        return cls(max_rows=2_000_000, max_bytes=1024 * 1024 * 1024, max_sheet_rows=2_000_001)
+
 
 @dataclass(frozen=True, slots=True)
 class RowProblem:
