@@ -40,7 +40,9 @@ def write_customers(path: Path, rows: int, bad_row: int | None = None, prefix: s
         out.writerow(["name", "company", "crm_id", "region", "contract_end", "tags", "tier"])
         for i in range(rows):
             date = "2027-13-45" if i + 2 == bad_row else "2027-03-31"
-            out.writerow([f"客户{i}", f"公司{i % 997}", f"{prefix}{i:08d}", REGIONS[i % 3], date, TAGS[i % 4], f"t{i % 5}"])
+            out.writerow(
+                [f"客户{i}", f"公司{i % 997}", f"{prefix}{i:08d}", REGIONS[i % 3], date, TAGS[i % 4], f"t{i % 5}"]
+            )
 
 
 def write_events(path: Path, rows: int, customers: int) -> None:
@@ -69,9 +71,7 @@ def run_cli(url: str, *args: str) -> tuple[float, int, str]:
     """(seconds, exit status, stderr tail) of `python -m cli ARGS` on `url`."""
     env = {**os.environ, "KEBIAO_DATABASE_URL": url}
     started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, check=False
-    )
+    done = subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, check=False)
     return time.perf_counter() - started, done.returncode, (done.stderr + done.stdout)[-400:]
 
 

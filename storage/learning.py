@@ -7,7 +7,20 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Integer, PrimaryKeyConstraint, String, Text, delete, exists, func, literal, null, select, true
+from sqlalchemy import (
+    Column,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    delete,
+    exists,
+    func,
+    literal,
+    null,
+    select,
+    true,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from core.learning.capture import masked
-from core.progress import PhaseCounter, Progress
 from core.learning.ports import LearningStore, NewExample, Outcome
+from core.progress import PhaseCounter, Progress
 from tagging.policy import AmbiguousTagError, UnknownTagError, find_tag
 from tagging.taxonomy import Taxonomy
 
@@ -131,4 +131,3 @@ async def import_history(
     staged = [(masked(item.text), sorted(item.tags)) for item in parsed]
     examples = await store.add_history(staged, every, now, PhaseCounter(progress, "writing", len(staged)))
     return len(parsed), examples
-
