@@ -202,9 +202,9 @@ def kill_mid_import(url: str, path: Path) -> bool:
         text=True,
     )
     assert child.stderr is not None
-    # The import says on stderr when it starts writing (plain progress lines when stderr is not a terminal).
+    # Without a terminal the import prints a line as each phase ends: "checking: …" means writing has begun.
     for line in child.stderr:
-        if "writing" in line:
+        if line.startswith("checking:"):
             time.sleep(0.3)
             break
     child.send_signal(signal.SIGKILL)

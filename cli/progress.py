@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO
 
 WIDTH = 30  # characters of the bar
@@ -14,16 +13,19 @@ class ProgressBar:
     """Callable as progress(phase, done, total); `finish()` ends the last line."""
 
     def __init__(self, stream: TextIO | None = None, unit: str = "rows") -> None:
+        import time  # cli modules import only what a running verb needs
+
+        self.clock = time.monotonic
         self.stream = stream if stream is not None else sys.stderr
         self.unit = unit
         self.tty = self.stream.isatty()
         self.phase: str | None = None
-        self.started = time.monotonic()
+        self.started = self.clock()
         self.drawn = 0.0
         self.last = (0, 0)
 
     def __call__(self, phase: str, done: int, total: int) -> None:
-        now = time.monotonic()
+        now = self.clock()
         if phase != self.phase:
             self.finish()
             self.phase, self.started, self.drawn = phase, now, 0.0
@@ -41,7 +43,7 @@ class ProgressBar:
         if self.tty:
             self.stream.write("\r" + self._bar(done, total) + "\n")
         else:
-            seconds = time.monotonic() - self.started
+            seconds = self.clock() - self.started
             self.stream.write(f"{self.phase}: {done:,} of {total:,} {self.unit} in {seconds:.1f} s\n")
         self.stream.flush()
         self.phase = None
@@ -49,7 +51,7 @@ class ProgressBar:
     def _bar(self, done: int, total: int) -> str:
         share = done / total if total else 1.0
         filled = int(WIDTH * share)
-        seconds = max(time.monotonic() - self.started, 1e-9)
+        seconds = max(self.clock() - self.started, 1e-9)
         return (
             f"{self.phase:<9} [{'#' * filled}{'.' * (WIDTH - filled)}] {share:4.0%} "
             f"{done:,}/{total:,} {self.unit} ({done / seconds:,.0f}/s)"

@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Select, Subquery
 
@@ -51,6 +52,7 @@ from core.types import (
     User,
 )
 from storage import tables as t
+from storage.bulk import copy_rows, duplicate_key
 from storage.taxonomy_document import from_document, to_document
 from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
@@ -62,6 +64,7 @@ def _insert(conn: AsyncConnection, table: Any) -> Any:
 
 
 _BULK_ROWS = 1000
+_NEXT_CUSTOMER_IDS = text("SELECT nextval(pg_get_serial_sequence('customers', 'id')) FROM generate_series(1, :n)")
 # Execution option for connections that only read (`conn.execution_options(**{READ_ONLY: True})`): the
 # SQLite begin hook in storage.database then takes a plain deferred BEGIN instead of BEGIN IMMEDIATE.
 READ_ONLY = "kebiao_read_only"
@@ -247,16 +250,26 @@ class SqlCustomers:
         return _customer((await self._conn.execute(stmt)).one())
 
     async def add_many(self, drafts: Sequence[CustomerDraft], now: datetime) -> list[int]:
+        """Insert new customers, returning their ids in order; DuplicateKeyError when a crm_id or WeCom id
+        was stored meanwhile by another writer."""
+        if not drafts:
+            return []
+        values = [_customer_values(d, now) | {"created_at": now} for d in drafts]
+        if self._conn.dialect.name == "postgresql":
+            return await self._add_many_postgres(values)
         out: list[int] = []
-        c = t.customers.c
-        for start in range(0, len(drafts), _BULK_ROWS):
-            values = [_customer_values(d, now) | {"created_at": now} for d in drafts[start : start + _BULK_ROWS]]
-            if self._conn.dialect.name == "sqlite":
-                out.extend(await self._add_many_sqlite(values))
-                continue
-            stmt = t.customers.insert().returning(c.id, sort_by_parameter_order=True)
-            out.extend(row[0] for row in await self._conn.execute(stmt, values))
+        for start in range(0, len(values), _BULK_ROWS):
+            try:
+                out.extend(await self._add_many_sqlite(values[start : start + _BULK_ROWS]))
+            except IntegrityError as exc:
+                raise duplicate_key(exc) or exc from exc
         return out
+
+    async def _add_many_postgres(self, values: list[dict[str, Any]]) -> list[int]:
+        """Take the ids from the sequence, then COPY the rows with them (no per-row statement at all)."""
+        ids = list((await self._conn.execute(_NEXT_CUSTOMER_IDS, {"n": len(values)})).scalars())
+        await copy_rows(self._conn, t.customers, [{"id": i, **v} for i, v in zip(ids, values, strict=True)])
+        return ids
 
     async def _add_many_sqlite(self, values: list[dict[str, Any]]) -> list[int]:
         """Insert through the driver, then read the new ids back: this unit of work holds SQLite's write
@@ -270,6 +283,13 @@ class SqlCustomers:
         return ids
 
     async def update_many(self, updates: Sequence[tuple[int, CustomerDraft]], now: datetime) -> None:
+        """Update stored customers; DuplicateKeyError when a new crm_id or WeCom id was taken meanwhile."""
+        try:
+            await self._update_many(updates, now)
+        except IntegrityError as exc:
+            raise duplicate_key(exc) or exc from exc
+
+    async def _update_many(self, updates: Sequence[tuple[int, CustomerDraft]], now: datetime) -> None:
         if not updates:
             return
         c = t.customers.c
@@ -378,9 +398,7 @@ class SqlAssignments:
                 assigned_at=now,
                 expires_at=expires_at,
             )
-            .on_conflict_do_nothing(
-                index_elements=[a.customer_id, a.dimension, a.tag_key], index_where=t.ACTIVE
-            )
+            .on_conflict_do_nothing(index_elements=[a.customer_id, a.dimension, a.tag_key], index_where=t.ACTIVE)
             .returning(t.tag_assignments)
         )
         row = (await self._conn.execute(stmt)).first()
@@ -397,9 +415,7 @@ class SqlAssignments:
 
     async def set_expiry(self, assignment_id: int, expires_at: datetime | None) -> None:
         await self._conn.execute(
-            update(t.tag_assignments)
-            .where(t.tag_assignments.c.id == assignment_id)
-            .values(expires_at=expires_at)
+            update(t.tag_assignments).where(t.tag_assignments.c.id == assignment_id).values(expires_at=expires_at)
         )
 
     async def active_for_many(self, customer_ids: Sequence[int]) -> dict[int, list[Assignment]]:
@@ -410,9 +426,7 @@ class SqlAssignments:
             # One LEFT JOIN answers both "does the customer exist" and "what does it hold".
             rows = await self._conn.execute(
                 select(c.id.label("owner_id"), t.tag_assignments)
-                .select_from(
-                    t.customers.outerjoin(t.tag_assignments, and_(a.customer_id == c.id, a.state == "active"))
-                )
+                .select_from(t.customers.outerjoin(t.tag_assignments, and_(a.customer_id == c.id, a.state == "active")))
                 .where(c.id.in_(wanted[start : start + _BULK_ROWS]))
                 .order_by(c.id, a.id)
             )
@@ -474,7 +488,7 @@ class SqlAssignments:
         if self._conn.dialect.name == "sqlite":
             await _driver_executemany(self._conn, t.tag_assignments, values)
             return
-        await self._conn.execute(t.tag_assignments.insert(), values)
+        await copy_rows(self._conn, t.tag_assignments, values)
 
     async def insert_many(self, rows: Sequence[NewAssignment]) -> list[Assignment]:
         if not rows:
@@ -523,9 +537,7 @@ class SqlAssignments:
 
     async def count_by_tag(self, dimension: str, name_key_: str) -> int:
         a = t.tag_assignments.c
-        stmt = select(func.count()).where(
-            a.dimension == dimension, a.tag_key == name_key_, a.state == "active"
-        )
+        stmt = select(func.count()).where(a.dimension == dimension, a.tag_key == name_key_, a.state == "active")
         return int((await self._conn.execute(stmt)).scalar_one())
 
     async def search(
@@ -646,16 +658,12 @@ class SqlEvents:
         if self._conn.dialect.name == "sqlite":
             await _driver_executemany(self._conn, t.tag_events, rows)
             return
-        await self._conn.execute(t.tag_events.insert(), rows)
+        await copy_rows(self._conn, t.tag_events, rows)
 
     async def for_customer(self, customer_id: int, skip: int, limit: int) -> list[TagEvent]:
         e = t.tag_events.c
         rows = await self._conn.execute(
-            select(t.tag_events)
-            .where(e.customer_id == customer_id)
-            .order_by(e.id.desc())
-            .offset(skip)
-            .limit(limit)
+            select(t.tag_events).where(e.customer_id == customer_id).order_by(e.id.desc()).offset(skip).limit(limit)
         )
         return [_event(r) for r in rows]
 
@@ -803,16 +811,12 @@ class SqlSuggestions:
         return {(str(m), str(d), str(k)) for m, d, k in result}
 
     async def get(self, suggestion_id: int) -> SuggestionRecord | None:
-        row = (
-            await self._conn.execute(select(t.suggestions).where(t.suggestions.c.id == suggestion_id))
-        ).first()
+        row = (await self._conn.execute(select(t.suggestions).where(t.suggestions.c.id == suggestion_id))).first()
         return _suggestion(row) if row else None
 
     async def for_message(self, message_key: str) -> list[SuggestionRecord]:
         s = t.suggestions.c
-        rows = await self._conn.execute(
-            select(t.suggestions).where(s.message_key == message_key).order_by(s.id)
-        )
+        rows = await self._conn.execute(select(t.suggestions).where(s.message_key == message_key).order_by(s.id))
         return [_suggestion(r) for r in rows]
 
     async def decide(self, suggestion_id: int, status: SuggestionStatus, by: str, now: datetime) -> bool:
@@ -847,9 +851,7 @@ class SqlSuggestions:
 
 def _user(row: Row[Any]) -> User:
     m = row._mapping
-    return User(
-        id=m["id"], role=Role(m["role"]), regions=tuple(m["regions"] or ()), display_name=m["display_name"]
-    )
+    return User(id=m["id"], role=Role(m["role"]), regions=tuple(m["regions"] or ()), display_name=m["display_name"])
 
 
 class SqlUsers:
@@ -915,9 +917,7 @@ class SqlTaxonomies:
         number = (latest or 0) + 1
         stored = dataclasses.replace(taxonomy, version=number)
         await self._conn.execute(
-            v.insert().values(
-                version=number, document=to_document(stored), created_by=by, created_at=now, note=note
-            )
+            v.insert().values(version=number, document=to_document(stored), created_by=by, created_at=now, note=note)
         )
         pointer = t.taxonomy_current
         await self._conn.execute(

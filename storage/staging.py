@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import Column, MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from storage.bulk import CHUNK
 from storage.repositories import READ_ONLY
 
-CHUNK = 20_000  # rows sent per driver call (lets a progress callback speak between calls)
 Progress = Callable[[int], None]
 
 
