@@ -451,7 +451,9 @@ async def wecom_receive(request: web.Request) -> web.StreamResponse:
 ALERT_SCHEDULER = web.AppKey("alert_scheduler", object)  # the running AsyncIOScheduler; None when off
 
 
-def alert_deliverers(settings: Settings, database: Database, session: Any, teams_adapter: Any | None) -> dict[str, Any]:
+def alert_deliverers(
+    settings: Settings, database: Database, session: Any, teams_adapter: Any | None
+) -> dict[str, Any]:
     """One Deliverer per configured channel: WeCom app messages, Teams through the stored references."""
     from bots.teams.alert_delivery import TeamsAlertDeliverer
     from bots.teams.notifier import TeamsNotifier

@@ -339,7 +339,9 @@ def check_bot_credentials(teams: TeamsSettings) -> None:
     if app_type is None or not teams.app_id.strip():
         return  # local/emulator mode (refused in production by check_serve)
     if app_type in ("SingleTenant", "UserAssignedMSI") and not teams.app_tenant_id.strip():
-        raise ConfigError(f"MICROSOFT_APP_TYPE={app_type} needs MICROSOFT_APP_TENANT_ID (the bot's Entra tenant id)")
+        raise ConfigError(
+            f"MICROSOFT_APP_TYPE={app_type} needs MICROSOFT_APP_TENANT_ID (the bot's Entra tenant id)"
+        )
     if app_type != "UserAssignedMSI" and not teams.app_password.strip():
         raise ConfigError(
             f"MICROSOFT_APP_ID is set but MICROSOFT_APP_PASSWORD is empty ({app_type} bot): set the client "

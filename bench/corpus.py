@@ -122,6 +122,8 @@ def taxonomy(keyword_count: int, seed: int = 7, per_tag: int = 10) -> Taxonomy:
     for number, start in enumerate(range(0, keyword_count, per_tag)):
         key = keys[number % len(keys)]
         name = f"标签{number:05d}"
-        tags[key].append(TagDef(name=name, dimension=key, path=(name,), keywords=tuple(words[start : start + per_tag])))
+        tags[key].append(
+            TagDef(name=name, dimension=key, path=(name,), keywords=tuple(words[start : start + per_tag]))
+        )
     dimensions = tuple(Dimension(key=key, name=key, tags=tuple(tags[key])) for key in keys)
     return Taxonomy(version=1, dimensions=dimensions)

@@ -25,11 +25,15 @@ def build_alert_card(view: AlertView, now: datetime, lang: Lang = "zh") -> Card:
         body: list[Element] = [
             text("⚠️ " + literal(view.title, TITLE_CHARS), weight="Bolder", size="Medium", color="Attention"),
             text(literal(view.customer_name, NAME_CHARS), weight="Bolder", spacing="Small"),
-            text(label("alert_raised", lang, when=fmt_time(view.raised_at, now)), isSubtle=True, size="Small"),
+            text(
+                label("alert_raised", lang, when=fmt_time(view.raised_at, now)), isSubtle=True, size="Small"
+            ),
         ]
         for reason in reasons[:cap]:
             weight = label("weight", lang, w=f"{reason.weight:.2f}")
-            body.append(text(f"{_bar(reason.weight)} {literal(reason.text, REASON_CHARS)}{aside(weight, lang)}"))
+            body.append(
+                text(f"{_bar(reason.weight)} {literal(reason.text, REASON_CHARS)}{aside(weight, lang)}")
+            )
         if len(reasons) > cap:
             body.append(text(label("more", lang, n=len(reasons) - cap), isSubtle=True))
         actions: list[Element] = []
@@ -39,7 +43,9 @@ def build_alert_card(view: AlertView, now: datetime, lang: Lang = "zh") -> Card:
             body.append(text(label("acked_by", lang, who=who, when=when), color="Good"))
         else:
             if view.snoozed_until is not None and view.snoozed_until > now:
-                body.append(text(label("snoozed_until", lang, when=fmt_time(view.snoozed_until, now)), isSubtle=True))
+                body.append(
+                    text(label("snoozed_until", lang, when=fmt_time(view.snoozed_until, now)), isSubtle=True)
+                )
             actions.append(execute(label("ack", lang), verbs.ALERT_ACK, {"alert_id": view.id}, "positive"))
             actions.append(
                 execute(
@@ -48,7 +54,9 @@ def build_alert_card(view: AlertView, now: datetime, lang: Lang = "zh") -> Card:
                     {"alert_id": view.id, "days": verbs.SNOOZE_DAYS},
                 )
             )
-        actions.append(execute(label("show_customer", lang), verbs.CUSTOMER_SHOW, {"customer_id": view.customer_id}))
+        actions.append(
+            execute(label("show_customer", lang), verbs.CUSTOMER_SHOW, {"customer_id": view.customer_id})
+        )
         return card(body, actions)
 
     return fit(render, MAX_REASONS)

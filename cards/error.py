@@ -10,7 +10,9 @@ TITLE_CHARS = 120
 DETAIL_CHARS = 2000
 
 
-def build_error_card(detail: str, hint: str | None = None, title: str | None = None, lang: Lang = "zh") -> Card:
+def build_error_card(
+    detail: str, hint: str | None = None, title: str | None = None, lang: Lang = "zh"
+) -> Card:
     """A red-titled card with the problem (`detail`) and an optional fix (`hint`)."""
     heading = literal(title, TITLE_CHARS) if title else label("error_title", lang)
     body: list[Element] = [

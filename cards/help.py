@@ -22,11 +22,17 @@ def build_help_card(entries: Sequence[tuple[str, str, str]], lang: Lang = "zh") 
             text(label("help_mention", lang), isSubtle=True, spacing="Small"),
         ]
         for usage, description_en, description_zh in entries[:cap]:
-            first, second = (description_zh, description_en) if lang == "zh" else (description_en, description_zh)
-            body.append(text(literal(usage, USAGE_CHARS), fontType="Monospace", weight="Bolder", separator=True))
+            first, second = (
+                (description_zh, description_en) if lang == "zh" else (description_en, description_zh)
+            )
+            body.append(
+                text(literal(usage, USAGE_CHARS), fontType="Monospace", weight="Bolder", separator=True)
+            )
             body.append(text(literal(first, DESCRIPTION_CHARS), spacing="None"))
             if second and second != first:
-                body.append(text(literal(second, DESCRIPTION_CHARS), isSubtle=True, size="Small", spacing="None"))
+                body.append(
+                    text(literal(second, DESCRIPTION_CHARS), isSubtle=True, size="Small", spacing="None")
+                )
         if len(entries) > cap:
             body.append(text(label("more", lang, n=len(entries) - cap), isSubtle=True))
         return card(body)

@@ -26,7 +26,9 @@ def build_search_results_card(view: SearchResultsView, now: datetime, lang: Lang
 
     def render(cap: int) -> Card:
         shown = view.hits[:cap]
-        body: list[Element] = [text(label("search_title", lang, query=query, total=view.total), weight="Bolder")]
+        body: list[Element] = [
+            text(label("search_title", lang, query=query, total=view.total), weight="Bolder")
+        ]
         if not view.hits:
             body.append(text(label("search_empty", lang), isSubtle=True))
         body.extend(_hit(hit, view.viewer_sees_sensitive, now, lang) for hit in shown)
@@ -37,7 +39,9 @@ def build_search_results_card(view: SearchResultsView, now: datetime, lang: Lang
         actions = []
         if view.page > 1:
             actions.append(
-                execute(label("previous", lang), verbs.SEARCH_PAGE, {"query": view.query, "page": view.page - 1})
+                execute(
+                    label("previous", lang), verbs.SEARCH_PAGE, {"query": view.query, "page": view.page - 1}
+                )
             )
         if before + len(view.hits) < view.total:
             actions.append(

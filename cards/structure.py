@@ -56,7 +56,9 @@ def problems(card: Card) -> list[str]:
         if kind.startswith("Action."):
             out.extend(_action_problems(path, node))
             if kind == "Action.ToggleVisibility":
-                targets.extend(t if isinstance(t, str) else t.get("elementId", "") for t in node["targetElements"])
+                targets.extend(
+                    t if isinstance(t, str) else t.get("elementId", "") for t in node["targetElements"]
+                )
         elif kind not in ELEMENT_TYPES:
             out.append(f"{path}: element type {kind!r} is not in Adaptive Cards 1.5")
         if kind == "TextBlock" and not isinstance(node.get("text"), str):

@@ -67,11 +67,15 @@ def _suggestion(item: SuggestionItem, now: datetime, lang: Lang) -> Element:
     detail = f"{evidence(item.matched, lang, item.learned)} · {score}"
     info: list[Element] = [text(head), text(detail, isSubtle=True, size="Small", spacing="None")]
     if item.excerpt:
-        info.append(text(f"“{literal(item.excerpt, EXCERPT_CHARS)}”", isSubtle=True, size="Small", spacing="None"))
+        info.append(
+            text(f"“{literal(item.excerpt, EXCERPT_CHARS)}”", isSubtle=True, size="Small", spacing="None")
+        )
     if item.status is SuggestionStatus.PENDING:
         buttons = action_set(
             [
-                execute(label("accept", lang), verbs.SUGGESTION_ACCEPT, {"suggestion_id": item.id}, "positive"),
+                execute(
+                    label("accept", lang), verbs.SUGGESTION_ACCEPT, {"suggestion_id": item.id}, "positive"
+                ),
                 execute(label("reject", lang), verbs.SUGGESTION_REJECT, {"suggestion_id": item.id}),
             ]
         )
@@ -104,7 +108,9 @@ def build_applied_card(view: AppliedCardView, now: datetime, lang: Lang = "zh") 
         ]
         body.extend(_applied(item, now, lang) for item in shown)
         if len(view.items) > len(shown):
-            body.append(text(label("more", lang, n=len(view.items) - len(shown)), isSubtle=True, size="Small"))
+            body.append(
+                text(label("more", lang, n=len(view.items) - len(shown)), isSubtle=True, size="Small")
+            )
         return card(body)
 
     return fit(render, MAX_ITEMS)

@@ -96,7 +96,9 @@ def suggestion_markdown(view: SuggestionCardView, now: datetime, lang: Lang = "z
     """Suggestions with evidence and, once decided, who decided what and when."""
     lines = [f"**{label('suggested_for', lang, name=literal(view.customer_name, 60))}**"]
     for item in view.items[:LINES_PER_BLOCK]:
-        lines.append(f"{dot(item.color)} **{literal(item.tag, 40)}**{aside(literal(item.dimension_name, 40), lang)}")
+        lines.append(
+            f"{dot(item.color)} **{literal(item.tag, 40)}**{aside(literal(item.dimension_name, 40), lang)}"
+        )
         lines.append(f'<font color="comment">{evidence(item.matched, lang, item.learned)}</font>')
         if item.status is SuggestionStatus.ACCEPTED or item.status is SuggestionStatus.REJECTED:
             key = "accepted_by" if item.status is SuggestionStatus.ACCEPTED else "rejected_by"
@@ -144,7 +146,8 @@ def alert_markdown(view: AlertView, now: datetime, lang: Lang = "zh") -> str:
     ]
     reasons = sorted(view.reasons, key=lambda r: r.weight, reverse=True)
     lines.extend(
-        f"> {literal(r.text, 160)}{aside(label('weight', lang, w=f'{r.weight:.2f}'), lang)}" for r in reasons[:10]
+        f"> {literal(r.text, 160)}{aside(label('weight', lang, w=f'{r.weight:.2f}'), lang)}"
+        for r in reasons[:10]
     )
     if view.acknowledged_by is not None or view.acknowledged_at is not None:
         when = fmt_time(view.acknowledged_at, now) if view.acknowledged_at else "?"
@@ -156,7 +159,9 @@ def help_markdown(entries: Sequence[tuple[str, str, str]], lang: Lang = "zh") ->
     """Command usage lines with their description in `lang`."""
     lines = [f"**{label('help_title', lang)}**"]
     for usage, description_en, description_zh in entries:
-        lines.append(f"`{literal(usage, 120)}` {literal(description_zh if lang == 'zh' else description_en, 200)}")
+        lines.append(
+            f"`{literal(usage, 120)}` {literal(description_zh if lang == 'zh' else description_en, 200)}"
+        )
     return markdown(lines)
 
 
@@ -205,12 +210,15 @@ def button_card(
         out["sub_title_text"] = clip(sub_title, SUB_TITLE_CHARS)
     if rows:
         out["horizontal_content_list"] = [
-            {"keyname": clip(k, KEYNAME_CHARS), "value": clip(v, VALUE_CHARS)} for k, v in rows[:MAX_HORIZONTAL]
+            {"keyname": clip(k, KEYNAME_CHARS), "value": clip(v, VALUE_CHARS)}
+            for k, v in rows[:MAX_HORIZONTAL]
         ]
     return out
 
 
-def suggestion_template_card(view: SuggestionCardView, task_id: str, lang: Lang = "zh") -> dict[str, Any] | None:
+def suggestion_template_card(
+    view: SuggestionCardView, task_id: str, lang: Lang = "zh"
+) -> dict[str, Any] | None:
     """Pending suggestions as a button card; None once nothing is pending (send the markdown instead).
 
     Six buttons fit: one pending tag gets Accept / Reject; two get both pairs plus Accept all; from three on
@@ -223,10 +231,16 @@ def suggestion_template_card(view: SuggestionCardView, task_id: str, lang: Lang 
     rows = [(clip(i.dimension_name, KEYNAME_CHARS), f"{i.tag} {round(i.score * 100)}%") for i in listed]
     buttons: list[tuple[str, str, int]] = []
     for item in listed[:2]:
-        buttons.append((f"{label('accept', lang)} {item.tag}", button_key(verbs.SUGGESTION_ACCEPT, [item.id]), 1))
-        buttons.append((f"{label('reject', lang)} {item.tag}", button_key(verbs.SUGGESTION_REJECT, [item.id]), 2))
+        buttons.append(
+            (f"{label('accept', lang)} {item.tag}", button_key(verbs.SUGGESTION_ACCEPT, [item.id]), 1)
+        )
+        buttons.append(
+            (f"{label('reject', lang)} {item.tag}", button_key(verbs.SUGGESTION_REJECT, [item.id]), 2)
+        )
     if len(listed) > 1:
-        buttons.append((label("accept_all", lang), button_key(verbs.SUGGESTION_ACCEPT_ALL, [i.id for i in listed]), 1))
+        buttons.append(
+            (label("accept_all", lang), button_key(verbs.SUGGESTION_ACCEPT_ALL, [i.id for i in listed]), 1)
+        )
     hidden = len(pending) - len(listed)
     sub = "、".join(w for i in listed for w in i.matched[:2])
     sub = label("matched", lang, words=sub) + (" " + label("more", lang, n=hidden) if hidden > 0 else "")
@@ -241,7 +255,8 @@ def applied_template_card(view: AppliedCardView, task_id: str, lang: Lang = "zh"
     listed = active[:MAX_BUTTONS]
     rows = [(i.dimension_name, i.tag) for i in listed]
     buttons = [
-        (f"{label('undo', lang)} {i.tag}", button_key(verbs.ASSIGNMENT_UNDO, [i.assignment_id]), 2) for i in listed
+        (f"{label('undo', lang)} {i.tag}", button_key(verbs.ASSIGNMENT_UNDO, [i.assignment_id]), 2)
+        for i in listed
     ]
     hidden = len(active) - len(listed)
     sub = label("more", lang, n=hidden) if hidden > 0 else ""

@@ -106,7 +106,9 @@ def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
         if schema:
             kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
         return create_async_engine(parsed, pool_pre_ping=True, **kwargs)
-    raise DatabaseError(f"unsupported database {parsed.drivername!r}: use sqlite+aiosqlite or postgresql+asyncpg")
+    raise DatabaseError(
+        f"unsupported database {parsed.drivername!r}: use sqlite+aiosqlite or postgresql+asyncpg"
+    )
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

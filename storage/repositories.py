@@ -398,7 +398,9 @@ class SqlAssignments:
                 assigned_at=now,
                 expires_at=expires_at,
             )
-            .on_conflict_do_nothing(index_elements=[a.customer_id, a.dimension, a.tag_key], index_where=t.ACTIVE)
+            .on_conflict_do_nothing(
+                index_elements=[a.customer_id, a.dimension, a.tag_key], index_where=t.ACTIVE
+            )
             .returning(t.tag_assignments)
         )
         row = (await self._conn.execute(stmt)).first()
@@ -415,7 +417,9 @@ class SqlAssignments:
 
     async def set_expiry(self, assignment_id: int, expires_at: datetime | None) -> None:
         await self._conn.execute(
-            update(t.tag_assignments).where(t.tag_assignments.c.id == assignment_id).values(expires_at=expires_at)
+            update(t.tag_assignments)
+            .where(t.tag_assignments.c.id == assignment_id)
+            .values(expires_at=expires_at)
         )
 
     async def active_for_many(self, customer_ids: Sequence[int]) -> dict[int, list[Assignment]]:
@@ -426,7 +430,9 @@ class SqlAssignments:
             # One LEFT JOIN answers both "does the customer exist" and "what does it hold".
             rows = await self._conn.execute(
                 select(c.id.label("owner_id"), t.tag_assignments)
-                .select_from(t.customers.outerjoin(t.tag_assignments, and_(a.customer_id == c.id, a.state == "active")))
+                .select_from(
+                    t.customers.outerjoin(t.tag_assignments, and_(a.customer_id == c.id, a.state == "active"))
+                )
                 .where(c.id.in_(wanted[start : start + _BULK_ROWS]))
                 .order_by(c.id, a.id)
             )
@@ -537,7 +543,9 @@ class SqlAssignments:
 
     async def count_by_tag(self, dimension: str, name_key_: str) -> int:
         a = t.tag_assignments.c
-        stmt = select(func.count()).where(a.dimension == dimension, a.tag_key == name_key_, a.state == "active")
+        stmt = select(func.count()).where(
+            a.dimension == dimension, a.tag_key == name_key_, a.state == "active"
+        )
         return int((await self._conn.execute(stmt)).scalar_one())
 
     async def search(
@@ -663,7 +671,11 @@ class SqlEvents:
     async def for_customer(self, customer_id: int, skip: int, limit: int) -> list[TagEvent]:
         e = t.tag_events.c
         rows = await self._conn.execute(
-            select(t.tag_events).where(e.customer_id == customer_id).order_by(e.id.desc()).offset(skip).limit(limit)
+            select(t.tag_events)
+            .where(e.customer_id == customer_id)
+            .order_by(e.id.desc())
+            .offset(skip)
+            .limit(limit)
         )
         return [_event(r) for r in rows]
 
@@ -811,12 +823,16 @@ class SqlSuggestions:
         return {(str(m), str(d), str(k)) for m, d, k in result}
 
     async def get(self, suggestion_id: int) -> SuggestionRecord | None:
-        row = (await self._conn.execute(select(t.suggestions).where(t.suggestions.c.id == suggestion_id))).first()
+        row = (
+            await self._conn.execute(select(t.suggestions).where(t.suggestions.c.id == suggestion_id))
+        ).first()
         return _suggestion(row) if row else None
 
     async def for_message(self, message_key: str) -> list[SuggestionRecord]:
         s = t.suggestions.c
-        rows = await self._conn.execute(select(t.suggestions).where(s.message_key == message_key).order_by(s.id))
+        rows = await self._conn.execute(
+            select(t.suggestions).where(s.message_key == message_key).order_by(s.id)
+        )
         return [_suggestion(r) for r in rows]
 
     async def decide(self, suggestion_id: int, status: SuggestionStatus, by: str, now: datetime) -> bool:
@@ -851,7 +867,9 @@ class SqlSuggestions:
 
 def _user(row: Row[Any]) -> User:
     m = row._mapping
-    return User(id=m["id"], role=Role(m["role"]), regions=tuple(m["regions"] or ()), display_name=m["display_name"])
+    return User(
+        id=m["id"], role=Role(m["role"]), regions=tuple(m["regions"] or ()), display_name=m["display_name"]
+    )
 
 
 class SqlUsers:
@@ -917,7 +935,9 @@ class SqlTaxonomies:
         number = (latest or 0) + 1
         stored = dataclasses.replace(taxonomy, version=number)
         await self._conn.execute(
-            v.insert().values(version=number, document=to_document(stored), created_by=by, created_at=now, note=note)
+            v.insert().values(
+                version=number, document=to_document(stored), created_by=by, created_at=now, note=note
+            )
         )
         pointer = t.taxonomy_current
         await self._conn.execute(

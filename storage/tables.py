@@ -409,7 +409,9 @@ learning_examples = Table(
     Column("customer_id", BigInteger, nullable=True),
     Column("message_key", String(500), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
-    CheckConstraint("outcome IN ('accepted', 'rejected', 'undone', 'manual', 'imported')", name="outcome_known"),
+    CheckConstraint(
+        "outcome IN ('accepted', 'rejected', 'undone', 'manual', 'imported')", name="outcome_known"
+    ),
     Index("ix_learning_examples_customer", "customer_id"),
     Index("ix_learning_examples_created", "created_at"),
 )

@@ -44,7 +44,9 @@ def from_document(document: dict[str, Any], version: int) -> Taxonomy:
             visibility=Visibility(d.get("visibility", "all")),
             tags=tuple(_tag_from(t, d["key"], ()) for t in d.get("tags", [])),
             sync=SyncMode(d.get("sync", "none")),
-            crm_fields=MappingProxyType({f: MappingProxyType(dict(v)) for f, v in (d.get("crm_fields") or {}).items()}),
+            crm_fields=MappingProxyType(
+                {f: MappingProxyType(dict(v)) for f, v in (d.get("crm_fields") or {}).items()}
+            ),
         )
         for d in document.get("dimensions", [])
     )

@@ -389,7 +389,9 @@ class _Checker:
 
     # -- generic field checks
 
-    def keys(self, data: Mapping[Any, Any], allowed: tuple[str, ...], path: str, required: tuple[str, ...]) -> None:
+    def keys(
+        self, data: Mapping[Any, Any], allowed: tuple[str, ...], path: str, required: tuple[str, ...]
+    ) -> None:
         for key in data:
             if key not in allowed:
                 hint = difflib.get_close_matches(str(key), allowed, n=1)
@@ -478,12 +480,16 @@ class _Checker:
         out: list[str] = []
         seen: dict[str, int] = {}
         for i, item in enumerate(value):
-            phrase = self.text(item, f"{where}[{i}]", "keyword" if key == "keywords" else "phrase", MAX_KEYWORD)
+            phrase = self.text(
+                item, f"{where}[{i}]", "keyword" if key == "keywords" else "phrase", MAX_KEYWORD
+            )
             if phrase is None:
                 continue
             norm = name_key(phrase)
             if norm in seen:
-                self.fail(f"{where}[{i}]", f"'{phrase}' repeats {where}[{seen[norm]}] (same after normalisation)")
+                self.fail(
+                    f"{where}[{i}]", f"'{phrase}' repeats {where}[{seen[norm]}] (same after normalisation)"
+                )
                 continue
             seen[norm] = i
             out.append(phrase)
@@ -623,7 +629,9 @@ class _Checker:
                 out.append(tag)
         return tuple(out)
 
-    def tag(self, value: Any, path: str, dim_key: str, parents: tuple[str, ...], seen: dict[str, str]) -> TagDef | None:
+    def tag(
+        self, value: Any, path: str, dim_key: str, parents: tuple[str, ...], seen: dict[str, str]
+    ) -> TagDef | None:
         data = self.mapping(value, path, "a tag")
         if data is None:
             return None
@@ -642,7 +650,9 @@ class _Checker:
         keywords = self.phrases(data, "keywords", path)
         exclude = self.phrases(data, "exclude", path)
         ttl = data.get("ttl_days")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= MAX_TTL_DAYS):
+        if ttl is not None and (
+            isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= MAX_TTL_DAYS
+        ):
             reason = f"ttl_days must be a whole number of days from 1 to {MAX_TTL_DAYS}, got {_show(ttl)}"
             self.fail(f"{path}.ttl_days", reason)
             ttl = None
@@ -667,7 +677,9 @@ class _Checker:
     def tag_name(self, name: str, path: str, seen: dict[str, str]) -> str | None:
         folded = normalise(name)
         if folded[0] in "+-" or ";" in folded or ":" in folded:
-            reason = f"tag name '{name}' must not start with '+' or '-' nor contain ';' or ':' (command syntax)"
+            reason = (
+                f"tag name '{name}' must not start with '+' or '-' nor contain ';' or ':' (command syntax)"
+            )
             self.fail(path, reason)
             return None
         norm = name_key(name)

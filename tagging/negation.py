@@ -160,7 +160,9 @@ def _counts(clause: str, start: int, negator: str) -> bool:
     return not (negator in _NOT_YET_SENSITIVE and clause[:start].endswith(NOT_YET_BEFORE))
 
 
-def _nearest_negator(clause: str, before: int, words: tuple[str, ...], any_word: re.Pattern[str]) -> tuple[int, str]:
+def _nearest_negator(
+    clause: str, before: int, words: tuple[str, ...], any_word: re.Pattern[str]
+) -> tuple[int, str]:
     """The negator of `words` ending last before position `before` (the longest on a tie); (-1, "") if none.
 
     `any_word` matches any of `words`; when it finds none before `before`, there is nothing to weigh.

@@ -77,7 +77,9 @@ class AmbiguousTagError(LookupError):
     """The name exists in several dimensions; the caller must say which (dimension:tag)."""
 
     def __init__(self, name: str, dimensions: Sequence[str]) -> None:
-        super().__init__(f"tag {name!r} exists in dimensions {', '.join(dimensions)}; write it as dimension:tag")
+        super().__init__(
+            f"tag {name!r} exists in dimensions {', '.join(dimensions)}; write it as dimension:tag"
+        )
         self.name = name
         self.dimensions = tuple(dimensions)
 

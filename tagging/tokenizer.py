@@ -25,7 +25,7 @@ logging.getLogger("jieba").setLevel(logging.WARNING)
 KEYWORD_MIN_FREQ = 300
 
 # jieba's own block rules (jieba.re_han_default, re_skip_default, re_eng), which `spans` reproduces exactly.
-_HAN_BLOCK = re.compile("([\u4e00-\u9fd5a-zA-Z0-9+#&\\._%\\-]+)")
+_HAN_BLOCK = re.compile("([\u4E00-\u9FD5a-zA-Z0-9+#&\\._%\\-]+)")
 _ENG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 _base_lock = threading.Lock()

@@ -95,7 +95,9 @@ def check_credentials(credentials: TeamsCredentials) -> None:
     if not credentials.app_id:
         return  # local/emulator mode; config.check_serve refuses it in production
     if app_type == "SingleTenant" and not credentials.app_tenant_id:
-        raise ValueError("MICROSOFT_APP_TYPE=SingleTenant needs MICROSOFT_APP_TENANT_ID (the bot's Entra tenant)")
+        raise ValueError(
+            "MICROSOFT_APP_TYPE=SingleTenant needs MICROSOFT_APP_TENANT_ID (the bot's Entra tenant)"
+        )
     if app_type == "UserAssignedMSI" and not credentials.app_tenant_id:
         raise ValueError("MICROSOFT_APP_TYPE=UserAssignedMSI needs MICROSOFT_APP_TENANT_ID")
     if app_type != "UserAssignedMSI" and not credentials.app_password:

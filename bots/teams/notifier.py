@@ -175,12 +175,20 @@ class TeamsNotifier:
             delay = self.retry.backoff(attempt, self._rand())
             if retry_after is not None:
                 if retry_after > self.retry.max_retry_after:
-                    return DeliveryResult(DeliveryStatus.RETRY_LATER, f"{reason}; Retry-After {retry_after:g}s")
+                    return DeliveryResult(
+                        DeliveryStatus.RETRY_LATER, f"{reason}; Retry-After {retry_after:g}s"
+                    )
                 delay = retry_after + self.retry.jitter * self._rand()
-            log.info("send to %s failed (%s), attempt %d, retrying in %.2fs", reference.key, reason, attempt, delay)
+            log.info(
+                "send to %s failed (%s), attempt %d, retrying in %.2fs", reference.key, reason, attempt, delay
+            )
             await self._sleep(delay)
-        log.warning("giving up on %s for now after %d attempts: %s", reference.key, self.retry.max_attempts, reason)
-        return DeliveryResult(DeliveryStatus.RETRY_LATER, f"{reason} (after {self.retry.max_attempts} attempts)")
+        log.warning(
+            "giving up on %s for now after %d attempts: %s", reference.key, self.retry.max_attempts, reason
+        )
+        return DeliveryResult(
+            DeliveryStatus.RETRY_LATER, f"{reason} (after {self.retry.max_attempts} attempts)"
+        )
 
     async def open_personal_conversation(
         self, service_url: str, tenant_id: str, user_id: str, key: str | None = None

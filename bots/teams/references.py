@@ -36,7 +36,9 @@ class StoredReference:
         try:
             data = json.loads(self.reference_json)
         except json.JSONDecodeError as exc:
-            raise InvalidReference(f"StoredReference {self.key!r}: reference_json is not JSON ({exc})") from None
+            raise InvalidReference(
+                f"StoredReference {self.key!r}: reference_json is not JSON ({exc})"
+            ) from None
         if not isinstance(data, dict) or not (data.get("conversation") or {}).get("id"):
             raise InvalidReference(f"StoredReference {self.key!r}: reference_json has no conversation.id")
 

@@ -261,7 +261,9 @@ class WeComClient:
                 data = await self._exchange(api, method, query, body)
             except _Retryable as exc:
                 if attempt >= self._max_attempts:
-                    raise WeComApiError(exc.errcode, f"{exc.errmsg} (gave up after {attempt} attempts)", api) from None
+                    raise WeComApiError(
+                        exc.errcode, f"{exc.errmsg} (gave up after {attempt} attempts)", api
+                    ) from None
                 await self._backoff(api, attempt, exc.errcode)
                 continue
             errcode = _errcode(data)
@@ -327,5 +329,7 @@ def _tag_name(name: str, what: str) -> str:
     if not cleaned:
         raise ValueError(f"{what} is empty")
     if len(cleaned) > TAG_NAME_MAX_CHARS:
-        raise ValueError(f"{what} {cleaned!r} is {len(cleaned)} characters; WeCom allows at most {TAG_NAME_MAX_CHARS}")
+        raise ValueError(
+            f"{what} {cleaned!r} is {len(cleaned)} characters; WeCom allows at most {TAG_NAME_MAX_CHARS}"
+        )
     return cleaned

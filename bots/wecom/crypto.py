@@ -55,7 +55,9 @@ class WeComCrypto:
 
     def __init__(self, token: str, encoding_aes_key: str, corp_id: str) -> None:
         if not token:
-            raise CryptoConfigError("WeCom token is empty; set WECOM_TOKEN to the token from the app's API settings")
+            raise CryptoConfigError(
+                "WeCom token is empty; set WECOM_TOKEN to the token from the app's API settings"
+            )
         if not corp_id:
             raise CryptoConfigError("WeCom corp id is empty; set WECOM_CORP_ID (it starts with 'ww')")
         self._token = token
@@ -98,7 +100,8 @@ class WeComCrypto:
         ciphertext = _b64decode(encrypt)
         if not ciphertext or len(ciphertext) % BLOCK_SIZE:
             raise DecryptError(
-                f"ciphertext is {len(ciphertext)} bytes; a WeCom envelope is a non-empty multiple of {BLOCK_SIZE}"
+                f"ciphertext is {len(ciphertext)} bytes; a WeCom envelope is a non-empty multiple of "
+                f"{BLOCK_SIZE}"
             )
         decryptor = Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16])).decryptor()
         padded = decryptor.update(ciphertext) + decryptor.finalize()
@@ -108,7 +111,9 @@ class WeComCrypto:
         (length,) = struct.unpack(">I", body[_RANDOM_PREFIX : _RANDOM_PREFIX + _LENGTH_FIELD])
         start = _RANDOM_PREFIX + _LENGTH_FIELD
         if length > len(body) - start:
-            raise DecryptError(f"envelope declares a {length}-byte message but only {len(body) - start} bytes follow")
+            raise DecryptError(
+                f"envelope declares a {length}-byte message but only {len(body) - start} bytes follow"
+            )
         message, receive_id = body[start : start + length], body[start + length :]
         if not hmac.compare_digest(receive_id, self._corp_id):
             raise DecryptError("envelope was encrypted for a different receive id than WECOM_CORP_ID")
@@ -148,7 +153,9 @@ def _decode_aes_key(encoding_aes_key: str) -> bytes:
     except (binascii.Error, ValueError):
         raise CryptoConfigError("EncodingAESKey is not valid base64; check WECOM_ENCODING_AES_KEY") from None
     if len(key) != 32:
-        raise CryptoConfigError("EncodingAESKey does not decode to a 32-byte AES key; check WECOM_ENCODING_AES_KEY")
+        raise CryptoConfigError(
+            "EncodingAESKey does not decode to a 32-byte AES key; check WECOM_ENCODING_AES_KEY"
+        )
     return key
 
 
@@ -157,7 +164,9 @@ def _b64decode(text: str) -> bytes:
     try:
         return base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, ValueError, UnicodeEncodeError):
-        raise DecryptError("Encrypt/echostr is not valid base64 (was the query string URL-decoded?)") from None
+        raise DecryptError(
+            "Encrypt/echostr is not valid base64 (was the query string URL-decoded?)"
+        ) from None
 
 
 def _pad(data: bytes) -> bytes:

@@ -169,7 +169,9 @@ def button_interaction_card(
     if not 1 <= len(buttons) <= BUTTONS_MAX:
         raise ValueError(f"button_interaction card needs 1..{BUTTONS_MAX} buttons, got {len(buttons)}")
     if len(horizontal) > HORIZONTAL_MAX_ITEMS:
-        raise ValueError(f"at most {HORIZONTAL_MAX_ITEMS} horizontal_content_list items, got {len(horizontal)}")
+        raise ValueError(
+            f"at most {HORIZONTAL_MAX_ITEMS} horizontal_content_list items, got {len(horizontal)}"
+        )
     card: dict[str, Any] = {"card_type": "button_interaction", "task_id": task_id}
     if source_desc:
         card["source"] = {"desc": truncate_chars(source_desc, SOURCE_DESC_MAX_CHARS)}

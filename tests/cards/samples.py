@@ -35,7 +35,9 @@ HELP = [
 
 
 def customer(name: str = "ABC公司", cid: int = 7) -> Customer:
-    return Customer(id=cid, name=name, company="ABC集团", owner="张三", region="华东", contract_end=CONTRACT_END)
+    return Customer(
+        id=cid, name=name, company="ABC集团", owner="张三", region="华东", contract_end=CONTRACT_END
+    )
 
 
 def summary(name: str = "询价客户", manager: bool = False) -> CustomerSummaryView:
@@ -47,7 +49,9 @@ def summary(name: str = "询价客户", manager: bool = False) -> CustomerSummar
         ),
     )
     value = DimensionView(name="价值等级", tags=(TagView("VIP客户", "价值等级", color="#F2C94C"),))
-    risk = DimensionView(name="风险与问题", tags=(TagView("高危流失", "风险与问题", sensitive=True),), sensitive=True)
+    risk = DimensionView(
+        name="风险与问题", tags=(TagView("高危流失", "风险与问题", sensitive=True),), sensitive=True
+    )
     return CustomerSummaryView(customer(name), (stage, risk, value), viewer_sees_sensitive=manager)
 
 
@@ -56,7 +60,9 @@ def suggestions(name: str = "询价客户", decided: bool = False) -> Suggestion
     second = SuggestionItem(2, "紧急工单", "风险与问题", ("加急",), "这个问题请加急处理", 0.8)
     if decided:
         at = NOW - timedelta(minutes=5)
-        first = SuggestionItem(1, name, "需求阶段", ("报价",), "报价", 0.9, SuggestionStatus.ACCEPTED, "李四", at)
+        first = SuggestionItem(
+            1, name, "需求阶段", ("报价",), "报价", 0.9, SuggestionStatus.ACCEPTED, "李四", at
+        )
     return SuggestionCardView(7, name, (first, second))
 
 

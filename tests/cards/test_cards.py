@@ -25,7 +25,12 @@ PAYLOADS = ["[x](http://evil)", "<at>CEO</at>", "**bold**", "恶意_客户_`x`#1
 def _strings(node: Any, skip_data: bool = True) -> list[str]:
     """Every displayed string in a card (action `data` is opaque to the host and skipped)."""
     if isinstance(node, dict):
-        return [s for k, v in node.items() if k != "$schema" and not (skip_data and k == "data") for s in _strings(v)]
+        return [
+            s
+            for k, v in node.items()
+            if k != "$schema" and not (skip_data and k == "data")
+            for s in _strings(v)
+        ]
     if isinstance(node, list):
         return [s for v in node for s in _strings(v)]
     return [node] if isinstance(node, str) else []
@@ -54,7 +59,9 @@ def test_card_structure(kind: str, card: dict[str, Any]) -> None:
 
 
 def test_structure_check_catches_bad_cards() -> None:
-    card = build_alert_card(AlertView(1, "流失预警", 2, "ABC公司", (), datetime(2025, 1, 1)), datetime(2025, 1, 2))
+    card = build_alert_card(
+        AlertView(1, "流失预警", 2, "ABC公司", (), datetime(2025, 1, 1)), datetime(2025, 1, 2)
+    )
     card["body"].append({"type": "Carousel"})
     card["actions"].append({"type": "Action.OpenUrl", "url": "http://evil"})
     card["actions"].append({"type": "Action.Execute", "verb": "customer.delete", "data": {}})
@@ -128,7 +135,9 @@ def test_search_results_page_and_more(now: datetime) -> None:
 
 
 def test_huge_inputs_stay_under_the_size_cap(now: datetime) -> None:
-    tags = tuple(TagView(f"超长标签名称{i}" * 10, "需求阶段", level=1 + i % 2, parent="父") for i in range(2000))
+    tags = tuple(
+        TagView(f"超长标签名称{i}" * 10, "需求阶段", level=1 + i % 2, parent="父") for i in range(2000)
+    )
     view = type(summary())(customer("大客户" * 50), (DimensionView("需求阶段", tags),))
     card = build_customer_summary_card(view, now)
     assert card_bytes(card) <= MAX_CARD_BYTES
@@ -143,7 +152,9 @@ def test_huge_inputs_stay_under_the_size_cap(now: datetime) -> None:
 
 
 def test_alert_buttons_follow_state(now: datetime) -> None:
-    open_alert = AlertView(9, "高危流失", 7, "ABC公司", (AlertReason("到期未续费", 0.7), AlertReason("投诉", 0.3)), now)
+    open_alert = AlertView(
+        9, "高危流失", 7, "ABC公司", (AlertReason("到期未续费", 0.7), AlertReason("投诉", 0.3)), now
+    )
     card = build_alert_card(open_alert, now)
     assert [a["verb"] for a in card["actions"]] == [verbs.ALERT_ACK, verbs.ALERT_SNOOZE, verbs.CUSTOMER_SHOW]
     assert card["actions"][1]["data"] == {"alert_id": 9, "days": 7}

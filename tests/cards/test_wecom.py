@@ -66,7 +66,9 @@ def test_alert_and_choice_cards(now: datetime) -> None:
         verbs.ALERT_SNOOZE,
         verbs.CUSTOMER_SHOW,
     ]
-    choice = choice_template_card(ChoiceView("ABC", tuple(customer(f"ABC公司{i}", i) for i in range(8))), "c1")
+    choice = choice_template_card(
+        ChoiceView("ABC", tuple(customer(f"ABC公司{i}", i) for i in range(8))), "c1"
+    )
     assert len(choice["button_list"]) == 6
     assert "还有 2 个" in choice["sub_title_text"]
 

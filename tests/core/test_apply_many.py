@@ -62,16 +62,14 @@ async def _state(database: Database, ids: list[int]) -> tuple[list[tuple[Any, ..
     async with database.engine.connect() as conn:
         a = t.tag_assignments.c
         rows = await conn.execute(
-            select(
-                a.customer_id, a.dimension, a.tag, a.state, a.source, a.assigned_at, a.expires_at, a.ended_at
-            ).order_by(a.id)
+            select(a.customer_id, a.dimension, a.tag, a.state, a.source, a.assigned_at, a.expires_at, a.ended_at)
+            .order_by(a.id)
         )
         assignments = [(ids.index(r[0]), *r[1:]) for r in rows]
         e = t.tag_events.c
         rows = await conn.execute(
-            select(e.customer_id, e.dimension, e.tag, e.kind, e.actor, e.source, e.at, e.evidence, e.previous).order_by(
-                e.id
-            )
+            select(e.customer_id, e.dimension, e.tag, e.kind, e.actor, e.source, e.at, e.evidence, e.previous)
+            .order_by(e.id)
         )
         events = [(ids.index(r[0]), *r[1:]) for r in rows]
     return assignments, events

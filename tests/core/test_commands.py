@@ -118,11 +118,15 @@ def test_unlink_takes_an_optional_customer() -> None:
 
 def test_help_topic_and_suggest_text_are_the_argument() -> None:
     assert parse_command("帮助 打标签") == Command(Verb.HELP, argument="打标签")
-    assert parse_command("suggest 客户说 想要退款，请加急") == Command(Verb.SUGGEST, argument="客户说 想要退款，请加急")
+    assert parse_command("suggest 客户说 想要退款，请加急") == Command(
+        Verb.SUGGEST, argument="客户说 想要退款，请加急"
+    )
 
 
 def test_plain_chat_is_unknown_without_error() -> None:
-    assert parse_command("  你好，请问报价单发了吗 ") == Command(Verb.UNKNOWN, argument="你好，请问报价单发了吗")
+    assert parse_command("  你好，请问报价单发了吗 ") == Command(
+        Verb.UNKNOWN, argument="你好，请问报价单发了吗"
+    )
     assert parse_command("tagged 华为") == Command(Verb.UNKNOWN, argument="tagged 华为")
     assert parse_command("") == Command(Verb.UNKNOWN)
 
@@ -134,7 +138,10 @@ def test_help_topics_cover_every_verb() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.text(max_size=60) | st.builds(lambda v, t: f"{v} {t}", st.sampled_from(sorted(VERBS)), st.text(max_size=40)))
+@given(
+    st.text(max_size=60)
+    | st.builds(lambda v, t: f"{v} {t}", st.sampled_from(sorted(VERBS)), st.text(max_size=40))
+)
 def test_parse_never_raises(text: str) -> None:
     command = parse_command(text)
     assert isinstance(command.verb, Verb)

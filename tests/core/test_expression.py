@@ -139,7 +139,10 @@ def test_tag_names_lists_every_name_once() -> None:
 
 
 def test_render_is_canonical() -> None:
-    assert render(parse_expression("（VIP客户 或 询价客户）且 非 沉默客户")) == "(VIP客户 OR 询价客户) AND NOT 沉默客户"
+    assert (
+        render(parse_expression("（VIP客户 或 询价客户）且 非 沉默客户"))
+        == "(VIP客户 OR 询价客户) AND NOT 沉默客户"
+    )
     assert render(parse_expression("「重点 客户」 -「且」")) == '"重点 客户" AND NOT "且"'
     assert render(Not(And((VIP, ASK)))) == "NOT (VIP客户 AND 询价客户)"
 

@@ -47,7 +47,8 @@ def _problems(path: Path, limits: ImportLimits | None = None) -> list[str]:
 def test_utf8_csv_reads_every_column(tmp_path: Path) -> None:
     path = _csv(
         tmp_path,
-        HEADER + "深圳市腾飞科技,腾飞集团,zhangsan,华南,C-001,wmABC123,2025-12-31,VIP客户; 询价客户；续费意向,制造业\n",
+        HEADER + "深圳市腾飞科技,腾飞集团,zhangsan,华南,C-001,wmABC123,2025-12-31,"
+        "VIP客户; 询价客户；续费意向,制造业\n",
     )
     result = parse_customer_file(path)
     assert result.format == "csv-utf-8"
@@ -158,7 +159,8 @@ def test_row_problems_are_all_collected(tmp_path: Path) -> None:
         "row 2, column contract_end: '2025-13-01' is not a date (use YYYY-MM-DD)",
         "row 3, column name: name is empty; every customer needs a name",
         "row 4, column crm_id: 'C-1' also appears in row 2; each crm_id must be unique",
-        "row 4, column wecom_external_userid: 'wm1' also appears in row 2; each wecom_external_userid must be unique",
+        "row 4, column wecom_external_userid: 'wm1' also appears in row 2; "
+        "each wecom_external_userid must be unique",
         "row 5, column tags: '=HYPERLINK(\"x\")' starts with '=', "
         "which spreadsheet programs run as a formula; remove the leading '='",
         "row 6, column contract_end: '明天' is not a date (use YYYY-MM-DD)",
@@ -184,7 +186,9 @@ def test_xlsx_formula_cells_are_refused(tmp_path: Path) -> None:
 def test_personal_data_is_refused_without_echoing_it(tmp_path: Path) -> None:
     path = _csv(tmp_path, "name,tags,备注,crm_id\n南京紫金,VIP客户;13812345678,无,11010519491231002X\n")
     problems = _problems(path)
-    assert problems == ["row 2, column tags: contains a mobile phone number; personal data must not be imported"]
+    assert problems == [
+        "row 2, column tags: contains a mobile phone number; personal data must not be imported"
+    ]
     assert "13812345678" not in str(ImportFileError([RowProblem(2, "tags", problems[0])]))
 
 
@@ -199,7 +203,8 @@ def test_too_long_values_and_tags(tmp_path: Path) -> None:
 
 def test_header_problems(tmp_path: Path) -> None:
     assert _problems(_csv(tmp_path, "公司,标签\n华为,VIP客户\n")) == [
-        "row 1: no name column: the header row needs a column called name (or 客户名称/名称); found 公司, 标签"
+        "row 1: no name column: the header row needs a column called name (or 客户名称/名称); "
+        "found 公司, 标签"
     ]
     assert _problems(_csv(tmp_path, "name,客户名称\n华为,华为\n")) == [
         "row 1, column B: duplicate header '客户名称': column A ('name') is already name"
@@ -210,7 +215,9 @@ def test_header_problems(tmp_path: Path) -> None:
 
 
 def test_empty_and_header_only_files(tmp_path: Path) -> None:
-    assert _problems(_csv(tmp_path, "\n \n")) == ["file is empty: expected a header row with at least a name column"]
+    assert _problems(_csv(tmp_path, "\n \n")) == [
+        "file is empty: expected a header row with at least a name column"
+    ]
     assert _problems(_csv(tmp_path, "客户名称,标签\n")) == ["file has a header row but no customer rows"]
 
 
@@ -224,7 +231,9 @@ def test_unknown_type_and_size_and_row_caps(tmp_path: Path) -> None:
     big = _csv(tmp_path, "name\n" + "客户\n" * 100)
     assert _problems(big, ImportLimits(max_bytes=100))[0].startswith("file is too large: 0.0 MB")
     many = _csv(tmp_path, "name\n" + "".join(f"客户{i}\n" for i in range(4)))
-    assert _problems(many, ImportLimits(max_rows=3)) == ["too many rows: more than 3 customers; split the file"]
+    assert _problems(many, ImportLimits(max_rows=3)) == [
+        "too many rows: more than 3 customers; split the file"
+    ]
 
 
 def test_undecodable_and_broken_files(tmp_path: Path) -> None:

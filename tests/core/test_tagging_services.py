@@ -35,12 +35,16 @@ async def _customer(db: Database, name: str = "上海明远科技", **kw: str) -
         return (await uow.customers.add(CustomerDraft(name=name, **kw), NOW)).id  # type: ignore[arg-type]
 
 
-async def _apply(db: Database, tax: Taxonomy, cid: int, tag: str, now: datetime = NOW, rules: TaggingRules = RULES):
+async def _apply(
+    db: Database, tax: Taxonomy, cid: int, tag: str, now: datetime = NOW, rules: TaggingRules = RULES
+):
     async with db.unit_of_work() as uow:
         return await apply_tag(uow, tax, rules, cid, tag, actor="agent-1", source=Source.MANUAL, now=now)
 
 
-async def test_exclusive_dimension_replaces_and_records_previous(database: Database, sample_taxonomy: Taxonomy) -> None:
+async def test_exclusive_dimension_replaces_and_records_previous(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
     cid = await _customer(database)
     await _apply(database, sample_taxonomy, cid, "普通客户")
     change = await _apply(database, sample_taxonomy, cid, "VIP客户", NOW + timedelta(minutes=1))
@@ -205,7 +209,9 @@ async def test_suggestions_from_message_are_idempotent(database: Database, sampl
     matcher = Matcher.build(sample_taxonomy)
     text = "你们的报价单发我一下，另外上次的退款还没到账"
     async with database.unit_of_work() as uow:
-        outcome = await suggest_for_message(uow, matcher, sample_taxonomy, RULES, cid, "teams:msg-1", text, NOW)
+        outcome = await suggest_for_message(
+            uow, matcher, sample_taxonomy, RULES, cid, "teams:msg-1", text, NOW
+        )
     assert [c.tag for c in outcome.applied] == ["售后工单"]
     assert [s.tag for s in outcome.pending] == ["询价客户"]
     async with database.unit_of_work() as uow:
@@ -214,13 +220,17 @@ async def test_suggestions_from_message_are_idempotent(database: Database, sampl
         assert len(await uow.events.for_customer(cid, 0, 50)) == 1
 
 
-async def test_concurrent_same_message_key_stores_one_row(database: Database, sample_taxonomy: Taxonomy) -> None:
+async def test_concurrent_same_message_key_stores_one_row(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
     cid = await _customer(database)
     matcher = Matcher.build(sample_taxonomy)
 
     async def once() -> None:
         async with database.unit_of_work() as uow:
-            await suggest_for_message(uow, matcher, sample_taxonomy, RULES, cid, "wecom:m-9", "多少钱？要加急", NOW)
+            await suggest_for_message(
+                uow, matcher, sample_taxonomy, RULES, cid, "wecom:m-9", "多少钱？要加急", NOW
+            )
 
     await asyncio.gather(once(), once())
     async with database.unit_of_work() as uow:
@@ -237,11 +247,15 @@ async def test_accept_and_reject_are_idempotent(database: Database, sample_taxon
         out = await suggest_for_message(uow, matcher, sample_taxonomy, RULES, cid, "m-2", "请给个报价", NOW)
     (pending,) = out.pending
     async with database.unit_of_work() as uow:
-        first = await decide_suggestion(uow, sample_taxonomy, RULES, pending.id, accept=True, actor="张三", now=NOW)
+        first = await decide_suggestion(
+            uow, sample_taxonomy, RULES, pending.id, accept=True, actor="张三", now=NOW
+        )
     assert not first.already and first.change is not None and first.change.outcome == "added"
     later = NOW + timedelta(minutes=5)
     async with database.unit_of_work() as uow:
-        second = await decide_suggestion(uow, sample_taxonomy, RULES, pending.id, accept=False, actor="李四", now=later)
+        second = await decide_suggestion(
+            uow, sample_taxonomy, RULES, pending.id, accept=False, actor="李四", now=later
+        )
     assert second.already and second.suggestion.status is SuggestionStatus.ACCEPTED
     assert second.suggestion.decided_by == "张三" and second.suggestion.decided_at == NOW
 

@@ -37,7 +37,9 @@ async def test_history_rollback_and_orphans(database: Database, sample_taxonomy:
         assert first.version == 1
         assert (await ensure_taxonomy(uow, sample_taxonomy, "admin", NOW)).version == 1
         cid = (await uow.customers.add(CustomerDraft(name="北京远航"), NOW)).id
-        await apply_tag(uow, sample_taxonomy, RULES, cid, "沉默客户", actor="a", source=Source.MANUAL, now=NOW)
+        await apply_tag(
+            uow, sample_taxonomy, RULES, cid, "沉默客户", actor="a", source=Source.MANUAL, now=NOW
+        )
     async with database.unit_of_work() as uow:
         change = await import_taxonomy(uow, _without(sample_taxonomy, "behavior", "沉默客户"), "admin", NOW)
     assert change.version.version == 2

@@ -124,6 +124,7 @@ async def connector_url() -> AsyncIterator[str]:
         await server.close()
 
 
+
 @pytest.fixture
 async def served(database_url: str, tmp_path: Path, fake_wecom: FakeWeComApi) -> AsyncIterator[TestClient]:
     """The whole app: admin API, WeCom callback (fake WeCom API), Teams in emulator mode."""

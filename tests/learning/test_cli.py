@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
+
 def _kebiao(url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEBIAO_")}
     env.update(KEBIAO_DATABASE_URL=url, PYTHONPATH=str(ROOT))

@@ -23,12 +23,18 @@ async def test_open_migrates_to_head(database: Database) -> None:
 async def test_active_assignment_unique_but_history_kept(database: Database) -> None:
     async with database.unit_of_work() as uow:
         customer = await uow.customers.add(CustomerDraft(name="上海明远科技"), NOW)
-        first = await uow.assignments.insert_active(customer.id, "value", "VIP客户", Source.MANUAL, "u1", NOW, None)
-        again = await uow.assignments.insert_active(customer.id, "value", "ＶＩＰ客户", Source.MANUAL, "u1", NOW, None)
+        first = await uow.assignments.insert_active(
+            customer.id, "value", "VIP客户", Source.MANUAL, "u1", NOW, None
+        )
+        again = await uow.assignments.insert_active(
+            customer.id, "value", "ＶＩＰ客户", Source.MANUAL, "u1", NOW, None
+        )
         assert first is not None and again is None  # same normalised name: still one active row
         assert await uow.assignments.end(first.id, AssignmentState.REMOVED, NOW)
         assert not await uow.assignments.end(first.id, AssignmentState.REMOVED, NOW)
-        renewed = await uow.assignments.insert_active(customer.id, "value", "VIP客户", Source.MANUAL, "u2", NOW, None)
+        renewed = await uow.assignments.insert_active(
+            customer.id, "value", "VIP客户", Source.MANUAL, "u2", NOW, None
+        )
         assert renewed is not None and renewed.id != first.id
 
 

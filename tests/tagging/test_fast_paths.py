@@ -70,7 +70,9 @@ def test_spans_are_jiebas_own_tokens(matcher: Matcher) -> None:
         assert tokenizer.spans(text) == _jieba_spans(tokenizer, text), text
 
 
-def test_suggestions_match_the_straightforward_pipeline(matcher: Matcher, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_suggestions_match_the_straightforward_pipeline(
+    matcher: Matcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
     texts = _sample()
     fast = [matcher.suggest(text) for text in texts]
     monkeypatch.setattr(KeywordTokenizer, "spans", _jieba_spans)

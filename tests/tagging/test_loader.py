@@ -104,7 +104,11 @@ def test_json_is_accepted_and_guessed() -> None:
         "dimensions": [{"key": "basic", "name": "基础属性", "tags": [{"name": "企业客户"}]}],
     }
     text = json.dumps(data, ensure_ascii=False)
-    assert load_taxonomy_text(text) == load_taxonomy_text(text, fmt="json") == load_taxonomy_text(text, fmt="yaml")
+    assert (
+        load_taxonomy_text(text)
+        == load_taxonomy_text(text, fmt="json")
+        == load_taxonomy_text(text, fmt="yaml")
+    )
 
 
 def test_names_and_keywords_are_trimmed_and_bom_ignored() -> None:
@@ -138,7 +142,8 @@ def test_yaml_dump_writes_keyword_lists_on_one_line() -> None:
 
 
 tricky = st.text(
-    st.characters(min_codepoint=0x4E00, max_codepoint=0x4E40) | st.sampled_from(",[]{}:#&*!|>'\"%@` -?~abcXYZ"),
+    st.characters(min_codepoint=0x4E00, max_codepoint=0x4E40)
+    | st.sampled_from(",[]{}:#&*!|>'\"%@` -?~abcXYZ"),
     min_size=1,
     max_size=12,
 ).filter(lambda s: s.strip() != "")
@@ -229,7 +234,9 @@ def test_unreadable_and_misnamed_files(tmp_path: Path) -> None:
     missing = tmp_path / "缺失.yaml"
     with pytest.raises(TaxonomyError) as info:
         load_taxonomy_file(missing)
-    assert info.value.problems == (Problem(str(missing), "", "cannot read the file: No such file or directory"),)
+    assert info.value.problems == (
+        Problem(str(missing), "", "cannot read the file: No such file or directory"),
+    )
     with pytest.raises(TaxonomyError, match=r"unknown file extension; use \.yaml, \.yml or \.json"):
         load_taxonomy_file(tmp_path / "tags.txt")
     latin1 = tmp_path / "gbk.yaml"
@@ -288,7 +295,9 @@ def test_dimension_keys_and_names_unique() -> None:
 
 
 def test_visibility_and_exclusive_values() -> None:
-    text = GOOD.replace("visibility: managers", "visibility: 经理").replace("exclusive: true", "exclusive: 是")
+    text = GOOD.replace("visibility: managers", "visibility: 经理").replace(
+        "exclusive: true", "exclusive: 是"
+    )
     assert refused(text) == [
         ("dimensions[1].visibility", "visibility '经理' is not one of: all, managers"),
         ("dimensions[2].exclusive", "'exclusive' must be true or false, got a string"),
@@ -331,7 +340,9 @@ def test_tag_name_must_not_clash_with_command_syntax() -> None:
 
 
 def test_tag_names_unique_after_normalisation_across_levels() -> None:
-    text = GOOD.replace("name: 普通客户", "name: ' ｖｉｐ客户'").replace("name: 政府采购询价", "name: 询价客戶")
+    text = GOOD.replace("name: 普通客户", "name: ' ｖｉｐ客户'").replace(
+        "name: 政府采购询价", "name: 询价客戶"
+    )
     assert refused(text) == [
         (
             "dimensions[0].tags[0].children[0].children[0].name",
@@ -428,7 +439,8 @@ def test_control_characters_refused() -> None:
 
 def test_personal_data_refused_without_echoing_it() -> None:
     text = one_tag(
-        "name: 张三13812345678\ndescription: 身份证11010519491231002X\nkeywords: [报价, '6222 0212 3456 7890 128']"
+        "name: 张三13812345678\ndescription: 身份证11010519491231002X\n"
+        "keywords: [报价, '6222 0212 3456 7890 128']"
     )
     problems = refused(text)
     assert [p for p, _ in problems] == [
@@ -446,7 +458,10 @@ def test_personal_data_refused_without_echoing_it() -> None:
 
 
 def test_channels_must_name_an_existing_unambiguous_tag() -> None:
-    text = GOOD.replace("name: 普通客户", "name: 售后工单") + "  '2024': 没有这个标签\n  展会: 售后工单\n  sh: 7\n"
+    text = (
+        GOOD.replace("name: 普通客户", "name: 售后工单")
+        + "  '2024': 没有这个标签\n  展会: 售后工单\n  sh: 7\n"
+    )
     text = text.replace("  expo_sh_2024: 询价客户\n", "  expo_sh_2024: 询价客户\n  2024: 询价客户\n")
     problems = refused(text)
     assert problems == [
@@ -467,7 +482,11 @@ def test_channel_tag_name_is_canonicalised() -> None:
 
 
 def test_every_problem_listed_in_one_error() -> None:
-    text = GOOD.replace("version: 1", "version: 3").replace('"#2F80ED"', "blue").replace("ttl_days: 90", "ttl_days: 0")
+    text = (
+        GOOD.replace("version: 1", "version: 3")
+        .replace('"#2F80ED"', "blue")
+        .replace("ttl_days: 90", "ttl_days: 0")
+    )
     with pytest.raises(TaxonomyError) as info:
         load_taxonomy_text(text, source="公司标签.yaml")
     message = str(info.value)
@@ -606,7 +625,9 @@ def test_merge_detects_name_clash_at_another_level_and_channel_conflict() -> Non
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(KEBIAO), *args], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)
+    return subprocess.run(
+        [str(KEBIAO), *args], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+    )
 
 
 @pytest.fixture(scope="module", autouse=False)
@@ -664,7 +685,9 @@ def test_cli_missing_file_and_help(cli: None) -> None:
         "没有.yaml: cannot read the file: No such file or directory\n",
     )
     helped = run_cli("taxonomy", "validate", "--help")
-    assert helped.returncode == 0 and "FILE:PATH: REASON" in helped.stdout and "--template NAME" in helped.stdout
+    assert (
+        helped.returncode == 0 and "FILE:PATH: REASON" in helped.stdout and "--template NAME" in helped.stdout
+    )
     group = run_cli("taxonomy", "--help")
     assert group.returncode == 0 and "validate" in group.stdout
     assert run_cli("taxonomy").returncode == 2

@@ -89,7 +89,9 @@ def test_false_friend_list_is_replaceable() -> None:
 
 def test_tag_exclude_is_honoured_for_that_tag_only() -> None:
     taxonomy = _taxonomy(
-        TagDef(name="询价客户", dimension="stage", path=("询价客户",), keywords=("价格",), exclude=("价格表",)),
+        TagDef(
+            name="询价客户", dimension="stage", path=("询价客户",), keywords=("价格",), exclude=("价格表",)
+        ),
         TagDef(name="资料需求", dimension="stage", path=("资料需求",), keywords=("价格",)),
     )
     matcher = Matcher.build(taxonomy, false_friends=())
@@ -104,7 +106,9 @@ def test_latin_keywords_match_whole_words_only(matcher: Matcher, text: str) -> N
     assert _tags(matcher, text) == []
 
 
-@pytest.mark.parametrize(("text", "tag"), [("Do you have an API?", "方案评估"), ("API对接怎么做", "方案评估")])
+@pytest.mark.parametrize(
+    ("text", "tag"), [("Do you have an API?", "方案评估"), ("API对接怎么做", "方案评估")]
+)
 def test_latin_keywords_match_as_words(matcher: Matcher, text: str, tag: str) -> None:
     assert tag in _tags(matcher, text)
 
@@ -238,7 +242,9 @@ def test_dont_want_and_not_negators_cancel_the_keyword(matcher: Matcher, text: s
         ("I did not get my refund", ["售后工单"]),
     ],
 )
-def test_not_yet_double_negation_and_lookalikes_keep_the_keyword(matcher: Matcher, text: str, tags: list[str]) -> None:
+def test_not_yet_double_negation_and_lookalikes_keep_the_keyword(
+    matcher: Matcher, text: str, tags: list[str]
+) -> None:
     assert _tags(matcher, text) == tags
 
 

@@ -45,7 +45,11 @@ def id_numbers(draw: st.DrawFn) -> str:
 
 @st.composite
 def mobiles(draw: st.DrawFn) -> str:
-    return "1" + draw(st.sampled_from("3456789")) + draw(st.text(st.sampled_from("0123456789"), min_size=9, max_size=9))
+    return (
+        "1"
+        + draw(st.sampled_from("3456789"))
+        + draw(st.text(st.sampled_from("0123456789"), min_size=9, max_size=9))
+    )
 
 
 @st.composite
@@ -150,7 +154,9 @@ def test_any_mobile_inside_chinese_text_is_found(number: str, before: str, after
 
 
 @given(cards(), chinese, chinese, st.booleans())
-def test_any_luhn_card_inside_chinese_text_is_found(number: str, before: str, after: str, grouped: bool) -> None:
+def test_any_luhn_card_inside_chinese_text_is_found(
+    number: str, before: str, after: str, grouped: bool
+) -> None:
     shown = " ".join(number[i : i + 4] for i in range(0, len(number), 4)) if grouped else number
     kind: PiiKind = "id_card" if id_card_valid(number) else "mobile" if mobile_valid(number) else "bank_card"
     assert find_pii(before + shown + after) == [PiiHit(kind, len(before), len(before) + len(shown))]

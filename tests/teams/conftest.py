@@ -95,7 +95,9 @@ class SampleBot(TeamsActivityHandler):
     ) -> MessagingExtensionActionResponse:
         excerpt = action.message_payload.body.content
         return MessagingExtensionActionResponse(
-            task=TaskModuleContinueResponse(value=TaskModuleTaskInfo(title=f"打标签：{excerpt}", height=300, width=400))
+            task=TaskModuleContinueResponse(
+                value=TaskModuleTaskInfo(title=f"打标签：{excerpt}", height=300, width=400)
+            )
         )
 
     async def on_teams_messaging_extension_submit_action(
@@ -103,7 +105,9 @@ class SampleBot(TeamsActivityHandler):
     ) -> MessagingExtensionActionResponse:
         tags = "、".join(action.data["tags"])
         return MessagingExtensionActionResponse(
-            compose_extension=MessagingExtensionResult(type="message", text=f"{action.data['customer']}：{tags}")
+            compose_extension=MessagingExtensionResult(
+                type="message", text=f"{action.data['customer']}：{tags}"
+            )
         )
 
     async def on_adaptive_card_invoke(
@@ -160,7 +164,9 @@ def signing_key() -> SigningKey:
 
 @pytest.fixture
 def openid(signing_key: SigningKey) -> Iterator[OpenIdServer]:
-    server = OpenIdServer(keys=[signing_key, SigningKey(kid="webchat-only", endorsements=("webchat",), name="webchat")])
+    server = OpenIdServer(
+        keys=[signing_key, SigningKey(kid="webchat-only", endorsements=("webchat",), name="webchat")]
+    )
     server.start()
     try:
         yield server

@@ -60,7 +60,9 @@ class FakeConnector:
         """Answer the next `times` requests with `status` (and Retry-After when given)."""
         default_code, default_message = ERROR_CODES.get(status, ("Error", "Error."))
         for _ in range(times):
-            self._failures.append(_Failure(status, retry_after, code or default_code, message or default_message))
+            self._failures.append(
+                _Failure(status, retry_after, code or default_code, message or default_message)
+            )
 
     @property
     def delivered(self) -> list[Call]:
@@ -120,4 +122,6 @@ class FakeConnector:
         if failure:
             return failure
         member = (body.get("members") or [{}])[0].get("id", "")
-        return web.json_response({"id": f"a:personal-{member}", "activityId": "", "serviceUrl": ""}, status=201)
+        return web.json_response(
+            {"id": f"a:personal-{member}", "activityId": "", "serviceUrl": ""}, status=201
+        )

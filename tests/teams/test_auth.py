@@ -44,7 +44,9 @@ async def test_valid_token_runs_the_bot_and_replies_with_a_bot_token(
 def _bad_tokens(key: SigningKey, url: str) -> dict[str, str]:
     other = SigningKey(kid=key.kid, name="impostor")
     return {
-        "wrong issuer": mint_token(key, audience=APP_ID, service_url=url, issuer="https://sts.windows.net/evil/"),
+        "wrong issuer": mint_token(
+            key, audience=APP_ID, service_url=url, issuer="https://sts.windows.net/evil/"
+        ),
         "wrong audience": mint_token(key, audience="11111111-2222-3333-4444-555555555555", service_url=url),
         "expired": mint_token(key, audience=APP_ID, service_url=url, expires_in=-3600),
         "bad signature": mint_token(key, audience=APP_ID, service_url=url, signing_key=other),
@@ -83,7 +85,9 @@ async def test_bad_tokens_get_401_and_the_bot_never_runs(
         assert token not in caplog.text
 
 
-async def test_local_mode_accepts_unauthenticated_activities(make_client: Client, connector: Connector) -> None:
+async def test_local_mode_accepts_unauthenticated_activities(
+    make_client: Client, connector: Connector
+) -> None:
     _, url = connector
     bot = SampleBot()
     client = await make_client(bot)

@@ -16,6 +16,7 @@ CONCURRENCY = 16  # requests in flight: more than the server runs at once, so so
 KILL_AFTER = 12  # cards delivered before the kill: turns are in flight at every stage
 
 
+
 async def test_killed_mid_burst_then_resent_loses_nothing_and_tags_nothing_twice(
     database_url: str, tmp_path: Path
 ) -> None:

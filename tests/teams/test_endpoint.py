@@ -14,7 +14,9 @@ from tests.teams.fake_connector import FakeConnector
 Connector = tuple[FakeConnector, str]
 
 
-async def test_personal_message_is_answered_through_the_connector(make_client: Client, connector: Connector) -> None:
+async def test_personal_message_is_answered_through_the_connector(
+    make_client: Client, connector: Connector
+) -> None:
     fake, url = connector
     bot = SampleBot()
     client = await make_client(bot)
@@ -28,7 +30,9 @@ async def test_personal_message_is_answered_through_the_connector(make_client: C
     assert call.authorization == ""  # local mode: no bot token
 
 
-async def test_channel_mention_is_stripped_before_the_bot_reads_it(make_client: Client, connector: Connector) -> None:
+async def test_channel_mention_is_stripped_before_the_bot_reads_it(
+    make_client: Client, connector: Connector
+) -> None:
     fake, url = connector
     client = await make_client(SampleBot())
     response = await client.post("/api/messages", json=load_payload("channel_message_mention", url))
@@ -55,7 +59,9 @@ async def test_conversation_updates_are_acknowledged(make_client: Client, connec
     assert fake.members_read == ["29:1mZ9ManagerZhangWei"]  # the bot's own id is not looked up
 
 
-async def test_query_invoke_returns_the_sdk_model_serialised_once(make_client: Client, connector: Connector) -> None:
+async def test_query_invoke_returns_the_sdk_model_serialised_once(
+    make_client: Client, connector: Connector
+) -> None:
     _, url = connector
     client = await make_client(SampleBot())
     response = await client.post("/api/messages", json=load_payload("compose_extension_query", url))
@@ -163,7 +169,9 @@ async def test_retried_activity_runs_the_bot_once(make_client: Client, connector
     assert claims.finished == claims.keys  # the reply went out, then the claim was finished
 
 
-async def test_duplicate_invoke_is_acknowledged_without_rerunning(make_client: Client, connector: Connector) -> None:
+async def test_duplicate_invoke_is_acknowledged_without_rerunning(
+    make_client: Client, connector: Connector
+) -> None:
     _, url = connector
     bot = SampleBot()
     client = await make_client(bot, claims=MemoryClaims())
@@ -174,7 +182,9 @@ async def test_duplicate_invoke_is_acknowledged_without_rerunning(make_client: C
     assert bot.turns == ["invoke"]
 
 
-async def test_failed_turn_releases_its_claim_so_the_retry_runs(make_client: Client, connector: Connector) -> None:
+async def test_failed_turn_releases_its_claim_so_the_retry_runs(
+    make_client: Client, connector: Connector
+) -> None:
     _, url = connector
     bot = SampleBot(fail=True)
     claims = MemoryClaims()

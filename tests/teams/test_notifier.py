@@ -89,7 +89,9 @@ def test_unusable_stored_reference_is_refused(field: str, value: str, message: s
         StoredReference(**data)
 
 
-async def test_card_reaches_the_connector_with_tenant_and_bot_token(connector: Connector, openid: OpenIdServer) -> None:
+async def test_card_reaches_the_connector_with_tenant_and_bot_token(
+    connector: Connector, openid: OpenIdServer
+) -> None:
     fake, url = connector
     notifier = _notifier(openid, FakeTime())
     result = await notifier.send_card(_reference(url), CARD)
@@ -144,7 +146,9 @@ async def test_5xx_backs_off_then_asks_to_retry_later(connector: Connector, open
     assert fake_time.sleeps == [0.5, 1.0]
 
 
-async def test_long_retry_after_is_handed_back_to_the_caller(connector: Connector, openid: OpenIdServer) -> None:
+async def test_long_retry_after_is_handed_back_to_the_caller(
+    connector: Connector, openid: OpenIdServer
+) -> None:
     fake, url = connector
     fake.fail(429, retry_after="600")
     result = await _notifier(openid, FakeTime()).send_card(_reference(url), CARD)
@@ -190,7 +194,9 @@ async def test_open_personal_conversation_then_send(connector: Connector, openid
 
 async def test_open_personal_conversation_forbidden(connector: Connector, openid: OpenIdServer) -> None:
     fake, url = connector
-    fake.fail(403, code="BotNotInConversationRoster", message="The bot is not part of the conversation roster.")
+    fake.fail(
+        403, code="BotNotInConversationRoster", message="The bot is not part of the conversation roster."
+    )
     with pytest.raises(ConversationUnavailable) as caught:
         await _notifier(openid, FakeTime()).open_personal_conversation(url, TENANT, "29:1unknown")
     assert caught.value.result.status is DeliveryStatus.UNDELIVERABLE

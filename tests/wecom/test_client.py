@@ -33,7 +33,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def client(fake_wecom: FakeWeComApi, sleeps: list[float], clock: FakeClock) -> AsyncIterator[WeComClient]:
+async def client(
+    fake_wecom: FakeWeComApi, sleeps: list[float], clock: FakeClock
+) -> AsyncIterator[WeComClient]:
     async def record_sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
@@ -126,7 +128,9 @@ async def test_http_errors_are_retried(
     assert len(sleeps) == 1
 
 
-async def test_persistent_http_error_becomes_a_wecom_api_error(client: WeComClient, fake_wecom: FakeWeComApi) -> None:
+async def test_persistent_http_error_becomes_a_wecom_api_error(
+    client: WeComClient, fake_wecom: FakeWeComApi
+) -> None:
     fake_wecom.http_error("externalcontact/get_corp_tag_list", 502, times=10)
     with pytest.raises(WeComApiError, match="HTTP 502") as info:
         await client.get_corp_tag_list()
@@ -203,9 +207,13 @@ async def test_token_never_appears_in_errors_logs_or_repr(
         assert "TOKEN-1" not in text and SECRET not in text
 
 
-async def test_send_message_adds_agent_and_duplicate_check(client: WeComClient, fake_wecom: FakeWeComApi) -> None:
+async def test_send_message_adds_agent_and_duplicate_check(
+    client: WeComClient, fake_wecom: FakeWeComApi
+) -> None:
     card = button_interaction_card("suggest-7", "建议标签：询价客户", [CardButton("接受", "accept:7")])
-    result = await client.send_message(template_card_message(card, to_users=["zhangwei"]), duplicate_check_interval=600)
+    result = await client.send_message(
+        template_card_message(card, to_users=["zhangwei"]), duplicate_check_interval=600
+    )
     assert result["response_code"].startswith("rc-")
     body = fake_wecom.calls_to("message/send")[0].body
     assert body is not None
@@ -224,13 +232,17 @@ async def test_send_message_without_duplicate_check(client: WeComClient, fake_we
 
 
 @pytest.mark.parametrize("interval", [0, 4 * 3600 + 1])
-async def test_duplicate_check_interval_bounds(client: WeComClient, fake_wecom: FakeWeComApi, interval: int) -> None:
+async def test_duplicate_check_interval_bounds(
+    client: WeComClient, fake_wecom: FakeWeComApi, interval: int
+) -> None:
     with pytest.raises(ValueError, match="duplicate_check_interval"):
         await client.send_message(markdown_message("x", to_users=["u"]), duplicate_check_interval=interval)
     assert fake_wecom.calls == []
 
 
-async def test_update_template_card_button_and_whole_card(client: WeComClient, fake_wecom: FakeWeComApi) -> None:
+async def test_update_template_card_button_and_whole_card(
+    client: WeComClient, fake_wecom: FakeWeComApi
+) -> None:
     await client.update_template_card("rc-1", replace_name="已接受", userids=["zhangwei"])
     card = button_interaction_card("suggest-8", "已处理", [CardButton("查看", "view:8")])
     await client.update_template_card("rc-2", template_card=card, atall=True)

@@ -207,7 +207,9 @@ def test_any_flipped_signature_byte_is_rejected(text: str, data: st.DataObject) 
 
 @settings(max_examples=80, deadline=None)
 @given(text=st.text(max_size=200), data=st.data())
-def test_flips_in_the_last_two_blocks_are_decrypt_errors_even_if_re_signed(text: str, data: st.DataObject) -> None:
+def test_flips_in_the_last_two_blocks_are_decrypt_errors_even_if_re_signed(
+    text: str, data: st.DataObject
+) -> None:
     """Someone holding the token can re-sign; padding, length and corp-id checks still catch the tail."""
     crypto = WeComCrypto(S.TOKEN, S.ENCODING_AES_KEY, S.CORP_ID)
     raw = bytearray(base64.b64decode(crypto.encrypt(text)))

@@ -149,7 +149,9 @@ def test_add_external_contact_carries_the_channel_state() -> None:
         state="展会渠道码",
         welcome_code="WELCOME-001",
     )
-    assert msg.dedupe_key == "change_external_contact|add_external_contact|zhangwei|wmABC123customer|1732510200"
+    assert (
+        msg.dedupe_key == "change_external_contact|add_external_contact|zhangwei|wmABC123customer|1732510200"
+    )
 
 
 @pytest.mark.parametrize(
@@ -255,7 +257,9 @@ def test_unknown_message_type_dedupes_by_msg_id() -> None:
         ("<xml><CreateTime>1</CreateTime></xml>", "MsgType", "decrypted message"),
     ],
 )
-def test_missing_required_field_names_the_field_and_the_message_type(xml: str, field: str, where: str) -> None:
+def test_missing_required_field_names_the_field_and_the_message_type(
+    xml: str, field: str, where: str
+) -> None:
     with pytest.raises(MissingFieldError) as info:
         parse_message(xml)
     assert info.value.field == field

@@ -26,12 +26,16 @@ from tests.wecom import official_sample as S
 
 def test_encrypted_reply_round_trips_through_our_own_inbound_path() -> None:
     crypto = WeComCrypto(S.TOKEN, S.ENCODING_AES_KEY, S.CORP_ID)
-    inner = text_reply_xml("ChenJiaShun", S.CORP_ID, "已为 ABC公司 打上标签：询价客户 ]]> <b>", create_time=1476422779)
+    inner = text_reply_xml(
+        "ChenJiaShun", S.CORP_ID, "已为 ABC公司 打上标签：询价客户 ]]> <b>", create_time=1476422779
+    )
     body = encrypted_reply_xml(crypto, inner, "1476422779", "1597212914")
     root = parse_xml(body)
     signature, timestamp, nonce = (root.findtext(n) for n in ("MsgSignature", "TimeStamp", "Nonce"))
     assert (timestamp, nonce) == ("1476422779", "1597212914")
-    encrypt = parse_envelope(f"<xml><ToUserName>x</ToUserName><Encrypt>{root.findtext('Encrypt')}</Encrypt></xml>")
+    encrypt = parse_envelope(
+        f"<xml><ToUserName>x</ToUserName><Encrypt>{root.findtext('Encrypt')}</Encrypt></xml>"
+    )
     plain = crypto.decrypt_message(signature or "", timestamp or "", nonce or "", encrypt.encrypt)
     assert plain == inner
     reply = parse_xml(plain)
@@ -45,7 +49,9 @@ def test_passive_text_reply_is_cut_to_2048_bytes() -> None:
     assert len(content.encode()) <= 2048 and content.endswith("…")
 
 
-@pytest.mark.parametrize(("timestamp", "nonce"), [("12a", "abc"), ("123", "a b"), ("123", ""), ("123", "<x>")])
+@pytest.mark.parametrize(
+    ("timestamp", "nonce"), [("12a", "abc"), ("123", "a b"), ("123", ""), ("123", "<x>")]
+)
 def test_reply_refuses_odd_timestamp_or_nonce(timestamp: str, nonce: str) -> None:
     crypto = WeComCrypto(S.TOKEN, S.ENCODING_AES_KEY, S.CORP_ID)
     with pytest.raises(ValueError):
@@ -53,7 +59,9 @@ def test_reply_refuses_odd_timestamp_or_nonce(timestamp: str, nonce: str) -> Non
 
 
 def test_inner_text_message_parses_back() -> None:
-    xml = text_reply_xml("lina", "ww", "好的", create_time=3).replace("<MsgType>", "<MsgId>1</MsgId><MsgType>")
+    xml = text_reply_xml("lina", "ww", "好的", create_time=3).replace(
+        "<MsgType>", "<MsgId>1</MsgId><MsgType>"
+    )
     assert isinstance(parse_message(xml), TextMessage)
 
 
@@ -161,7 +169,9 @@ def test_card_texts_are_truncated_to_wecom_limits() -> None:
         ("t", "t", [CardButton("a", "")], "key"),
     ],
 )
-def test_card_structure_limits_are_refused(task_id: str, title: str, buttons: list[CardButton], fragment: str) -> None:
+def test_card_structure_limits_are_refused(
+    task_id: str, title: str, buttons: list[CardButton], fragment: str
+) -> None:
     with pytest.raises(ValueError, match=fragment):
         button_interaction_card(task_id, title, buttons)
 
