@@ -71,7 +71,7 @@ READ_ONLY = "kebiao_read_only"
 
 
 async def _driver_executemany(
-    conn: AsyncConnection, table: Any, rows: Sequence[Mapping[str, Any]], where_id: bool = False
+    conn: AsyncConnection, table: Any, rows: Sequence[Mapping[str, Any]], where_id: bool = False, verb: str = "INSERT"
 ) -> None:
     """INSERT (or UPDATE … WHERE id, when `where_id`) many rows with one driver-level executemany on SQLite.
 
@@ -90,7 +90,7 @@ async def _driver_executemany(
         sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE id = ?"
     else:
         names = ", ".join(map(quote, columns))
-        sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({', '.join('?' * len(columns))})"
+        sql = f"{verb} INTO {quote(table.name)} ({names}) VALUES ({', '.join('?' * len(columns))})"
     # One batch repeats the same few datetimes (the import's `now`) and None: process each distinct one once.
     caches: list[dict[Any, Any]] = [{} for _ in columns]
 

@@ -95,11 +95,11 @@ async def import_customers(
     `progress(phase, done, total)` hears of checking and writing; `prepare` runs first in the write
     transaction (e.g. storing the taxonomy the file was checked against), so it too is all or nothing.
     """
+    checking = PhaseCounter(progress, "checking", len(rows))
+    checking(0)
     known = [*problems, *(p for number, names in refused_tags for p in _tag_problems(number, names, taxonomy))]
     async with store.unit_of_work(read_only=True) as uow:
-        plan = await plan_import(
-            uow, taxonomy, rules, rows, now=now, problems=known, progress=PhaseCounter(progress, "checking", len(rows))
-        )
+        plan = await plan_import(uow, taxonomy, rules, rows, now=now, problems=known, progress=checking)
     if plan.problems:
         raise ImportFileError(list(plan.problems))
     if dry_run:
