@@ -138,7 +138,7 @@ class SqlCustomerEvents:
         before = await self._last_id()  # the largest id so far
         await _driver_executemany(self._conn, t.customer_events, rows, verb="INSERT OR IGNORE")
         if await self._last_id() - before == len(rows):
-            return [row["event_id"] for row in rows]
+            return [ev.event_id for ev in events]
         e = t.customer_events.c
         new = select(e.event_id).where(e.id > before).order_by(e.id)  # some existed: the new ones
         return list((await self._conn.execute(new)).scalars())

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import Column, MetaData, Table
+from sqlalchemy import Column, Constraint, MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage.bulk import CHUNK
@@ -24,7 +24,7 @@ from storage.repositories import READ_ONLY
 Progress = Callable[[int], None]
 
 
-def staging_table(name: str, *columns: Column[Any]) -> Table:
+def staging_table(name: str, *columns: Column[Any] | Constraint) -> Table:
     """A temporary table definition (its own metadata: never part of the schema or of migrations)."""
     return Table(
         name,
