@@ -68,11 +68,15 @@ def write_history(path: Path, rows: int) -> None:
 
 
 def run_cli(url: str, *args: str) -> tuple[float, int, str]:
-    """(seconds, exit status, stderr tail) of `python -m cli ARGS` on `url`."""
+    """(seconds, exit status, output) of `python -m cli ARGS` on `url`: the phase lines (the writing phase is
+    how long SQLite's write lock was held), or the last lines when it failed."""
     env = {**os.environ, "KEBIAO_DATABASE_URL": url}
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "cli", *args], env=env, capture_output=True, text=True, check=False)
-    return time.perf_counter() - started, done.returncode, (done.stderr + done.stdout)[-400:]
+    if done.returncode != 0:
+        return time.perf_counter() - started, done.returncode, (done.stderr + done.stdout)[-400:]
+    phases = [line for line in done.stderr.splitlines() if ": " in line and line.endswith(" s")]
+    return time.perf_counter() - started, done.returncode, "; ".join(phases)
 
 
 def migrate(url: str) -> None:
@@ -143,8 +147,7 @@ def measure(label: str, url: str, rows: int, baseline: float, *args: str) -> boo
         f"(baseline {base:>10,.0f} rows/s, ratio {rate / base:.3f}; target {TARGET:,.0f}) {verdict}",
         flush=True,
     )
-    if code != 0:
-        print(f"    {tail}")
+    print(f"    {tail}")
     return code == 0 and rate >= TARGET
 
 
