@@ -16,6 +16,7 @@ import asyncio
 import csv
 import json
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -65,6 +66,12 @@ def write_history(path: Path, rows: int) -> None:
         for i in range(rows):
             tags = [TAGS[i % 3]] if i % 2 else []
             f.write(json.dumps({"text": f"{TEXTS[i % 4]} #{i}", "tags": tags}, ensure_ascii=False) + "\n")
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_cli(url: str, *args: str) -> tuple[float, int, str]:
@@ -138,7 +145,9 @@ def file_rows(path: Path) -> list[tuple[str, ...]]:
 
 def measure(label: str, url: str, rows: int, baseline: float, *args: str) -> bool:
     """Run one import, print rows/s beside the baseline's; True when it succeeded and met the target."""
+    cpu = _children_cpu()
     seconds, code, tail = run_cli(url, *args)
+    cpu = _children_cpu() - cpu
     rate = rows / seconds
     base = rows / baseline
     verdict = "ok" if code == 0 and rate >= TARGET else "MISSED" if code == 0 else f"FAILED (exit {code})"
@@ -147,7 +156,7 @@ def measure(label: str, url: str, rows: int, baseline: float, *args: str) -> boo
         f"(baseline {base:>10,.0f} rows/s, ratio {rate / base:.3f}; target {TARGET:,.0f}) {verdict}",
         flush=True,
     )
-    print(f"    {tail}")
+    print(f"    import process CPU {cpu:.1f} s ({rows / max(cpu, 1e-9):,.0f} rows per CPU second); {tail}")
     return code == 0 and rate >= TARGET
 
 
