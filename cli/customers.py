@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from config import Settings
+    from core.ports import UnitOfWork
     from core.types import Customer
     from storage.database import Database
 
@@ -47,25 +48,31 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     """Import customers (and their tags) from CSV/XLSX, all or nothing; --dry-run writes nothing."""
     from datetime import UTC, datetime
 
+    from cli.progress import ProgressBar
     from core.importing.customers import import_customers
-    from core.importing.files import ImportFileError, parse_customer_file
+    from core.importing.files import ImportFileError, ImportLimits, parse_customer_file
     from core.tags.assignments import TaggingRules
     from core.taxonomy.store import ensure_taxonomy
 
+    bar = ProgressBar()
     try:
         # row problems come back with the rows so the import adds its own and one run shows them all
-        parsed = parse_customer_file(args.file, collect=True)
+        parsed = parse_customer_file(args.file, ImportLimits.command_line(), collect=True, progress=bar)
     except ImportFileError as exc:
+        bar.finish()
         _print_problems(exc.problems)
         return 1
     rules = TaggingRules.of(settings.timezone, settings.tag_hard_cap)
 
     async def work(database: Database) -> int:
-        async with database.unit_of_work() as uow:
+        async with database.unit_of_work(read_only=True) as uow:
             current = await uow.taxonomies.current()
-            taxonomy = current.taxonomy if current else initial_taxonomy(settings)
-            if current is None and not args.dry_run:
+        taxonomy = current.taxonomy if current else initial_taxonomy(settings)
+
+        async def prepare(uow: UnitOfWork) -> None:
+            if current is None:  # the first import stores the taxonomy it was checked against, in its transaction
                 await ensure_taxonomy(uow, taxonomy, "cli", datetime.now(UTC))
+
         try:
             summary = await import_customers(
                 database,
@@ -77,10 +84,14 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
                 dry_run=args.dry_run,
                 problems=parsed.problems,
                 refused_tags=parsed.refused_tags,
+                progress=bar,
+                prepare=prepare,
             )
         except ImportFileError as exc:
+            bar.finish()
             _print_problems(exc.problems)
             return 1
+        bar.finish()
         print(summary)
         return 0
 

@@ -60,12 +60,18 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
     except UnicodeDecodeError as exc:
         print(f"kebiao: {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8", file=sys.stderr)
         return 2
+    from cli.progress import ProgressBar
+
+    bar = ProgressBar(unit="events")
+    bar("reading", 0, 1)
     parsed = parse_events(text, fmt, ZoneInfo(settings.timezone))
+    bar("reading", 1, 1)
 
     async def work(database: Database) -> int:
         current = await current_or_initial(database, settings)
         ctx = rule_context(settings, database, lambda: current.taxonomy)
-        report = await ingest_events(ctx, parsed, datetime.now(UTC))
+        report = await ingest_events(ctx, parsed, datetime.now(UTC), progress=bar)
+        bar.finish()
         for error in report.errors:
             print(f"{path}:{error.line}: {error.reason}", file=sys.stderr)
         print(report)

@@ -98,19 +98,23 @@ def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
         from datetime import UTC, datetime
 
         from cli.common import current_or_initial
+        from cli.progress import ProgressBar
         from core.learning.history import HistoryError, import_history
         from storage.learning import SqlLearningStore
 
         current = await current_or_initial(database, settings)
+        bar = ProgressBar(unit="lines")
         try:
             count, examples = await import_history(
-                SqlLearningStore(database.engine), lines, current.taxonomy, datetime.now(UTC)
+                SqlLearningStore(database.engine), lines, current.taxonomy, datetime.now(UTC), bar
             )
         except HistoryError as exc:
+            bar.finish()
             for problem in str(exc).splitlines():
                 print(f"{path}: {problem}", file=sys.stderr)
             print(f"kebiao learn import: nothing was stored; fix {path} and import it again", file=sys.stderr)
             return 1
+        bar.finish()
         print(f"{count} labelled texts imported as {examples} examples (taxonomy version {current.version})")
         return 0
 

@@ -7,18 +7,43 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import (
+    Column,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    delete,
+    exists,
+    func,
+    literal,
+    null,
+    select,
+    true,
+)
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.learning.ports import MessageText, NewExample, Outcome, StoredModel
 from storage import tables as t
 from storage.repositories import READ_ONLY, _insert
+from storage.staging import Progress, create_staging, drop_staging, fill_staging, staged, staging_table
 
 _M = t.learning_messages
 _X = t.learning_examples
 _L = t.learning_models
 _CHUNK = 1000
+
+# Staging for `add_history`: the lines, the taxonomy's tags (in order) and each line's positives.
+_LINES = staging_table("kb_learn_lines", Column("n", Integer, primary_key=True), Column("text", Text))
+_TAGS = staging_table("kb_learn_tags", Column("ord", Integer), Column("dimension", String), Column("tag", String))
+_POSITIVE = staging_table(
+    "kb_learn_positive",
+    Column("n", Integer),
+    Column("dimension", String),
+    Column("tag", String),
+    PrimaryKeyConstraint("n", "dimension", "tag"),
+)
 
 
 def _message(row: Row[Any]) -> MessageText:
@@ -87,6 +112,46 @@ class SqlLearningStore:
             for start in range(0, len(rows), _CHUNK):
                 await conn.execute(_X.insert(), rows[start : start + _CHUNK])
         return len(rows)
+
+    async def add_history(
+        self,
+        lines: Sequence[tuple[str, Sequence[tuple[str, str]]]],
+        tags: Sequence[tuple[str, str]],
+        now: datetime,
+        progress: Progress | None = None,
+    ) -> int:
+        """One imported example per (line, tag): positive for the line's tags, negative for the rest.
+
+        The lines are staged, then one INSERT … SELECT over lines × tags writes every example (in line, then
+        tag order), all or nothing; `progress` hears of staged lines.
+        """
+        async with staged(self._engine) as (conn, begin_merge):
+            for table in (_LINES, _TAGS, _POSITIVE):
+                await create_staging(conn, table)
+            await fill_staging(conn, _TAGS, [(i, d, tag) for i, (d, tag) in enumerate(tags)])
+            await fill_staging(conn, _POSITIVE, [(n, d, tag) for n, (_, held) in enumerate(lines) for d, tag in held])
+            await fill_staging(conn, _LINES, [(n, text) for n, (text, _) in enumerate(lines)], progress)
+            await begin_merge()
+            ln, tg, pos = _LINES.c, _TAGS.c, _POSITIVE.c
+            positive = exists().where(pos.n == ln.n, pos.dimension == tg.dimension, pos.tag == tg.tag)
+            rows = (
+                select(
+                    ln.text,
+                    tg.dimension,
+                    tg.tag,
+                    positive,
+                    literal(Outcome.IMPORTED.value),
+                    null(),
+                    null(),
+                    literal(now, _X.c.created_at.type),
+                )
+                .select_from(_LINES.join(_TAGS, true()))
+                .order_by(ln.n, tg.ord)
+            )
+            columns = ["text", "dimension", "tag", "positive", "outcome", "customer_id", "message_key", "created_at"]
+            await conn.execute(_X.insert().from_select(columns, rows))
+            await drop_staging(conn, _LINES, _TAGS, _POSITIVE)
+        return len(lines) * len(tags)
 
     async def examples(self) -> list[NewExample]:
         async with self._engine.connect() as conn:

@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Select, Subquery
 
@@ -51,6 +52,7 @@ from core.types import (
     User,
 )
 from storage import tables as t
+from storage.bulk import copy_rows, duplicate_key
 from storage.taxonomy_document import from_document, to_document
 from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
@@ -62,13 +64,14 @@ def _insert(conn: AsyncConnection, table: Any) -> Any:
 
 
 _BULK_ROWS = 1000
+_NEXT_CUSTOMER_IDS = text("SELECT nextval(pg_get_serial_sequence('customers', 'id')) FROM generate_series(1, :n)")
 # Execution option for connections that only read (`conn.execution_options(**{READ_ONLY: True})`): the
 # SQLite begin hook in storage.database then takes a plain deferred BEGIN instead of BEGIN IMMEDIATE.
 READ_ONLY = "kebiao_read_only"
 
 
 async def _driver_executemany(
-    conn: AsyncConnection, table: Any, rows: Sequence[Mapping[str, Any]], where_id: bool = False
+    conn: AsyncConnection, table: Any, rows: Sequence[Mapping[str, Any]], where_id: bool = False, verb: str = "INSERT"
 ) -> None:
     """INSERT (or UPDATE … WHERE id, when `where_id`) many rows with one driver-level executemany on SQLite.
 
@@ -87,7 +90,7 @@ async def _driver_executemany(
         sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE id = ?"
     else:
         names = ", ".join(map(quote, columns))
-        sql = f"INSERT INTO {quote(table.name)} ({names}) VALUES ({', '.join('?' * len(columns))})"
+        sql = f"{verb} INTO {quote(table.name)} ({names}) VALUES ({', '.join('?' * len(columns))})"
     # One batch repeats the same few datetimes (the import's `now`) and None: process each distinct one once.
     caches: list[dict[Any, Any]] = [{} for _ in columns]
 
@@ -247,16 +250,26 @@ class SqlCustomers:
         return _customer((await self._conn.execute(stmt)).one())
 
     async def add_many(self, drafts: Sequence[CustomerDraft], now: datetime) -> list[int]:
+        """Insert new customers, returning their ids in order; DuplicateKeyError when a crm_id or WeCom id
+        was stored meanwhile by another writer."""
+        if not drafts:
+            return []
+        values = [_customer_values(d, now) | {"created_at": now} for d in drafts]
+        if self._conn.dialect.name == "postgresql":
+            return await self._add_many_postgres(values)
         out: list[int] = []
-        c = t.customers.c
-        for start in range(0, len(drafts), _BULK_ROWS):
-            values = [_customer_values(d, now) | {"created_at": now} for d in drafts[start : start + _BULK_ROWS]]
-            if self._conn.dialect.name == "sqlite":
-                out.extend(await self._add_many_sqlite(values))
-                continue
-            stmt = t.customers.insert().returning(c.id, sort_by_parameter_order=True)
-            out.extend(row[0] for row in await self._conn.execute(stmt, values))
+        for start in range(0, len(values), _BULK_ROWS):
+            try:
+                out.extend(await self._add_many_sqlite(values[start : start + _BULK_ROWS]))
+            except IntegrityError as exc:
+                raise duplicate_key(exc) or exc from exc
         return out
+
+    async def _add_many_postgres(self, values: list[dict[str, Any]]) -> list[int]:
+        """Take the ids from the sequence, then COPY the rows with them (no per-row statement at all)."""
+        ids = list((await self._conn.execute(_NEXT_CUSTOMER_IDS, {"n": len(values)})).scalars())
+        await copy_rows(self._conn, t.customers, [{"id": i, **v} for i, v in zip(ids, values, strict=True)])
+        return ids
 
     async def _add_many_sqlite(self, values: list[dict[str, Any]]) -> list[int]:
         """Insert through the driver, then read the new ids back: this unit of work holds SQLite's write
@@ -270,6 +283,13 @@ class SqlCustomers:
         return ids
 
     async def update_many(self, updates: Sequence[tuple[int, CustomerDraft]], now: datetime) -> None:
+        """Update stored customers; DuplicateKeyError when a new crm_id or WeCom id was taken meanwhile."""
+        try:
+            await self._update_many(updates, now)
+        except IntegrityError as exc:
+            raise duplicate_key(exc) or exc from exc
+
+    async def _update_many(self, updates: Sequence[tuple[int, CustomerDraft]], now: datetime) -> None:
         if not updates:
             return
         c = t.customers.c
@@ -474,7 +494,7 @@ class SqlAssignments:
         if self._conn.dialect.name == "sqlite":
             await _driver_executemany(self._conn, t.tag_assignments, values)
             return
-        await self._conn.execute(t.tag_assignments.insert(), values)
+        await copy_rows(self._conn, t.tag_assignments, values)
 
     async def insert_many(self, rows: Sequence[NewAssignment]) -> list[Assignment]:
         if not rows:
@@ -646,7 +666,7 @@ class SqlEvents:
         if self._conn.dialect.name == "sqlite":
             await _driver_executemany(self._conn, t.tag_events, rows)
             return
-        await self._conn.execute(t.tag_events.insert(), rows)
+        await copy_rows(self._conn, t.tag_events, rows)
 
     async def for_customer(self, customer_id: int, skip: int, limit: int) -> list[TagEvent]:
         e = t.tag_events.c

@@ -20,7 +20,7 @@ from core.rules.ports import NewCustomerEvent, StoredMessage
 from core.types import TagEvent
 from storage import tables as t
 from storage.outbox import SqlAlertUnitOfWork, _message
-from storage.repositories import _event, _insert
+from storage.repositories import _driver_executemany, _event, _insert
 from tagging.normaliser import name_key
 
 CHUNK = 500  # ids per IN list (SQLite binds one parameter per id)
@@ -119,7 +119,6 @@ class SqlCustomerEvents:
             return []
         if self._conn.dialect.name == "postgresql":
             return await self._insert_arrays(events, now)
-        e = t.customer_events.c
         rows = [
             {
                 "event_id": ev.event_id,
@@ -134,12 +133,18 @@ class SqlCustomerEvents:
             }
             for ev in events
         ]
-        stmt = _insert(self._conn, t.customer_events).on_conflict_do_nothing(index_elements=[e.event_id])
-        inserted: list[str] = []
-        for part in _chunks(rows, 1000):
-            result = await self._conn.execute(stmt.returning(e.event_id), list(part))
-            inserted.extend(r[0] for r in result)
-        return inserted
+        # SQLite: this unit of work holds the write lock, so ids absent when it read them are still absent and
+        # every row is inserted; one driver-level executemany (OR IGNORE guards a caller that did not check).
+        before = await self._last_id()  # the largest id so far
+        await _driver_executemany(self._conn, t.customer_events, rows, verb="INSERT OR IGNORE")
+        if await self._last_id() - before == len(rows):
+            return [ev.event_id for ev in events]
+        e = t.customer_events.c
+        new = select(e.event_id).where(e.id > before).order_by(e.id)  # some existed: the new ones
+        return list((await self._conn.execute(new)).scalars())
+
+    async def _last_id(self) -> int:
+        return int((await self._conn.execute(select(func.max(t.customer_events.c.id)))).scalar_one() or 0)
 
     async def _insert_arrays(self, events: Sequence[NewCustomerEvent], now: datetime) -> list[str]:
         """One INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING per chunk (PostgreSQL)."""

@@ -8,13 +8,14 @@ turn on the database throughout, and the import stays all-or-nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.errors import NotFoundError
+from core.errors import DuplicateKeyError, NotFoundError
 from core.importing.files import CustomerRow, ImportFileError, RowProblem
 from core.ports import NewAssignment, Store, UnitOfWork
+from core.progress import PhaseCounter, Progress
 from core.records import CustomerDraft, NewEvent
 from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
 from core.types import Customer, EventKind, Source
@@ -88,6 +89,8 @@ async def import_customers(
     dry_run: bool = False,
     problems: Sequence[RowProblem] = (),
     refused_tags: Sequence[tuple[int, Sequence[str]]] = (),
+    progress: Progress | None = None,
+    prepare: Callable[[UnitOfWork], Awaitable[None]] | None = None,
 ) -> ImportSummary:
     """Upsert rows (by crm id, else WeCom id, else normalised name, narrowed by the row's company when it gives
     one) and apply their tags (source import), all or nothing.
@@ -97,16 +100,24 @@ async def import_customers(
     `problems` are those the file reader already found (ImportFile.problems, parsed with collect=True), and
     `refused_tags` the tags of the rows it refused (ImportFile.refused_tags), checked here against the taxonomy.
     Raises ImportFileError listing them and every problem found here, by row then column; nothing is written.
+    `progress(phase, done, total)` hears of checking and writing; `prepare` runs first in the write
+    transaction (e.g. storing the taxonomy the file was checked against), so it too is all or nothing.
     """
+    checking = PhaseCounter(progress, "checking", len(rows))
+    checking(0)
     known = [*problems, *(p for number, names in refused_tags for p in _tag_problems(number, names, taxonomy))]
     async with store.unit_of_work(read_only=True) as uow:
-        plan = await plan_import(uow, taxonomy, rules, rows, now=now, problems=known)
+        plan = await plan_import(uow, taxonomy, rules, rows, now=now, problems=known, progress=checking)
     if plan.problems:
         raise ImportFileError(list(plan.problems))
     if dry_run:
         return plan.summary(dry_run=True)
     async with store.unit_of_work() as uow:
-        await write_import(uow, plan, rules, actor=actor, now=now)
+        if prepare is not None:
+            await prepare(uow)
+        await write_import(
+            uow, plan, rules, actor=actor, now=now, progress=PhaseCounter(progress, "writing", len(plan.rows))
+        )
     return plan.summary(dry_run=False)
 
 
@@ -118,6 +129,7 @@ async def plan_import(
     *,
     now: datetime,
     problems: Sequence[RowProblem] = (),
+    progress: Callable[[int], None] | None = None,
 ) -> ImportPlan:
     """Check every row against the stored customers and the tag policy, reading only."""
     # Pure CPU over every row: a worker thread, so the event loop keeps serving chat meanwhile.
@@ -145,6 +157,8 @@ async def plan_import(
             else:
                 merged = _merge(existing, row)
                 plans.append(_RowPlan(row, merged, existing.id, merged != _draft_of(existing), to_add))
+        if progress is not None:
+            progress(len(chunk))
     return ImportPlan(tuple(plans), tuple(sorted(found, key=_position)))
 
 
@@ -175,18 +189,34 @@ def _plan_tags(
     return tuple(out)
 
 
-async def write_import(uow: UnitOfWork, plan: ImportPlan, rules: TaggingRules, *, actor: str, now: datetime) -> None:
+async def write_import(
+    uow: UnitOfWork,
+    plan: ImportPlan,
+    rules: TaggingRules,
+    *,
+    actor: str,
+    now: datetime,
+    progress: Callable[[int], None] | None = None,
+) -> None:
     """Write a clean plan in a handful of set-based statements; raises ImportFileError (after discarding the
-    unit of work) when the stored data changed since planning so that a tag is now refused.
+    unit of work) when the stored data changed since planning so that a tag is now refused, or a crm_id or
+    WeCom id of the file was stored meanwhile by another writer.
 
     New customers hold nothing yet, so their tags are inserted as planned (one ADDED event each); tags of
     stored customers go through `apply_many`, which re-reads what they hold inside this transaction.
     """
+    report = progress or (lambda _: None)
     new = [p for p in plan.rows if p.customer_id is None]
-    added = await uow.customers.add_many([p.draft for p in new], now)
-    await uow.customers.update_many(
-        [(p.customer_id, p.draft) for p in plan.rows if p.customer_id is not None and p.changed], now
-    )
+    changed = [p for p in plan.rows if p.customer_id is not None and p.changed]
+    report(0)  # the writing phase has begun
+    try:
+        added = await uow.customers.add_many([p.draft for p in new], now)
+        report(len(new))
+        await uow.customers.update_many([(p.customer_id, p.draft) for p in changed if p.customer_id is not None], now)
+    except DuplicateKeyError as exc:
+        uow.discard()
+        raise ImportFileError([_taken(plan, exc)]) from exc
+    report(len(changed))
     fresh: list[NewAssignment] = []
     events: list[NewEvent] = []
     for p, customer_id in zip(new, added, strict=True):
@@ -220,6 +250,25 @@ async def write_import(uow: UnitOfWork, plan: ImportPlan, rules: TaggingRules, *
     if refused:
         uow.discard()
         raise ImportFileError(refused)
+    report(len(plan.rows) - len(new) - len(changed))
+
+
+def _taken(plan: ImportPlan, exc: DuplicateKeyError) -> RowProblem:
+    """The row whose crm_id or WeCom id another writer stored while the file was being checked."""
+    column = exc.column if exc.column in ("crm_id", "wecom_external_userid") else None
+    rows = [
+        p.row.row
+        for p in plan.rows
+        if column is not None and exc.value is not None and getattr(p.draft, column).strip() == exc.value
+    ]
+    shown = f" {exc.value!r}" if exc.value is not None else ""
+    return RowProblem(
+        rows[0] if rows else None,
+        column,
+        f"another customer with {exc.column}{shown} was stored while the file was being checked (a second import "
+        "or a sync running at the same time); nothing was imported: import the file again, and it will update "
+        "that customer",
+    )
 
 
 def _position(problem: RowProblem) -> tuple[int, str]:

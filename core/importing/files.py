@@ -28,6 +28,7 @@ import codecs
 import csv
 import io
 import re
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
@@ -40,7 +41,8 @@ from typing import Any
 import openpyxl
 from openpyxl.utils import get_column_letter
 
-from tagging.formula import describe_start, formula_start
+from core.progress import PhaseCounter, Progress
+from tagging.formula import FORMULA_STARTS, describe_start, formula_start
 from tagging.normaliser import name_key
 from tagging.pii import describe, find_pii, mask
 
@@ -64,10 +66,12 @@ HEADER_ALIASES: Mapping[str, str] = MappingProxyType(
         "标签": "tags",
     }
 )
+PROGRESS_EVERY = 5_000  # rows read between progress reports
 _TAG_SEPARATORS = re.compile(r"[;；]")
 _DATE = re.compile(r"(\d{4})([-/])(\d{1,2})\2(\d{1,2})")
 # Control characters other than tab and newline; PostgreSQL refuses NUL in text outright.
 _CONTROL = frozenset(chr(c) for c in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+_CONTROL_CHAR = re.compile("[" + "".join(re.escape(ch) for ch in sorted(_CONTROL)) + "]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,11 @@ class ImportLimits:
     max_sheet_rows: int = 100_000
     max_sheet_columns: int = 1_000
     max_problems: int = 5_000
+
+    @classmethod
+    def command_line(cls) -> ImportLimits:
+        """The caps of `kebiao customers import`: a whole CRM export in one file (uploads keep the defaults)."""
+        return cls(max_rows=2_000_000, max_bytes=1024 * 1024 * 1024, max_sheet_rows=2_000_001)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +162,13 @@ class ImportFile:
     refused_tags: tuple[tuple[int, tuple[str, ...]], ...] = ()
 
 
-def parse_customer_file(path: str | Path, limits: ImportLimits | None = None, *, collect: bool = False) -> ImportFile:
+def parse_customer_file(
+    path: str | Path, limits: ImportLimits | None = None, *, collect: bool = False, progress: Progress | None = None
+) -> ImportFile:
     """Read and check a customer CSV/XLSX file; raises ImportFileError listing every problem.
 
     With collect=True only whole-file problems are raised; row problems are returned in `problems`.
+    `progress` hears ("reading", rows, about how many) as rows are checked.
     """
     path = Path(path)
     limits = limits or ImportLimits()
@@ -166,11 +178,16 @@ def parse_customer_file(path: str | Path, limits: ImportLimits | None = None, *,
     except OSError as exc:
         raise ImportFileError([RowProblem(None, None, f"cannot read {path}: {exc.strerror}")]) from exc
     _check_size(size, limits)
-    return parse_customer_bytes(path.read_bytes(), path.name, limits, collect=collect)
+    return parse_customer_bytes(path.read_bytes(), path.name, limits, collect=collect, progress=progress)
 
 
 def parse_customer_bytes(
-    data: bytes, filename: str, limits: ImportLimits | None = None, *, collect: bool = False
+    data: bytes,
+    filename: str,
+    limits: ImportLimits | None = None,
+    *,
+    collect: bool = False,
+    progress: Progress | None = None,
 ) -> ImportFile:
     """Like parse_customer_file for an uploaded body; `filename` decides CSV or XLSX by its extension."""
     limits = limits or ImportLimits()
@@ -178,8 +195,23 @@ def parse_customer_bytes(
     _check_size(len(data), limits)
     if suffix == ".csv":
         fmt, text = _decode(data)
-        return _Checker(limits).check(_csv_rows(text), fmt, collect=collect)
-    return _Checker(limits).check(_xlsx_rows(data, limits), "xlsx", collect=collect)
+        counter = PhaseCounter(progress, "reading", max(text.count("\n") - 1, 1))
+        return _Checker(limits, counter).check(_csv_rows(text), fmt, collect=collect)
+    counter = PhaseCounter(progress, "reading", max(_xlsx_row_estimate(data) - 1, 1))
+    return _Checker(limits, counter).check(_xlsx_rows(data, limits), "xlsx", collect=collect)
+
+
+def _xlsx_row_estimate(data: bytes) -> int:
+    """The first sheet's declared last row (0 when it declares none or cannot be read yet)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as package:
+            for entry in package.infolist():
+                if entry.filename.lower().startswith("xl/worksheets/") and entry.filename.lower().endswith(".xml"):
+                    found = _DIMENSION.search(_head(package, entry))
+                    return max(int(found[2] or 0), int(found[4] or 0)) if found else 0
+    except _UNREADABLE_PACKAGE:
+        return 0
+    return 0
 
 
 # ---------------------------------------------------------------- reading
@@ -479,8 +511,9 @@ class _Column:
 class _Checker:
     """Turns raw rows into CustomerRows, collecting every problem instead of stopping at the first."""
 
-    def __init__(self, limits: ImportLimits) -> None:
+    def __init__(self, limits: ImportLimits, progress: PhaseCounter | None = None) -> None:
         self.limits = limits
+        self.progress = progress or PhaseCounter(None, "reading", 0)
         self.problems: list[RowProblem] = []
         self.seen_crm: dict[str, int] = {}
         self.seen_wecom: dict[str, int] = {}
@@ -504,6 +537,8 @@ class _Checker:
                         raise ImportFileError(self.problems)
                     continue
                 data_rows += 1
+                if data_rows % PROGRESS_EVERY == 0:
+                    self.progress(PROGRESS_EVERY)
                 if data_rows > self.limits.max_rows:
                     self._add(
                         None,
@@ -518,6 +553,7 @@ class _Checker:
         except _Broken as broken:
             self._add(broken.row, None, broken.reason)
             fatal = True
+        self.progress(data_rows % PROGRESS_EVERY)
         if columns is None and not self.problems:
             self._add(None, None, "file is empty: expected a header row with at least a name column")
         elif columns is not None and data_rows == 0 and not self.problems:
@@ -647,7 +683,7 @@ class _Checker:
         value = raw.strip()
         if not value:
             return value
-        start = formula_start(raw) if isinstance(cell, str) else None
+        start = formula_start(raw) if isinstance(cell, str) and not _plain_start(raw) else None
         if start is not None:
             shown = describe_start(start)
             self._add(
@@ -657,7 +693,8 @@ class _Checker:
                 f"remove the leading {shown}",
             )
             return None
-        control = next((ch for ch in value if ch in _CONTROL), None)
+        found = _CONTROL_CHAR.search(value)
+        control = found[0] if found else None
         if control is not None:
             self._add(number, column.label, f"contains the control character U+{ord(control):04X}; remove it")
             return None
@@ -735,6 +772,13 @@ class _Checker:
                 )
             else:
                 self.seen_unkeyed_names[key] = number
+
+
+def _plain_start(raw: str) -> bool:
+    """True when the first character alone shows a text cannot be formula-looking (the common case, decided
+    without tagging.formula's scan): not white space, not invisible, not a formula starter."""
+    first = raw[:1]
+    return bool(first) and not first.isspace() and first not in FORMULA_STARTS and unicodedata.category(first) != "Cf"
 
 
 def _is_blank(cell: Cell) -> bool:

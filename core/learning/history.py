@@ -7,16 +7,18 @@ checked whole first: any unknown tag or malformed line is reported with its line
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from core.learning.capture import masked
 from core.learning.ports import LearningStore, NewExample, Outcome
+from core.progress import PhaseCounter, Progress
 from tagging.policy import AmbiguousTagError, UnknownTagError, find_tag
 from tagging.taxonomy import Taxonomy
 
 MAX_PROBLEMS = 50
+PROGRESS_EVERY = 10_000  # lines checked between progress reports
 
 
 class HistoryError(ValueError):
@@ -38,7 +40,7 @@ class LabelledLine:
     tags: frozenset[tuple[str, str]]
 
 
-def _line(number: int, raw: str, taxonomy: Taxonomy) -> LabelledLine:
+def _line(number: int, raw: str, taxonomy: Taxonomy, known: dict[str, tuple[str, str] | str]) -> LabelledLine:
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -54,31 +56,45 @@ def _line(number: int, raw: str, taxonomy: Taxonomy) -> LabelledLine:
     found: set[tuple[str, str]] = set()
     unknown: list[str] = []
     for name in names:
-        try:
-            dimension, tag = find_tag(taxonomy, name)
-        except UnknownTagError as exc:
-            hint = f" (did you mean {', '.join(exc.close)}?)" if exc.close else ""
-            unknown.append(f"unknown tag {name!r}{hint}")
-            continue
-        except AmbiguousTagError as exc:
-            unknown.append(f"tag {name!r} is in several dimensions ({', '.join(exc.dimensions)}); write dimension:tag")
-            continue
-        found.add((dimension.key, tag.name))
+        if name not in known:
+            known[name] = _resolve(name, taxonomy)
+        resolved = known[name]
+        if isinstance(resolved, str):
+            unknown.append(resolved)
+        else:
+            found.add(resolved)
     if unknown:
         raise ValueError("; ".join(unknown))
     return LabelledLine(number, text, frozenset(found))
 
 
-def parse_history(lines: Iterable[str], taxonomy: Taxonomy) -> list[LabelledLine]:
+def _resolve(name: str, taxonomy: Taxonomy) -> tuple[str, str] | str:
+    """(dimension, tag) of a tag name, or why it names none."""
+    try:
+        dimension, tag = find_tag(taxonomy, name)
+    except UnknownTagError as exc:
+        hint = f" (did you mean {', '.join(exc.close)}?)" if exc.close else ""
+        return f"unknown tag {name!r}{hint}"
+    except AmbiguousTagError as exc:
+        return f"tag {name!r} is in several dimensions ({', '.join(exc.dimensions)}); write dimension:tag"
+    return dimension.key, tag.name
+
+
+def parse_history(
+    lines: Iterable[str], taxonomy: Taxonomy, progress: Callable[[int], None] | None = None
+) -> list[LabelledLine]:
     """Every non-blank line checked against `taxonomy`; HistoryError lists every bad line."""
     out: list[LabelledLine] = []
     problems: list[str] = []
+    known: dict[str, tuple[str, str] | str] = {}  # tag name -> (dimension, tag) or the reason it is refused
     for number, raw in enumerate(lines, start=1):
         raw = raw.lstrip("\ufeff") if number == 1 else raw
+        if progress is not None and number % PROGRESS_EVERY == 0:
+            progress(PROGRESS_EVERY)
         if not raw.strip():
             continue
         try:
-            out.append(_line(number, raw, taxonomy))
+            out.append(_line(number, raw, taxonomy, known))
         except ValueError as exc:
             problems.append(f"line {number}: {exc}")
     if problems:
@@ -100,10 +116,18 @@ def history_examples(lines: Iterable[LabelledLine], taxonomy: Taxonomy, now: dat
 
 
 async def import_history(
-    store: LearningStore, lines: Iterable[str], taxonomy: Taxonomy, now: datetime
+    store: LearningStore,
+    lines: Iterable[str],
+    taxonomy: Taxonomy,
+    now: datetime,
+    progress: Progress | None = None,
 ) -> tuple[int, int]:
-    """Check the whole file, then store its examples: (lines, examples)."""
-    parsed = parse_history(lines, taxonomy)
-    examples = history_examples(parsed, taxonomy, now)
-    await store.add_examples(examples)
-    return len(parsed), len(examples)
+    """Check the whole file, then store its examples (history_examples, written set-based by the store):
+    (lines, examples). `progress(phase, done, total)` hears of checking, then of writing."""
+    lines = list(lines)
+    report = PhaseCounter(progress, "checking", len(lines))
+    parsed = parse_history(lines, taxonomy, report)
+    every = [(tag.dimension, tag.name) for tag in taxonomy.iter_tags()]
+    staged = [(masked(item.text), sorted(item.tags)) for item in parsed]
+    examples = await store.add_history(staged, every, now, PhaseCounter(progress, "writing", len(staged)))
+    return len(parsed), examples

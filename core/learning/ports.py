@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -67,6 +67,14 @@ class LearningStore(Protocol):
     async def last_message(self, channel: str, conversation_id: str, since: datetime) -> MessageText | None: ...
 
     async def add_examples(self, examples: Sequence[NewExample]) -> int: ...
+
+    async def add_history(
+        self,
+        lines: Sequence[tuple[str, Sequence[tuple[str, str]]]],
+        tags: Sequence[tuple[str, str]],
+        now: datetime,
+        progress: Callable[[int], None] | None = None,
+    ) -> int: ...
 
     async def examples(self) -> list[NewExample]: ...
 

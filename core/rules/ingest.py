@@ -10,6 +10,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
+from core.progress import PhaseCounter, Progress
 from core.rules.events import EventLine, LineError, ParsedEvents
 from core.rules.ports import NewCustomerEvent
 from core.rules.service import RuleContext, RulesReport, run_for_events
@@ -44,11 +45,19 @@ class IngestReport:
         )
 
 
-async def ingest_events(ctx: RuleContext, parsed: ParsedEvents, now: datetime, source: str = "import") -> IngestReport:
-    """Store the good lines of `parsed` (idempotent by id), report every bad one, then run event rules."""
+async def ingest_events(
+    ctx: RuleContext, parsed: ParsedEvents, now: datetime, source: str = "import", progress: Progress | None = None
+) -> IngestReport:
+    """Store the good lines of `parsed` (idempotent by id), report every bad one, then run event rules.
+
+    The good lines are stored set-based in one transaction (all of them or, on a failure, none);
+    `progress(phase, done, total)` hears of storing, then of the rules.
+    """
     report = IngestReport(received=len(parsed.events) + len(parsed.errors), errors=list(parsed.errors))
     if not parsed.events:
         return report
+    storing = PhaseCounter(progress, "storing", len(parsed.events))
+    storing(0)
     async with ctx.store.unit_of_work() as uow:
         resolved = await uow.customer_events.resolve(sorted({e.customer for e in parsed.events}))
         stored = await uow.customer_events.digests(sorted({e.event_id for e in parsed.events}))
@@ -94,6 +103,7 @@ async def ingest_events(ctx: RuleContext, parsed: ParsedEvents, now: datetime, s
                     )
                 )
         inserted = set(await uow.customer_events.insert_many([e for _, e in fresh.values()], now))
+    storing(len(parsed.events))
     report.stored = len(inserted)
     report.repeated += len(fresh) - len(inserted)  # another import stored the same id meanwhile
     report.errors.sort(key=lambda e: e.line)
@@ -104,7 +114,10 @@ async def ingest_events(ctx: RuleContext, parsed: ParsedEvents, now: datetime, s
             kinds[event.customer_id].add(event.kind)
             last[event.customer_id] = event.event_id
     if kinds:
+        rules = PhaseCounter(progress, "rules", len(kinds))
+        rules(0)
         report.rules = await run_for_events(ctx, kinds, last, now)
+        rules(len(kinds))
     return report
 
 

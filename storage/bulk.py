@@ -1,0 +1,57 @@
+"""Bulk writes inside a unit of work: COPY on PostgreSQL, and unique violations turned into DuplicateKeyError."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import JSON, Table
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.errors import DuplicateKeyError
+
+CHUNK = 20_000  # rows sent per driver call (lets a progress callback speak between calls)
+
+
+async def copy_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """COPY dict rows (SQLAlchemy values: aware datetimes, dicts for JSON) into a table (PostgreSQL only).
+
+    Inside the caller's transaction; a unique violation surfaces as DuplicateKeyError naming the key.
+    """
+    if not rows:
+        return
+    columns = list(rows[0])
+    json_columns = {name for name in columns if isinstance(table.c[name].type, JSON)}
+    records = [
+        tuple(json.dumps(row[name], ensure_ascii=False) if name in json_columns else row[name] for name in columns)
+        for row in rows
+    ]
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    for start in range(0, len(records), CHUNK):
+        try:
+            await driver.copy_records_to_table(table.name, records=records[start : start + CHUNK], columns=columns)
+        except Exception as exc:
+            duplicate = duplicate_key(exc)
+            if duplicate is not None:
+                raise duplicate from exc
+            raise
+
+
+_PG_KEY = re.compile(r"Key \((?P<column>[^)]+)\)=\((?P<value>.*)\) already exists")
+_SQLITE_KEY = re.compile(r"UNIQUE constraint failed: \w+\.(?P<column>\w+)")
+
+
+def duplicate_key(exc: BaseException) -> DuplicateKeyError | None:
+    """The DuplicateKeyError a driver's unique violation means (SQLAlchemy-wrapped or raw), else None."""
+    original = getattr(exc, "orig", None) or exc
+    detail = str(getattr(original, "detail", "") or "") or str(original)
+    found = _PG_KEY.search(detail) or _SQLITE_KEY.search(detail)
+    if found is None or (
+        "unique" not in type(original).__name__.lower() and "UNIQUE" not in detail and "already exists" not in detail
+    ):
+        return None
+    groups = found.groupdict()
+    return DuplicateKeyError(groups["column"], groups.get("value"))
