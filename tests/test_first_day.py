@@ -198,7 +198,7 @@ def test_validate_lists_every_problem_with_dimension_keys_and_tag_names(tmp_path
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         "t.yaml:dimensions[1](risk).tags[0](高危流失).colour: unknown key 'colour'; did you mean 'color'? allowed "
-        "keys: name, color, description, keywords, exclude, ttl_days, auto_apply, children",
+        "keys: name, icon, color, description, keywords, exclude, ttl_days, auto_apply, regions, children",
         "t.yaml:dimensions[1](risk).tags[0](高危流失).keywords[1]: keyword (a number) contains personal data (a "
         "mobile phone number at character 1); tags must never hold ID, phone or bank card numbers",
         "t.yaml:dimensions[1](risk).tags[0](高危流失).keywords[2]: keyword must be a string, got a number (12315); "
