@@ -106,6 +106,15 @@ class Reason:
 
 
 @dataclass(frozen=True, slots=True)
+class SuggestedTag:
+    """A pending suggestion a notice carries: the card shows it with Accept / Reject."""
+
+    id: int
+    tag: str
+    dimension: str  # the dimension's display name
+
+
+@dataclass(frozen=True, slots=True)
 class AlertNotice:
     """What an alert says; stored as the outbox payload and rendered per channel at delivery."""
 
@@ -119,9 +128,12 @@ class AlertNotice:
     snooze_key: str  # snoozing this silences the rule for the customer (or the digest) for a while
     score: float | None = None
     assignment_ids: tuple[int, ...] = ()  # expiry digests: every tag the digest covers (listed or counted)
+    suggestions: tuple[SuggestedTag, ...] = ()  # a rule's suggestions: delivered as the suggestion card
 
     def to_payload(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"assignment_ids": list(self.assignment_ids)} if self.assignment_ids else {}
+        if self.suggestions:
+            extra["suggestions"] = [{"id": s.id, "tag": s.tag, "dimension": s.dimension} for s in self.suggestions]
         return extra | {
             "rule": self.rule,
             "title": self.title,
@@ -149,6 +161,9 @@ class AlertNotice:
             snooze_key=str(data["snooze_key"]),
             score=None if data.get("score") is None else float(data["score"]),
             assignment_ids=tuple(int(i) for i in data.get("assignment_ids", ())),
+            suggestions=tuple(
+                SuggestedTag(int(s["id"]), str(s["tag"]), str(s["dimension"])) for s in data.get("suggestions", ())
+            ),
         )
 
 
