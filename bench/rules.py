@@ -150,9 +150,9 @@ async def _purchases(url: str, now: datetime, label: str) -> None:
     hand_s = time.perf_counter() - started
     started = time.perf_counter()
     engine: set[int] = set()
-    async for ids, group in daily_pages(ctx, rules, now):  # run_daily's own selection, without the writes
+    async for ids, group, known in daily_pages(ctx, rules, now):  # run_daily's own selection, without writes
         async with ctx.store.unit_of_work(read_only=True) as uow:
-            for facts in await gather(uow, ctx, ids, group, now):
+            for facts in await gather(uow, ctx, ids, group, now, known):
                 if evaluate(group[0], facts, now, ctx.tz) is not None:
                     engine.add(facts.customer_id)
     engine_s = time.perf_counter() - started
