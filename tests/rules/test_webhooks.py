@@ -145,23 +145,25 @@ class ChatLane:
     channel = "msteams"
     resend_is_safe = False
 
-    def __init__(self, order: list[str]) -> None:
+    def __init__(self, order: list[str], expected: int) -> None:
         self.order = order
+        self.expected = expected
         self.sent = asyncio.Event()
 
     async def deliver(self, message: OutboxMessage) -> Delivery:
         self.order.append(f"chat: sent to {message.recipient}")
-        self.sent.set()
+        if sum(1 for e in self.order if e.startswith("chat:")) == self.expected:
+            self.sent.set()
         return Delivery(DeliveryOutcome.SENT)
 
 
 async def test_a_hanging_receiver_does_not_hold_back_other_endpoints_or_chat(database: Database, cell: Cell) -> None:
-    """The hanging endpoint's row is claimed first; the healthy endpoint's row and the chat notice are delivered
-    while it still hangs."""
+    """The hanging endpoint's first row is claimed first; the healthy endpoint's rows and the chat notices are
+    delivered while it still hangs, and its own second row waits in its lane (one call in flight per endpoint)."""
     order: list[str] = []
     healthy_got = asyncio.Event()
     release = asyncio.Event()
-    chat = ChatLane(order)
+    chat = ChatLane(order, expected=2)
 
     async def hang(request: web.Request) -> web.Response:
         order.append("hang: received")
@@ -171,7 +173,8 @@ async def test_a_hanging_receiver_does_not_hold_back_other_endpoints_or_chat(dat
 
     async def ok(request: web.Request) -> web.Response:
         order.append("ok: received")
-        healthy_got.set()
+        if order.count("ok: received") == 2:
+            healthy_got.set()
         return web.Response(status=204)
 
     app = web.Application()
@@ -190,7 +193,8 @@ async def test_a_hanging_receiver_does_not_hold_back_other_endpoints_or_chat(dat
             "      - notify: [owner]\n"
         )
         await use_taxonomy(database, cell, taxonomy)
-        await run_for_message(context(database, cell), ids["yi"], "msg-1", ["售后工单"], NOW)
+        for who in ("yi", "jia"):
+            await run_for_message(context(database, cell), ids[who], f"msg-{who}", ["售后工单"], NOW)
         store = SqlAlertStore(database.engine)
         async with aiohttp.ClientSession() as session:
             deliverer = WebhookDeliverer(session, cell, {}, timeout=60, clock=lambda: NOW)
@@ -198,11 +202,12 @@ async def test_a_hanging_receiver_does_not_hold_back_other_endpoints_or_chat(dat
             waited = asyncio.gather(healthy_got.wait(), chat.sent.wait())
             await asyncio.wait([drained, waited], timeout=30, return_when=asyncio.FIRST_COMPLETED)
             assert healthy_got.is_set() and chat.sent.is_set() and not drained.done()
-            # The notice (queued first) and the healthy call went out while the hanging receiver still held its call.
-            assert order[0] == "chat: sent to 小李" and "hang: received" in order and "ok: received" in order
-            assert "hang: answered" not in order
+            # The notices (queued first) and the healthy calls went out while the hanging receiver held its call.
+            assert order[0] == "chat: sent to 小李" and order.count("ok: received") == 2
+            assert sorted(e for e in order if e.startswith("chat:")) == ["chat: sent to 小张", "chat: sent to 小李"]
+            assert order.count("hang: received") == 1 and "hang: answered" not in order  # its second row waits
             release.set()
             report = await drained
-        assert report.sent == 3 and order[-1] == "hang: answered"
+        assert report.sent == 6 and order[-3:] == ["hang: answered", "hang: received", "hang: answered"]
     finally:
         await server.close()
