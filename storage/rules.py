@@ -153,7 +153,7 @@ class SqlCustomerEvents:
                 "kinds": [ev.kind for ev in part],
                 "ats": [_utc(ev.at) for ev in part],
                 "amounts": [ev.amount for ev in part],
-                "properties": [json.dumps(dict(ev.properties)) for ev in part],
+                "properties": [json.dumps(dict(ev.properties)) if ev.properties else "{}" for ev in part],
                 "sources": [ev.source for ev in part],
                 "digests": [ev.digest for ev in part],
             }

@@ -195,7 +195,7 @@ async def run_for_events(
     ids = sorted(cid for cid, kinds in kinds_by_customer.items() if any(_triggered(r, kinds) for r in rules))
     if not ids:
         return report
-    thresholds = [f.events for r in rules if (f := prefilter(r)) is not None and f.events is not None]
+    thresholds = [p.events for r in rules if (p := prefilter(r)) is not None and p.events is not None]
     windows = event_windows(rules)
     # Every event rule needs an event threshold: one GROUP BY reads the counts, only customers over a
     # threshold are gathered, and their facts take those counts as they are.
@@ -521,8 +521,8 @@ async def _suggests(
         record = landed.get((row.message_key, row.tag))
         if record is not None:
             report.outcome(rule).suggested += 1
-            dimension = taxonomy.dimension(record.dimension)
-            shown = dimension.name if dimension else record.dimension
+            held_in = taxonomy.dimension(record.dimension)
+            shown = held_in.name if held_in else record.dimension
             out[(rule.name, row.customer_id)] += (SuggestedTag(record.id, record.tag, shown),)
     return dict(out)
 
