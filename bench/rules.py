@@ -3,8 +3,9 @@
 Generates customers (with birthday / 累计消费 attributes) and customer events (purchase, click, login over 120 days;
 COPY on PostgreSQL, executemany on SQLite; generation time printed apart), then measures on each database:
 
-1. "more than 3 purchases in 30 days": the rule engine's set-based evaluation over every customer (keyset pages,
-   one GROUP BY per page) against ONE hand-written SQL statement computing the same customer set on the same
+1. "more than 3 purchases in 30 days": the rule engine's set-based evaluation (one GROUP BY … HAVING selects the
+   customers over the threshold with their counts, then the rest of their facts one page at a time and the rule's
+   own condition on them) against ONE hand-written SQL statement computing the same customer set on the same
    database; the two sets must be equal. Then the rule run with its writes (tags + events through the tagging
    policy) against one hand-written INSERT … SELECT adding the same tags.
 2. Every built-in daily rule (run_daily on the built-in taxonomy): seconds and peak-RSS growth (memory stays flat:

@@ -199,8 +199,9 @@ async def test_a_hanging_receiver_does_not_hold_back_other_endpoints_or_chat(dat
         async with aiohttp.ClientSession() as session:
             deliverer = WebhookDeliverer(session, cell, {}, timeout=60, clock=lambda: NOW)
             drained = asyncio.create_task(drain(store, {"webhook": deliverer, "msteams": chat}, OutboxPolicy(), NOW))
-            waited = asyncio.gather(healthy_got.wait(), chat.sent.wait())
-            await asyncio.wait([drained, waited], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            waited: asyncio.Future[Any] = asyncio.gather(healthy_got.wait(), chat.sent.wait())
+            either: list[asyncio.Future[Any]] = [drained, waited]
+            await asyncio.wait(either, timeout=30, return_when=asyncio.FIRST_COMPLETED)
             assert healthy_got.is_set() and chat.sent.is_set() and not drained.done()
             # The notices (queued first) and the healthy calls went out while the hanging receiver held its call.
             assert order[0] == "chat: sent to 小李" and order.count("ok: received") == 2
