@@ -270,7 +270,11 @@ class Delivery:
 
 
 class Deliverer(Protocol):
-    """Sends one outbox message through one channel; never raises for platform failures."""
+    """Sends one outbox message through one channel; never raises for platform failures.
+
+    A deliverer whose recipients are separate servers (webhooks) sets `per_recipient = True`: the drain then
+    gives each recipient its own lane; otherwise the whole channel (one platform API) is one lane.
+    """
 
     @property
     def channel(self) -> str: ...
