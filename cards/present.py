@@ -207,13 +207,14 @@ def suggestion_view(state: SuggestionState, taxonomy: Taxonomy, lang: Lang = "zh
     items = []
     for r in state.records:
         dimension = taxonomy.dimension(r.dimension)
+        matched, excerpt = _suggestion_evidence(r.evidence)
         items.append(
             SuggestionItem(
                 id=r.id,
                 tag=r.tag,
                 dimension_name=dimension.name if dimension else r.dimension,
-                matched=tuple(str(w) for w in r.evidence.get("matched", ())),
-                excerpt=str(r.evidence.get("excerpt", "")),
+                matched=matched,
+                excerpt=excerpt,
                 score=r.score,
                 status=r.status,
                 decided_by=_who(r.decided_by, state.names, lang),
@@ -224,6 +225,30 @@ def suggestion_view(state: SuggestionState, taxonomy: Taxonomy, lang: Lang = "zh
             )
         )
     return SuggestionCardView(state.customer.id, state.customer.name, tuple(items))
+
+
+def _suggestion_evidence(evidence: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
+    """(matched words, excerpt) of a suggestion: a message's keywords and text, or a rule's name and facts."""
+    matched = tuple(str(w) for w in evidence.get("matched", ()))
+    excerpt = str(evidence.get("excerpt", ""))
+    if not matched and evidence.get("rule"):
+        matched = (f"规则「{evidence['rule']}」",)
+    if not excerpt and evidence.get("facts"):
+        excerpt = "；".join(str(f) for f in evidence["facts"])
+    return matched, excerpt
+
+
+def rule_suggestion_card(notice: AlertNotice, now: datetime, lang: Lang = "zh") -> Card:
+    """A rule's suggestion as it reaches the owner: the suggestion card (Accept / Reject per tag) under the
+    notice's title, with the facts that made the rule fire."""
+    rule = notice.rule.removeprefix("rule:")
+    facts = "；".join(r.text for r in notice.reasons if r.signal == "fact")
+    items = tuple(
+        SuggestionItem(s.id, s.tag, s.dimension, (f"规则「{rule}」",), facts, 1.0) for s in notice.suggestions
+    )
+    built = build_suggestion_card(SuggestionCardView(notice.customer_id, notice.customer_name, items), now, lang)
+    built["body"].insert(0, text(literal(notice.title, 200), weight="Bolder", color="Accent"))
+    return built
 
 
 def suggestion_card(state: SuggestionState, taxonomy: Taxonomy, now: datetime, lang: Lang) -> Card:

@@ -9,7 +9,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, not_, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -86,7 +86,13 @@ class SqlOutbox:
         # executemany with RETURNING: SQLAlchemy batches it into multi-row VALUES ("insertmanyvalues").
         return len((await self._conn.execute(stmt, rows)).all())
 
-    async def claim(self, now: datetime, limit: int, channels: Sequence[str] | None = None) -> list[OutboxMessage]:
+    async def claim(
+        self,
+        now: datetime,
+        limit: int,
+        channels: Sequence[str] | None = None,
+        busy: Sequence[tuple[str, str | None]] = (),
+    ) -> list[OutboxMessage]:
         o = t.outbox.c
         due = select(o.id).where(
             o.state == OutboxState.PENDING.value, or_(o.next_attempt_at.is_(None), o.next_attempt_at <= now)
@@ -94,6 +100,12 @@ class SqlOutbox:
         if channels is not None:
             # A process delivers only the channels it holds a deliverer for; other rows wait for one that does.
             due = due.where(o.channel.in_(sorted(set(channels))))
+        for channel, recipient in set(busy):
+            # An endpoint already at its concurrency limit: its rows wait, the others go ahead of them.
+            if recipient is None:
+                due = due.where(o.channel != channel)
+            else:
+                due = due.where(not_(and_(o.channel == channel, o.recipient == recipient)))
         due = due.order_by(o.id).limit(limit)
         claim = {"state": OutboxState.SENDING.value, "attempts": o.attempts + 1, "updated_at": now}
         if self._conn.dialect.name == "postgresql":

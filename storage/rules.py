@@ -16,12 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.alerts.ports import OutboxMessage
 from core.rules.engine import Facts, HeldFact, Prefilter
-from core.rules.ports import NewCustomerEvent, StoredMessage
+from core.rules.ports import Candidates, NewCustomerEvent, StoredMessage
 from core.types import TagEvent
 from storage import tables as t
 from storage.outbox import SqlAlertUnitOfWork, _message
 from storage.repositories import _driver_executemany, _event, _insert
 from tagging.normaliser import name_key
+from tagging.rules import Events
 
 CHUNK = 500  # ids per IN list (SQLite binds one parameter per id)
 ARRAY_CHUNK = 10_000  # ids per array parameter (PostgreSQL binds the whole list as one parameter)
@@ -157,7 +158,7 @@ class SqlCustomerEvents:
                 "kinds": [ev.kind for ev in part],
                 "ats": [_utc(ev.at) for ev in part],
                 "amounts": [ev.amount for ev in part],
-                "properties": [json.dumps(dict(ev.properties)) for ev in part],
+                "properties": [json.dumps(dict(ev.properties)) if ev.properties else "{}" for ev in part],
                 "sources": [ev.source for ev in part],
                 "digests": [ev.digest for ev in part],
             }
@@ -281,28 +282,46 @@ class SqlRuleFacts:
             }
         return out
 
-    async def candidates(self, rule_filter: Prefilter, now: datetime, today: date) -> list[int]:
-        """Customer ids that pass the prefilter, in one statement (GROUP BY … HAVING for event thresholds)."""
+    async def candidates(
+        self, rule_filter: Prefilter, now: datetime, today: date, among: Sequence[int] | None = None
+    ) -> Candidates:
+        """Customers that pass the prefilter: one GROUP BY … HAVING for an event threshold, returning each one's
+        count and sum in the window as `_events` computes them; a contract window is one range scan."""
         if rule_filter.events is not None:
-            ev = rule_filter.events
-            e = t.customer_events.c
-            havings = []
-            if ev.count is not None and not ev.count.test(0):
-                havings.append(_OPS[ev.count.op](func.count(), ev.count.value))
-            if ev.sum is not None and not ev.sum.test(0):
-                havings.append(_OPS[ev.sum.op](func.coalesce(func.sum(e.amount), 0.0), ev.sum.value))
-            stmt = (
-                select(e.customer_id)
-                .where(e.kind == ev.kind, e.at > now - timedelta(days=ev.days), e.at <= now)
-                .group_by(e.customer_id)
-                .having(and_(*havings))
-            )
-            return sorted(r[0] for r in await self._conn.execute(stmt))
+            return await self._event_candidates(rule_filter.events, now, among)
         assert rule_filter.contract_days is not None
         c = t.customers.c
         until = today + timedelta(days=rule_filter.contract_days)
-        rows = await self._conn.execute(select(c.id).where(c.contract_end >= today, c.contract_end <= until))
-        return sorted(r[0] for r in rows)
+        ids: list[int] = []
+        for part in _groups(among, _chunk_size(self._conn)) if among is not None else [None]:
+            stmt = select(c.id).where(c.contract_end >= today, c.contract_end <= until)
+            if part is not None:
+                stmt = stmt.where(_among(self._conn, c.id, part))
+            wanted = set(part) if part is not None else None
+            ids.extend(r[0] for r in await self._conn.execute(stmt) if wanted is None or r[0] in wanted)
+        return Candidates(sorted(ids))
+
+    async def _event_candidates(self, ev: Events, now: datetime, among: Sequence[int] | None) -> Candidates:
+        e = t.customer_events.c
+        count = func.count()
+        total = func.coalesce(func.sum(func.coalesce(e.amount, 0.0)), 0.0)
+        havings = []
+        if ev.count is not None and not ev.count.test(0):
+            havings.append(_OPS[ev.count.op](count, ev.count.value))
+        if ev.sum is not None and not ev.sum.test(0):
+            havings.append(_OPS[ev.sum.op](total, ev.sum.value))
+        found: list[tuple[int, int, float]] = []
+        for part in _groups(among, _chunk_size(self._conn)) if among is not None else [None]:
+            stmt = select(e.customer_id, count, total).where(
+                e.kind == ev.kind, e.at > now - timedelta(days=ev.days), e.at <= now
+            )
+            if part is not None:
+                stmt = stmt.where(e.customer_id.between(part[0], part[-1]), _among(self._conn, e.customer_id, part))
+            wanted = set(part) if part is not None else None
+            rows = await self._conn.execute(stmt.group_by(e.customer_id).having(and_(*havings)))
+            found.extend((cid, int(n), float(s or 0.0)) for cid, n, s in rows if wanted is None or cid in wanted)
+        found.sort()
+        return Candidates([r[0] for r in found], (ev.kind, ev.days), [(n, s) for _, n, s in found])
 
     async def contacts(self, customer_ids: Sequence[int]) -> dict[int, list[int]]:
         c = t.customers.c

@@ -6,11 +6,13 @@ import json
 import logging
 from datetime import UTC, tzinfo
 
+from bots.teams.bot import CHANNEL as BOT_CHANNEL
 from bots.teams.notifier import TEAMS_CHANNEL, DeliveryStatus, TeamsNotifier
 from bots.teams.references import InvalidReference, StoredReference
 from cards.alert import build_alert_card
-from cards.present import alert_view_from_payload
+from cards.present import alert_view_from_payload, rule_suggestion_card
 from core.alerts.ports import Delivery, DeliveryOutcome, OutboxMessage
+from core.alerts.selection import AlertNotice
 from core.chat.ports import ChannelStore, SavedReference
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ class TeamsAlertDeliverer:
 
     async def deliver(self, message: OutboxMessage) -> Delivery:
         saved = await self._references.reference(TEAMS_CHANNEL, message.recipient)
+        if saved is None:  # the bot keeps a user's 1:1 address under its own channel name
+            saved = await self._references.reference(BOT_CHANNEL, message.recipient)
         if saved is None:
             return Delivery(
                 DeliveryOutcome.PERMANENT,
@@ -63,7 +67,11 @@ class TeamsAlertDeliverer:
         except InvalidReference as exc:
             return Delivery(DeliveryOutcome.PERMANENT, str(exc))
         view = alert_view_from_payload(message)
-        result = await self._notifier.send_card(reference, build_alert_card(view, view.raised_at.astimezone(self._tz)))
+        notice = AlertNotice.from_payload(message.payload)
+        shown_at = view.raised_at.astimezone(self._tz)
+        # A rule's suggestion goes out as the suggestion card (its Accept / Reject decide it), else the alert card.
+        built = rule_suggestion_card(notice, shown_at) if notice.suggestions else build_alert_card(view, shown_at)
+        result = await self._notifier.send_card(reference, built)
         if result.status is DeliveryStatus.DELIVERED:
             return Delivery(DeliveryOutcome.SENT, external_id=result.activity_id)
         if result.status is DeliveryStatus.RETRY_LATER:

@@ -29,6 +29,7 @@ class WebhookDeliverer:
 
     channel = CHANNEL
     resend_is_safe = True  # every call carries its idempotency key: receivers drop a repeat
+    per_recipient = True  # each webhook is its own server: the outbox delivers to them side by side
 
     def __init__(
         self,

@@ -9,10 +9,13 @@ and is reported, so nothing is sent twice and nothing disappears silently.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.alerts.ports import (
@@ -42,6 +45,8 @@ class OutboxPolicy:
     resend_window: timedelta = timedelta(hours=3, minutes=30)  # inside WeCom's 4 h duplicate check
     batch: int = 50
     max_batches: int = 20  # batch * max_batches rows per drain at most; the next run continues
+    concurrency: int = 8  # deliveries in flight at once, over all endpoints
+    per_endpoint: int = 1  # deliveries in flight at once to one endpoint (1: each endpoint's rows in order)
     quiet: QuietHours | None = None
     tz: tzinfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
 
@@ -94,17 +99,78 @@ async def drain(
         report.quiet_until = release
         return report
     channels = sorted(deliverers)
-    # One row per claim: a crash then leaves only the row really in flight `unknown`, never a whole batch.
-    for _ in range(policy.batch * policy.max_batches if channels else 0):
-        async with store.unit_of_work() as uow:
-            claimed = await uow.outbox.claim(now, 1, channels)
-        if not claimed:
-            break
-        await _deliver_one(store, deliverers.get(claimed[0].channel), claimed[0], policy, now, report)
+    if channels:
+        await _deliver_due(store, deliverers, channels, policy, now, report)
     async with store.unit_of_work() as uow:
         due = await uow.outbox.due_by_channel(now)
     report.elsewhere = {channel: n for channel, n in due.items() if channel not in deliverers}
     return report
+
+
+async def _deliver_due(
+    store: AlertStore,
+    deliverers: Mapping[str, Deliverer],
+    channels: list[str],
+    policy: OutboxPolicy,
+    now: datetime,
+    report: DrainReport,
+) -> None:
+    """Deliver due rows concurrently: at most `policy.concurrency` in flight, `policy.per_endpoint` per endpoint.
+
+    A receiver that hangs holds only its own endpoint's slot until its timeout; rows of other endpoints are
+    claimed past it. One row per claim: a crash then leaves only the rows really in flight `unknown`.
+    """
+    in_flight: dict[tuple[str, str | None], int] = defaultdict(int)
+    running: dict[asyncio.Task[BaseException | None], tuple[str, str | None]] = {}
+    budget = policy.batch * policy.max_batches
+    width = max(1, policy.concurrency)
+    try:
+        while True:
+            claimed: list[OutboxMessage] = []
+            if budget > 0 and len(running) < width:
+                busy = [endpoint for endpoint, n in in_flight.items() if n >= max(1, policy.per_endpoint)]
+                async with store.unit_of_work() as uow:
+                    claimed = await uow.outbox.claim(now, 1, channels, busy)
+            if claimed:
+                message = claimed[0]
+                budget -= 1
+                endpoint = endpoint_of(message, deliverers.get(message.channel))
+                in_flight[endpoint] += 1
+                task = asyncio.create_task(
+                    _guarded(_deliver_one(store, deliverers.get(message.channel), message, policy, now, report))
+                )
+                running[task] = endpoint
+                continue
+            if not running:
+                return
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                in_flight[running.pop(task)] -= 1
+                died = task.result()
+                if died is not None:
+                    raise died  # the process is going down (SystemExit …): leave the rest in flight as is
+    finally:
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+
+def endpoint_of(message: OutboxMessage, deliverer: Deliverer | None) -> tuple[str, str | None]:
+    """Where a row goes: its recipient for a channel whose recipients are separate servers (webhooks), else the
+    channel's one platform API (a chat channel: recipient None)."""
+    separate = bool(getattr(deliverer, "per_recipient", False))
+    return (message.channel, message.recipient if separate else None)
+
+
+async def _guarded(delivery: Coroutine[Any, Any, None]) -> BaseException | None:
+    """Run one delivery in a task; a process-ending exception is handed back to the drain to raise, since
+    asyncio would otherwise raise it out of the event loop itself."""
+    try:
+        await delivery
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return exc
+    return None
 
 
 async def recover(

@@ -84,9 +84,15 @@ class OutboxRepository(Protocol):
         """Insert those whose dedupe key is new, in one statement; returns how many were inserted."""
         ...
 
-    async def claim(self, now: datetime, limit: int, channels: Sequence[str] | None = None) -> list[OutboxMessage]:
-        """Move due pending rows (of `channels` only, when given) to `sending` (attempts + 1) so no other
-        replica takes them."""
+    async def claim(
+        self,
+        now: datetime,
+        limit: int,
+        channels: Sequence[str] | None = None,
+        busy: Sequence[tuple[str, str | None]] = (),
+    ) -> list[OutboxMessage]:
+        """Move due pending rows (of `channels` only, when given; of no endpoint in `busy`: (channel, recipient),
+        or (channel, None) for the whole channel) to `sending` (attempts + 1) so no other replica takes them."""
         ...
 
     async def due_by_channel(self, now: datetime) -> dict[str, int]:
@@ -264,7 +270,11 @@ class Delivery:
 
 
 class Deliverer(Protocol):
-    """Sends one outbox message through one channel; never raises for platform failures."""
+    """Sends one outbox message through one channel; never raises for platform failures.
+
+    A deliverer whose recipients are separate servers (webhooks) sets `per_recipient = True`: the drain then
+    gives each recipient its own lane; otherwise the whole channel (one platform API) is one lane.
+    """
 
     @property
     def channel(self) -> str: ...

@@ -107,6 +107,15 @@ class Reason:
 
 
 @dataclass(frozen=True, slots=True)
+class SuggestedTag:
+    """A pending suggestion a notice carries: the card shows it with Accept / Reject."""
+
+    id: int
+    tag: str
+    dimension: str  # the dimension's display name
+
+
+@dataclass(frozen=True, slots=True)
 class AlertNotice:
     """What an alert says; stored as the outbox payload and rendered per channel at delivery."""
 
@@ -122,10 +131,13 @@ class AlertNotice:
     assignment_ids: tuple[int, ...] = ()  # expiry digests: every tag the digest covers (listed or counted)
     owner: str = ""  # who looks after the customer (churn alerts)
     unlisted: int = 0  # expiry digests: tags counted but not listed
+    suggestions: tuple[SuggestedTag, ...] = ()  # a rule's suggestions: delivered as the suggestion card
 
     def to_payload(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"assignment_ids": list(self.assignment_ids)} if self.assignment_ids else {}
         extra |= {key: value for key, value in (("owner", self.owner), ("unlisted", self.unlisted)) if value}
+        if self.suggestions:
+            extra["suggestions"] = [{"id": s.id, "tag": s.tag, "dimension": s.dimension} for s in self.suggestions]
         return extra | {
             "rule": self.rule,
             "title": self.title,
@@ -161,6 +173,9 @@ class AlertNotice:
             assignment_ids=tuple(int(i) for i in data.get("assignment_ids", ())),
             owner=str(data.get("owner") or ""),
             unlisted=int(data.get("unlisted") or 0),
+            suggestions=tuple(
+                SuggestedTag(int(s["id"]), str(s["tag"]), str(s["dimension"])) for s in data.get("suggestions", ())
+            ),
         )
 
 

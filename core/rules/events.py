@@ -193,7 +193,7 @@ def _one(
     value = _amount(amount)
     if isinstance(value, str):
         problems.append(value)
-    if len(json.dumps(dict(props), ensure_ascii=False, default=str)) > MAX_PROPERTIES:
+    if props and len(json.dumps(dict(props), ensure_ascii=False, default=str)) > MAX_PROPERTIES:
         problems.append(f"properties are larger than {MAX_PROPERTIES} characters")
     if problems:
         out.errors.append(LineError(number, "; ".join(problems)))

@@ -37,6 +37,26 @@ class StoredMessage:
     tags: frozenset[str]  # name keys
 
 
+Counts = Mapping[int, Mapping[tuple[str, int], tuple[int, float]]]  # customer → (kind, days) → (count, sum)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Customers a prefilter selected (ascending ids) and, for an event prefilter, each one's (count, sum) in its
+    window, read by the same statement (so the rules need not count those events again)."""
+
+    ids: Sequence[int]
+    window: tuple[str, int] | None = None
+    counts: Sequence[tuple[int, float]] = ()  # parallel to ids when `window` is set
+
+    def known(self, start: int, stop: int) -> Counts | None:
+        """The window's counts of ids[start:stop] (None without an event window)."""
+        if self.window is None:
+            return None
+        window = self.window
+        return {cid: {window: self.counts[i]} for i, cid in enumerate(self.ids[start:stop], start)}
+
+
 class CustomerEventRepository(Protocol):
     async def resolve(self, identifiers: Sequence[str]) -> dict[str, list[int]]:
         """Customer ids per identifier: crm_id, then WeCom external user id, then exact name."""
@@ -64,8 +84,10 @@ class RuleFactsRepository(Protocol):
         """Each customer's fields, active tags, last conversation and event counts/sums per window."""
         ...
 
-    async def candidates(self, rule_filter: Prefilter, now: datetime, today: date) -> list[int]:
-        """Customer ids passing the prefilter (one set-based statement)."""
+    async def candidates(
+        self, rule_filter: Prefilter, now: datetime, today: date, among: Sequence[int] | None = None
+    ) -> Candidates:
+        """Customers passing the prefilter (of `among` only, when given), in one set-based statement per chunk."""
         ...
 
     async def event_counts(

@@ -24,18 +24,30 @@ from core.alerts.selection import (
     ChurnRules,
     QuietHours,
     Reason,
+    SuggestedTag,
     churn_period,
     dedupe_key,
     score_customer,
 )
 from core.records import NewEvent, NewSuggestion
 from core.rules.engine import Clock, Facts, Firing, Prefilter, evaluate, may_fire, prefilter
-from core.rules.ports import RulesStore, RulesUnitOfWork
+from core.rules.ports import Counts, RulesStore, RulesUnitOfWork
 from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
 from core.types import EventKind, Source, SuggestionStatus, User
 from tagging.normaliser import name_key
 from tagging.policy import PolicyRefusal, find_tag
-from tagging.rules import AddTag, CallWebhook, Notify, RemoveTag, Rule, SuggestTag, Webhook, event_windows, uses_churn
+from tagging.rules import (
+    AddTag,
+    CallWebhook,
+    Events,
+    Notify,
+    RemoveTag,
+    Rule,
+    SuggestTag,
+    Webhook,
+    event_windows,
+    uses_churn,
+)
 from tagging.taxonomy import Dimension, TagDef, Taxonomy
 
 log = logging.getLogger(__name__)
@@ -116,9 +128,9 @@ async def run_daily(ctx: RuleContext, now: datetime) -> RulesReport:
     report = RulesReport()
     period = churn_period(now, ctx.tz, REPEAT_DAYS)
     seen: set[int] = set()
-    async for ids, group in daily_pages(ctx, taxonomy.rules.by_trigger("daily"), now):
+    async for ids, group, known in daily_pages(ctx, taxonomy.rules.by_trigger("daily"), now):
         seen.update(ids)
-        await _evaluate_page(ctx, taxonomy, group, ids, now, period, report)
+        await _evaluate_page(ctx, taxonomy, group, ids, known, now, period, report)
     report.customers = len(seen)
     await run_tag_rules(ctx, now, report)
     return report
@@ -126,10 +138,11 @@ async def run_daily(ctx: RuleContext, now: datetime) -> RulesReport:
 
 async def daily_pages(
     ctx: RuleContext, rules: Sequence[Rule], now: datetime
-) -> AsyncIterator[tuple[list[int], list[Rule]]]:
-    """(customer ids, rules to evaluate on them) pages. A rule with a SQL-answerable necessary condition (an event
-    threshold, a contract window) gets only the customers one statement selects; the others scan every customer,
-    one keyset page at a time, so memory stays flat."""
+) -> AsyncIterator[tuple[list[int], list[Rule], Counts | None]]:
+    """(customer ids, rules to evaluate on them, event counts already read) pages. A rule with a SQL-answerable
+    necessary condition (an event threshold, a contract window) gets only the customers one statement selects,
+    with their counts in that window; the others scan every customer, one keyset page at a time, so memory
+    stays flat."""
     filtered: dict[Prefilter, list[Rule]] = defaultdict(list)
     scanned: list[Rule] = []
     for rule in rules:
@@ -140,9 +153,11 @@ async def daily_pages(
             filtered[found].append(rule)
     for found, group in filtered.items():
         async with ctx.store.unit_of_work() as uow:
-            ids = await uow.rule_facts.candidates(found, now, now.astimezone(ctx.tz).date())
-        for start in range(0, len(ids), ctx.batch):
-            yield ids[start : start + ctx.batch], group
+            chosen = await uow.rule_facts.candidates(found, now, now.astimezone(ctx.tz).date())
+        covered = chosen.window is not None and _covered(group, [chosen.window])
+        for start in range(0, len(chosen.ids), ctx.batch):
+            stop = start + ctx.batch
+            yield list(chosen.ids[start:stop]), group, chosen.known(start, stop) if covered else None
     last = 0
     while scanned:
         async with ctx.store.unit_of_work() as uow:
@@ -150,7 +165,7 @@ async def daily_pages(
         if not page:
             break
         last = page[-1]
-        yield page, scanned
+        yield page, scanned, None
 
 
 async def _evaluate_page(
@@ -158,13 +173,14 @@ async def _evaluate_page(
     taxonomy: Taxonomy,
     rules: Sequence[Rule],
     ids: Sequence[int],
+    known: Counts | None,
     now: datetime,
     period: str,
     report: RulesReport,
 ) -> None:
     """Gather, evaluate and apply for one page of customers in one short transaction."""
     async with ctx.store.unit_of_work() as uow:
-        facts = await gather(uow, ctx, ids, rules, now)
+        facts = await gather(uow, ctx, ids, rules, now, known)
         firings = [f for r in rules for x in facts if (f := evaluate(r, x, now, ctx.tz)) is not None]
         await apply_firings(uow, ctx, taxonomy, firings, now, lambda _f: period, report)
 
@@ -179,10 +195,20 @@ async def run_for_events(
     ids = sorted(cid for cid, kinds in kinds_by_customer.items() if any(_triggered(r, kinds) for r in rules))
     if not ids:
         return report
+    thresholds = [p.events for r in rules if (p := prefilter(r)) is not None and p.events is not None]
+    windows = event_windows(rules)
+    # Every event rule needs an event threshold: one GROUP BY reads the counts, only customers over a
+    # threshold are gathered, and their facts take those counts as they are.
+    selective = bool(windows) and len(thresholds) == len(rules)
     for start in range(0, len(ids), ctx.batch):
         async with ctx.store.unit_of_work() as uow:
-            facts = await gather(uow, ctx, ids[start : start + ctx.batch], rules, now)
-            report.customers += len(facts)
+            part: Sequence[int] = ids[start : start + ctx.batch]
+            report.customers += len(part)
+            known = None
+            if selective:
+                known = await uow.rule_facts.event_counts(part, windows, now)
+                part = [c for c in part if c in known and any(_over(ev, known[c]) for ev in thresholds)]
+            facts = await gather(uow, ctx, part, rules, now, known) if part else []
             firings = [
                 f
                 for r in rules
@@ -261,6 +287,26 @@ async def _log_end(uow: RulesUnitOfWork) -> int:
     return await uow.rule_facts.last_tag_event_id()
 
 
+def _over(threshold: Events, counts: Mapping[tuple[str, int], tuple[int, float]]) -> bool:
+    """The event threshold holds on these counts (the Events leaf's own test)."""
+    count, total = counts.get(threshold.window, (0, 0.0))
+    return (threshold.count is None or threshold.count.test(count)) and (
+        threshold.sum is None or threshold.sum.test(total)
+    )
+
+
+def _covered(rules: Sequence[Rule], windows: Sequence[tuple[str, int]]) -> bool:
+    """True when each rule counts events only in a window its own event prefilter reads (among `windows`), so
+    the prefilter statements' counts are all the rules need."""
+    for rule in rules:
+        found = prefilter(rule)
+        if found is None or found.events is None or found.events.window not in windows:
+            return False
+        if set(event_windows([rule])) != {found.events.window}:
+            return False
+    return True
+
+
 def _triggered(rule: Rule, kinds: set[str]) -> bool:
     return not rule.trigger.event_kinds or bool(kinds & set(rule.trigger.event_kinds))
 
@@ -269,16 +315,25 @@ def _triggered(rule: Rule, kinds: set[str]) -> bool:
 
 
 async def gather(
-    uow: RulesUnitOfWork, ctx: RuleContext, ids: Sequence[int], rules: Sequence[Rule], now: datetime
+    uow: RulesUnitOfWork,
+    ctx: RuleContext,
+    ids: Sequence[int],
+    rules: Sequence[Rule],
+    now: datetime,
+    known: Counts | None = None,
 ) -> list[Facts]:
     """Facts for those customers with only the event windows (and churn score) the rules use.
 
     Event counts are read only for customers that pass every other conjunct of some rule that counts events
-    (a birthday-next-month rule reads the events of one customer in twelve, not of everyone).
+    (a birthday-next-month rule reads the events of one customer in twelve, not of everyone). `known`: counts
+    the statement that selected these customers read for every window the rules use (a window missing for a
+    customer means it has no such events, which that statement proved), used as they are.
     """
     facts = await uow.rule_facts.facts(ids, (), now)
     windows = event_windows(rules)
-    if windows and facts:
+    if windows and facts and known is not None:
+        facts = [dataclasses.replace(f, events=MappingProxyType(dict(known.get(f.customer_id, {})))) for f in facts]
+    elif windows and facts:
         clock = Clock(now, ctx.tz)
         counting = [r for r in rules if event_windows([r])]
         wanted = [f.customer_id for f in facts if any(may_fire(r, f, clock) for r in counting)]
@@ -334,8 +389,8 @@ async def apply_firings(
     ordered = sorted(firings, key=lambda f: f.rule.priority or 0)
     await _adds(uow, ctx, taxonomy, ordered, contacts, now, report)
     await _removes(uow, taxonomy, ordered, contacts, now, report)
-    await _suggests(uow, taxonomy, ordered, now, period, report)
-    await _notify(uow, ctx, firings, now, period, report)
+    suggested = await _suggests(uow, taxonomy, ordered, now, period, report)
+    await _notify(uow, ctx, firings, now, period, report, suggested)
     await _webhooks(uow, ctx, taxonomy, firings, now, period, report)
 
 
@@ -430,7 +485,8 @@ async def _suggests(
     now: datetime,
     period: Callable[[Firing], str],
     report: RulesReport,
-) -> None:
+) -> dict[tuple[str, int], tuple[SuggestedTag, ...]]:
+    """Store the suggestions (once per rule, customer and period); the new ones per (rule name, customer)."""
     rows: list[tuple[Rule, NewSuggestion]] = []
     tags = _TagLookup(taxonomy)
     for firing in firings:
@@ -457,12 +513,18 @@ async def _suggests(
                     )
                 )
     if not rows:
-        return
+        return {}
     stored = await uow.suggestions.add_many_if_absent([r for _, r in rows])
-    landed = {(s.message_key, s.tag) for s in stored}
+    landed = {(s.message_key, s.tag): s for s in stored}
+    out: dict[tuple[str, int], tuple[SuggestedTag, ...]] = defaultdict(tuple)
     for rule, row in rows:
-        if (row.message_key, row.tag) in landed:
+        record = landed.get((row.message_key, row.tag))
+        if record is not None:
             report.outcome(rule).suggested += 1
+            held_in = taxonomy.dimension(record.dimension)
+            shown = held_in.name if held_in else record.dimension
+            out[(rule.name, row.customer_id)] += (SuggestedTag(record.id, record.tag, shown),)
+    return dict(out)
 
 
 def recipients(action: Notify, facts: Facts, managers: Sequence[User]) -> list[str]:
@@ -500,21 +562,23 @@ async def _notify(
     now: datetime,
     period: Callable[[Firing], str],
     report: RulesReport,
+    suggested: Mapping[tuple[str, int], tuple[SuggestedTag, ...]],
 ) -> None:
-    wanted = [(f, a) for f in firings for a in f.rule.actions if isinstance(a, Notify)]
-    wanted += [
-        (f, Notify(owner=True, title=f"建议为客户添加标签「{a.tag}」"))
-        for f in firings
-        for a in f.rule.actions
-        if isinstance(a, SuggestTag) and name_key(a.tag) not in f.facts.tags
-    ]
+    wanted: list[tuple[Firing, Notify, tuple[SuggestedTag, ...]]]
+    wanted = [(f, a, ()) for f in firings for a in f.rule.actions if isinstance(a, Notify)]
+    # A new suggestion reaches the owner as the suggestion card (Accept / Reject), once.
+    for f in firings:
+        new = suggested.get((f.rule.name, f.facts.customer_id), ())
+        if new:
+            title = "建议为客户添加标签「" + "、".join(s.tag for s in new) + "」"
+            wanted.append((f, Notify(owner=True, title=title), new))
     if not wanted:
         return
     managers = await uow.scans.managers()
     by_rule: dict[Rule, list[tuple[str, str, str, AlertNotice]]] = defaultdict(list)
-    for firing, action in wanted:
+    for firing, action, suggestions in wanted:
         p = period(firing)
-        notice = notice_for(firing, action, now, p)
+        notice = dataclasses.replace(notice_for(firing, action, now, p), suggestions=suggestions)
         for recipient in recipients(action, firing.facts, managers):
             by_rule[firing.rule].append((recipient, str(firing.facts.customer_id), p, notice))
     for rule, notices in by_rule.items():

@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestServer
 
 from bots.webhook.delivery import WebhookDeliverer
 from core.alerts.outbox import OutboxPolicy, drain
+from core.alerts.ports import Delivery, DeliveryOutcome, OutboxMessage
 from core.rules.service import run_for_message
 from core.rules.webhooks import failed_webhooks, resend_webhook
 from storage.database import Database
@@ -136,3 +137,78 @@ async def test_a_wrong_secret_is_refused_by_the_receiver(database: Database, cel
         deliverer = WebhookDeliverer(session, cell, {"KEBIAO_WEBHOOK_SECRET": "wrong"}, timeout=0.5, clock=lambda: NOW)
         await drain(SqlAlertStore(database.engine), {"webhook": deliverer}, OutboxPolicy(), NOW)
     assert receiver.bad_signatures == 1 and receiver.received == []
+
+
+class ChatLane:
+    """The chat channel's deliverer as the outbox sees it (records the send; the platform is not the subject)."""
+
+    channel = "msteams"
+    resend_is_safe = False
+
+    def __init__(self, order: list[str], expected: int) -> None:
+        self.order = order
+        self.expected = expected
+        self.sent = asyncio.Event()
+
+    async def deliver(self, message: OutboxMessage) -> Delivery:
+        self.order.append(f"chat: sent to {message.recipient}")
+        if sum(1 for e in self.order if e.startswith("chat:")) == self.expected:
+            self.sent.set()
+        return Delivery(DeliveryOutcome.SENT)
+
+
+async def test_a_hanging_receiver_does_not_hold_back_other_endpoints_or_chat(database: Database, cell: Cell) -> None:
+    """The hanging endpoint's first row is claimed first; the healthy endpoint's rows and the chat notices are
+    delivered while it still hangs, and its own second row waits in its lane (one call in flight per endpoint)."""
+    order: list[str] = []
+    healthy_got = asyncio.Event()
+    release = asyncio.Event()
+    chat = ChatLane(order, expected=2)
+
+    async def hang(request: web.Request) -> web.Response:
+        order.append("hang: received")
+        await release.wait()  # answers only once the test lets it
+        order.append("hang: answered")
+        return web.Response(status=200)
+
+    async def ok(request: web.Request) -> web.Response:
+        order.append("ok: received")
+        if order.count("ok: received") == 2:
+            healthy_got.set()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hang", hang)
+    app.router.add_post("/ok", ok)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        ids = await seed(database)
+        base = f"http://127.0.0.1:{server.port}"
+        text = dump_taxonomy(load_builtin()).split("\nwebhooks:")[0]
+        hooks = "".join(f"  - name: {n}\n    url: {base}/{n}\n" for n in ("hang", "ok"))
+        taxonomy = load_taxonomy_text(
+            text + f"\nwebhooks:\n{hooks}rules:\n  - name: 退款工单\n    trigger: message\n"
+            "    when: {message_tag: 售后工单}\n    then:\n      - webhook: hang\n      - webhook: ok\n"
+            "      - notify: [owner]\n"
+        )
+        await use_taxonomy(database, cell, taxonomy)
+        for who in ("yi", "jia"):
+            await run_for_message(context(database, cell), ids[who], f"msg-{who}", ["售后工单"], NOW)
+        store = SqlAlertStore(database.engine)
+        async with aiohttp.ClientSession() as session:
+            deliverer = WebhookDeliverer(session, cell, {}, timeout=60, clock=lambda: NOW)
+            drained = asyncio.create_task(drain(store, {"webhook": deliverer, "msteams": chat}, OutboxPolicy(), NOW))
+            waited: asyncio.Future[Any] = asyncio.gather(healthy_got.wait(), chat.sent.wait())
+            either: list[asyncio.Future[Any]] = [drained, waited]
+            await asyncio.wait(either, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            assert healthy_got.is_set() and chat.sent.is_set() and not drained.done()
+            # The notices (queued first) and the healthy calls went out while the hanging receiver held its call.
+            assert order[0] == "chat: sent to 小李" and order.count("ok: received") == 2
+            assert sorted(e for e in order if e.startswith("chat:")) == ["chat: sent to 小张", "chat: sent to 小李"]
+            assert order.count("hang: received") == 1 and "hang: answered" not in order  # its second row waits
+            release.set()
+            report = await drained
+        assert report.sent == 6 and order[-3:] == ["hang: answered", "hang: received", "hang: answered"]
+    finally:
+        await server.close()
