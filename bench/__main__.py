@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "learn": "bench.learn:main",
     "crm": "bench.crm:main",
     "replicas": "bench.replicas:main",
+    "burst": "bench.burst:main",
 }
 
 

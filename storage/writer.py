@@ -16,7 +16,7 @@ import sqlite3
 import weakref
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
@@ -73,11 +73,12 @@ class SqliteWriter:
 
 
 def _raw(connection: Any) -> Any:
-    """The DBAPI connection behind a SQLAlchemy Connection, a pooled proxy, or itself."""
-    pooled = getattr(connection, "connection", None)
-    if pooled is not None and hasattr(pooled, "dbapi_connection"):
-        return pooled.dbapi_connection
-    return getattr(connection, "dbapi_connection", connection)
+    """The DBAPI connection behind a pooled proxy or a SQLAlchemy Connection (or the DBAPI connection itself)."""
+    if hasattr(connection, "dbapi_connection"):  # the pool's proxy, as the dialect's commit and rollback get it
+        return connection.dbapi_connection
+    if isinstance(connection, Connection):  # the begin hook
+        return connection.connection.dbapi_connection
+    return connection
 
 
 def install_writer(engine: AsyncEngine, timeout_s: float) -> SqliteWriter:

@@ -179,16 +179,24 @@ async def run_for_events(
     ids = sorted(cid for cid, kinds in kinds_by_customer.items() if any(_triggered(r, kinds) for r in rules))
     if not ids:
         return report
+    def fire(facts: list[Facts]) -> list[Firing]:
+        return [
+            f
+            for r in rules
+            for x in facts
+            if _triggered(r, kinds_by_customer[x.customer_id]) and (f := evaluate(r, x, now, ctx.tz)) is not None
+        ]
+
     for start in range(0, len(ids), ctx.batch):
-        async with ctx.store.unit_of_work() as uow:
-            facts = await gather(uow, ctx, ids[start : start + ctx.batch], rules, now)
-            report.customers += len(facts)
-            firings = [
-                f
-                for r in rules
-                for x in facts
-                if _triggered(r, kinds_by_customer[x.customer_id]) and (f := evaluate(r, x, now, ctx.tz)) is not None
-            ]
+        batch = ids[start : start + ctx.batch]
+        # Most events fire nothing: look first without taking the write lock (SQLite has one writer).
+        async with ctx.store.unit_of_work(read_only=True) as uow:
+            facts = await gather(uow, ctx, batch, rules, now)
+        report.customers += len(facts)
+        if not fire(facts):
+            continue
+        async with ctx.store.unit_of_work() as uow:  # something fires: decide again on what the writer sees
+            firings = fire(await gather(uow, ctx, batch, rules, now))
             await apply_firings(
                 uow, ctx, taxonomy, firings, now, lambda f: f"e:{last_event[f.facts.customer_id]}", report
             )
@@ -205,14 +213,21 @@ async def run_for_message(
     if not rules:
         return report
     tags = frozenset(name_key(t) for t in matched)
-    async with ctx.store.unit_of_work() as uow:
+
+    async def firings(uow: RulesUnitOfWork) -> list[Firing]:
         facts = [
             dataclasses.replace(f, message_tags=tags, message_key=message_key)
             for f in await gather(uow, ctx, [customer_id], rules, now)
         ]
         report.customers = len(facts)
-        firings = [f for r in rules for x in facts if (f := evaluate(r, x, now, ctx.tz)) is not None]
-        await apply_firings(uow, ctx, taxonomy, firings, now, lambda _f: f"m:{message_key}", report)
+        return [f for r in rules for x in facts if (f := evaluate(r, x, now, ctx.tz)) is not None]
+
+    # Most messages fire nothing: look first without taking the write lock (SQLite has one writer).
+    async with ctx.store.unit_of_work(read_only=True) as uow:
+        if not await firings(uow):
+            return report
+    async with ctx.store.unit_of_work() as uow:  # something fires: decide again on what the writer sees
+        await apply_firings(uow, ctx, taxonomy, await firings(uow), now, lambda _f: f"m:{message_key}", report)
     return report
 
 
