@@ -24,8 +24,8 @@ from storage import tables as t
 from storage.channels import SqlChannelStore
 from storage.database import Database, open_database
 from storage.writer import SqliteWriter
-from tests.teams.crash_harness import taxonomy_yaml
 from tests.teams.conftest import connector, load_payload
+from tests.teams.crash_harness import taxonomy_yaml
 from tests.teams.fake_connector import FakeConnector
 
 __all__ = ["connector"]
