@@ -45,7 +45,8 @@ class SqliteWriter:
             return
         lock = self._lock()
         try:
-            await asyncio.wait_for(lock.acquire(), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):  # not wait_for: a cancelled wait never keeps the lock
+                await lock.acquire()
         except TimeoutError:
             raise sqlite3.OperationalError(
                 f"database is locked: another write transaction of this process held SQLite's single writer for "
