@@ -23,6 +23,8 @@ BENCHMARKS: dict[str, str] = {
     "learn": "bench.learn:main",
     "crm": "bench.crm:main",
     "imports": "bench.imports:main",
+    "replicas": "bench.replicas:main",
+    "burst": "bench.burst:main",
 }
 
 

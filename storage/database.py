@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from storage.repositories import READ_ONLY, SqlUnitOfWork
+from storage.writer import SqliteWriter, install_writer
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,8 @@ def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
+    writer = install_writer(engine, SQLITE_BUSY_TIMEOUT_MS / 1000)
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy emit BEGIN itself (below) instead of the driver's implicit deferred BEGIN.
@@ -131,7 +134,17 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         if conn.get_execution_options().get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")
             return
+        _begin_write(conn, writer)
+
+
+def _begin_write(conn: Connection, writer: SqliteWriter) -> None:
+    """Wait for this process's turn at the single writer (storage.writer), then take SQLite's write lock."""
+    writer.take_turn(conn)
+    try:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except BaseException:
+        writer.release(conn)
+        raise
 
 
 def _alembic_config(connection: Connection | None = None) -> Config:

@@ -200,21 +200,32 @@ async def run_for_events(
     # Every event rule needs an event threshold: one GROUP BY reads the counts, only customers over a
     # threshold are gathered, and their facts take those counts as they are.
     selective = bool(windows) and len(thresholds) == len(rules)
+
+    async def candidates(uow: RulesUnitOfWork, part: Sequence[int]) -> list[Facts]:
+        known = None
+        if selective:
+            known = await uow.rule_facts.event_counts(part, windows, now)
+            part = [c for c in part if c in known and any(_over(ev, known[c]) for ev in thresholds)]
+        return list(await gather(uow, ctx, part, rules, now, known)) if part else []
+
+    def fire(facts: list[Facts]) -> list[Firing]:
+        return [
+            f
+            for r in rules
+            for x in facts
+            if _triggered(r, kinds_by_customer[x.customer_id]) and (f := evaluate(r, x, now, ctx.tz)) is not None
+        ]
+
     for start in range(0, len(ids), ctx.batch):
-        async with ctx.store.unit_of_work() as uow:
-            part: Sequence[int] = ids[start : start + ctx.batch]
-            report.customers += len(part)
-            known = None
-            if selective:
-                known = await uow.rule_facts.event_counts(part, windows, now)
-                part = [c for c in part if c in known and any(_over(ev, known[c]) for ev in thresholds)]
-            facts = await gather(uow, ctx, part, rules, now, known) if part else []
-            firings = [
-                f
-                for r in rules
-                for x in facts
-                if _triggered(r, kinds_by_customer[x.customer_id]) and (f := evaluate(r, x, now, ctx.tz)) is not None
-            ]
+        batch = ids[start : start + ctx.batch]
+        report.customers += len(batch)
+        # Most events fire nothing: look first without taking the write lock (SQLite has one writer).
+        async with ctx.store.unit_of_work(read_only=True) as uow:
+            facts = await candidates(uow, batch)
+        if not fire(facts):
+            continue
+        async with ctx.store.unit_of_work() as uow:  # something fires: decide again on what the writer sees
+            firings = fire(await candidates(uow, batch))
             await apply_firings(
                 uow, ctx, taxonomy, firings, now, lambda f: f"e:{last_event[f.facts.customer_id]}", report
             )
@@ -231,14 +242,21 @@ async def run_for_message(
     if not rules:
         return report
     tags = frozenset(name_key(t) for t in matched)
-    async with ctx.store.unit_of_work() as uow:
+
+    async def firings(uow: RulesUnitOfWork) -> list[Firing]:
         facts = [
             dataclasses.replace(f, message_tags=tags, message_key=message_key)
             for f in await gather(uow, ctx, [customer_id], rules, now)
         ]
         report.customers = len(facts)
-        firings = [f for r in rules for x in facts if (f := evaluate(r, x, now, ctx.tz)) is not None]
-        await apply_firings(uow, ctx, taxonomy, firings, now, lambda _f: f"m:{message_key}", report)
+        return [f for r in rules for x in facts if (f := evaluate(r, x, now, ctx.tz)) is not None]
+
+    # Most messages fire nothing: look first without taking the write lock (SQLite has one writer).
+    async with ctx.store.unit_of_work(read_only=True) as uow:
+        if not await firings(uow):
+            return report
+    async with ctx.store.unit_of_work() as uow:  # something fires: decide again on what the writer sees
+        await apply_firings(uow, ctx, taxonomy, await firings(uow), now, lambda _f: f"m:{message_key}", report)
     return report
 
 

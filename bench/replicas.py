@@ -1,0 +1,600 @@
+"""Replica benchmark: three `kebiao serve` behind HAProxy (deploy/haproxy.cfg as shipped) on one PostgreSQL.
+
+`python -m bench replicas [--rate R] [--duration S] [--kill-at S] [--conversations C] [--postgres URL]` starts,
+on this machine, what docs/deployment.md describes: a scratch PostgreSQL database, three replicas
+(`python -m cli serve`, emulator mode on loopback, every scheduler on), HAProxy started with
+deploy/haproxy.cfg (only its addresses come from the environment) and the fake Bot Connector. It links C
+conversations to C customers, then sends R linked-conversation messages per second for S seconds through
+HAProxy (each message auto-applies its own tag) and kills one replica with SIGKILL at --kill-at seconds.
+
+It prints p50/p99 of the HTTP round trip and end to end (POST until the card reached the fake connector),
+beside a same-run baseline sent straight to one replica without HAProxy; how many messages were
+acknowledged with 200; acknowledged messages without their tag (lost: must be 0); after resending the
+unacknowledged ones (as Teams retries), messages tagged exactly once, never or twice; and the alerts the three
+schedulers sent (expiring tags seeded so the expiry job fires): outbox rows, sends, and sends beyond one per
+alert. Nothing is asserted here; tests/deploy/test_replicas.py asserts a short run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
+from aiohttp.test_utils import TestServer
+from botbuilder.schema import Activity
+from sqlalchemy import select
+
+from bench.scratch import scratch_postgres
+from bots.teams.notifier import TEAMS_CHANNEL
+from bots.teams.references import StoredReference
+from core.records import CustomerDraft
+from core.taxonomy.store import ensure_taxonomy
+from core.types import Role, Source, User
+from storage import tables as t
+from storage.channels import SqlChannelStore
+from storage.database import open_database
+from tagging.loader import load_taxonomy_text
+
+ROOT = Path(__file__).resolve().parent.parent
+HAPROXY_CONFIG = ROOT / "deploy" / "haproxy.cfg"
+PAYLOAD = ROOT / "tests" / "payloads" / "teams" / "personal_message.json"
+POSTGRES_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+REPLICAS = 3
+READY_SECONDS = 180.0
+MANAGER = "bench-manager"
+OWNERS = 5  # owners of the customers whose tags expire (plus the manager: the expiry alerts' recipients)
+EXPIRING = 20  # customers with a tag expiring within the warning window
+
+
+def haproxy_path() -> str | None:
+    """HAProxy from PATH or Debian's /usr/sbin (not always on a user's PATH)."""
+    return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+@dataclass
+class Phase:
+    """Latencies (ms) of one load phase: HTTP round trip and end to end."""
+
+    name: str
+    http: list[float] = field(default_factory=list)
+    e2e: list[float] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = []
+        for label, values in (("http", self.http), ("e2e", self.e2e)):
+            if values:
+                out.append(
+                    f"  {self.name:<30} {label:<4} p50 {statistics.median(values):7.1f} ms   "
+                    f"p99 {percentile(values, 0.99):7.1f} ms   max {max(values):8.1f} ms   ({len(values)})"
+                )
+        return out
+
+
+@dataclass(frozen=True)
+class ReplicaOutcome:
+    """What a replica run left behind; the test asserts on it, the benchmark prints it."""
+
+    messages: int
+    acked: int  # answered 200 during the run
+    not_acked: tuple[str, ...]  # answered otherwise or not at all (resent afterwards, as Teams retries)
+    lost_acked: tuple[str, ...]  # acknowledged with 200 but no tag stored before the resend: must be empty
+    tagged_once: int  # after the resend
+    untagged: tuple[str, ...]
+    tagged_twice: tuple[str, ...]
+    cards_twice: tuple[str, ...]
+    alerts: int  # outbox rows
+    alerts_unsent: tuple[str, ...]  # outbox rows not `sent` with exactly one attempt
+    alert_sends: int  # card POSTs the connector received in the alert conversations
+    alert_extra_sends: int  # sends beyond one per outbox row (per recipient conversation)
+    killed: bool
+    phases: tuple[Phase, ...]
+    statuses: tuple[tuple[int, int], ...]
+
+    def summary(self) -> str:
+        return (
+            f"{self.messages} messages, {self.acked} acknowledged, {len(self.not_acked)} not; lost acknowledged "
+            f"{len(self.lost_acked)}; after resend tagged once {self.tagged_once}, never {len(self.untagged)}, "
+            f"twice {len(self.tagged_twice)}; cards twice {len(self.cards_twice)}; alerts {self.alerts} rows, "
+            f"{self.alert_sends} sends, {self.alert_extra_sends} extra, unsent {len(self.alerts_unsent)}"
+        )
+
+
+class TimedConnector:
+    """The fake Bot Connector: records each card's conversation, the activity it answers and when it arrived."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.cards: Counter[str] = Counter()  # reply-to activity id → cards
+        self.alerts: Counter[str] = Counter()  # alert conversation → sends
+        self.alert_bodies: Counter[str] = Counter()
+        self._ids = 0
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v3/conversations", self._create)
+        app.router.add_post("/v3/conversations/{conversation_id}/activities", self._send)
+        app.router.add_post("/v3/conversations/{conversation_id}/activities/{activity_id}", self._send)
+        app.router.add_put("/v3/conversations/{conversation_id}/activities/{activity_id}", self._update)
+        return app
+
+    def _id(self) -> str:
+        self._ids += 1
+        return f"1:{self._ids}"
+
+    async def _send(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        conversation = request.match_info["conversation_id"]
+        reply_to = request.match_info.get("activity_id", "")
+        if conversation.startswith("a:alert-"):
+            self.alerts[conversation] += 1
+            self.alert_bodies[conversation + json.dumps(body.get("attachments"), sort_keys=True)] += 1
+        elif body.get("attachments") and reply_to:
+            self.arrived.setdefault(reply_to, time.perf_counter())
+            self.cards[reply_to] += 1
+        return web.json_response({"id": self._id()}, status=201)
+
+    async def _update(self, request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"id": request.match_info["activity_id"]})
+
+    async def _create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        member = (body.get("members") or [{}])[0].get("id", "")
+        return web.json_response({"id": f"a:alert-created-{member}", "activityId": ""}, status=201)
+
+
+def taxonomy_yaml(tags: int) -> str:
+    """One auto-apply tag per keyword (sku0000 → 产品0000 …): each message applies exactly one new tag."""
+    lines = ["version: 1", "dimensions:", "  - key: product", "    name: 产品", "    tags:"]
+    for i in range(tags):
+        lines += [f"      - name: 产品{i:04d}", f"        keywords: [sku{i:04d}]", "        auto_apply: true"]
+    return "\n".join(lines) + "\n"
+
+
+def customer_name(c: int) -> str:
+    return f"副本客户{c:03d}"
+
+
+async def seed(url: str, conversations: int, tags: int, service_url: str, template: dict[str, Any]) -> None:
+    """Migrate; taxonomy; chat customers; customers whose tags expire in 3 days; Teams addresses of recipients."""
+    now = datetime.now(UTC)
+    database = await open_database(url)
+    try:
+        async with database.unit_of_work() as uow:
+            await ensure_taxonomy(uow, load_taxonomy_text(taxonomy_yaml(tags)), "bench", now - timedelta(days=30))
+            await uow.users.save(User(MANAGER, Role.MANAGER, ()), now)
+            for c in range(conversations):
+                await uow.customers.add(CustomerDraft(customer_name(c), company="副本"), now - timedelta(days=1))
+            for e in range(EXPIRING):
+                owner = f"bench-owner-{e % OWNERS}"
+                customer = await uow.customers.add(
+                    CustomerDraft(f"到期客户{e:03d}", owner=owner), now - timedelta(days=60)
+                )
+                await uow.assignments.insert_active(
+                    customer.id, "product", f"产品{e:04d}", Source.MANUAL, owner,
+                    now - timedelta(days=30), now + timedelta(days=3),
+                )
+        channels = SqlChannelStore(database.engine)
+        for n, user in enumerate([MANAGER, *(f"bench-owner-{o}" for o in range(OWNERS))]):
+            activity = Activity().deserialize(dict(template, serviceUrl=service_url))
+            stored = StoredReference.from_activity(activity)
+            reference = json.loads(stored.reference_json)
+            reference["serviceUrl"] = stored.service_url
+            reference["conversation"]["id"] = f"a:alert-{n}"
+            await channels.save_reference(TEAMS_CHANNEL, user, reference, stored.tenant_id, now)
+    finally:
+        await database.close()
+
+
+class Replica:
+    """One `python -m cli serve` on a free loopback port, as kebiao@PORT.service runs it."""
+
+    def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.env = dict(env, PORT=str(self.port))
+        self.log = workdir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cli", "serve"],
+                env=self.env, cwd=self.log.parent, stdout=log, stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
+        return f"--- {self.name} ---\n" + "\n".join(text.splitlines()[-lines:])
+
+
+async def wait_ready(url: str, watch: Sequence[Replica | subprocess.Popen[bytes]], what: str) -> None:
+    """Until GET url/readyz answers 200; fails early when a watched process exits."""
+    deadline = time.monotonic() + READY_SECONDS
+    async with ClientSession(timeout=ClientTimeout(total=2)) as session:
+        while time.monotonic() < deadline:
+            for item in watch:
+                process = item.process if isinstance(item, Replica) else item
+                if process is None or process.poll() is not None:
+                    raise RuntimeError(f"{what} exited before it was ready")
+            with contextlib.suppress(ClientError, asyncio.TimeoutError):
+                async with session.get(f"{url}/readyz") as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{what} was not ready in {READY_SECONDS:.0f} s")
+
+
+@contextlib.asynccontextmanager
+async def haproxy(replicas: Sequence[Replica], workdir: Path) -> AsyncIterator[str]:
+    """HAProxy in the foreground with the shipped config; its listen and replica addresses from the environment."""
+    binary = haproxy_path()
+    if binary is None:
+        raise RuntimeError("haproxy not found: install Debian's package (apt-get install -y haproxy)")
+    port = free_port()
+    env = dict(os.environ, KEBIAO_BIND=f"127.0.0.1:{port}", KEBIAO_BIND_OPTIONS="")
+    for n, replica in enumerate(replicas, start=1):
+        env[f"KEBIAO_REPLICA_{n}"] = replica.address
+    log = (workdir / "haproxy.log").open("wb")
+    process = subprocess.Popen([binary, "-db", "-f", str(HAPROXY_CONFIG)], env=env, stdout=log, stderr=log)
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_ready(url, [process], "haproxy")
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Load:
+    """Open-loop sender of linked-conversation messages; remembers each activity's status and timings."""
+
+    def __init__(self, session: ClientSession, template: dict[str, Any], service_url: str, conversations: int):
+        self.session = session
+        self.template = template
+        self.service_url = service_url
+        self.conversations = conversations
+        self.run = uuid.uuid4().hex[:8]
+        self.status: dict[str, int] = {}
+        self.sent: dict[str, float] = {}
+        self.http: dict[str, float] = {}
+        self.count = 0
+
+    def activity_id(self, i: int) -> str:
+        return f"rep-{self.run}-{i:06d}"
+
+    def body(self, i: int) -> dict[str, Any]:
+        body = copy.deepcopy(self.template)
+        c = i % self.conversations
+        text = f"客户要 sku{i // self.conversations:04d} 的报价"
+        body.update(id=self.activity_id(i), text=text, serviceUrl=self.service_url)
+        body["conversation"] = dict(body["conversation"], id=f"a:replica-bench-{c:03d}")
+        return body
+
+    async def post(self, url: str, body: dict[str, Any]) -> int:
+        try:
+            async with self.session.post(f"{url}/api/messages", json=body) as response:
+                await response.read()
+                return response.status
+        except (TimeoutError, ClientError):
+            return 0
+
+    async def one(self, url: str, i: int) -> None:
+        key = self.activity_id(i)
+        began = time.perf_counter()
+        self.sent[key] = began
+        self.status[key] = await self.post(url, self.body(i))
+        self.http[key] = (time.perf_counter() - began) * 1000
+
+    async def steady(self, url: str, rate: float, seconds: float, at: dict[float, Any] | None = None) -> list[str]:
+        """`rate` messages/s for `seconds`; `at` maps a second of the run to a callable run then. Returns ids."""
+        pending = dict(at or {})
+        tasks: list[asyncio.Task[None]] = []
+        ids: list[str] = []
+        t0 = time.perf_counter()
+        for k in range(int(rate * seconds)):
+            due = t0 + k / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            for second in [s for s in pending if s <= due - t0]:
+                pending.pop(second)()
+            i, self.count = self.count, self.count + 1
+            ids.append(self.activity_id(i))
+            tasks.append(asyncio.create_task(self.one(url, i)))
+        await asyncio.gather(*tasks)
+        return ids
+
+
+async def link_all(load: Load, url: str) -> None:
+    """`link NAME` in each conversation, so its messages tag that customer."""
+    for c in range(load.conversations):
+        body = copy.deepcopy(load.template)
+        body.update(id=f"link-{load.run}-{c}", text=f"link {customer_name(c)}", serviceUrl=load.service_url)
+        body["conversation"] = dict(body["conversation"], id=f"a:replica-bench-{c:03d}")
+        status = await load.post(url, body)
+        if status != 200:
+            raise RuntimeError(f"linking conversation {c} answered HTTP {status}")
+
+
+async def tag_events(url: str) -> Counter[str]:
+    """Tag events per activity id (the message key in each event's evidence ends with it)."""
+    database = await open_database(url, upgrade=False)
+    try:
+        async with database.engine.connect() as conn:
+            rows = (await conn.execute(select(t.tag_events.c.evidence))).all()
+    finally:
+        await database.close()
+    counts: Counter[str] = Counter()
+    for (evidence,) in rows:
+        data = evidence if isinstance(evidence, dict) else json.loads(evidence or "{}")
+        key = str(data.get("message_key") or "")
+        if key:
+            counts[key.rsplit(":", 1)[-1]] += 1
+    return counts
+
+
+async def outbox_rows(url: str) -> list[tuple[str, str, str, int]]:
+    database = await open_database(url, upgrade=False)
+    try:
+        async with database.engine.connect() as conn:
+            o = t.outbox.c
+            rows = (await conn.execute(select(o.dedupe_key, o.recipient, o.state, o.attempts))).all()
+    finally:
+        await database.close()
+    return [(r.dedupe_key, r.recipient, r.state, r.attempts) for r in rows]
+
+
+async def settle_alerts(url: str, fake: TimedConnector, timeout: float = 90.0) -> list[tuple[str, str, str, int]]:
+    """Until the outbox has rows, none waiting, and no new send arrived for 3 s (several outbox passes)."""
+    deadline = time.monotonic() + timeout
+    seen, since = -1, time.monotonic()
+    rows: list[tuple[str, str, str, int]] = []
+    while time.monotonic() < deadline:
+        rows = await outbox_rows(url)
+        sends = sum(fake.alerts.values())
+        if sends != seen:
+            seen, since = sends, time.monotonic()
+        waiting = [r for r in rows if r[2] in ("pending", "sending")]
+        if rows and not waiting and time.monotonic() - since > 3:
+            break
+        await asyncio.sleep(0.5)
+    return rows
+
+
+def replica_env(database_url: str, tags: int) -> dict[str, str]:
+    """What /etc/kebiao/kebiao.env holds for the bench: emulator mode on loopback, every scheduler on."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MICROSOFT_APP_", "WECOM_", "KEBIAO_"))}
+    env.update(
+        HOST="127.0.0.1",
+        KEBIAO_DATABASE_URL=database_url,
+        KEBIAO_SCHEDULER="on",
+        KEBIAO_ALERTS_RUN_AT_START="on",
+        KEBIAO_OUTBOX_EVERY_SECONDS="1",
+        KEBIAO_QUIET_HOURS="off",
+        KEBIAO_TAG_HARD_CAP=str(tags + 100),
+        KEBIAO_CONSOLE_SECRET=uuid.uuid4().hex,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    return env
+
+
+async def replica_run(
+    postgres: str, workdir: Path, *, rate: float, duration: float, kill_at: float | None,
+    conversations: int = 50, baseline: float = 0.0, warmup: float = 0.0,
+) -> ReplicaOutcome:
+    """Start the deployment, hold `rate` messages/s for `duration` s (kill -9 one replica at `kill_at`), count."""
+    if haproxy_path() is None:
+        raise RuntimeError("haproxy not found: install Debian's package (apt-get install -y haproxy)")
+    messages = int(rate * duration) + int(rate * baseline) + int(rate * warmup)
+    tags = max(EXPIRING, math.ceil(messages / conversations) + 1)
+    template: dict[str, Any] = json.loads(PAYLOAD.read_text(encoding="utf-8"))
+    fake = TimedConnector()
+    connector = TestServer(fake.app(), host="127.0.0.1")
+    await connector.start_server()
+    service_url = str(connector.make_url("/"))
+    try:
+        async with scratch_postgres(postgres, "kebiao_replicas") as url:
+            await seed(url, conversations, tags, service_url, template)
+            env = replica_env(url, tags)
+            replicas = [Replica(f"kebiao{n}", env, workdir) for n in range(1, REPLICAS + 1)]
+            try:
+                for replica in replicas:
+                    replica.start()
+                for replica in replicas:
+                    await wait_ready(f"http://{replica.address}", [replica], replica.name)
+                async with haproxy(replicas, workdir) as lb:
+                    outcome = await _drive(fake, url, lb, replicas, template, service_url, conversations,
+                                           rate=rate, duration=duration, kill_at=kill_at, baseline=baseline,
+                                           warmup=warmup)
+            except BaseException:
+                print("\n".join(r.tail() for r in replicas), file=sys.stderr)
+                raise
+            finally:
+                for replica in replicas:
+                    replica.stop()
+        return outcome
+    finally:
+        await connector.close()
+
+
+async def _drive(
+    fake: TimedConnector, url: str, lb: str, replicas: list[Replica], template: dict[str, Any],
+    service_url: str, conversations: int, *, rate: float, duration: float, kill_at: float | None, baseline: float,
+    warmup: float,
+) -> ReplicaOutcome:
+    timeout = ClientTimeout(total=60)
+    async with ClientSession(timeout=timeout, connector=TCPConnector(limit=0)) as session:
+        load = Load(session, template, service_url, conversations)
+        await link_all(load, lb)
+        phases = []
+        if warmup > 0:  # connections, caches and the first turns of each replica: counted, not timed
+            await load.steady(lb, rate, warmup)
+        if baseline > 0:
+            direct = await load.steady(f"http://{replicas[0].address}", rate, baseline)
+            phases.append(_phase(f"direct to one replica, {baseline:g} s", load, fake, direct))
+        victim = replicas[1]
+        at = {kill_at: victim.kill} if kill_at is not None else {}
+        ids = await load.steady(lb, rate, duration, at)
+        phases.append(_phase(f"through HAProxy, {duration:g} s", load, fake, ids))
+        before = await tag_events(url)
+        acked = [k for k, s in load.status.items() if s == 200]
+        lost = tuple(k for k in acked if before[k] == 0)
+        not_acked = tuple(k for k, s in load.status.items() if s != 200)
+        sem = asyncio.Semaphore(8)
+
+        async def resend(key: str) -> None:
+            async with sem:
+                load.status[key] = await load.post(lb, load.body(int(key.rsplit("-", 1)[-1])))
+
+        await asyncio.gather(*(resend(k) for k in not_acked))
+        statuses = tuple(sorted(Counter(load.status.values()).items()))
+    rows = await settle_alerts(url, fake)
+    after = await tag_events(url)
+    keys = list(load.status)
+    per_recipient = Counter(r[1] for r in rows)
+    recipients = [MANAGER, *(f"bench-owner-{o}" for o in range(OWNERS))]
+    extra = sum(max(0, fake.alerts[f"a:alert-{n}"] - per_recipient[user]) for n, user in enumerate(recipients))
+    extra += sum(n - 1 for n in fake.alert_bodies.values() if n > 1)
+    return ReplicaOutcome(
+        messages=len(keys),
+        acked=len(acked),
+        not_acked=not_acked,
+        lost_acked=lost,
+        tagged_once=sum(1 for k in keys if after[k] == 1),
+        untagged=tuple(k for k in keys if after[k] == 0),
+        tagged_twice=tuple(k for k in keys if after[k] > 1),
+        cards_twice=tuple(k for k in keys if fake.cards[k] > 1),
+        alerts=len(rows),
+        alerts_unsent=tuple(r[0] for r in rows if (r[2], r[3]) != ("sent", 1)),
+        alert_sends=sum(fake.alerts.values()),
+        alert_extra_sends=extra,
+        killed=kill_at is not None and replicas[1].process is not None and replicas[1].process.poll() is not None,
+        phases=tuple(phases),
+        statuses=statuses,
+    )
+
+
+def _phase(name: str, load: Load, fake: TimedConnector, ids: list[str]) -> Phase:
+    phase = Phase(name)
+    phase.http = [load.http[k] for k in ids if k in load.http]
+    phase.e2e = [(fake.arrived[k] - load.sent[k]) * 1000 for k in ids if k in fake.arrived]
+    return phase
+
+
+def load_average() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+async def run(options: argparse.Namespace) -> int:
+    postgres = options.postgres or os.environ.get("KEBIAO_TEST_POSTGRES_URL") or POSTGRES_DEFAULT
+    kill_at = None if options.kill_at is not None and options.kill_at < 0 else (
+        options.kill_at if options.kill_at is not None else options.duration / 2
+    )
+    print(
+        f"{REPLICAS} replicas behind HAProxy ({HAPROXY_CONFIG.relative_to(ROOT)}), PostgreSQL; "
+        f"{options.rate:g} messages/s for {options.duration:g} s over {options.conversations} linked conversations"
+        + (f"; kill -9 of one replica at {kill_at:g} s" if kill_at is not None else "; no kill"),
+        flush=True,
+    )
+    print(f"before: {load_average()}", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        outcome = await replica_run(
+            postgres, Path(folder), rate=options.rate, duration=options.duration, kill_at=kill_at,
+            conversations=options.conversations, baseline=options.baseline, warmup=options.warmup,
+        )
+    print(f"after:  {load_average()}")
+    for phase in outcome.phases:
+        print("\n".join(phase.lines()))
+    if len(outcome.phases) == 2 and outcome.phases[0].e2e and outcome.phases[1].e2e:
+        ratio = percentile(outcome.phases[1].e2e, 0.99) / percentile(outcome.phases[0].e2e, 0.99)
+        print(f"  p99 e2e through HAProxy / direct: {ratio:.2f}x")
+    print(
+        f"messages {outcome.messages}: acknowledged with 200 during the run {outcome.acked}, "
+        f"not {len(outcome.not_acked)}; acknowledged but not stored {len(outcome.lost_acked)}"
+    )
+    print(
+        f"after resending the unacknowledged: tagged exactly once {outcome.tagged_once}, never "
+        f"{len(outcome.untagged)}, twice {len(outcome.tagged_twice)}; cards twice {len(outcome.cards_twice)}; "
+        f"final statuses {dict(outcome.statuses)}"
+    )
+    print(
+        f"alerts with {REPLICAS} schedulers on: outbox rows {outcome.alerts}, not sent-once "
+        f"{len(outcome.alerts_unsent)}, sends at the connector {outcome.alert_sends}, extra sends "
+        f"{outcome.alert_extra_sends}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point for `python -m bench replicas`."""
+    parser = argparse.ArgumentParser(prog="python -m bench replicas", description=__doc__)
+    parser.add_argument("--rate", type=float, default=100.0, help="messages per second (default 100)")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load through HAProxy (default 60)")
+    parser.add_argument(
+        "--kill-at", type=float, help="second of the timed run to SIGKILL one replica (default: half way; <0: none)"
+    )
+    parser.add_argument("--conversations", type=int, default=50, help="linked conversations (default 50)")
+    parser.add_argument(
+        "--baseline", type=float, default=5.0, help="seconds sent straight to one replica first (default 5; 0: none)"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=5.0, help="seconds through HAProxy before timing starts (default 5)"
+    )
+    parser.add_argument("--postgres", help=f"PostgreSQL server URL for a scratch database (default {POSTGRES_DEFAULT})")
+    options = parser.parse_args(list(argv))
+    return asyncio.run(run(options))

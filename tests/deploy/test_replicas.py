@@ -1,0 +1,74 @@
+"""deploy/ as shipped: three real `kebiao serve` behind HAProxy (deploy/haproxy.cfg) on one PostgreSQL database.
+
+A short `bench replicas` run: messages through HAProxy with one replica killed by SIGKILL half way, every
+scheduler on. KEBIAO_TEST_HAPROXY set (CI): a missing HAProxy fails this test. Unset: it is skipped without it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench.replicas import HAPROXY_CONFIG, haproxy_path, replica_run
+from tests.conftest import postgres_url
+
+pytestmark = pytest.mark.postgres
+
+
+def _haproxy() -> str:
+    binary = haproxy_path()
+    if binary is None:
+        message = "HAProxy not found; install it with `apt-get install -y haproxy`"
+        if os.environ.get("KEBIAO_TEST_HAPROXY"):
+            pytest.fail(message)
+        pytest.skip(message + " (set KEBIAO_TEST_HAPROXY=1 to make this a failure)")
+    return binary
+
+
+def _check(binary: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [binary, "-c", "-f", str(HAPROXY_CONFIG)], env={**os.environ, **env}, capture_output=True, text=True
+    )
+
+
+def test_shipped_config_is_valid_with_its_addresses_and_refused_without() -> None:
+    binary = _haproxy()
+    addresses = {f"KEBIAO_REPLICA_{n}": f"127.0.0.1:{3977 + n}" for n in (1, 2, 3)}
+    valid = _check(binary, {"KEBIAO_BIND": "127.0.0.1:8443", "KEBIAO_BIND_OPTIONS": "", **addresses})
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+    unset = {k: v for k, v in os.environ.items() if not k.startswith("KEBIAO_")}
+    missing = subprocess.run([binary, "-c", "-f", str(HAPROXY_CONFIG)], env=unset, capture_output=True, text=True)
+    assert missing.returncode != 0
+    assert "bind" in missing.stderr and "server" in missing.stderr
+
+
+def test_systemd_unit_sets_the_port_per_instance_and_reads_the_environment_file() -> None:
+    unit = (HAPROXY_CONFIG.parent / "kebiao@.service").read_text(encoding="utf-8")
+    assert "Environment=PORT=%i" in unit
+    assert "EnvironmentFile=/etc/kebiao/kebiao.env" in unit
+    example = (HAPROXY_CONFIG.parent / "kebiao.env.example").read_text(encoding="utf-8")
+    assert "KEBIAO_DATABASE_URL=postgresql+asyncpg://" in example
+    # EnvironmentFile= overrides Environment=: a PORT in the shared file would put every instance on one port
+    assert not any(line.startswith("PORT=") for line in example.splitlines())
+    guide = (HAPROXY_CONFIG.parent.parent / "docs" / "deployment.md").read_text(encoding="utf-8")
+    assert unit in guide  # the guide shows the shipped unit, not a copy that drifts
+
+
+async def test_three_replicas_lose_no_acknowledged_message_and_send_each_alert_once(tmp_path: Path) -> None:
+    _haproxy()
+    url = postgres_url()
+    if url is None:
+        pytest.skip("PostgreSQL not reachable at the default URL and KEBIAO_TEST_POSTGRES_URL is unset")
+    outcome = await replica_run(url, tmp_path, rate=8, duration=5, kill_at=2.5, conversations=4, warmup=0)
+    assert outcome.killed
+    assert outcome.acked > 0
+    assert outcome.lost_acked == (), outcome.summary()
+    assert outcome.tagged_once == outcome.messages, outcome.summary()
+    assert outcome.untagged == () and outcome.tagged_twice == () and outcome.cards_twice == (), outcome.summary()
+    assert outcome.alerts == 6, outcome.summary()  # one expiry digest per owner (5) and the manager
+    assert outcome.alerts_unsent == (), outcome.summary()
+    assert outcome.alert_sends == outcome.alerts and outcome.alert_extra_sends == 0, outcome.summary()
+    assert dict(outcome.statuses) == {200: outcome.messages}, outcome.summary()
