@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "console": "bench.console:main",
     "learn": "bench.learn:main",
     "crm": "bench.crm:main",
+    "scale": "bench.scale:main",
 }
 
 
