@@ -235,13 +235,17 @@ async def measure(paths: Paths, server: Server, repeat: int, names: Sequence[str
     results["admin search keyset page (middle)"] = await timed(repeat, deep)
     results["admin tag report"] = await timed(max(3, repeat // 10), lambda i: paths.get("/reports/tags"))
     for name, latencies in results.items():
-        print(row(name, latencies))
-    print("  hits per search kind: " + ", ".join(f"{k} {v / repeat:.1f}" for k, v in hits.items()))
-    print(f"  kebiao alerts run-once: {server.once('alerts', 'run-once'):.1f} s (once)")
-    print(f"  kebiao rules run-once:  {server.once('rules', 'run-once'):.1f} s (once)")
+        print(row(name, latencies), flush=True)
+    print("  hits per search kind: " + ", ".join(f"{k} {v / repeat:.1f}" for k, v in hits.items()), flush=True)
 
 
-async def run(url: str, sizes: Sizes, repeat: int) -> None:
+def time_jobs(server: Server) -> None:
+    """The scheduled jobs, once each, as `kebiao alerts run-once` and `kebiao rules run-once` run them."""
+    print(f"  kebiao alerts run-once: {server.once('alerts', 'run-once'):.1f} s (once)", flush=True)
+    print(f"  kebiao rules run-once:  {server.once('rules', 'run-once'):.1f} s (once)", flush=True)
+
+
+async def run(url: str, sizes: Sizes, repeat: int, jobs: bool) -> None:
     """Load a scratch database beside `url`, measure, drop it."""
     async with scratch_postgres(url, "kebiao_scale") as scratch:
         await migrate(scratch)
@@ -252,13 +256,13 @@ async def run(url: str, sizes: Sizes, repeat: int) -> None:
             f"{sizes.tag_events:,} tag events in {time.perf_counter() - began:.0f} s (not timed below): "
             + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
         )
-        await serve_and_measure(scratch, repeat)
+        await serve_and_measure(scratch, repeat, jobs)
 
 
-async def serve_and_measure(scratch: str, repeat: int) -> None:
+async def serve_and_measure(scratch: str, repeat: int, jobs: bool = True) -> None:
     """Start `kebiao serve` on the loaded database and time every path."""
     customers, names = await sample(scratch, repeat)
-    print(f"{customers:,} customers in the database")
+    print(f"{customers:,} customers in the database", flush=True)
     connector = FakeConnector()
     fake = TestServer(connector.app(), host="127.0.0.1")
     await fake.start_server()
@@ -276,8 +280,11 @@ async def serve_and_measure(scratch: str, repeat: int) -> None:
             again = rss_mib(server.process.pid)
             print(
                 f"kebiao serve RSS: {before:.0f} MiB at start, {after:.0f} MiB after the burst, "
-                f"{again:.0f} MiB after a second burst; load average {os.getloadavg()[0]:.2f}"
+                f"{again:.0f} MiB after a second burst; load average {os.getloadavg()[0]:.2f}",
+                flush=True,
             )
+            if jobs:
+                time_jobs(server)
     finally:
         server.stop()
         await fake.close()
@@ -316,12 +323,15 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--loaded", action="store_true", help="URL names a database loaded by an earlier run: measure it as it is"
     )
+    parser.add_argument(
+        "--no-jobs", dest="jobs", action="store_false", help="leave out the (long) alert and rule job timings"
+    )
     options = parser.parse_args(argv)
     if not options.postgres.startswith("postgresql"):
         parser.error("--postgres must be a postgresql+asyncpg:// URL")
     if options.loaded:
-        asyncio.run(serve_and_measure(options.postgres, options.repeat))
+        asyncio.run(serve_and_measure(options.postgres, options.repeat, options.jobs))
         return 0
     sizes = Sizes(options.customers, options.assignments, options.events, options.events)
-    asyncio.run(run(options.postgres, sizes, options.repeat))
+    asyncio.run(run(options.postgres, sizes, options.repeat, options.jobs))
     return 0
