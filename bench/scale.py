@@ -78,10 +78,13 @@ class Server:
             KEBIAO_SCHEDULER="off", MICROSOFT_APP_ID="", MICROSOFT_APP_PASSWORD="",
         )  # fmt: skip
         self.env = env
-        self.log = tempfile.NamedTemporaryFile(prefix="kebiao-scale-serve-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
-        )
+        handle, name = tempfile.mkstemp(prefix="kebiao-scale-serve-", suffix=".log")
+        os.close(handle)
+        self.log = Path(name)
+        with self.log.open("wb") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cli", "serve"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
 
     @property
     def base(self) -> str:
@@ -91,7 +94,7 @@ class Server:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"kebiao serve exited with {self.process.returncode}; see {self.log.name}")
+                raise RuntimeError(f"kebiao serve exited with {self.process.returncode}; see {self.log}")
             try:
                 async with session.get(self.base + "/readyz") as r:
                     if r.status == 200:
@@ -315,7 +318,9 @@ async def measure_quietly(paths: Paths, repeat: int, names: Sequence[str]) -> No
 def main(argv: Sequence[str]) -> int:
     """Entry point for `python -m bench scale`."""
     parser = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__)
-    parser.add_argument("--postgres", required=True, help="PostgreSQL URL naming the server (a scratch database is made)")
+    parser.add_argument(
+        "--postgres", required=True, help="PostgreSQL URL naming the server (a scratch database is made)"
+    )
     parser.add_argument("--customers", type=int, default=100_000, help="customers to load (default 100,000)")
     parser.add_argument("--assignments", type=int, default=1_000_000, help="tag assignments (default 1,000,000)")
     parser.add_argument("--events", type=int, default=100_000, help="customer events, and as many tag events")

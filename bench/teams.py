@@ -60,9 +60,8 @@ def baseline_app(engine: AsyncEngine, client: ClientSession) -> web.Application:
         activity = await request.json()
         words = jieba.lcut(activity["text"])
         async with engine.begin() as conn:
-            await conn.execute(
-                baseline_turns.insert().values(activity_id=activity["id"], text=activity["text"], tokens=" ".join(words))
-            )
+            row = {"activity_id": activity["id"], "text": activity["text"], "tokens": " ".join(words)}
+            await conn.execute(baseline_turns.insert().values(**row))
         conversation = activity["conversation"]["id"]
         reply = {
             "type": "message",
