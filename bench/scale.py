@@ -138,6 +138,14 @@ def row(name: str, latencies: list[float]) -> str:
     return f"  {name:<34} n={len(latencies):<4} p50 {statistics.median(latencies):8.1f} ms   p99 {p99:8.1f} ms{verdict}"
 
 
+class Results(dict[str, list[float]]):
+    """Latencies per path, each printed as soon as it is recorded."""
+
+    def __setitem__(self, name: str, latencies: list[float]) -> None:
+        super().__setitem__(name, latencies)
+        print(row(name, latencies), flush=True)
+
+
 class Paths:
     """The HTTP calls a person waits on, each checked for success."""
 
@@ -200,7 +208,7 @@ async def measure(paths: Paths, server: Server, repeat: int, names: Sequence[str
     rng = random.Random(7)
     ids = [rng.randint(1, paths.customers) for _ in range(repeat)]
     terms = search_terms(repeat, 11, names)
-    results: dict[str, list[float]] = {}
+    results = Results()
     hits: dict[str, int] = {}
 
     async def searches(kind: str) -> None:
@@ -212,6 +220,7 @@ async def measure(paths: Paths, server: Server, repeat: int, names: Sequence[str
     for kind in terms:
         await searches(kind)
     results["message-extension search"] = [x for k in terms for x in results[f"search {k}"]]
+    print("  hits per search kind: " + ", ".join(f"{k} {v / repeat:.1f}" for k, v in hits.items()), flush=True)
     results["summary card (查看)"] = await timed(repeat, lambda i: paths.say(f"查看 CRM-{ids[i]:07d}"))
     results["admin summary GET /customers/{id}"] = await timed(repeat, lambda i: paths.get(f"/customers/{ids[i]}"))
     exprs = ["VIP客户", "询价客户 AND 活跃客户", "华东 AND NOT 沉默客户", "(售后工单 OR 紧急工单) AND 重点客户"]
@@ -237,9 +246,6 @@ async def measure(paths: Paths, server: Server, repeat: int, names: Sequence[str
 
     results["admin search keyset page (middle)"] = await timed(repeat, deep)
     results["admin tag report"] = await timed(max(3, repeat // 10), lambda i: paths.get("/reports/tags"))
-    for name, latencies in results.items():
-        print(row(name, latencies), flush=True)
-    print("  hits per search kind: " + ", ".join(f"{k} {v / repeat:.1f}" for k, v in hits.items()), flush=True)
 
 
 def time_jobs(server: Server) -> None:
