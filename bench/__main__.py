@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "imports": "bench.imports:main",
     "replicas": "bench.replicas:main",
     "burst": "bench.burst:main",
+    "scale": "bench.scale:main",
 }
 
 

@@ -151,9 +151,16 @@ class AssignmentRepository(Protocol):
         ...
 
     async def search(
-        self, query: TagQuery, now: datetime, visible_dimensions: Sequence[str] | None, skip: int, limit: int
+        self,
+        query: TagQuery,
+        now: datetime,
+        visible_dimensions: Sequence[str] | None,
+        skip: int,
+        limit: int,
+        after: int = 0,
     ) -> tuple[list[int], int]:
-        """Customer ids (ordered by id) matching `query` among active, unexpired tags, and the total count."""
+        """Customer ids (ordered by id, greater than `after`, then `skip` of them skipped) matching `query` among
+        active, unexpired tags, and the total count of every match (`after` and `skip` aside)."""
         ...
 
     async def insert_fresh(self, rows: Sequence[NewAssignment]) -> None:
@@ -168,8 +175,8 @@ class EventRepository(Protocol):
         """Append in order (ids ascend in list order)."""
         ...
 
-    async def for_customer(self, customer_id: int, skip: int, limit: int) -> list[TagEvent]:
-        """Newest first."""
+    async def for_customer(self, customer_id: int, skip: int, limit: int, before: int = 0) -> list[TagEvent]:
+        """Newest first; only events with an id below `before` when it is given (keyset paging)."""
         ...
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
     false,
     func,
     intersect,
+    literal,
     or_,
     select,
     text,
@@ -151,6 +152,12 @@ def _customer_values(draft: CustomerDraft, now: datetime) -> dict[str, Any]:
     }
 
 
+# Keys up to this many characters are searched in kebiao_grams (migration 0015), longer ones by LIKE (trigrams).
+GRAMS_UP_TO = 2
+# Name searches rank at most this many candidates of each kind (equal, prefix, contains, company contains).
+NAME_CANDIDATES = 1000
+
+
 def _narrow(same_name: list[Customer], company: str, limit: int) -> list[Customer]:
     """Customers of one name narrowed to `company` (or to those without one) when the row gives one."""
     wanted = name_key(company)
@@ -200,13 +207,36 @@ class SqlCustomers:
             (company.startswith(key, autoescape=True), 4),
             else_=5,
         )
+        if not key:  # everyone matches: the oldest customers first, straight from the primary key
+            rows = await self._conn.execute(select(t.customers).order_by(c.id).limit(limit))
+            return [_customer(r) for r in rows]
+        # Each kind of match is drawn from its own index, at most `cap` of each, before the ranking: a common
+        # word ("科技", "有限公司") then costs a bounded read however many of a million names hold it, and a name
+        # that equals or starts with the key is never crowded out by names that merely contain it.
+        cap = limit + NAME_CANDIDATES
+        kinds = [
+            c.name_key == key,
+            c.name_key.startswith(key, autoescape=True),
+            self._contains(c.name_key, key),
+            self._contains(company, key),
+        ]
+        # Each capped SELECT is a derived table: SQLite refuses LIMIT on a member of a compound select.
+        capped = [select(c.id).where(kind).limit(cap).subquery() for kind in kinds]
+        candidates = union(*(select(sub.c.id) for sub in capped)).subquery()
         rows = await self._conn.execute(
             select(t.customers)
-            .where(or_(c.name_key.contains(key, autoescape=True), company.contains(key, autoescape=True)))
+            .where(c.id.in_(select(candidates.c.id)))
             .order_by(rank, func.length(c.name_key), c.id)
             .limit(limit)
         )
         return [_customer(r) for r in rows]
+
+    def _contains(self, column: ColumnElement[str], key: str) -> ColumnElement[bool]:
+        """`column` contains `key`; on PostgreSQL a key too short for trigrams is looked up in the grams index."""
+        if self._conn.dialect.name == "postgresql" and len(key) <= GRAMS_UP_TO:
+            grams = func.kebiao_grams(column, type_=postgresql.ARRAY(Text))
+            return grams.contains(literal([key], postgresql.ARRAY(Text)))
+        return column.contains(key, autoescape=True)
 
     async def find_for_import(self, draft: CustomerDraft, limit: int = 5) -> list[Customer]:
         c = t.customers.c
@@ -549,9 +579,20 @@ class SqlAssignments:
         return int((await self._conn.execute(stmt)).scalar_one())
 
     async def search(
-        self, query: TagQuery, now: datetime, visible_dimensions: Sequence[str] | None, skip: int, limit: int
+        self,
+        query: TagQuery,
+        now: datetime,
+        visible_dimensions: Sequence[str] | None,
+        skip: int,
+        limit: int,
+        after: int = 0,
     ) -> tuple[list[int], int]:
         matches = _subquery(_matching(query, now, visible_dimensions))
+        if after:  # keyset: the page starts past `after`, the total is counted over every match on its own
+            page = select(matches.c.id).where(matches.c.id > after).order_by(matches.c.id).offset(skip).limit(limit)
+            ids = list((await self._conn.execute(page)).scalars())
+            total = (await self._conn.execute(select(func.count()).select_from(matches))).scalar_one()
+            return ids, int(total)
         # One pass: the window count is taken over every match before OFFSET/LIMIT cut the page out.
         rows = (
             await self._conn.execute(
@@ -668,11 +709,12 @@ class SqlEvents:
             return
         await copy_rows(self._conn, t.tag_events, rows)
 
-    async def for_customer(self, customer_id: int, skip: int, limit: int) -> list[TagEvent]:
+    async def for_customer(self, customer_id: int, skip: int, limit: int, before: int = 0) -> list[TagEvent]:
         e = t.tag_events.c
+        older = [e.id < before] if before else []
         rows = await self._conn.execute(
             select(t.tag_events)
-            .where(e.customer_id == customer_id)
+            .where(e.customer_id == customer_id, *older)
             .order_by(e.id.desc())
             .offset(skip)
             .limit(limit)

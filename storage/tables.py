@@ -376,6 +376,10 @@ Index(
 )
 # PostgreSQL only (migration 0009, when the pg_trgm extension can be installed): trigram GIN indexes on
 # customers.name_key and lower(company) serve the console's "name contains" search.
+# What a person typed is compared with the name as stored (find_exact), on every look-up (migration 0015).
+Index("ix_customers_name", customers.c.name)
+# PostgreSQL only (migration 0015): GIN indexes on kebiao_grams(name_key) and kebiao_grams(lower(company)), the
+# one- and two-character substrings, serve "contains" searches too short for trigrams (see GRAMS_UP_TO).
 
 # Learning from agents' decisions (migration 0008). learning_messages keeps the masked text of chat messages
 # that raised suggestions (and of linked-conversation messages) so a later decision can become an example;

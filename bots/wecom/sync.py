@@ -332,15 +332,16 @@ class WeComTagSync:
         await self._pending.make_due(self._clock())
         drained = await self.drain_pending(limit=await self._pending.count())
         pushed, failed = drained.pushed, drained.failed
-        skip = 0
+        after = 0  # keyset paging by customer id: every page costs the same, however many customers
         while True:
             async with self._store.unit_of_work() as uow:
-                ids, total = await uow.assignments.search(
+                ids, _ = await uow.assignments.search(
                     AllOf(()),  # AllOf() = every customer
                     self._clock(),
                     None,
-                    skip,
+                    0,
                     PAGE,
+                    after,
                 )
                 held = {cid: [(a.dimension, a.tag) for a in await uow.assignments.active_for(cid)] for cid in ids}
             for cid, tags in held.items():
@@ -353,9 +354,9 @@ class WeComTagSync:
                     log.warning("wecom sync of customer %d failed: %s", cid, exc)
                     continue
                 pushed += int(result.skipped is None)
-            skip += len(ids)
-            if not ids or skip >= total:
+            if len(ids) < PAGE:
                 return pushed, failed
+            after = ids[-1]
 
 
 def backoff(attempts: int, delays: Sequence[float], rng: random.Random) -> float:

@@ -36,7 +36,7 @@ from core.tags.expression import ExpressionError
 from core.tags.personal import PersonalChange, PersonalRefusal, PersonalTagStore, change_personal
 from core.tags.search import search_customers
 from core.tags.suggestions import AUTO_ACTOR, SuggestionSource, decide_suggestion, suggest_for_message
-from core.tags.summary import CustomerSummary, customer_summary
+from core.tags.summary import CustomerSummary, customer_summaries, customer_summary
 from core.tags.users import get_user
 from core.types import Customer, EventKind, Role, Source, TagEvent, User
 from tagging.normaliser import name_key
@@ -526,9 +526,7 @@ class ChatService:
                 return ErrorResult(f"tag expression: {exc}", FIND_HINT)
             except (UnknownTagError, AmbiguousTagError) as exc:
                 return ErrorResult(_message(exc), FIND_HINT)
-            hits = tuple(
-                [await customer_summary(uow, self.taxonomy, c.id, ctx.viewer, ctx.now) for c in found.customers]
-            )
+            hits = tuple(await customer_summaries(uow, self.taxonomy, found.customers, ctx.viewer, ctx.now))
         return SearchResult(query, hits, found.total, page, PAGE_SIZE, ctx.viewer)
 
     async def lookup(self, ctx: ChatContext, text: str, skip: int, count: int) -> SearchResult:
@@ -550,7 +548,7 @@ class ChatService:
                 except (ExpressionError, UnknownTagError, AmbiguousTagError):
                     return empty  # neither a customer nor a tag expression the viewer may use
                 page, total = list(found.customers), found.total
-            hits = tuple([await customer_summary(uow, self.taxonomy, c.id, ctx.viewer, ctx.now) for c in page])
+            hits = tuple(await customer_summaries(uow, self.taxonomy, page, ctx.viewer, ctx.now))
         return SearchResult(wanted, hits, total, skip // count + 1, count, ctx.viewer)
 
     async def customer_choices(self, ctx: ChatContext, limit: int) -> list[Customer]:

@@ -41,13 +41,20 @@ async def resolve_customer(uow: UnitOfWork, text: str, limit: int = 5) -> Resolu
 
 
 async def customer_history(
-    uow: UnitOfWork, taxonomy: Taxonomy, customer_id: int, viewer: User, skip: int = 0, limit: int = 50
+    uow: UnitOfWork,
+    taxonomy: Taxonomy,
+    customer_id: int,
+    viewer: User,
+    skip: int = 0,
+    limit: int = 50,
+    before: int = 0,
 ) -> list[TagEvent]:
-    """The customer's tag events, newest first, without events of dimensions hidden from the viewer."""
+    """The customer's tag events, newest first (older than event id `before` when given), without events of
+    dimensions hidden from the viewer."""
     if await uow.customers.get(customer_id) is None:
         raise NotFoundError(f"customer {customer_id} does not exist")
     sees = viewer.role.sees_sensitive
-    events = await uow.events.for_customer(customer_id, skip, limit)
+    events = await uow.events.for_customer(customer_id, skip, limit, before)
     if sees:
         return events
     return [e for e in events if is_visible(taxonomy.dimension(e.dimension), sees)]

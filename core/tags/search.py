@@ -21,6 +21,12 @@ class SearchPage:
     total: int
     skip: int
     count: int
+    after: int = 0
+
+    @property
+    def next_after(self) -> int | None:
+        """The `after` of the next page (the last customer id on this one), or None on the last page."""
+        return self.customers[-1].id if len(self.customers) == self.count else None
 
 
 def to_query(expr: Expr, taxonomy: Taxonomy, sees_sensitive: bool) -> TagQuery:
@@ -49,14 +55,16 @@ async def search_customers(
     now: datetime,
     skip: int = 0,
     count: int = 25,
+    after: int = 0,
 ) -> SearchPage:
-    """Customers matching `expression` (by id); raises ExpressionError or UnknownTagError on bad input."""
-    if skip < 0 or count < 1:
-        raise ValueError("skip must be >= 0 and count >= 1")
+    """Customers matching `expression` (by id, past customer id `after` when given: keyset paging); raises
+    ExpressionError or UnknownTagError on bad input."""
+    if skip < 0 or count < 1 or after < 0:
+        raise ValueError("skip and after must be >= 0 and count >= 1")
     count = min(count, MAX_PAGE)
     sees = viewer.role.sees_sensitive
     query = to_query(parse_expression(expression), taxonomy, sees)
     visible = None if sees else visible_dimension_keys(taxonomy, sees)
-    ids, total = await uow.assignments.search(query, now, visible, skip, count)
+    ids, total = await uow.assignments.search(query, now, visible, skip, count, after)
     customers = await uow.customers.get_many(ids)
-    return SearchPage(tuple(customers), total, skip, count)
+    return SearchPage(tuple(customers), total, skip, count, after)

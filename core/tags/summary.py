@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -64,6 +65,21 @@ async def customer_summary(
     if owner is not None and owner.display_name:
         summary = replace(summary, owner_name=owner.display_name)
     return summary
+
+
+async def customer_summaries(
+    uow: UnitOfWork, taxonomy: Taxonomy, customers: Sequence[Customer], viewer: User, now: datetime
+) -> list[CustomerSummary]:
+    """`customer_summary` for a page of customers already read: their tags in one query, not one per card."""
+    held = await uow.assignments.active_for_many([c.id for c in customers])
+    out = []
+    for customer in customers:
+        active = [a for a in held.get(customer.id, []) if a.expires_at is None or a.expires_at > now]
+        if any(a.source is Source.RULE and a.assigned_by.startswith("rule:") for a in active):
+            out.append(await customer_summary(uow, taxonomy, customer.id, viewer, now))  # rule notes: rare
+        else:
+            out.append(summarise(customer, active, taxonomy, viewer))
+    return out
 
 
 def summarise(

@@ -1,7 +1,7 @@
 """Personal tags: personal_tags (an author's own notes-as-tags on a customer).
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from alembic import op
 
 
 revision = "0016"
-down_revision = "0013"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
