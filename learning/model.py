@@ -176,9 +176,9 @@ class LearnedModel:
         order = self.index.columns
         self._keys = self.index.sorted
         self._table = (
-            np.hstack((coef[order], idf[order, None])).astype(np.float64)
+            np.hstack((coef[order], idf[order, None])).astype(np.float32)
             if len(order)
-            else np.zeros((0, len(self.labels) + 1))
+            else np.zeros((0, len(self.labels) + 1), dtype=np.float32)
         )
         self._sorted_vocabulary = [self.vocabulary[int(i)] for i in order]
         self._thresholds: list[float] = self.thresholds.tolist()
