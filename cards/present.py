@@ -238,15 +238,20 @@ def _suggestion_evidence(evidence: Mapping[str, Any]) -> tuple[tuple[str, ...], 
     return matched, excerpt
 
 
-def rule_suggestion_card(notice: AlertNotice, now: datetime, lang: Lang = "zh") -> Card:
-    """A rule's suggestion as it reaches the owner: the suggestion card (Accept / Reject per tag) under the
-    notice's title, with the facts that made the rule fire."""
+def rule_suggestion_view(notice: AlertNotice) -> SuggestionCardView:
+    """A rule's pending suggestions as a suggestion card view: the rule as evidence, its facts as the excerpt."""
     rule = notice.rule.removeprefix("rule:")
     facts = "；".join(r.text for r in notice.reasons if r.signal == "fact")
     items = tuple(
         SuggestionItem(s.id, s.tag, s.dimension, (f"规则「{rule}」",), facts, 1.0) for s in notice.suggestions
     )
-    built = build_suggestion_card(SuggestionCardView(notice.customer_id, notice.customer_name, items), now, lang)
+    return SuggestionCardView(notice.customer_id, notice.customer_name, items)
+
+
+def rule_suggestion_card(notice: AlertNotice, now: datetime, lang: Lang = "zh") -> Card:
+    """A rule's suggestion as it reaches the owner: the suggestion card (Accept / Reject per tag) under the
+    notice's title, with the facts that made the rule fire."""
+    built = build_suggestion_card(rule_suggestion_view(notice), now, lang)
     built["body"].insert(0, text(literal(notice.title, 200), weight="Bolder", color="Accent"))
     return built
 

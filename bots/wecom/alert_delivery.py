@@ -6,9 +6,10 @@ import logging
 from datetime import UTC, tzinfo
 
 from bots.wecom.client import BUSY_ERRCODES, DUPLICATE_CHECK_MAX_SECONDS, WeComApiError, WeComClient
-from cards.present import alert_view_from_payload
-from cards.wecom import alert_template_card
+from cards.present import alert_view_from_payload, rule_suggestion_view
+from cards.wecom import alert_template_card, suggestion_template_card
 from core.alerts.ports import Delivery, DeliveryOutcome, OutboxMessage
+from core.alerts.selection import AlertNotice
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,12 @@ class WeComAlertDeliverer:
 
     async def deliver(self, message: OutboxMessage) -> Delivery:
         view = alert_view_from_payload(message)
-        card = alert_template_card(view, view.raised_at.astimezone(self._tz), task_id=f"kebiao-alert-{message.id}")
+        task_id = f"kebiao-alert-{message.id}"
+        notice = AlertNotice.from_payload(message.payload)
+        # A rule's suggestion goes out with Accept / Reject buttons (as in Teams), else the alert card.
+        card = (suggestion_template_card(rule_suggestion_view(notice), task_id) if notice.suggestions else None) or (
+            alert_template_card(view, view.raised_at.astimezone(self._tz), task_id=task_id)
+        )
         payload = {"touser": message.recipient, "msgtype": "template_card", "template_card": card}
         try:
             answer = await self._client.send_message(

@@ -253,3 +253,29 @@ async def test_bulk_churn_tag_expires_by_the_tag_ttl_and_respects_the_hard_cap(
     async with database.unit_of_work() as uow:
         churn = next(a for a in await uow.assignments.active_for(seeded["yunfan"]) if a.tag == "高危流失")
     assert (churn.dimension, churn.assigned_by, churn.expires_at) == ("risk", "kebiao", NOW + timedelta(days=30))
+
+
+async def test_a_rule_suggestion_reaches_a_wecom_owner_with_accept_and_reject_buttons(
+    fake_wecom: FakeWeComApi, wecom_deliverer: WeComAlertDeliverer
+) -> None:
+    from core.alerts.ports import OutboxState
+    from core.alerts.selection import AlertNotice, Reason, SuggestedTag
+
+    notice = AlertNotice(
+        rule="rule:咨询产品A",
+        title="规则建议：上海明远科技",
+        customer_id=7,
+        customer_name="上海明远科技",
+        reasons=(Reason("fact", 1.0, "提到 产品A"),),
+        raised_at=NOW,
+        alert_key="k",
+        snooze_key="s",
+        suggestions=(SuggestedTag(41, "产品A意向客户", "意向"),),
+    )
+    message = OutboxMessage(1, "d", "小张", "wecom", notice.to_payload(), OutboxState.PENDING, 0, None, None, NOW, NOW)
+    delivered = await wecom_deliverer.deliver(message)
+    assert delivered.outcome is DeliveryOutcome.SENT
+    [sent] = _sends(fake_wecom)
+    keys = [b["key"] for b in sent["template_card"]["button_list"]]
+    assert keys == ["suggestion.accept:41", "suggestion.reject:41"]
+    assert "上海明远科技" in sent["template_card"]["main_title"]["title"]
