@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core.rules.engine import Facts, Firing, evaluate
-from core.rules.service import RuleContext, gather, recipients
+from core.rules.service import RuleContext, daily_pages, gather, recipients
 from core.types import User
 from tagging.normaliser import name_key
 from tagging.rules import AddTag, CallWebhook, Notify, RemoveTag, Rule, SuggestTag
@@ -83,15 +83,17 @@ async def forecast(ctx: RuleContext, draft: Taxonomy, now: datetime, since_days:
         managers = await uow.scans.managers()
         daily = [r for r in all_rules if r.trigger.kind == "daily"]
         last = 0
-        while True:
+        while True:  # only counted: daily rules read just the customers their own selection can fire for
             ids = await uow.rule_facts.page(last, ctx.batch)
             if not ids:
                 break
             last = ids[-1]
             result.customers += len(ids)
-            if daily:
-                for facts in await gather(uow, ctx, ids, daily, now):
-                    _evaluate(daily, facts, now, ctx, draft, forecasts, managers)
+        # As the daily run does: a rule with an event threshold or a contract window starts from the one
+        # statement that selects the customers passing it, so a test over 100,000 customers reads only those.
+        async for ids, group, known in daily_pages(ctx, daily, now):
+            for facts in await gather(uow, ctx, ids, group, now, known):
+                _evaluate(group, facts, now, ctx, draft, forecasts, managers)
         events = [r for r in all_rules if r.trigger.kind == "event"]
         if events:
             kinds = sorted({k for r in events for k in r.trigger.event_kinds})
