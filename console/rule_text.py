@@ -156,3 +156,44 @@ _ACTIONS: dict[type, Callable[..., str]] = {
 
 def action_text(action: Action, t: T) -> str:
     return _ACTIONS[type(action)](action, t)
+
+
+def actions_text(rule: Rule, t: T) -> str:
+    return "；".join(action_text(a, t) for a in rule.actions)
+
+
+def _condition_of(rule: Rule, t: T) -> str:
+    return condition_text(rule.condition, t)
+
+
+def _description(rule: Rule, t: T) -> str:
+    return rule.description or "—"
+
+
+def _enabled(rule: Rule, t: T) -> str:
+    return t("enabled") if rule.enabled else t("disabled")
+
+
+def _priority(rule: Rule, t: T) -> str:
+    return "—" if rule.priority is None else str(rule.priority)
+
+
+_RULE_FIELDS: dict[str, Callable[[Rule, T], str]] = {
+    "description": _description,
+    "trigger": trigger_text,
+    "condition": _condition_of,
+    "actions": actions_text,
+    "enabled": _enabled,
+    "priority": _priority,
+}
+
+
+def rule_field_text(rule: Rule, name: str, t: T) -> str:
+    """One field of a rule in words (a name of core.taxonomy.diff.RULE_FIELDS)."""
+    return _RULE_FIELDS[name](rule, t)
+
+
+def rule_summary(rule: Rule, t: T) -> str:
+    """The whole rule on one line: trigger, condition, actions and whether it is on."""
+    text = f"{trigger_text(rule, t)} · {_condition_of(rule, t)} → {actions_text(rule, t)}"
+    return text if rule.enabled else f"{text}（{t('disabled')}）"

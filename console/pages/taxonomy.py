@@ -9,11 +9,12 @@ from typing import Any
 
 from aiohttp import web
 
+from console.changes import changes_in_words
 from console.nav import NavItem
 from console.web import PREFIX, Page, PageRoute, form_value, redirect
 from core.errors import NotAllowedError, NotFoundError
 from core.records import TaxonomyVersion
-from core.taxonomy.diff import diff_taxonomies
+from core.taxonomy.diff import VersionDiff, diff_versions
 from core.taxonomy.drafts import (
     GENERAL,
     DimensionForm,
@@ -147,7 +148,7 @@ async def _preview_page(page: Page, current: TaxonomyVersion, result: DraftResul
         "preview.html",
         active="taxonomy",
         version=current,
-        diff=diff_taxonomies(current.taxonomy, result.taxonomy),
+        diff=changes_in_words(diff_versions(current.taxonomy, result.taxonomy), page.t),
         preview=preview,
         draft=json.dumps(result.document, ensure_ascii=False),
         messages=messages,
@@ -185,8 +186,8 @@ async def get_history(request: web.Request, page: Page) -> web.StreamResponse:
     rows = []
     for i, version in enumerate(versions[:HISTORY_SHOWN]):
         previous = versions[i + 1] if i + 1 < len(versions) else None
-        diff = diff_taxonomies(previous.taxonomy, version.taxonomy) if previous else ()
-        rows.append((version, diff))
+        diff = diff_versions(previous.taxonomy, version.taxonomy) if previous else VersionDiff()
+        rows.append((version, changes_in_words(diff, page.t)))
     return page.render(
         "history.html",
         active="taxonomy",

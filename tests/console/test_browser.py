@@ -204,6 +204,9 @@ async def test_rule_checked_tested_over_history_and_saved(browser: Any, server: 
     await page.wait_for_url("**/console/rules?done=saved&v=2")
     assert "已保存为版本 2" in await page.inner_text(".notice")
     assert "持有标签 VIP客户" in await page.inner_text("#rules")
+    await page.goto(_url(server, "/console/taxonomy/history"))
+    added = await page.inner_text("#v2 .diff-rules li.diff-added")  # the version's diff names the new rule
+    assert "VIP都活跃" in added and "每天 · 持有标签 VIP客户 → 添加 活跃客户" in added
     # no CSP violation or script error (the 422 of the refused draft is the browser noting the status)
     assert not [e for e in errors if "status of 422" not in e], errors
 

@@ -283,3 +283,43 @@ async def test_agent_is_refused(client: TestClient) -> None:
     )
     assert response.status == 403
     assert await _counts(client) == before
+
+
+async def test_history_shows_the_rule_a_version_changed(client: TestClient) -> None:
+    csrf = await sign_in(client)
+    edited = _rule_form(csrf, when="all:\n  - has: VIP客户\n", priority="3", enabled="")
+    response = await client.post("/console/rules/test", data=edited)
+    assert response.status == 200, await response.text()
+    draft = re.search(r'name="draft" value="([^"]+)"', await response.text())
+    assert draft
+    saved = await client.post(
+        "/console/rules/save",
+        data={"csrf": csrf, "base_version": "1", "name": "VIP客户活跃", "draft": html.unescape(draft.group(1))},
+        allow_redirects=False,
+    )
+    assert saved.status == 303
+    page = await (await client.get("/console/taxonomy/history")).text()
+    newest = page.split('id="v1"')[0]  # version 2 and what it changed from version 1
+    assert 'id="v2"' in newest and "变更 (1)" in newest and "规则" in newest
+    cells = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>", newest)
+    assert cells == [
+        ("条件", "持有标签 VIP客户 且 没有标签 沉默客户", "持有标签 VIP客户"),
+        ("启用", "启用", "未启用"),
+        ("优先级", "—", "3"),
+    ]
+    english = await client.get("/console/taxonomy/history", headers={"Accept-Language": "en"})
+    text = (await english.text()).split('id="v1"')[0]
+    assert "Changes (1)" in text and "<td>Priority</td><td>—</td><td>3</td>" in text
+    assert "<td>Condition</td><td>holds VIP客户 and lacks 沉默客户</td><td>holds VIP客户</td>" in text
+    # removing the other rule shows it removed, in words, in the next version
+    removal = await client.post("/console/rules/remove", data={"csrf": csrf, "name": "投诉升级"})
+    draft = re.search(r'name="draft" value="([^"]+)"', await removal.text())
+    assert draft
+    await client.post(
+        "/console/rules/save",
+        data={"csrf": csrf, "base_version": "2", "name": "投诉升级", "draft": html.unescape(draft.group(1))},
+        allow_redirects=False,
+    )
+    page = (await (await client.get("/console/taxonomy/history")).text()).split('id="v2"')[0]
+    assert re.search(r'diff-removed"><span class="badge">删除</span> <strong>投诉升级</strong>', page)
+    assert "收到消息时 · 本条消息匹配 紧急工单 → 添加 投诉风险（未启用）" in page
