@@ -484,13 +484,7 @@ class DigestBuilder:
 def digest_notice(digest: Digest, now: datetime, tz: tzinfo) -> AlertNotice:
     """The digest as an alert: one reason per listed tag, more urgent ones weighted higher."""
     items = sorted(digest.items, key=lambda i: (i.expires_at, i.assignment_id))
-    reasons: list[Reason] = []
-    for item in items:
-        left = max(0, (item.expires_at.astimezone(tz).date() - now.astimezone(tz).date()).days)
-        weight = round(max(0.1, 1 - left / 10), 2)
-        when = "今天" if left == 0 else f"{left}天后"
-        text = f"{item.customer_name} · {item.tag} {when}到期（{_day(item.expires_at, tz)}）"
-        reasons.append(Reason("tag_expiry", weight, text, item.customer_id))
+    reasons = [expiry_reason(i.customer_id, i.customer_name, i.tag, i.expires_at, now, tz) for i in items]
     more = digest.count - len(items)
     first = items[0]
     names = {i.customer_id for i in items}
@@ -508,6 +502,18 @@ def digest_notice(digest: Digest, now: datetime, tz: tzinfo) -> AlertNotice:
         assignment_ids=tuple(sorted(digest.assignment_ids)),
         unlisted=max(0, more),
     )
+
+
+def expiry_reason(
+    customer_id: int, customer_name: str, tag: str, expires_at: datetime, now: datetime, tz: tzinfo, ended: str = ""
+) -> Reason:
+    """One digest row: '客户 · 标签 3天后到期（date）', weighted higher the sooner; `ended` ('已过期', '已移除')
+    for a tag no longer held."""
+    left = max(0, (expires_at.astimezone(tz).date() - now.astimezone(tz).date()).days)
+    weight = round(max(0.1, 1 - left / 10), 2)
+    when = "今天" if left == 0 else f"{left}天后"
+    status = ended or f"{when}到期（{_day(expires_at, tz)}）"
+    return Reason("tag_expiry", 0.1 if ended else weight, f"{customer_name} · {tag} {status}", customer_id)
 
 
 def _day(at: datetime, tz: tzinfo) -> str:
