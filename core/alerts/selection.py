@@ -129,13 +129,18 @@ class AlertNotice:
     snooze_key: str  # snoozing this silences the rule for the customer (or the digest) for a while
     score: float | None = None
     assignment_ids: tuple[int, ...] = ()  # expiry digests: every tag the digest covers (listed or counted)
-    owner: str = ""  # who looks after the customer (churn alerts)
+    owner: str = ""  # who looks after the customer (churn alerts): the user id
+    owner_name: str = ""  # the owner's display name when the alert was raised ("" when unknown)
     unlisted: int = 0  # expiry digests: tags counted but not listed
     suggestions: tuple[SuggestedTag, ...] = ()  # a rule's suggestions: delivered as the suggestion card
 
     def to_payload(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"assignment_ids": list(self.assignment_ids)} if self.assignment_ids else {}
-        extra |= {key: value for key, value in (("owner", self.owner), ("unlisted", self.unlisted)) if value}
+        extra |= {key: value for key, value in (
+            ("owner", self.owner),
+            ("owner_name", self.owner_name),
+            ("unlisted", self.unlisted),
+        ) if value}
         if self.suggestions:
             extra["suggestions"] = [{"id": s.id, "tag": s.tag, "dimension": s.dimension} for s in self.suggestions]
         return extra | {
@@ -172,6 +177,7 @@ class AlertNotice:
             score=None if data.get("score") is None else float(data["score"]),
             assignment_ids=tuple(int(i) for i in data.get("assignment_ids", ())),
             owner=str(data.get("owner") or ""),
+            owner_name=str(data.get("owner_name") or ""),
             unlisted=int(data.get("unlisted") or 0),
             suggestions=tuple(
                 SuggestedTag(int(s["id"]), str(s["tag"]), str(s["dimension"])) for s in data.get("suggestions", ())
@@ -331,8 +337,9 @@ def churn_period(now: datetime, tz: tzinfo, repeat_days: int) -> str:
     return f"p{repeat_days}-{days // max(1, repeat_days)}"
 
 
-def churn_notice(assessment: ChurnAssessment, now: datetime) -> AlertNotice:
-    """The alert for one at-risk customer; its key changes when the set of reasons changes."""
+def churn_notice(assessment: ChurnAssessment, now: datetime, owner_name: str = "") -> AlertNotice:
+    """The alert for one at-risk customer (with its owner's display name); its key changes when the set of
+    reasons changes."""
     cid = assessment.customer_id
     return AlertNotice(
         rule=CHURN_RULE,
@@ -345,6 +352,7 @@ def churn_notice(assessment: ChurnAssessment, now: datetime) -> AlertNotice:
         snooze_key=f"{CHURN_RULE}:{cid}",
         score=assessment.score,
         owner=assessment.owner,
+        owner_name=owner_name,
     )
 
 
