@@ -136,11 +136,8 @@ class AlertNotice:
 
     def to_payload(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"assignment_ids": list(self.assignment_ids)} if self.assignment_ids else {}
-        extra |= {key: value for key, value in (
-            ("owner", self.owner),
-            ("owner_name", self.owner_name),
-            ("unlisted", self.unlisted),
-        ) if value}
+        named = (("owner", self.owner), ("owner_name", self.owner_name), ("unlisted", self.unlisted))
+        extra |= {key: value for key, value in named if value}
         if self.suggestions:
             extra["suggestions"] = [{"id": s.id, "tag": s.tag, "dimension": s.dimension} for s in self.suggestions]
         return extra | {
