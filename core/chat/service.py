@@ -997,14 +997,17 @@ def _full_digest(service: ChatService, ctx: ChatContext, contents: DigestContent
         hidden = dimension is None or dimension.visibility is Visibility.MANAGERS
         if (hidden and not sees) or a.customer_id not in contents.customers:
             continue
-        ended = "" if a.state is AssignmentState.ACTIVE else _ENDED[a.state]
+        ended = _ENDED.get(a.state if a.state is not AssignmentState.ACTIVE or a.expires_at else None, "")
         expires = a.expires_at or ctx.now
         name = contents.customers[a.customer_id].name
         rows.append(expiry_reason(a.customer_id, name, a.tag, expires, ctx.now, service.rules.tz, ended))
     return replace(contents.status.notice, reasons=tuple(rows), unlisted=0)
 
 
-_ENDED = MappingProxyType({AssignmentState.EXPIRED: "已过期", AssignmentState.REMOVED: "已移除"})
+# How a row reads when the tag no longer expires as the digest said (None: it no longer expires at all).
+_ENDED: Mapping[AssignmentState | None, str] = MappingProxyType(
+    {AssignmentState.EXPIRED: "已过期", AssignmentState.REMOVED: "已移除", None: "不再到期"}
+)
 
 
 # Card action verb → handler; the platforms dispatch Action.Execute / button clicks through it.

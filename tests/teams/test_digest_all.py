@@ -86,6 +86,10 @@ async def test_show_all_lists_every_tag_the_digest_covers_for_its_recipient(kebi
     [show_all] = actions(digest, "alert.digest_all")
     assert show_all["title"] == "显示全部标签"
 
+    await post(client, message(url, "tag 华为深圳 -VIP客户", "t-9", **{"from": BOSS}))
+    async with client.app[DATABASE].unit_of_work() as uow:
+        await uow.assignments.set_expiry(items[0].assignment_id, None)
+
     status, body = await post(client, card_action(url, "alert.digest_all", show_all["data"], "d-1", **{"from": BOSS}))
     assert status == 200 and body["type"] == CARD
     full = texts(body["value"])
@@ -93,6 +97,7 @@ async def test_show_all_lists_every_tag_the_digest_covers_for_its_recipient(kebi
     for name, tags in TAGGED.items():
         for tag in tags:
             assert f"{name} · {tag}" in full
+    assert "华为深圳 · VIP客户 已移除" in full and f"{items[0].customer_name} · {items[0].tag} 不再到期" in full
     assert not actions(body["value"], "alert.digest_all")  # everything is listed: no button to list more
     assert len(actions(body["value"], "customer.show")) == 4  # each row still opens its customer
     [ack] = actions(body["value"], "alert.ack")
