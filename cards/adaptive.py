@@ -126,3 +126,21 @@ def fit(render: Callable[[int], Card], limit: int) -> Card:
         if cap == 1:
             raise CardTooLarge(f"card is {card_bytes(built)} bytes even with one item per list")
         cap //= 2
+
+
+def fit_most(render: Callable[[int], Card], limit: int) -> Card:
+    """Render with the largest list cap up to `limit` whose card fits MAX_CARD_BYTES (a binary search)."""
+    built = render(max(1, limit))
+    if card_bytes(built) <= MAX_CARD_BYTES:
+        return built
+    low, high, best = 0, max(1, limit), None  # cap `high` is too large; `best` is the card of cap `low`
+    while high - low > 1:
+        middle = (low + high) // 2
+        built = render(middle)
+        if card_bytes(built) <= MAX_CARD_BYTES:
+            low, best = middle, built
+        else:
+            high = middle
+    if best is None:
+        raise CardTooLarge(f"card is {card_bytes(built)} bytes even with one item per list")
+    return best

@@ -13,7 +13,7 @@ from cards.adaptive import (
     columns,
     container,
     execute,
-    fit,
+    fit_most,
     rich,
     run,
     text,
@@ -28,7 +28,7 @@ from core import verbs
 TITLE_CHARS = 80
 NAME_CHARS = 120
 REASON_CHARS = 160
-MAX_REASONS = 30
+MAX_REASONS = 200  # a digest opened in full lists every tag it covers, as many as fit one card
 FIRST_REASONS = 5  # shown at once; the rest behind a toggle
 # A reason's weight (0..1) in words: at or above the first bound 高, the second 中, else 低.
 LEVELS: tuple[tuple[float, str, str], ...] = (
@@ -47,10 +47,13 @@ def build_alert_card(view: AlertView, now: datetime, lang: Lang = "zh") -> Card:
         hidden = len(view.reasons) - len(reasons) + view.unlisted
         if hidden > 0:
             body.append(text(label("unlisted", lang, n=hidden), isSubtle=True, size="Small"))
+        if view.unlisted > 0:  # a digest that counts more tags than it lists: the button lists them all
+            show_all = execute(label("show_all", lang), verbs.ALERT_DIGEST_ALL, {"alert_id": view.id})
+            body.append(action_set([show_all]))
         body.extend(alert_state(view, now, lang))
         return card(body, alert_actions(view, lang))
 
-    return fit(render, MAX_REASONS)
+    return fit_most(render, MAX_REASONS)
 
 
 def alert_heading(view: AlertView, now: datetime, lang: Lang) -> list[Element]:

@@ -26,6 +26,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     "show_rest": ("显示其余 {n} 条", "Show {n} more"),
     "hide_rest": ("收起", "Show fewer"),
     "unlisted": ("另有 {n} 个未列在此卡片中", "{n} more are not listed on this card"),
+    "show_all": ("显示全部标签", "Show all tags"),
     "company": ("公司", "Company"),
     "region": ("区域", "Region"),
     "owner": ("负责人", "Owner"),

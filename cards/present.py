@@ -319,10 +319,10 @@ def alert_view(status: AlertStatus, names: Mapping[str, str] | None = None) -> A
     With `names`, the acknowledging user id reads as their display name; without, it shows as stored.
     """
     by = status.acknowledged_by
-    owner = status.notice.owner
+    owner = status.notice.owner_name or status.notice.owner
     if names is not None:
         by = names.get(by, by) if by else None
-        owner = names.get(owner, owner)
+        owner = names.get(status.notice.owner) or owner
     return _notice_view(
         status.alert_id,
         status.notice,
@@ -444,7 +444,7 @@ def _notice_view(
         acknowledged_by=acknowledged_by,
         acknowledged_at=acknowledged_at,
         snoozed_until=snoozed_until,
-        owner=owner or notice.owner,
+        owner=owner or notice.owner_name or notice.owner,
         unlisted=notice.unlisted,
     )
 

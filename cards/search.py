@@ -27,7 +27,8 @@ from core.types import Customer
 
 NAME_CHARS = 120  # names wrap on cards: long ones are shown whole
 QUERY_CHARS = 40
-TAGS_PER_HIT = 3
+TAGS_PER_HIT = 3  # tag lines per hit, unless the search named more of its tags
+MATCHED_LINES = 8  # at most this many lines even when the search named more
 MAX_HITS = 25
 MAX_CHOICES = 10
 
@@ -100,19 +101,26 @@ def _hit(hit: CustomerHit, sees_sensitive: bool, now: datetime, lang: Lang) -> E
     details = customer_details(hit.customer, lang)
     if details:
         info.append(rich([run(details, isSubtle=True, size="Small")], spacing="None"))
-    tags = ordered_tags(hit, sees_sensitive)
-    if tags:
-        runs: list[Element] = []
-        for tag in tags[:TAGS_PER_HIT]:
-            parts = tag_runs(tag, now, lang)
-            if tag.name in hit.matched:
-                parts = [{**p, "weight": "Bolder", "highlight": True} if i == 1 else p for i, p in enumerate(parts)]
-            runs.extend([*parts, run("　")])
-        if len(tags) > TAGS_PER_HIT:
-            runs.append(run(label("more", lang, n=len(tags) - TAGS_PER_HIT), isSubtle=True))
-        info.append(rich(runs[:-1] if runs[-1]["text"] == "　" else runs, spacing="Small"))
+    info.extend(_tag_lines(hit, sees_sensitive, now, lang))
     show = execute(label("show", lang), verbs.CUSTOMER_SHOW, {"customer_id": hit.customer.id})
     return columns(column(info), column([action_set([show])], width="auto"), separator=True)
+
+
+def _tag_lines(hit: CustomerHit, sees_sensitive: bool, now: datetime, lang: Lang) -> list[Element]:
+    """The hit's tags one a line: every tag the search named (bold, highlighted), then others up to
+    TAGS_PER_HIT lines, then '还有 N 个'."""
+    tags = ordered_tags(hit, sees_sensitive)
+    named = sum(1 for t in tags if t.name in hit.matched)
+    shown = tags[: min(max(named, TAGS_PER_HIT), MATCHED_LINES)]
+    lines: list[Element] = []
+    for tag in shown:
+        parts = tag_runs(tag, now, lang)
+        if tag.name in hit.matched:
+            parts = [{**p, "weight": "Bolder", "highlight": True} if i == 1 else p for i, p in enumerate(parts)]
+        lines.append(rich(parts, spacing="Small" if not lines else "None"))
+    if len(tags) > len(shown):
+        lines.append(text(label("more", lang, n=len(tags) - len(shown)), isSubtle=True, spacing="None"))
+    return lines
 
 
 def build_choice_card(view: ChoiceView, lang: Lang = "zh") -> Card:

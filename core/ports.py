@@ -146,6 +146,10 @@ class AssignmentRepository(Protocol):
 
     async def expiring_between(self, start: datetime, end: datetime) -> list[Assignment]: ...
 
+    async def get_many(self, assignment_ids: Sequence[int]) -> list[Assignment]:
+        """The assignments with these ids, in any state (gone ids are left out), by id."""
+        ...
+
     async def count_by_tag(self, dimension: str, name_key: str) -> int:
         """How many customers actively hold the tag."""
         ...

@@ -14,6 +14,7 @@ CUSTOMER_SHOW = "customer.show"
 SEARCH_PAGE = "search.page"
 ALERT_ACK = "alert.ack"
 ALERT_SNOOZE = "alert.snooze"
+ALERT_DIGEST_ALL = "alert.digest_all"
 CHANNEL_LINK = "channel.link"
 
 # Data keys every action of a verb carries, so a handler can check a payload before dispatching it.
@@ -28,6 +29,7 @@ DATA_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         SEARCH_PAGE: ("query", "page"),
         ALERT_ACK: ("alert_id",),
         ALERT_SNOOZE: ("alert_id", "days"),
+        ALERT_DIGEST_ALL: ("alert_id",),
         CHANNEL_LINK: ("channel_id", "customer_id"),
     }
 )

@@ -562,6 +562,17 @@ class SqlAssignments:
         )
         return [_assignment(r) for r in rows]
 
+    async def get_many(self, assignment_ids: Sequence[int]) -> list[Assignment]:
+        wanted = sorted(set(assignment_ids))
+        out: list[Assignment] = []
+        for start in range(0, len(wanted), _BULK_ROWS):
+            chunk = wanted[start : start + _BULK_ROWS]
+            rows = await self._conn.execute(
+                select(t.tag_assignments).where(t.tag_assignments.c.id.in_(chunk)).order_by(t.tag_assignments.c.id)
+            )
+            out.extend(_assignment(r) for r in rows)
+        return out
+
     async def expiring_between(self, start: datetime, end: datetime) -> list[Assignment]:
         a = t.tag_assignments.c
         rows = await self._conn.execute(

@@ -236,12 +236,23 @@ async def score_churn(jobs: AlertJobs, now: datetime) -> ChurnReport:
                 report.tagged += await _tag_at_risk(uow, jobs, target, fresh, now)
                 cleared = [a for a in scored if a.already_tagged and not is_at_risk(a, rules)]
                 report.untagged += await _untag_cleared(uow, jobs, target, cleared, now)
+            names = await _display_names(uow, {a.owner for a in at_risk if a.owner})
             queued = [
-                (recipient, str(a.customer_id), period, churn_notice(a, now))
+                (recipient, str(a.customer_id), period, churn_notice(a, now, names.get(a.owner, "")))
                 for a in at_risk
                 for recipient in recipients_for(a.owner, a.region, managers)
             ]
             report.enqueued += await _queue_in(uow, jobs, CHURN_RULE, queued, now)
+
+
+async def _display_names(uow: AlertUnitOfWork, user_ids: set[str]) -> dict[str, str]:
+    """Display names of these users, where known (a card says whose customer it is by name)."""
+    out: dict[str, str] = {}
+    for user_id in sorted(user_ids):
+        user = await uow.users.get(user_id)
+        if user is not None and user.display_name:
+            out[user_id] = user.display_name
+    return out
 
 
 async def drain_outbox(jobs: AlertJobs, now: datetime) -> DrainReport:

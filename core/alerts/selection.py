@@ -129,13 +129,15 @@ class AlertNotice:
     snooze_key: str  # snoozing this silences the rule for the customer (or the digest) for a while
     score: float | None = None
     assignment_ids: tuple[int, ...] = ()  # expiry digests: every tag the digest covers (listed or counted)
-    owner: str = ""  # who looks after the customer (churn alerts)
+    owner: str = ""  # who looks after the customer (churn alerts): the user id
+    owner_name: str = ""  # the owner's display name when the alert was raised ("" when unknown)
     unlisted: int = 0  # expiry digests: tags counted but not listed
     suggestions: tuple[SuggestedTag, ...] = ()  # a rule's suggestions: delivered as the suggestion card
 
     def to_payload(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"assignment_ids": list(self.assignment_ids)} if self.assignment_ids else {}
-        extra |= {key: value for key, value in (("owner", self.owner), ("unlisted", self.unlisted)) if value}
+        named = (("owner", self.owner), ("owner_name", self.owner_name), ("unlisted", self.unlisted))
+        extra |= {key: value for key, value in named if value}
         if self.suggestions:
             extra["suggestions"] = [{"id": s.id, "tag": s.tag, "dimension": s.dimension} for s in self.suggestions]
         return extra | {
@@ -172,6 +174,7 @@ class AlertNotice:
             score=None if data.get("score") is None else float(data["score"]),
             assignment_ids=tuple(int(i) for i in data.get("assignment_ids", ())),
             owner=str(data.get("owner") or ""),
+            owner_name=str(data.get("owner_name") or ""),
             unlisted=int(data.get("unlisted") or 0),
             suggestions=tuple(
                 SuggestedTag(int(s["id"]), str(s["tag"]), str(s["dimension"])) for s in data.get("suggestions", ())
@@ -331,8 +334,9 @@ def churn_period(now: datetime, tz: tzinfo, repeat_days: int) -> str:
     return f"p{repeat_days}-{days // max(1, repeat_days)}"
 
 
-def churn_notice(assessment: ChurnAssessment, now: datetime) -> AlertNotice:
-    """The alert for one at-risk customer; its key changes when the set of reasons changes."""
+def churn_notice(assessment: ChurnAssessment, now: datetime, owner_name: str = "") -> AlertNotice:
+    """The alert for one at-risk customer (with its owner's display name); its key changes when the set of
+    reasons changes."""
     cid = assessment.customer_id
     return AlertNotice(
         rule=CHURN_RULE,
@@ -345,6 +349,7 @@ def churn_notice(assessment: ChurnAssessment, now: datetime) -> AlertNotice:
         snooze_key=f"{CHURN_RULE}:{cid}",
         score=assessment.score,
         owner=assessment.owner,
+        owner_name=owner_name,
     )
 
 
@@ -484,13 +489,7 @@ class DigestBuilder:
 def digest_notice(digest: Digest, now: datetime, tz: tzinfo) -> AlertNotice:
     """The digest as an alert: one reason per listed tag, more urgent ones weighted higher."""
     items = sorted(digest.items, key=lambda i: (i.expires_at, i.assignment_id))
-    reasons: list[Reason] = []
-    for item in items:
-        left = max(0, (item.expires_at.astimezone(tz).date() - now.astimezone(tz).date()).days)
-        weight = round(max(0.1, 1 - left / 10), 2)
-        when = "今天" if left == 0 else f"{left}天后"
-        text = f"{item.customer_name} · {item.tag} {when}到期（{_day(item.expires_at, tz)}）"
-        reasons.append(Reason("tag_expiry", weight, text, item.customer_id))
+    reasons = [expiry_reason(i.customer_id, i.customer_name, i.tag, i.expires_at, now, tz) for i in items]
     more = digest.count - len(items)
     first = items[0]
     names = {i.customer_id for i in items}
@@ -508,6 +507,18 @@ def digest_notice(digest: Digest, now: datetime, tz: tzinfo) -> AlertNotice:
         assignment_ids=tuple(sorted(digest.assignment_ids)),
         unlisted=max(0, more),
     )
+
+
+def expiry_reason(
+    customer_id: int, customer_name: str, tag: str, expires_at: datetime, now: datetime, tz: tzinfo, ended: str = ""
+) -> Reason:
+    """One digest row: '客户 · 标签 3天后到期（date）', weighted higher the sooner; `ended` ('已过期', '已移除')
+    for a tag no longer held."""
+    left = max(0, (expires_at.astimezone(tz).date() - now.astimezone(tz).date()).days)
+    weight = round(max(0.1, 1 - left / 10), 2)
+    when = "今天" if left == 0 else f"{left}天后"
+    status = ended or f"{when}到期（{_day(expires_at, tz)}）"
+    return Reason("tag_expiry", 0.1 if ended else weight, f"{customer_name} · {tag} {status}", customer_id)
 
 
 def _day(at: datetime, tz: tzinfo) -> str:

@@ -17,9 +17,10 @@ from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from core import verbs
-from core.alerts.actions import SNOOZE_DAYS, Action, AlertStatus, act_on_alert
+from core.alerts.actions import SNOOZE_DAYS, Action, AlertStatus, DigestContents, act_on_alert, digest_contents
 from core.alerts.activity import note_message
 from core.alerts.ports import AlertStore
+from core.alerts.selection import AlertNotice, expiry_reason
 from core.chat.channel_names import parse_channel_name
 from core.chat.commands import HELP_TOPICS, Command, Verb, parse_command
 from core.chat.meetings import customer_in_title, customers_named
@@ -38,7 +39,7 @@ from core.tags.search import search_customers
 from core.tags.suggestions import AUTO_ACTOR, SuggestionSource, decide_suggestion, suggest_for_message
 from core.tags.summary import CustomerSummary, customer_summaries, customer_summary
 from core.tags.users import get_user
-from core.types import Customer, EventKind, Role, Source, TagEvent, User
+from core.types import AssignmentState, Customer, EventKind, Role, Source, TagEvent, User
 from tagging.normaliser import name_key
 from tagging.policy import (
     AmbiguousTagError,
@@ -51,7 +52,7 @@ from tagging.policy import (
     soft_cap_warning,
 )
 from tagging.suggestion import Suggestion
-from tagging.taxonomy import Taxonomy
+from tagging.taxonomy import Taxonomy, Visibility
 
 log = logging.getLogger(__name__)
 
@@ -965,6 +966,50 @@ async def _snooze(service: ChatService, ctx: ChatContext, data: Mapping[str, Any
     return await _alert(service, ctx, data, "snooze")
 
 
+async def _digest_all(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]) -> ChatResult:
+    """'显示全部' on an expiry digest: the digest again, listing every tag it covers that the viewer may see."""
+    alert_id = _int(data, "alert_id")
+    if service._activity is None:
+        return ErrorResult(
+            "alerts are not available on this channel",
+            "open the digest where it was delivered",
+            ("这个渠道不能查看提醒", "请在收到提醒的地方查看"),
+        )
+    try:
+        contents = await digest_contents(service._activity, alert_id, ctx.actor.id, ctx.now)
+    except NotAllowedError as exc:
+        return ErrorResult(
+            str(exc),
+            "only the person the digest was sent to can open it",
+            (f"提醒 {alert_id} 是发给别人的", "只有收到提醒的人才能查看全部标签"),
+        )
+    status = replace(contents.status, notice=_full_digest(service, ctx, contents))
+    names = {ctx.actor.id: ctx.actor.display_name} if ctx.actor.display_name else {}
+    return AlertResult(status, MappingProxyType(names))
+
+
+def _full_digest(service: ChatService, ctx: ChatContext, contents: DigestContents) -> AlertNotice:
+    """The digest's notice with one row per covered tag (soonest first); managers-only tags only for managers."""
+    sees = ctx.viewer.role.sees_sensitive
+    rows = []
+    for a in sorted(contents.assignments, key=lambda a: (a.expires_at or ctx.now, a.id)):
+        dimension = service.taxonomy.dimension(a.dimension)
+        hidden = dimension is None or dimension.visibility is Visibility.MANAGERS
+        if (hidden and not sees) or a.customer_id not in contents.customers:
+            continue
+        ended = _ENDED.get(a.state if a.state is not AssignmentState.ACTIVE or a.expires_at else None, "")
+        expires = a.expires_at or ctx.now
+        name = contents.customers[a.customer_id].name
+        rows.append(expiry_reason(a.customer_id, name, a.tag, expires, ctx.now, service.rules.tz, ended))
+    return replace(contents.status.notice, reasons=tuple(rows), unlisted=0)
+
+
+# How a row reads when the tag no longer expires as the digest said (None: it no longer expires at all).
+_ENDED: Mapping[AssignmentState | None, str] = MappingProxyType(
+    {AssignmentState.EXPIRED: "已过期", AssignmentState.REMOVED: "已移除", None: "不再到期"}
+)
+
+
 # Card action verb → handler; the platforms dispatch Action.Execute / button clicks through it.
 DECISIONS: Mapping[str, Decider] = MappingProxyType(
     {
@@ -977,6 +1022,7 @@ DECISIONS: Mapping[str, Decider] = MappingProxyType(
         verbs.SEARCH_PAGE: _page,
         verbs.ALERT_ACK: _ack,
         verbs.ALERT_SNOOZE: _snooze,
+        verbs.ALERT_DIGEST_ALL: _digest_all,
         verbs.CHANNEL_LINK: _link_channel,
     }
 )

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from cards.channel_name import channel_offer_card, conventional_name_section
 from cards.icons import marker
 from cards.personal import personal_change_lines, personal_markdown, personal_section
@@ -80,3 +82,17 @@ def test_parts_match_the_card_schema(card_validator: Any) -> None:
         body = {k: v for k, v in built.items() if k != "msteams"}  # Teams' extension, not in the schema
         errors = [f"{list(e.path)}: {e.message[:120]}" for e in card_validator.iter_errors(body)]
         assert not errors, errors
+
+
+def test_fit_most_keeps_the_largest_list_that_fits_and_refuses_one_that_never_fits() -> None:
+    from cards.adaptive import MAX_CARD_BYTES, CardTooLarge, card, card_bytes, fit, fit_most, text
+
+    def render(cap: int) -> dict[str, Any]:
+        return card([text("x" * 500) for _ in range(min(cap, 200))])
+
+    most, halved = fit_most(render, 200), fit(render, 200)
+    assert card_bytes(most) <= MAX_CARD_BYTES < card_bytes(render(len(most["body"]) + 1))
+    assert len(most["body"]) > len(halved["body"])  # halving alone stops well short of what fits
+    assert len(fit_most(render, 10)["body"]) == 10
+    with pytest.raises(CardTooLarge):
+        fit_most(lambda cap: card([text("x" * MAX_CARD_BYTES)]), 5)

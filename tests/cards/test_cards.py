@@ -249,3 +249,18 @@ def test_colour_dots() -> None:
     assert dot("#27AE60") == "🟢"
     assert dot(None) == NO_COLOUR
     assert dot("红色") == NO_COLOUR
+
+
+def test_search_hit_lists_its_tags_one_a_line_named_ones_first(now: datetime) -> None:
+    held = tuple(TagView(f"标签{i}", "需求阶段") for i in range(6))
+    hit = CustomerHit(customer("客户甲", 1), held, frozenset({"标签4", "标签5"}))
+    card = build_search_results_card(SearchResultsView("标签4 OR 标签5", (hit,), total=1), now)
+    info = card["body"][1]["columns"][0]["items"]
+    lines = ["".join(r["text"] for r in item["inlines"]) for item in info if item["type"] == "RichTextBlock"]
+    assert lines[2:] == ["🏷️ 标签4", "🏷️ 标签5", "🏷️ 标签0"]  # after the name and the company line
+    named = [item for item in info if item["type"] == "RichTextBlock"][2:4]
+    assert all(any(r.get("highlight") for r in item["inlines"]) for item in named)
+    assert info[-1]["type"] == "TextBlock" and info[-1]["text"] == "还有 3 个"
+    many = CustomerHit(customer("客户乙", 2), held, frozenset(t.name for t in held))
+    card = build_search_results_card(SearchResultsView("x", (many,), total=1), now)
+    assert "还有" not in json.dumps(card, ensure_ascii=False)  # every tag the search named has its line

@@ -95,3 +95,19 @@ async def test_bad_urls_are_refused_clearly(url: str, reason: str) -> None:
 async def test_unreachable_postgres_is_an_error() -> None:
     with pytest.raises(DatabaseError, match="cannot open database"):
         await open_database("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+
+
+async def test_assignments_by_id_in_any_state(database: Database) -> None:
+    async with database.unit_of_work() as uow:
+        customer = await uow.customers.add(CustomerDraft(name="上海明远科技"), NOW)
+        held = await uow.assignments.insert_active(customer.id, "value", "VIP客户", Source.MANUAL, "u1", NOW, None)
+        ended = await uow.assignments.insert_active(customer.id, "stage", "询价", Source.MANUAL, "u1", NOW, None)
+        assert held is not None and ended is not None
+        await uow.assignments.end(ended.id, AssignmentState.REMOVED, NOW)
+    async with database.unit_of_work(read_only=True) as uow:
+        found = await uow.assignments.get_many([ended.id, held.id, held.id, ended.id + 1000])
+    assert [(a.id, a.tag, a.state) for a in found] == [
+        (held.id, "VIP客户", AssignmentState.ACTIVE),
+        (ended.id, "询价", AssignmentState.REMOVED),
+    ]
+    assert found[0].customer_id == customer.id

@@ -226,7 +226,17 @@ def alert_views() -> list[tuple[str, AlertView]]:
         for i in range(10)
     )
     digest = AlertView(10, "57 个标签即将到期", 100, f"{LONG_NAME} 等", rows, NOW, unlisted=47)
-    return [("alert-churn", churn), ("alert-acked", acked), ("alert-digest", digest)]
+    every = tuple(  # the digest opened with 显示全部标签: all 57 rows, one of them no longer held
+        AlertReason(
+            f"{[LONG_NAME, ASCII_NAME][i % 2]} · 询价客户_(A&B)#{i} "
+            + ("已移除" if i == 3 else f"{i % 7}天后到期（2025-03-{2 + i % 7:02d}）"),
+            round(max(0.1, 1 - (i % 7) / 10), 2),
+            100 + i,
+        )
+        for i in range(57)
+    )
+    full = AlertView(10, "57 个标签即将到期", 100, f"{LONG_NAME} 等", every, NOW)
+    return [("alert-churn", churn), ("alert-acked", acked), ("alert-digest", digest), ("alert-digest-all", full)]
 
 
 def gallery(now: datetime = NOW) -> list[tuple[str, Card]]:
