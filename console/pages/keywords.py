@@ -7,10 +7,7 @@ older than CANDIDATES_TTL seconds they are still shown while a refresh runs in t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlencode
@@ -18,7 +15,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from console.nav import NavItem
-from console.web import PREFIX, ConsoleServices, Page, PageRoute, form_value, redirect
+from console.version_cache import VersionCache
+from console.web import PREFIX, Page, PageRoute, form_value, redirect
 from core.learning.discovery import TagCandidates, keyword_candidates
 from core.records import TaxonomyVersion
 from core.taxonomy.keywords import add_keywords
@@ -40,29 +38,11 @@ class Mined:
     at: datetime
 
 
-class CandidateCache:
-    """The last candidates per process, when and for which taxonomy version they were mined, and the
-    background refresh running for them (if any)."""
-
-    def __init__(self) -> None:
-        self.entry: tuple[float, int, Mined] | None = None
-        self.refreshing: asyncio.Task[Mined] | None = None
-
-
-CACHE = web.AppKey("console_keyword_cache", CandidateCache)
+CACHE = web.AppKey("console_keyword_cache", VersionCache[Mined])
 
 
 def setup(app: web.Application) -> None:
-    cache = CandidateCache()
-    app[CACHE] = cache
-
-    async def stop_refresh(_: web.Application) -> None:
-        if cache.refreshing is not None:
-            cache.refreshing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await cache.refreshing
-
-    app.on_cleanup.append(stop_refresh)
+    VersionCache[Mined]("console-keywords").install(app, CACHE)
 
 
 async def _current(page: Page) -> TaxonomyVersion:
@@ -75,26 +55,16 @@ async def _current(page: Page) -> TaxonomyVersion:
 
 async def mined(page: Page, current: TaxonomyVersion) -> Mined:
     """Candidates for the version in force: cached ones, refreshed in the background once stale."""
-    cache = page.request.app[CACHE]
-    if cache.entry is not None and cache.entry[1] == current.version:
-        at, _, data = cache.entry
-        if time.monotonic() - at >= CANDIDATES_TTL and cache.refreshing is None:
-            cache.refreshing = asyncio.create_task(_refresh(page.services, cache, current), name="console-keywords")
-        return data
-    return await _refresh(page.services, cache, current)
-
-
-async def _refresh(services: ConsoleServices, cache: CandidateCache, current: TaxonomyVersion) -> Mined:
+    services = page.services
     if services.learning is None:
         raise web.HTTPServiceUnavailable(text="learning is not available on this server")
-    try:
-        groups = await keyword_candidates(services.learning, current.taxonomy, None, PER_TAG, MIN_SUPPORT)
-        data = Mined(tuple(groups), services.clock())
-        cache.entry = (time.monotonic(), current.version, data)
-        return data
-    finally:
-        if cache.refreshing is asyncio.current_task():
-            cache.refreshing = None
+    learning = services.learning
+
+    async def make() -> Mined:
+        groups = await keyword_candidates(learning, current.taxonomy, None, PER_TAG, MIN_SUPPORT)
+        return Mined(tuple(groups), services.clock())
+
+    return await page.request.app[CACHE].get(current.version, make, CANDIDATES_TTL)
 
 
 def _notice(page: Page) -> str:

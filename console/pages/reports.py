@@ -8,10 +8,7 @@ the background, so only the first view after a start or a taxonomy change waits 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -21,6 +18,7 @@ from aiohttp import web
 
 from console.csvout import to_csv
 from console.nav import NavItem
+from console.version_cache import VersionCache
 from console.web import ConsoleServices, Page, PageRoute
 from core.console.ports import OutboxState, PairCount, UsagePoint
 from core.records import TaxonomyVersion
@@ -46,58 +44,29 @@ class ReportData:
     since: date
 
 
-class ReportCache:
-    """The last figures per process, when and for which taxonomy version they were computed, and the
-    background refresh running for them (if any)."""
-
-    def __init__(self) -> None:
-        self.entry: tuple[float, int, ReportData] | None = None
-        self.refreshing: asyncio.Task[ReportData] | None = None
-
-
-CACHE = web.AppKey("console_report_cache", ReportCache)
+CACHE = web.AppKey("console_report_cache", VersionCache[ReportData])
 
 
 def setup(app: web.Application) -> None:
-    cache = ReportCache()
-    app[CACHE] = cache
-
-    async def stop_refresh(_: web.Application) -> None:
-        if cache.refreshing is not None:
-            cache.refreshing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await cache.refreshing
-
-    app.on_cleanup.append(stop_refresh)
+    VersionCache[ReportData]("console-report").install(app, CACHE)
 
 
 async def report_data(page: Page) -> ReportData:
     """Figures for the current taxonomy version: fresh ones from the cache; stale ones (same version) while a
     refresh runs in the background, so only the first view after a start or a taxonomy change waits."""
     services = page.services
-    cache = page.request.app[CACHE]
     async with services.store.unit_of_work(read_only=True) as uow:
         current = await uow.taxonomies.current()
     assert current is not None
-    if cache.entry is not None and cache.entry[1] == current.version:
-        at, _, data = cache.entry
-        if time.monotonic() - at >= REPORT_TTL and cache.refreshing is None:
-            cache.refreshing = asyncio.create_task(_refresh(services, cache, current), name="console-report")
-        return data
-    return await _refresh(services, cache, current)
 
+    async def make() -> ReportData:
+        try:
+            return await compute_report(services, current)
+        except Exception:
+            log.exception("console: computing the reports failed")
+            raise
 
-async def _refresh(services: ConsoleServices, cache: ReportCache, current: TaxonomyVersion) -> ReportData:
-    try:
-        data = await compute_report(services, current)
-        cache.entry = (time.monotonic(), current.version, data)
-        return data
-    except Exception:
-        log.exception("console: computing the reports failed")
-        raise
-    finally:
-        if cache.refreshing is asyncio.current_task():
-            cache.refreshing = None
+    return await page.request.app[CACHE].get(current.version, make, REPORT_TTL)
 
 
 async def compute_report(services: ConsoleServices, current: TaxonomyVersion) -> ReportData:
