@@ -22,6 +22,7 @@ from console.teams_sso import AadTokenValidator
 from core.console.access import console_user, may_enter
 from core.console.ports import ConsoleQueries, WeComSignIn
 from core.learning.ports import LearningStore
+from core.records import TaxonomyVersion
 from core.reports.tag_health import ReportSource
 from core.rules.service import RuleContext
 from core.tags.assignments import TaggingRules
@@ -144,6 +145,15 @@ class PageRoute:
     handler: Handler
     public: bool = False  # sign-in pages: no signed-in session needed (CSRF still checked on POST)
     frame: bool = False  # the Teams tab page: may be framed by Teams' origins
+
+
+async def current_taxonomy(page: Page) -> TaxonomyVersion:
+    """The taxonomy version in force; 503 before one is stored."""
+    async with page.services.store.unit_of_work(read_only=True) as uow:
+        current = await uow.taxonomies.current()
+    if current is None:
+        raise web.HTTPServiceUnavailable(text="no taxonomy stored yet")
+    return current
 
 
 def static_url(name: str) -> str:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from console.nav import NavItem
 from console.version_cache import VersionCache
-from console.web import PREFIX, Page, PageRoute, form_value, redirect
+from console.web import PREFIX, Page, PageRoute, current_taxonomy, form_value, redirect
 from core.learning.discovery import TagCandidates, keyword_candidates
 from core.records import TaxonomyVersion
 from core.taxonomy.keywords import add_keywords
@@ -45,14 +45,6 @@ def setup(app: web.Application) -> None:
     VersionCache[Mined]("console-keywords").install(app, CACHE)
 
 
-async def _current(page: Page) -> TaxonomyVersion:
-    async with page.services.store.unit_of_work(read_only=True) as uow:
-        current = await uow.taxonomies.current()
-    if current is None:
-        raise web.HTTPServiceUnavailable(text="no taxonomy stored yet")
-    return current
-
-
 async def mined(page: Page, current: TaxonomyVersion) -> Mined:
     """Candidates for the version in force: cached ones, refreshed in the background once stale."""
     services = page.services
@@ -79,7 +71,7 @@ def _notice(page: Page) -> str:
 
 
 async def get_candidates(request: web.Request, page: Page) -> web.StreamResponse:
-    current = await _current(page)
+    current = await current_taxonomy(page)
     data = await mined(page, current)
     wanted = request.query.get("only", "")
     names = {d.key: d.name for d in current.taxonomy.dimensions}

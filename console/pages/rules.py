@@ -12,7 +12,7 @@ from aiohttp import web
 
 from console.nav import NavItem
 from console.rule_text import action_text, condition_text, trigger_text
-from console.web import PREFIX, Page, PageRoute, form_value, redirect
+from console.web import PREFIX, Page, PageRoute, current_taxonomy, form_value, redirect
 from core.records import TaxonomyVersion
 from core.rules.dryrun import forecast
 from core.rules.service import RuleContext
@@ -28,14 +28,6 @@ BASE = f"{PREFIX}/rules"
 DEFAULT_SINCE = 30
 MAX_SINCE = 3650
 TEXT_FIELDS = ("name", "description", "trigger", "trigger_on", "priority")
-
-
-async def _current(page: Page) -> TaxonomyVersion:
-    async with page.services.store.unit_of_work(read_only=True) as uow:
-        current = await uow.taxonomies.current()
-    if current is None:
-        raise web.HTTPServiceUnavailable(text="no taxonomy stored yet")
-    return current
 
 
 def _automation(page: Page) -> RuleContext:
@@ -56,7 +48,7 @@ def _describe(rule: Rule, page: Page) -> dict[str, Any]:
 
 
 async def get_rules(request: web.Request, page: Page) -> web.StreamResponse:
-    current = await _current(page)
+    current = await current_taxonomy(page)
     done, version = request.query.get("done", ""), request.query.get("v", "")
     notice = page.t("rule_saved", n=version) if done == "saved" and version.isdigit() else ""
     return page.render(
@@ -92,7 +84,7 @@ def _edit_page(
 
 
 async def get_rule(request: web.Request, page: Page) -> web.StreamResponse:
-    current = await _current(page)
+    current = await current_taxonomy(page)
     name = request.query.get("name", "")
     form = rule_form(current.taxonomy, name)
     if form is None:
@@ -101,7 +93,7 @@ async def get_rule(request: web.Request, page: Page) -> web.StreamResponse:
 
 
 async def get_new_rule(request: web.Request, page: Page) -> web.StreamResponse:
-    return _edit_page(page, await _current(page), new_rule_form(), None)
+    return _edit_page(page, await current_taxonomy(page), new_rule_form(), None)
 
 
 def _since(form: Any) -> int:
@@ -112,7 +104,7 @@ def _since(form: Any) -> int:
 async def post_test(request: web.Request, page: Page) -> web.StreamResponse:
     """Check the edited rule; problems go back to the form in place, a valid draft is tested over history."""
     posted = await request.post()
-    current = await _current(page)
+    current = await current_taxonomy(page)
     fields = {k: form_value(posted, k) for k in TEXT_FIELDS}
     fields |= {k: form_value(posted, k, 20_000) for k in ("when", "then")}
     fields["enabled"] = form_value(posted, "enabled")
@@ -158,7 +150,7 @@ def _test_page(
 async def post_remove(request: web.Request, page: Page) -> web.StreamResponse:
     """The draft without the rule, shown for confirmation before it is saved."""
     posted = await request.post()
-    current = await _current(page)
+    current = await current_taxonomy(page)
     name = form_value(posted, "name")
     result = remove_rule(current.taxonomy, name)
     if result.taxonomy is None:
@@ -172,7 +164,7 @@ async def post_save(request: web.Request, page: Page) -> web.StreamResponse:
     base = form_value(posted, "base_version", 20)
     name = form_value(posted, "name", 200)
     result = parse_document(form_value(posted, "draft", 3 * 1024 * 1024))
-    current = await _current(page)
+    current = await current_taxonomy(page)
     if result.taxonomy is None:
         problems = [p for ps in result.problems.values() for p in ps]
         return page.render("problems.html", 422, active="rules", problems=problems)

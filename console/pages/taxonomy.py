@@ -11,7 +11,7 @@ from aiohttp import web
 
 from console.changes import changes_in_words
 from console.nav import NavItem
-from console.web import PREFIX, Page, PageRoute, form_value, redirect
+from console.web import PREFIX, Page, PageRoute, current_taxonomy, form_value, redirect
 from core.errors import NotAllowedError, NotFoundError
 from core.records import TaxonomyVersion
 from core.taxonomy.diff import VersionDiff, diff_versions
@@ -39,14 +39,6 @@ ARCHIVE_SHOWN = 100
 NOTICES = {"saved", "rolled_back", "retired_done", "merged_done"}
 
 
-async def _current(page: Page) -> TaxonomyVersion:
-    async with page.services.store.unit_of_work(read_only=True) as uow:
-        current = await uow.taxonomies.current()
-    if current is None:
-        raise web.HTTPServiceUnavailable(text="no taxonomy stored yet")
-    return current
-
-
 def _notice(page: Page) -> str:
     done = page.request.query.get("done", "")
     version = page.request.query.get("v", "")
@@ -54,7 +46,7 @@ def _notice(page: Page) -> str:
 
 
 async def get_tree(request: web.Request, page: Page) -> web.StreamResponse:
-    current = await _current(page)
+    current = await current_taxonomy(page)
     async with page.services.store.unit_of_work(read_only=True) as uow:
         archive = await uow.tag_archive.entries(ARCHIVE_SHOWN)
     return page.render(
@@ -102,7 +94,7 @@ def _edit_page(
 
 
 async def get_tag(request: web.Request, page: Page) -> web.StreamResponse:
-    current = await _current(page)
+    current = await current_taxonomy(page)
     dimension, name = request.query.get("dimension", ""), request.query.get("name", "")
     form = form_for(current.taxonomy, dimension, name)
     if form is None:
@@ -111,7 +103,7 @@ async def get_tag(request: web.Request, page: Page) -> web.StreamResponse:
 
 
 async def get_new_tag(request: web.Request, page: Page) -> web.StreamResponse:
-    current = await _current(page)
+    current = await current_taxonomy(page)
     dimension = request.query.get("dimension", "") or current.taxonomy.dimensions[0].key
     return _edit_page(page, current, TagForm(dimension=dimension, parent=request.query.get("parent", "")), None)
 
@@ -124,7 +116,7 @@ def _messages(form: Any) -> int:
 async def post_preview(request: web.Request, page: Page) -> web.StreamResponse:
     """Check the edited tag; problems go back to the form in place, a valid draft is previewed."""
     posted = await request.post()
-    current = await _current(page)
+    current = await current_taxonomy(page)
     fields = {k: form_value(posted, k) for k in ("dimension", "parent", "name", "color", "description", "ttl_days")}
     fields |= {k: form_value(posted, k, 5000) for k in ("keywords", "exclude")}
     fields["auto_apply"] = form_value(posted, "auto_apply")
@@ -160,7 +152,7 @@ async def post_save(request: web.Request, page: Page) -> web.StreamResponse:
     posted = await request.post()
     base = form_value(posted, "base_version", 20)
     result = parse_document(form_value(posted, "draft", 3 * 1024 * 1024))
-    current = await _current(page)
+    current = await current_taxonomy(page)
     if result.taxonomy is None:
         return page.render(
             "problems.html", 422, active="taxonomy", problems=[p for ps in result.problems.values() for p in ps]
@@ -262,7 +254,7 @@ async def post_merge(request: web.Request, page: Page) -> web.StreamResponse:
 
 
 async def get_dimension(request: web.Request, page: Page) -> web.StreamResponse:
-    current = await _current(page)
+    current = await current_taxonomy(page)
     form = dimension_form(current.taxonomy, request.query.get("key", ""))
     if form is None:
         raise web.HTTPNotFound(text="no such dimension")
@@ -292,7 +284,7 @@ def _dimension_page(
 async def post_dimension_preview(request: web.Request, page: Page) -> web.StreamResponse:
     """Check a dimension's new settings; problems go back to the form, a valid draft is previewed."""
     posted = await request.post()
-    current = await _current(page)
+    current = await current_taxonomy(page)
     form = DimensionForm(
         key=form_value(posted, "key"),
         name=form_value(posted, "name"),
