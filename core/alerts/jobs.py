@@ -45,7 +45,7 @@ from core.records import NewEvent
 from core.tags.assignments import TaggingRules, apply_definition, clean_evidence
 from core.types import EventKind, Source
 from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError, expiry_for, find_tag
-from tagging.taxonomy import Dimension, TagDef, Taxonomy
+from tagging.taxonomy import Dimension, TagDef, Taxonomy, Visibility
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,8 @@ async def warn_expiring(jobs: AlertJobs, now: datetime) -> int:
                 in_window.append(item)
         recipients = sorted({r for item in in_window for r in recipients_for(item.owner, item.region, managers)})
         already = await _already_warned(uow, jobs, recipients, now)
-    builder = DigestBuilder(managers, jobs.expiry, now, jobs.tz, already)
+    managers_only = {d.key for d in jobs.taxonomy().dimensions if d.visibility is Visibility.MANAGERS}
+    builder = DigestBuilder(managers, jobs.expiry, now, jobs.tz, already, managers_only)
     for item in in_window:
         builder.add(item)
     notices = [(d.recipient, d.day.isoformat(), digest_notice(d, now, jobs.tz)) for d in builder.digests.values()]

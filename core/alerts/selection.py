@@ -461,8 +461,11 @@ class DigestBuilder:
         now: datetime,
         tz: tzinfo,
         already: Mapping[str, AbstractSet[int]] | None = None,
+        managers_only: AbstractSet[str] = frozenset(),
     ) -> None:
         self._managers = managers
+        self._manager_ids = {m.id for m in managers}
+        self._managers_only = managers_only  # dimension keys whose tags only managers may see
         self._rules = rules
         self._now = now
         self._tz = tz
@@ -475,9 +478,12 @@ class DigestBuilder:
         if not in_warning(item, self._rules, self._now, self._tz):
             return False
         filed = False
+        hidden = item.dimension in self._managers_only
         for recipient in recipients_for(item.owner, item.region, self._managers):
             if item.assignment_id in self._already.get(recipient, ()):
                 continue
+            if hidden and recipient not in self._manager_ids:
+                continue  # a managers-only tag never reaches an agent, not even as a count
             digest = self.digests.get(recipient)
             if digest is None:
                 digest = self.digests[recipient] = Digest(recipient, self._today)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -133,6 +134,18 @@ def test_one_digest_per_recipient_per_day_not_per_tag() -> None:
     assert notice.title.startswith("3 个标签即将到期")
     assert "试用中" in notice.reasons[0].text  # most urgent first
     assert dedupe_key("expiry", "*", "王经理", "2025-03-10") == "expiry|*|王经理|2025-03-10"
+
+
+def test_a_managers_only_tag_reaches_managers_but_never_an_agent_owner() -> None:
+    managers = [User("王经理", Role.MANAGER, ("华东",))]
+    builder = DigestBuilder(managers, ExpiryRules(default_days=7), NOW, SH, managers_only={"risk"})
+    hidden = dataclasses.replace(_expiring(1, 1, "高危流失", 3), dimension="risk")
+    assert builder.add(hidden)
+    assert builder.add(_expiring(2, 2, "询价客户", 3))
+    assert builder.digests["王经理"].count == 2
+    agent = builder.digests["小张"]  # the owner, an agent: neither the tag nor a count of it
+    assert agent.count == 1 and [i.tag for i in agent.items] == ["询价客户"]
+    assert digest_notice(agent, NOW, SH).title.startswith("1 个标签")
 
 
 def test_digest_keeps_memory_bounded_but_counts_everything() -> None:
