@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,39 +17,19 @@ from aiohttp.test_utils import TestServer
 
 from app import LEARNING, create_app
 from core.learning.history import import_history
+from tests.chromium import chromium
 from tests.conftest import build_sample_taxonomy
 from tests.console.conftest import TOKEN, console_settings, seed
 from tests.console.test_signin import APP_ID, HOST, TENANT, jwks_url, mint  # noqa: F401 (fixture)
 from tests.learning.support import messages
 
-CHROMIUM = os.environ.get("KEBIAO_CHROMIUM", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = Path(os.environ.get("KEBIAO_SCREENSHOTS", "")) if os.environ.get("KEBIAO_SCREENSHOTS") else None
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        message = f"Chromium not found at {CHROMIUM}; install it with `apt-get install -y chromium`"
-        if os.environ.get("KEBIAO_TEST_BROWSER"):
-            pytest.fail(message)
-        pytest.skip(message + " (set KEBIAO_TEST_BROWSER=1 to make this a failure)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

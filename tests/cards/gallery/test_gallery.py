@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,13 +19,12 @@ from typing import Any
 import pytest
 
 from tests.cards.gallery.samples import gallery
+from tests.chromium import chromium, fail_or_skip
 
 HERE = Path(__file__).resolve().parent
 RENDERER = HERE / "vendor" / "adaptivecards-3.0.6.min.js"
 HOST_CONFIG = json.loads((HERE / "teams-light.json").read_text(encoding="utf-8"))
 CSS = (HERE / "teams.css").read_text(encoding="utf-8")
-CHROMIUM = os.environ.get("KEBIAO_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 WIDTH = 400
 
 RENDER = """([card, host]) => {
@@ -102,27 +100,13 @@ VISIBLE_BUTTONS = """() => [...document.querySelectorAll(".frame button")]
   .filter((b) => b.getClientRects().length > 0).map((b) => b.innerText.trim())"""
 
 
-def _fail_or_skip(message: str) -> None:
-    if os.environ.get("KEBIAO_TEST_BROWSER"):
-        pytest.fail(message)
-    pytest.skip(message + " (set KEBIAO_TEST_BROWSER=1 to make this a failure)")
-
-
 @pytest.fixture
 async def browser() -> AsyncIterator[Any]:
-    if not (Path(CHROMIUM).is_file() or shutil.which(CHROMIUM)):
-        _fail_or_skip(f"Chromium not found at {CHROMIUM}; install it with `apt-get install -y chromium`")
     fonts = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True, check=False).stdout
     if not fonts.strip():
-        _fail_or_skip("no Chinese font, so widths would be wrong; install one: `apt-get install -y fonts-wqy-microhei`")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+        fail_or_skip("no Chinese font, so widths would be wrong; install one: `apt-get install -y fonts-wqy-microhei`")
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
