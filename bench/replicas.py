@@ -55,6 +55,7 @@ from storage import tables as t
 from storage.channels import SqlChannelStore
 from storage.database import open_database
 from tagging.loader import load_taxonomy_text
+from tests.teams.crash_harness import taxonomy_yaml  # one auto-apply tag per sku keyword, as the crash run uses
 
 ROOT = Path(__file__).resolve().parent.parent
 HAPROXY_CONFIG = ROOT / "deploy" / "haproxy.cfg"
@@ -173,14 +174,6 @@ class TimedConnector:
         body = await request.json()
         member = (body.get("members") or [{}])[0].get("id", "")
         return web.json_response({"id": f"a:alert-created-{member}", "activityId": ""}, status=201)
-
-
-def taxonomy_yaml(tags: int) -> str:
-    """One auto-apply tag per keyword (sku0000 → 产品0000 …): each message applies exactly one new tag."""
-    lines = ["version: 1", "dimensions:", "  - key: product", "    name: 产品", "    tags:"]
-    for i in range(tags):
-        lines += [f"      - name: 产品{i:04d}", f"        keywords: [sku{i:04d}]", "        auto_apply: true"]
-    return "\n".join(lines) + "\n"
 
 
 def customer_name(c: int) -> str:
