@@ -3,7 +3,9 @@ rules and webhooks of the same document added, removed or changed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from tagging.normaliser import name_key
 from tagging.rules import Rule, RuleSet, Webhook
@@ -12,6 +14,15 @@ from tagging.taxonomy import TagDef, Taxonomy
 FIELDS = ("color", "description", "keywords", "exclude", "ttl_days", "auto_apply")
 RULE_FIELDS = ("description", "trigger", "condition", "actions", "enabled", "priority")
 WEBHOOK_FIELDS = ("url", "url_env", "secret_env")
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=_Named)
+D = TypeVar("D")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,38 +116,36 @@ class VersionDiff:
         return len(self.tags) + len(self.rules) + len(self.webhooks)
 
 
-def diff_rules(before: RuleSet, after: RuleSet) -> tuple[RuleDiff, ...]:
-    """Rules added, changed (by name) and removed, in `after`'s order, removed rules last."""
-    old = {r.name: r for r in before.rules}
-    new = {r.name: r for r in after.rules}
-    out: list[RuleDiff] = []
-    for name, rule in new.items():
+def _by_name(
+    before: Sequence[N],
+    after: Sequence[N],
+    fields: Sequence[str],
+    make: Callable[[str, str, N | None, N | None, tuple[str, ...]], D],
+) -> tuple[D, ...]:
+    """Items added, changed (matched by name, compared on `fields`) and removed, in `after`'s order, removed last."""
+    old = {x.name: x for x in before}
+    new = {x.name: x for x in after}
+    out: list[D] = []
+    for name, item in new.items():
         previous = old.get(name)
         if previous is None:
-            out.append(RuleDiff(name, "added", None, rule))
+            out.append(make(name, "added", None, item, ()))
             continue
-        fields = tuple(f for f in RULE_FIELDS if getattr(previous, f) != getattr(rule, f))
-        if fields:
-            out.append(RuleDiff(name, "changed", previous, rule, fields))
-    out.extend(RuleDiff(name, "removed", rule, None) for name, rule in old.items() if name not in new)
+        changed = tuple(f for f in fields if getattr(previous, f) != getattr(item, f))
+        if changed:
+            out.append(make(name, "changed", previous, item, changed))
+    out.extend(make(name, "removed", x, None, ()) for name, x in old.items() if name not in new)
     return tuple(out)
+
+
+def diff_rules(before: RuleSet, after: RuleSet) -> tuple[RuleDiff, ...]:
+    """Rules added, changed (by name) and removed, in `after`'s order, removed rules last."""
+    return _by_name(before.rules, after.rules, RULE_FIELDS, RuleDiff)
 
 
 def diff_webhooks(before: RuleSet, after: RuleSet) -> tuple[WebhookDiff, ...]:
     """Webhooks added, changed (by name) and removed, in `after`'s order, removed webhooks last."""
-    old = {w.name: w for w in before.webhooks}
-    new = {w.name: w for w in after.webhooks}
-    out: list[WebhookDiff] = []
-    for name, hook in new.items():
-        previous = old.get(name)
-        if previous is None:
-            out.append(WebhookDiff(name, "added", None, hook))
-            continue
-        fields = tuple(f for f in WEBHOOK_FIELDS if getattr(previous, f) != getattr(hook, f))
-        if fields:
-            out.append(WebhookDiff(name, "changed", previous, hook, fields))
-    out.extend(WebhookDiff(name, "removed", hook, None) for name, hook in old.items() if name not in new)
-    return tuple(out)
+    return _by_name(before.webhooks, after.webhooks, WEBHOOK_FIELDS, WebhookDiff)
 
 
 def diff_versions(before: Taxonomy, after: Taxonomy) -> VersionDiff:
