@@ -47,7 +47,9 @@ async def seed_digest(
             customer = await uow.customers.add(CustomerDraft(name=long_name(n), crm_id=f"SF_{n:04d}-A"), now)
             tags = [VISIBLE_TAG] + ([HIDDEN_TAG] if n % hidden_every == 0 else [])
             for tag in tags:
-                await apply_tag(uow, taxonomy, TaggingRules(), customer.id, tag, actor="seed", source=Source.IMPORT, now=now)
+                await apply_tag(
+                    uow, taxonomy, TaggingRules(), customer.id, tag, actor="seed", source=Source.IMPORT, now=now
+                )
             for assignment in await uow.assignments.active_for(customer.id):
                 expires = now + timedelta(days=1 + len(items))
                 await uow.assignments.set_expiry(assignment.id, expires)

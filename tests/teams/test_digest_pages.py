@@ -45,7 +45,9 @@ async def app(
 
 async def _seed(client: TestClient, recipient: str, customers: int = 100, hidden_every: int = 10) -> SeededDigest:
     taxonomy = client.app[TAXONOMY].taxonomy
-    return await seed_digest(client.app[DATABASE], taxonomy, recipient, "teams", datetime.now(UTC), customers, hidden_every)
+    return await seed_digest(
+        client.app[DATABASE], taxonomy, recipient, "teams", datetime.now(UTC), customers, hidden_every
+    )
 
 
 async def _delivered(client: TestClient, alert_id: int) -> Any:

@@ -25,7 +25,12 @@ from tests.wecom.test_routes import post, settle
 
 QUERY = "Bosch (China) R&D #2"
 CANDIDATES = (
-    ("Bosch (China) R&D #2 华东研发中心_上海 Very Long Name Holdings International Limited", "博世中国", "华东", "SF_0012-A"),
+    (
+        "Bosch (China) R&D #2 华东研发中心_上海 Very Long Name Holdings International Limited",
+        "博世中国",
+        "华东",
+        "SF_0012-A",
+    ),
     ("Bosch (China) R&D #2 华南", "博世(华南)&合作伙伴 #1", "华南", "SF_0012-B"),
     ("Bosch (China) R&D #2 华北 <b>x</b> `tick`", "", "华北", ""),
 )
@@ -39,7 +44,9 @@ async def client(
     client: TestClient = await aiohttp_client(create_app(settings))
     async with client.app[DATABASE].unit_of_work() as uow:
         for name, company, region, crm in CANDIDATES:
-            await uow.customers.add(CustomerDraft(name=name, company=company, region=region, crm_id=crm), datetime.now(UTC))
+            await uow.customers.add(
+                CustomerDraft(name=name, company=company, region=region, crm_id=crm), datetime.now(UTC)
+            )
     yield client
 
 
@@ -81,7 +88,7 @@ async def test_candidates_are_listed_in_full_and_choosing_runs_the_command_once(
     second = next(n for n, name in numbers.items() if name == CANDIDATES[1][0])
     key = card["button_list"][int(second) - 1]["key"]
     verb, ids, extras = parse_button(key)
-    assert verb == verbs.CUSTOMER_CHOOSE and extras == {"add": "VIP客户", "verb": "tag"}
+    assert verb == verbs.CUSTOMER_CHOOSE and len(ids) == 1 and extras == {"add": "VIP客户", "verb": "tag"}
 
     for _ in range(3):  # the click retried: tagged once, card stamped once, one reply
         assert (await post(client, card_click_xml(key, task_id=card["task_id"])))[0] == 200
