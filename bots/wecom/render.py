@@ -85,7 +85,9 @@ def result_markdown(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang:
         case HelpResult(topics, note):
             body = help_markdown(topics, lang)
             return markdown([say("unknown", lang), body]) if note == "unknown" else body
-        case ErrorResult(detail, hint):
+        case ErrorResult(detail, hint, zh):
+            if lang == "zh" and zh is not None:  # written in Chinese too: say it in Chinese, as Teams does
+                detail, hint = zh
             return error_markdown(detail, hint, lang)
         case SuggestionState():
             lines = [suggestion_markdown(suggestion_view(result, taxonomy, lang), now, lang)]

@@ -151,7 +151,7 @@ async def test_pages_out_of_range_forged_or_someone_elses_get_a_clear_answer(
     seeded = await _seed(client, BOSS, customers=25, hidden_every=100)
     clicks = Clicks(client, fake_wecom)
     cases = {
-        f"alert.digest_all:{seeded.alert_id},3": "there is no page 3",
+        f"alert.digest_all:{seeded.alert_id},3": "这份提醒共 2 页，没有第 3 页",
         f"alert.digest_all:{seeded.alert_id},0": "page must be 1 or more",
         f"alert.digest_all:{seeded.alert_id},{10**30}": "page must be at most",
         f"alert.digest_all:{seeded.alert_id},2,9": "page must be a number, got '2,9'",
@@ -162,5 +162,6 @@ async def test_pages_out_of_range_forged_or_someone_elses_get_a_clear_answer(
         assert reply["msgtype"] == "markdown" and answer in reply["markdown"]["content"], key
         assert "VIP客户" not in reply["markdown"]["content"]
     [refused] = await clicks.click(f"alert.digest_all:{seeded.alert_id},2", AGENT)
-    assert "someone else" in refused["markdown"]["content"] and "VIP客户" not in refused["markdown"]["content"]
+    assert "只有收到提醒的人才能查看全部标签" in refused["markdown"]["content"]
+    assert "VIP客户" not in refused["markdown"]["content"]
     assert fake_wecom.calls_to("message/update_template_card") == []
