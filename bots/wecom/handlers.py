@@ -278,9 +278,9 @@ def _action_data(verb: str, ids: tuple[int, ...], extras: Mapping[str, str] | No
         return base | {"customer_id": ids[0]}
     if verb.startswith("assignment."):
         return base | {"assignment_id": ids[0]}
-    if verb == verbs.ALERT_DIGEST_ALL:  # alert id, then the page (none: page 1; more than one: refused)
-        pages = ",".join(str(i) for i in ids[1:])
-        return base | {"alert_id": ids[0]} | ({"page": ids[1] if len(ids) == 2 else pages} if pages else {})
+    if verb == verbs.ALERT_DIGEST_ALL:  # alert id, then the page (none: page 1; a list of pages is refused)
+        page = {} if len(ids) == 1 else {"page": ids[1] if len(ids) == 2 else ",".join(map(str, ids[1:]))}
+        return base | {"alert_id": ids[0]} | page
     return base | {"ids": list(ids)}
 
 
