@@ -397,20 +397,21 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
 
     hooks = rule_hooks(settings, database, lambda: cell.taxonomy)
     models, learning = app[MODELS], app[LEARNING]
+    from core.alerts.actions import Action, AlertStatus, act_on_alert
+    from storage.outbox import SqlAlertStore
+
+    alert_store = SqlAlertStore(database.engine)  # contact events record churn activity in the same transaction
     chat = ChatService(
         database,
         channels,
         lambda: cell.taxonomy,
         lambda: merged(holder.current, models, cell.taxonomy),
         rules,
+        activity=alert_store,  # digests opened in full (显示全部标签) read the alert outbox, as in Teams
         events=hooks,
         learning=Recorder(learning),
         personal=SqlPersonalTagStore(database.engine),
     )
-    from core.alerts.actions import Action, AlertStatus, act_on_alert
-    from storage.outbox import SqlAlertStore
-
-    alert_store = SqlAlertStore(database.engine)  # contact events record churn activity in the same transaction
 
     async def alert_action(alert_id: int, user_id: str, action: Action, now: datetime) -> AlertStatus:
         return await act_on_alert(alert_store, alert_id, user_id, action, now)

@@ -50,6 +50,7 @@ def build_alert_card(view: AlertView, now: datetime, lang: Lang = "zh") -> Card:
         if view.unlisted > 0:  # a digest that counts more tags than it lists: the button lists them all
             show_all = execute(label("show_all", lang), verbs.ALERT_DIGEST_ALL, {"alert_id": view.id})
             body.append(action_set([show_all]))
+        body.extend(page_rows(view, lang))
         body.extend(alert_state(view, now, lang))
         return card(body, alert_actions(view, lang))
 
@@ -77,6 +78,19 @@ def _customer_row(view: AlertView, lang: Lang) -> Element:
         return columns(column([name]), spacing="Small")
     show = execute(label("show_customer", lang), verbs.CUSTOMER_SHOW, {"customer_id": view.customer_id})
     return columns(column([name]), column([action_set([show])], width="auto"), spacing="Small")
+
+
+def page_rows(view: AlertView, lang: Lang) -> list[Element]:
+    """'第 2/5 页' with 上一页 / 下一页 for a digest opened in full that takes more than one page."""
+    if view.pages <= 1:
+        return []
+    buttons = [
+        execute(label(key, lang), verbs.ALERT_DIGEST_ALL, {"alert_id": view.id, "page": page})
+        for key, page in (("previous", view.page - 1), ("next", view.page + 1))
+        if 1 <= page <= view.pages
+    ]
+    where = text(label("page", lang, page=view.page, pages=view.pages), isSubtle=True, size="Small")
+    return [columns(column([where]), column([action_set(buttons)], width="auto"), spacing="Small")]
 
 
 def level_word(weight: float, lang: Lang) -> str:

@@ -56,6 +56,23 @@ _LABELS: dict[str, tuple[str, str]] = {
     "next": ("下一页", "Next"),
     "choose_title": ("有多个客户匹配“{query}”，请选择：", "Several customers match “{query}”; pick one:"),
     "refine": ("没有要找的？请输入更完整的名称。", "Not listed? Type a longer name."),
+    "choose_n": ("选择 {n}", "Choose {n}"),
+    "choose_card_hint": (
+        "点下方卡片上的“选择 n”，即对所选客户执行原命令。",
+        "Tap “Choose n” on the card below to run the command for that customer.",
+    ),
+    "choose_resend_hint": (
+        "请重新发送命令，把客户名称换成上面列出的 CRM 编号（或完整名称），例如：",
+        "Send the command again with the customer's CRM id (or full name) from the list, e.g.:",
+    ),
+    "resend_rest": ("（后面照原样写上要加、减的标签）", "(followed by the tags to add and remove, as before)"),
+    "not_shown": ("另有 {n} 条未在此消息中列出", "{n} more are not listed in this message"),
+    "see_all_hint": (
+        "点提醒卡片上的“显示全部标签”分页查看",
+        "Tap “Show all tags” on the alert card to page through them",
+    ),
+    "next_page_hint": ("点下方卡片上的“下一页”查看第 {n} 页", "Tap “Next” on the card below for page {n}"),
+    "continued": ("（续）", " (continued)"),
     "help_title": ("客标 Kebiao 使用帮助", "Kebiao (客标) help"),
     "help_mention": (
         "在群聊和频道里先 @Kebiao 再写命令，例如“@Kebiao 帮助”；一对一聊天直接发送命令。",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -43,6 +44,7 @@ from core.chat.service import (
     ChannelOffer,
     ChatResult,
     ChoiceResult,
+    DigestPage,
     ErrorResult,
     HelpResult,
     LinkResult,
@@ -134,8 +136,8 @@ def present(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang: Lang = 
             else:
                 lang = language_of(detail + (hint or ""))  # the card speaks the language the text is in
             return build_error_card(detail, hint, lang=lang)
-        case AlertResult(status, names):
-            return build_alert_card(alert_view(status, names), now, lang)
+        case AlertResult(status, names, page):
+            return build_alert_card(alert_view(status, names, page), now, lang)
         case SuggestionState():
             return suggestion_card(result, taxonomy, now, lang)
         case AppliedState():
@@ -313,17 +315,20 @@ def alert_view_from_payload(message: OutboxMessage) -> AlertView:
     return _notice_view(message.id, AlertNotice.from_payload(message.payload))
 
 
-def alert_view(status: AlertStatus, names: Mapping[str, str] | None = None) -> AlertView:
+def alert_view(
+    status: AlertStatus, names: Mapping[str, str] | None = None, page: DigestPage | None = None
+) -> AlertView:
     """The alert card view after an action: acknowledged (by whom, when) or snoozed (until when).
 
     With `names`, the acknowledging user id reads as their display name; without, it shows as stored.
+    With `page`, it is that page of a digest opened in full.
     """
     by = status.acknowledged_by
     owner = status.notice.owner_name or status.notice.owner
     if names is not None:
         by = names.get(by, by) if by else None
         owner = names.get(status.notice.owner) or owner
-    return _notice_view(
+    view = _notice_view(
         status.alert_id,
         status.notice,
         acknowledged_by=by,
@@ -331,6 +336,7 @@ def alert_view(status: AlertStatus, names: Mapping[str, str] | None = None) -> A
         snoozed_until=status.snoozed_until,
         owner=owner,
     )
+    return view if page is None else replace(view, page=page.page, pages=page.pages)
 
 
 def choice_title(customer: Customer) -> str:

@@ -155,3 +155,5 @@ class AlertView:
     snoozed_until: datetime | None = None
     owner: str = ""  # who looks after the customer (display name where known)
     unlisted: int = 0  # further items the alert counted but does not list
+    page: int = 0  # a digest opened in full: this page of `pages` (0: not paged)
+    pages: int = 0

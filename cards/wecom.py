@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +16,7 @@ from cards.icons import marker
 from cards.labels import Lang, aside, label
 from cards.search import customer_line
 from cards.suggestion import evidence
-from cards.text import clip, clip_bytes, literal
+from cards.text import clip, clip_bytes, literal, plain
 from cards.views import (
     AlertView,
     AppliedCardView,
@@ -42,29 +45,65 @@ MAX_BUTTONS = 6
 BUTTON_TEXT_CHARS = 10
 KEY_BYTES = 1024
 TASK_ID = re.compile(r"^[0-9A-Za-z_@-]{1,128}$")
-_KEY = re.compile(r"^([a-z_]+\.[a-z_]+):(\d+(?:,\d+)*)$")
+_KEY = re.compile(r"^([a-z_]+\.[a-z_]+):(\d+(?:,\d+)*)(?:~([A-Za-z0-9_-]+))?$")
+_EXTRA_NAME = re.compile(r"^[a-z_]{1,20}$")
+MAX_EXTRA = 8
 LINES_PER_BLOCK = 20
 
 
-def button_key(verb: str, ids: Iterable[int]) -> str:
-    """'suggestion.accept:12' / 'suggestion.accept_all:12,13': the verb and the ids it acts on."""
+def button_key(verb: str, ids: Iterable[int], extra: Mapping[str, str] | None = None) -> str:
+    """'suggestion.accept:12' / 'suggestion.accept_all:12,13': the verb and the ids it acts on.
+
+    `extra` (short text values, e.g. the command a customer choice runs) rides along base64url-encoded
+    after '~'; ValueError when the key would pass WeCom's 1024 bytes.
+    """
     if verb not in verbs.ALL_VERBS:
         raise ValueError(f"unknown card verb {verb!r}; add it to core/verbs.py")
     numbers = [str(int(i)) for i in ids]
     if not numbers:
         raise ValueError(f"button key for {verb} needs at least one id")
     key = f"{verb}:{','.join(numbers)}"
+    kept = {k: v for k, v in (extra or {}).items() if v}
+    if kept:
+        if len(kept) > MAX_EXTRA or not all(_EXTRA_NAME.match(k) for k in kept):
+            raise ValueError(f"button key extras must be at most {MAX_EXTRA} names of a-z and _, got {list(kept)}")
+        packed = json.dumps(kept, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+        key += "~" + base64.urlsafe_b64encode(packed).decode().rstrip("=")
     if len(key.encode()) > KEY_BYTES:
-        raise ValueError(f"button key for {verb} is {len(key)} bytes; WeCom allows {KEY_BYTES}")
+        raise ValueError(f"button key for {verb} is {len(key.encode())} bytes; WeCom allows {KEY_BYTES}")
     return key
 
 
 def parse_button_key(key: str) -> tuple[str, tuple[int, ...]]:
     """The (verb, ids) a button key carries; ValueError for anything this module did not write."""
-    match = _KEY.match(key)
+    verb, ids, _ = parse_button(key)
+    return verb, ids
+
+
+def parse_button(key: str) -> tuple[str, tuple[int, ...], dict[str, str]]:
+    """The (verb, ids, extras) a button key carries; ValueError for anything this module did not write."""
+    match = _KEY.match(key) if len(key.encode()) <= KEY_BYTES else None
     if match is None or match.group(1) not in verbs.ALL_VERBS:
         raise ValueError(f"not a Kebiao button key: {key[:80]!r} (expected 'verb:id[,id…]')")
-    return match.group(1), tuple(int(i) for i in match.group(2).split(","))
+    ids = tuple(int(i) for i in match.group(2).split(","))
+    return match.group(1), ids, _extras(match.group(3))
+
+
+def _extras(packed: str | None) -> dict[str, str]:
+    """The text values a key carries after '~' (none: {}); ValueError unless it is what button_key wrote."""
+    if not packed:
+        return {}
+    try:
+        data = json.loads(base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4)).decode("utf-8"))
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("button key extras are not base64url JSON") from None
+    if (
+        not isinstance(data, dict)
+        or len(data) > MAX_EXTRA
+        or not all(isinstance(k, str) and _EXTRA_NAME.match(k) and isinstance(v, str) for k, v in data.items())
+    ):
+        raise ValueError(f"button key extras must be at most {MAX_EXTRA} text values named with a-z and _")
+    return data
 
 
 # ---------------------------------------------------------------- markdown
@@ -139,23 +178,127 @@ def search_markdown(view: SearchResultsView, now: datetime, lang: Lang = "zh") -
 
 
 def alert_markdown(view: AlertView, now: datetime, lang: Lang = "zh") -> str:
-    """The alert, its reasons by weight and its handling state."""
-    lines = [
+    """The alert in one message: whole reason rows as far as they fit, then how many are not listed and,
+    for a digest, how to see them (a row is never cut)."""
+    head, rows, tail = _alert_lines(view, now, lang)
+    shown: list[str] = []
+    for row in rows:
+        left = len(rows) - len(shown) - 1 + view.unlisted
+        closing = [label("not_shown", lang, n=left)] if left > 0 else []
+        if _bytes([*head, *shown, row, *closing, *tail]) > MARKDOWN_BYTES:
+            break
+        shown.append(row)
+    hidden = len(rows) - len(shown) + view.unlisted
+    closing = [label("not_shown", lang, n=hidden)] if hidden > 0 else []
+    if hidden > 0 and _is_digest(view):
+        closing.append(f'<font color="comment">{label("see_all_hint", lang)}</font>')
+    return markdown([*head, *shown, *closing, *tail])
+
+
+def alert_markdown_parts(view: AlertView, now: datetime, lang: Lang = "zh") -> list[str]:
+    """The alert (a page of a digest opened in full) in as many messages as its rows need, none cut."""
+    head, rows, tail = _alert_lines(view, now, lang)
+    if view.unlisted > 0:
+        tail = [label("unlisted", lang, n=view.unlisted), *tail]
+    if view.pages > 1 and view.page < view.pages:
+        tail = [*tail, f'<font color="comment">{label("next_page_hint", lang, n=view.page + 1)}</font>']
+    again = [f'<font color="warning">**{literal(view.title, 80)}**</font>{label("continued", lang)}']
+    return packed(head, rows, tail, again)
+
+
+def _alert_lines(view: AlertView, now: datetime, lang: Lang) -> tuple[list[str], list[str], list[str]]:
+    """(heading lines, one line per reason by weight, handling-state lines) of an alert's markdown."""
+    head = [
         f'<font color="warning">**{literal(view.title, 80)}**</font>',
         f"**{literal(view.customer_name, 60)}**",
         f'<font color="comment">{label("alert_raised", lang, when=fmt_time(view.raised_at, now))}</font>',
     ]
-    reasons = sorted(view.reasons, key=lambda r: r.weight, reverse=True)
+    if view.pages > 1:
+        head.insert(1, label("page", lang, page=view.page, pages=view.pages))
     if view.owner:
-        lines.append(f'<font color="comment">{label("owner_is", lang, who=literal(view.owner, 40))}</font>')
-    lines.extend(f"> {level_word(r.weight, lang)} {literal(r.text, 160)}" for r in reasons[:10])
-    unlisted = len(reasons[10:]) + view.unlisted
-    if unlisted > 0:
-        lines.append(label("unlisted", lang, n=unlisted))
+        head.append(f'<font color="comment">{label("owner_is", lang, who=literal(view.owner, 40))}</font>')
+    reasons = sorted(view.reasons, key=lambda r: r.weight, reverse=True)
+    rows = [f"> {level_word(r.weight, lang)} {literal(r.text, 160)}" for r in reasons]
+    tail: list[str] = []
     if view.acknowledged_by is not None or view.acknowledged_at is not None:
         when = fmt_time(view.acknowledged_at, now) if view.acknowledged_at else "?"
-        lines.append(label("acked_by", lang, who=literal(view.acknowledged_by or "?", 40), when=when))
-    return markdown(lines)
+        tail.append(label("acked_by", lang, who=literal(view.acknowledged_by or "?", 40), when=when))
+    return head, rows, tail
+
+
+def packed(head: Sequence[str], rows: Sequence[str], tail: Sequence[str], again: Sequence[str]) -> list[str]:
+    """Whole rows in as many markdown messages as needed, each within MARKDOWN_BYTES: `head` opens the first,
+    `again` each later one and `tail` closes the last; a row is never split (one too long alone is clipped)."""
+    messages: list[str] = []
+    current = list(head)
+    fresh = True  # `current` holds no row yet
+    for row in rows:
+        if not fresh and _bytes([*current, row]) > MARKDOWN_BYTES:
+            messages.append("\n".join(current))
+            current = list(again)
+        current.append(clip_bytes(row, MARKDOWN_BYTES - _bytes(current) - 1))
+        fresh = False
+    if _bytes([*current, *tail]) > MARKDOWN_BYTES and not fresh:
+        messages.append("\n".join(current))
+        current = list(again)
+    messages.append(markdown([*current, *tail]))
+    return messages
+
+
+def _bytes(lines: Sequence[str]) -> int:
+    return len("\n".join(lines).encode())
+
+
+def _is_digest(view: AlertView) -> bool:
+    """An expiry digest: its rows are about several customers, each row naming its own."""
+    return any(r.customer_id is not None for r in view.reasons)
+
+
+def copyable(text: str, limit: int) -> str:
+    """An identifier (name, CRM id) as an inline code span, so it shows and copies as typed (`_ ( ) & #` kept).
+
+    Only what would end the span or open a WeCom tag is swapped for a look-alike: the backtick, `<` `>`
+    (<font>, <@mention>) and an `&` that starts an entity; line breaks fold to spaces.
+    """
+    flat = plain(text, limit).translate(_CODE_UNSAFE)
+    return f"`{_ENTITY.sub('＆', flat)}`" if flat else ""
+
+
+_CODE_UNSAFE = str.maketrans({"`": "｀", "<": "＜", ">": "＞"})
+_ENTITY = re.compile(r"&(?=#?[0-9A-Za-z]+;)")
+
+
+def choice_markdown(view: ChoiceView, with_card: bool, lang: Lang = "zh") -> list[str]:
+    """Every candidate in full and numbered (name, company · region · CRM id, each copyable), then how to
+    choose: the buttons of the card that follows, or the command to send again with the CRM id."""
+    head = [f"**{label('choose_title', lang, query=literal(view.query, 40))}**"]
+    rows = []
+    for n, c in enumerate(view.candidates, 1):
+        parts = (("company", c.company), ("region", c.region), ("crm_id", c.crm_id))
+        details = " · ".join(f"{label(k, lang)} {copyable(v, 80)}" for k, v in parts if v) or f"#{c.id}"
+        rows.append(f"**{n}.** {copyable(c.name, 120)}\n　{details}")
+    if with_card:
+        tail = [f'<font color="comment">{label("choose_card_hint", lang)}</font>']
+    else:
+        example = resend_example(view)
+        if len(example) <= RESEND_CHARS:
+            tail = [label("choose_resend_hint", lang), copyable(example, RESEND_CHARS)]
+        else:  # a cut command would be wrong to copy: the verb and the id, and the tags as they were
+            short = copyable(resend_example(view, with_tags=False), RESEND_CHARS)
+            tail = [label("choose_resend_hint", lang), f"{short} {label('resend_rest', lang)}"]
+    return packed(head, rows, tail, [f"**{literal(view.query, 40)}**{label('continued', lang)}"])
+
+
+RESEND_CHARS = 300
+
+
+def resend_example(view: ChoiceView, with_tags: bool = True) -> str:
+    """The command the person sent, with the first candidate named by CRM id (else full name)."""
+    first = next((c for c in view.candidates if c.crm_id), view.candidates[0] if view.candidates else None)
+    who = (first.crm_id or first.name) if first is not None else view.query
+    add = [f"+{n}" for n in str(view.context.get("add") or "").split("\n") if n]
+    remove = [f"-{n}" for n in str(view.context.get("remove") or "").split("\n") if n]
+    return " ".join([str(view.context.get("verb") or "tags"), who, *((*add, *remove) if with_tags else ())])
 
 
 def help_markdown(entries: Sequence[tuple[str, str, str]], lang: Lang = "zh") -> str:
@@ -255,7 +398,8 @@ def applied_template_card(view: AppliedCardView, task_id: str, lang: Lang = "zh"
 
 
 def alert_template_card(view: AlertView, now: datetime, task_id: str, lang: Lang = "zh") -> dict[str, Any]:
-    """Alert with Acknowledge / Snooze 7 days / Show customer (only the last once acknowledged)."""
+    """Alert with Acknowledge / Snooze 7 days / Show customer (only the last once acknowledged); a digest
+    whose rows the card cannot all show in full also gets 显示全部标签."""
     reasons = sorted(view.reasons, key=lambda r: r.weight, reverse=True)
     rows = [(level_word(r.weight, lang), r.text) for r in reasons]
     buttons: list[tuple[str, str, int]] = []
@@ -263,15 +407,39 @@ def alert_template_card(view: AlertView, now: datetime, task_id: str, lang: Lang
         buttons.append((label("ack", lang), button_key(verbs.ALERT_ACK, [view.id]), 1))
         buttons.append((label("snooze", lang), button_key(verbs.ALERT_SNOOZE, [view.id]), 2))
     buttons.append((label("show_customer", lang), button_key(verbs.CUSTOMER_SHOW, [view.customer_id]), 3))
+    cut = len(rows) > MAX_HORIZONTAL or any(len(text) > VALUE_CHARS for _, text in rows)
+    if _is_digest(view) and (view.unlisted > 0 or cut):
+        buttons.append((label("show_all", lang), button_key(verbs.ALERT_DIGEST_ALL, [view.id]), 3))
     desc = f"{view.customer_name} · {fmt_time(view.raised_at, now)}"
     return button_card(task_id, view.title, desc, rows, buttons)
 
 
-def choice_template_card(view: ChoiceView, task_id: str, lang: Lang = "zh") -> dict[str, Any]:
-    """Up to six candidate customers as buttons (WeCom keys carry only verb + customer id)."""
+def digest_pages_card(view: AlertView, task_id: str, lang: Lang = "zh") -> dict[str, Any] | None:
+    """'第 2/5 页' with 上一页 / 下一页 under a page of a digest opened in full; None when it has one page."""
+    if view.pages <= 1:
+        return None
+    buttons = [
+        (label(key, lang), button_key(verbs.ALERT_DIGEST_ALL, [view.id, page]), 2)
+        for key, page in (("previous", view.page - 1), ("next", view.page + 1))
+        if 1 <= page <= view.pages
+    ]
+    where = label("page", lang, page=view.page, pages=view.pages)
+    return button_card(task_id, view.title, where, (), buttons)
+
+
+def choice_template_card(view: ChoiceView, task_id: str, lang: Lang = "zh") -> dict[str, Any] | None:
+    """'选择 1' … '选择 6' for the candidates numbered in the markdown sent with it; each key carries the
+    customer id and the command to run for it. None when a key would not fit (send the command again)."""
     listed = view.candidates[:MAX_BUTTONS]
-    rows = [(c.region or c.company or "-", c.name) for c in listed]
-    buttons = [(c.name, button_key(verbs.CUSTOMER_CHOOSE, [c.id]), 1) for c in listed]
+    rows = [(str(n), c.name) for n, c in enumerate(listed, 1)]
+    context = {k: str(v) for k, v in view.context.items()}
+    try:
+        buttons = [
+            (label("choose_n", lang, n=n), button_key(verbs.CUSTOMER_CHOOSE, [c.id], context), 1)
+            for n, c in enumerate(listed, 1)
+        ]
+    except ValueError:
+        return None
     hidden = len(view.candidates) - len(listed)
     sub = (label("more", lang, n=hidden) + " " + label("refine", lang)) if hidden > 0 else ""
     return button_card(task_id, label("choose_title", lang, query=view.query), "", rows, buttons, sub)

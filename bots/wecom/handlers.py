@@ -23,11 +23,11 @@ from bots.wecom.parser import (
     UnknownEvent,
     WeComMessage,
 )
-from bots.wecom.render import result_markdown, result_payload, result_template_card
+from bots.wecom.render import result_markdown, result_payloads, result_template_card
 from bots.wecom.replies import markdown_message
 from bots.wecom.sync import WeComTagSync
 from cards.present import alert_view
-from cards.wecom import alert_template_card, error_markdown, parse_button_key
+from cards.wecom import alert_template_card, error_markdown, parse_button
 from core import verbs
 from core.alerts.actions import Action, AlertStatus
 from core.alerts.ports import AlertStore
@@ -51,6 +51,9 @@ Handler = Callable[[Any], Awaitable[None]]
 AlertAction = Callable[[int, str, Action, datetime], Awaitable[AlertStatus]]
 ALERT_ACTIONS: dict[str, Action] = {verbs.ALERT_ACK: "ack", verbs.ALERT_SNOOZE: "snooze"}
 SNOOZED_LABEL = "已暂停提醒"
+# Buttons that only show something (a digest in full, its pages): nothing is decided, so the clicked card
+# keeps its buttons and is not stamped 已处理; the answer comes as new messages.
+VIEW_VERBS = frozenset({verbs.ALERT_DIGEST_ALL})
 
 
 @dataclass(frozen=True)
@@ -108,12 +111,13 @@ class WeComHandlers:
         results = await self._s.chat.respond(ctx, f"wecom:{message.msg_id}", message.content)
         await self._after(results)
         for result in results:
-            await self._send(result_payload(result, message.from_user, self._s.taxonomy(), self._shown(ctx.now)))
+            for payload in result_payloads(result, message.from_user, self._s.taxonomy(), self._shown(ctx.now)):
+                await self._send(payload)
 
     async def on_card_click(self, event: TemplateCardEvent) -> None:
         """A button on a Kebiao card: decide through the chat service, then update the clicked card."""
         try:
-            verb, ids = parse_button_key(event.event_key)
+            verb, ids, extras = parse_button(event.event_key)
         except ValueError as exc:
             log.warning("wecom card click with a foreign key ignored: %s", exc)
             return
@@ -121,9 +125,13 @@ class WeComHandlers:
             await self._on_alert_click(event, ALERT_ACTIONS[verb], ids[0])
             return
         ctx = await self._context(event.from_user)
-        result = await self._s.chat.decide(ctx, verb, _action_data(verb, ids))
+        result = await self._s.chat.decide(ctx, verb, _action_data(verb, ids, extras))
         await self._after((result,))
         taxonomy = self._s.taxonomy()
+        if verb in VIEW_VERBS:
+            for payload in result_payloads(result, event.from_user, taxonomy, self._shown(ctx.now)):
+                await self._send(payload)
+            return
         card = result_template_card(result, taxonomy, task_id=event.task_id)
         if event.response_code and self._s.client is not None:
             try:
@@ -258,17 +266,22 @@ class WeComHandlers:
         log.debug("wecom %s/%s acknowledged, nothing to do", event.msg_type, event.event)
 
 
-def _action_data(verb: str, ids: tuple[int, ...]) -> dict[str, Any]:
-    """The card-action data core.chat.service expects for a WeCom button key (verb + ids only)."""
+def _action_data(verb: str, ids: tuple[int, ...], extras: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The card-action data core.chat.service expects for a WeCom button key (verb, ids and the text
+    extras it carries, e.g. the command a customer choice runs; the ids win over an extra of the same name)."""
+    base = dict(extras or {})
     if verb.endswith("accept_all"):
-        return {"suggestion_ids": list(ids)}
+        return base | {"suggestion_ids": list(ids)}
     if verb.startswith("suggestion."):
-        return {"suggestion_id": ids[0]}
+        return base | {"suggestion_id": ids[0]}
     if verb.startswith("customer."):
-        return {"customer_id": ids[0]}
+        return base | {"customer_id": ids[0]}
     if verb.startswith("assignment."):
-        return {"assignment_id": ids[0]}
-    return {"ids": list(ids)}
+        return base | {"assignment_id": ids[0]}
+    if verb == verbs.ALERT_DIGEST_ALL:  # alert id, then the page (none: page 1; a list of pages is refused)
+        page = {} if len(ids) == 1 else {"page": ids[1] if len(ids) == 2 else ",".join(map(str, ids[1:]))}
+        return base | {"alert_id": ids[0]} | page
+    return base | {"ids": list(ids)}
 
 
 def _changes(results: Sequence[ChatResult]) -> dict[int, list[TagChange]]:

@@ -10,13 +10,17 @@ from bots.wecom.replies import markdown_message, template_card_message
 from cards.labels import Lang
 from cards.meeting import prep_heading
 from cards.personal import personal_change_lines, personal_markdown
-from cards.present import applied_view, say, search_view, suggestion_view, summary_view
+from cards.present import alert_view, applied_view, say, search_view, suggestion_view, summary_view
 from cards.text import literal
 from cards.views import ChoiceView
 from cards.wecom import (
+    alert_markdown,
+    alert_markdown_parts,
     applied_markdown,
+    choice_markdown,
     choice_template_card,
     customer_summary_markdown,
+    digest_pages_card,
     error_markdown,
     help_markdown,
     markdown,
@@ -25,6 +29,7 @@ from cards.wecom import (
     suggestion_template_card,
 )
 from core.chat.service import (
+    AlertResult,
     AppliedState,
     ChatResult,
     ChoiceResult,
@@ -75,15 +80,14 @@ def result_markdown(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang:
             return markdown(lines)
         case SearchResult():
             return search_markdown(search_view(result, taxonomy), now, lang)
-        case ChoiceResult(query, candidates, _):
-            lines = [f"**{literal(query, 40)}**"] + [
-                f"- {literal(c.name, 60)} ({literal(c.company or c.region, 40)})" for c in candidates
-            ]
-            return markdown(lines)
+        case ChoiceResult(query, candidates, context):
+            return choice_markdown(ChoiceView(query, candidates, dict(context)), False, lang)[0]
         case HelpResult(topics, note):
             body = help_markdown(topics, lang)
             return markdown([say("unknown", lang), body]) if note == "unknown" else body
-        case ErrorResult(detail, hint):
+        case ErrorResult(detail, hint, zh):
+            if lang == "zh" and zh is not None:  # written in Chinese too: say it in Chinese, as Teams does
+                detail, hint = zh
             return error_markdown(detail, hint, lang)
         case SuggestionState():
             lines = [suggestion_markdown(suggestion_view(result, taxonomy, lang), now, lang)]
@@ -91,6 +95,8 @@ def result_markdown(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang:
             return markdown(lines)
         case AppliedState():
             return applied_markdown(applied_view(result, taxonomy, lang), now, lang)
+        case AlertResult(status, names, page):
+            return alert_markdown(alert_view(status, names, page), now, lang)
     raise TypeError(f"no WeCom rendering for {type(result).__name__}")
 
 
@@ -109,11 +115,34 @@ def result_template_card(
 def result_payload(
     result: ChatResult, to_user: str, taxonomy: Taxonomy, now: datetime, lang: Lang = "zh"
 ) -> dict[str, Any]:
-    """The message/send payload for one result to one member."""
+    """The message/send payload for one result to one member (a single message; see result_payloads)."""
     card = result_template_card(result, taxonomy, lang)
     if card is not None:
         return template_card_message(card, to_users=[to_user])
     return markdown_message(result_markdown(result, taxonomy, now, lang), to_users=[to_user])
+
+
+def result_payloads(
+    result: ChatResult, to_user: str, taxonomy: Taxonomy, now: datetime, lang: Lang = "zh"
+) -> list[dict[str, Any]]:
+    """Every message/send payload one result needs, in order.
+
+    A customer choice is the candidates in full (markdown, several messages when long) followed by the
+    card with a 选择 button per number; a page of a digest opened in full is its rows in as many markdown
+    messages as they take, followed by the 上一页 / 下一页 card. Anything else is one message.
+    """
+    to = [to_user]
+    if isinstance(result, ChoiceResult):
+        card = result_template_card(result, taxonomy, lang)
+        view = ChoiceView(result.query, result.candidates, dict(result.context))
+        texts = [markdown_message(body, to_users=to) for body in choice_markdown(view, card is not None, lang)]
+        return texts + ([template_card_message(card, to_users=to)] if card is not None else [])
+    if isinstance(result, AlertResult) and result.page is not None:
+        alert = alert_view(result.status, result.names, result.page)
+        texts = [markdown_message(body, to_users=to) for body in alert_markdown_parts(alert, now, lang)]
+        pages = digest_pages_card(alert, new_task_id(), lang)
+        return texts + ([template_card_message(pages, to_users=to)] if pages is not None else [])
+    return [result_payload(result, to_user, taxonomy, now, lang)]
 
 
 def _by_outcome(changes: tuple[Any, ...]) -> dict[str, list[str]]:

@@ -185,11 +185,24 @@ class ErrorResult:
 
 
 @dataclass(frozen=True, slots=True)
+class DigestPage:
+    """Which page of a digest opened in full a result holds: `page` of `pages` (1-based), `total` rows in all."""
+
+    page: int
+    pages: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
 class AlertResult:
-    """An alert after the recipient acknowledged or snoozed it; `names` maps user ids to display names."""
+    """An alert after the recipient acknowledged or snoozed it; `names` maps user ids to display names.
+
+    `page` is set when the alert is an expiry digest opened in full: its reasons are that page's rows.
+    """
 
     status: AlertStatus
     names: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    page: DigestPage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -967,8 +980,12 @@ async def _snooze(service: ChatService, ctx: ChatContext, data: Mapping[str, Any
 
 
 async def _digest_all(service: ChatService, ctx: ChatContext, data: Mapping[str, Any]) -> ChatResult:
-    """'显示全部' on an expiry digest: the digest again, listing every tag it covers that the viewer may see."""
+    """'显示全部' on an expiry digest: the digest again, listing every tag it covers that the viewer may see,
+    DIGEST_PAGE_SIZE rows a page (`page` in the data, 1 when absent)."""
     alert_id = _int(data, "alert_id")
+    page = 1 if data.get("page") is None else _int(data, "page", MAX_PAGE)
+    if page < 1:
+        raise BadAction("page must be 1 or more, got 0")
     if service._activity is None:
         return ErrorResult(
             "alerts are not available on this channel",
@@ -983,9 +1000,19 @@ async def _digest_all(service: ChatService, ctx: ChatContext, data: Mapping[str,
             "only the person the digest was sent to can open it",
             (f"提醒 {alert_id} 是发给别人的", "只有收到提醒的人才能查看全部标签"),
         )
-    status = replace(contents.status, notice=_full_digest(service, ctx, contents))
+    full = _full_digest(service, ctx, contents)
+    total = len(full.reasons)
+    pages = max(1, -(-total // DIGEST_PAGE_SIZE))
+    if page > pages:
+        return ErrorResult(
+            f"alert {alert_id} has {pages} page(s) of tags; there is no page {page}",
+            "open it again with 显示全部标签 to start from page 1",
+            (f"这份提醒共 {pages} 页，没有第 {page} 页", "请点“显示全部标签”从第 1 页看起"),
+        )
+    rows = full.reasons[(page - 1) * DIGEST_PAGE_SIZE : page * DIGEST_PAGE_SIZE]
+    status = replace(contents.status, notice=replace(full, reasons=rows))
     names = {ctx.actor.id: ctx.actor.display_name} if ctx.actor.display_name else {}
-    return AlertResult(status, MappingProxyType(names))
+    return AlertResult(status, MappingProxyType(names), DigestPage(page, pages, total))
 
 
 def _full_digest(service: ChatService, ctx: ChatContext, contents: DigestContents) -> AlertNotice:
@@ -1032,6 +1059,9 @@ DECISIONS: Mapping[str, Decider] = MappingProxyType(
 
 
 MAX_PAGE = 10_000  # search pages a card can ask for; (page - 1) * PAGE_SIZE stays a small offset
+# Rows a page of a digest opened in full: one Teams card holds them even with the longest names, and a
+# WeCom page is a few markdown messages at most.
+DIGEST_PAGE_SIZE = 20
 
 
 def _int(data: Mapping[str, Any], key: str, maximum: int = MAX_INT64) -> int:

@@ -96,4 +96,20 @@ def all_cards(name: str = "询价客户", now: datetime = NOW) -> list[tuple[str
                 AlertView(5, name, 7, name, (AlertReason(f"服务到期前30天未续费 {name}", 0.6),), now), now
             ),
         ),
+        (
+            "digest-page",
+            build_alert_card(
+                AlertView(
+                    6,
+                    "45 个标签即将到期",
+                    7,
+                    f"{name} 等",
+                    tuple(AlertReason(f"{name} · {name} {i}天后到期", 0.5, 7 + i) for i in range(20)),
+                    now,
+                    page=2,
+                    pages=3,
+                ),
+                now,
+            ),
+        ),
     ]

@@ -40,13 +40,20 @@ channels:
 
 
 def settings_for(
-    tmp_path: Path, api_base: str, *, token: str = TOKEN, key: str = AES_KEY, corp: str = CORP_ID
+    tmp_path: Path,
+    api_base: str,
+    *,
+    token: str = TOKEN,
+    key: str = AES_KEY,
+    corp: str = CORP_ID,
+    database_url: str | None = None,
+    taxonomy_yaml: str = TAXONOMY_YAML,
 ) -> Settings:
-    """Settings of a WeCom-enabled app on a fresh SQLite file and the fake API."""
+    """Settings of a WeCom-enabled app on the fake API and a fresh database (a SQLite file unless given)."""
     taxonomy = tmp_path / "taxonomy.yaml"
-    taxonomy.write_text(TAXONOMY_YAML, encoding="utf-8")
+    taxonomy.write_text(taxonomy_yaml, encoding="utf-8")
     return Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'kebiao.db'}",
+        database_url=database_url or f"sqlite+aiosqlite:///{tmp_path / 'kebiao.db'}",
         taxonomy_path=str(taxonomy),
         scheduler_enabled=False,
         wecom=WeComSettings(

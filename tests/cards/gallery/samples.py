@@ -235,8 +235,16 @@ def alert_views() -> list[tuple[str, AlertView]]:
         )
         for i in range(57)
     )
-    full = AlertView(10, "57 个标签即将到期", 100, f"{LONG_NAME} 等", every, NOW)
-    return [("alert-churn", churn), ("alert-acked", acked), ("alert-digest", digest), ("alert-digest-all", full)]
+    # Opened in full it pages 20 rows at a time: a middle page has 上一页 and 下一页, the last only 上一页.
+    full = AlertView(10, "57 个标签即将到期", 100, f"{LONG_NAME} 等", every[20:40], NOW, page=2, pages=3)
+    last = AlertView(10, "57 个标签即将到期", 100, f"{LONG_NAME} 等", every[40:], NOW, page=3, pages=3)
+    return [
+        ("alert-churn", churn),
+        ("alert-acked", acked),
+        ("alert-digest", digest),
+        ("alert-digest-all", full),
+        ("alert-digest-all-last", last),
+    ]
 
 
 def gallery(now: datetime = NOW) -> list[tuple[str, Card]]:
