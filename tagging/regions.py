@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import difflib
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from tagging.normaliser import name_key
+from tagging.suggestion import Suggestion
 from tagging.taxonomy import Dimension, TagDef, Taxonomy
 
 ZWJ = "\u200d"
@@ -47,6 +48,18 @@ def in_scope(dimension: Dimension, tag: TagDef, region: str) -> bool:
     """True when the tag may be used for a customer of `region` (an unscoped tag is for everyone)."""
     scope = tag_scope(dimension, tag)
     return not scope or any(name_key(r) == name_key(region) for r in scope if region)
+
+
+def in_regions(taxonomy: Taxonomy, suggestions: Iterable[Suggestion], regions: Sequence[str]) -> tuple[Suggestion, ...]:
+    """The suggestions whose tag may be used for a customer of at least one of `regions` ("" : no region)."""
+    out: list[Suggestion] = []
+    for s in suggestions:
+        dimension = taxonomy.dimension(s.dimension)
+        tags = dimension.iter_tags() if dimension is not None else ()
+        tag = next((t for t in tags if name_key(t.name) == name_key(s.tag)), None)
+        if dimension is None or tag is None or any(in_scope(dimension, tag, r) for r in regions):
+            out.append(s)  # a tag the taxonomy no longer holds is not this filter's to judge
+    return tuple(out)
 
 
 def scope_refusal(tag: TagDef, scope: tuple[str, ...], region: str) -> str:

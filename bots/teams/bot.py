@@ -325,9 +325,10 @@ class KebiaoBot(TeamsActivityHandler):
             return _unknown_action(action, lang)
         ctx = await self._context(activity, shared=True)
         message = _payload_text(action)
-        found = self.chat.suggest(ctx, message)
-        suggested = [] if isinstance(found, ErrorResult) else [s.tag for s in found.suggestions]
         choices = await self.chat.customer_choices(ctx, CUSTOMER_CHOICES)
+        # Pre-select only tags the pre-selected customer (the linked one, else the first listed) may hold.
+        found = self.chat.suggest(ctx, message, (choices[0].region,) if choices else None)
+        suggested = [] if isinstance(found, ErrorResult) else [s.tag for s in found.suggestions]
         customers = [(choice_title(c), str(c.id)) for c in choices]
         form = tag_form(self.chat, ctx, message, suggested, customers, lang)
         title = "给客户打标签" if lang == "zh" else "Tag a customer"

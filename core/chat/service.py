@@ -51,6 +51,7 @@ from tagging.policy import (
     is_visible,
     soft_cap_warning,
 )
+from tagging.regions import in_regions
 from tagging.suggestion import Suggestion
 from tagging.taxonomy import Taxonomy, Visibility
 
@@ -396,7 +397,7 @@ class ChatService:
         if command.verb is Verb.FIND:
             return await self.search(ctx, command.argument, 1)
         if command.verb is Verb.SUGGEST:
-            return self.suggest(ctx, command.argument)
+            return self.suggest(ctx, command.argument, await self.suggest_regions(ctx))
         if command.verb is Verb.MYTAG and (refused := self._personal_refusal(ctx)) is not None:
             return refused
         name = command.customer or ""
@@ -562,14 +563,30 @@ class ChatService:
         out.extend(c for c in others if first is None or c.id != first.id)
         return out[:limit]
 
-    def suggest(self, ctx: ChatContext, text: str) -> SuggestResult | ErrorResult:
-        """A dry run of the matcher on `text`, without tags the viewer may not see."""
+    def suggest(
+        self, ctx: ChatContext, text: str, regions: tuple[str, ...] | None = None
+    ) -> SuggestResult | ErrorResult:
+        """A dry run of the matcher on `text`, without tags the viewer may not see nor (given `regions`, a
+        customer's region or a manager's) tags scoped to other regions."""
         matcher = self._matcher()
         if matcher is None:
             return ErrorResult("the tag matcher is still loading", "try again in a few seconds")
         sees = ctx.viewer.role.sees_sensitive
         found = tuple(s for s in matcher.suggest(text) if is_visible(self.taxonomy.dimension(s.dimension), sees))
+        if regions is not None:
+            found = in_regions(self.taxonomy, found, regions)
         return SuggestResult(text, found)
+
+    async def suggest_regions(self, ctx: ChatContext) -> tuple[str, ...] | None:
+        """The regions a dry run is for: the linked customer's, else the actor's own (a regional manager's),
+        else None (every region)."""
+        link = await self.linked(ctx.channel, ctx.conversation_id)
+        if link is not None:
+            async with self.store.unit_of_work(read_only=True) as uow:
+                customer = await uow.customers.get(link.customer_id)
+            if customer is not None:
+                return (customer.region,)
+        return ctx.actor.regions or None
 
     async def _tag(
         self, ctx: ChatContext, customer_id: int, add: tuple[str, ...], remove: tuple[str, ...]
