@@ -100,7 +100,8 @@ def check_regions(taxonomy: Taxonomy, regions: Sequence[str]) -> RegionCheck:
     """Check regions given to a user: against the `regions:` list when there is one, else against those in use.
 
     With a list an unknown name is refused (with the closest known one); without one a name no dimension or
-    tag uses is only warned about, since customers' regions come from imports and CRMs, not the taxonomy.
+    tag uses is only warned about, since customers' regions come from imports and CRMs, not the taxonomy (and
+    a taxonomy without any regional tag warns about nothing).
     """
     declared = bool(taxonomy.regions)
     known = taxonomy.regions if declared else used_regions(taxonomy)
@@ -126,6 +127,8 @@ def check_regions(taxonomy: Taxonomy, regions: Sequence[str]) -> RegionCheck:
             refused.append((region, reason, closest))
             continue
         kept.append(region)
+        if not known:
+            continue  # a taxonomy with no regional tags at all says nothing about which regions exist
         warnings.append(
             f"region {region!r} is used by no dimension or tag of the taxonomy in force (regions in use: {listed})"
             f"{hint}; it still counts for alerts on customers of that region"

@@ -45,6 +45,8 @@ def test_check_regions_refuses_unlisted_names_and_warns_about_unused_ones() -> N
     assert unlisted.regions == ("华北", "华东") and not unlisted.refused
     [warning] = unlisted.warnings
     assert "'华东' is used by no dimension or tag" in warning and "(regions in use: 华北)" in warning
+    plain = check_regions(load_taxonomy_text(UNLISTED.replace("regions: [华北]", "")), ["华东"])
+    assert plain.regions == ("华东",) and not plain.refused and not plain.warnings  # no regional tags at all
 
 
 async def test_cli_refuses_a_region_outside_the_regions_list_and_writes_nothing(
