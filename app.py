@@ -335,7 +335,10 @@ async def _teams_ctx(app: web.Application) -> AsyncIterator[None]:
         events=rule_hooks(settings, app[DATABASE], lambda: cell.taxonomy),
         learning=Recorder(learning),
         personal=SqlPersonalTagStore(app[DATABASE].engine),
+        link_key=settings.teams.link_secret.encode("utf-8") or None,
     )
+    if not settings.teams.link_secret and settings.teams.app_id:
+        log.warning("KEBIAO_LINK_SECRET is unset: channel link offers work only until this process stops")
     adapter = create_adapter(build_authentication(settings.teams))
     # Leased claims: a retry of a turn that died with its process (lease lapsed) or failed runs again.
     leases = TurnLeases(channels, "teams")

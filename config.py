@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +31,9 @@ class TeamsSettings:
     app_password: str = field(default="", repr=False)
     app_type: str = "MultiTenant"
     app_tenant_id: str = ""
+    # Signs the Link button of channel-name offers: KEBIAO_LINK_SECRET, else derived from the console secret or
+    # the app password (every replica derives the same); empty: a random key per process.
+    link_secret: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -287,6 +292,7 @@ class Settings:
                 app_password=(get("MICROSOFT_APP_PASSWORD") or "").strip(),
                 app_type=(get("MICROSOFT_APP_TYPE") or "").strip() or "MultiTenant",
                 app_tenant_id=(get("MICROSOFT_APP_TENANT_ID") or "").strip(),
+                link_secret=_link_secret(get),
             ),
             wecom=WeComSettings(
                 corp_id=get("WECOM_CORP_ID") or "",
@@ -467,6 +473,20 @@ def _alert_settings(get: Callable[[str], str | None]) -> AlertSettings:
         if getattr(settings, name) < 1:
             raise ConfigError(f"alert setting {name} must be at least 1")
     return settings
+
+
+def _link_secret(get: Callable[[str], str | None]) -> str:
+    """KEBIAO_LINK_SECRET, else a key derived (one-way) from KEBIAO_CONSOLE_SECRET or MICROSOFT_APP_PASSWORD."""
+    own = (get("KEBIAO_LINK_SECRET") or "").strip()
+    if own:
+        if len(own) < 32:
+            raise ConfigError("KEBIAO_LINK_SECRET must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return own
+    for name in ("KEBIAO_CONSOLE_SECRET", "MICROSOFT_APP_PASSWORD"):
+        base = (get(name) or "").strip()
+        if base:
+            return hmac.new(base.encode("utf-8"), b"kebiao channel-link offers", hashlib.sha256).hexdigest()
+    return ""
 
 
 def _console_settings(get: Callable[[str], str | None]) -> ConsoleSettings:

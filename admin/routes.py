@@ -52,7 +52,7 @@ from core.tags.customers import customer_history, resolve_customer
 from core.tags.expression import ExpressionError
 from core.tags.search import MAX_PAGE, search_customers
 from core.tags.summary import customer_summary
-from core.tags.users import set_role, user_id_problem
+from core.tags.users import UnknownRegionError, assign_role, user_id_problem
 from core.taxonomy.store import import_taxonomy, rollback_taxonomy, taxonomy_history
 from core.types import Role, User
 from tagging.loader import MAX_BYTES as TAXONOMY_MAX_BYTES
@@ -423,9 +423,17 @@ async def put_user(request: web.Request, services: AdminServices) -> web.StreamR
     display_name = fields.text("display_name", required=False)
     fields.done()
     assert role is not None
-    async with services.store.unit_of_work() as uow:
-        user = await set_role(uow, user_id, role, regions, services.clock(), display_name)
-    return _json(render.user(user))
+    try:
+        async with services.store.unit_of_work() as uow:
+            change = await assign_role(uow, user_id, role, regions, services.clock(), display_name)
+    except UnknownRegionError as exc:
+        given = [r.strip() for r in regions]
+        problems = [
+            {"field": f"regions[{given.index(region)}]", "region": region, "reason": reason, "did_you_mean": close}
+            for region, reason, close in exc.refused
+        ]
+        raise AdminError(400, f"{len(problems)} unknown regions; nothing changed", problems) from None
+    return _json({**render.user(change.user), "warnings": list(change.warnings)})
 
 
 async def get_tag_report(request: web.Request, services: AdminServices) -> web.StreamResponse:

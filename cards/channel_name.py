@@ -3,6 +3,8 @@ conventional name shown on a customer card to copy. Names are shown verbatim in 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from cards.adaptive import Card, Element, card, execute, text
 from cards.labels import Lang
 from cards.text import clip, literal
@@ -29,11 +31,22 @@ def _say(key: str, lang: Lang, **values: object) -> str:
     return (zh if lang == "zh" else en).format(**values)
 
 
-def channel_offer_card(channel_id: str, channel_name: str, customer_id: int, customer_name: str, lang: Lang) -> Card:
-    """The offer to link a channel whose name follows the convention; the button links it in one click."""
+def channel_offer_card(
+    channel_id: str,
+    channel_name: str,
+    customer_id: int,
+    customer_name: str,
+    lang: Lang,
+    seal: Mapping[str, str | int] | None = None,
+) -> Card:
+    """The offer to link a channel whose name follows the convention; the button links it in one click.
+
+    `seal` (team, expiry, signature) goes into the button's data as is: the click is checked against it.
+    """
     customer = literal(customer_name, NAME_CHARS)
     body = [text(_say("offer", lang, channel=literal(channel_name, NAME_CHARS), customer=customer))]
     data = {"channel_id": channel_id, "customer_id": customer_id, "channel_name": channel_name[:NAME_CHARS]}
+    data |= dict(seal or {})
     return card(body, [execute(_say("link", lang, customer=customer), verbs.CHANNEL_LINK, data, style="positive")])
 
 

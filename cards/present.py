@@ -107,8 +107,9 @@ def present(result: ChatResult, taxonomy: Taxonomy, now: datetime, lang: Lang = 
             if personal is not None:
                 built["body"].append(personal_section(personal, lang))
             return built
-        case ChannelOffer(channel_id, channel_name, customer):
-            return channel_offer_card(channel_id, channel_name, customer.id, customer.name, lang)
+        case ChannelOffer(channel_id, channel_name, customer, seal):
+            sealed = seal.data() if seal is not None else None
+            return channel_offer_card(channel_id, channel_name, customer.id, customer.name, lang, sealed)
         case TagResult(summary, viewer, _, warnings):
             return summary_card(summary, viewer, taxonomy, now, lang, change_banner(result, warnings, lang))
         case LinkResult(customer, linked, summary, viewer, channel_name):

@@ -22,7 +22,9 @@ def register(verbs: Verbs) -> None:
     role = sub.add_parser(
         "set-role",
         help="set a user's role and regions",
-        description="Set USER_ID's role. Managers get alerts for customers in their regions (none = all).",
+        description="Set USER_ID's role. Managers get alerts for customers in their regions (none = all). "
+        "Each region is checked against the taxonomy in force: with a top-level `regions:` list an unknown "
+        "region is refused (nothing changes); without one, a region no dimension or tag uses is warned about.",
     )
     role.add_argument(
         "user_id", metavar="USER_ID", help="Teams AAD object id (GUID) or WeCom userid (1-64 letters, digits, _ - . @)"
@@ -36,7 +38,7 @@ def cmd_set_role(args: argparse.Namespace, settings: Settings) -> int:
     """Give a user a role (and the regions a manager looks after)."""
     from datetime import UTC, datetime
 
-    from core.tags.users import set_role, user_id_problem
+    from core.tags.users import assign_role, user_id_problem
     from core.types import Role
 
     problem = user_id_problem(args.user_id)
@@ -46,7 +48,10 @@ def cmd_set_role(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(database: Database) -> int:
         async with database.unit_of_work() as uow:
-            user = await set_role(uow, args.user_id, Role(args.role), args.region, datetime.now(UTC))
+            change = await assign_role(uow, args.user_id, Role(args.role), args.region, datetime.now(UTC))
+        for warning in change.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        user = change.user
         regions = ", ".join(user.regions) or "all regions"
         print(f"{user.id}: {user.role.value} ({regions})")
         return 0

@@ -1,4 +1,4 @@
-"""`kebiao wecom sync-tags`: WeCom corp tags in, Kebiao's tags out."""
+"""`kebiao wecom sync-tags`: WeCom corp tags in, Kebiao's tags out; `sync-personal-tags`: agents' own tags in."""
 
 from __future__ import annotations
 
@@ -26,6 +26,24 @@ def register(verbs: Verbs) -> None:
     )
     sync.add_argument("--import-only", action="store_true", help="only import WeCom's tags; push nothing")
     sync.set_defaults(handler=cmd_sync_tags)
+    personal = sub.add_parser(
+        "sync-personal-tags",
+        help="read every agent's own WeCom tags on known contacts into their personal tags",
+        description="For each customer with a wecom_external_userid (by customer id), read the contact from "
+        "WeCom (externalcontact/get) and make each follow user's personal tags of source wecom exactly their "
+        "own WeCom tags (type 2), as a contact edit event would. Idempotent; names with personal data or over "
+        "20 characters are skipped. Progress on stderr. Needs WECOM_CORP_ID, WECOM_SECRET.",
+    )
+    personal.add_argument("--after", type=_count, default=0, metavar="ID", help="start after this customer id")
+    personal.add_argument("--limit", type=_count, default=None, metavar="N", help="read at most N contacts")
+    personal.set_defaults(handler=cmd_sync_personal_tags)
+
+
+def _count(text: str) -> int:
+    """A non-negative whole number for --after / --limit."""
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number (0 or more)")
+    return int(text)
 
 
 def cmd_sync_tags(args: argparse.Namespace, settings: Settings) -> int:
@@ -67,5 +85,52 @@ def cmd_sync_tags(args: argparse.Namespace, settings: Settings) -> int:
         for skipped in result.skipped:
             print(f"skipped: {skipped}", file=sys.stderr)
         return 1 if failed else 0
+
+    return run_db(settings, work)
+
+
+def cmd_sync_personal_tags(args: argparse.Namespace, settings: Settings) -> int:
+    """Backfill each agent's personal tags from their own WeCom tags on every known external contact."""
+    from datetime import UTC, datetime
+
+    import aiohttp
+
+    from bots.wecom.client import WeComClient
+    from bots.wecom.contact_tags import WeComContactTags
+    from cli.progress import ProgressBar
+    from core.wecom_sync.personal import backfill_personal_tags
+    from storage.personal import SqlPersonalTagStore
+
+    wecom = settings.wecom
+    if not (wecom.corp_id and wecom.secret):
+        print("kebiao wecom sync-personal-tags: set WECOM_CORP_ID and WECOM_SECRET", file=sys.stderr)
+        return 1
+    if args.limit == 0:
+        print("kebiao wecom sync-personal-tags: --limit must be at least 1", file=sys.stderr)
+        return 2
+
+    async def work(database: Database) -> int:
+        bar = ProgressBar(unit="contacts")
+        async with aiohttp.ClientSession() as session:
+            client = WeComClient(session, wecom.corp_id, wecom.secret, wecom.agent_id, wecom.api_base)
+            result = await backfill_personal_tags(
+                database,
+                SqlPersonalTagStore(database.engine),
+                WeComContactTags(client),
+                lambda: datetime.now(UTC),
+                after=args.after,
+                limit=args.limit,
+                progress=bar,
+            )
+        bar.finish()
+        print(
+            f"{result.contacts} contacts read: personal tags changed on {result.changed} customers "
+            f"({result.agents} agent lists), {result.gone} no longer in WeCom, {result.failed} failed"
+        )
+        if result.gave_up:
+            print(f"kebiao wecom sync-personal-tags: stopped: {result.gave_up}", file=sys.stderr)
+        if result.next_after is not None:
+            print(f"more contacts remain: run again with --after {result.next_after}")
+        return 1 if result.failed else 0
 
     return run_db(settings, work)

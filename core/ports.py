@@ -87,6 +87,14 @@ class CustomerRepository(Protocol):
         """Customers by exact WeCom external user id, in one query; unknown ids are absent."""
         ...
 
+    async def with_wecom_ids(self, after: int, limit: int) -> list[Customer]:
+        """Up to `limit` customers holding a WeCom external user id, by id, after customer id `after`."""
+        ...
+
+    async def count_with_wecom_ids(self, after: int = 0) -> int:
+        """How many customers after id `after` hold a WeCom external user id."""
+        ...
+
     async def update(self, customer_id: int, draft: CustomerDraft, now: datetime) -> Customer: ...
 
     async def add_many(self, drafts: Sequence[CustomerDraft], now: datetime) -> list[int]:

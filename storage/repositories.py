@@ -122,6 +122,12 @@ def _or_none(value: str) -> str | None:
 # ---------------------------------------------------------------- customers
 
 
+def _has_wecom_id() -> Any:
+    """Customers with a (non-empty) WeCom external user id."""
+    column = t.customers.c.wecom_external_userid
+    return (column.is_not(None)) & (column != "")
+
+
 def _customer(row: Row[Any]) -> Customer:
     m = row._mapping
     return Customer(
@@ -269,6 +275,15 @@ class SqlCustomers:
             )
             out.update((c.wecom_external_userid, c) for c in map(_customer, rows))
         return out
+
+    async def with_wecom_ids(self, after: int, limit: int) -> list[Customer]:
+        c = t.customers.c
+        stmt = select(t.customers).where(_has_wecom_id(), c.id > after).order_by(c.id).limit(limit)
+        return [_customer(r) for r in await self._conn.execute(stmt)]
+
+    async def count_with_wecom_ids(self, after: int = 0) -> int:
+        stmt = select(func.count()).select_from(t.customers).where(_has_wecom_id(), t.customers.c.id > after)
+        return int((await self._conn.execute(stmt)).scalar_one())
 
     async def update(self, customer_id: int, draft: CustomerDraft, now: datetime) -> Customer:
         stmt = (

@@ -199,3 +199,18 @@ def test_crm_attributes_default_per_connector_and_bad_entries_are_named() -> Non
     assert Settings.from_env({**base, "KEBIAO_CRM_ZOHO_ATTRIBUTES": "none"}, dotenv=None).crm.zoho_attributes == ()
     with pytest.raises(ConfigError, match=r"KEBIAO_CRM_DYNAMICS_ATTRIBUTES: 'role=lead\.jobtitle' is not"):
         Settings.from_env({**base, "KEBIAO_CRM_DYNAMICS_ATTRIBUTES": "role=lead.jobtitle"}, dotenv=None)
+
+
+def test_the_link_secret_is_its_own_or_derived_the_same_on_every_replica() -> None:
+    own = Settings.from_env({"KEBIAO_LINK_SECRET": "l" * 32}, dotenv=None).teams.link_secret
+    assert own == "l" * 32
+    console = {"KEBIAO_CONSOLE_SECRET": "c" * 32}
+    derived = Settings.from_env(console, dotenv=None).teams.link_secret
+    assert derived == Settings.from_env(console, dotenv=None).teams.link_secret  # a second replica
+    assert len(derived) == 64 and "c" * 32 not in derived
+    other = Settings.from_env({"KEBIAO_CONSOLE_SECRET": "d" * 32}, dotenv=None).teams.link_secret
+    assert other != derived
+    assert Settings.from_env({}, dotenv=None).teams.link_secret == ""
+    assert "link_secret" not in repr(Settings.from_env(console, dotenv=None))
+    with pytest.raises(ConfigError, match="KEBIAO_LINK_SECRET must be at least 32 characters"):
+        Settings.from_env({"KEBIAO_LINK_SECRET": "short"}, dotenv=None)

@@ -27,6 +27,7 @@ from botbuilder.schema import (
     AdaptiveCardInvokeResponse,
     AdaptiveCardInvokeValue,
     ChannelAccount,
+    ConversationAccount,
     Mention,
     ThumbnailCard,
 )
@@ -41,10 +42,11 @@ from botbuilder.schema.teams import (
     TaskModuleMessageResponse,
     TaskModuleTaskInfo,
 )
+from msrest.exceptions import ClientRequestError, HttpOperationError
 
 from bots.teams.clicks import CardClick, card_click
 from bots.teams.dedup import activity_key
-from bots.teams.references import StoredReference
+from bots.teams.references import StoredReference, tenant_of
 from bots.teams.scope import is_shared
 from cards.adaptive import Card, card, text
 from cards.labels import Lang
@@ -172,7 +174,11 @@ class KebiaoBot(TeamsActivityHandler):
             await self._offer_channel_link(turn_context, *channel)
 
     async def _offer_channel_link(self, turn_context: TurnContext, channel_id: str, name: str) -> None:
-        """A channel created or renamed to "[VIP]ABC公司-合同续约中": offer to link it to ABC公司."""
+        """A channel created or renamed to "[VIP]ABC公司-合同续约中": offer, in that channel, to link it to ABC公司.
+
+        The event arrives in the team's General channel; the offer is posted as a new message in the channel
+        it is about, and only where that fails (the bot cannot post there) where the event arrived.
+        """
         activity = turn_context.activity
         ctx = await self._context(activity, shared=True)
         offer = await self.chat.channel_named(ctx, channel_id, name)
@@ -180,6 +186,8 @@ class KebiaoBot(TeamsActivityHandler):
             log.info("channel %s named %r: no link to offer", channel_id[:80], name[:80])
             return
         built = present(offer, self.chat.taxonomy, self._shown(ctx.now), language(activity))
+        if await _post_in_channel(turn_context, channel_id, built):
+            return
         await turn_context.send_activity(MessageFactory.attachment(CardFactory.adaptive_card(built)))
 
     # ------------------------------------------------------------ meetings
@@ -325,9 +333,10 @@ class KebiaoBot(TeamsActivityHandler):
             return _unknown_action(action, lang)
         ctx = await self._context(activity, shared=True)
         message = _payload_text(action)
-        found = self.chat.suggest(ctx, message)
-        suggested = [] if isinstance(found, ErrorResult) else [s.tag for s in found.suggestions]
         choices = await self.chat.customer_choices(ctx, CUSTOMER_CHOICES)
+        # Pre-select only tags the pre-selected customer (the linked one, else the first listed) may hold.
+        found = self.chat.suggest(ctx, message, (choices[0].region,) if choices else None)
+        suggested = [] if isinstance(found, ErrorResult) else [s.tag for s in found.suggestions]
         customers = [(choice_title(c), str(c.id)) for c in choices]
         form = tag_form(self.chat, ctx, message, suggested, customers, lang)
         title = "给客户打标签" if lang == "zh" else "Tag a customer"
@@ -393,7 +402,7 @@ class KebiaoBot(TeamsActivityHandler):
         now = self.clock()
         actor = await self.chat.actor(user_id, sender.name or "", now)
         others_read = is_shared(activity) if shared is None else shared
-        return ChatContext(CHANNEL, conversation_key(activity), actor, now, others_read)
+        return ChatContext(CHANNEL, conversation_key(activity), actor, now, others_read, team_of(activity))
 
     async def _remember(self, activity: Activity) -> None:
         """Save the conversation reference (and, in personal chat, under the user's AAD id for alerts)."""
@@ -482,6 +491,36 @@ def _named_channel(activity: Activity) -> tuple[str, str] | None:
     if not isinstance(channel_id, str) or not isinstance(name, str) or not channel_id or not name.strip():
         return None
     return channel_id, name
+
+
+async def _post_in_channel(turn_context: TurnContext, channel_id: str, built: Card) -> bool:
+    """Post `built` as a new message in channel `channel_id` of the activity's team; False when that fails."""
+    activity = turn_context.activity
+    reference = TurnContext.get_conversation_reference(activity)
+    tenant = tenant_of(activity)
+    reference.conversation = ConversationAccount(
+        id=channel_id, is_group=True, conversation_type="channel", tenant_id=tenant or None
+    )
+    post = TurnContext.apply_conversation_reference(
+        MessageFactory.attachment(CardFactory.adaptive_card(built)), reference
+    )
+    post.reply_to_id = None  # a new post in the channel, not a reply to the event
+    post.channel_data = {"channel": {"id": channel_id}, **({"tenant": {"id": tenant}} if tenant else {})}
+    try:
+        await turn_context.adapter.send_activities(turn_context, [post])
+    except (HttpOperationError, ClientRequestError, OSError) as exc:
+        reason = type(exc).__name__
+        log.warning("link offer not posted in channel %s (%s); posted where the event arrived", channel_id[:80], reason)
+        return False
+    return True
+
+
+def team_of(activity: Activity) -> str:
+    """The Teams team id of an activity (channelData.team.id), empty outside a team."""
+    data = activity.channel_data if isinstance(activity.channel_data, dict) else {}
+    team = data.get("team")
+    team_id = team.get("id") if isinstance(team, dict) else None
+    return team_id if isinstance(team_id, str) and len(team_id) <= 500 else ""
 
 
 def conversation_key(activity: Activity) -> str:

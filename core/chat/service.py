@@ -8,10 +8,11 @@ returns the current state instead of doing the work twice.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from functools import partial
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
@@ -23,6 +24,7 @@ from core.alerts.ports import AlertStore
 from core.alerts.selection import AlertNotice, expiry_reason
 from core.chat.channel_names import parse_channel_name
 from core.chat.commands import HELP_TOPICS, Command, Verb, parse_command
+from core.chat.link_offers import OfferSeal, check_seal, expired_on, seal_offer
 from core.chat.meetings import customer_in_title, customers_named
 from core.chat.ports import ChannelStore, ChatEvents, ConversationLink
 from core.errors import NotAllowedError, NotFoundError
@@ -51,6 +53,7 @@ from tagging.policy import (
     is_visible,
     soft_cap_warning,
 )
+from tagging.regions import in_regions
 from tagging.suggestion import Suggestion
 from tagging.taxonomy import Taxonomy, Visibility
 
@@ -82,6 +85,7 @@ class ChatContext:
     actor: User
     now: datetime
     shared: bool = False
+    team_id: str = ""  # the Teams team the activity came from (empty outside a team)
 
     @property
     def viewer(self) -> User:
@@ -138,6 +142,7 @@ class ChannelOffer:
     channel_id: str
     channel_name: str
     customer: Customer
+    seal: OfferSeal | None = None  # signs the Link button's data (channel, customer, team, expiry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,8 +312,11 @@ class ChatService:
         events: ChatEvents | None = None,
         learning: Recorder | None = None,
         personal: PersonalTagStore | None = None,
+        link_key: bytes | None = None,
     ) -> None:
         self.store = store
+        # Signs channel-link offers; without a configured key, offers work only within this process.
+        self._link_key = link_key or secrets.token_bytes(32)
         self.personal = personal
         self.channels = channels
         self._taxonomy = taxonomy
@@ -409,7 +417,7 @@ class ChatService:
         if command.verb is Verb.FIND:
             return await self.search(ctx, command.argument, 1)
         if command.verb is Verb.SUGGEST:
-            return self.suggest(ctx, command.argument)
+            return self.suggest(ctx, command.argument, await self.suggest_regions(ctx))
         if command.verb is Verb.MYTAG and (refused := self._personal_refusal(ctx)) is not None:
             return refused
         name = command.customer or ""
@@ -454,7 +462,7 @@ class ChatService:
         channel already linked to that customer.
         """
         parsed = parse_channel_name(name)
-        if parsed is None or not _is_thread_id(channel_id):
+        if parsed is None or not _is_thread_id(channel_id) or not ctx.team_id:
             return None
         async with self.store.unit_of_work(read_only=True) as uow:
             named = await customers_named(uow, parsed.customer)
@@ -464,7 +472,8 @@ class ChatService:
         link = await self.linked(ctx.channel, channel_id)
         if link is not None and link.customer_id == customer.id:
             return None
-        return ChannelOffer(channel_id, name.strip(), customer)
+        seal = seal_offer(self._link_key, channel_id, customer.id, ctx.team_id, ctx.now)
+        return ChannelOffer(channel_id, name.strip(), customer, seal)
 
     async def meeting_start(self, ctx: ChatContext, title: str) -> ChatResult | None:
         """The prep card for a meeting that starts: its chat's linked customer, else the one its title names.
@@ -575,14 +584,30 @@ class ChatService:
         out.extend(c for c in others if first is None or c.id != first.id)
         return out[:limit]
 
-    def suggest(self, ctx: ChatContext, text: str) -> SuggestResult | ErrorResult:
-        """A dry run of the matcher on `text`, without tags the viewer may not see."""
+    def suggest(
+        self, ctx: ChatContext, text: str, regions: tuple[str, ...] | None = None
+    ) -> SuggestResult | ErrorResult:
+        """A dry run of the matcher on `text`, without tags the viewer may not see nor (given `regions`, a
+        customer's region or a manager's) tags scoped to other regions."""
         matcher = self._matcher()
         if matcher is None:
             return ErrorResult("the tag matcher is still loading", "try again in a few seconds")
         sees = ctx.viewer.role.sees_sensitive
         found = tuple(s for s in matcher.suggest(text) if is_visible(self.taxonomy.dimension(s.dimension), sees))
+        if regions is not None:
+            found = in_regions(self.taxonomy, found, regions)
         return SuggestResult(text, found)
+
+    async def suggest_regions(self, ctx: ChatContext) -> tuple[str, ...] | None:
+        """The regions a dry run is for: the linked customer's, else the actor's own (a regional manager's),
+        else None (every region)."""
+        link = await self.linked(ctx.channel, ctx.conversation_id)
+        if link is not None:
+            async with self.store.unit_of_work(read_only=True) as uow:
+                customer = await uow.customers.get(link.customer_id)
+            if customer is not None:
+                return (customer.region,)
+        return ctx.actor.regions or None
 
     async def _tag(
         self, ctx: ChatContext, customer_id: int, add: tuple[str, ...], remove: tuple[str, ...]
@@ -932,6 +957,10 @@ async def _link_channel(service: ChatService, ctx: ChatContext, data: Mapping[st
     if not _is_thread_id(channel_id):
         raise BadAction(f"channel_id {channel_id[:60]!r} is not a Teams channel id")
     customer_id = _int(data, "customer_id")
+    refusal = check_seal(service._link_key, data, channel_id, customer_id, ctx.team_id, ctx.now)
+    if refusal is not None:
+        log.warning("channel link click refused (%s) for channel %s", refusal, channel_id[:80])
+        return _offer_refusal(refusal, data, service.rules.tz)
     async with service.store.unit_of_work(read_only=True) as uow:
         if await uow.customers.get(customer_id) is None:
             raise NotFoundError(f"customer {customer_id} does not exist")
@@ -940,6 +969,29 @@ async def _link_channel(service: ChatService, ctx: ChatContext, data: Mapping[st
     if isinstance(result, LinkResult) and isinstance(name, str) and name.strip():
         return replace(result, channel_name=name.strip()[:200])
     return result
+
+
+def _offer_refusal(refusal: str, data: Mapping[str, Any], tz: tzinfo) -> ErrorResult:
+    """The card for a Link button that cannot link: forged or altered, expired, or used outside its team."""
+    again = (
+        "rename the channel to the convention again for a new offer, or send link <customer> in that channel",
+        "请按命名规范重新命名频道以获得新的绑定提示，或在该频道里发送：绑定 <客户>",
+    )
+    if refusal == "expired":
+        day = datetime.fromtimestamp(expired_on(data), tz).date().isoformat()
+        zh = (f"这个绑定按钮已于 {day} 过期，没有绑定", again[1])
+        return ErrorResult(f"this Link button expired on {day}; nothing was linked", again[0], zh)
+    if refusal == "elsewhere":
+        return ErrorResult(
+            "this Link button works only in the team whose channel it offers to link; nothing was linked",
+            again[0],
+            ("这个绑定按钮只能在它所属的团队里使用，没有绑定", again[1]),
+        )
+    return ErrorResult(
+        "this Link button's data is not what Kebiao signed (forged or altered); nothing was linked",
+        again[0],
+        ("这个绑定按钮的数据不是客标签发的（被伪造或改动过），没有绑定", again[1]),
+    )
 
 
 async def _alert(service: ChatService, ctx: ChatContext, data: Mapping[str, Any], action: Action) -> ChatResult:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from core.ports import UnitOfWork
 from core.types import Role, User
+from tagging.regions import check_regions
 
 
 async def get_user(uow: UnitOfWork, user_id: str) -> User:
@@ -55,6 +57,43 @@ async def set_role(
     cleaned = tuple(dict.fromkeys(r.strip() for r in regions if r.strip()))
     name = display_name if display_name is not None else (existing.display_name if existing else "")
     return await uow.users.save(User(id=user_id, role=role, regions=cleaned, display_name=name), now)
+
+
+class UnknownRegionError(ValueError):
+    """Regions the taxonomy's `regions:` list does not hold; `refused` is (region, reason, closest known)."""
+
+    def __init__(self, refused: Sequence[tuple[str, str, str | None]]) -> None:
+        super().__init__("; ".join(reason for _, reason, _ in refused) + "; nothing was changed")
+        self.refused = tuple(refused)
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChange:
+    """The user as stored, and warnings about regions no dimension or tag uses."""
+
+    user: User
+    warnings: tuple[str, ...] = ()
+
+
+async def assign_role(
+    uow: UnitOfWork,
+    user_id: str,
+    role: Role,
+    regions: Sequence[str],
+    now: datetime,
+    display_name: str | None = None,
+) -> RoleChange:
+    """set_role with the regions checked against the taxonomy in force; raises UnknownRegionError, writes nothing."""
+    current = await uow.taxonomies.current()
+    wanted = [r.strip() for r in regions if r.strip()]
+    warnings: tuple[str, ...] = ()
+    if current is not None:
+        checked = check_regions(current.taxonomy, wanted)
+        if checked.refused:
+            raise UnknownRegionError(checked.refused)
+        wanted, warnings = list(checked.regions), checked.warnings
+    user = await set_role(uow, user_id, role, wanted, now, display_name)
+    return RoleChange(user, warnings)
 
 
 async def managers_for_region(uow: UnitOfWork, region: str) -> list[User]:

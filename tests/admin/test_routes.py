@@ -408,6 +408,7 @@ async def test_put_user(client: TestClient) -> None:
         "role": "manager",
         "regions": ["华东", "华南"],
         "display_name": "",
+        "warnings": [],  # the sample taxonomy has no regional tags: nothing to check regions against
     }
     bad = await client.put(f"{V1}/users/wang.wu", json={"role": "boss", "regions": "华东"}, headers=AUTH)
     assert bad.status == 400
