@@ -307,7 +307,9 @@ async def _log_end(uow: RulesUnitOfWork) -> int:
     return await uow.rule_facts.last_tag_event_id()
 
 
-async def _over_thresholds(ctx: RuleContext, ids: Sequence[int], thresholds: Sequence[Events], now: datetime) -> list[int]:
+async def _over_thresholds(
+    ctx: RuleContext, ids: Sequence[int], thresholds: Sequence[Events], now: datetime
+) -> list[int]:
     """The customers among `ids` over at least one threshold: one GROUP BY … HAVING per distinct threshold, read
     only (a customer under every threshold cannot fire, since each rule's threshold fails at zero events)."""
     today = now.astimezone(ctx.tz).date()
