@@ -109,6 +109,10 @@ class CustomerRepository(Protocol):
         """`find_for_import` for many drafts in a few statements; one answer per draft, in order."""
         ...
 
+    async def refresh_statistics(self) -> None:
+        """Let the query planner see the rows a bulk write just added to customers and their tags."""
+        ...
+
 
 class AssignmentRepository(Protocol):
     async def active_for(self, customer_id: int) -> list[Assignment]: ...

@@ -12,13 +12,17 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Column,
     ColumnElement,
     CompoundSelect,
     DateTime,
     Float,
     Insert,
+    MetaData,
+    Table,
     Text,
     and_,
+    any_,
     bindparam,
     case,
     delete,
@@ -72,9 +76,15 @@ READ_ONLY = "kebiao_read_only"
 
 
 async def _driver_executemany(
-    conn: AsyncConnection, table: Any, rows: Sequence[Mapping[str, Any]], where_id: bool = False, verb: str = "INSERT"
+    conn: AsyncConnection,
+    table: Any,
+    rows: Sequence[Mapping[str, Any]],
+    where_id: bool = False,
+    verb: str = "INSERT",
+    into: str | None = None,
 ) -> None:
-    """INSERT (or UPDATE … WHERE id, when `where_id`) many rows with one driver-level executemany on SQLite.
+    """INSERT (or UPDATE … WHERE id, when `where_id`) many rows with one driver-level executemany on SQLite;
+    `into` names another table (a staging one) to insert `table`'s columns into.
 
     SQLAlchemy compiles and processes parameters per row in Python (seconds for 50,000 rows, all of them
     inside SQLite's write lock); here the column types' bind processors run once per value and the driver
@@ -91,7 +101,8 @@ async def _driver_executemany(
         sql = f"UPDATE {quote(table.name)} SET {assignments} WHERE id = ?"
     else:
         names = ", ".join(map(quote, columns))
-        sql = f"{verb} INTO {quote(table.name)} ({names}) VALUES ({', '.join('?' * len(columns))})"
+        target = into or quote(table.name)
+        sql = f"{verb} INTO {target} ({names}) VALUES ({', '.join('?' * len(columns))})"
     # One batch repeats the same few datetimes (the import's `now`) and None: process each distinct one once.
     caches: list[dict[Any, Any]] = [{} for _ in columns]
 
@@ -112,6 +123,18 @@ async def _driver_executemany(
         for row in rows
     ]
     await conn.exec_driver_sql(sql, params)
+
+
+def _lookup_rows(conn: AsyncConnection) -> int:
+    """Keys per lookup statement: PostgreSQL binds a whole list as one array, SQLite one parameter per key."""
+    return 10 * _BULK_ROWS if conn.dialect.name == "postgresql" else _BULK_ROWS
+
+
+def _among(conn: AsyncConnection, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """`column IN values`, as `= ANY(one array parameter)` on PostgreSQL (no per-value binds to render)."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(literal(list(values), postgresql.ARRAY(column.type)))
+    return column.in_(list(values))
 
 
 def _or_none(value: str) -> str | None:
@@ -335,25 +358,40 @@ class SqlCustomers:
             raise duplicate_key(exc) or exc from exc
 
     async def _update_many(self, updates: Sequence[tuple[int, CustomerDraft]], now: datetime) -> None:
+        """Stage the new values in a temporary table (COPY on PostgreSQL, one driver executemany on SQLite), then
+        one UPDATE … FROM it: a statement for the whole file however many customers change."""
         if not updates:
             return
-        c = t.customers.c
-        columns = [k for k in _customer_values(updates[0][1], now) if k != "updated_at"]
-        stmt = (
-            t.customers.update()
-            .where(c.id == bindparam("b_id"))
-            .values({name: bindparam(f"b_{name}") for name in [*columns, "updated_at"]})
+        rows = [{"id": cid, **_customer_values(d, now)} for cid, d in updates]
+        columns = list(rows[0])
+        quote = self._conn.dialect.identifier_preparer.quote
+        names = ", ".join(map(quote, columns))
+        postgres = self._conn.dialect.name == "postgresql"
+        staging = "kb_customer_updates" if postgres else "temp.kb_customer_updates"
+        await self._conn.exec_driver_sql(f"DROP TABLE IF EXISTS {staging}")
+        # Same column types as customers, no rows and no constraints (the UPDATE checks those on customers).
+        await self._conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE kb_customer_updates AS SELECT {names} FROM customers WHERE false"
         )
-        if self._conn.dialect.name == "sqlite":
-            rows = [{**_customer_values(d, now), "id": cid} for cid, d in updates]
-            await _driver_executemany(self._conn, t.customers, rows, where_id=True)
-            return
-        for start in range(0, len(updates), _BULK_ROWS):
-            params = [
-                {"b_id": cid, **{f"b_{k}": v for k, v in _customer_values(d, now).items()}}
-                for cid, d in updates[start : start + _BULK_ROWS]
-            ]
-            await self._conn.execute(stmt, params)
+        if postgres:
+            shape = Table(
+                "kb_customer_updates", MetaData(), *(Column(name, t.customers.c[name].type) for name in columns)
+            )
+            await copy_rows(self._conn, shape, rows)
+        else:
+            await _driver_executemany(self._conn, t.customers, rows, into=staging)
+        assignments = ", ".join(f"{quote(name)} = u.{quote(name)}" for name in columns if name != "id")
+        await self._conn.exec_driver_sql(
+            f"UPDATE customers SET {assignments} FROM {staging} AS u WHERE customers.id = u.id"
+        )
+        await self._conn.exec_driver_sql(f"DROP TABLE {staging}")
+
+    async def refresh_statistics(self) -> None:
+        """PostgreSQL: ANALYZE the tables a bulk import fills, so the next import (or chat) plans its lookups on
+        what is there rather than on an empty table's statistics (a re-import of 200,000 customers otherwise
+        scans every active tag for each chunk of lookups). SQLite plans by its indexes: nothing to do."""
+        if self._conn.dialect.name == "postgresql":
+            await self._conn.exec_driver_sql("ANALYZE customers, tag_assignments, tag_events")
 
     async def find_for_import_many(self, drafts: Sequence[CustomerDraft], limit: int = 5) -> list[list[Customer]]:
         """`find_for_import` for many drafts in a few statements, one answer per draft, in order."""
@@ -365,10 +403,11 @@ class SqlCustomers:
         by_crm: dict[str, Customer] = {}
         by_wecom: dict[str, Customer] = {}
         by_key: dict[str, list[Customer]] = {}
+        size = _lookup_rows(self._conn)
         for column, wanted in ((c.crm_id, crm), (c.wecom_external_userid, wecom), (c.name_key, keys)):
-            for start in range(0, len(wanted), _BULK_ROWS):
+            for start in range(0, len(wanted), size):
                 rows = await self._conn.execute(
-                    select(t.customers).where(column.in_(wanted[start : start + _BULK_ROWS])).order_by(c.id)
+                    select(t.customers).where(_among(self._conn, column, wanted[start : start + size])).order_by(c.id)
                 )
                 for customer in map(_customer, rows):
                     if column is c.crm_id:
@@ -443,9 +482,7 @@ class SqlAssignments:
                 assigned_at=now,
                 expires_at=expires_at,
             )
-            .on_conflict_do_nothing(
-                index_elements=[a.customer_id, a.dimension, a.tag_key], index_where=t.ACTIVE
-            )
+            .on_conflict_do_nothing(index_elements=[a.customer_id, a.dimension, a.tag_key], index_where=t.ACTIVE)
             .returning(t.tag_assignments)
         )
         row = (await self._conn.execute(stmt)).first()
@@ -462,23 +499,20 @@ class SqlAssignments:
 
     async def set_expiry(self, assignment_id: int, expires_at: datetime | None) -> None:
         await self._conn.execute(
-            update(t.tag_assignments)
-            .where(t.tag_assignments.c.id == assignment_id)
-            .values(expires_at=expires_at)
+            update(t.tag_assignments).where(t.tag_assignments.c.id == assignment_id).values(expires_at=expires_at)
         )
 
     async def active_for_many(self, customer_ids: Sequence[int]) -> dict[int, list[Assignment]]:
         wanted = sorted(set(customer_ids))
         out: dict[int, list[Assignment]] = {}
         c, a = t.customers.c, t.tag_assignments.c
-        for start in range(0, len(wanted), _BULK_ROWS):
+        size = _lookup_rows(self._conn)
+        for start in range(0, len(wanted), size):
             # One LEFT JOIN answers both "does the customer exist" and "what does it hold".
             rows = await self._conn.execute(
                 select(c.id.label("owner_id"), t.tag_assignments)
-                .select_from(
-                    t.customers.outerjoin(t.tag_assignments, and_(a.customer_id == c.id, a.state == "active"))
-                )
-                .where(c.id.in_(wanted[start : start + _BULK_ROWS]))
+                .select_from(t.customers.outerjoin(t.tag_assignments, and_(a.customer_id == c.id, a.state == "active")))
+                .where(_among(self._conn, c.id, wanted[start : start + size]))
                 .order_by(c.id, a.id)
             )
             for row in rows:
@@ -599,9 +633,7 @@ class SqlAssignments:
 
     async def count_by_tag(self, dimension: str, name_key_: str) -> int:
         a = t.tag_assignments.c
-        stmt = select(func.count()).where(
-            a.dimension == dimension, a.tag_key == name_key_, a.state == "active"
-        )
+        stmt = select(func.count()).where(a.dimension == dimension, a.tag_key == name_key_, a.state == "active")
         return int((await self._conn.execute(stmt)).scalar_one())
 
     async def search(
@@ -891,16 +923,12 @@ class SqlSuggestions:
         return {(str(m), str(d), str(k)) for m, d, k in result}
 
     async def get(self, suggestion_id: int) -> SuggestionRecord | None:
-        row = (
-            await self._conn.execute(select(t.suggestions).where(t.suggestions.c.id == suggestion_id))
-        ).first()
+        row = (await self._conn.execute(select(t.suggestions).where(t.suggestions.c.id == suggestion_id))).first()
         return _suggestion(row) if row else None
 
     async def for_message(self, message_key: str) -> list[SuggestionRecord]:
         s = t.suggestions.c
-        rows = await self._conn.execute(
-            select(t.suggestions).where(s.message_key == message_key).order_by(s.id)
-        )
+        rows = await self._conn.execute(select(t.suggestions).where(s.message_key == message_key).order_by(s.id))
         return [_suggestion(r) for r in rows]
 
     async def decide(self, suggestion_id: int, status: SuggestionStatus, by: str, now: datetime) -> bool:
@@ -935,9 +963,7 @@ class SqlSuggestions:
 
 def _user(row: Row[Any]) -> User:
     m = row._mapping
-    return User(
-        id=m["id"], role=Role(m["role"]), regions=tuple(m["regions"] or ()), display_name=m["display_name"]
-    )
+    return User(id=m["id"], role=Role(m["role"]), regions=tuple(m["regions"] or ()), display_name=m["display_name"])
 
 
 class SqlUsers:
@@ -1003,9 +1029,7 @@ class SqlTaxonomies:
         number = (latest or 0) + 1
         stored = dataclasses.replace(taxonomy, version=number)
         await self._conn.execute(
-            v.insert().values(
-                version=number, document=to_document(stored), created_by=by, created_at=now, note=note
-            )
+            v.insert().values(version=number, document=to_document(stored), created_by=by, created_at=now, note=note)
         )
         pointer = t.taxonomy_current
         await self._conn.execute(

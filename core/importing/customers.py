@@ -74,7 +74,9 @@ class ImportPlan:
 
 
 # Rows looked up per round trip while planning; between rounds the event loop serves other requests.
-PLAN_CHUNK = 1000
+PLAN_CHUNK = 5000
+# Rows written by one import past which the planner's statistics are refreshed in the same transaction.
+REFRESH_STATISTICS_AFTER = 10_000
 YIELD_EVERY = 50  # rows planned between chances for other coroutines to run
 
 
@@ -135,14 +137,14 @@ async def plan_import(
     # Pure CPU over every row: a worker thread, so the event loop keeps serving chat meanwhile.
     resolved, found = await asyncio.to_thread(_check, rows, taxonomy)
     found = [*problems, *found]
-    wanted = [(row, tags) for row, tags in zip(rows, resolved, strict=True) if tags is not None]
+    wanted = [(row, tags, _draft(row)) for row, tags in zip(rows, resolved, strict=True) if tags is not None]
     plans: list[_RowPlan] = []
     for start in range(0, len(wanted), PLAN_CHUNK):
         chunk = wanted[start : start + PLAN_CHUNK]
-        candidates = await uow.customers.find_for_import_many([_draft(row) for row, _ in chunk])
+        candidates = await uow.customers.find_for_import_many([draft for _, _, draft in chunk])
         stored = [c[0].id for c in candidates if len(c) == 1]
         held_by_id = await uow.assignments.active_for_many(stored) if stored else {}
-        for index, ((row, tags), matches) in enumerate(zip(chunk, candidates, strict=True)):
+        for index, ((row, tags, draft), matches) in enumerate(zip(chunk, candidates, strict=True)):
             if index % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let other requests' database round trips move on between rows
             if len(matches) > 1:
@@ -153,7 +155,7 @@ async def plan_import(
             region = row.region or (existing.region if existing else "")
             to_add = _plan_tags(row, tags, held, rules, now, found, region)
             if existing is None:
-                plans.append(_RowPlan(row, _draft(row), None, True, to_add))
+                plans.append(_RowPlan(row, draft, None, True, to_add))
             else:
                 merged = _merge(existing, row)
                 plans.append(_RowPlan(row, merged, existing.id, merged != _draft_of(existing), to_add))
@@ -250,6 +252,8 @@ async def write_import(
     if refused:
         uow.discard()
         raise ImportFileError(refused)
+    if len(new) + len(changed) >= REFRESH_STATISTICS_AFTER:
+        await uow.customers.refresh_statistics()
     report(len(plan.rows) - len(new) - len(changed))
 
 
@@ -283,6 +287,7 @@ def _check(
     problems: list[RowProblem] = []
     resolved: list[list[tuple[Dimension, TagDef]] | None] = []
     seen: dict[tuple[str, str], int] = {}
+    known: dict[str, tuple[Dimension, TagDef] | str] = {}  # a file repeats a few tag names over many rows
     for row in rows:
         identity = _identity(row)
         if identity in seen:
@@ -298,11 +303,13 @@ def _check(
         tags: list[tuple[Dimension, TagDef]] = []
         exclusive_seen: dict[str, str] = {}
         for name in row.tags:
-            try:
-                dimension, tag = find_tag(taxonomy, name)
-            except (UnknownTagError, AmbiguousTagError) as exc:
-                problems.append(RowProblem(row.row, "tags", str(exc)))
+            if name not in known:
+                known[name] = _resolve(taxonomy, name)
+            found = known[name]
+            if isinstance(found, str):
+                problems.append(RowProblem(row.row, "tags", found))
                 continue
+            dimension, tag = found
             if dimension.exclusive:
                 if dimension.key in exclusive_seen and exclusive_seen[dimension.key] != tag.name:
                     problems.append(
@@ -320,6 +327,14 @@ def _check(
                 tags.append((dimension, tag))
         resolved.append(tags if seen[identity] == row.row else None)
     return resolved, problems
+
+
+def _resolve(taxonomy: Taxonomy, name: str) -> tuple[Dimension, TagDef] | str:
+    """The (dimension, tag) a tag name means, or why it means none."""
+    try:
+        return find_tag(taxonomy, name)
+    except (UnknownTagError, AmbiguousTagError) as exc:
+        return str(exc)
 
 
 def _tag_problems(row: int, names: Sequence[str], taxonomy: Taxonomy) -> list[RowProblem]:

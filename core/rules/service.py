@@ -195,11 +195,14 @@ async def run_for_events(
     ids = sorted(cid for cid, kinds in kinds_by_customer.items() if any(_triggered(r, kinds) for r in rules))
     if not ids:
         return report
+    report.customers = len(ids)
     thresholds = [p.events for r in rules if (p := prefilter(r)) is not None and p.events is not None]
     windows = event_windows(rules)
     # Every event rule needs an event threshold: one GROUP BY reads the counts, only customers over a
     # threshold are gathered, and their facts take those counts as they are.
     selective = bool(windows) and len(thresholds) == len(rules)
+    if selective:  # after an import most customers are under every threshold: drop them set-based first
+        ids = await _over_thresholds(ctx, ids, thresholds, now)
 
     async def candidates(uow: RulesUnitOfWork, part: Sequence[int]) -> list[Facts]:
         known = None
@@ -218,7 +221,6 @@ async def run_for_events(
 
     for start in range(0, len(ids), ctx.batch):
         batch = ids[start : start + ctx.batch]
-        report.customers += len(batch)
         # Most events fire nothing: look first without taking the write lock (SQLite has one writer).
         async with ctx.store.unit_of_work(read_only=True) as uow:
             facts = await candidates(uow, batch)
@@ -303,6 +305,19 @@ async def run_tag_rules(
 
 async def _log_end(uow: RulesUnitOfWork) -> int:
     return await uow.rule_facts.last_tag_event_id()
+
+
+async def _over_thresholds(
+    ctx: RuleContext, ids: Sequence[int], thresholds: Sequence[Events], now: datetime
+) -> list[int]:
+    """The customers among `ids` over at least one threshold: one GROUP BY … HAVING per distinct threshold, read
+    only (a customer under every threshold cannot fire, since each rule's threshold fails at zero events)."""
+    today = now.astimezone(ctx.tz).date()
+    over: set[int] = set()
+    async with ctx.store.unit_of_work(read_only=True) as uow:
+        for threshold in dict.fromkeys(thresholds):
+            over.update((await uow.rule_facts.candidates(Prefilter(events=threshold), now, today, ids)).ids)
+    return sorted(over)
 
 
 def _over(threshold: Events, counts: Mapping[tuple[str, int], tuple[int, float]]) -> bool:

@@ -291,3 +291,38 @@ async def test_remove_and_suggest_actions(database: Database, cell: Cell) -> Non
     assert card.recipient == "小张" and card.payload["title"] == "建议为客户添加标签「续费意向」"
     again = await run_daily(context(database, cell), NOW + timedelta(hours=1))
     assert "建议续费" not in {n for n, o in again.rules.items() if o.suggested or o.notified}
+
+
+async def test_event_rules_after_a_large_import_read_the_counts_set_based(database: Database, cell: Cell) -> None:
+    """1,200 customers with one click each and one with three: the rules read the counts in a couple of
+    statements (not a page at a time), and only the customer over the threshold is tagged."""
+    from sqlalchemy import event
+
+    from core.records import CustomerDraft
+
+    ids = await seed(database)
+    async with database.unit_of_work() as uow:
+        await uow.customers.add_many([CustomerDraft(f"客户{i}", crm_id=f"B-{i}") for i in range(1200)], NOW)
+    ctx = context(database, cell, batch=100)  # the old page-by-page read would take a dozen statements
+    at = (NOW - timedelta(days=1)).isoformat()
+    lines = [f"b{i},B-{i},click,{at}," for i in range(1200)] + [f"y{i},CRM-2,click,{at}," for i in range(3)]
+    parsed = parse_events(TZ_CSV + "\n".join(lines), "csv", ctx.tz)
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "customer_events" in statement and "GROUP BY" in statement.upper():
+            statements.append(statement)  # the rules' event counts
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        report = await ingest_events(ctx, parsed, NOW)
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", seen)
+    assert report.stored == 1203 and report.rules is not None and report.rules.customers == 1201
+    # one GROUP BY … HAVING per threshold (click, purchase), then the counts of the one customer over it (looked
+    # at read-only, then again under the write lock): page by page it took one per 100 customers
+    assert len(statements) == 4, statements
+    assert "活跃客户" in await held(database, ids["yi"])
+    async with database.engine.connect() as conn:
+        tagged = (await conn.execute(select(func.count()).select_from(t.tag_assignments))).scalar_one()
+    assert tagged == 1
