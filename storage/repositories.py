@@ -30,7 +30,6 @@ from sqlalchemy import (
     select,
     text,
     true,
-    union,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -169,6 +168,19 @@ def _narrow(same_name: list[Customer], company: str, limit: int) -> list[Custome
     return [x for x in same_name if not name_key(x.company)][:limit]
 
 
+def _name_rank(name: Any, company: Any, key: str) -> ColumnElement[int]:
+    """Name matches first (equal, prefix, contains), then company matches in the same order; the company column
+    is stored as typed, so it is given lower-cased (the key is already normalised)."""
+    return case(
+        (name == key, 0),
+        (name.startswith(key, autoescape=True), 1),
+        (name.contains(key, autoescape=True), 2),
+        (company == key, 3),
+        (company.startswith(key, autoescape=True), 4),
+        else_=5,
+    )
+
+
 class SqlCustomers:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -196,23 +208,15 @@ class SqlCustomers:
 
     async def find_by_name_key(self, key: str, limit: int) -> list[Customer]:
         c = t.customers.c
-        # Name matches first (equal, prefix, contains), then company matches in the same order; the
-        # company column is stored as typed, so it is compared lower-cased (the key is already normalised).
         company = func.lower(c.company)
-        rank = case(
-            (c.name_key == key, 0),
-            (c.name_key.startswith(key, autoescape=True), 1),
-            (c.name_key.contains(key, autoescape=True), 2),
-            (company == key, 3),
-            (company.startswith(key, autoescape=True), 4),
-            else_=5,
-        )
         if not key:  # everyone matches: the oldest customers first, straight from the primary key
             rows = await self._conn.execute(select(t.customers).order_by(c.id).limit(limit))
             return [_customer(r) for r in rows]
-        # Each kind of match is drawn from its own index, at most `cap` of each, before the ranking: a common
-        # word ("科技", "有限公司") then costs a bounded read however many of a million names hold it, and a name
-        # that equals or starts with the key is never crowded out by names that merely contain it.
+        # Each kind of match is drawn from its own index, at most `cap` of each, and ranked on its own, best
+        # kind first, until `limit` customers are found: a common word ("科技", "有限公司") then costs a bounded
+        # read however many of a million names hold it, a name that equals or starts with the key is never
+        # crowded out by names that merely contain it, and when the names starting with the key fill the page
+        # the (many more) names and companies containing it are not read at all.
         cap = limit + NAME_CANDIDATES
         kinds = [
             c.name_key == key,
@@ -220,16 +224,17 @@ class SqlCustomers:
             self._contains(c.name_key, key),
             self._contains(company, key),
         ]
-        # Each capped SELECT is a derived table: SQLite refuses LIMIT on a member of a compound select.
-        capped = [select(c.id).where(kind).limit(cap).subquery() for kind in kinds]
-        candidates = union(*(select(sub.c.id) for sub in capped)).subquery()
-        rows = await self._conn.execute(
-            select(t.customers)
-            .where(c.id.in_(select(candidates.c.id)))
-            .order_by(rank, func.length(c.name_key), c.id)
-            .limit(limit)
-        )
-        return [_customer(r) for r in rows]
+        found: dict[int, Customer] = {}
+        for kind in kinds:
+            # The capped SELECT is a derived table, ranked outside: the cap bounds what is read, not the order.
+            capped = select(t.customers).where(kind).limit(cap).subquery()
+            k = capped.c
+            order = _name_rank(k.name_key, func.lower(k.company), key), func.length(k.name_key), k.id
+            for row in await self._conn.execute(select(capped).order_by(*order).limit(limit)):
+                found.setdefault(row.id, _customer(row))
+            if len(found) >= limit:
+                break
+        return list(found.values())[:limit]
 
     def _contains(self, column: ColumnElement[str], key: str) -> ColumnElement[bool]:
         """`column` contains `key`; on PostgreSQL a key too short for trigrams is looked up in the grams index."""
@@ -609,6 +614,21 @@ class SqlAssignments:
         return page, int((await self._conn.execute(counted)).scalar_one())
 
 
+def _merged(query: TagQuery) -> TagQuery:
+    """`query` with the plain tags of each OR merged into one tag of several keys (one probe, not one each)."""
+    if isinstance(query, NoneOf):
+        return NoneOf(_merged(query.part))
+    if isinstance(query, AllOf):
+        return AllOf(tuple(_merged(p) for p in query.parts))
+    if isinstance(query, AnyOf):
+        parts = [_merged(p) for p in query.parts]
+        keys = tuple(dict.fromkeys(k for p in parts if isinstance(p, HasTag) for k in p.name_keys))
+        others = [p for p in parts if not isinstance(p, HasTag)]
+        merged = [HasTag(keys), *others] if keys else others
+        return merged[0] if len(merged) == 1 else AnyOf(tuple(merged))
+    return query
+
+
 class _Matches:
     """The customers matching a tag query, as one SELECT of ids in id order that stops reading at its LIMIT.
 
@@ -620,8 +640,9 @@ class _Matches:
 
     def __init__(self, query: TagQuery, now: datetime, visible: Sequence[str] | None) -> None:
         self.now, self.visible = now, visible
+        query = _merged(query)
         parts = list(query.parts) if isinstance(query, AllOf) else [query]
-        driver = next((p for p in parts if isinstance(p, HasTag)), None)
+        driver = next((p for p in parts if isinstance(p, HasTag) and len(p.name_keys) == 1), None)
         self.driver = driver
         self.rest = [p for p in parts if p is not driver]
 
@@ -629,10 +650,10 @@ class _Matches:
         """Matching ids greater than `after`, ascending, each once."""
         if self.driver is None:
             c = t.customers.c
-            return select(c.id).where(c.id > after, *self._all(self.rest, c.id)).order_by(c.id)
+            return select(c.id).where(c.id > after, *self._all(self.rest, c.id, after)).order_by(c.id)
         a = t.tag_assignments.alias("driver")
         held = self._holding(a, self.driver)
-        rest = self._all(self.rest, a.c.customer_id)
+        rest = self._all(self.rest, a.c.customer_id, after)
         return (
             select(a.c.customer_id.label("id"))
             .where(a.c.customer_id > after, *held, *rest)
@@ -652,19 +673,21 @@ class _Matches:
             conditions.append(a.c.dimension.in_(list(self.visible)))
         return conditions
 
-    def _all(self, parts: Sequence[TagQuery], customer: ColumnElement[int]) -> list[ColumnElement[bool]]:
-        return [self._holds(p, customer) for p in parts]
+    def _all(self, parts: Sequence[TagQuery], customer: Any, after: int) -> list[ColumnElement[bool]]:
+        return [self._holds(p, customer, after) for p in parts]
 
-    def _holds(self, query: TagQuery, customer: ColumnElement[int]) -> ColumnElement[bool]:
-        """Whether the customer with id `customer` matches `query`."""
+    def _holds(self, query: TagQuery, customer: Any, after: int) -> ColumnElement[bool]:
+        """Whether the customer with id `customer` (greater than `after`) matches `query`."""
         if isinstance(query, HasTag):
             a = t.tag_assignments.alias()
-            return exists().where(a.c.customer_id == customer, *self._holding(a, query))
+            # `> after` says nothing new, but lets a merge join start its scan of the holders at `after`.
+            near = [a.c.customer_id == customer, a.c.customer_id > after]
+            return exists().where(*near, *self._holding(a, query))
         if isinstance(query, NoneOf):
-            return not_(self._holds(query.part, customer))
+            return not_(self._holds(query.part, customer, after))
         if isinstance(query, AnyOf):
-            return or_(false(), *(self._holds(p, customer) for p in query.parts))
-        return and_(true(), *self._all(query.parts, customer))
+            return or_(false(), *(self._holds(p, customer, after) for p in query.parts))
+        return and_(true(), *self._all(query.parts, customer, after))
 
 
 # ---------------------------------------------------------------- events
