@@ -356,6 +356,7 @@ async def get_search(request: web.Request, services: AdminServices) -> web.Strea
     return _json(
         {
             "total": page.total,
+            "total_is_lower_bound": page.total_is_lower_bound,
             "skip": page.skip,
             "count": page.count,
             "after": page.after,

@@ -196,8 +196,9 @@ def search_view(result: SearchResult, taxonomy: Taxonomy) -> SearchResultsView:
     for s in result.hits:
         tags = tuple(t for d in summary_view(s, result.viewer, taxonomy).dimensions for t in d.tags)
         hits.append(CustomerHit(s.customer, tags, frozenset(t.name for t in tags if name_key(t.name) in named)))
+    sees = result.viewer.role.sees_sensitive
     return SearchResultsView(
-        result.query, tuple(hits), result.total, result.page, result.page_size, result.viewer.role.sees_sensitive
+        result.query, tuple(hits), result.total, result.page, result.page_size, sees, result.total_is_lower_bound
     )
 
 

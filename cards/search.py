@@ -45,20 +45,27 @@ def build_search_results_card(view: SearchResultsView, now: datetime, lang: Lang
         before = (max(view.page, 1) - 1) * view.page_size
         rest = view.total - before - len(shown)
         if rest > 0:
-            body.append(text(label("more", lang, n=rest), isSubtle=True))
+            body.append(text(label("more", lang, n=at_least(rest, view)), isSubtle=True))
         return card(body, _paging(view, before, lang))
 
     return fit(render, MAX_HITS)
 
 
 def search_heading(view: SearchResultsView, lang: Lang) -> list[Element]:
-    """'“VIP客户”的搜索结果（共 23 个）' with the query verbatim, then '第 2/3 页' when there are pages."""
+    """'“VIP客户”的搜索结果（共 23 个）' with the query verbatim, then '第 2/3 页' when there are pages; past the
+    count's cap '共 1000+ 个' and '第 1/100+ 页'."""
     query = run(plain(view.query, QUERY_CHARS), weight="Bolder")
-    title = rich(label_runs("search_title", lang, "query", query, BOLD, total=view.total))
+    title = rich(label_runs("search_title", lang, "query", query, BOLD, total=at_least(view.total, view)))
     pages = max(1, math.ceil(view.total / max(1, view.page_size)))
-    if pages <= 1:
+    if pages <= 1 and not view.total_is_lower_bound:
         return [title]
-    return [title, text(label("page", lang, page=view.page, pages=pages), isSubtle=True, spacing="None")]
+    shown = at_least(pages, view)
+    return [title, text(label("page", lang, page=view.page, pages=shown), isSubtle=True, spacing="None")]
+
+
+def at_least(n: int, view: SearchResultsView) -> str:
+    """`n`, or 'n+' when the search stopped counting at its cap."""
+    return f"{n}+" if view.total_is_lower_bound else str(n)
 
 
 def _paging(view: SearchResultsView, before: int, lang: Lang) -> list[Element]:
@@ -66,7 +73,7 @@ def _paging(view: SearchResultsView, before: int, lang: Lang) -> list[Element]:
     if view.page > 1:
         data = {"query": view.query, "page": view.page - 1}
         actions.append(execute(label("previous", lang), verbs.SEARCH_PAGE, data))
-    if before + len(view.hits) < view.total:
+    if before + len(view.hits) < view.total or (view.total_is_lower_bound and len(view.hits) == view.page_size):
         actions.append(execute(label("next", lang), verbs.SEARCH_PAGE, {"query": view.query, "page": view.page + 1}))
     return actions
 

@@ -112,7 +112,8 @@ class CustomerHit:
 
 @dataclass(frozen=True, slots=True)
 class SearchResultsView:
-    """One page of customer search results; `page` is 1-based and `total` counts every match."""
+    """One page of customer search results; `page` is 1-based and `total` counts every match, or with
+    `total_is_lower_bound` only the first of more."""
 
     query: str
     hits: tuple[CustomerHit, ...]
@@ -120,6 +121,7 @@ class SearchResultsView:
     page: int = 1
     page_size: int = 10
     viewer_sees_sensitive: bool = False
+    total_is_lower_bound: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from cards.alert import level_word
 from cards.customer import tag_label, visible_dimensions
 from cards.icons import marker
 from cards.labels import Lang, aside, label
-from cards.search import customer_line
+from cards.search import at_least, customer_line
 from cards.suggestion import evidence
 from cards.text import clip, clip_bytes, literal, plain
 from cards.views import (
@@ -165,7 +165,8 @@ def applied_markdown(view: AppliedCardView, now: datetime, lang: Lang = "zh") ->
 
 def search_markdown(view: SearchResultsView, now: datetime, lang: Lang = "zh") -> str:
     """One page of search results with 'and N more'."""
-    lines = [f"**{label('search_title', lang, query=literal(view.query, 40), total=view.total)}**"]
+    total = at_least(view.total, view)
+    lines = [f"**{label('search_title', lang, query=literal(view.query, 40), total=total)}**"]
     if not view.hits:
         lines.append(label("search_empty", lang))
     for hit in view.hits[:LINES_PER_BLOCK]:
@@ -173,7 +174,8 @@ def search_markdown(view: SearchResultsView, now: datetime, lang: Lang = "zh") -
         tags = "　".join(tag_label(t, now, lang) for t in (dims[0].tags[:5] if dims else ()))
         lines.append(f"- {customer_line(hit.customer, lang)}" + (f"　{tags}" if tags else ""))
     shown = min(len(view.hits), LINES_PER_BLOCK)
-    lines.append(_more(view.total - (max(view.page, 1) - 1) * view.page_size - shown, lang).strip())
+    rest = view.total - (max(view.page, 1) - 1) * view.page_size - shown
+    lines.append(("　" + label("more", lang, n=at_least(rest, view)) if rest > 0 else "").strip())
     return markdown([line for line in lines if line])
 
 

@@ -174,9 +174,12 @@ class AssignmentRepository(Protocol):
         skip: int,
         limit: int,
         after: int = 0,
+        *,
+        count_up_to: int,
     ) -> tuple[list[int], int]:
         """Customer ids (ordered by id, greater than `after`, then `skip` of them skipped) matching `query` among
-        active, unexpired tags, and the total count of every match (`after` and `skip` aside)."""
+        active, unexpired tags, and how many customers match (`after` and `skip` aside), counted no further than
+        `count_up_to` + 1: a count above `count_up_to` says only that there are more."""
         ...
 
     async def insert_fresh(self, rows: Sequence[NewAssignment]) -> None:

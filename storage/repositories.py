@@ -14,7 +14,6 @@ from sqlalchemy import (
     Boolean,
     Column,
     ColumnElement,
-    CompoundSelect,
     DateTime,
     Float,
     Insert,
@@ -26,22 +25,22 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    except_,
+    exists,
     false,
     func,
-    intersect,
     literal,
+    not_,
     or_,
     select,
     text,
-    union,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql import Select, Subquery
+from sqlalchemy.sql import Select
 
 from core.ports import AllOf, AnyOf, HasTag, NewAssignment, NoneOf, TagQuery
 from core.records import CustomerDraft, NewEvent, NewSuggestion, SuggestionRecord, TaxonomyVersion
@@ -198,6 +197,19 @@ def _narrow(same_name: list[Customer], company: str, limit: int) -> list[Custome
     return [x for x in same_name if not name_key(x.company)][:limit]
 
 
+def _name_rank(name: Any, company: Any, key: str) -> ColumnElement[int]:
+    """Name matches first (equal, prefix, contains), then company matches in the same order; the company column
+    is stored as typed, so it is given lower-cased (the key is already normalised)."""
+    return case(
+        (name == key, 0),
+        (name.startswith(key, autoescape=True), 1),
+        (name.contains(key, autoescape=True), 2),
+        (company == key, 3),
+        (company.startswith(key, autoescape=True), 4),
+        else_=5,
+    )
+
+
 class SqlCustomers:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -225,23 +237,15 @@ class SqlCustomers:
 
     async def find_by_name_key(self, key: str, limit: int) -> list[Customer]:
         c = t.customers.c
-        # Name matches first (equal, prefix, contains), then company matches in the same order; the
-        # company column is stored as typed, so it is compared lower-cased (the key is already normalised).
         company = func.lower(c.company)
-        rank = case(
-            (c.name_key == key, 0),
-            (c.name_key.startswith(key, autoescape=True), 1),
-            (c.name_key.contains(key, autoescape=True), 2),
-            (company == key, 3),
-            (company.startswith(key, autoescape=True), 4),
-            else_=5,
-        )
         if not key:  # everyone matches: the oldest customers first, straight from the primary key
             rows = await self._conn.execute(select(t.customers).order_by(c.id).limit(limit))
             return [_customer(r) for r in rows]
-        # Each kind of match is drawn from its own index, at most `cap` of each, before the ranking: a common
-        # word ("科技", "有限公司") then costs a bounded read however many of a million names hold it, and a name
-        # that equals or starts with the key is never crowded out by names that merely contain it.
+        # Each kind of match is drawn from its own index, at most `cap` of each, and ranked on its own, best
+        # kind first, until `limit` customers are found: a common word ("科技", "有限公司") then costs a bounded
+        # read however many of a million names hold it, a name that equals or starts with the key is never
+        # crowded out by names that merely contain it, and when the names starting with the key fill the page
+        # the (many more) names and companies containing it are not read at all.
         cap = limit + NAME_CANDIDATES
         kinds = [
             c.name_key == key,
@@ -249,16 +253,17 @@ class SqlCustomers:
             self._contains(c.name_key, key),
             self._contains(company, key),
         ]
-        # Each capped SELECT is a derived table: SQLite refuses LIMIT on a member of a compound select.
-        capped = [select(c.id).where(kind).limit(cap).subquery() for kind in kinds]
-        candidates = union(*(select(sub.c.id) for sub in capped)).subquery()
-        rows = await self._conn.execute(
-            select(t.customers)
-            .where(c.id.in_(select(candidates.c.id)))
-            .order_by(rank, func.length(c.name_key), c.id)
-            .limit(limit)
-        )
-        return [_customer(r) for r in rows]
+        found: dict[int, Customer] = {}
+        for kind in kinds:
+            # The capped SELECT is a derived table, ranked outside: the cap bounds what is read, not the order.
+            capped = select(t.customers).where(kind).limit(cap).subquery()
+            k = capped.c
+            order = _name_rank(k.name_key, func.lower(k.company), key), func.length(k.name_key), k.id
+            for row in await self._conn.execute(select(capped).order_by(*order).limit(limit)):
+                found.setdefault(row.id, _customer(row))
+            if len(found) >= limit:
+                break
+        return list(found.values())[:limit]
 
     def _contains(self, column: ColumnElement[str], key: str) -> ColumnElement[bool]:
         """`column` contains `key`; on PostgreSQL a key too short for trigrams is looked up in the grams index."""
@@ -644,73 +649,92 @@ class SqlAssignments:
         skip: int,
         limit: int,
         after: int = 0,
+        *,
+        count_up_to: int,
     ) -> tuple[list[int], int]:
-        matches = _subquery(_matching(query, now, visible_dimensions))
-        if after:  # keyset: the page starts past `after`, the total is counted over every match on its own
-            page = select(matches.c.id).where(matches.c.id > after).order_by(matches.c.id).offset(skip).limit(limit)
-            ids = list((await self._conn.execute(page)).scalars())
-            total = (await self._conn.execute(select(func.count()).select_from(matches))).scalar_one()
-            return ids, int(total)
-        # One pass: the window count is taken over every match before OFFSET/LIMIT cut the page out.
-        rows = (
-            await self._conn.execute(
-                select(matches.c.id, func.count().over()).order_by(matches.c.id).offset(skip).limit(limit)
-            )
-        ).all()
-        if rows:
-            return [r[0] for r in rows], int(rows[0][1])
-        total = (await self._conn.execute(select(func.count()).select_from(matches))).scalar_one()
-        return [], int(total)
+        matches = _Matches(query, now, visible_dimensions)
+        if not after and skip + limit <= count_up_to:  # the first pages: the page and the count in one read
+            ids = list((await self._conn.execute(matches.ids(0).limit(count_up_to + 1))).scalars())
+            return ids[skip : skip + limit], len(ids)
+        page = list((await self._conn.execute(matches.ids(after).offset(skip).limit(limit))).scalars())
+        counted = select(func.count()).select_from(matches.ids(0).limit(count_up_to + 1).subquery())
+        return page, int((await self._conn.execute(counted)).scalar_one())
 
 
-_Ids = Select[tuple[int]] | CompoundSelect
-
-
-def _matching(query: TagQuery, now: datetime, visible: Sequence[str] | None) -> _Ids:
-    """The ids of the customers matching `query`, as set operations over each tag's holders.
-
-    Each tag's holders come from one range of ix_tag_assignments_holders (index only); AND, NOT and OR become
-    INTERSECT, EXCEPT and UNION, so matching and counting cost one pass over each named tag's holders instead of
-    one index probe per candidate customer. A lone tag may list a customer twice; the caller takes DISTINCT.
-    """
-    if isinstance(query, HasTag):
-        a = t.tag_assignments.c
-        conditions = [
-            a.tag_key.in_(list(query.name_keys)),
-            a.state == "active",
-            or_(a.expires_at.is_(None), a.expires_at > now),
-        ]
-        if visible is not None:
-            conditions.append(a.dimension.in_(list(visible)))
-        return select(a.customer_id.label("id")).where(*conditions)
-    if isinstance(query, AnyOf):
-        if len(query.parts) < 2:  # UNION of one SELECT renders as that SELECT (no dedup): leave it to the caller
-            return _matching(query.parts[0], now, visible) if query.parts else select(t.customers.c.id).where(false())
-        return union(*(_operand(p, now, visible) for p in query.parts))
+def _merged(query: TagQuery) -> TagQuery:
+    """`query` with the plain tags of each OR merged into one tag of several keys (one probe, not one each)."""
+    if isinstance(query, NoneOf):
+        return NoneOf(_merged(query.part))
     if isinstance(query, AllOf):
-        kept = [_operand(p, now, visible) for p in query.parts if not isinstance(p, NoneOf)]
-        dropped = [_operand(p.part, now, visible) for p in query.parts if isinstance(p, NoneOf)]
-    else:
-        kept, dropped = [], [_operand(query.part, now, visible)]
-    if not kept:
-        kept = [select(t.customers.c.id)]  # only negations: every customer is a candidate, tagged or not
-    base = kept[0] if len(kept) == 1 else _operand_of(intersect(*kept))
-    return except_(base, *dropped) if dropped else base
+        return AllOf(tuple(_merged(p) for p in query.parts))
+    if isinstance(query, AnyOf):
+        parts = [_merged(p) for p in query.parts]
+        keys = tuple(dict.fromkeys(k for p in parts if isinstance(p, HasTag) for k in p.name_keys))
+        others = [p for p in parts if not isinstance(p, HasTag)]
+        merged = [HasTag(keys), *others] if keys else others
+        return merged[0] if len(merged) == 1 else AnyOf(tuple(merged))
+    return query
 
 
-def _operand(query: TagQuery, now: datetime, visible: Sequence[str] | None) -> Select[tuple[int]]:
-    """`_matching` as a plain SELECT, so it can stand inside INTERSECT/EXCEPT/UNION on SQLite too."""
-    return _operand_of(_matching(query, now, visible))
+class _Matches:
+    """The customers matching a tag query, as one SELECT of ids in id order that stops reading at its LIMIT.
 
+    The ids are driven from one positive tag of the query (its holders come from ix_tag_assignments_holders in
+    customer id order), or from the customers' primary key when the query has none (NOT …, A OR B); every other
+    part is an EXISTS / NOT EXISTS probe on the same customer. So a page, or a count up to a cap, reads about as
+    many holders as it needs, not every holder of every tag named.
+    """
 
-def _operand_of(ids: _Ids) -> Select[tuple[int]]:
-    # SQLite refuses a bracketed compound inside another compound; a derived table works on both databases.
-    return ids if isinstance(ids, Select) else select(ids.subquery().c.id)
+    def __init__(self, query: TagQuery, now: datetime, visible: Sequence[str] | None) -> None:
+        self.now, self.visible = now, visible
+        query = _merged(query)
+        parts = list(query.parts) if isinstance(query, AllOf) else [query]
+        driver = next((p for p in parts if isinstance(p, HasTag) and len(p.name_keys) == 1), None)
+        self.driver = driver
+        self.rest = [p for p in parts if p is not driver]
 
+    def ids(self, after: int) -> Select[Any]:
+        """Matching ids greater than `after`, ascending, each once."""
+        if self.driver is None:
+            c = t.customers.c
+            return select(c.id).where(c.id > after, *self._all(self.rest, c.id, after)).order_by(c.id)
+        a = t.tag_assignments.alias("driver")
+        held = self._holding(a, self.driver)
+        rest = self._all(self.rest, a.c.customer_id, after)
+        return (
+            select(a.c.customer_id.label("id"))
+            .where(a.c.customer_id > after, *held, *rest)
+            .group_by(a.c.customer_id)  # one row per customer, though a tag key may be held in two dimensions
+            .order_by(a.c.customer_id)
+        )
 
-def _subquery(ids: _Ids) -> Subquery:
-    """The matching ids as a derived table with one row per customer."""
-    return (ids.distinct() if isinstance(ids, Select) else ids).subquery()
+    def _holding(self, a: Any, query: HasTag) -> list[ColumnElement[bool]]:
+        """Conditions on the assignment row `a` for an active, unexpired tag of `query` the viewer may see."""
+        keys = list(query.name_keys)
+        conditions = [
+            a.c.tag_key == keys[0] if len(keys) == 1 else a.c.tag_key.in_(keys),
+            a.c.state == "active",
+            or_(a.c.expires_at.is_(None), a.c.expires_at > self.now),
+        ]
+        if self.visible is not None:
+            conditions.append(a.c.dimension.in_(list(self.visible)))
+        return conditions
+
+    def _all(self, parts: Sequence[TagQuery], customer: Any, after: int) -> list[ColumnElement[bool]]:
+        return [self._holds(p, customer, after) for p in parts]
+
+    def _holds(self, query: TagQuery, customer: Any, after: int) -> ColumnElement[bool]:
+        """Whether the customer with id `customer` (greater than `after`) matches `query`."""
+        if isinstance(query, HasTag):
+            a = t.tag_assignments.alias()
+            # `> after` says nothing new, but lets a merge join start its scan of the holders at `after`.
+            near = [a.c.customer_id == customer, a.c.customer_id > after]
+            return exists().where(*near, *self._holding(a, query))
+        if isinstance(query, NoneOf):
+            return not_(self._holds(query.part, customer, after))
+        if isinstance(query, AnyOf):
+            return or_(false(), *(self._holds(p, customer, after) for p in query.parts))
+        return and_(true(), *self._all(query.parts, customer, after))
 
 
 # ---------------------------------------------------------------- events

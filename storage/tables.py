@@ -366,13 +366,15 @@ tag_archive = Table(
     Index("ix_tag_archive_at", "at"),
 )
 
-# Tag searches and report joins find a tag's holders (and their expiry) from the index alone.
+# Tag searches and report joins find a tag's holders (their expiry, and for agents' searches the dimension)
+# from the index alone (migration 0018 added the dimension).
 Index(
     "ix_tag_assignments_holders",
     tag_assignments.c.tag_key,
     tag_assignments.c.state,
     tag_assignments.c.customer_id,
     tag_assignments.c.expires_at,
+    tag_assignments.c.dimension,
 )
 # PostgreSQL only (migration 0009, when the pg_trgm extension can be installed): trigram GIN indexes on
 # customers.name_key and lower(company) serve the console's "name contains" search.

@@ -46,6 +46,7 @@ from msrest.exceptions import ClientRequestError, HttpOperationError
 
 from bots.teams.clicks import CardClick, card_click
 from bots.teams.dedup import activity_key
+from bots.teams.invoke_body import invoke_body
 from bots.teams.references import StoredReference, tenant_of
 from bots.teams.scope import is_shared
 from cards.adaptive import Card, card, text
@@ -96,6 +97,11 @@ def _utc_now() -> datetime:
 
 class KebiaoBot(TeamsActivityHandler):
     """Commands and linked-conversation matching in chats and channels, message extension, card actions."""
+
+    @staticmethod
+    def _create_invoke_response(body: object = None) -> InvokeResponse:
+        """As ActivityHandler's, but the body is written once (cards are not walked again; see invoke_body)."""
+        return InvokeResponse(status=200, body=invoke_body(body))
 
     def __init__(self, chat: ChatService, channels: ChannelStore, clock: Clock = _utc_now) -> None:
         self.chat = chat

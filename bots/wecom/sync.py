@@ -342,6 +342,7 @@ class WeComTagSync:
                     0,
                     PAGE,
                     after,
+                    count_up_to=0,  # only the page is wanted, not how many customers there are
                 )
                 held = {cid: [(a.dimension, a.tag) for a in await uow.assignments.active_for(cid)] for cid in ids}
             for cid, tags in held.items():

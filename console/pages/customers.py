@@ -37,6 +37,7 @@ async def get_search(request: web.Request, page: Page) -> web.StreamResponse:
     skip = (number - 1) * PAGE_SIZE
     customers: list[Any] = []
     total = 0
+    more = False  # the expression search stopped counting at its cap
     error = ""
     if q:
         if mode == "expr":
@@ -47,7 +48,7 @@ async def get_search(request: web.Request, page: Page) -> web.StreamResponse:
                     found = await search_customers(
                         uow, current.taxonomy, q, page.user, page.services.clock(), skip, PAGE_SIZE
                     )
-                customers, total = list(found.customers), found.total
+                customers, total, more = list(found.customers), found.total, found.total_is_lower_bound
             except ExpressionError as exc:
                 error = exc.message
             except UnknownTagError as exc:
@@ -55,7 +56,7 @@ async def get_search(request: web.Request, page: Page) -> web.StreamResponse:
         else:
             customers, total = await page.services.store.queries.customers_by_name(name_key(q), skip, PAGE_SIZE)
     pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
-    shown = f"{COUNT_CAP:,}+" if mode == "name" and total > COUNT_CAP else f"{total:,}"
+    shown = f"{COUNT_CAP:,}+" if mode == "name" and total > COUNT_CAP else f"{total:,}" + ("+" if more else "")
     return page.render(
         "customers.html",
         400 if error else 200,

@@ -163,6 +163,7 @@ class SearchResult:
     page: int
     page_size: int
     viewer: User
+    total_is_lower_bound: bool = False  # there are more than `total` matches (they are counted up to a cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,7 +551,7 @@ class ChatService:
             except (UnknownTagError, AmbiguousTagError) as exc:
                 return ErrorResult(_message(exc), FIND_HINT)
             hits = tuple(await customer_summaries(uow, self.taxonomy, found.customers, ctx.viewer, ctx.now))
-        return SearchResult(query, hits, found.total, page, PAGE_SIZE, ctx.viewer)
+        return SearchResult(query, hits, found.total, page, PAGE_SIZE, ctx.viewer, found.total_is_lower_bound)
 
     async def lookup(self, ctx: ChatContext, text: str, skip: int, count: int) -> SearchResult:
         """Message-extension search: customers by name first, else by tag expression; never an error."""
@@ -562,6 +563,7 @@ class ChatService:
         async with self.store.unit_of_work(read_only=True) as uow:
             resolution = await resolve_customer(uow, wanted, limit=skip + count + 1)
             named = [resolution.customer] if resolution.customer else list(resolution.candidates)
+            more = False
             if named:
                 page = named[skip : skip + count]
                 total = len(named)
@@ -570,9 +572,9 @@ class ChatService:
                     found = await search_customers(uow, self.taxonomy, wanted, ctx.viewer, ctx.now, skip, count)
                 except (ExpressionError, UnknownTagError, AmbiguousTagError):
                     return empty  # neither a customer nor a tag expression the viewer may use
-                page, total = list(found.customers), found.total
+                page, total, more = list(found.customers), found.total, found.total_is_lower_bound
             hits = tuple(await customer_summaries(uow, self.taxonomy, page, ctx.viewer, ctx.now))
-        return SearchResult(wanted, hits, total, skip // count + 1, count, ctx.viewer)
+        return SearchResult(wanted, hits, total, skip // count + 1, count, ctx.viewer, more)
 
     async def customer_choices(self, ctx: ChatContext, limit: int) -> list[Customer]:
         """Customers for a picker: the conversation's linked customer first, then others by name."""

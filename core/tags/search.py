@@ -13,15 +13,20 @@ from tagging.policy import UnknownTagError, close_matches, is_visible, visible_d
 from tagging.taxonomy import Taxonomy
 
 MAX_PAGE = 100
+# Matches are counted up to this many; past it a page says "more than COUNT_UP_TO" instead of reading every match.
+COUNT_UP_TO = 1_000
 
 
 @dataclass(frozen=True, slots=True)
 class SearchPage:
+    """One page of matches; `total` counts every match unless `total_is_lower_bound` (then there are more)."""
+
     customers: tuple[Customer, ...]
     total: int
     skip: int
     count: int
     after: int = 0
+    total_is_lower_bound: bool = False
 
     @property
     def next_after(self) -> int | None:
@@ -65,6 +70,7 @@ async def search_customers(
     sees = viewer.role.sees_sensitive
     query = to_query(parse_expression(expression), taxonomy, sees)
     visible = None if sees else visible_dimension_keys(taxonomy, sees)
-    ids, total = await uow.assignments.search(query, now, visible, skip, count, after)
+    ids, total = await uow.assignments.search(query, now, visible, skip, count, after, count_up_to=COUNT_UP_TO)
     customers = await uow.customers.get_many(ids)
-    return SearchPage(tuple(customers), total, skip, count, after)
+    more = total > COUNT_UP_TO
+    return SearchPage(tuple(customers), min(total, COUNT_UP_TO), skip, count, after, more)

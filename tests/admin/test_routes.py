@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 
 import openpyxl
+import pytest
 from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient
 
 from app import DATABASE, MATCHERS, TAXONOMY, create_app
+from core.tags import search
 from tests.admin.conftest import AUTH, TOKEN, ClientFactory, admin_settings
 
 V1 = "/admin/v1"
@@ -332,7 +334,7 @@ async def test_customer_summary_history_and_resolve(client: TestClient) -> None:
     assert (await client.get(f"{V1}/customers", headers=AUTH)).status == 400
 
 
-async def test_search(client: TestClient) -> None:
+async def test_search(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     await _import(client)
     response = await client.get(f"{V1}/search", params={"expr": "VIP客户 AND 询价客户"}, headers=AUTH)
     body = await response.json()
@@ -340,7 +342,12 @@ async def test_search(client: TestClient) -> None:
     every = await (
         await client.get(f"{V1}/search", params={"expr": "VIP客户 OR 活跃客户", "count": 1}, headers=AUTH)
     ).json()
-    assert every["total"] == 2 and len(every["customers"]) == 1
+    assert every["total"] == 2 and len(every["customers"]) == 1 and every["total_is_lower_bound"] is False
+    monkeypatch.setattr(search, "COUNT_UP_TO", 1)  # two match: counted to one, then "more than one"
+    for after in (0, every["next_after"]):
+        params = {"expr": "VIP客户 OR 活跃客户", "count": 1, "after": after}
+        capped = await (await client.get(f"{V1}/search", params=params, headers=AUTH)).json()
+        assert (capped["total"], capped["total_is_lower_bound"], len(capped["customers"])) == (1, True, 1)
     unknown = await client.get(f"{V1}/search", params={"expr": "VIP客"}, headers=AUTH)
     assert unknown.status == 400 and "VIP客户" in (await unknown.json())["problems"][0]["did_you_mean"]
     broken = await client.get(f"{V1}/search", params={"expr": "VIP客户 AND ("}, headers=AUTH)

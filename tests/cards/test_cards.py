@@ -24,6 +24,7 @@ from cards.views import (
     SearchResultsView,
     TagView,
 )
+from cards.wecom import search_markdown
 from core import verbs
 from core.types import Customer
 from tests.cards.samples import all_cards, customer, suggestions, summary
@@ -194,6 +195,23 @@ def test_search_results_page_and_more(now: datetime) -> None:
     assert "还有 3 个" in dump
     pages = {a["title"]: a["data"]["page"] for a in _actions(card) if a["verb"] == verbs.SEARCH_PAGE}
     assert pages == {"上一页": 1, "下一页": 3}
+
+
+def test_search_results_past_the_count_cap_say_more_than(now: datetime) -> None:
+    hits = tuple(CustomerHit(customer(f"客户{i}", i)) for i in range(10))
+    capped = SearchResultsView("VIP客户", hits, total=1000, page=100, page_size=10, total_is_lower_bound=True)
+    dump = json.dumps(build_search_results_card(capped, now), ensure_ascii=False)
+    assert "共 1000+ 个" in dump and "第 100/100+ 页" in dump
+    paging = [a for a in _actions(build_search_results_card(capped, now)) if a["verb"] == verbs.SEARCH_PAGE]
+    # The count stopped at its cap, the matches did not: Next stays.
+    assert {a["title"]: a["data"]["page"] for a in paging} == {"上一页": 99, "下一页": 101}
+    first = SearchResultsView("VIP客户", hits, total=1000, page=1, page_size=10, total_is_lower_bound=True)
+    assert "还有 990+ 个" in json.dumps(build_search_results_card(first, now), ensure_ascii=False)
+    assert "共 1000+ 个" in search_markdown(first, now) and "还有 990+ 个" in search_markdown(first, now)
+    exact = SearchResultsView("VIP客户", hits, total=1000, page=100, page_size=10)
+    assert "+" not in search_markdown(exact, now).split("\n")[0]
+    paging = [a for a in _actions(build_search_results_card(exact, now)) if a["verb"] == verbs.SEARCH_PAGE]
+    assert [a["title"] for a in paging] == ["上一页"]
 
 
 def test_huge_inputs_stay_under_the_size_cap(now: datetime) -> None:

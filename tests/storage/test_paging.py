@@ -38,13 +38,13 @@ async def test_search_after_walks_every_match_once(database: Database, page_size
     after = 0
     async with database.unit_of_work(read_only=True) as uow:
         while True:
-            page, total = await uow.assignments.search(query, NOW, None, 0, page_size, after)
+            page, total = await uow.assignments.search(query, NOW, None, 0, page_size, after, count_up_to=100)
             assert total == len(expected)  # every page reports the whole count, not what is left
             seen.extend(page)
             if len(page) < page_size:
                 break
             after = page[-1]
-        skipped, _ = await uow.assignments.search(query, NOW, None, 2, 2, expected[0])
+        skipped, _ = await uow.assignments.search(query, NOW, None, 2, 2, expected[0], count_up_to=100)
     assert seen == expected
     assert skipped == expected[3:5]  # after, then skip
 
@@ -56,9 +56,27 @@ async def test_search_after_counts_customers_holding_several_matching_tags_once(
         await uow.assignments.insert_active(ids[1], "stage", "询价客户", Source.MANUAL, "u1", NOW, None)
     query = HasTag(("vip客户", "询价客户"))
     async with database.unit_of_work(read_only=True) as uow:
-        first, total = await uow.assignments.search(query, NOW, None, 0, 2, 0)
-        rest, again = await uow.assignments.search(query, NOW, None, 0, 2, first[-1])
+        first, total = await uow.assignments.search(query, NOW, None, 0, 2, 0, count_up_to=100)
+        rest, again = await uow.assignments.search(query, NOW, None, 0, 2, first[-1], count_up_to=100)
     assert (first, rest, total, again) == (ids[:2], ids[2:], 3, 3)
+
+
+async def test_search_counts_up_to_the_cap_and_pages_past_it(database: Database) -> None:
+    ids = await _customers(database, [f"客户{i}" for i in range(9)])
+    await _tag(database, ids, "vip客户")
+    await _tag(database, ids[4:], "重点客户")
+    query = AllOf((HasTag(("vip客户",)), NoneOf(HasTag(("重点客户",)))))  # ids[:4] match
+    async with database.unit_of_work(read_only=True) as uow:
+        every = await uow.assignments.search(HasTag(("vip客户",)), NOW, None, 0, 2, count_up_to=3)
+        second = await uow.assignments.search(HasTag(("vip客户",)), NOW, None, 2, 2, count_up_to=3)
+        deep = await uow.assignments.search(HasTag(("vip客户",)), NOW, None, 4, 2, count_up_to=3)
+        past = await uow.assignments.search(HasTag(("vip客户",)), NOW, None, 0, 3, ids[5], count_up_to=3)
+        exact = await uow.assignments.search(query, NOW, None, 0, 10, count_up_to=4)
+        over = await uow.assignments.search(query, NOW, None, 0, 10, count_up_to=3)
+    # Nine match: counted no further than the cap + 1, however the page is chosen.
+    assert every == (ids[:2], 4) and second == (ids[2:4], 4) and deep == (ids[4:6], 4)
+    assert past == (ids[6:], 4)
+    assert exact == (ids[:4], 4) and over == (ids[:4], 4)  # four within a cap of 4; "more than 3" with 3
 
 
 async def test_history_before_pages_newest_first_with_equal_times(database: Database) -> None:
