@@ -7,7 +7,8 @@ HTTP 500), so the route parses the request itself, authenticates, de-duplicates,
 The SDK builds a new ConnectorClient and UserTokenClient for every turn; each builds an msrest
 Configuration (a ~3 ms quadratic retry-code list) and a fresh HTTP session that is never closed, so every
 reply opened a new TCP connection. `ReusedClients` hands the same clients back per app id, service URL and
-audience instead (the credentials inside refresh their own tokens).
+audience instead (the credentials inside refresh their own tokens), each wrapped in a LeanConnectorClient
+whose replies, sends and updates go over one pooled aiohttp session (bots.teams.connector).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
-from aiohttp import web
+from aiohttp import ClientSession, web
 from botbuilder.core import Bot, InvokeResponse
 from botbuilder.core.serializer_helper import serializer_helper
 from botbuilder.integration.aiohttp import CloudAdapter
@@ -37,6 +38,7 @@ from msrest.exceptions import DeserializationError
 from msrest.serialization import Model
 
 from bots.teams.activity_shape import check_activity
+from bots.teams.connector import LeanConnectorClient
 from bots.teams.dedup import ActivityClaims, activity_key
 from core.inbound import InputError, loads
 from core.loopback import is_loopback_url
@@ -86,8 +88,9 @@ class ReusedClients(BotFrameworkAuthentication):  # type: ignore[misc]
     def __init__(self, inner: BotFrameworkAuthentication, limit: int = MAX_CACHED_CLIENTS) -> None:
         self.inner = inner
         self.limit = limit
-        self._connectors: OrderedDict[tuple[str, str, str], ConnectorClient] = OrderedDict()
+        self._connectors: OrderedDict[tuple[str, str, str], LeanConnectorClient] = OrderedDict()
         self._token_clients: dict[str, UserTokenClient] = {}
+        self._session: ClientSession | None = None  # made on first use, inside the running loop
 
     async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
         result = await self.inner.authenticate_request(activity, auth_header)
@@ -123,13 +126,13 @@ class ReusedClients(BotFrameworkAuthentication):  # type: ignore[misc]
     async def authenticate_channel_request(self, auth_header: str) -> ClaimsIdentity:
         return await self.inner.authenticate_channel_request(auth_header)
 
-    async def connector(self, key: tuple[str, str, str], factory: ConnectorFactory) -> ConnectorClient:
+    async def connector(self, key: tuple[str, str, str], factory: ConnectorFactory) -> LeanConnectorClient:
         """The client for (app id, service URL, audience); built by `factory` the first time."""
         client = self._connectors.get(key)
         if client is not None:
             self._connectors.move_to_end(key)
             return client
-        built = await factory.create(key[1], key[2] or None)
+        built = LeanConnectorClient(await factory.create(key[1], key[2] or None), self._http())
         client = self._connectors.setdefault(key, built)
         if client is not built:
             await _close(built)  # another turn built one meanwhile
@@ -138,12 +141,21 @@ class ReusedClients(BotFrameworkAuthentication):  # type: ignore[misc]
             await _close(oldest)
         return client
 
+    def _http(self) -> ClientSession:
+        """The pooled session the lean sends share (connections to each service URL are kept alive)."""
+        if self._session is None or self._session.closed:
+            self._session = ClientSession()
+        return self._session
+
     async def close(self) -> None:
-        """Close every cached client's HTTP session."""
+        """Close every cached client's HTTP session and the shared one."""
         connectors, self._connectors = list(self._connectors.values()), OrderedDict()
         for client in connectors:
             await _close(client)
         self._token_clients.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 class _ReusedConnectorFactory(ConnectorFactory):  # type: ignore[misc]
@@ -152,11 +164,11 @@ class _ReusedConnectorFactory(ConnectorFactory):  # type: ignore[misc]
         self._app_id = app_id
         self._inner = inner
 
-    async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
+    async def create(self, service_url: str, audience: str | None = None) -> LeanConnectorClient:
         return await self._owner.connector((self._app_id, service_url or "", audience or ""), self._inner)
 
 
-async def _close(client: ConnectorClient) -> None:
+async def _close(client: ConnectorClient | LeanConnectorClient) -> None:
     try:
         await client.__aexit__(None, None, None)
     except Exception as exc:  # closing a dead session must not break shutdown or a turn
