@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
 from aiohttp import ClientSession, web
-from botbuilder.core import Bot, InvokeResponse
+from botbuilder.core import Bot, InvokeResponse, TurnContext
 from botbuilder.core.serializer_helper import serializer_helper
 from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity
@@ -40,6 +41,7 @@ from msrest.serialization import Model
 from bots.teams.activity_shape import check_activity
 from bots.teams.connector import LeanConnectorClient
 from bots.teams.dedup import ActivityClaims, activity_key
+from bots.teams.turn import ShallowCopyTurnContext
 from core.inbound import InputError, loads
 from core.loopback import is_loopback_url
 
@@ -68,7 +70,31 @@ MAX_CACHED_CLIENTS = 64  # service URLs are few (one per Teams region); the boun
 def create_adapter(authentication: BotFrameworkAuthentication) -> CloudAdapter:
     """A CloudAdapter on `authentication` with reused outbound clients; turn errors propagate to the endpoint."""
     reused = authentication if isinstance(authentication, ReusedClients) else ReusedClients(authentication)
-    return CloudAdapter(reused)
+    return KebiaoAdapter(reused)
+
+
+class KebiaoAdapter(CloudAdapter):  # type: ignore[misc]
+    """CloudAdapter whose turns run in a ShallowCopyTurnContext (outgoing cards are not deep-copied)."""
+
+    def _create_turn_context(
+        self,
+        activity: Activity,
+        claims_identity: ClaimsIdentity,
+        oauth_scope: str,
+        connector_client: ConnectorClient,
+        user_token_client: UserTokenClient,
+        logic: Callable[[TurnContext], Awaitable[Any]],
+        connector_factory: ConnectorFactory,
+    ) -> TurnContext:
+        """CloudAdapterBase._create_turn_context (botbuilder 4.17) building Kebiao's turn context."""
+        context = ShallowCopyTurnContext(self, activity)
+        context.turn_state[self.BOT_IDENTITY_KEY] = claims_identity
+        context.turn_state[self.BOT_CONNECTOR_CLIENT_KEY] = connector_client
+        context.turn_state[self.USER_TOKEN_CLIENT_KEY] = user_token_client
+        context.turn_state[self.BOT_CALLBACK_HANDLER_KEY] = logic
+        context.turn_state[self.CONNECTOR_FACTORY_KEY] = connector_factory
+        context.turn_state[self.BOT_OAUTH_SCOPE_KEY] = oauth_scope
+        return context
 
 
 async def close_adapter(adapter: CloudAdapter) -> None:
