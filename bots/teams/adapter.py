@@ -7,19 +7,21 @@ HTTP 500), so the route parses the request itself, authenticates, de-duplicates,
 The SDK builds a new ConnectorClient and UserTokenClient for every turn; each builds an msrest
 Configuration (a ~3 ms quadratic retry-code list) and a fresh HTTP session that is never closed, so every
 reply opened a new TCP connection. `ReusedClients` hands the same clients back per app id, service URL and
-audience instead (the credentials inside refresh their own tokens).
+audience instead (the credentials inside refresh their own tokens), each wrapped in a LeanConnectorClient
+whose replies, sends and updates go over one pooled aiohttp session (bots.teams.connector).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
-from aiohttp import web
-from botbuilder.core import Bot, InvokeResponse
+from aiohttp import ClientSession, web
+from botbuilder.core import Bot, InvokeResponse, TurnContext
 from botbuilder.core.serializer_helper import serializer_helper
 from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity
@@ -37,7 +39,9 @@ from msrest.exceptions import DeserializationError
 from msrest.serialization import Model
 
 from bots.teams.activity_shape import check_activity
+from bots.teams.connector import LeanConnectorClient
 from bots.teams.dedup import ActivityClaims, activity_key
+from bots.teams.turn import ShallowCopyTurnContext
 from core.inbound import InputError, loads
 from core.loopback import is_loopback_url
 
@@ -45,6 +49,10 @@ log = logging.getLogger(__name__)
 
 MESSAGES_PATH = "/api/messages"
 MAX_BODY_BYTES = 256 * 1024
+# Bodies up to this size are parsed before their token is checked, which is then checked once (see
+# TeamsEndpoint._read_authenticated): parsing one costs less than a token check (~0.5 ms, PyJWT re-validates
+# the base64 of the token character by character, five times per check).
+PARSE_FIRST_BYTES = 16 * 1024
 
 
 class RequestRejected(Exception):
@@ -62,7 +70,31 @@ MAX_CACHED_CLIENTS = 64  # service URLs are few (one per Teams region); the boun
 def create_adapter(authentication: BotFrameworkAuthentication) -> CloudAdapter:
     """A CloudAdapter on `authentication` with reused outbound clients; turn errors propagate to the endpoint."""
     reused = authentication if isinstance(authentication, ReusedClients) else ReusedClients(authentication)
-    return CloudAdapter(reused)
+    return KebiaoAdapter(reused)
+
+
+class KebiaoAdapter(CloudAdapter):  # type: ignore[misc]
+    """CloudAdapter whose turns run in a ShallowCopyTurnContext (outgoing cards are not deep-copied)."""
+
+    def _create_turn_context(
+        self,
+        activity: Activity,
+        claims_identity: ClaimsIdentity,
+        oauth_scope: str,
+        connector_client: ConnectorClient,
+        user_token_client: UserTokenClient,
+        logic: Callable[[TurnContext], Awaitable[Any]],
+        connector_factory: ConnectorFactory,
+    ) -> TurnContext:
+        """CloudAdapterBase._create_turn_context (botbuilder 4.17) building Kebiao's turn context."""
+        context = ShallowCopyTurnContext(self, activity)
+        context.turn_state[self.BOT_IDENTITY_KEY] = claims_identity
+        context.turn_state[self.BOT_CONNECTOR_CLIENT_KEY] = connector_client
+        context.turn_state[self.USER_TOKEN_CLIENT_KEY] = user_token_client
+        context.turn_state[self.BOT_CALLBACK_HANDLER_KEY] = logic
+        context.turn_state[self.CONNECTOR_FACTORY_KEY] = connector_factory
+        context.turn_state[self.BOT_OAUTH_SCOPE_KEY] = oauth_scope
+        return context
 
 
 async def close_adapter(adapter: CloudAdapter) -> None:
@@ -86,8 +118,9 @@ class ReusedClients(BotFrameworkAuthentication):  # type: ignore[misc]
     def __init__(self, inner: BotFrameworkAuthentication, limit: int = MAX_CACHED_CLIENTS) -> None:
         self.inner = inner
         self.limit = limit
-        self._connectors: OrderedDict[tuple[str, str, str], ConnectorClient] = OrderedDict()
+        self._connectors: OrderedDict[tuple[str, str, str], LeanConnectorClient] = OrderedDict()
         self._token_clients: dict[str, UserTokenClient] = {}
+        self._session: ClientSession | None = None  # made on first use, inside the running loop
 
     async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
         result = await self.inner.authenticate_request(activity, auth_header)
@@ -123,13 +156,13 @@ class ReusedClients(BotFrameworkAuthentication):  # type: ignore[misc]
     async def authenticate_channel_request(self, auth_header: str) -> ClaimsIdentity:
         return await self.inner.authenticate_channel_request(auth_header)
 
-    async def connector(self, key: tuple[str, str, str], factory: ConnectorFactory) -> ConnectorClient:
+    async def connector(self, key: tuple[str, str, str], factory: ConnectorFactory) -> LeanConnectorClient:
         """The client for (app id, service URL, audience); built by `factory` the first time."""
         client = self._connectors.get(key)
         if client is not None:
             self._connectors.move_to_end(key)
             return client
-        built = await factory.create(key[1], key[2] or None)
+        built = LeanConnectorClient(await factory.create(key[1], key[2] or None), self._http())
         client = self._connectors.setdefault(key, built)
         if client is not built:
             await _close(built)  # another turn built one meanwhile
@@ -138,12 +171,21 @@ class ReusedClients(BotFrameworkAuthentication):  # type: ignore[misc]
             await _close(oldest)
         return client
 
+    def _http(self) -> ClientSession:
+        """The pooled session the lean sends share (connections to each service URL are kept alive)."""
+        if self._session is None or self._session.closed:
+            self._session = ClientSession()
+        return self._session
+
     async def close(self) -> None:
-        """Close every cached client's HTTP session."""
+        """Close every cached client's HTTP session and the shared one."""
         connectors, self._connectors = list(self._connectors.values()), OrderedDict()
         for client in connectors:
             await _close(client)
         self._token_clients.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 class _ReusedConnectorFactory(ConnectorFactory):  # type: ignore[misc]
@@ -152,11 +194,11 @@ class _ReusedConnectorFactory(ConnectorFactory):  # type: ignore[misc]
         self._app_id = app_id
         self._inner = inner
 
-    async def create(self, service_url: str, audience: str | None = None) -> ConnectorClient:
+    async def create(self, service_url: str, audience: str | None = None) -> LeanConnectorClient:
         return await self._owner.connector((self._app_id, service_url or "", audience or ""), self._inner)
 
 
-async def _close(client: ConnectorClient) -> None:
+async def _close(client: ConnectorClient | LeanConnectorClient) -> None:
     try:
         await client.__aexit__(None, None, None)
     except Exception as exc:  # closing a dead session must not break shutdown or a turn
@@ -172,11 +214,13 @@ class TeamsEndpoint:
         bot: Bot,
         claims: ActivityClaims | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        parse_first_bytes: int = PARSE_FIRST_BYTES,
     ) -> None:
         self.adapter = adapter
         self.bot = bot
         self.claims = claims
         self.max_body_bytes = max_body_bytes
+        self.parse_first_bytes = parse_first_bytes
 
     def routes(self) -> list[web.RouteDef]:
         """The routes to add to the application (`app.router.add_routes(endpoint.routes())`)."""
@@ -185,8 +229,7 @@ class TeamsEndpoint:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """aiohttp handler for POST /api/messages."""
         try:
-            activity = await self._read_activity(request)
-            auth = await self._authenticate(activity, request.headers.get("Authorization"))
+            activity, auth = await self._read_authenticated(request)
             _check_reply_address(activity, auth)
         except RequestRejected as rejected:
             return web.json_response({"error": rejected.reason}, status=rejected.status)
@@ -209,13 +252,30 @@ class TeamsEndpoint:
             claims.finish(key)  # writes committed and replies sent: retries are duplicates now
         return _response(invoke_response)
 
-    async def _read_activity(self, request: web.Request) -> Activity:
-        """Check the token, then parse the body into an Activity, refusing bad content types, sizes and shapes.
+    async def _read_authenticated(self, request: web.Request) -> tuple[Activity, AuthenticateRequestResult]:
+        """The activity and its authentication; a refusal of the body never comes before the token's.
 
-        The token is checked first (401 before the body is parsed); its service URL claim and channel
-        endorsement are checked against the parsed activity afterwards, in `_authenticate`.
+        The SDK checks a token against the activity (service URL claim, channel endorsement), so a body
+        must be parsed before the full check. A small body is parsed first and its token checked once; a
+        large or unsized one is read only after a first check of the token alone, so that no caller
+        without a valid token makes the bot read and parse more than a check costs. When a small body is
+        refused, the token is checked first too: a caller without a valid token always gets 401.
         """
-        await self._authenticate(Activity(), request.headers.get("Authorization"))
+        header = request.headers.get("Authorization")
+        length = request.content_length
+        if length is None or length > self.parse_first_bytes:
+            await self._authenticate(Activity(), header)
+            activity = await self._read_activity(request)
+            return activity, await self._authenticate(activity, header)
+        try:
+            activity = await self._read_activity(request)
+        except RequestRejected:
+            await self._authenticate(Activity(), header)
+            raise
+        return activity, await self._authenticate(activity, header)
+
+    async def _read_activity(self, request: web.Request) -> Activity:
+        """Parse the body into an Activity, refusing bad content types, sizes and shapes."""
         content_type = request.headers.get("Content-Type", "")
         if request.content_type != "application/json":
             raise RequestRejected(400, f"Content-Type must be application/json, got {content_type!r}")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity
 
-from bots.teams.adapter import create_adapter
+from bots.teams.adapter import close_adapter, create_adapter
 from bots.teams.alert_delivery import TeamsAlertDeliverer
 from bots.teams.auth import BotFrameworkEndpoints, build_authentication
 from bots.teams.notifier import TEAMS_CHANNEL, ConversationThrottle, TeamsNotifier
@@ -42,6 +45,17 @@ class NoWait:
         self.now += seconds
 
 
+_ADAPTERS: list[CloudAdapter] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_adapters() -> AsyncIterator[None]:
+    """Close the adapters `_deliverer` made (their pooled connector sessions) after each test."""
+    yield
+    while _ADAPTERS:
+        await close_adapter(_ADAPTERS.pop())
+
+
 async def _deliverer(database: Database, openid: OpenIdServer, url: str, wait: NoWait) -> TeamsAlertDeliverer:
     """The deliverer as app.py builds it, with every recipient's 1:1 reference stored as the bot stores it."""
     auth = build_authentication(
@@ -50,7 +64,9 @@ async def _deliverer(database: Database, openid: OpenIdServer, url: str, wait: N
         LocalCredentialFactory(APP_ID, APP_PASSWORD),
     )
     throttle = ConversationThrottle(clock=wait.clock, sleep=wait.sleep)
-    notifier = TeamsNotifier(create_adapter(auth), APP_ID, throttle=throttle, sleep=wait.sleep, rand=lambda: 0.0)
+    adapter = create_adapter(auth)
+    _ADAPTERS.append(adapter)
+    notifier = TeamsNotifier(adapter, APP_ID, throttle=throttle, sleep=wait.sleep, rand=lambda: 0.0)
     channels = SqlChannelStore(database.engine)
     for n, user in enumerate(RECIPIENTS):
         stored = StoredReference.from_activity(Activity().deserialize(load_payload("personal_message", url)))

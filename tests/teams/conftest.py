@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from botbuilder.core import CardFactory, MessageFactory, TurnContext
 from botbuilder.core.teams import TeamsActivityHandler
+from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import AdaptiveCardInvokeResponse, AdaptiveCardInvokeValue, ThumbnailCard
 from botbuilder.schema.teams import (
     MessagingExtensionAction,
@@ -27,7 +28,7 @@ from botbuilder.schema.teams import (
     TaskModuleTaskInfo,
 )
 
-from bots.teams.adapter import TeamsEndpoint, create_adapter
+from bots.teams.adapter import TeamsEndpoint, close_adapter, create_adapter
 from bots.teams.auth import BotFrameworkEndpoints, build_authentication
 from tests.teams.fake_connector import FakeConnector
 from tests.teams.tokens import ISSUER, LocalCredentialFactory, OpenIdServer, SigningKey
@@ -181,6 +182,7 @@ Client = Callable[..., Awaitable[TestClient]]
 async def make_client(openid: OpenIdServer) -> AsyncIterator[Client]:
     """Build a real aiohttp app around TeamsEndpoint; `authenticated=True` configures an app id."""
     clients: list[TestClient] = []
+    adapters: list[CloudAdapter] = []
 
     async def build(
         bot: SampleBot, authenticated: bool = False, claims: MemoryClaims | None = None, **kwargs: Any
@@ -195,6 +197,7 @@ async def make_client(openid: OpenIdServer) -> AsyncIterator[Client]:
         else:
             auth = build_authentication(Credentials())
         endpoint = TeamsEndpoint(create_adapter(auth), bot, claims=claims, **kwargs)
+        adapters.append(endpoint.adapter)
         app = web.Application()
         app.router.add_routes(endpoint.routes())
         client = TestClient(TestServer(app, host="127.0.0.1"))
@@ -205,3 +208,5 @@ async def make_client(openid: OpenIdServer) -> AsyncIterator[Client]:
     yield build
     for client in clients:
         await client.close()
+    for adapter in adapters:
+        await close_adapter(adapter)  # the pooled connector session

@@ -5,11 +5,16 @@ from __future__ import annotations
 import logging
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from botbuilder.schema import Activity
+from botframework.connector.auth import AuthenticateRequestResult, BotFrameworkAuthentication
 
-from bots.teams.auth import build_authentication
+from bots.teams.adapter import ReusedClients, TeamsEndpoint, close_adapter, create_adapter
+from bots.teams.auth import BotFrameworkEndpoints, build_authentication
 from tests.teams.conftest import APP_ID, APP_PASSWORD, Client, Credentials, SampleBot, load_payload
 from tests.teams.fake_connector import FakeConnector
-from tests.teams.tokens import BOT_TOKEN, SigningKey, mint_token
+from tests.teams.tokens import BOT_TOKEN, ISSUER, LocalCredentialFactory, OpenIdServer, SigningKey, mint_token
 
 Connector = tuple[FakeConnector, str]
 
@@ -126,3 +131,57 @@ async def test_authenticated_turns_reply_to_any_service_url_the_token_names(
     )
     assert response.status == 200
     assert bot.turns == ["invoke"]
+
+
+class CountingAuthentication(ReusedClients):
+    """The real authentication, counting the token checks it is asked for."""
+
+    def __init__(self, inner: BotFrameworkAuthentication) -> None:
+        super().__init__(inner)
+        self.checks: list[str | None] = []
+
+    async def authenticate_request(self, activity: Activity, auth_header: str) -> AuthenticateRequestResult:
+        self.checks.append(activity.channel_id)
+        return await super().authenticate_request(activity, auth_header)
+
+
+async def test_a_valid_token_is_checked_once_with_the_activity_and_a_bad_one_before_any_refusal(
+    openid: OpenIdServer, connector: Connector, signing_key: SigningKey
+) -> None:
+    fake, url = connector
+    bot = SampleBot()
+    counting = CountingAuthentication(
+        build_authentication(
+            Credentials(app_id=APP_ID, app_password=APP_PASSWORD),
+            BotFrameworkEndpoints(openid_metadata_url=openid.metadata_url, token_issuer=ISSUER),
+            LocalCredentialFactory(APP_ID, APP_PASSWORD),
+        )
+    )
+    adapter = create_adapter(counting)
+    app = web.Application()
+    app.router.add_routes(TeamsEndpoint(adapter, bot).routes())
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    valid = {"Authorization": f"Bearer {mint_token(signing_key, audience=APP_ID, service_url=url)}"}
+    forged = {"Authorization": f"Bearer {mint_token(signing_key, audience='someone-else', service_url=url)}"}
+    try:
+        assert (
+            await client.post("/api/messages", json=load_payload("personal_message", url), headers=valid)
+        ).status == 200
+        assert counting.checks == ["msteams"]  # once, with the activity: endorsement and serviceurl included
+        counting.checks.clear()
+        bad_body = {**valid, "Content-Type": "application/json"}
+        assert (await client.post("/api/messages", data=b"[1, 2]", headers=bad_body)).status == 400
+        assert (await client.post("/api/messages", data=b"[1, 2]", headers={**bad_body, **forged})).status == 401
+        assert counting.checks == [None, None]  # a refused body: the token alone was checked first
+        counting.checks.clear()
+        large = load_payload("personal_message", url)
+        large["text"] = "报价单" * 3000  # past the parse-first size: the token is checked before reading
+        assert (await client.post("/api/messages", json=large, headers=valid)).status == 200
+        assert counting.checks == [None, "msteams"]
+        assert (await client.post("/api/messages", json=large, headers=forged)).status == 401
+        assert counting.checks == [None, "msteams", None]
+    finally:
+        await client.close()
+        await close_adapter(adapter)
+    assert bot.turns == ["message", "message"] and len(fake.delivered) == 2

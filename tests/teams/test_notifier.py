@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity
 
-from bots.teams.adapter import create_adapter
+from bots.teams.adapter import close_adapter, create_adapter
 from bots.teams.auth import BotFrameworkEndpoints, build_authentication
 from bots.teams.notifier import (
     ConversationThrottle,
@@ -46,6 +48,17 @@ class FakeTime:
         self.now += seconds
 
 
+_ADAPTERS: list[CloudAdapter] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_adapters() -> AsyncIterator[None]:
+    """Close the adapters `_notifier` made (their pooled connector sessions) after each test."""
+    yield
+    while _ADAPTERS:
+        await close_adapter(_ADAPTERS.pop())
+
+
 def _notifier(openid: OpenIdServer, fake_time: FakeTime, **kwargs: Any) -> TeamsNotifier:
     auth = build_authentication(
         Credentials(app_id=APP_ID, app_password=APP_PASSWORD),
@@ -53,8 +66,10 @@ def _notifier(openid: OpenIdServer, fake_time: FakeTime, **kwargs: Any) -> Teams
         LocalCredentialFactory(APP_ID, APP_PASSWORD),
     )
     throttle = ConversationThrottle(clock=fake_time.clock, sleep=fake_time.sleep)
+    adapter = create_adapter(auth)
+    _ADAPTERS.append(adapter)
     return TeamsNotifier(
-        create_adapter(auth), APP_ID, throttle=throttle, sleep=fake_time.sleep, rand=lambda: 0.0, **kwargs
+        adapter, APP_ID, throttle=throttle, sleep=fake_time.sleep, rand=lambda: 0.0, **kwargs
     )
 
 
