@@ -524,3 +524,7 @@ customer_tag_counts = Table(
     Column("n", Integer, nullable=False),
     Index("ix_customer_tag_counts_n", "n"),
 )
+# Churn scoring's candidate selection (migration 0017).
+Index("ix_customers_contract_end", customers.c.contract_end)
+Index("ix_suggestions_dimension_created", suggestions.c.dimension, suggestions.c.created_at)
+Index("ix_customer_activity_agent_removed", customer_activity.c.agent_removed_at)

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import and_, func, or_, select, text, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.elements import ColumnElement
 
 from storage import tables as t
 
@@ -28,7 +29,7 @@ class Counts:
     customers: dict[int, int]
 
 
-def _live_now(now: datetime) -> tuple[object, ...]:
+def _live_now(now: datetime) -> tuple[ColumnElement[bool], ...]:
     a = t.tag_assignments.c
     return (a.state == "active", a.expires_at.is_not(None), a.expires_at <= now)
 

@@ -14,6 +14,9 @@ PostgreSQL uses statement-level triggers with transition tables (one pass per st
 SQLite, which has row triggers only, applies each row's change against the table as it stands, which sums to
 the same totals. The upgrade counts the existing assignments once.
 
+Churn scoring selects its candidates instead of walking every customer: indexes on customers.contract_end,
+suggestions (dimension, created_at) and customer_activity.agent_removed_at serve that selection.
+
 Revision ID: 0017
 Revises: 0016
 """
@@ -247,6 +250,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("customer_id", name=op.f("pk_customer_tag_counts")),
     )
     op.create_index("ix_customer_tag_counts_n", "customer_tag_counts", ["n"])
+    op.create_index("ix_customers_contract_end", "customers", ["contract_end"])
+    op.create_index("ix_suggestions_dimension_created", "suggestions", ["dimension", "created_at"])
+    op.create_index("ix_customer_activity_agent_removed", "customer_activity", ["agent_removed_at"])
     if op.get_bind().dialect.name == "postgresql":
         op.execute("LOCK TABLE tag_assignments IN SHARE MODE")  # no write slips between the count and the triggers
         for ddl in (PG_CUSTOMER_DELTA, PG_INSERT, PG_DELETE, PG_UPDATE, *PG_TRIGGERS):
@@ -266,6 +272,9 @@ def downgrade() -> None:
         for fn in ("kebiao_tag_counts_insert()", "kebiao_tag_counts_delete()", "kebiao_tag_counts_update()",
                    "kebiao_customer_tag_delta(bigint[], bigint[])"):  # fmt: skip
             op.execute(f"DROP FUNCTION IF EXISTS {fn}")
+    op.drop_index("ix_customer_activity_agent_removed", table_name="customer_activity")
+    op.drop_index("ix_suggestions_dimension_created", table_name="suggestions")
+    op.drop_index("ix_customers_contract_end", table_name="customers")
     op.drop_index("ix_customer_tag_counts_n", table_name="customer_tag_counts")
     op.drop_table("customer_tag_counts")
     op.drop_table("tag_count_changes")
