@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select, update
 
+from cli import main
 from core.alerts.jobs import AlertJobs, expire_lapsed
 from core.alerts.ports import BulkTag
 from core.importing.customers import import_customers
@@ -17,7 +20,7 @@ from core.taxonomy.store import import_taxonomy
 from core.types import Source
 from storage import tables as t
 from storage.console import ConsoleStore
-from storage.database import Database
+from storage.database import Database, open_database
 from storage.outbox import SqlAlertStore
 from storage.tag_counts import differences, fold, full_count, heavy_customers, live_tags, recount
 from tagging.policy import PolicyRefusal
@@ -166,3 +169,26 @@ async def test_recount_repairs_counts_that_drifted(database: Database, sample_ta
     async with database.engine.begin() as conn:
         await recount(conn)
     assert await differences(database.engine) == []
+
+
+async def test_cli_recount_checks_and_rebuilds(
+    database_url: str, sample_taxonomy: Taxonomy, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = await open_database(database_url)
+    try:
+        async with ConsoleStore(database.engine).unit_of_work() as uow:
+            await import_taxonomy(uow, sample_taxonomy, "test", NOW)
+        await _import(database, sample_taxonomy, random.Random(9), 0, 12)
+        async with database.engine.begin() as conn:
+            await fold(conn)
+            await conn.execute(update(t.tag_counts).values(n=t.tag_counts.c.n + 2))
+    finally:
+        await database.close()
+    monkeypatch.setenv("KEBIAO_DATABASE_URL", database_url)
+    assert await asyncio.to_thread(main, ["reports", "recount", "--check"]) == 1
+    out = capsys.readouterr().out
+    assert "holders of" in out and "kept" in out and "recounted" in out and "differences" in out
+    assert await asyncio.to_thread(main, ["reports", "recount"]) == 0
+    assert "rebuilt" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["reports", "recount", "--check"]) == 0
+    assert "agree" in capsys.readouterr().out
