@@ -262,6 +262,8 @@ def upgrade() -> None:
             op.execute(ddl)
     for statement in BACKFILL:
         op.execute(statement)
+    if _pg():
+        op.execute("ANALYZE tag_counts, customer_tag_counts")  # the planner sees the counts' sizes at once
 
 
 def downgrade() -> None:
