@@ -144,9 +144,10 @@ async def test_live_counts_leave_out_rows_past_their_expiry(database: Database, 
                 select(a.dimension, a.tag_key, func.count()).where(live).group_by(a.dimension, a.tag_key)
             )
         }
-        per_customer = dict(
-            (await conn.execute(select(a.customer_id, func.count()).where(live).group_by(a.customer_id))).all()
-        )
+        per_customer: dict[int, int] = {
+            int(cid): int(n)
+            for cid, n in await conn.execute(select(a.customer_id, func.count()).where(live).group_by(a.customer_id))
+        }
         heavy = await heavy_customers(conn, later, 3, 100)
     assert {k: n for k, (_, n) in holders.items()} == want
     assert sum(pairs.values()) > 0
