@@ -1,4 +1,4 @@
-"""`kebiao reports tags [--json]`: the tag-health report."""
+"""`kebiao reports tags [--json]`: the tag-health report; `kebiao reports recount [--check]`: its kept counts."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ def register(verbs: Verbs) -> None:
         help="print the per-tag table as CSV for spreadsheets (names that would run as formulas get a leading ')",
     )
     tags.set_defaults(handler=cmd_tags)
+    recount = sub.add_parser(
+        "recount",
+        help="rebuild the tag counts the report reads from the assignments (or --check them)",
+        description="The tag report reads holders per tag, shared holders per tag pair and active tags per "
+        "customer from counts that database triggers keep on every assignment change. This rebuilds them from "
+        "the assignments (writers wait meanwhile on PostgreSQL); --check only compares and lists differences "
+        "(exit status 1 when there are any). See docs/reports.md.",
+    )
+    recount.add_argument("--check", action="store_true", help="compare with a full recount; change nothing")
+    recount.set_defaults(handler=cmd_recount)
 
 
 def cmd_tags(args: argparse.Namespace, settings: Settings) -> int:
@@ -61,6 +71,26 @@ def cmd_tags(args: argparse.Namespace, settings: Settings) -> int:
             sys.stdout.write(render_report_csv(report))
         else:
             sys.stdout.write(render_report_text(report, ZoneInfo(settings.timezone)))
+        return 0
+
+    return run_db(settings, work)
+
+
+def cmd_recount(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild the kept tag counts from the assignments, or (--check) list where they disagree."""
+    from storage.tag_counts import differences, recount
+
+    async def work(database: Database) -> int:
+        if args.check:
+            found = await differences(database.engine)
+            for line in found[:50]:
+                print(line)
+            more = f" ({len(found) - 50} more not shown)" if len(found) > 50 else ""
+            print(f"{len(found)} differences{more}" if found else "tag counts agree with a full recount")
+            return 1 if found else 0
+        async with database.engine.begin() as conn:
+            await recount(conn)
+        print("tag counts rebuilt from the assignments")
         return 0
 
     return run_db(settings, work)

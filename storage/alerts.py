@@ -8,16 +8,17 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, literal, or_, select, update
+from sqlalchemy import Select, and_, func, literal, literal_column, or_, select, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.alerts.ports import BulkTag
-from core.alerts.selection import CustomerFacts, ExpiringTag, HeldTag
+from core.alerts.selection import ChurnSeeds, CustomerFacts, ExpiringTag, HeldTag
 from core.records import NewEvent
 from core.types import Assignment, Role, User
 from storage import tables as t
 from storage.repositories import _assignment, _insert, _user
 from storage.tables import UtcDateTime
+from storage.tag_counts import fold
 from tagging.normaliser import name_key
 
 STREAM_ROWS = 2000  # rows fetched per round trip when streaming
@@ -42,9 +43,8 @@ class SqlAlertScans:
     async def customer_facts(
         self, after_id: int, since: datetime, watched_tags: Sequence[str], negative_dimension: str, limit: int
     ) -> list[CustomerFacts]:
-        """One keyset page of customers (id > after_id); its tags, suggestions and activity in three range queries."""
+        """One keyset page of customers (id > after_id) with their tags, suggestions and activity."""
         c = t.customers.c
-        keys = sorted({name_key(tag) for tag in watched_tags})
         page = (
             await self._conn.execute(
                 select(c.id, c.name, c.owner, c.region, c.contract_end, c.created_at)
@@ -53,12 +53,57 @@ class SqlAlertScans:
                 .limit(limit)
             )
         ).all()
+        return await self._facts(page, since, watched_tags, negative_dimension)
+
+    async def facts_for(
+        self, customer_ids: Sequence[int], since: datetime, watched_tags: Sequence[str], negative_dimension: str
+    ) -> list[CustomerFacts]:
+        """What churn scoring knows about these customers (those that still exist), in id order."""
+        c = t.customers.c
+        page = (
+            await self._conn.execute(
+                select(c.id, c.name, c.owner, c.region, c.contract_end, c.created_at)
+                .where(c.id.in_(list(customer_ids)))
+                .order_by(c.id)
+            )
+        ).all()
+        return await self._facts(page, since, watched_tags, negative_dimension)
+
+    async def churn_candidates(self, seeds: ChurnSeeds) -> list[int]:
+        """Ids of the customers meeting `seeds` (not used when seeds.everyone), ascending; one UNION, each
+        branch served by an index: contract_end, the tag's holders, recent suggestions, agent removals."""
+        c, a, s, ca = t.customers.c, t.tag_assignments.c, t.suggestions.c, t.customer_activity.c
+        branches: list[Select[Any]] = [
+            select(a.customer_id).where(a.tag_key == name_key(seeds.held_tag), a.state == "active")
+        ]
+        if seeds.contract_until is not None:
+            branches.append(select(c.id).where(c.contract_end <= seeds.contract_until))
+        for tag in sorted({name_key(tag) for tag in seeds.risk_tags}):
+            branches.append(
+                select(a.customer_id).where(a.tag_key == tag, a.state == "active", a.assigned_at >= seeds.since)
+            )
+        if seeds.negative_dimension is not None:
+            branches.append(
+                select(s.customer_id).where(
+                    s.dimension == seeds.negative_dimension, s.created_at >= seeds.since, s.status != "rejected"
+                )
+            )
+        if seeds.agent_removed:
+            branches.append(select(ca.customer_id).where(ca.agent_removed_at >= seeds.since))
+        rows = await self._conn.execute(union(*branches).order_by(literal_column("1")))
+        return [int(r[0]) for r in rows]
+
+    async def _facts(
+        self, page: Sequence[Any], since: datetime, watched_tags: Sequence[str], negative_dimension: str
+    ) -> list[CustomerFacts]:
+        """The page's tags, suggestions and activity in three queries over its ids."""
         if not page:
             return []
-        low, high = page[0][0], page[-1][0]
-        tags = await self._watched(low, high, keys)
-        negative = await self._negative(low, high, since, negative_dimension)
-        activity = await self._activity(low, high)
+        ids = [row[0] for row in page]
+        keys = sorted({name_key(tag) for tag in watched_tags})
+        tags = await self._watched(ids, keys)
+        negative = await self._negative(ids, since, negative_dimension)
+        activity = await self._activity(ids)
         out: list[CustomerFacts] = []
         for cid, name, owner, region, contract_end, created_at in page:
             seen, removed = activity.get(cid, (None, None))
@@ -141,11 +186,11 @@ class SqlAlertScans:
         )
         return sorted(r[0] for r in rows)
 
-    async def _watched(self, low: int, high: int, keys: list[str]) -> dict[int, list[HeldTag]]:
+    async def _watched(self, ids: list[int], keys: list[str]) -> dict[int, list[HeldTag]]:
         a = t.tag_assignments.c
         rows = await self._conn.execute(
             select(a.customer_id, a.tag, a.assigned_at).where(
-                a.customer_id >= low, a.customer_id <= high, a.state == "active", a.tag_key.in_(keys)
+                a.customer_id.in_(ids), a.state == "active", a.tag_key.in_(keys)
             )
         )
         out: dict[int, list[HeldTag]] = defaultdict(list)
@@ -153,13 +198,12 @@ class SqlAlertScans:
             out[cid].append(HeldTag(tag, assigned_at))
         return out
 
-    async def _negative(self, low: int, high: int, since: datetime, dimension: str) -> dict[int, int]:
+    async def _negative(self, ids: list[int], since: datetime, dimension: str) -> dict[int, int]:
         s = t.suggestions.c
         rows = await self._conn.execute(
             select(s.customer_id, func.count())
             .where(
-                s.customer_id >= low,
-                s.customer_id <= high,
+                s.customer_id.in_(ids),
                 s.dimension == dimension,
                 s.status != "rejected",
                 s.created_at >= since,
@@ -168,14 +212,15 @@ class SqlAlertScans:
         )
         return {cid: int(n) for cid, n in rows}
 
-    async def _activity(self, low: int, high: int) -> dict[int, tuple[datetime | None, datetime | None]]:
+    async def _activity(self, ids: list[int]) -> dict[int, tuple[datetime | None, datetime | None]]:
         ca = t.customer_activity.c
         rows = await self._conn.execute(
-            select(ca.customer_id, ca.last_message_at, ca.agent_removed_at).where(
-                ca.customer_id >= low, ca.customer_id <= high
-            )
+            select(ca.customer_id, ca.last_message_at, ca.agent_removed_at).where(ca.customer_id.in_(ids))
         )
         return {cid: (seen, removed) for cid, seen, removed in rows}
+
+    async def fold_tag_counts(self) -> int:
+        return await fold(self._conn)
 
     async def lapsed_ids(self, now: datetime, limit: int) -> list[int]:
         a = t.tag_assignments.c

@@ -496,3 +496,37 @@ personal_tags = Table(
     UniqueConstraint("customer_id", "author", "name_key", name="uq_personal_tags_customer_author_name"),
     CheckConstraint("source IN ('manual', 'wecom')", name="source_known"),
 )
+
+# Tag counts (migration 0017), kept by triggers on tag_assignments in the writer's transaction (see the migration):
+# holders per tag (other_key '') and shared holders per pair (tag_key < other_key) of active rows, as folded totals
+# plus an append-only log of changes; active tags per customer. Readers add the log to the totals.
+tag_counts = Table(
+    "tag_counts",
+    metadata,
+    Column("dimension", String(100), primary_key=True),
+    Column("tag_key", String(200), primary_key=True),
+    Column("other_key", String(200), primary_key=True),
+    Column("tag", String(200), nullable=False),
+    Column("n", BigInteger, nullable=False),
+)
+tag_count_changes = Table(
+    "tag_count_changes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("dimension", String(100), nullable=False),
+    Column("tag_key", String(200), nullable=False),
+    Column("other_key", String(200), nullable=False),
+    Column("tag", String(200), nullable=False),
+    Column("n", BigInteger, nullable=False),
+)
+customer_tag_counts = Table(
+    "customer_tag_counts",
+    metadata,
+    Column("customer_id", BigId, primary_key=True, autoincrement=False),
+    Column("n", Integer, nullable=False),
+    Index("ix_customer_tag_counts_n", "n"),
+)
+# Churn scoring's candidate selection (migration 0017).
+Index("ix_customers_contract_end", customers.c.contract_end)
+Index("ix_suggestions_dimension_created", suggestions.c.dimension, suggestions.c.created_at)
+Index("ix_customer_activity_agent_removed", customer_activity.c.agent_removed_at)

@@ -23,6 +23,7 @@ from core.alerts.selection import (
     AlertNotice,
     ChurnAssessment,
     ChurnRules,
+    CustomerFacts,
     DigestBuilder,
     ExpiringTag,
     ExpiryRules,
@@ -31,6 +32,7 @@ from core.alerts.selection import (
     churn_evidence,
     churn_notice,
     churn_period,
+    churn_seeds,
     dedupe_key,
     digest_keys,
     digest_notice,
@@ -43,7 +45,7 @@ from core.alerts.selection import (
 from core.errors import NotFoundError
 from core.records import NewEvent
 from core.tags.assignments import TaggingRules, apply_definition, clean_evidence
-from core.types import EventKind, Source
+from core.types import EventKind, Source, User
 from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError, expiry_for, find_tag
 from tagging.taxonomy import Dimension, TagDef, Taxonomy, Visibility
 
@@ -102,6 +104,7 @@ class ChurnReport:
 class ExpireReport:
     assignments: int = 0
     suggestions: int = 0
+    folded: int = 0  # tag-count changes folded into their totals (kept out of the summary line)
 
     def __str__(self) -> str:
         return f"expired {self.assignments} tag assignments and {self.suggestions} pending suggestions"
@@ -165,8 +168,11 @@ async def expire_suggestions(jobs: AlertJobs, now: datetime) -> int:
 
 
 async def expire_all(jobs: AlertJobs, now: datetime) -> ExpireReport:
-    """The expire job: lapsed tag assignments, then stale pending suggestions."""
-    return ExpireReport(await expire_lapsed(jobs, now), await expire_suggestions(jobs, now))
+    """The expire job: lapsed tag assignments, stale pending suggestions, then the tag counts' change log."""
+    report = ExpireReport(await expire_lapsed(jobs, now), await expire_suggestions(jobs, now))
+    async with jobs.store.unit_of_work() as uow:
+        report.folded = await uow.scans.fold_tag_counts()
+    return report
 
 
 async def purge_inbound_claims(jobs: AlertJobs, now: datetime) -> int:
@@ -208,42 +214,71 @@ async def _already_warned(
 
 
 async def score_churn(jobs: AlertJobs, now: datetime) -> ChurnReport:
-    """Score every customer; over the threshold: tag 高危流失 (rule, reasons as evidence) and alert; back
-    under it: remove the 高危流失 the rule put there (evidence: the new score)."""
+    """Score the customers who can be at risk; over the threshold: tag 高危流失 (rule, reasons as evidence) and
+    alert; back under it: remove the 高危流失 the rule put there (evidence: the new score).
+
+    Candidates come from indexed queries (churn_seeds: a contract ending, a recent risk tag or negative
+    suggestion, an agent removed, 高危流失 held), not from a walk over every customer; only when silence alone
+    reaches the threshold is every customer a candidate, and then they are read by keyset pages.
+    """
     report = ChurnReport()
     rules = jobs.churn
     since = now - timedelta(days=rules.recent_days)
-    period = churn_period(now, jobs.tz, rules.repeat_days)
-    target = _churn_tag(jobs)
+    seeds = churn_seeds(rules, now, jobs.tz)
     async with jobs.store.unit_of_work() as uow:
         managers = await uow.scans.managers()
-    last_id = 0
+        candidates = None if seeds.everyone else await uow.scans.churn_candidates(seeds)
+    last_id, start = 0, 0
     while True:
-        # One short transaction per keyset page: read, score, tag and queue that page only, so memory stays
-        # flat whatever the customer count and SQLite's write lock is never held across the whole scan.
+        # One short transaction per page: read, score, tag and queue that page only, so memory stays flat
+        # (the candidates' ids aside) and SQLite's write lock is never held across the whole scan.
         async with jobs.store.unit_of_work() as uow:
-            page = await uow.scans.customer_facts(
-                last_id, since, rules.watched_tags, rules.negative_dimension, jobs.scan_batch
-            )
+            if candidates is None:
+                page = await uow.scans.customer_facts(
+                    last_id, since, rules.watched_tags, rules.negative_dimension, jobs.scan_batch
+                )
+            else:
+                ids = candidates[start : start + jobs.scan_batch]
+                start += len(ids)
+                page = (
+                    await uow.scans.facts_for(ids, since, rules.watched_tags, rules.negative_dimension) if ids else []
+                )
+                if ids and not page:
+                    continue  # every customer of this slice was deleted meanwhile
             if not page:
                 return report
             last_id = page[-1].customer_id
-            scored = [score_customer(facts, rules, now, jobs.tz) for facts in page]
-            at_risk = [a for a in scored if is_at_risk(a, rules)]
-            report.scored += len(page)
-            report.at_risk += len(at_risk)
-            if target is not None:
-                fresh = [a for a in at_risk if not a.already_tagged]
-                report.tagged += await _tag_at_risk(uow, jobs, target, fresh, now)
-                cleared = [a for a in scored if a.already_tagged and not is_at_risk(a, rules)]
-                report.untagged += await _untag_cleared(uow, jobs, target, cleared, now)
-            names = await _display_names(uow, {a.owner for a in at_risk if a.owner})
-            queued = [
-                (recipient, str(a.customer_id), period, churn_notice(a, now, names.get(a.owner, "")))
-                for a in at_risk
-                for recipient in recipients_for(a.owner, a.region, managers)
-            ]
-            report.enqueued += await _queue_in(uow, jobs, CHURN_RULE, queued, now)
+            await _score_page(uow, jobs, page, managers, report, now)
+
+
+async def _score_page(
+    uow: AlertUnitOfWork,
+    jobs: AlertJobs,
+    page: Sequence[CustomerFacts],
+    managers: Sequence[User],
+    report: ChurnReport,
+    now: datetime,
+) -> None:
+    """Score one page; tag, untag and queue alerts for it within `uow`."""
+    rules = jobs.churn
+    period = churn_period(now, jobs.tz, rules.repeat_days)
+    target = _churn_tag(jobs)
+    scored = [score_customer(facts, rules, now, jobs.tz) for facts in page]
+    at_risk = [a for a in scored if is_at_risk(a, rules)]
+    report.scored += len(page)
+    report.at_risk += len(at_risk)
+    if target is not None:
+        fresh = [a for a in at_risk if not a.already_tagged]
+        report.tagged += await _tag_at_risk(uow, jobs, target, fresh, now)
+        cleared = [a for a in scored if a.already_tagged and not is_at_risk(a, rules)]
+        report.untagged += await _untag_cleared(uow, jobs, target, cleared, now)
+    names = await _display_names(uow, {a.owner for a in at_risk if a.owner})
+    queued = [
+        (recipient, str(a.customer_id), period, churn_notice(a, now, names.get(a.owner, "")))
+        for a in at_risk
+        for recipient in recipients_for(a.owner, a.region, managers)
+    ]
+    report.enqueued += await _queue_in(uow, jobs, CHURN_RULE, queued, now)
 
 
 async def _display_names(uow: AlertUnitOfWork, user_ids: set[str]) -> dict[str, str]:

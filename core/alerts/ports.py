@@ -9,7 +9,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from core.alerts.selection import CustomerFacts, ExpiringTag
+from core.alerts.selection import ChurnSeeds, CustomerFacts, ExpiringTag
 from core.ports import UnitOfWork
 from core.records import NewEvent
 from core.types import Assignment, Source, User
@@ -153,6 +153,20 @@ class AlertScanRepository(Protocol):
         self, after_id: int, since: datetime, watched_tags: Sequence[str], negative_dimension: str, limit: int
     ) -> list[CustomerFacts]:
         """The next `limit` customers by id after `after_id`, with what churn scoring needs (keyset page)."""
+        ...
+
+    async def churn_candidates(self, seeds: ChurnSeeds) -> list[int]:
+        """Ids (ascending) of the customers meeting `seeds`, selected by index rather than by walking all."""
+        ...
+
+    async def facts_for(
+        self, customer_ids: Sequence[int], since: datetime, watched_tags: Sequence[str], negative_dimension: str
+    ) -> list[CustomerFacts]:
+        """What churn scoring needs about these customers (those that still exist), in id order."""
+        ...
+
+    async def fold_tag_counts(self) -> int:
+        """Fold the tag counts' change log into their totals; returns how many changes were folded."""
         ...
 
     async def tag_many(self, customer_ids: Sequence[int], tag: BulkTag, hard_cap: int) -> list[int]:

@@ -328,6 +328,57 @@ def assess_churn(facts: CustomerFacts, rules: ChurnRules, now: datetime, tz: tzi
     return assessment if is_at_risk(assessment, rules) else None
 
 
+@dataclass(frozen=True, slots=True)
+class ChurnSeeds:
+    """Which customers churn scoring must look at, as bounds storage selects by index instead of scoring all.
+
+    Silence is the one signal met by most customers; it is left out unless it reaches the threshold alone
+    (then, or when every customer fires some signal, `everyone` is set). Any other at-risk customer fires a
+    signal listed here. Holders of 高危流失 are always scored: one whose score fell back may need untagging.
+    """
+
+    everyone: bool
+    contract_until: date | None  # a contract ending on or before this local day
+    since: datetime  # the recent window's start (risk tags, negative suggestions, an agent removed)
+    risk_tags: tuple[str, ...]
+    negative_dimension: str | None
+    agent_removed: bool
+    held_tag: str = CHURN_TAG
+
+    def admits(self, facts: CustomerFacts) -> bool:
+        """Whether the customer meets the bounds (what storage's candidate query selects)."""
+        if self.everyone:
+            return True
+        risky = {name_key(t) for t in self.risk_tags}
+        return (
+            (
+                self.contract_until is not None
+                and facts.contract_end is not None
+                and facts.contract_end <= self.contract_until
+            )
+            or any(name_key(t.tag) in risky and t.assigned_at >= self.since for t in facts.watched_tags)
+            or any(name_key(t.tag) == name_key(self.held_tag) for t in facts.watched_tags)
+            or (self.negative_dimension is not None and facts.negative_suggestions > 0)
+            or (self.agent_removed and facts.agent_removed_at is not None and facts.agent_removed_at >= self.since)
+        )
+
+
+def churn_seeds(rules: ChurnRules, now: datetime, tz: tzinfo) -> ChurnSeeds:
+    """The bounds any customer `score_customer` may put at risk meets (see ChurnSeeds)."""
+    w = rules.weights
+    silence_alone = w.silence > 0 and w.silence >= rules.threshold
+    negative_for_all = w.negative > 0 and rules.negative_min <= 0
+    today = now.astimezone(tz).date()
+    return ChurnSeeds(
+        everyone=silence_alone or negative_for_all,
+        contract_until=today + timedelta(days=rules.contract_days) if w.contract_end > 0 else None,
+        since=now - timedelta(days=rules.recent_days),
+        risk_tags=rules.risk_tags if w.risk_tags > 0 else (),
+        negative_dimension=rules.negative_dimension if w.negative > 0 else None,
+        agent_removed=w.agent_deleted > 0,
+    )
+
+
 def churn_period(now: datetime, tz: tzinfo, repeat_days: int) -> str:
     """The repeat window `now` falls in (local days since the epoch // repeat_days)."""
     days = (now.astimezone(tz).date() - date(1970, 1, 1)).days
