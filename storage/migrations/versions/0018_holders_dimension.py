@@ -9,7 +9,7 @@ Building it on 10,000,000 assignments takes a few minutes and blocks writes to t
 `kebiao db upgrade` in a quiet hour.
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0018"
-down_revision = "0016"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
