@@ -179,6 +179,8 @@ class LearnedModel:
         # costs one sort, one binary search and one gather; a short one looks its n-grams up by text instead.
         order = self.index.columns
         self._keys = self.index.sorted
+        # The sorted keys and one past the largest possible key (21 bits × 3 < 64): a search never runs off the end.
+        self._bounded = np.append(self._keys, np.uint64(np.iinfo(np.uint64).max))
         self._coef = np.ascontiguousarray(coef[order], dtype=np.float32).reshape(len(order), len(self.labels))
         self._idf = idf[order].astype(np.float64)
         self._idf_list: list[float] = self._idf.tolist()
@@ -259,15 +261,17 @@ class LearnedModel:
         """(score of every label before its intercept, the L2 scale of the message's tf × idf, its evidence),
         or None when the model knows none of its n-grams; n-grams found by one binary search over sorted keys."""
         keys = gram_keys(norm)
-        if not keys.size or not self._keys.size:
+        if not keys.size:
             return None
         keys.sort()
-        at = np.searchsorted(self._keys, keys)
-        np.minimum(at, self._keys.size - 1, out=at)
-        at = at[self._keys[at] == keys]  # sorted: repeats of an n-gram sit side by side
+        at = np.searchsorted(self._bounded, keys)
+        at = at[self._bounded[at] == keys]  # sorted: repeats of an n-gram sit side by side
         if not at.size:
             return None
-        starts = np.flatnonzero(np.concatenate(([True], at[1:] != at[:-1])))
+        first = np.empty(at.size, dtype=bool)
+        first[0] = True
+        np.not_equal(at[1:], at[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
         rows = at[starts]
         weights = (1.0 + np.log(np.diff(starts, append=at.size))) * self._idf[rows]
         coef = self._coef[rows]
