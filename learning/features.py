@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from functools import cache
+from operator import add
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,6 +25,7 @@ LONGEST = 3
 _BITS = 21  # every Unicode code point fits; a meaningful character is never 0, so shorter n-grams never collide
 _MASK_21 = (1 << _BITS) - 1
 _MEANINGFUL = re.compile(r"[\u3400-\u9fff\uf900-\ufaffa-z0-9]")
+_RUNS = re.compile(r"[\u3400-\u9fff\uf900-\ufaffa-z0-9]+")
 _MASKED = re.compile(r"\*+")
 # Code point ranges that carry meaning: CJK, Latin letters and digits (punctuation and spaces never form
 # features, so n-grams never straddle them).
@@ -63,6 +65,18 @@ def gram_keys(norm: str) -> Keys:
     pairs = (cp[:-1] << bits) | cp[1:]
     triples = (pairs[:-1] << bits) | cp[2:]
     return np.concatenate((cp[ok], pairs[ok2], triples[ok3]))
+
+
+def gram_texts(norm: str) -> list[str]:
+    """The same n-grams as `gram_keys`, as strings: cheaper than numpy's fixed costs for a short message."""
+    out: list[str] = []
+    for run in _RUNS.findall(norm):
+        out += run
+        if len(run) > 1:
+            pairs = list(map(add, run, run[1:]))
+            out += pairs
+            out += map(add, pairs, run[2:])
+    return out
 
 
 def key_text(key: int) -> str:

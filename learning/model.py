@@ -7,14 +7,18 @@ is almost always rejected by agents, so it is not shown. Auto-applied keyword ta
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping, Sequence
+import heapq
+import math
+from collections import Counter
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
+from operator import mul, neg
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from learning.features import Keys, gram_keys, prepared, text_key
+from learning.features import Keys, gram_keys, gram_texts, prepared, text_key
 
 TagKey = tuple[str, str]  # (dimension key, tag name)
 EVIDENCE_WORDS = 3
@@ -171,18 +175,29 @@ class LearnedModel:
         self.thresholds = thresholds
         self.veto = veto if veto is not None else np.zeros(len(self.labels), dtype=np.float64)
         self.index = KeyIndex(np.fromiter(map(text_key, self.vocabulary), dtype=np.uint64, count=len(vocabulary)))
-        # Scoring reads, per n-gram of a message, its coefficients and idf: kept side by side in key order, one
-        # row per n-gram, so a message costs one binary search and one gather (few cache lines, no indirection).
+        # Scoring reads, per n-gram of a message, its coefficients and idf, kept in key order: a long message
+        # costs one sort, one binary search and one gather; a short one looks its n-grams up by text instead.
         order = self.index.columns
         self._keys = self.index.sorted
-        self._table = (
-            np.hstack((coef[order], idf[order, None])).astype(np.float32)
-            if len(order)
-            else np.zeros((0, len(self.labels) + 1), dtype=np.float32)
-        )
+        # The sorted keys and one past the largest possible key (21 bits × 3 < 64): a search never runs off the end.
+        self._bounded = np.append(self._keys, np.uint64(np.iinfo(np.uint64).max))
+        self._coef = np.ascontiguousarray(coef[order], dtype=np.float32).reshape(len(order), len(self.labels))
+        self._idf = idf[order].astype(np.float64)
+        self._idf_list: list[float] = self._idf.tolist()
         self._sorted_vocabulary = [self.vocabulary[int(i)] for i in order]
-        self._thresholds: list[float] = self.thresholds.tolist()
-        self._veto: list[float] = self.veto.tolist()
+        self._rows = {gram: row for row, gram in enumerate(self._sorted_vocabulary)}
+        # Calibration is monotonic, so a label is decided on its Platt argument a·score + b against the logits
+        # of its threshold and veto; a probability is worked out only for a label that is shown.
+        self._decide = list(
+            zip(
+                self.intercept.tolist(),
+                self.platt_a.tolist(),
+                self.platt_b.tolist(),
+                map(_logit, self.thresholds.tolist()),
+                map(_logit, self.veto.tolist()),
+                strict=True,
+            )
+        )
 
     def probabilities(self, texts: Sequence[str]) -> NDArray[np.float64]:
         """Calibrated probability of every label for every text, shape (texts, labels)."""
@@ -201,46 +216,105 @@ class LearnedModel:
         working out their evidence. `normalised` spares normalising again (see `prepared`).
         """
         norm = prepared(text, normalised)
-        keys, counts = np.unique(gram_keys(norm), return_counts=True)
-        if not keys.size or not self._keys.size:
+        scored = self._short(norm) if len(norm) <= SHORT_TEXT else self._long(norm)
+        if scored is None:
             return Assessment()
-        at = np.searchsorted(self._keys, keys)
-        at[at == self._keys.size] = 0
-        known = self._keys[at] == keys
-        columns = at[known]
-        if not columns.size:
-            return Assessment()
-        table = self._table[columns]
-        weights = (1.0 + np.log(counts[known])) * table[:, -1]
-        weights /= float(np.sqrt(weights @ weights)) or 1.0
-        rows = table[:, :-1]  # (n-grams, labels)
-        probs = platt(weights @ rows + self.intercept, self.platt_a, self.platt_b).tolist()
+        scores, scale, evidence = scored
         hits: list[LearnedHit] = []
         held: list[TagKey] = []
-        for label, (p, threshold, veto) in enumerate(zip(probs, self._thresholds, self._veto, strict=True)):
-            if p >= threshold:
+        for label, (score, (intercept, a, b, suggest_at, veto_below)) in enumerate(
+            zip(scores, self._decide, strict=True)
+        ):
+            z = a * (score * scale + intercept) + b
+            if z >= suggest_at:
                 if self.labels[label] in skip:
                     continue
-                evidence = _evidence(norm, weights * rows[:, label], columns, self._sorted_vocabulary)
-                hits.append(LearnedHit(*self.labels[label], round(p, 3), evidence))
-            elif p < veto:
+                hits.append(LearnedHit(*self.labels[label], round(_sigmoid(z), 3), _stretches(norm, evidence(label))))
+            elif z < veto_below:
                 held.append(self.labels[label])
         hits.sort(key=lambda h: -h.probability)
         return Assessment(tuple(hits), frozenset(held))
 
+    def _short(self, norm: str) -> Scored | None:
+        """`_long` by dictionary look-ups and plain floats: for a short message, numpy's fixed cost per call
+        outweighs the work, so it is called twice (one gather, one product) instead of a dozen times."""
+        get, idf = self._rows.get, self._idf_list
+        rows: list[int] = []
+        weights: list[float] = []
+        for gram, count in Counter(gram_texts(norm)).items():
+            row = get(gram)
+            if row is not None:
+                rows.append(row)
+                weights.append(idf[row] if count == 1 else (1.0 + math.log(count)) * idf[row])
+        if not rows:
+            return None
+        coef = self._coef[rows]  # (n-grams, labels)
+        vocabulary = self._sorted_vocabulary
 
-def _evidence(
-    norm: str, contributions: NDArray[np.float64], columns: NDArray[np.int64], vocabulary: Sequence[str]
-) -> tuple[str, ...]:
-    """The stretches of the message whose n-grams pushed a label up most (overlapping n-grams merged)."""
+        def evidence(label: int) -> list[tuple[float, str]]:
+            pushes = zip(map(mul, weights, coef[:, label].tolist()), map(neg, rows), strict=True)
+            return [(push, vocabulary[-row]) for push, row in heapq.nlargest(EVIDENCE_TOKENS, pushes)]
+
+        return np.dot(weights, coef).tolist(), 1.0 / (math.hypot(*weights) or 1.0), evidence
+
+    def _long(self, norm: str) -> Scored | None:
+        """(score of every label before its intercept, the L2 scale of the message's tf × idf, its evidence),
+        or None when the model knows none of its n-grams; n-grams found by one binary search over sorted keys."""
+        keys = gram_keys(norm)
+        if not keys.size:
+            return None
+        keys.sort()
+        at = np.searchsorted(self._bounded, keys)
+        at = at[self._bounded[at] == keys]  # sorted: repeats of an n-gram sit side by side
+        if not at.size:
+            return None
+        first = np.empty(at.size, dtype=bool)
+        first[0] = True
+        np.not_equal(at[1:], at[:-1], out=first[1:])
+        starts = np.flatnonzero(first)
+        rows = at[starts]
+        weights = (1.0 + np.log(np.diff(starts, append=at.size))) * self._idf[rows]
+        coef = self._coef[rows]
+        vocabulary = self._sorted_vocabulary
+
+        def evidence(label: int) -> list[tuple[float, str]]:
+            pushes = weights * coef[:, label]
+            top = np.lexsort((rows, -pushes))[:EVIDENCE_TOKENS]  # ties broken by n-gram, as `_short` does
+            return [(push, vocabulary[row]) for push, row in zip(pushes[top].tolist(), rows[top].tolist(), strict=True)]
+
+        return (weights @ coef).tolist(), 1.0 / (float(np.sqrt(weights @ weights)) or 1.0), evidence
+
+
+# (score of every label before intercept and scale, the scale, the strongest pushes up for a label)
+Scored = tuple[list[float], float, Callable[[int], list[tuple[float, str]]]]
+
+SHORT_TEXT = 40  # characters of prepared text up to which `_short` reads a message (measured: cheaper below)
+
+
+def _logit(p: float) -> float:
+    """The Platt argument at which the calibrated probability reaches `p` (±inf outside (0, 1))."""
+    if p <= 0.0:
+        return -math.inf
+    if p >= 1.0:
+        return math.inf
+    return math.log(p / (1.0 - p))
+
+
+def _sigmoid(z: float) -> float:
+    """`platt`'s probability for one Platt argument (clipped alike)."""
+    return 1.0 / (1.0 + math.exp(-min(50.0, max(-50.0, z))))
+
+
+def _stretches(norm: str, pushes: Sequence[tuple[float, str]]) -> tuple[str, ...]:
+    """The stretches of the message whose n-grams pushed a label up most (overlapping n-grams merged), from
+    its strongest n-grams, strongest first."""
     spans: list[tuple[int, int, float]] = []
-    for i in np.argsort(-contributions)[:EVIDENCE_TOKENS]:
-        if contributions[i] <= 0:
+    for weight, token in pushes:
+        if weight <= 0:
             break
-        token = vocabulary[int(columns[i])]
         at = norm.find(token)
         if at >= 0:
-            spans.append((at, at + len(token), float(contributions[i])))
+            spans.append((at, at + len(token), weight))
     spans.sort()
     merged: list[list[float]] = []
     for start, end, weight in spans:
