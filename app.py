@@ -39,6 +39,7 @@ from storage.channels import SqlChannelStore
 from storage.database import Database, open_database
 from storage.learning import SqlLearningStore
 from storage.personal import SqlPersonalTagStore
+from storage.turns import SqlTurnStore
 from tagging.builtin import initial_taxonomy
 from tagging.taxonomy import Taxonomy
 
@@ -335,6 +336,7 @@ async def _teams_ctx(app: web.Application) -> AsyncIterator[None]:
         events=rule_hooks(settings, app[DATABASE], lambda: cell.taxonomy),
         learning=Recorder(learning),
         personal=SqlPersonalTagStore(app[DATABASE].engine),
+        turns=SqlTurnStore(app[DATABASE].engine),
     )
     adapter = create_adapter(build_authentication(settings.teams))
     # Leased claims: a retry of a turn that died with its process (lease lapsed) or failed runs again.
@@ -406,6 +408,7 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
         events=hooks,
         learning=Recorder(learning),
         personal=SqlPersonalTagStore(database.engine),
+        turns=SqlTurnStore(database.engine),
     )
     from core.alerts.actions import Action, AlertStatus, act_on_alert
     from storage.outbox import SqlAlertStore
