@@ -268,10 +268,17 @@ async def _watch_taxonomy(database: Database, holder: MatcherHolder, cell: Taxon
 
 
 async def _refresh_taxonomy(database: Database, holder: MatcherHolder, cell: TaxonomyCell) -> bool:
-    """Rebuild the matcher off the request path and swap it in when the stored version changed."""
-    async with database.unit_of_work() as uow:
+    """Rebuild the matcher off the request path and swap it in when the stored version changed.
+
+    A poll reads the version number only (read-only: it never takes SQLite's writer); the document is read
+    and parsed, on the event loop, only when that number changed.
+    """
+    async with database.unit_of_work(read_only=True) as uow:
+        number = await uow.taxonomies.current_version()
+        if number is None or (cell.version is not None and number == cell.version.version):
+            return False
         current = await uow.taxonomies.current()
-    if current is None or (cell.version is not None and current.version == cell.version.version):
+    if current is None:
         return False
     if await holder.rebuild(current.taxonomy):
         cell.version = current

@@ -233,5 +233,6 @@ class SqlLearningStore:
 
     async def latest_model_version(self) -> int | None:
         async with self._engine.connect() as conn:
+            conn = await conn.execution_options(**{READ_ONLY: True})  # a poll: never queue at SQLite's writer
             value = (await conn.execute(select(func.max(_L.c.id)))).scalar_one()
         return int(value) if value is not None else None
