@@ -39,6 +39,7 @@ from storage.channels import SqlChannelStore
 from storage.database import Database, open_database
 from storage.learning import SqlLearningStore
 from storage.personal import SqlPersonalTagStore
+from storage.turns import SqlTurnStore
 from tagging.builtin import initial_taxonomy
 from tagging.taxonomy import Taxonomy
 
@@ -267,10 +268,17 @@ async def _watch_taxonomy(database: Database, holder: MatcherHolder, cell: Taxon
 
 
 async def _refresh_taxonomy(database: Database, holder: MatcherHolder, cell: TaxonomyCell) -> bool:
-    """Rebuild the matcher off the request path and swap it in when the stored version changed."""
-    async with database.unit_of_work() as uow:
+    """Rebuild the matcher off the request path and swap it in when the stored version changed.
+
+    A poll reads the version number only (read-only: it never takes SQLite's writer); the document is read
+    and parsed, on the event loop, only when that number changed.
+    """
+    async with database.unit_of_work(read_only=True) as uow:
+        number = await uow.taxonomies.current_version()
+        if number is None or (cell.version is not None and number == cell.version.version):
+            return False
         current = await uow.taxonomies.current()
-    if current is None or (cell.version is not None and current.version == cell.version.version):
+    if current is None:
         return False
     if await holder.rebuild(current.taxonomy):
         cell.version = current
@@ -336,6 +344,7 @@ async def _teams_ctx(app: web.Application) -> AsyncIterator[None]:
         learning=Recorder(learning),
         personal=SqlPersonalTagStore(app[DATABASE].engine),
         link_key=settings.teams.link_secret.encode("utf-8") or None,
+        turns=SqlTurnStore(app[DATABASE].engine),
     )
     if not settings.teams.link_secret and settings.teams.app_id:
         log.warning("KEBIAO_LINK_SECRET is unset: channel link offers work only until this process stops")
@@ -414,6 +423,7 @@ async def _wecom_ctx(app: web.Application) -> AsyncIterator[None]:
         events=hooks,
         learning=Recorder(learning),
         personal=SqlPersonalTagStore(database.engine),
+        turns=SqlTurnStore(database.engine),
     )
 
     async def alert_action(alert_id: int, user_id: str, action: Action, now: datetime) -> AlertStatus:

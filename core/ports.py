@@ -250,6 +250,10 @@ class UserRepository(Protocol):
 class TaxonomyRepository(Protocol):
     async def current(self) -> TaxonomyVersion | None: ...
 
+    async def current_version(self) -> int | None:
+        """The number of the version in force (None before the first), without reading its document."""
+        ...
+
     async def get(self, version: int) -> TaxonomyVersion | None: ...
 
     async def add_version(self, taxonomy: Taxonomy, by: str, now: datetime, note: str) -> TaxonomyVersion:

@@ -22,7 +22,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.learning.ports import MessageText, NewExample, Outcome, StoredModel
 from storage import tables as t
@@ -53,13 +53,14 @@ def _message(row: Row[Any]) -> MessageText:
     )
 
 
-class SqlLearningStore:
-    """Each method is one transaction."""
+class SqlMessageTexts:
+    """Remembered message texts inside a caller's transaction (a chat turn keeps its text with its suggestions)."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
 
-    async def remember_messages(self, messages: Sequence[MessageText]) -> None:
+    async def remember(self, messages: Sequence[MessageText]) -> None:
+        """Keep each text unless its message key is kept already."""
         rows = [
             {
                 "message_key": m.message_key,
@@ -71,10 +72,20 @@ class SqlLearningStore:
             }
             for m in messages
         ]
+        for start in range(0, len(rows), _CHUNK):
+            stmt = _insert(self._conn, _M).values(rows[start : start + _CHUNK])
+            await self._conn.execute(stmt.on_conflict_do_nothing(index_elements=["message_key"]))
+
+
+class SqlLearningStore:
+    """Each method is one transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def remember_messages(self, messages: Sequence[MessageText]) -> None:
         async with self._engine.begin() as conn:
-            for start in range(0, len(rows), _CHUNK):
-                stmt = _insert(conn, _M).values(rows[start : start + _CHUNK])
-                await conn.execute(stmt.on_conflict_do_nothing(index_elements=["message_key"]))
+            await SqlMessageTexts(conn).remember(messages)
 
     async def message_text(self, message_key: str) -> MessageText | None:
         async with self._engine.connect() as conn:
@@ -228,5 +239,6 @@ class SqlLearningStore:
 
     async def latest_model_version(self) -> int | None:
         async with self._engine.connect() as conn:
+            conn = await conn.execution_options(**{READ_ONLY: True})  # a poll: never queue at SQLite's writer
             value = (await conn.execute(select(func.max(_L.c.id)))).scalar_one()
         return int(value) if value is not None else None

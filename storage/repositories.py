@@ -1042,6 +1042,10 @@ class SqlTaxonomies:
         row = (await self._conn.execute(stmt)).first()
         return _version(row) if row else None
 
+    async def current_version(self) -> int | None:
+        version = (await self._conn.execute(select(t.taxonomy_current.c.version))).scalar_one_or_none()
+        return None if version is None else int(version)
+
     async def get(self, version: int) -> TaxonomyVersion | None:
         v = t.taxonomy_versions
         row = (await self._conn.execute(select(v).where(v.c.version == version))).first()

@@ -144,6 +144,27 @@ class SqlCustomerEvents:
         new = select(e.event_id).where(e.id > before).order_by(e.id)  # some existed: the new ones
         return list((await self._conn.execute(new)).scalars())
 
+    async def insert_one(self, event: NewCustomerEvent, now: datetime) -> bool:
+        """One event in one statement (INSERT … ON CONFLICT DO NOTHING RETURNING); True when it was new."""
+        row = {
+            "event_id": event.event_id,
+            "customer_id": event.customer_id,
+            "kind": event.kind,
+            "at": event.at,
+            "amount": event.amount,
+            "properties": dict(event.properties),
+            "source": event.source,
+            "digest": event.digest,
+            "recorded_at": now,
+        }
+        stmt = (
+            _insert(self._conn, t.customer_events)
+            .values(row)
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(t.customer_events.c.event_id)
+        )
+        return (await self._conn.execute(stmt)).first() is not None
+
     async def _last_id(self) -> int:
         return int((await self._conn.execute(select(func.max(t.customer_events.c.id)))).scalar_one() or 0)
 

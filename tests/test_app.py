@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 from app import DATABASE, MATCHERS, TAXONOMY, _refresh_taxonomy, create_app
 from config import Settings
 from core.taxonomy.store import import_taxonomy
+from storage.statements import count_statements
 from tagging.loader import load_taxonomy_text
 
 NEW_TAXONOMY = """
@@ -52,5 +53,8 @@ async def test_taxonomy_import_elsewhere_takes_effect_without_restart(aiohttp_cl
     assert matcher is not None
     tags = [s.tag for s in matcher.suggest("我们下周去展会看看展位")]
     assert tags == ["展会线索"]
-    assert await _refresh_taxonomy(app[DATABASE], app[MATCHERS], app[TAXONOMY]) is False
+    with count_statements(app[DATABASE].engine) as poll:
+        assert await _refresh_taxonomy(app[DATABASE], app[MATCHERS], app[TAXONOMY]) is False
+    assert (poll.writes, poll.reads) == (0, 1)  # a poll never queues at SQLite's writer …
+    assert poll.statements <= 5  # … and reads the version number, not the document: BEGIN, query_only, SELECT …
     assert (await (await client.get("/readyz")).json())["taxonomy_version"] == 2

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from core.learning.ports import MessageTexts
+from core.ports import UnitOfWork
+
 
 @dataclass(frozen=True, slots=True)
 class ConversationLink:
@@ -161,12 +164,46 @@ class ChannelStore(Protocol):
     async def reference(self, channel: str, user_key: str) -> SavedReference | None: ...
 
 
+class TurnEventRows(Protocol):
+    """Customer events as a turn's unit of work writes them."""
+
+    async def insert_one(self, event: Any, now: datetime) -> bool:
+        """Insert one event unless its id exists; True when it was new."""
+        ...
+
+
+class TurnUnitOfWork(UnitOfWork, Protocol):
+    """The one write transaction of a linked message: its suggestions, its text for learning, its event."""
+
+    @property
+    def message_texts(self) -> MessageTexts: ...
+
+    @property
+    def customer_events(self) -> TurnEventRows: ...
+
+
+class TurnStore(Protocol):
+    def unit_of_work(self) -> TurnUnitOfWork: ...
+
+
 class ChatEvents(Protocol):
     """Where chat reports what customers did (customer events and message-triggered rules); never raises."""
 
     async def message(
         self, customer_id: int, message_key: str, channel: str, tags: tuple[str, ...], now: datetime
     ) -> None: ...
+
+    async def record_message(
+        self, uow: TurnUnitOfWork, customer_id: int, message_key: str, channel: str, now: datetime
+    ) -> bool:
+        """Store a message's `message` event in the turn's own unit of work (raises with it); True when new."""
+        ...
+
+    async def after_message(
+        self, customer_id: int, message_key: str, tags: tuple[str, ...], now: datetime, new: bool
+    ) -> None:
+        """The rules a message recorded by `record_message` triggers, after its transaction committed."""
+        ...
 
     async def decided(
         self, customer_id: int, suggestion_id: int, tag: str, accepted: bool, by: str, now: datetime

@@ -26,10 +26,11 @@ from core.chat.channel_names import parse_channel_name
 from core.chat.commands import HELP_TOPICS, Command, Verb, parse_command
 from core.chat.link_offers import OfferSeal, check_seal, expired_on, seal_offer
 from core.chat.meetings import customer_in_title, customers_named
-from core.chat.ports import ChannelStore, ChatEvents, ConversationLink
+from core.chat.ports import ChannelStore, ChatEvents, ConversationLink, TurnStore, TurnUnitOfWork
 from core.errors import NotAllowedError, NotFoundError
 from core.inbound import MAX_INT64
 from core.learning.capture import Recorder
+from core.learning.ports import MessageText
 from core.learning.ports import Outcome as LearnedOutcome
 from core.ports import Store, UnitOfWork
 from core.records import SuggestionRecord
@@ -38,7 +39,7 @@ from core.tags.customers import resolve_customer
 from core.tags.expression import ExpressionError
 from core.tags.personal import PersonalChange, PersonalRefusal, PersonalTagStore, change_personal
 from core.tags.search import search_customers
-from core.tags.suggestions import AUTO_ACTOR, SuggestionSource, decide_suggestion, suggest_for_message
+from core.tags.suggestions import AUTO_ACTOR, SuggestionSource, decide_suggestion, store_suggestions
 from core.tags.summary import CustomerSummary, customer_summaries, customer_summary
 from core.tags.users import get_user
 from core.types import AssignmentState, Customer, EventKind, Role, Source, TagEvent, User
@@ -297,8 +298,10 @@ class _Recent(Generic[K, V]):
 class ChatService:
     """Runs chat commands and card actions through the core services, one unit of work each.
 
-    `activity`, when given, receives conversation activity for churn scoring (at most hourly per customer)
-    and is the store the alert card actions (acknowledge, snooze) act on; without it they answer an error.
+    `turns`, when given, writes a linked message's suggestions, text (learning) and customer event in one
+    transaction; without it each takes its own. `activity`, when given, receives conversation activity for
+    churn scoring (at most hourly per customer) and is the store the alert card actions (acknowledge, snooze)
+    act on; without it they answer an error.
     """
 
     def __init__(
@@ -314,10 +317,12 @@ class ChatService:
         learning: Recorder | None = None,
         personal: PersonalTagStore | None = None,
         link_key: bytes | None = None,
+        turns: TurnStore | None = None,
     ) -> None:
         self.store = store
         # Signs channel-link offers; without a configured key, offers work only within this process.
         self._link_key = link_key or secrets.token_bytes(32)
+        self._turns = turns
         self.personal = personal
         self.channels = channels
         self._taxonomy = taxonomy
@@ -714,32 +719,54 @@ class ChatService:
         if link is None or matcher is None or not text.strip():
             return ()
         await self._note_activity(ctx, link.customer_id)
-        await self.learning.remember(message_key, ctx.channel, ctx.conversation_id, link.customer_id, text, ctx.now)
+        customer_id = link.customer_id
+        if self._turns is None:  # no turn store: the text and the event each take their own transaction
+            await self.learning.remember(message_key, ctx.channel, ctx.conversation_id, customer_id, text, ctx.now)
         taxonomy = self.taxonomy
         sees = ctx.viewer.role.sees_sensitive
+        suggestions = matcher.suggest(text)  # CPU work: done before the write transaction, never inside it
+        kept = self.learning.kept(message_key, ctx.channel, ctx.conversation_id, customer_id, text, ctx.now)
         out: list[ChatResult] = []
-        async with self.store.unit_of_work() as uow:
-            outcome = await suggest_for_message(
-                uow, matcher, taxonomy, self.rules, link.customer_id, message_key, text, ctx.now
+        new_event = False
+        turn = self._turns.unit_of_work() if self._turns is not None else None  # entered as `uow` below
+        async with turn or self.store.unit_of_work() as uow:
+            outcome = await store_suggestions(
+                uow, suggestions, taxonomy, self.rules, customer_id, message_key, ctx.now
             )
             if outcome.duplicate:
-                return await self._stored_cards(uow, ctx, link.customer_id, message_key)
+                return await self._stored_cards(uow, ctx, customer_id, message_key)
+            if turn is not None:
+                new_event = await self._keep_with_turn(turn, ctx, customer_id, message_key, kept)
             if outcome.applied:
-                applied = await self._applied_state(uow, ctx, link.customer_id, message_key)
+                applied = await self._applied_state(uow, ctx, customer_id, message_key)
                 if applied is not None and applied.entries:
                     out.append(applied)
             # A new message's pending rows are exactly the ones just stored (undecided, no names to look up).
             visible = tuple(r for r in outcome.pending if is_visible(taxonomy.dimension(r.dimension), sees))
-            if visible:
-                customer = await uow.customers.get(link.customer_id)
-                if customer is not None:
-                    out.append(SuggestionState(customer, message_key, visible))
+            if visible and outcome.customer is not None:
+                out.append(SuggestionState(outcome.customer, message_key, visible))
         for reason in outcome.refused:
-            log.info("auto-apply refused for customer %d: %s", link.customer_id, reason)
+            log.info("auto-apply refused for customer %d: %s", customer_id, reason)
         if self._events is not None:
             matched = tuple(dict.fromkeys([*(c.tag for c in outcome.applied), *(r.tag for r in outcome.pending)]))
-            await self._events.message(link.customer_id, message_key, ctx.channel, matched, ctx.now)
+            if self._turns is None:
+                await self._events.message(customer_id, message_key, ctx.channel, matched, ctx.now)
+            else:
+                await self._events.after_message(customer_id, message_key, matched, ctx.now, new_event)
         return tuple(out)
+
+    async def _keep_with_turn(
+        self, uow: TurnUnitOfWork, ctx: ChatContext, customer_id: int, message_key: str, kept: MessageText | None
+    ) -> bool:
+        """The message's text (learning) and its `message` event, in the turn's transaction; True: a new event.
+
+        They commit or roll back with the suggestions: a failure here fails the turn, whose retry runs again.
+        """
+        if kept is not None:
+            await uow.message_texts.remember([kept])
+        if self._events is None:
+            return False
+        return await self._events.record_message(uow, customer_id, message_key, ctx.channel, ctx.now)
 
     async def _stored_cards(
         self, uow: UnitOfWork, ctx: ChatContext, customer_id: int, message_key: str

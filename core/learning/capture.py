@@ -31,16 +31,23 @@ class Recorder:
     def __init__(self, store: LearningStore | None) -> None:
         self.store = store
 
+    def kept(
+        self, message_key: str, channel: str, conversation_id: str, customer_id: int | None, text: str, now: datetime
+    ) -> MessageText | None:
+        """The message's text as it is remembered (masked), or None when nothing is remembered."""
+        if self.store is None or not text.strip():
+            return None
+        return MessageText(message_key, channel, conversation_id, customer_id, masked(text), now)
+
     async def remember(
         self, message_key: str, channel: str, conversation_id: str, customer_id: int | None, text: str, now: datetime
     ) -> None:
         """Keep a message's masked text so that a later decision on it can become an example."""
-        if self.store is None or not text.strip():
+        message = self.kept(message_key, channel, conversation_id, customer_id, text, now)
+        if self.store is None or message is None:
             return
         try:
-            await self.store.remember_messages(
-                [MessageText(message_key, channel, conversation_id, customer_id, masked(text), now)]
-            )
+            await self.store.remember_messages([message])
         except Exception:
             log.exception("could not remember message %s for learning", message_key)
 

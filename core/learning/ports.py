@@ -57,6 +57,14 @@ class StoredModel:
     arrays: bytes | None = None
 
 
+class MessageTexts(Protocol):
+    """Remembered message texts inside a caller's transaction."""
+
+    async def remember(self, messages: Sequence[MessageText]) -> None:
+        """Keep each text unless its message key is kept already."""
+        ...
+
+
 class LearningStore(Protocol):
     """Examples, remembered message texts and trained models; each call is its own transaction."""
 

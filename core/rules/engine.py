@@ -255,6 +255,22 @@ def may_fire(rule: Rule, facts: Facts, clock: Clock) -> bool:
     return True
 
 
+def may_fire_for_message(rule: Rule, message_tags: frozenset[str]) -> bool:
+    """False when the rule's condition needs a `message_tag` the message did not match (name keys): such a
+    rule cannot fire, so no customer facts need to be read for it."""
+    return not _needs_other_message_tag(rule.condition, message_tags)
+
+
+def _needs_other_message_tag(node: Condition, message_tags: frozenset[str]) -> bool:
+    if isinstance(node, MessageTag):
+        return name_key(node.tag) not in message_tags
+    if isinstance(node, All):
+        return any(_needs_other_message_tag(item, message_tags) for item in node.items)
+    if isinstance(node, Any_):
+        return bool(node.items) and all(_needs_other_message_tag(item, message_tags) for item in node.items)
+    return False  # Not and every other node can hold whatever the message matched
+
+
 def _fails_at_zero(node: Events) -> bool:
     tests = [c for c in (node.count, node.sum) if c is not None]
     return bool(tests) and any(not c.test(0) for c in tests)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from core.rules.ingest import record_event
-from core.rules.service import RuleContext, run_for_message
+from core.rules.ingest import own_event, record_event
+from core.rules.ports import EventRowsHolder
+from core.rules.service import RuleContext, run_for_events, run_for_message
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +23,28 @@ class RuleHooks:
         self, customer_id: int, message_key: str, channel: str, tags: tuple[str, ...], now: datetime
     ) -> None:
         await record_event(self._ctx, f"message:{message_key}", customer_id, "message", now, {"channel": channel})
+        try:
+            await run_for_message(self._ctx, customer_id, message_key, tags, now)
+        except Exception:
+            log.exception("message rules failed for customer %d", customer_id)
+
+    async def record_message(
+        self, uow: EventRowsHolder, customer_id: int, message_key: str, channel: str, now: datetime
+    ) -> bool:
+        """Store the `message` event inside the caller's unit of work (its failure is the caller's); True when new."""
+        event = own_event(f"message:{message_key}", customer_id, "message", now, {"channel": channel})
+        return await uow.customer_events.insert_one(event, now)
+
+    async def after_message(
+        self, customer_id: int, message_key: str, tags: tuple[str, ...], now: datetime, new: bool
+    ) -> None:
+        """Event rules for the message's event (when it was new), then message rules; failures are logged."""
+        if new:
+            last = {customer_id: own_event(f"message:{message_key}", customer_id, "message", now).event_id}
+            try:
+                await run_for_events(self._ctx, {customer_id: {"message"}}, last, now)
+            except Exception:
+                log.exception("event rules failed for the message event of customer %d", customer_id)
         try:
             await run_for_message(self._ctx, customer_id, message_key, tags, now)
         except Exception:

@@ -133,11 +133,7 @@ async def record_event(
     """Record an event the product itself saw (a message, a WeCom contact change, a suggestion decision) and run
     the event rules for it; True when it was new. Failures are logged: they never break the caller's flow."""
     try:
-        props = MappingProxyType(dict(properties or {}))
-        line = EventLine(0, event_id, "", kind, at, amount, props)
-        event = NewCustomerEvent(
-            event_id[:200], customer_id, kind, at, amount, props, "kebiao", line.digest(customer_id)
-        )
+        event = own_event(event_id, customer_id, kind, at, properties, amount)
         async with ctx.store.unit_of_work() as uow:
             new = bool(await uow.customer_events.insert_many([event], at))
         if new:
@@ -146,3 +142,17 @@ async def record_event(
     except Exception:
         log.exception("could not record %s event for customer %d", kind, customer_id)
         return False
+
+
+def own_event(
+    event_id: str,
+    customer_id: int,
+    kind: str,
+    at: datetime,
+    properties: Mapping[str, Any] | None = None,
+    amount: float | None = None,
+) -> NewCustomerEvent:
+    """An event the product itself saw, as stored (source `kebiao`, id cut to the column, content digest)."""
+    props = MappingProxyType(dict(properties or {}))
+    line = EventLine(0, event_id, "", kind, at, amount, props)
+    return NewCustomerEvent(event_id[:200], customer_id, kind, at, amount, props, "kebiao", line.digest(customer_id))

@@ -70,7 +70,22 @@ class CustomerEventRepository(Protocol):
         """Insert those whose event id is new (race-safe); returns the inserted event ids."""
         ...
 
+    async def insert_one(self, event: NewCustomerEvent, now: datetime) -> bool:
+        """Insert one event unless its id exists (one statement); True when it was new."""
+        ...
+
     async def count(self) -> int: ...
+
+
+class EventRows(Protocol):
+    async def insert_one(self, event: NewCustomerEvent, now: datetime) -> bool: ...
+
+
+class EventRowsHolder(Protocol):
+    """Any unit of work that can store customer events (a chat turn's, for one)."""
+
+    @property
+    def customer_events(self) -> EventRows: ...
 
 
 class RuleFactsRepository(Protocol):

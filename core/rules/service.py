@@ -30,7 +30,7 @@ from core.alerts.selection import (
     score_customer,
 )
 from core.records import NewEvent, NewSuggestion
-from core.rules.engine import Clock, Facts, Firing, Prefilter, evaluate, may_fire, prefilter
+from core.rules.engine import Clock, Facts, Firing, Prefilter, evaluate, may_fire, may_fire_for_message, prefilter
 from core.rules.ports import Counts, RulesStore, RulesUnitOfWork
 from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
 from core.types import EventKind, Source, SuggestionStatus, User
@@ -239,11 +239,12 @@ async def run_for_message(
 ) -> RulesReport:
     """Message rules for one customer message and the tags it matched."""
     taxonomy = ctx.taxonomy()
-    rules = taxonomy.rules.by_trigger("message")
+    tags = frozenset(name_key(t) for t in matched)
+    # A rule that needs a message_tag this message did not match cannot fire: read nothing for it.
+    rules = tuple(r for r in taxonomy.rules.by_trigger("message") if may_fire_for_message(r, tags))
     report = RulesReport()
     if not rules:
         return report
-    tags = frozenset(name_key(t) for t in matched)
 
     async def firings(uow: RulesUnitOfWork) -> list[Firing]:
         facts = [

@@ -11,7 +11,7 @@ from core.errors import NotFoundError
 from core.ports import UnitOfWork
 from core.records import SuggestionRecord
 from core.tags.assignments import TagChange, TaggingRules, apply_definition, clean_evidence
-from core.types import Source, SuggestionStatus
+from core.types import Customer, Source, SuggestionStatus
 from tagging.policy import PolicyRefusal, find_tag
 from tagging.regions import in_scope
 from tagging.suggestion import Suggestion
@@ -34,6 +34,7 @@ class MessageOutcome:
     pending: tuple[SuggestionRecord, ...]
     refused: tuple[str, ...] = ()
     duplicate: bool = False  # the message key was seen before: nothing new happened
+    customer: Customer | None = None  # the customer as read in the same transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,25 @@ async def suggest_for_message(
     now: datetime,
 ) -> MessageOutcome:
     """Run the matcher; apply `apply` tags and store `suggest` ones, once per (message key, tag)."""
+    return await store_suggestions(
+        uow, matcher.suggest(text), taxonomy, rules, customer_id, message_key, now
+    )
+
+
+async def store_suggestions(
+    uow: UnitOfWork,
+    suggestions: Sequence[Suggestion],
+    taxonomy: Taxonomy,
+    rules: TaggingRules,
+    customer_id: int,
+    message_key: str,
+    now: datetime,
+) -> MessageOutcome:
+    """Apply `apply` tags and store `suggest` ones of a matched message, once per (message key, tag).
+
+    The matching is done before (it is CPU work: never inside a write transaction, which on SQLite holds the
+    single writer while it runs).
+    """
     customer = await uow.customers.get(customer_id)
     if customer is None:
         raise NotFoundError(f"customer {customer_id} does not exist")
@@ -63,7 +83,7 @@ async def suggest_for_message(
     pending: list[SuggestionRecord] = []
     refused: list[str] = []
     new_rows = 0
-    for s in matcher.suggest(text):
+    for s in suggestions:
         dimension, tag = find_tag(taxonomy, s.tag, s.dimension)
         if not in_scope(dimension, tag, customer.region):
             continue  # a regional tag is neither suggested nor applied for customers of other regions
@@ -107,7 +127,7 @@ async def suggest_for_message(
         except PolicyRefusal as refusal:
             refused.append(refusal.reason)
     duplicate = new_rows == 0 and bool(await uow.suggestions.for_message(message_key))
-    return MessageOutcome(tuple(applied), tuple(pending), tuple(refused), duplicate)
+    return MessageOutcome(tuple(applied), tuple(pending), tuple(refused), duplicate, customer)
 
 
 async def decide_suggestion(

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
-from core.rules.engine import Facts, HeldFact, evaluate
+from core.rules.engine import Facts, HeldFact, evaluate, may_fire_for_message
 from tagging.rules import (
     AddTag,
     All,
@@ -87,3 +87,20 @@ def test_event_counts_are_needed_only_when_the_other_conjuncts_hold() -> None:
     assert may_fire(birthday, facts(attributes=MappingProxyType({"birthday": "1980-01-05"})), clock)
     assert not may_fire(birthday, facts(attributes=MappingProxyType({"birthday": "1980-06-05"})), clock)
     assert may_fire(rule(Events("purchase", 30, count=Compare(">", 3))), facts(), clock)
+
+
+def test_a_rule_needing_a_message_tag_the_message_missed_cannot_fire_and_is_skipped_unread() -> None:
+    matched = frozenset({"询价客户"})
+    urgent = MessageTag("紧急工单")
+    vip = HasTag("VIP客户")
+    assert not may_fire_for_message(rule(urgent), matched)
+    assert not may_fire_for_message(rule(All((vip, urgent))), matched)
+    assert not may_fire_for_message(rule(Any_((urgent, MessageTag("售后工单")))), matched)
+    assert may_fire_for_message(rule(Any_((urgent, vip))), matched)  # the other branch may hold
+    assert may_fire_for_message(rule(Not(urgent)), matched)  # holds precisely because it was missed
+    assert may_fire_for_message(rule(All((vip, MessageTag("询价客户")))), matched)
+    assert may_fire_for_message(rule(MessageTag("询价客户")), matched)
+    # Whatever this check lets through, evaluate decides; whatever it skips, evaluate would refuse.
+    f = facts(message_tags=matched)
+    for condition in (urgent, All((vip, urgent)), Any_((urgent, MessageTag("售后工单")))):
+        assert evaluate(rule(condition), f, NOW, TZ) is None

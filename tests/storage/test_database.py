@@ -11,6 +11,7 @@ from sqlalchemy import text
 from core.records import CustomerDraft
 from core.types import AssignmentState, Source
 from storage.database import Database, DatabaseError, head_revision, open_database
+from tagging.taxonomy import Taxonomy
 
 NOW = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 
@@ -65,6 +66,7 @@ async def test_sqlite_pragmas_and_data_folder(tmp_path: Path) -> None:
             assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
             assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
             assert (await conn.execute(text("PRAGMA busy_timeout"))).scalar() == 10_000
+            assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL: WAL commits skip fsync
     finally:
         await db.close()
 
@@ -111,3 +113,17 @@ async def test_assignments_by_id_in_any_state(database: Database) -> None:
         (ended.id, "询价", AssignmentState.REMOVED),
     ]
     assert found[0].customer_id == customer.id
+
+
+async def test_the_current_taxonomy_version_is_read_without_its_document(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    async with database.unit_of_work(read_only=True) as uow:
+        assert await uow.taxonomies.current_version() is None
+    async with database.unit_of_work() as uow:
+        await uow.taxonomies.add_version(sample_taxonomy, "admin", datetime.now(UTC), "first")
+        await uow.taxonomies.add_version(sample_taxonomy, "admin", datetime.now(UTC), "second")
+    async with database.unit_of_work(read_only=True) as uow:
+        number = await uow.taxonomies.current_version()
+        current = await uow.taxonomies.current()
+    assert current is not None and number == current.version == 2

@@ -1,0 +1,76 @@
+"""A linked message's turn writes once: its suggestions, learning text and customer event share one transaction.
+
+Counted with storage.statements through the real app (real adapter, real database, fake connector) on SQLite
+and PostgreSQL; every count is per turn over several sequential turns.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
+
+from app import DATABASE, TEAMS, create_app
+from config import Settings
+from core.chat.turns import TurnLeases
+from core.records import CustomerDraft
+from storage import tables as t
+from storage.statements import count_statements
+from tests.teams.conftest import load_payload
+from tests.teams.fake_connector import FakeConnector
+
+TURNS = 6
+# Write transactions of one sequential turn: the lease claim, the turn's own writes, the lease finish.
+WRITES_PER_TURN = 3
+
+
+async def test_a_linked_message_takes_one_write_transaction_for_its_own_writes(
+    aiohttp_client: Any, database_url: str, connector: tuple[FakeConnector, str]
+) -> None:
+    client: TestClient = await aiohttp_client(create_app(Settings(database_url=database_url, scheduler_enabled=False)))
+    database = client.app[DATABASE]
+    name = f"计数客户-{time.time_ns()}"
+    async with database.unit_of_work() as uow:
+        customer = await uow.customers.add(CustomerDraft(name=name), datetime.now(UTC))
+    fake, url = connector
+    run = time.time_ns()
+
+    async def send(activity_id: str, text: str) -> None:
+        body = load_payload("personal_message", url)
+        body.update(text=text, id=f"{activity_id}-{run}")
+        response = await client.post("/api/messages", json=body)
+        assert response.status == 200, await response.text()
+
+    leases = client.app[TEAMS].claims
+    assert isinstance(leases, TurnLeases)
+    await send("link", f"link {name}")
+    await send("warm", "麻烦发一下报价单")
+    await leases.flush()
+    with count_statements(database.engine) as count:
+        for i in range(TURNS):
+            await send(f"turn-{i}", f"请问价格怎么算，第{i}号订单")
+        await leases.flush()  # the finished turns, written as they would be moments later
+    statements, writes, _reads = count.per(TURNS)
+    assert writes <= WRITES_PER_TURN, f"{writes:.1f} write transactions per turn (at most {WRITES_PER_TURN})"
+    assert statements <= 18, f"{statements:.1f} statements per turn"
+
+    async with database.engine.connect() as conn:
+        suggested = await conn.scalar(
+            select(func.count(func.distinct(t.suggestions.c.message_key))).where(
+                t.suggestions.c.customer_id == customer.id
+            )
+        )
+        m = t.learning_messages.c
+        kept = await conn.scalar(select(func.count(m.id)).where(m.customer_id == customer.id))
+        events = await conn.scalar(
+            select(func.count())
+            .select_from(t.customer_events)
+            .where(t.customer_events.c.customer_id == customer.id, t.customer_events.c.kind == "message")
+        )
+    assert suggested == TURNS + 1  # every turn (and the warm-up) stored its suggestion …
+    assert kept == TURNS + 1  # … kept its text for learning …
+    assert events == TURNS + 1  # … and recorded its message event, in the same transaction
+    assert len([c for c in fake.delivered if c.body.get("attachments")]) >= TURNS + 1
