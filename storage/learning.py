@@ -1,49 +1,82 @@
-"""SQL implementation of core.learning.ports.LearningStore (learning_messages, learning_examples,
-learning_models); short transactions on the shared engine."""
+"""SQL implementation of core.learning.ports.LearningStore (learning_messages, learning_examples, imported
+history in learning_import_batches and learning_imported_lines, learning_models); short transactions on the
+shared engine."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     Column,
     Integer,
-    PrimaryKeyConstraint,
-    String,
     Text,
     delete,
     exists,
     func,
     literal,
-    null,
     select,
-    true,
 )
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.learning.ports import MessageText, NewExample, Outcome, StoredModel
 from storage import tables as t
+from storage.bulk import CHUNK
 from storage.repositories import READ_ONLY, _insert
 from storage.staging import Progress, create_staging, drop_staging, fill_staging, staged, staging_table
 
 _M = t.learning_messages
 _X = t.learning_examples
 _L = t.learning_models
+_B = t.learning_import_batches
+_I = t.learning_imported_lines
 _CHUNK = 1000
 
-# Staging for `add_history`: the lines, the taxonomy's tags (in order) and each line's positives.
-_LINES = staging_table("kb_learn_lines", Column("n", Integer, primary_key=True), Column("text", Text))
-_TAGS = staging_table("kb_learn_tags", Column("ord", Integer), Column("dimension", String), Column("tag", String))
-_POSITIVE = staging_table(
-    "kb_learn_positive",
-    Column("n", Integer),
-    Column("dimension", String),
-    Column("tag", String),
-    PrimaryKeyConstraint("n", "dimension", "tag"),
+# Staging for `add_history` on SQLite: the lines in file order with their positives (JSON text).
+_LINES = staging_table(
+    "kb_learn_lines", Column("n", Integer, primary_key=True), Column("text", Text), Column("positives", Text)
 )
+_COPY_COLUMNS = ["batch_id", "text", "positives", "created_at"]
+
+
+def _pairs(pairs: Sequence[tuple[str, str]]) -> str:
+    """[dimension, tag] pairs as JSON text."""
+    return json.dumps([list(p) for p in pairs], ensure_ascii=False)
+
+
+def _tag_pairs(document: str) -> list[tuple[str, str]]:
+    """JSON text of [dimension, tag] pairs back as tuples."""
+    return [(d, tag) for d, tag in json.loads(document)]
+
+
+async def _new_batch(conn: AsyncConnection, tags: Sequence[tuple[str, str]], now: datetime) -> int:
+    """Insert an import batch with the taxonomy's tags in order; its id."""
+    stmt = _B.insert().values(created_at=now, tag_count=len(tags), tags=_pairs(tags)).returning(_B.c.id)
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def _copy_lines(conn: AsyncConnection, records: Sequence[tuple[Any, ...]], progress: Progress | None) -> None:
+    """COPY (batch_id, text, positives, created_at) records into learning_imported_lines (PostgreSQL)."""
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    for start in range(0, len(records), CHUNK):
+        part = records[start : start + CHUNK]
+        await driver.copy_records_to_table(_I.name, records=part, columns=_COPY_COLUMNS)
+        if progress is not None:
+            progress(len(part))
+
+
+def _expand(
+    out: list[NewExample], tags: Sequence[tuple[str, str]], lines: Iterable[tuple[str, str]], at: datetime
+) -> None:
+    """Append one imported example per (line, tag), positive iff the tag is among the line's positives."""
+    imported = Outcome.IMPORTED
+    for text, held in lines:
+        positives = set(_tag_pairs(held)) if held != "[]" else set()
+        out.extend(NewExample(text, d, tag, (d, tag) in positives, imported, None, at) for d, tag in tags)
 
 
 def _message(row: Row[Any]) -> MessageText:
@@ -133,48 +166,35 @@ class SqlLearningStore:
     ) -> int:
         """One imported example per (line, tag): positive for the line's tags, negative for the rest.
 
-        The lines are staged, then one INSERT … SELECT over lines × tags writes every example (in line, then
-        tag order), all or nothing; `progress` hears of staged lines.
+        Stored compactly (one batch row with `tags`, one row per line with its positives; `examples` expands
+        them), all or nothing; `progress` hears of written lines. PostgreSQL: the lines are COPYed straight in,
+        in the import's one transaction; SQLite: staged first, then one INSERT … SELECT under the write lock.
         """
+        rows = [(text, _pairs(held)) for text, held in lines]
         async with staged(self._engine) as (conn, begin_merge):
-            for table in (_LINES, _TAGS, _POSITIVE):
-                await create_staging(conn, table)
-            await fill_staging(conn, _TAGS, [(i, d, tag) for i, (d, tag) in enumerate(tags)])
-            await fill_staging(conn, _POSITIVE, [(n, d, tag) for n, (_, held) in enumerate(lines) for d, tag in held])
-            await fill_staging(conn, _LINES, [(n, text) for n, (text, _) in enumerate(lines)], progress)
-            await begin_merge()
             if conn.dialect.name == "postgresql":
-                # With the staged tables' statistics the planner walks the lines in order through their key and
-                # sorts only each line's few tags (an incremental sort) instead of sorting lines × tags on disk;
-                # compiling this one statement to machine code (JIT) costs more than it saves.
-                await conn.exec_driver_sql(f"ANALYZE {_LINES.name}, {_TAGS.name}, {_POSITIVE.name}")
-                await conn.exec_driver_sql("SET LOCAL jit = off")
-            ln, tg, pos = _LINES.c, _TAGS.c, _POSITIVE.c
-            positive = exists().where(pos.n == ln.n, pos.dimension == tg.dimension, pos.tag == tg.tag)
-            rows = (
-                select(
-                    ln.text,
-                    tg.dimension,
-                    tg.tag,
-                    positive,
-                    literal(Outcome.IMPORTED.value),
-                    null(),
-                    null(),
-                    literal(now, _X.c.created_at.type),
+                batch = await _new_batch(conn, tags, now)
+                await _copy_lines(conn, [(batch, text, held, now) for text, held in rows], progress)
+            else:
+                await create_staging(conn, _LINES)
+                await fill_staging(conn, _LINES, [(n, text, held) for n, (text, held) in enumerate(rows)], progress)
+                await begin_merge()
+                batch = await _new_batch(conn, tags, now)
+                ln = _LINES.c
+                source = select(literal(batch), ln.text, ln.positives, literal(now, _I.c.created_at.type)).order_by(
+                    ln.n
                 )
-                .select_from(_LINES.join(_TAGS, true()))
-                .order_by(ln.n, tg.ord)
-            )
-            columns = ["text", "dimension", "tag", "positive", "outcome", "customer_id", "message_key", "created_at"]
-            await conn.execute(_X.insert().from_select(columns, rows))
-            await drop_staging(conn, _LINES, _TAGS, _POSITIVE)
+                await conn.execute(_I.insert().from_select(["batch_id", "text", "positives", "created_at"], source))
+                await drop_staging(conn, _LINES)
         return len(lines) * len(tags)
 
     async def examples(self) -> list[NewExample]:
+        """Every example, oldest first (decisions by creation, then id; each import batch expanded in file and
+        tag order, before decisions of the same instant), so the latest decision on a text wins."""
         async with self._engine.connect() as conn:
             conn = await conn.execution_options(**{READ_ONLY: True})
-            result = await conn.execute(select(_X).order_by(_X.c.id))
-            return [
+            result = await conn.execute(select(_X).order_by(_X.c.created_at, _X.c.id))
+            stored = [
                 NewExample(
                     m["text"],
                     m["dimension"],
@@ -187,13 +207,32 @@ class SqlLearningStore:
                 )
                 for m in (row._mapping for row in result)
             ]
+            batches = (await conn.execute(select(_B).order_by(_B.c.created_at, _B.c.id))).all()
+            by_batch: dict[int, list[tuple[str, str]]] = {}
+            if batches:
+                result = await conn.execute(select(_I.c.batch_id, _I.c.text, _I.c.positives).order_by(_I.c.id))
+                for batch_id, text, held in result:
+                    by_batch.setdefault(batch_id, []).append((text, held))
+        out: list[NewExample] = []
+        taken = 0
+        for batch in batches:
+            m = batch._mapping
+            while taken < len(stored) and stored[taken].created_at < m["created_at"]:
+                out.append(stored[taken])
+                taken += 1
+            _expand(out, _tag_pairs(m["tags"]), by_batch.get(m["id"], ()), m["created_at"])
+        out.extend(stored[taken:])
+        return out
 
     async def count_examples(self, since: datetime | None = None) -> int:
-        stmt = select(func.count()).select_from(_X)
+        """Stored examples, imported lines counted once per tag of their batch."""
+        rows = select(func.count()).select_from(_X)
+        imported = select(func.coalesce(func.sum(_B.c.tag_count), 0)).select_from(_I.join(_B, _I.c.batch_id == _B.c.id))
         if since is not None:
-            stmt = stmt.where(_X.c.created_at > since)
+            rows = rows.where(_X.c.created_at > since)
+            imported = imported.where(_I.c.created_at > since)
         async with self._engine.connect() as conn:
-            return int((await conn.execute(stmt)).scalar_one())
+            return int((await conn.execute(rows)).scalar_one()) + int((await conn.execute(imported)).scalar_one())
 
     async def unlabelled_texts(self, limit: int) -> list[str]:
         labelled = select(_X.c.message_key).where(_X.c.message_key.is_not(None))
@@ -208,10 +247,16 @@ class SqlLearningStore:
         return int(examples.rowcount), int(messages.rowcount)  # type: ignore[attr-defined]
 
     async def purge(self, before: datetime) -> tuple[int, int]:
+        """Delete examples (imported lines counted once per tag of their batch) and messages older than `before`."""
+        old_lines = _I.c.created_at < before
+        imported = select(func.coalesce(func.sum(_B.c.tag_count), 0)).select_from(_I.join(_B, _I.c.batch_id == _B.c.id))
         async with self._engine.begin() as conn:
+            expanded = int((await conn.execute(imported.where(old_lines))).scalar_one())
+            await conn.execute(delete(_I).where(old_lines))
+            await conn.execute(delete(_B).where(~exists().where(_I.c.batch_id == _B.c.id)))
             examples = await conn.execute(delete(_X).where(_X.c.created_at < before))
             messages = await conn.execute(delete(_M).where(_M.c.created_at < before))
-        return int(examples.rowcount), int(messages.rowcount)  # type: ignore[attr-defined]
+        return int(examples.rowcount) + expanded, int(messages.rowcount)  # type: ignore[attr-defined]
 
     async def save_model(
         self, meta: Mapping[str, Any], arrays: bytes, metrics: Sequence[Mapping[str, Any]], size: int, now: datetime

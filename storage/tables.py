@@ -422,6 +422,31 @@ learning_examples = Table(
     Index("ix_learning_examples_created", "created_at"),
 )
 
+# Imported history (migration 0020), stored compactly: one batch per `kebiao learn import` with the taxonomy's
+# tags at import time (JSON text: ordered [dimension, tag] pairs) and one row per imported line with its
+# positive tags (JSON text). Each line stands for one example per batch tag (positive iff listed), expanded on
+# read by storage.learning; a line's created_at is its batch's.
+learning_import_batches = Table(
+    "learning_import_batches",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("tag_count", Integer, nullable=False),
+    Column("tags", Text, nullable=False),
+)
+
+learning_imported_lines = Table(
+    "learning_imported_lines",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("batch_id", BigId, ForeignKey("learning_import_batches.id", ondelete="CASCADE"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("positives", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_learning_imported_lines_batch", "batch_id"),
+    Index("ix_learning_imported_lines_created", "created_at"),
+)
+
 learning_models = Table(
     "learning_models",
     metadata,

@@ -3,22 +3,23 @@ retention and forgetting, a corrupt stored model ignored with a warning."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from cards.present import present
 from core import verbs
 from core.chat.service import AppliedState, ChatService, SuggestionState, TagResult
 from core.learning.capture import Recorder
-from core.learning.history import HistoryError, import_history
+from core.learning.history import HistoryError, history_examples, import_history, parse_history
 from core.learning.ports import NewExample, Outcome
 from core.learning.retention import forget_customer, purge_expired
 from core.learning.suggester import MergedSuggester, ModelCell, merged
-from core.learning.trainer import train_if_due, train_model
+from core.learning.trainer import labelled_texts, train_if_due, train_model
 from core.records import CustomerDraft
 from learning.training import TrainingConfig
 from storage import tables as t
@@ -113,6 +114,72 @@ async def test_forget_and_retention_delete_examples_and_texts(database: Database
     assert await store.examples() == []
 
 
+async def _imported_rows(database: Database) -> tuple[int, int]:
+    """(import batches, imported lines) stored."""
+    async with database.engine.connect() as conn:
+        batches = (await conn.execute(select(func.count()).select_from(t.learning_import_batches))).scalar_one()
+        lines = (await conn.execute(select(func.count()).select_from(t.learning_imported_lines))).scalar_one()
+    return int(batches), int(lines)
+
+
+async def test_a_failing_write_leaves_no_batch_behind(database: Database, sample_taxonomy: Taxonomy) -> None:
+    store = SqlLearningStore(database.engine)
+    every = [(tag.dimension, tag.name) for tag in sample_taxonomy.iter_tags()]
+
+    def broken(done: int) -> None:
+        raise RuntimeError("interrupted while writing")
+
+    with pytest.raises(RuntimeError):
+        await store.add_history([("你好", [])] * 3, every, NOW, broken)
+    assert await _imported_rows(database) == (0, 0) and await store.count_examples() == 0
+
+
+async def test_imports_and_decisions_read_back_as_their_expansion_oldest_first(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    store = SqlLearningStore(database.engine)
+    first = ['{"text": "能便宜点吗", "tags": ["询价客户"]}', '{"text": "设备坏了", "tags": ["售后工单", "VIP客户"]}']
+    second = ['{"text": "能便宜点吗", "tags": []}', '{"text": "合同寄到了", "tags": ["询价客户"]}']
+    smaller = dataclasses.replace(
+        sample_taxonomy, dimensions=tuple(d for d in sample_taxonomy.dimensions if d.key != "basic")
+    )
+    early = NewExample("能便宜点吗", "stage", "询价客户", False, Outcome.REJECTED, None, NOW - timedelta(days=3))
+    late = NewExample("设备坏了", "value", "VIP客户", False, Outcome.REJECTED, 7, NOW - timedelta(days=1), "teams:m")
+    same = NewExample("合同寄到了", "stage", "询价客户", False, Outcome.ACCEPTED, None, NOW)
+    await store.add_examples([late, same])
+    await import_history(store, first, sample_taxonomy, NOW - timedelta(days=2))
+    await import_history(store, second, smaller, NOW)
+    await store.add_examples([early])
+
+    expected = [
+        early,
+        *history_examples(parse_history(first, sample_taxonomy), sample_taxonomy, NOW - timedelta(days=2)),
+        late,
+        *history_examples(parse_history(second, smaller), smaller, NOW),
+        same,  # a decision made at the instant of an import comes after it
+    ]
+    assert len({e.dimension for e in expected[-11:-1]}) == 4  # the second batch has the smaller taxonomy's tags
+    assert await store.examples() == expected
+    data, _ = labelled_texts(await store.examples(), sample_taxonomy)
+    labels = {item.text: item.labels for item in data}
+    assert labels["能便宜点吗"][("stage", "询价客户")] is False  # re-imported without the tag
+    assert labels["设备坏了"][("value", "VIP客户")] is False  # the later rejection wins over the import
+    assert labels["设备坏了"][("stage", "售后工单")] is True
+    assert labels["合同寄到了"][("stage", "询价客户")] is False
+
+    every, fewer = sum(1 for _ in sample_taxonomy.iter_tags()), sum(1 for _ in smaller.iter_tags())
+    assert await store.count_examples() == len(expected) == 3 + 2 * every + 2 * fewer
+    assert await store.count_examples(since=NOW - timedelta(days=2)) == 1 + 2 * fewer + 1
+    assert await store.count_examples(since=NOW - timedelta(days=3)) == 1 + 2 * every + 2 * fewer + 1
+    # Retention deletes the first import (counted as its examples) and the early rejection, not the rest.
+    assert await purge_expired(store, NOW, 1) == (1 + 2 * every, 0)
+    assert await store.examples() == [late, *expected[-(2 * fewer + 1) :]]
+    assert await _imported_rows(database) == (1, 2)
+    assert await store.count_examples() == len(await store.examples())
+    assert await purge_expired(store, NOW + timedelta(days=1), 0) == (2 + 2 * fewer, 0)
+    assert await store.examples() == [] and await _imported_rows(database) == (0, 0)
+
+
 async def test_import_refuses_a_bad_file_whole_and_stores_a_good_one(
     database: Database, sample_taxonomy: Taxonomy
 ) -> None:
@@ -128,7 +195,7 @@ async def test_import_refuses_a_bad_file_whole_and_stores_a_good_one(
     assert caught.value.problems[0].startswith("line 2: not valid JSON")
     assert caught.value.problems[1].startswith("line 3: unknown tag '询价客戶X'")
     assert caught.value.problems[2] == "line 4: field 'text' is missing or not a non-empty string"
-    assert await store.examples() == []
+    assert await store.examples() == [] and await _imported_rows(database) == (0, 0)
     good = [f'{{"text": "能便宜点吗 {MOBILE}", "tags": ["询价客户"]}}', "", '{"text": "你好", "tags": []}']
     lines, examples = await import_history(store, good, sample_taxonomy, NOW)
     every = sum(1 for _ in sample_taxonomy.iter_tags())
