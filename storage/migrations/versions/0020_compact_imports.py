@@ -3,7 +3,7 @@ and learning_imported_lines (one row per imported line with its positive tags), 
 read instead of one learning_examples row per line and tag. Rows imported earlier stay in learning_examples.
 
 Revision ID: 0020
-Revises: 0016
+Revises: 0018
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0020"
-down_revision = "0016"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
