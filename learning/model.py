@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from learning.features import Keys, gram_keys, gram_texts, prepared, text_key
+from learning.features import Keys, gram_keys, gram_positions, gram_texts, prepared, text_key
 
 TagKey = tuple[str, str]  # (dimension key, tag name)
 EVIDENCE_WORDS = 3
@@ -235,6 +235,67 @@ class LearnedModel:
         hits.sort(key=lambda h: -h.probability)
         return Assessment(tuple(hits), frozenset(held))
 
+    def assess_many(
+        self,
+        texts: Sequence[str],
+        skips: Sequence[Container[TagKey]] | None = None,
+        normaliseds: Sequence[str | None] | None = None,
+    ) -> list[Assessment]:
+        """`assess` of every text (same hits, probabilities, evidence and hold-backs), numpy's fixed costs paid
+        once per batch: the texts' n-grams are keyed, looked up, counted and scored together."""
+        norms = [prepared(t, n) for t, n in zip(texts, normaliseds or [None] * len(texts), strict=True)]
+        out: list[Assessment] = []
+        start = 0
+        while start < len(norms):  # batches of bounded size, so a run of very long texts costs bounded memory
+            end, chars = start + 1, len(norms[start])
+            while end < len(norms) and chars + len(norms[end]) <= BATCH_CHARS:
+                chars += len(norms[end])
+                end += 1
+            out += self._assess_batch(norms[start:end], skips[start:end] if skips is not None else None)
+            start = end
+        return out
+
+    def _assess_batch(self, norms: Sequence[str], skips: Sequence[Container[TagKey]] | None) -> list[Assessment]:
+        """`assess_many` for texts short enough together to be read in one pass."""
+        out = [Assessment()] * len(norms)
+        docs, rows, counts = _batch_rows(norms, self._bounded)
+        if not rows.size:
+            return out
+        # `_long`'s weights, text by text: the rows of each text are distinct and sorted, as there.
+        weights = (1.0 + np.log(counts)) * self._idf[rows]
+        coef = self._coef[rows]
+        starts = np.flatnonzero(np.diff(docs, prepend=-1))
+        scores = np.add.reduceat(weights[:, None] * coef, starts, axis=0)
+        scales = 1.0 / np.sqrt(np.add.reduceat(weights * weights, starts))
+        intercept, a, b, suggest_at, veto_below = (np.array(column) for column in zip(*self._decide, strict=True))
+        z = a * (scores * scales[:, None] + intercept) + b
+        hit = z >= suggest_at
+        held = ~hit & (z < veto_below)
+        ends = np.append(starts[1:], rows.size).tolist()
+        for doc, begin, stop, z_row, hit_row, held_row in zip(
+            docs[starts].tolist(), starts.tolist(), ends, z.tolist(), hit.tolist(), held.tolist(), strict=True
+        ):
+            if not any(hit_row) and not any(held_row):
+                continue
+            skip: Container[TagKey] = skips[doc] if skips is not None else ()
+            hits: list[LearnedHit] = []
+            for label in np.flatnonzero(hit_row).tolist():
+                if self.labels[label] in skip:
+                    continue
+                pushes = weights[begin:stop] * coef[begin:stop, label]
+                own = rows[begin:stop]
+                top = np.lexsort((own, -pushes))[:EVIDENCE_TOKENS]
+                evidence = [
+                    (push, self._sorted_vocabulary[row])
+                    for push, row in zip(pushes[top].tolist(), own[top].tolist(), strict=True)
+                ]
+                hits.append(
+                    LearnedHit(*self.labels[label], round(_sigmoid(z_row[label]), 3), _stretches(norms[doc], evidence))
+                )
+            hits.sort(key=lambda h: -h.probability)
+            out[doc] = Assessment(tuple(hits), frozenset(self.labels[i] for i in np.flatnonzero(held_row).tolist()))
+        return out
+
     def _short(self, norm: str) -> Scored | None:
         """`_long` by dictionary look-ups and plain floats: for a short message, numpy's fixed cost per call
         outweighs the work, so it is called twice (one gather, one product) instead of a dozen times."""
@@ -289,6 +350,26 @@ class LearnedModel:
 Scored = tuple[list[float], float, Callable[[int], list[tuple[float, str]]]]
 
 SHORT_TEXT = 40  # characters of prepared text up to which `_short` reads a message (measured: cheaper below)
+BATCH_CHARS = 1 << 16  # prepared characters `assess_many` reads in one numpy pass (bounds its memory)
+
+
+def _batch_rows(norms: Sequence[str], bounded: Keys) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """(text, row of the sorted vocabulary, occurrences) of every known n-gram of every text, by text then row.
+
+    The texts are joined by a separator that is no feature character, so no n-gram spans two texts.
+    """
+    lengths = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
+    keys, at = gram_positions(SEPARATOR.join(norms))
+    doc_of = np.repeat(np.arange(len(norms), dtype=np.int64), lengths + 1)
+    rows = np.searchsorted(bounded, keys)
+    found = bounded[rows] == keys
+    size = bounded.size
+    codes, counts = np.unique(doc_of[at[found]] * size + rows[found], return_counts=True)
+    docs, rows = np.divmod(codes, size)
+    return docs, rows, counts
+
+
+SEPARATOR = "\n"  # between the texts of a batch: not a feature character, so n-grams stop at it
 
 
 def _logit(p: float) -> float:
