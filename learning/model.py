@@ -12,7 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
-from operator import mul, neg
+from operator import itemgetter, mul, neg
 
 import numpy as np
 from numpy.typing import NDArray
@@ -188,6 +188,16 @@ class LearnedModel:
         self._rows = {gram: row for row, gram in enumerate(self._sorted_vocabulary)}
         # Calibration is monotonic, so a label is decided on its Platt argument a·score + b against the logits
         # of its threshold and veto; a probability is worked out only for a label that is shown.
+        self._decide_arrays = tuple(
+            np.array(column, dtype=np.float64)
+            for column in (
+                self.intercept,
+                self.platt_a,
+                self.platt_b,
+                [_logit(p) for p in self.thresholds.tolist()],
+                [_logit(p) for p in self.veto.tolist()],
+            )
+        )
         self._decide = list(
             zip(
                 self.intercept.tolist(),
@@ -261,39 +271,70 @@ class LearnedModel:
         docs, rows, counts = _batch_rows(norms, self._bounded)
         if not rows.size:
             return out
-        # `_long`'s weights, text by text: the rows of each text are distinct and sorted, as there.
+        # `_long`'s weights and pushes, text by text: the rows of each text are distinct and sorted, as there.
         weights = (1.0 + np.log(counts)) * self._idf[rows]
-        coef = self._coef[rows]
-        starts = np.flatnonzero(np.diff(docs, prepend=-1))
-        scores = np.add.reduceat(weights[:, None] * coef, starts, axis=0)
+        pushes = weights[:, None] * self._coef[rows]  # (n-grams, labels)
+        starts = np.flatnonzero(np.diff(docs, prepend=-1))  # each text's first n-gram
+        scores = np.add.reduceat(pushes, starts, axis=0)
         scales = 1.0 / np.sqrt(np.add.reduceat(weights * weights, starts))
-        intercept, a, b, suggest_at, veto_below = (np.array(column) for column in zip(*self._decide, strict=True))
+        intercept, a, b, suggest_at, veto_below = self._decide_arrays
         z = a * (scores * scales[:, None] + intercept) + b
         hit = z >= suggest_at
-        held = ~hit & (z < veto_below)
-        ends = np.append(starts[1:], rows.size).tolist()
-        for doc, begin, stop, z_row, hit_row, held_row in zip(
-            docs[starts].tolist(), starts.tolist(), ends, z.tolist(), hit.tolist(), held.tolist(), strict=True
-        ):
-            if not any(hit_row) and not any(held_row):
-                continue
-            skip: Container[TagKey] = skips[doc] if skips is not None else ()
-            hits: list[LearnedHit] = []
-            for label in np.flatnonzero(hit_row).tolist():
-                if self.labels[label] in skip:
-                    continue
-                pushes = weights[begin:stop] * coef[begin:stop, label]
-                own = rows[begin:stop]
-                top = np.lexsort((own, -pushes))[:EVIDENCE_TOKENS]
-                evidence = [
-                    (push, self._sorted_vocabulary[row])
-                    for push, row in zip(pushes[top].tolist(), own[top].tolist(), strict=True)
-                ]
-                hits.append(
-                    LearnedHit(*self.labels[label], round(_sigmoid(z_row[label]), 3), _stretches(norms[doc], evidence))
-                )
-            hits.sort(key=lambda h: -h.probability)
-            out[doc] = Assessment(tuple(hits), frozenset(self.labels[i] for i in np.flatnonzero(held_row).tolist()))
+        texts = docs[starts].tolist()
+        held: dict[int, frozenset[TagKey]] = {}
+        sets: dict[tuple[bool, ...], frozenset[TagKey]] = {}  # a batch holds back the same few sets over and over
+        for text, row in zip(texts, (~hit & (z < veto_below)).tolist(), strict=True):
+            if any(row):
+                key = tuple(row)
+                if key not in sets:
+                    sets[key] = frozenset(label for label, on in zip(self.labels, row, strict=True) if on)
+                held[text] = sets[key]
+        found, labels = np.nonzero(hit)
+        pairs = [
+            (at, label)
+            for at, label in zip(found.tolist(), labels.tolist(), strict=True)
+            if skips is None or self.labels[label] not in skips[texts[at]]
+        ]
+        hits: dict[int, list[LearnedHit]] = {}
+        evidence = self._batch_evidence(pushes, rows, starts, pairs)
+        for (at, label), pushed in zip(pairs, evidence, strict=True):
+            text = texts[at]
+            probability = round(_sigmoid(float(z[at, label])), 3)
+            hits.setdefault(text, []).append(
+                LearnedHit(*self.labels[label], probability, _stretches(norms[text], pushed))
+            )
+        for text in held.keys() | hits.keys():
+            found_hits = hits.get(text, [])
+            found_hits.sort(key=lambda h: -h.probability)
+            out[text] = Assessment(tuple(found_hits), held.get(text, frozenset()))
+        return out
+
+    def _batch_evidence(
+        self,
+        pushes: NDArray[np.float64],
+        rows: NDArray[np.int64],
+        starts: NDArray[np.int64],
+        pairs: list[tuple[int, int]],
+    ) -> list[list[tuple[float, str]]]:
+        """Per (text, label) pair, its strongest n-grams as `_long`'s evidence gives them, sorted all at once."""
+        if not pairs:
+            return []
+        at, labels = (np.array(column, dtype=np.int64) for column in zip(*pairs, strict=True))
+        lengths = np.diff(starts, append=rows.size)[at]
+        firsts = np.cumsum(lengths) - lengths  # where each pair's n-grams begin among all pairs' n-grams
+        entries = np.repeat(starts[at] - firsts, lengths) + np.arange(int(lengths.sum()))
+        pushed = pushes[entries, np.repeat(labels, lengths)]
+        grams = rows[entries]
+        group = np.repeat(np.arange(len(pairs)), lengths)
+        order = np.lexsort((grams, -pushed, group))  # per pair: strongest first, ties broken by n-gram, as `_long`
+        keep = order[np.arange(order.size) - np.repeat(firsts, lengths) < EVIDENCE_TOKENS]
+        vocabulary = self._sorted_vocabulary
+        flat = list(zip(pushed[keep].tolist(), [vocabulary[row] for row in grams[keep].tolist()], strict=True))
+        out: list[list[tuple[float, str]]] = []
+        begin = 0
+        for size in np.minimum(lengths, EVIDENCE_TOKENS).tolist():
+            out.append(flat[begin : begin + size])
+            begin += size
         return out
 
     def _short(self, norm: str) -> Scored | None:
@@ -396,15 +437,20 @@ def _stretches(norm: str, pushes: Sequence[tuple[float, str]]) -> tuple[str, ...
         at = norm.find(token)
         if at >= 0:
             spans.append((at, at + len(token), weight))
+    if not spans:
+        return ()
     spans.sort()
-    merged: list[list[float]] = []
-    for start, end, weight in spans:
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-            merged[-1][2] += weight
+    merged: list[tuple[int, int, float]] = []
+    start, end, weight = spans[0]
+    for next_start, next_end, next_weight in spans[1:]:
+        if next_start <= end:
+            end = max(end, next_end)
+            weight += next_weight
         else:
-            merged.append([start, end, weight])
+            merged.append((start, end, weight))
+            start, end, weight = next_start, next_end, next_weight
+    merged.append((start, end, weight))
     # A lone character says little beside a longer stretch; it is shown only when nothing longer drove the label.
     longer = [m for m in merged if m[1] - m[0] > 1] or merged
-    longer.sort(key=lambda m: -m[2])
-    return tuple(norm[int(a) : int(b)] for a, b, _ in longer[:EVIDENCE_WORDS])
+    longer.sort(key=itemgetter(2), reverse=True)  # stable: equal weights keep their order in the message
+    return tuple(norm[a:b] for a, b, _ in longer[:EVIDENCE_WORDS])

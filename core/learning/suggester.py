@@ -103,7 +103,7 @@ class MergedSuggester:
 
     def _merge(self, text: str, found: list[Suggestion], assessment: Assessment) -> list[Suggestion]:
         """The keyword suggestions the model does not hold back, then its hits for tags they did not find."""
-        if assessment.held_back:
+        if assessment.held_back and found:
             held = {(t.dimension, t.name) for label in assessment.held_back if (t := self._tag(label)) is not None}
             found = [s for s in found if s.action != "suggest" or (s.dimension, s.tag) not in held]
         have = {(s.dimension, s.tag) for s in found}
