@@ -75,7 +75,7 @@ def _suggest_from_database(args: argparse.Namespace, settings: Settings) -> int:
         from collections.abc import Iterable
 
         from core.learning.suggester import MergedSuggester, ModelCell
-        from core.taxonomy.dryrun import suggest_stream, without_bom
+        from core.taxonomy.dryrun import batch_for, suggest_stream, without_bom
         from storage.learning import SqlLearningStore
         from tagging.matcher import Matcher
 
@@ -85,7 +85,8 @@ def _suggest_from_database(args: argparse.Namespace, settings: Settings) -> int:
         matcher = await asyncio.to_thread(Matcher.build, current.taxonomy)
         source = MergedSuggester(matcher, cell.model, current.taxonomy)
         lines: Iterable[str] = [args.text] if args.text is not None else without_bom(sys.stdin)
-        suggest_stream(source, lines, sys.stdout, workers=args.workers if args.text is None else 1)
+        workers = args.workers if args.text is None else 1
+        suggest_stream(source, lines, sys.stdout, workers=workers, batch=batch_for(sys.stdin))
         sys.stdout.flush()
         return 0
 

@@ -56,6 +56,19 @@ def prepared(text: str, normalised: str | None = None) -> str:
 
 def gram_keys(norm: str) -> Keys:
     """The key of every 1-, 2- and 3-gram of meaningful characters in already `prepared` text."""
+    keys, _ = _grams(norm, positions=False)
+    return keys
+
+
+def gram_positions(norm: str) -> tuple[Keys, NDArray[np.int64]]:
+    """`gram_keys` with the position in `norm` at which each n-gram starts."""
+    keys, at = _grams(norm, positions=True)
+    assert at is not None
+    return keys, at
+
+
+def _grams(norm: str, positions: bool) -> tuple[Keys, NDArray[np.int64] | None]:
+    """The n-gram keys of `norm` (unigrams, then pairs, then triples) and, if asked, where each starts."""
     raw = np.frombuffer(norm.encode("utf-32-le"), dtype=np.uint32)
     ok = _meaningful()[np.minimum(raw, 0xFFFF)]
     cp = raw.astype(np.uint64)
@@ -64,7 +77,10 @@ def gram_keys(norm: str) -> Keys:
     bits = np.uint64(_BITS)
     pairs = (cp[:-1] << bits) | cp[1:]
     triples = (pairs[:-1] << bits) | cp[2:]
-    return np.concatenate((cp[ok], pairs[ok2], triples[ok3]))
+    keys = np.concatenate((cp[ok], pairs[ok2], triples[ok3]))
+    if not positions:
+        return keys, None
+    return keys, np.concatenate((np.flatnonzero(ok), np.flatnonzero(ok2), np.flatnonzero(ok3)))
 
 
 def gram_texts(norm: str) -> list[str]:

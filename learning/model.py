@@ -12,13 +12,13 @@ import math
 from collections import Counter
 from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
-from operator import mul, neg
+from operator import itemgetter, mul, neg
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
-from learning.features import Keys, gram_keys, gram_texts, prepared, text_key
+from learning.features import Keys, gram_keys, gram_positions, gram_texts, prepared, text_key
 
 TagKey = tuple[str, str]  # (dimension key, tag name)
 EVIDENCE_WORDS = 3
@@ -188,6 +188,16 @@ class LearnedModel:
         self._rows = {gram: row for row, gram in enumerate(self._sorted_vocabulary)}
         # Calibration is monotonic, so a label is decided on its Platt argument a·score + b against the logits
         # of its threshold and veto; a probability is worked out only for a label that is shown.
+        self._decide_arrays = tuple(
+            np.array(column, dtype=np.float64)
+            for column in (
+                self.intercept,
+                self.platt_a,
+                self.platt_b,
+                [_logit(p) for p in self.thresholds.tolist()],
+                [_logit(p) for p in self.veto.tolist()],
+            )
+        )
         self._decide = list(
             zip(
                 self.intercept.tolist(),
@@ -234,6 +244,98 @@ class LearnedModel:
                 held.append(self.labels[label])
         hits.sort(key=lambda h: -h.probability)
         return Assessment(tuple(hits), frozenset(held))
+
+    def assess_many(
+        self,
+        texts: Sequence[str],
+        skips: Sequence[Container[TagKey]] | None = None,
+        normaliseds: Sequence[str | None] | None = None,
+    ) -> list[Assessment]:
+        """`assess` of every text (same hits, probabilities, evidence and hold-backs), numpy's fixed costs paid
+        once per batch: the texts' n-grams are keyed, looked up, counted and scored together."""
+        norms = [prepared(t, n) for t, n in zip(texts, normaliseds or [None] * len(texts), strict=True)]
+        out: list[Assessment] = []
+        start = 0
+        while start < len(norms):  # batches of bounded size, so a run of very long texts costs bounded memory
+            end, chars = start + 1, len(norms[start])
+            while end < len(norms) and chars + len(norms[end]) <= BATCH_CHARS:
+                chars += len(norms[end])
+                end += 1
+            out += self._assess_batch(norms[start:end], skips[start:end] if skips is not None else None)
+            start = end
+        return out
+
+    def _assess_batch(self, norms: Sequence[str], skips: Sequence[Container[TagKey]] | None) -> list[Assessment]:
+        """`assess_many` for texts short enough together to be read in one pass."""
+        out = [Assessment()] * len(norms)
+        docs, rows, counts = _batch_rows(norms, self._bounded)
+        if not rows.size:
+            return out
+        # `_long`'s weights and pushes, text by text: the rows of each text are distinct and sorted, as there.
+        weights = (1.0 + np.log(counts)) * self._idf[rows]
+        pushes = weights[:, None] * self._coef[rows]  # (n-grams, labels)
+        starts = np.flatnonzero(np.diff(docs, prepend=-1))  # each text's first n-gram
+        scores = np.add.reduceat(pushes, starts, axis=0)
+        scales = 1.0 / np.sqrt(np.add.reduceat(weights * weights, starts))
+        intercept, a, b, suggest_at, veto_below = self._decide_arrays
+        z = a * (scores * scales[:, None] + intercept) + b
+        hit = z >= suggest_at
+        texts = docs[starts].tolist()
+        held: dict[int, frozenset[TagKey]] = {}
+        sets: dict[tuple[bool, ...], frozenset[TagKey]] = {}  # a batch holds back the same few sets over and over
+        for text, row in zip(texts, (~hit & (z < veto_below)).tolist(), strict=True):
+            if any(row):
+                key = tuple(row)
+                if key not in sets:
+                    sets[key] = frozenset(label for label, on in zip(self.labels, row, strict=True) if on)
+                held[text] = sets[key]
+        found, labels = np.nonzero(hit)
+        pairs = [
+            (at, label)
+            for at, label in zip(found.tolist(), labels.tolist(), strict=True)
+            if skips is None or self.labels[label] not in skips[texts[at]]
+        ]
+        hits: dict[int, list[LearnedHit]] = {}
+        evidence = self._batch_evidence(pushes, rows, starts, pairs)
+        for (at, label), pushed in zip(pairs, evidence, strict=True):
+            text = texts[at]
+            probability = round(_sigmoid(float(z[at, label])), 3)
+            hits.setdefault(text, []).append(
+                LearnedHit(*self.labels[label], probability, _stretches(norms[text], pushed))
+            )
+        for text in held.keys() | hits.keys():
+            found_hits = hits.get(text, [])
+            found_hits.sort(key=lambda h: -h.probability)
+            out[text] = Assessment(tuple(found_hits), held.get(text, frozenset()))
+        return out
+
+    def _batch_evidence(
+        self,
+        pushes: NDArray[np.float64],
+        rows: NDArray[np.int64],
+        starts: NDArray[np.int64],
+        pairs: list[tuple[int, int]],
+    ) -> list[list[tuple[float, str]]]:
+        """Per (text, label) pair, its strongest n-grams as `_long`'s evidence gives them, sorted all at once."""
+        if not pairs:
+            return []
+        at, labels = (np.array(column, dtype=np.int64) for column in zip(*pairs, strict=True))
+        lengths = np.diff(starts, append=rows.size)[at]
+        firsts = np.cumsum(lengths) - lengths  # where each pair's n-grams begin among all pairs' n-grams
+        entries = np.repeat(starts[at] - firsts, lengths) + np.arange(int(lengths.sum()))
+        pushed = pushes[entries, np.repeat(labels, lengths)]
+        grams = rows[entries]
+        group = np.repeat(np.arange(len(pairs)), lengths)
+        order = np.lexsort((grams, -pushed, group))  # per pair: strongest first, ties broken by n-gram, as `_long`
+        keep = order[np.arange(order.size) - np.repeat(firsts, lengths) < EVIDENCE_TOKENS]
+        vocabulary = self._sorted_vocabulary
+        flat = list(zip(pushed[keep].tolist(), [vocabulary[row] for row in grams[keep].tolist()], strict=True))
+        out: list[list[tuple[float, str]]] = []
+        begin = 0
+        for size in np.minimum(lengths, EVIDENCE_TOKENS).tolist():
+            out.append(flat[begin : begin + size])
+            begin += size
+        return out
 
     def _short(self, norm: str) -> Scored | None:
         """`_long` by dictionary look-ups and plain floats: for a short message, numpy's fixed cost per call
@@ -289,6 +391,26 @@ class LearnedModel:
 Scored = tuple[list[float], float, Callable[[int], list[tuple[float, str]]]]
 
 SHORT_TEXT = 40  # characters of prepared text up to which `_short` reads a message (measured: cheaper below)
+BATCH_CHARS = 1 << 16  # prepared characters `assess_many` reads in one numpy pass (bounds its memory)
+
+
+def _batch_rows(norms: Sequence[str], bounded: Keys) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """(text, row of the sorted vocabulary, occurrences) of every known n-gram of every text, by text then row.
+
+    The texts are joined by a separator that is no feature character, so no n-gram spans two texts.
+    """
+    lengths = np.fromiter(map(len, norms), dtype=np.int64, count=len(norms))
+    keys, at = gram_positions(SEPARATOR.join(norms))
+    doc_of = np.repeat(np.arange(len(norms), dtype=np.int64), lengths + 1)
+    rows = np.searchsorted(bounded, keys)
+    found = bounded[rows] == keys
+    size = bounded.size
+    codes, counts = np.unique(doc_of[at[found]] * size + rows[found], return_counts=True)
+    docs, rows = np.divmod(codes, size)
+    return docs, rows, counts
+
+
+SEPARATOR = "\n"  # between the texts of a batch: not a feature character, so n-grams stop at it
 
 
 def _logit(p: float) -> float:
@@ -315,15 +437,20 @@ def _stretches(norm: str, pushes: Sequence[tuple[float, str]]) -> tuple[str, ...
         at = norm.find(token)
         if at >= 0:
             spans.append((at, at + len(token), weight))
+    if not spans:
+        return ()
     spans.sort()
-    merged: list[list[float]] = []
-    for start, end, weight in spans:
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-            merged[-1][2] += weight
+    merged: list[tuple[int, int, float]] = []
+    start, end, weight = spans[0]
+    for next_start, next_end, next_weight in spans[1:]:
+        if next_start <= end:
+            end = max(end, next_end)
+            weight += next_weight
         else:
-            merged.append([start, end, weight])
+            merged.append((start, end, weight))
+            start, end, weight = next_start, next_end, next_weight
+    merged.append((start, end, weight))
     # A lone character says little beside a longer stretch; it is shown only when nothing longer drove the label.
     longer = [m for m in merged if m[1] - m[0] > 1] or merged
-    longer.sort(key=lambda m: -m[2])
-    return tuple(norm[int(a) : int(b)] for a, b, _ in longer[:EVIDENCE_WORDS])
+    longer.sort(key=itemgetter(2), reverse=True)  # stable: equal weights keep their order in the message
+    return tuple(norm[a:b] for a, b, _ in longer[:EVIDENCE_WORDS])

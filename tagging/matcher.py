@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from tagging.false_friends import DEFAULT_FALSE_FRIENDS
@@ -299,6 +299,10 @@ class Matcher:
         """
         text = text[:MAX_MESSAGE_CHARS]
         return self.suggest_normalised(text, normalise(text))
+
+    def suggest_many(self, texts: Sequence[str]) -> list[list[Suggestion]]:
+        """`suggest` of every text, in order."""
+        return [self.suggest(text) for text in texts]
 
     def suggest_normalised(self, text: str, normalised: str) -> list[Suggestion]:
         """`suggest` for a caller that already holds `normalise(text[:MAX_MESSAGE_CHARS])`."""

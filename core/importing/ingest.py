@@ -24,14 +24,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from core.alerts.ports import AlertStore, AlertUnitOfWork
 from core.learning.capture import masked as masked_text
 from core.learning.ports import LearningStore, MessageText
 from core.records import NewSuggestion
 from core.tags.assignments import ApplyItem, TaggingRules, apply_many, clean_evidence
-from core.tags.suggestions import AUTO_ACTOR, SuggestionSource
+from core.tags.suggestions import AUTO_ACTOR
 from core.types import Source, SuggestionStatus
 from tagging.normaliser import name_key
 from tagging.policy import PolicyRefusal, UnknownTagError, find_tag
@@ -232,10 +232,16 @@ def _write_checkpoint(path: Path, offset: int, line: int, identity: FileIdentity
     os.replace(tmp, cp)
 
 
+class BatchSource(Protocol):
+    """The suggestion source as ingest needs it: the keyword matcher, or the one merged with the learned model."""
+
+    def suggest_many(self, texts: Sequence[str]) -> Sequence[Sequence[Suggestion]]: ...
+
+
 async def ingest_archive(
     store: AlertStore,
     taxonomy: Taxonomy,
-    matcher: SuggestionSource,
+    matcher: BatchSource,
     rules: TaggingRules,
     path: Path,
     *,
@@ -314,36 +320,48 @@ async def _match_batch(
     batch: Sequence[bytes],
     first_line: int,
     taxonomy: Taxonomy,
-    matcher: SuggestionSource,
+    matcher: BatchSource,
     summary: IngestSummary,
     wall_now: datetime,
 ) -> list[_Matched]:
-    """Parse and match every line in pure code; only customer lines with tags go on to the database."""
+    """Parse and match every line in pure code; only customer lines with tags go on to the database.
+
+    Lines are matched a group at a time (one `suggest_many`, so a learned model reads the group in one pass);
+    problems are reported in line order.
+    """
     out: list[_Matched] = []
     resolved: dict[tuple[str, str], tuple[Dimension, TagDef]] = {}
-    for index, raw in enumerate(batch):
-        if index and index % YIELD_EVERY == 0:
+    for begin in range(0, len(batch), YIELD_EVERY):
+        if begin:
             await asyncio.sleep(0)
-        line_no = first_line + index + 1
-        try:
-            message = parse_archive_line(raw)
-        except BadLine as exc:
-            summary.bad.append(f"line {line_no}: {exc}")
-            continue
-        if message is None:
-            continue
-        if message.msgtype != "text" or not is_external_user(message.sender) or not message.text.strip():
-            summary.skipped += 1
-            continue
-        summary.customer_messages += 1
-        suggestions = matcher.suggest(message.text)
-        try:
-            tags = tuple((*_resolve(taxonomy, s, resolved), s) for s in suggestions)
-        except UnknownTagError as exc:
-            summary.bad.append(f"line {line_no}: {exc}")
-            continue
-        at = min(message.at, wall_now)  # a clock-skewed future msgtime must not push expiries ahead
-        out.append(_Matched(line_no, message, at, tags))
+        parsed: list[tuple[int, ArchiveMessage | str]] = []  # (line number, a customer's message or a problem)
+        for index, raw in enumerate(batch[begin : begin + YIELD_EVERY], start=begin):
+            line_no = first_line + index + 1
+            try:
+                message = parse_archive_line(raw)
+            except BadLine as exc:
+                parsed.append((line_no, str(exc)))
+                continue
+            if message is None:
+                continue
+            if message.msgtype != "text" or not is_external_user(message.sender) or not message.text.strip():
+                summary.skipped += 1
+                continue
+            summary.customer_messages += 1
+            parsed.append((line_no, message))
+        found = iter(matcher.suggest_many([m.text for _, m in parsed if isinstance(m, ArchiveMessage)]))
+        for line_no, item in parsed:
+            if isinstance(item, str):
+                summary.bad.append(f"line {line_no}: {item}")
+                continue
+            suggestions = next(found)
+            try:
+                tags = tuple((*_resolve(taxonomy, s, resolved), s) for s in suggestions)
+            except UnknownTagError as exc:
+                summary.bad.append(f"line {line_no}: {exc}")
+                continue
+            at = min(item.at, wall_now)  # a clock-skewed future msgtime must not push expiries ahead
+            out.append(_Matched(line_no, item, at, tags))
     return out
 
 

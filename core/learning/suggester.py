@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from core.learning.ports import LearningStore
-from learning.model import LearnedModel, TagKey
+from learning.model import Assessment, LearnedModel, TagKey
 from learning.serial import ModelFormatError, load
 from tagging.matcher import MAX_MESSAGE_CHARS, Matcher
 from tagging.normaliser import name_key, normalise
@@ -55,6 +55,34 @@ class MergedSuggester:
         """Keyword suggestions not held back, then learned ones for tags the keywords did not find."""
         if self.model is None or not text.strip():
             return list(self.keywords.suggest(text))
+        found, skip, normalised = self._keyword_pass(text)
+        return self._merge(text, found, self.model.assess(text, skip, normalised))
+
+    def suggest_many(self, texts: Sequence[str]) -> list[list[Suggestion]]:
+        """`suggest` of every text, the model reading them all in one batch (its fixed costs paid once)."""
+        model = self.model
+        if model is None or len(texts) == 1:  # one text: `assess` reads a short one without numpy
+            return [self.suggest(text) for text in texts]
+        out: list[list[Suggestion]] = []
+        pending: list[tuple[int, list[Suggestion]]] = []  # (index, keyword suggestions) of texts for the model
+        skips: list[set[TagKey]] = []
+        normaliseds: list[str | None] = []
+        for text in texts:
+            if not text.strip():
+                out.append(list(self.keywords.suggest(text)))
+                continue
+            found, skip, normalised = self._keyword_pass(text)
+            pending.append((len(out), found))
+            skips.append(skip)
+            normaliseds.append(normalised)
+            out.append(found)
+        assessments = model.assess_many([texts[i] for i, _ in pending], skips, normaliseds)
+        for (index, found), assessment in zip(pending, assessments, strict=True):
+            out[index] = self._merge(texts[index], found, assessment)
+        return out
+
+    def _keyword_pass(self, text: str) -> tuple[list[Suggestion], set[TagKey], str | None]:
+        """(the keyword suggestions, the model labels they already cover, the normalised text if worked out)."""
         normalised: str | None = None
         if isinstance(self.keywords, Matcher):  # normalise once for both
             normalised = normalise(text[:MAX_MESSAGE_CHARS])
@@ -71,8 +99,11 @@ class MergedSuggester:
             # A suggest-only keyword tag may still be held back, freeing its exclusive dimension.
             if dimension is not None and dimension.exclusive and s.action != "suggest":
                 skip.update(self._by_dimension.get(s.dimension, ()))
-        assessment = self.model.assess(text, skip, normalised)
-        if assessment.held_back:
+        return found, skip, normalised
+
+    def _merge(self, text: str, found: list[Suggestion], assessment: Assessment) -> list[Suggestion]:
+        """The keyword suggestions the model does not hold back, then its hits for tags they did not find."""
+        if assessment.held_back and found:
             held = {(t.dimension, t.name) for label in assessment.held_back if (t := self._tag(label)) is not None}
             found = [s for s in found if s.action != "suggest" or (s.dimension, s.tag) not in held]
         have = {(s.dimension, s.tag) for s in found}

@@ -4,6 +4,7 @@ Short messages look their n-grams up one by one (`gram_texts` and a dictionary),
 (`gram_keys` and a binary search); the two must give the same suggestions, probabilities, evidence and
 hold-backs. Decisions are taken on the Platt argument rather than the probability; they must match what the
 calibrated probabilities (`LearnedModel.probabilities`, the training path) say against thresholds and veto.
+A batch (`assess_many`, for `kebiao suggest` and other streams of lines) must assess every text as `assess` does.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from learning import model as model_module
-from learning.features import gram_keys, gram_texts, prepared, text_key
+from learning.features import gram_keys, gram_positions, gram_texts, key_text, prepared, text_key
 from learning.model import Assessment, LearnedModel
 from learning.training import LabelledText, TrainingConfig, train
+from tagging.normaliser import normalise
 from tests.learning.support import CHAT, PRICE, REPAIR, messages
 
 PRICE_TAG = ("stage", "询价客户")
@@ -84,3 +86,43 @@ def test_both_paths_are_taken_by_the_real_messages(model: LearnedModel) -> None:
     assert [h.tag for h in model.assess(short).hits] == [PRICE_TAG[1]]
     assert [h.tag for h in model.assess(long).hits] == [PRICE_TAG[1]]
     assert model.assess("").hits == () and model.assess("😀 ***").hits == ()
+
+
+# A text of the batch: random characters, a masked phone number or name, or a very long repetition.
+batch_texts = st.one_of(
+    texts,
+    st.builds(lambda a, b: f"{a}138****5678{b}", texts, texts),
+    st.builds(lambda a, n: a * n, texts, st.integers(min_value=1, max_value=300)),
+)
+labels = st.sampled_from([PRICE_TAG, REPAIR_TAG, ("stage", "其他")])
+
+
+@given(texts)
+def test_ngram_positions_are_where_the_ngrams_start(text: str) -> None:
+    norm = prepared(text)
+    keys, at = gram_positions(norm)
+    assert keys.tolist() == gram_keys(norm).tolist()
+    grams = [key_text(k) for k in keys.tolist()]
+    assert [norm[i : i + len(g)] for g, i in zip(grams, at.tolist(), strict=True)] == grams
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(batch_texts, st.frozensets(labels), st.booleans()), max_size=40))
+def test_a_batch_assesses_every_text_as_alone(model: LearnedModel, batch: list[tuple[str, frozenset, bool]]) -> None:
+    texts_ = [text for text, _, _ in batch]
+    skips = [skip for _, skip, _ in batch]
+    normaliseds = [normalise(text[:20_000]) if given_ else None for text, _, given_ in batch]
+    expected = [model.assess(text, skip, norm) for text, skip, norm in zip(texts_, skips, normaliseds, strict=True)]
+    assert model.assess_many(texts_, skips, normaliseds) == expected
+    assert model.assess_many(texts_) == [model.assess(text) for text in texts_]
+
+
+def test_a_batch_is_read_in_passes_of_bounded_size(model: LearnedModel, monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = [text for text, _ in messages(60)] + ["", "😀 ***", "你好，能便宜一点吗" * 400]
+    expected = [model.assess(text) for text in batch]
+    assert model.assess_many(batch) == expected
+    monkeypatch.setattr(model_module, "BATCH_CHARS", 30)  # a pass per few texts, one for a text longer than that
+    assert model.assess_many(batch) == expected
+    assert [h.tag for h in expected[-1].hits] == [PRICE_TAG[1]]
+    assert sum(bool(a.hits) for a in expected) > 20  # the batch is not all misses
+    assert model.assess_many([]) == []

@@ -4,6 +4,8 @@ retention and forgetting, a corrupt stored model ignored with a warning."""
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -21,6 +23,7 @@ from core.learning.retention import forget_customer, purge_expired
 from core.learning.suggester import MergedSuggester, ModelCell, merged
 from core.learning.trainer import labelled_texts, train_if_due, train_model
 from core.records import CustomerDraft
+from core.taxonomy.dryrun import BATCH_LINES, suggest_stream
 from learning.training import TrainingConfig
 from storage import tables as t
 from storage.channels import SqlChannelStore
@@ -274,6 +277,66 @@ def test_a_keyword_suggestion_agents_keep_rejecting_is_held_back(sample_taxonomy
     merged_source = MergedSuggester(matcher, outcome.model, sample_taxonomy)
     assert "询价客户" not in {s.tag for s in merged_source.suggest(repair_quote)}
     assert [(s.tag, s.source) for s in merged_source.suggest("能便宜一点吗，请报价")] == [("询价客户", "keyword")]
+
+
+def test_a_batch_is_suggested_as_each_message_alone(sample_taxonomy: Taxonomy) -> None:
+    """`suggest_many` (what `kebiao suggest` calls per batch of lines) merges exactly as `suggest` does."""
+    import random
+
+    from learning.training import LabelledText, train
+    from tests.learning.support import CHAT, PRICE, REPAIR
+
+    rng = random.Random(5)
+    price_tag, repair_tag = ("stage", "询价客户"), ("stage", "售后工单")
+    data = [
+        LabelledText(
+            f"{rng.choice(CHAT)}，维修报价单收到了，{rng.choice(REPAIR)}", {price_tag: False, repair_tag: True}
+        )
+        for _ in range(120)
+    ] + [
+        LabelledText(f"{rng.choice(CHAT)}，{rng.choice(PRICE)}，请报价", {price_tag: True, repair_tag: False})
+        for _ in range(120)
+    ]
+    model = train(data, [price_tag, repair_tag], TrainingConfig()).model
+    assert model is not None
+    texts = [text for text, _ in messages(80, seed=11)] + [
+        "维修报价单收到了，按键没反应",  # a keyword hit held back
+        "能便宜一点吗，请报价",  # a keyword hit kept
+        "屏幕一直闪，充不进电了" * 30,  # a long message
+        "",
+        "   ",
+        f"我的电话 {MOBILE}，这个怎么卖",
+        "😀😀 **** 你好",
+    ]
+
+    class KeywordsOnly:  # a keyword source that is not the matcher: no shared normalisation
+        def __init__(self) -> None:
+            self.matcher = Matcher.build(sample_taxonomy)
+
+        def suggest(self, text: str) -> list[Any]:
+            return self.matcher.suggest(text)
+
+    for keywords in (Matcher.build(sample_taxonomy), KeywordsOnly()):
+        source = MergedSuggester(keywords, model, sample_taxonomy)
+        expected = [source.suggest(text) for text in texts]
+        assert source.suggest_many(texts) == expected
+        assert {s.source for found in expected for s in found} == {"keyword", "learned"}
+        assert "询价客户" not in {s.tag for s in expected[-7]}  # held back in the batch as alone
+        # `kebiao suggest`: batches of lines (and workers' batches) write what line-by-line suggesting writes.
+        lines = [f"{text}\n" for text in texts * 4]
+        by_line, batched, workers = io.StringIO(), io.StringIO(), io.StringIO()
+        assert suggest_stream(source, lines, by_line, batch=1) == len(lines)
+        assert suggest_stream(source, lines, batched) == len(lines) > BATCH_LINES
+        suggest_stream(source, lines, workers, workers=2)
+        assert batched.getvalue() == by_line.getvalue() == workers.getvalue()
+        rows = [json.loads(line) for line in batched.getvalue().splitlines()]
+        assert [row["text"] for row in rows] == texts * 4
+        assert rows[-7]["tags"] == [s.to_json() for s in expected[-7]]
+    with pytest.raises(ValueError, match="batch must be at least 1"):
+        suggest_stream(source, lines, io.StringIO(), batch=0)
+    plain = Matcher.build(sample_taxonomy)
+    assert plain.suggest_many(texts) == [plain.suggest(text) for text in texts]
+    assert MergedSuggester(plain, None, sample_taxonomy).suggest_many(texts) == plain.suggest_many(texts)
 
 
 async def test_too_few_examples_keep_the_current_model(database: Database, sample_taxonomy: Taxonomy) -> None:
