@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType, TracebackType
@@ -60,6 +61,8 @@ from storage.bulk import copy_rows, duplicate_key
 from storage.taxonomy_document import from_document, to_document
 from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
 
 
 def _insert(conn: AsyncConnection, table: Any) -> Any:
@@ -1156,17 +1159,23 @@ class SqlUnitOfWork:
             return
         guarded = self._read_only and conn.dialect.name == "sqlite"
         try:
-            if guarded:
-                # query_only belongs to the connection, not the transaction: reset it before it is pooled.
-                await conn.exec_driver_sql("PRAGMA query_only=OFF")
+            # query_only belongs to the connection, not the transaction: reset it before it is pooled. A block
+            # that failed (or was cancelled) mid-statement is rolled back first, or the reset itself would fail.
             if exc_type is None and not self._discard:
+                if guarded:
+                    await conn.exec_driver_sql("PRAGMA query_only=OFF")
                 await conn.commit()
             else:
                 await conn.rollback()
+                if guarded:
+                    await conn.exec_driver_sql("PRAGMA query_only=OFF")
         except BaseException:
             if guarded:
                 await conn.invalidate()  # never pool a connection that may still refuse writes
-            raise
+            if exc_type is None:
+                raise
+            # The block's own exception (a cancellation above all) must reach the caller, not this cleanup's.
+            log.warning("could not end a failed unit of work cleanly", exc_info=True)
         finally:
             await conn.close()
 

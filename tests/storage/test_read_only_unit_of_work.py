@@ -48,3 +48,31 @@ async def test_read_only_work_does_not_wait_for_a_writer(database: Database) -> 
         # On SQLite a BEGIN IMMEDIATE would queue behind the writer until busy_timeout (10 s), then fail.
         seen = await asyncio.wait_for(read(), timeout=5)
     assert seen is not None and seen.name == "无锡恒通物流"  # and not the writer's uncommitted row
+
+
+async def test_a_read_cancelled_mid_statement_ends_as_a_cancellation(database: Database) -> None:
+    """A poller stopped at shutdown while its read runs must see its cancellation, not a cleanup error it
+    would catch and loop on (which kept `kebiao serve` from stopping)."""
+    slow = (
+        "SELECT pg_sleep(5)"
+        if database.engine.dialect.name == "postgresql"
+        else "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50000000) SELECT count(*) FROM c"
+    )
+    started = asyncio.Event()
+
+    async def read() -> None:
+        async with database.unit_of_work(read_only=True) as uow:
+            started.set()
+            await uow.customers._conn.exec_driver_sql(slow)
+
+    task = asyncio.create_task(read())
+    await started.wait()
+    await asyncio.sleep(0.2)  # inside the statement
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, timeout=30)
+
+    # The pool hands out connections that write again.
+    async with database.unit_of_work() as uow:
+        added = await uow.customers.add(CustomerDraft(name="嘉兴南湖纺织"), NOW)
+    assert added.id > 0
