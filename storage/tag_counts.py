@@ -36,21 +36,9 @@ def _live_now(now: datetime) -> tuple[ColumnElement[bool], ...]:
 
 async def stored_tags(conn: AsyncConnection) -> tuple[dict[TagKey, tuple[str, int]], dict[PairKey, int]]:
     """Folded totals plus the change log: active holders per tag and shared holders per pair (zeros left out)."""
+    columns = ("dimension", "tag_key", "other_key", "tag", "n")
     u = union_all(
-        select(
-            t.tag_counts.c.dimension,
-            t.tag_counts.c.tag_key,
-            t.tag_counts.c.other_key,
-            t.tag_counts.c.tag,
-            t.tag_counts.c.n,
-        ),
-        select(
-            t.tag_count_changes.c.dimension,
-            t.tag_count_changes.c.tag_key,
-            t.tag_count_changes.c.other_key,
-            t.tag_count_changes.c.tag,
-            t.tag_count_changes.c.n,
-        ),
+        *(select(*(table.c[name] for name in columns)) for table in (t.tag_counts, t.tag_count_changes))
     ).subquery()
     rows = await conn.execute(
         select(u.c.dimension, u.c.tag_key, u.c.other_key, func.max(u.c.tag), func.sum(u.c.n))
