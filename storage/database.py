@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from storage.repositories import READ_ONLY, SqlUnitOfWork
+from storage.sqlite_driver import one_trip_dbapi
 from storage.writer import SqliteWriter, install_writer
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,11 @@ async def open_database(url: str, *, upgrade: bool = True, schema: str | None = 
     return database
 
 
+SQLITE_POOL_SIZE = 24
+POSTGRES_PING_IDLE_S = 5.0  # a pooled connection idle this long is pinged before use
+_IDLE_SINCE = "kebiao_idle_since"
+
+
 def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
     """An async engine for `url`; SQLite files get their folder created and their pragmas set."""
     try:
@@ -98,7 +106,9 @@ def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
             raise DatabaseError(f"use sqlite+aiosqlite:// for SQLite, not {parsed.drivername}://")
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(parsed, **kwargs)
+        # Connections are cheap to keep and costly to open (a thread and three pragmas each): keep enough for
+        # every turn in flight, instead of opening and closing overflow connections under a burst.
+        engine = create_async_engine(parsed, pool_size=SQLITE_POOL_SIZE, module=one_trip_dbapi(), **kwargs)
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":
@@ -106,10 +116,40 @@ def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
             raise DatabaseError(f"use postgresql+asyncpg:// for PostgreSQL, not {parsed.drivername}://")
         if schema:
             kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
-        return create_async_engine(parsed, pool_pre_ping=True, **kwargs)
+        engine = create_async_engine(parsed, **kwargs)
+        _ping_when_idle(engine)
+        return engine
     raise DatabaseError(
         f"unsupported database {parsed.drivername!r}: use sqlite+aiosqlite or postgresql+asyncpg"
     )
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Check a pooled PostgreSQL connection before use only when it sat idle for POSTGRES_PING_IDLE_S or more.
+
+    A ping is three round trips (BEGIN, a query, ROLLBACK). Made at every checkout, as `pool_pre_ping` does,
+    it was a dozen round trips per chat turn, more than the turn's own statements. A connection in steady use
+    is not pinged; one that sat idle (the server may have restarted or a firewall dropped it meanwhile) is,
+    and a dead one is replaced before the caller sees it. A connection that dies while in use fails that
+    statement; SQLAlchemy then discards every pooled connection opened before, as it always does.
+    """
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        idle_s = POSTGRES_PING_IDLE_S
+        if since is None or time.monotonic() - since < idle_s:
+            return  # just opened, or in steady use
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool invalidates this connection and checks out another (a fresh one needs no ping).
+            raise DisconnectionError(f"pooled connection failed its ping after {idle_s:g} s idle: {exc}") from exc
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

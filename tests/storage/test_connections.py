@@ -1,0 +1,193 @@
+"""How statements reach the database: SQLite's one trip per statement, PostgreSQL's ping only after idling."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite.core
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from storage import database as database_module
+from storage.database import create_engine, open_database
+from tests.conftest import postgres_url
+
+metadata = MetaData()
+things = Table(
+    "things",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(50), nullable=False, unique=True),
+)
+
+
+@pytest.fixture
+async def engines(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
+    """The stock aiosqlite engine and Kebiao's, each on its own file with the same table."""
+    stock = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'stock.db'}")
+    ours = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'ours.db'}")
+    for engine in (stock, ours):
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+    try:
+        yield stock, ours
+    finally:
+        await stock.dispose()
+        await ours.dispose()
+
+
+async def _script(engine: AsyncEngine) -> list[Any]:
+    """The same statements on either engine; everything a caller can observe, in order."""
+    seen: list[Any] = []
+    async with engine.begin() as conn:
+        result = await conn.execute(insert(things).values(name="甲"))
+        seen.append(("lastrowid", result.lastrowid, result.inserted_primary_key))
+        result = await conn.execute(insert(things), [{"name": "乙"}, {"name": "丙"}, {"name": "丁"}])
+        seen.append(("executemany", result.rowcount))
+        returned = await conn.execute(insert(things).values(name="戊").returning(things.c.id, things.c.name))
+        seen.append(("returning", [tuple(r) for r in returned]))
+        changed = await conn.execute(update(things).where(things.c.id > 2).values(name=things.c.name + "!"))
+        seen.append(("rowcount", changed.rowcount))
+        result = await conn.execute(select(things).order_by(things.c.id))
+        seen.append(("keys", list(result.keys())))
+        seen.append(("rows", [tuple(r) for r in result]))
+        one = await conn.execute(select(things.c.name).where(things.c.id == 99))
+        seen.append(("none", one.first()))
+        seen.append(("scalar", await conn.scalar(select(things.c.name).where(things.c.id == 1))))
+        streamed = await conn.stream(select(things.c.id).order_by(things.c.id))
+        seen.append(("stream", [row[0] async for row in streamed]))
+        seen.append(("pragma", (await conn.exec_driver_sql("PRAGMA user_version")).scalar()))
+    with pytest.raises(IntegrityError) as refused:
+        async with engine.begin() as conn:
+            await conn.execute(insert(things).values(name="己"))
+            await conn.execute(insert(things).values(name="甲"))
+    seen.append(("integrity", type(refused.value.orig).__name__, "UNIQUE" in str(refused.value.orig)))
+    async with engine.connect() as conn:
+        seen.append(("after rollback", await conn.scalar(select(things.c.id).where(things.c.name == "己"))))
+    return seen
+
+
+async def test_one_trip_driver_answers_as_stock_aiosqlite(engines: tuple[AsyncEngine, AsyncEngine]) -> None:
+    stock, ours = engines
+    expected = await _script(stock)
+    assert await _script(ours) == expected
+    assert ("rows", [(1, "甲"), (2, "乙"), (3, "丙!"), (4, "丁!"), (5, "戊!")]) in expected
+
+
+async def test_one_trip_per_statement(
+    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement and its rows cost one call on aiosqlite's thread (the stock adapter makes four)."""
+    stock, ours = engines
+    trips = 0
+    original: Callable[..., Any] = aiosqlite.core.Connection._execute
+
+    async def counted(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal trips
+        trips += 1
+        return await original(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(aiosqlite.core.Connection, "_execute", counted)
+
+    async def ten_reads(engine: AsyncEngine) -> int:
+        nonlocal trips
+        async with engine.connect() as conn:
+            await conn.execute(select(things.c.id))  # the connection is open and its transaction begun
+            trips = 0
+            for i in range(10):
+                assert (await conn.execute(select(things.c.id).where(things.c.id == i))).all() == []
+            return trips
+
+    assert await ten_reads(ours) == 10
+    assert await ten_reads(stock) >= 30  # what the one-trip cursor saves; fails if it is not in use
+
+
+async def test_sqlite_keeps_a_connection_per_turn_in_flight(tmp_path: Path) -> None:
+    """A burst of concurrent units of work reuses pooled connections instead of opening overflow ones."""
+    db = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'kebiao.db'}")
+    opened = 0
+
+    def count(*_: Any) -> None:
+        nonlocal opened
+        opened += 1
+
+    event.listen(db.engine.sync_engine, "connect", count)
+    try:
+
+        async def read() -> None:
+            async with db.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+                await asyncio.sleep(0.01)
+
+        for _ in range(5):
+            await asyncio.gather(*(read() for _ in range(12)))
+        assert opened <= 12  # each connection opened once, then reused by the later bursts
+    finally:
+        await db.close()
+
+
+# ---------------------------------------------------------------------------------------------- PostgreSQL
+
+
+@pytest.fixture
+async def postgres_engine() -> AsyncIterator[AsyncEngine]:
+    url = postgres_url()
+    if url is None:
+        pytest.skip("PostgreSQL not reachable at the default URL and KEBIAO_TEST_POSTGRES_URL is unset")
+    engine = create_engine(url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+def _count_pings(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    pings = [0]
+    original = engine.dialect.do_ping
+
+    def counted(dbapi_connection: Any) -> bool:
+        pings[0] += 1
+        return original(dbapi_connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted)
+    return pings
+
+
+@pytest.mark.postgres
+async def test_postgres_connection_in_steady_use_is_not_pinged(
+    postgres_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pings = _count_pings(postgres_engine, monkeypatch)
+    for _ in range(20):
+        async with postgres_engine.connect() as conn:
+            assert await conn.scalar(text("SELECT 1")) == 1
+    assert pings[0] == 0
+
+
+@pytest.mark.postgres
+async def test_postgres_dead_idle_connection_is_replaced_before_use(
+    postgres_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server dropped a pooled connection while it sat idle: the next caller never sees the failure."""
+    monkeypatch.setattr(database_module, "POSTGRES_PING_IDLE_S", 0.05)  # read at each checkout
+    pings = _count_pings(postgres_engine, monkeypatch)
+    async with postgres_engine.connect() as conn:
+        backend = await conn.scalar(text("SELECT pg_backend_pid()"))
+    url = postgres_url()
+    assert url is not None
+    admin = create_async_engine(url)
+    try:
+        async with admin.begin() as conn:
+            await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+    finally:
+        await admin.dispose()
+    await asyncio.sleep(0.1)
+    async with postgres_engine.connect() as conn:
+        assert await conn.scalar(text("SELECT 1")) == 1
+        assert await conn.scalar(text("SELECT pg_backend_pid()")) != backend
+    assert pings[0] >= 1
