@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType, TracebackType
 from typing import Any
@@ -68,6 +68,22 @@ log = logging.getLogger(__name__)
 def _insert(conn: AsyncConnection, table: Any) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (both SQLite and PostgreSQL do)."""
     return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+
+
+def prebuilt(conn: AsyncConnection, build: Callable[[Any], Any]) -> Any:
+    """The statement `build(insert)` makes for the connection's dialect, built once per (builder, dialect).
+
+    For the statements every chat turn runs: building an INSERT … VALUES and coercing its values costs more
+    than executing it on SQLite, so the hot ones are built once without values and executed with a dict of
+    parameters (the dialect's INSERT, which knows ON CONFLICT, is passed to `build`)."""
+    name = conn.dialect.name
+    statement = _PREBUILT.get((build, name))
+    if statement is None:
+        statement = _PREBUILT[(build, name)] = build(postgresql.insert if name == "postgresql" else sqlite.insert)
+    return statement
+
+
+_PREBUILT: dict[tuple[Callable[[Any], Any], str], Any] = {}
 
 
 _BULK_ROWS = 1000
@@ -213,12 +229,15 @@ def _name_rank(name: Any, company: Any, key: str) -> ColumnElement[int]:
     )
 
 
+_CUSTOMER_BY_ID = select(t.customers).where(t.customers.c.id == bindparam("id"))
+
+
 class SqlCustomers:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
     async def get(self, customer_id: int) -> Customer | None:
-        row = (await self._conn.execute(select(t.customers).where(t.customers.c.id == customer_id))).first()
+        row = (await self._conn.execute(_CUSTOMER_BY_ID, {"id": customer_id})).first()
         return _customer(row) if row else None
 
     async def get_many(self, customer_ids: Sequence[int]) -> list[Customer]:
@@ -810,6 +829,15 @@ class SqlEvents:
 # ---------------------------------------------------------------- suggestions
 
 
+def _suggestion_if_absent(insert: Any) -> Any:
+    s = t.suggestions.c
+    return (
+        insert(t.suggestions)
+        .on_conflict_do_nothing(index_elements=[s.message_key, s.dimension, s.tag_key])
+        .returning(t.suggestions)
+    )
+
+
 def _suggestion(row: Row[Any]) -> SuggestionRecord:
     m = row._mapping
     return SuggestionRecord(
@@ -866,27 +894,21 @@ class SqlSuggestions:
         auto_applied: bool,
         decided_by: str | None,
     ) -> SuggestionRecord | None:
-        s = t.suggestions.c
-        stmt = (
-            _insert(self._conn, t.suggestions)
-            .values(
-                customer_id=customer_id,
-                message_key=message_key,
-                dimension=dimension,
-                tag_key=name_key(tag),
-                tag=tag,
-                score=score,
-                evidence=dict(evidence),
-                status=status.value,
-                auto_applied=auto_applied,
-                created_at=now,
-                decided_by=decided_by,
-                decided_at=now if decided_by else None,
-            )
-            .on_conflict_do_nothing(index_elements=[s.message_key, s.dimension, s.tag_key])
-            .returning(t.suggestions)
-        )
-        row = (await self._conn.execute(stmt)).first()
+        values = {
+            "customer_id": customer_id,
+            "message_key": message_key,
+            "dimension": dimension,
+            "tag_key": name_key(tag),
+            "tag": tag,
+            "score": score,
+            "evidence": dict(evidence),
+            "status": status.value,
+            "auto_applied": auto_applied,
+            "created_at": now,
+            "decided_by": decided_by,
+            "decided_at": now if decided_by else None,
+        }
+        row = (await self._conn.execute(prebuilt(self._conn, _suggestion_if_absent), values)).first()
         return _suggestion(row) if row else None
 
     async def add_many_if_absent(self, rows: Sequence[NewSuggestion]) -> list[SuggestionRecord]:

@@ -20,7 +20,7 @@ from core.rules.ports import Candidates, NewCustomerEvent, StoredMessage
 from core.types import TagEvent
 from storage import tables as t
 from storage.outbox import SqlAlertUnitOfWork, _message
-from storage.repositories import _driver_executemany, _event, _insert
+from storage.repositories import _driver_executemany, _event, _insert, prebuilt
 from tagging.normaliser import name_key
 from tagging.rules import Events
 
@@ -157,13 +157,7 @@ class SqlCustomerEvents:
             "digest": event.digest,
             "recorded_at": now,
         }
-        stmt = (
-            _insert(self._conn, t.customer_events)
-            .values(row)
-            .on_conflict_do_nothing(index_elements=["event_id"])
-            .returning(t.customer_events.c.event_id)
-        )
-        return (await self._conn.execute(stmt)).first() is not None
+        return (await self._conn.execute(prebuilt(self._conn, _event_if_absent), row)).first() is not None
 
     async def _last_id(self) -> int:
         return int((await self._conn.execute(select(func.max(t.customer_events.c.id)))).scalar_one() or 0)
@@ -492,3 +486,11 @@ class SqlRulesStore:
 
     def unit_of_work(self, read_only: bool = False) -> SqlRulesUnitOfWork:
         return SqlRulesUnitOfWork(self._engine, read_only=read_only)
+
+
+def _event_if_absent(insert: Any) -> Any:
+    return (
+        insert(t.customer_events)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(t.customer_events.c.event_id)
+    )
