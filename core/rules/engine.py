@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
@@ -329,4 +330,6 @@ def _to_date(raw: Any) -> date | None:
 
 
 def _number(value: float) -> str:
+    if not math.isfinite(value):  # an attribute "inf" or "nan" parses as a float
+        return str(value)
     return str(int(value)) if value == int(value) else f"{value:.2f}"
