@@ -10,7 +10,9 @@ date the engine reads is known; a value of any other shape is kept and left to t
 * a date of a decided shape whose month (or date) is outside what the test accepts today;
 * a plain decimal number (commas removed, as the engine does) outside the test's bound, widened by a margin.
 
-The value is read as text, '/' turned into '-' (as the engine's fallback does) before the shape test.
+The value is read as text, '/' turned into '-' (as the engine's fallback does) before the shape test. A shape
+writes each ASCII digit as 0: PostgreSQL compares translate(value, '123456789', '000000000') with it, SQLite
+matches a GLOB with [0-9] for each 0. One CASE tests the shapes in turn and keeps any other non-empty value.
 """
 
 from __future__ import annotations
@@ -41,20 +43,25 @@ from core.rules.engine import DateSpan, NumberSpan, date_span, number_span
 from storage import tables as t
 from tagging.rules import Field
 
-# Shapes of the '/'→'-' text the engine's month is known for. Y, M, D: one ASCII digit (M: the month's digits);
-# '*': anything may follow. Python's date.fromisoformat reads the first ten characters "YYYY-MM-DD" or exactly
-# "YYYYMMDD"; the engine's fallback splits on '-' into Y-M-D or M-D (year 2000).
-ISO = "YYYY-MM-DD*"
-BASIC = "YYYYMMDD"
-SHORT = ("YYYY-M-D", "YYYY-M-DD", "YYYY-MM-D")
-MONTH_DAY = ("M-D", "M-DD", "MM-D", "MM-DD")
-MONTH_SHAPES = (ISO, BASIC, *SHORT, *MONTH_DAY)
+# Shapes of the '/'→'-' text (every ASCII digit written 0) whose month the engine reads at known characters:
+# (shapes, 1-based start, width). date.fromisoformat reads the first ten characters "YYYY-MM-DD" (anything may
+# follow) or exactly "YYYYMMDD"; the engine's fallback splits on '-' into Y-M-D or M-D (in the year 2000).
+ISO = "0000-00-00"  # a prefix
+BASIC = "00000000"
+MONTH_AT: tuple[tuple[tuple[str, ...], int, int], ...] = (
+    ((BASIC,), 5, 2),
+    (("0000-0-0", "0000-0-00"), 6, 1),
+    (("0000-00-0",), 6, 2),
+    (("0-0", "0-00"), 1, 1),
+    (("00-0", "00-00"), 1, 2),
+)
+MONTH_DAY = ("0-0", "0-00", "00-0", "00-00")
 NUMBER_REGEX = r"^-?[0-9]{1,15}(\.[0-9]{1,15})?$"  # PostgreSQL: short enough never to overflow a float
 NOT_NUMBER_GLOB = "*[^0-9.-]*"  # SQLite: a text with any other character is left to the engine
 MONTH_DAY_YEAR = 2000  # the year the engine gives a date without one
 
 
-def field_ids(dialect: str, node: Field, today: date) -> Select[tuple[int]]:
+def field_ids(dialect: str, node: Field, today: date) -> Select[Any]:
     """SELECT customers.id for every customer the field test can accept on `today` (and some it will not)."""
     c = t.customers.c
     if node.name == "contract_end":
@@ -63,13 +70,13 @@ def field_ids(dialect: str, node: Field, today: date) -> Select[tuple[int]]:
             return select(c.id).where(extract("month", c.contract_end).in_(span.months))
         return select(c.id).where(c.contract_end >= span.first, c.contract_end <= span.last)
     stmt, value, kind = _attribute(dialect, node.name)
-    present = and_(value.is_not(None), value != "")
     if node.compare is not None:
+        present = and_(value.is_not(None), value != "")
         return stmt.where(present, _number_test(dialect, value, kind, number_span(node.compare)))
-    return stmt.where(present, _date_test(dialect, func.replace(value, "/", "-"), date_span(node, today)))
+    return stmt.where(_date_test(dialect, func.replace(value, "/", "-"), date_span(node, today)))
 
 
-def _attribute(dialect: str, name: str) -> tuple[Select[tuple[int]], ColumnElement[Any], ColumnElement[Any] | None]:
+def _attribute(dialect: str, name: str) -> tuple[Select[Any], ColumnElement[Any], ColumnElement[Any] | None]:
     """(SELECT customers.id, the attribute's value, its JSON type or None). PostgreSQL: `->>` (text, null for
     JSON null). SQLite: a join with json_each, whose keys are decoded as Python decodes them (json_extract's path
     would miss a key stored with \\u escapes, as SQLAlchemy's default serialiser writes non-ASCII names)."""
@@ -81,57 +88,45 @@ def _attribute(dialect: str, name: str) -> tuple[Select[tuple[int]], ColumnEleme
     return stmt, each.c.value, each.c.type
 
 
-def shape_pattern(dialect: str, shape: str, month: int | None = None) -> str | None:
-    """A regular expression (PostgreSQL) or GLOB pattern (SQLite) for a shape; with `month`, only that month
-    (None when the shape cannot hold it: one M digit and month 10-12)."""
-    out: list[str] = []
-    i = 0
-    while i < len(shape):
-        ch = shape[i]
-        if ch == "M" and month is not None:
-            width = len(shape[i:]) - len(shape[i:].lstrip("M"))
-            text = f"{month:0{width}d}"
-            if len(text) > width:
-                return None
-            out.append(text)
-            i += width
-            continue
-        if ch in "YMD":
-            out.append("[0-9]")
-        elif ch == "*":
-            out.append("" if dialect == "postgresql" else "*")
-        else:
-            out.append(ch)
-        i += 1
+def has_shape(dialect: str, text: ColumnElement[Any], shapes: tuple[str, ...], prefix: bool = False) -> Any:
+    """The text has one of the shapes (each 0 an ASCII digit, the rest as written), or begins with it.
+    PostgreSQL: translate the digits to 0 and compare; SQLite (no translate): GLOB, [0-9] for each 0."""
     if dialect == "postgresql":
-        return "".join(out) + ("" if shape.endswith("*") else "$")
-    return "".join(out)
-
-
-def _matches(dialect: str, text: ColumnElement[Any], patterns: list[str]) -> ColumnElement[bool]:
-    """The text matches one of the patterns: one anchored alternation on PostgreSQL, GLOBs on SQLite."""
-    if not patterns:
-        return false()
-    if dialect == "postgresql":
-        return text.op("~", return_type=Boolean)(literal("^(?:" + "|".join(patterns) + ")", String))
-    return or_(*(text.op("GLOB", return_type=Boolean)(literal(p, String)) for p in patterns))
+        form = func.translate(text, "123456789", "000000000")
+        if prefix:
+            form = func.substr(form, 1, max(len(s) for s in shapes))
+        return form.in_(shapes) if len(shapes) > 1 else form == shapes[0]
+    globs = [s.replace("0", "[0-9]") + ("*" if prefix else "") for s in shapes]
+    return or_(*(text.op("GLOB", return_type=Boolean)(literal(g, String)) for g in globs))
 
 
 def _date_test(dialect: str, text: ColumnElement[Any], span: DateSpan) -> ColumnElement[bool]:
+    """A CASE over the value's shape: a decided shape tests its month (or date), any other non-empty value is
+    kept. CASE also keeps the integer casts off the values they do not fit (PostgreSQL would raise)."""
+    iso = has_shape(dialect, text, (ISO,), prefix=True)
+    whens: list[tuple[ColumnElement[bool], ColumnElement[bool]]] = []
     if span.months:
-        decided = [p for s in MONTH_SHAPES if (p := shape_pattern(dialect, s)) is not None]
-        wanted = [p for s in MONTH_SHAPES for m in span.months if (p := shape_pattern(dialect, s, m)) is not None]
-        return or_(~_matches(dialect, text, decided), _matches(dialect, text, wanted))
-    assert span.first is not None and span.last is not None
-    low, high = _day_number(span.first), _day_number(span.last)
-    iso = cast(func.replace(func.substr(text, 1, 10), "-", ""), Integer)
-    whens: list[tuple[ColumnElement[bool], ColumnElement[bool]]] = [
-        (_matches(dialect, text, [_pattern(dialect, ISO)]), iso.between(low, high)),
-        (_matches(dialect, text, [_pattern(dialect, BASIC)]), cast(text, Integer).between(low, high)),
-    ]
-    if not span.first.year <= MONTH_DAY_YEAR <= span.last.year:  # M-D dates are in 2000: outside this window
-        whens.append((_matches(dialect, text, [_pattern(dialect, s) for s in MONTH_DAY]), false()))
-    return case(*whens, else_=true())  # CASE: the casts run only on the shapes they fit
+        whens.append((iso, func.substr(text, 6, 2).in_(_month_texts(span.months, 2))))
+        for shapes, start, width in MONTH_AT:
+            month = func.substr(text, start, width)
+            whens.append((has_shape(dialect, text, shapes), _in_texts(month, _month_texts(span.months, width))))
+    else:
+        assert span.first is not None and span.last is not None
+        low, high = _day_number(span.first), _day_number(span.last)
+        whens.append((iso, cast(func.replace(func.substr(text, 1, 10), "-", ""), Integer).between(low, high)))
+        whens.append((has_shape(dialect, text, (BASIC,)), cast(text, Integer).between(low, high)))
+        if not span.first.year <= MONTH_DAY_YEAR <= span.last.year:  # M-D dates are in 2000: outside the window
+            whens.append((has_shape(dialect, text, MONTH_DAY), false()))
+    return case(*whens, else_=text != "")
+
+
+def _month_texts(months: tuple[int, ...], width: int) -> list[str]:
+    """How the months are written in `width` digits (a one-digit field cannot hold 10-12)."""
+    return [text for m in months if len(text := f"{m:0{width}d}") == width]
+
+
+def _in_texts(value: ColumnElement[Any], texts: list[str]) -> ColumnElement[bool]:
+    return value.in_(texts) if texts else false()
 
 
 def _number_test(
@@ -154,12 +149,6 @@ def _within(number: ColumnElement[Any], span: NumberSpan) -> ColumnElement[bool]
     if span.high is not None:  # text bind would compare as text, above every number)
         tests.append(number <= literal(span.high, Float))
     return and_(true(), *tests)
-
-
-def _pattern(dialect: str, shape: str) -> str:
-    pattern = shape_pattern(dialect, shape)
-    assert pattern is not None
-    return pattern
 
 
 def _day_number(day: date) -> int:
