@@ -19,6 +19,7 @@ from core.rules.engine import Facts, HeldFact, Prefilter
 from core.rules.ports import Candidates, NewCustomerEvent, StoredMessage
 from core.types import TagEvent
 from storage import tables as t
+from storage.field_tests import field_ids
 from storage.outbox import SqlAlertUnitOfWork, _message
 from storage.repositories import _driver_executemany, _event, _insert, prebuilt
 from tagging.normaliser import name_key
@@ -301,20 +302,25 @@ class SqlRuleFacts:
         self, rule_filter: Prefilter, now: datetime, today: date, among: Sequence[int] | None = None
     ) -> Candidates:
         """Customers that pass the prefilter: one GROUP BY … HAVING for an event threshold, returning each one's
-        count and sum in the window as `_events` computes them; a contract window is one range scan."""
+        count and sum in the window as `_events` computes them; a contract window is one range scan; a field test
+        is one scan of the customers (`field_ids`)."""
         if rule_filter.events is not None:
             return await self._event_candidates(rule_filter.events, now, among)
-        assert rule_filter.contract_days is not None
         c = t.customers.c
-        until = today + timedelta(days=rule_filter.contract_days)
+        if rule_filter.field is not None:
+            base = field_ids(self._conn.dialect.name, rule_filter.field, today)
+        else:
+            assert rule_filter.contract_days is not None
+            until = today + timedelta(days=rule_filter.contract_days)
+            base = select(c.id).where(c.contract_end >= today, c.contract_end <= until)
         ids: list[int] = []
         for part in _groups(among, _chunk_size(self._conn)) if among is not None else [None]:
-            stmt = select(c.id).where(c.contract_end >= today, c.contract_end <= until)
+            stmt = base
             if part is not None:
                 stmt = stmt.where(_among(self._conn, c.id, part))
             wanted = set(part) if part is not None else None
             ids.extend(r[0] for r in await self._conn.execute(stmt) if wanted is None or r[0] in wanted)
-        return Candidates(sorted(ids))
+        return Candidates(sorted(set(ids)))  # SQLite: a JSON object with a key twice joins twice
 
     async def _event_candidates(self, ev: Events, now: datetime, among: Sequence[int] | None) -> Candidates:
         e = t.customer_events.c

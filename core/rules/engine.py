@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
@@ -13,6 +14,7 @@ from tagging.rules import (
     All,
     Any_,
     ChurnScore,
+    Compare,
     Condition,
     Events,
     Field,
@@ -188,7 +190,7 @@ def _field(node: Field, facts: Facts, clock: Clock) -> str | None:
     if node.within_days is not None:
         left = (day - clock.today).days
         return f"{name} {day.isoformat()}，{left} 天后" if 0 <= left <= node.within_days else None
-    month = clock.today.month if node.month == "this" else clock.today.month % 12 + 1
+    month = target_month(node.month, clock.today)
     label = "本月" if node.month == "this" else "下月"
     return f"{name} {raw} 在{label}" if day.month == month else None
 
@@ -223,15 +225,45 @@ class Prefilter:
     """A necessary condition of a rule that one SQL statement can answer: only customers it selects can fire.
 
     `events`: an event count/sum test that fails at zero events (so customers without such events never fire);
-    `contract_days`: contract_end between today and today + N days.
+    `contract_days`: contract_end between today and today + N days;
+    `field`: a date test (`month: this|next`, `within_days`) on contract_end or an attribute, or a numeric test
+    (`value`) on an attribute; both fail for a missing value. What it selects depends on the day: see `date_span`
+    and `number_span`.
     """
 
     events: Events | None = None
     contract_days: int | None = None
+    field: Field | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DateSpan:
+    """The dates a date test accepts on one day: any date in one of `months` (any year), else `first`..`last`."""
+
+    months: tuple[int, ...] = ()
+    first: date | None = None
+    last: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NumberSpan:
+    """Numbers from `low` to `high` (inclusive; None = unbounded): a numeric test widened by a relative margin,
+    since a database may round a decimal text to a float differently from Python's float() in the last bit."""
+
+    low: float | None = None
+    high: float | None = None
+
+
+NUMBER_MARGIN = 1e-9  # relative; a float's rounding differs by ~1e-16
+CUSTOMER_COLUMNS = ("name", "company", "owner", "region", "crm_id")  # fields that are not attributes
 
 
 def prefilter(rule: Rule) -> Prefilter | None:
-    """The most selective SQL-answerable conjunct of the rule's condition, or None (scan every customer)."""
+    """The most selective SQL-answerable conjunct of the rule's condition, or None (scan every customer).
+
+    An event threshold first (its statement also reads the counts the rule needs), then a contract window, then
+    the field test that accepts the smallest share of a year (a window of N days, or one month in twelve), then
+    a numeric attribute test (it only drops customers without the attribute or clearly outside the bound)."""
     node = rule.condition
     items = node.items if isinstance(node, All) else (node,)
     for item in items:
@@ -240,7 +272,55 @@ def prefilter(rule: Rule) -> Prefilter | None:
     for item in items:
         if isinstance(item, Field) and item.name == "contract_end" and item.within_days is not None:
             return Prefilter(contract_days=item.within_days)
-    return None
+    fields = [item for item in items if isinstance(item, Field) and _answerable(item)]
+    if not fields:
+        return None
+    return Prefilter(field=min(fields, key=_share))  # min keeps the first of equals
+
+
+def target_month(which: str | None, today: date) -> int:
+    """The month number `month: this|next` means on `today` (December's next month is January)."""
+    return today.month if which == "this" else today.month % 12 + 1
+
+
+def date_span(node: Field, today: date) -> DateSpan:
+    """The dates `node` (a `month` or `within_days` test) accepts on `today`."""
+    if node.within_days is not None:
+        return DateSpan(first=today, last=today + timedelta(days=node.within_days))
+    return DateSpan(months=(target_month(node.month, today),))
+
+
+def number_span(compare: Compare) -> NumberSpan:
+    """Every number `compare` accepts lies in this span (a superset: `!=` bounds nothing)."""
+    margin = max(abs(compare.value), 1.0) * NUMBER_MARGIN
+    low = compare.value - margin if compare.op in (">=", ">", "==") else None
+    high = compare.value + margin if compare.op in ("<=", "<", "==") else None
+    return NumberSpan(low, high)
+
+
+def is_attribute(name: str) -> bool:
+    """True when a field name reads the customer's attributes (as `field_value` does)."""
+    return name != "contract_end" and name not in CUSTOMER_COLUMNS
+
+
+def _answerable(node: Field) -> bool:
+    """A date test on contract_end or an attribute, or a numeric test on an attribute."""
+    if node.in_:
+        return False
+    if node.name == "contract_end":
+        return node.compare is None
+    if not is_attribute(node.name):
+        return False
+    return node.compare is not None or node.within_days is not None or node.month is not None
+
+
+def _share(node: Field) -> float:
+    """A rough share of customers a field test keeps, to pick the most selective one."""
+    if node.within_days is not None:
+        return (node.within_days + 1) / 365
+    if node.month is not None:
+        return 1 / 12
+    return 1.0
 
 
 def may_fire(rule: Rule, facts: Facts, clock: Clock) -> bool:
@@ -280,7 +360,7 @@ def field_value(facts: Facts, name: str) -> Any:
     """A customer field (contract_end, region …) or else an attribute column of the customer file."""
     if name == "contract_end":
         return facts.contract_end
-    if name in ("name", "company", "owner", "region", "crm_id"):
+    if name in CUSTOMER_COLUMNS:
         return getattr(facts, name)
     return facts.attributes.get(name)
 
@@ -329,4 +409,6 @@ def _to_date(raw: Any) -> date | None:
 
 
 def _number(value: float) -> str:
+    if not math.isfinite(value):  # an attribute "inf" or "nan" parses as a float
+        return str(value)
     return str(int(value)) if value == int(value) else f"{value:.2f}"

@@ -140,9 +140,9 @@ async def daily_pages(
     ctx: RuleContext, rules: Sequence[Rule], now: datetime
 ) -> AsyncIterator[tuple[list[int], list[Rule], Counts | None]]:
     """(customer ids, rules to evaluate on them, event counts already read) pages. A rule with a SQL-answerable
-    necessary condition (an event threshold, a contract window) gets only the customers one statement selects,
-    with their counts in that window; the others scan every customer, one keyset page at a time, so memory
-    stays flat."""
+    necessary condition (an event threshold, a contract window, a date or numeric field test such as a birthday
+    next month: `prefilter`) gets only the customers one statement selects for today, with an event threshold's
+    counts in its window; the others scan every customer, one keyset page at a time, so memory stays flat."""
     filtered: dict[Prefilter, list[Rule]] = defaultdict(list)
     scanned: list[Rule] = []
     for rule in rules:
