@@ -12,7 +12,9 @@ short lease, renewed while the turn runs and finished after the turn's writes co
 - a retry after a failed turn (released) runs it again at once.
 
 Claims and finished turns are written together, one batch (transaction) at a time, by whichever claimer finds
-no batch being written, or by the background writer; a process runs at most `limit` turns at once.
+no batch being written, or by the background writer; a process runs at most `limit` turns at once. A claim
+made while a turn slot is free tries the take at once (a new activity costs that one write and no read); with
+every slot busy it looks at the stored lease first, so a duplicate of a finished turn never waits for a slot.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class TurnLeases:
         """True: run the turn for `key` (new, abandoned or failed before); False: a duplicate, answer quietly."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait
+        first = True
         while True:
             running = self._held.get(key)
             if running is not None:
@@ -89,6 +92,13 @@ class TurnLeases:
                     await asyncio.wait_for(running.wait(), max(deadline - loop.time(), 0.0))
                 if key in self._held:
                     return False  # still running: that turn answers
+            elif first and not self._slots.locked():
+                # A slot is free, so taking never waits: take without a look first (the take itself tells a
+                # new or lapsed key from a claimed one); only a key not taken is looked at below. Once only:
+                # polling a turn running elsewhere must not write each time it looks.
+                if await self._take_in_slot(key):
+                    return True
+            first = False
             now = self._clock()
             current = await self._store.inbound_lease(self._channel, key)
             if current is not None and current.finished:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from core.chat.turns import TurnLeases
 from storage.channels import SqlChannelStore
 from storage.database import Database
+from storage.statements import count_statements
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 KEY = "msteams:a:conversation:activity-1"
@@ -160,5 +161,57 @@ async def test_at_most_limit_turns_run_at_once_and_a_slot_frees_when_a_turn_ends
     assert not fourth.done()
     await mine.release("k2")
     assert await fourth is True
-    assert not await mine.claim("k1")  # a duplicate never keeps a slot …
+    assert not await asyncio.wait_for(mine.claim("k1"), 1.0)  # a duplicate never waits for or keeps a slot …
     assert mine.held == {"k3", "k4"}
+
+
+async def test_a_retry_of_a_finished_turn_is_a_duplicate_at_once_while_every_slot_is_busy(database: Database) -> None:
+    mine = TurnLeases(SqlChannelStore(database.engine), "teams", limit=2, wait=5.0, poll=0.02, clock=Clock())
+    assert await mine.claim(KEY)
+    mine.finish(KEY)
+    await mine.flush()
+    assert await mine.claim("k1") and await mine.claim("k2")  # every slot busy from here on
+    assert await asyncio.wait_for(mine.claim(KEY), 1.0) is False  # never waits for a slot to free
+    assert not await asyncio.wait_for(leases(database, Clock()).claim(KEY), 1.0)  # another replica, slots free
+    assert mine.held == {"k1", "k2"}
+
+
+async def test_a_retry_while_another_replica_runs_the_turn_waits_then_is_a_duplicate(database: Database) -> None:
+    clock = Clock()
+    running = leases(database, clock)
+    assert await running.claim(KEY)
+    retry = asyncio.create_task(leases(database, clock, wait=5.0).claim(KEY))  # its slots are all free
+    await asyncio.sleep(0.1)
+    assert not retry.done()  # the turn still runs elsewhere: the retry waits …
+    running.finish(KEY)
+    await running.flush()
+    assert await asyncio.wait_for(retry, 1.0) is False  # … and is a duplicate once it finished
+
+
+async def test_a_retry_while_another_replica_runs_the_turn_runs_it_if_it_fails(database: Database) -> None:
+    clock = Clock()
+    running = leases(database, clock)
+    assert await running.claim(KEY)
+    retry = asyncio.create_task(leases(database, clock, wait=5.0).claim(KEY))
+    await asyncio.sleep(0.1)
+    assert not retry.done()
+    await running.release(KEY)
+    assert await asyncio.wait_for(retry, 1.0) is True
+
+
+async def test_a_new_or_lapsed_activity_is_claimed_in_one_write_without_a_look_first(database: Database) -> None:
+    mine = leases(database, Clock())
+    with count_statements(database.engine) as count:
+        assert await mine.claim(KEY)
+    assert (count.writes, count.reads) == (1, 0)
+    assert count.statements <= 2  # the upsert (and SQLite's BEGIN IMMEDIATE)
+    mine.finish(KEY)
+    other = "msteams:a:conversation:activity-2"
+    with count_statements(database.engine) as count:
+        assert await mine.claim(other)  # and writes the finish of KEY in the same transaction
+    assert (count.writes, count.reads) == (1, 0)
+    assert mine.held == {other}
+    later = leases(database, Clock(T0 + timedelta(seconds=11)))  # `mine` died: its lease on `other` lapsed
+    with count_statements(database.engine) as count:
+        assert await later.claim(other)
+    assert (count.writes, count.reads) == (1, 0)
