@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from core.chat.ports import InboundLease
 from core.chat.turns import TurnLeases
 from storage.channels import SqlChannelStore
 from storage.database import Database
@@ -215,3 +217,83 @@ async def test_a_new_or_lapsed_activity_is_claimed_in_one_write_without_a_look_f
     with count_statements(database.engine) as count:
         assert await later.claim(other)
     assert (count.writes, count.reads) == (1, 0)
+
+
+async def test_a_finished_turn_not_yet_written_hands_its_slot_to_a_new_claim_in_the_same_write(
+    database: Database,
+) -> None:
+    store = SqlChannelStore(database.engine)
+    mine = TurnLeases(store, "teams", limit=2, wait=0.2, poll=0.02, clock=Clock())
+    assert await mine.claim("k1") and await mine.claim("k2")
+    mine.finish("k1")  # every slot busy; k1's frees once its finish is written
+    with count_statements(database.engine) as count:
+        assert await asyncio.wait_for(mine.claim("k3"), 1.0)
+    assert (count.writes, count.reads) == (1, 0)  # k1 finished and k3 taken in one transaction
+    assert mine.held == {"k2", "k3"}
+    lease = await store.inbound_lease("teams", "k1")
+    assert lease is not None and lease.finished
+    fourth = asyncio.create_task(mine.claim("k4"))
+    await asyncio.sleep(0.1)
+    assert not fourth.done()  # still two turns at most: the slot went to k3, not to both
+    await mine.release("k2")
+    assert await fourth is True
+    mine.finish("k3")
+    assert not await asyncio.wait_for(mine.claim("k1"), 1.0)  # a duplicate hands nothing over …
+    assert await asyncio.wait_for(mine.claim("k5"), 1.0)  # … so k3's slot is free for the next new one
+    assert mine.held == {"k4", "k5"}
+
+
+async def test_claims_waiting_for_a_slot_come_before_a_later_claim_when_a_turn_finishes(database: Database) -> None:
+    mine = TurnLeases(SqlChannelStore(database.engine), "teams", limit=1, wait=0.2, poll=0.02, clock=Clock())
+    assert await mine.claim("k1")
+    second = asyncio.create_task(mine.claim("k2"))
+    await asyncio.sleep(0.1)  # k2 looked, found it new, and waits for the slot
+    mine.finish("k1")
+    third = asyncio.create_task(mine.claim("k3"))
+    await asyncio.sleep(0.05)
+    await mine.flush()
+    assert await asyncio.wait_for(second, 1.0) is True
+    await asyncio.sleep(0.1)
+    assert not third.done()  # k3 came later: it waits its turn
+    await mine.release("k2")
+    assert await asyncio.wait_for(third, 1.0) is True
+
+
+class GatedStore(SqlChannelStore):
+    """The real store, whose batch writes wait for the test's go; lease looks are counted."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__(database.engine)
+        self.go = asyncio.Event()
+        self.looks = 0
+
+    async def settle_leases(
+        self, channel: str, take: Sequence[str], now: datetime, until: datetime, finish: Sequence[str]
+    ) -> set[str]:
+        await self.go.wait()
+        return await super().settle_leases(channel, take, now, until, finish)
+
+    async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:
+        self.looks += 1
+        return await super().inbound_lease(channel, key)
+
+
+async def test_a_claim_meeting_a_write_that_frees_a_slot_waits_for_that_write_then_takes_it(
+    database: Database,
+) -> None:
+    store = GatedStore(database)
+    mine = TurnLeases(store, "teams", limit=1, wait=0.2, poll=0.02, clock=Clock())
+    store.go.set()
+    assert await mine.claim("k1")
+    store.go.clear()
+    mine.finish("k1")
+    writing = asyncio.create_task(mine.flush())  # k1's finish is being written: the only slot frees after it
+    await asyncio.sleep(0.05)
+    claim = asyncio.create_task(mine.claim("k2"))
+    await asyncio.sleep(0.05)
+    assert not claim.done()
+    store.go.set()
+    assert await asyncio.wait_for(claim, 1.0) is True
+    await writing
+    assert store.looks == 0  # taken without a look at the stored lease
+    assert mine.held == {"k2"}
