@@ -297,3 +297,17 @@ async def test_a_claim_meeting_a_write_that_frees_a_slot_waits_for_that_write_th
     await writing
     assert store.looks == 0  # taken without a look at the stored lease
     assert mine.held == {"k2"}
+
+
+async def test_one_batch_takes_only_the_new_and_the_lapsed_among_many_keys(database: Database) -> None:
+    store = SqlChannelStore(database.engine)
+    lapse = timedelta(seconds=10)
+    assert await store.settle_leases("teams", ["lapsed", "finished"], T0, T0 + lapse, []) == {"lapsed", "finished"}
+    later = T0 + timedelta(seconds=5)
+    assert await store.settle_leases("teams", ["held"], later, later + lapse, ["finished"]) == {"held"}
+    now = T0 + timedelta(seconds=11)  # `lapsed` lapsed a second ago; `held` runs for 4 more seconds
+    keys = ["new", "held", "finished", "lapsed", "x" * 600]
+    assert await store.settle_leases("teams", keys, now, now + lapse, []) == {"new", "lapsed", "x" * 600}
+    for key, until in [("new", now + lapse), ("lapsed", now + lapse), ("held", later + lapse), ("finished", None)]:
+        lease = await store.inbound_lease("teams", key)
+        assert lease is not None and lease.until == until, key
