@@ -197,14 +197,23 @@ class TurnLeases:
         taken = asyncio.get_running_loop().create_future()
         self._taking.append(_Take(key, taken, handoff))
         self._handing += handoff
-        async with self._writing:
+        try:
+            async with self._writing:
+                if not taken.done():
+                    await self._write_batch()
+            return bool(await taken)
+        except asyncio.CancelledError:
+            # The claimer is gone: a claim not written yet is dropped; one taken already is not held here (its
+            # stored lease lapses, never renewed). A handed-over slot is freed here, a slot of its own by the caller.
             if not taken.done():
-                await self._write_batch()
-        return bool(await taken)
+                taken.cancel()
+            elif not taken.cancelled() and taken.exception() is None and taken.result():
+                self._end(key, free_slot=handoff)
+            raise
 
     async def _write_batch(self) -> None:
         """One transaction: finish the finished keys, lease the claimed ones; then answer every claimer."""
-        takes, self._taking = self._taking, []
+        takes, self._taking = [take for take in self._taking if not take.taken.done()], []  # done: cancelled
         finishing = list(self._finishing)
         if not takes and not finishing:
             return

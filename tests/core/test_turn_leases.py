@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -311,3 +312,68 @@ async def test_one_batch_takes_only_the_new_and_the_lapsed_among_many_keys(datab
     for key, until in [("new", now + lapse), ("lapsed", now + lapse), ("held", later + lapse), ("finished", None)]:
         lease = await store.inbound_lease("teams", key)
         assert lease is not None and lease.until == until, key
+
+
+async def test_a_claim_cancelled_while_its_take_waits_leaves_nothing_held_here(database: Database) -> None:
+    store = GatedStore(database)
+    mine = TurnLeases(store, "teams", limit=3, wait=0.2, poll=0.02, clock=Clock())
+    first = asyncio.create_task(mine.claim("a"))  # writes the first batch, held up by the gate
+    await asyncio.sleep(0.05)
+    waiting = asyncio.create_task(mine.claim("b"))  # queued for the next batch
+    captured = asyncio.create_task(mine.claim("c"))
+    await asyncio.sleep(0.05)
+    waiting.cancel()  # e.g. the request was dropped before its claim was written
+    store.go.set()
+    assert await first is True
+    await asyncio.sleep(0.05)
+    store.go.clear()
+    late = asyncio.create_task(mine.claim("d"))  # waits for c's batch, which the gate holds up
+    await asyncio.sleep(0.05)
+    late.cancel()  # cancelled after its batch began: its lease is written, then lapses (never renewed)
+    store.go.set()
+    assert await asyncio.wait_for(captured, 1.0) is True
+    for task in (waiting, late):
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert mine.held == {"a", "c"}  # no cancelled claim is held (and renewed) without a turn
+    assert await asyncio.wait_for(mine.claim("e"), 1.0)  # no slot was lost …
+    third = asyncio.create_task(mine.claim("f"))
+    await asyncio.sleep(0.1)
+    assert not third.done()  # … nor made up
+    await mine.release("a")
+    assert await asyncio.wait_for(third, 1.0)
+    assert await store.inbound_lease("teams", "b") is None
+
+
+class SteppedStore(GatedStore):
+    """Each batch write waits for its own go."""
+
+    async def settle_leases(
+        self, channel: str, take: Sequence[str], now: datetime, until: datetime, finish: Sequence[str]
+    ) -> set[str]:
+        await self.go.wait()
+        self.go.clear()
+        return await SqlChannelStore.settle_leases(self, channel, take, now, until, finish)
+
+
+async def test_a_claim_cancelled_while_its_batch_is_written_is_not_held_here(database: Database) -> None:
+    store = SteppedStore(database)
+    mine = TurnLeases(store, "teams", limit=3, wait=0.2, poll=0.02, clock=Clock())
+    first = asyncio.create_task(mine.claim("a"))
+    await asyncio.sleep(0.05)
+    writer, cancelled = asyncio.create_task(mine.claim("d")), asyncio.create_task(mine.claim("g"))
+    await asyncio.sleep(0.05)
+    store.go.set()  # a's batch; then d's batch (d and g) waits for its go
+    assert await first is True
+    await asyncio.sleep(0.05)
+    cancelled.cancel()  # g's claim is being written
+    await asyncio.sleep(0.01)
+    store.go.set()
+    assert await asyncio.wait_for(writer, 1.0) is True
+    with contextlib.suppress(asyncio.CancelledError):
+        await cancelled
+    assert mine.held == {"a", "d"}
+    store.go.set()
+    assert await asyncio.wait_for(mine.claim("e"), 1.0)  # g's slot came back
+    lease = await store.inbound_lease("teams", "g")
+    assert lease is not None and lease.until is not None  # written, never renewed: it lapses and is retaken
