@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "replicas": "bench.replicas:main",
     "burst": "bench.burst:main",
     "scale": "bench.scale:main",
+    "leases": "bench.leases:main",
 }
 
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -20,6 +21,35 @@ KEY_CHARS = 500  # inbound_dedup.unique_key and inbound_messages.dedupe_key
 HASH_PREFIX = "sha256:"
 ERROR_CHARS = 1000
 _M = t.inbound_messages
+_D = t.inbound_dedup
+
+
+def _take_leases(insert: Any) -> Any:
+    """INSERT … ON CONFLICT DO UPDATE … WHERE lapsed … RETURNING, one row per parameter set.
+
+    The row's received_at is the claim's `now`, so `excluded.received_at` is the moment a lease must have
+    lapsed by: every value is a parameter of the row, and the statement is built and compiled once.
+    """
+    stmt = insert(_D)
+    return stmt.on_conflict_do_update(
+        index_elements=["channel", "unique_key"],
+        set_={"lease_until": stmt.excluded.lease_until},
+        where=_D.c.lease_until.is_not(None) & (_D.c.lease_until < stmt.excluded.received_at),
+    ).returning(_D.c.unique_key)
+
+
+# The turn-lease statements, built once: a statement built per call costs more CPU than its round trip on
+# SQLite (and a .values(list) INSERT is compiled anew every time).
+_TAKE_LEASES = {"postgresql": _take_leases(postgresql.insert), "sqlite": _take_leases(sqlite.insert)}
+_KEYS = _D.c.unique_key.in_(bindparam("keys", expanding=True))
+_FINISH_LEASES = update(_D).where(_D.c.channel == bindparam("ch"), _KEYS).values(lease_until=None)
+_RENEW_LEASES = (
+    update(_D)
+    .where(_D.c.channel == bindparam("ch"), _KEYS, _D.c.lease_until.is_not(None))
+    .values(lease_until=bindparam("until"))
+)
+_LEASE = select(_D.c.lease_until).where(_D.c.channel == bindparam("ch"), _D.c.unique_key == bindparam("key"))
+_RELEASE = delete(_D).where(_D.c.channel == bindparam("ch"), _D.c.unique_key == bindparam("key"))
 
 
 def stored_key(key: str) -> str:
@@ -79,58 +109,35 @@ class SqlChannelStore:
         self, channel: str, take: Sequence[str], now: datetime, until: datetime, finish: Sequence[str]
     ) -> set[str]:
         """One UPDATE for the finished keys, one INSERT … ON CONFLICT DO UPDATE … WHERE lapsed … RETURNING."""
-        d = t.inbound_dedup
         finished = sorted({stored_key(key) for key in finish})
         # One row per key: PostgreSQL refuses an upsert that would touch the same row twice.
         wanted = sorted({stored_key(key) for key in take})
         taken: set[str] = set()
         async with self._engine.begin() as conn:
             if finished:
-                await conn.execute(
-                    update(d).where(d.c.channel == channel, d.c.unique_key.in_(finished)).values(lease_until=None)
-                )
+                await conn.execute(_FINISH_LEASES, {"ch": channel, "keys": finished})
             if wanted:
-                stmt = _insert(conn, d).values(
-                    [{"channel": channel, "unique_key": k, "received_at": now, "lease_until": until} for k in wanted]
-                )
-                stmt = stmt.on_conflict_do_update(
-                    index_elements=["channel", "unique_key"],
-                    set_={"lease_until": stmt.excluded.lease_until},
-                    where=d.c.lease_until.is_not(None) & (d.c.lease_until < now),
-                ).returning(d.c.unique_key)
-                taken = {str(row[0]) for row in await conn.execute(stmt)}
+                rows = [{"channel": channel, "unique_key": k, "received_at": now, "lease_until": until} for k in wanted]
+                # Several rows: one multi-row INSERT ("insertmanyvalues"), RETURNING the rows of all of them.
+                taken = {str(row[0]) for row in await conn.execute(_TAKE_LEASES[conn.dialect.name], rows)}
         return {key for key in take if stored_key(key) in taken}
 
     async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:
-        d = t.inbound_dedup
         async with self._engine.connect() as conn:
             await conn.execution_options(**{READ_ONLY: True})
-            row = (
-                await conn.execute(
-                    select(d.c.lease_until).where(d.c.channel == channel, d.c.unique_key == stored_key(key))
-                )
-            ).first()
+            row = (await conn.execute(_LEASE, {"ch": channel, "key": stored_key(key)})).first()
         return None if row is None else InboundLease(row.lease_until)
 
     async def renew_inbound(self, channel: str, keys: Sequence[str], until: datetime) -> None:
-        d = t.inbound_dedup
         stored = sorted({stored_key(key) for key in keys})
         if not stored:
             return
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(d)
-                .where(d.c.channel == channel, d.c.unique_key.in_(stored), d.c.lease_until.is_not(None))
-                .values(lease_until=until)
-            )
+            await conn.execute(_RENEW_LEASES, {"ch": channel, "keys": stored, "until": until})
 
     async def release_inbound(self, channel: str, key: str) -> None:
         async with self._engine.begin() as conn:
-            await conn.execute(
-                delete(t.inbound_dedup).where(
-                    t.inbound_dedup.c.channel == channel, t.inbound_dedup.c.unique_key == stored_key(key)
-                )
-            )
+            await conn.execute(_RELEASE, {"ch": channel, "key": stored_key(key)})
 
     async def purge_inbound(self, older_than: datetime) -> int:
         async with self._engine.begin() as conn:

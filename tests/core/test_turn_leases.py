@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from core.chat.ports import InboundLease
 from core.chat.turns import TurnLeases
 from storage.channels import SqlChannelStore
 from storage.database import Database
+from storage.statements import count_statements
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 KEY = "msteams:a:conversation:activity-1"
@@ -160,5 +164,216 @@ async def test_at_most_limit_turns_run_at_once_and_a_slot_frees_when_a_turn_ends
     assert not fourth.done()
     await mine.release("k2")
     assert await fourth is True
-    assert not await mine.claim("k1")  # a duplicate never keeps a slot …
+    assert not await asyncio.wait_for(mine.claim("k1"), 1.0)  # a duplicate never waits for or keeps a slot …
     assert mine.held == {"k3", "k4"}
+
+
+async def test_a_retry_of_a_finished_turn_is_a_duplicate_at_once_while_every_slot_is_busy(database: Database) -> None:
+    mine = TurnLeases(SqlChannelStore(database.engine), "teams", limit=2, wait=5.0, poll=0.02, clock=Clock())
+    assert await mine.claim(KEY)
+    mine.finish(KEY)
+    await mine.flush()
+    assert await mine.claim("k1") and await mine.claim("k2")  # every slot busy from here on
+    assert await asyncio.wait_for(mine.claim(KEY), 1.0) is False  # never waits for a slot to free
+    assert not await asyncio.wait_for(leases(database, Clock()).claim(KEY), 1.0)  # another replica, slots free
+    assert mine.held == {"k1", "k2"}
+
+
+async def test_a_retry_while_another_replica_runs_the_turn_waits_then_is_a_duplicate(database: Database) -> None:
+    clock = Clock()
+    running = leases(database, clock)
+    assert await running.claim(KEY)
+    retry = asyncio.create_task(leases(database, clock, wait=5.0).claim(KEY))  # its slots are all free
+    await asyncio.sleep(0.1)
+    assert not retry.done()  # the turn still runs elsewhere: the retry waits …
+    running.finish(KEY)
+    await running.flush()
+    assert await asyncio.wait_for(retry, 1.0) is False  # … and is a duplicate once it finished
+
+
+async def test_a_retry_while_another_replica_runs_the_turn_runs_it_if_it_fails(database: Database) -> None:
+    clock = Clock()
+    running = leases(database, clock)
+    assert await running.claim(KEY)
+    retry = asyncio.create_task(leases(database, clock, wait=5.0).claim(KEY))
+    await asyncio.sleep(0.1)
+    assert not retry.done()
+    await running.release(KEY)
+    assert await asyncio.wait_for(retry, 1.0) is True
+
+
+async def test_a_new_or_lapsed_activity_is_claimed_in_one_write_without_a_look_first(database: Database) -> None:
+    mine = leases(database, Clock())
+    with count_statements(database.engine) as count:
+        assert await mine.claim(KEY)
+    assert (count.writes, count.reads) == (1, 0)
+    assert count.statements <= 2  # the upsert (and SQLite's BEGIN IMMEDIATE)
+    mine.finish(KEY)
+    other = "msteams:a:conversation:activity-2"
+    with count_statements(database.engine) as count:
+        assert await mine.claim(other)  # and writes the finish of KEY in the same transaction
+    assert (count.writes, count.reads) == (1, 0)
+    assert mine.held == {other}
+    later = leases(database, Clock(T0 + timedelta(seconds=11)))  # `mine` died: its lease on `other` lapsed
+    with count_statements(database.engine) as count:
+        assert await later.claim(other)
+    assert (count.writes, count.reads) == (1, 0)
+
+
+async def test_a_finished_turn_not_yet_written_hands_its_slot_to_a_new_claim_in_the_same_write(
+    database: Database,
+) -> None:
+    store = SqlChannelStore(database.engine)
+    mine = TurnLeases(store, "teams", limit=2, wait=0.2, poll=0.02, clock=Clock())
+    assert await mine.claim("k1") and await mine.claim("k2")
+    mine.finish("k1")  # every slot busy; k1's frees once its finish is written
+    with count_statements(database.engine) as count:
+        assert await asyncio.wait_for(mine.claim("k3"), 1.0)
+    assert (count.writes, count.reads) == (1, 0)  # k1 finished and k3 taken in one transaction
+    assert mine.held == {"k2", "k3"}
+    lease = await store.inbound_lease("teams", "k1")
+    assert lease is not None and lease.finished
+    fourth = asyncio.create_task(mine.claim("k4"))
+    await asyncio.sleep(0.1)
+    assert not fourth.done()  # still two turns at most: the slot went to k3, not to both
+    await mine.release("k2")
+    assert await fourth is True
+    mine.finish("k3")
+    assert not await asyncio.wait_for(mine.claim("k1"), 1.0)  # a duplicate hands nothing over …
+    assert await asyncio.wait_for(mine.claim("k5"), 1.0)  # … so k3's slot is free for the next new one
+    assert mine.held == {"k4", "k5"}
+
+
+async def test_claims_waiting_for_a_slot_come_before_a_later_claim_when_a_turn_finishes(database: Database) -> None:
+    mine = TurnLeases(SqlChannelStore(database.engine), "teams", limit=1, wait=0.2, poll=0.02, clock=Clock())
+    assert await mine.claim("k1")
+    second = asyncio.create_task(mine.claim("k2"))
+    await asyncio.sleep(0.1)  # k2 looked, found it new, and waits for the slot
+    mine.finish("k1")
+    third = asyncio.create_task(mine.claim("k3"))
+    await asyncio.sleep(0.05)
+    await mine.flush()
+    assert await asyncio.wait_for(second, 1.0) is True
+    await asyncio.sleep(0.1)
+    assert not third.done()  # k3 came later: it waits its turn
+    await mine.release("k2")
+    assert await asyncio.wait_for(third, 1.0) is True
+
+
+class GatedStore(SqlChannelStore):
+    """The real store, whose batch writes wait for the test's go; lease looks are counted."""
+
+    def __init__(self, database: Database) -> None:
+        super().__init__(database.engine)
+        self.go = asyncio.Event()
+        self.looks = 0
+
+    async def settle_leases(
+        self, channel: str, take: Sequence[str], now: datetime, until: datetime, finish: Sequence[str]
+    ) -> set[str]:
+        await self.go.wait()
+        return await super().settle_leases(channel, take, now, until, finish)
+
+    async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:
+        self.looks += 1
+        return await super().inbound_lease(channel, key)
+
+
+async def test_a_claim_meeting_a_write_that_frees_a_slot_waits_for_that_write_then_takes_it(
+    database: Database,
+) -> None:
+    store = GatedStore(database)
+    mine = TurnLeases(store, "teams", limit=1, wait=0.2, poll=0.02, clock=Clock())
+    store.go.set()
+    assert await mine.claim("k1")
+    store.go.clear()
+    mine.finish("k1")
+    writing = asyncio.create_task(mine.flush())  # k1's finish is being written: the only slot frees after it
+    await asyncio.sleep(0.05)
+    claim = asyncio.create_task(mine.claim("k2"))
+    await asyncio.sleep(0.05)
+    assert not claim.done()
+    store.go.set()
+    assert await asyncio.wait_for(claim, 1.0) is True
+    await writing
+    assert store.looks == 0  # taken without a look at the stored lease
+    assert mine.held == {"k2"}
+
+
+async def test_one_batch_takes_only_the_new_and_the_lapsed_among_many_keys(database: Database) -> None:
+    store = SqlChannelStore(database.engine)
+    lapse = timedelta(seconds=10)
+    assert await store.settle_leases("teams", ["lapsed", "finished"], T0, T0 + lapse, []) == {"lapsed", "finished"}
+    later = T0 + timedelta(seconds=5)
+    assert await store.settle_leases("teams", ["held"], later, later + lapse, ["finished"]) == {"held"}
+    now = T0 + timedelta(seconds=11)  # `lapsed` lapsed a second ago; `held` runs for 4 more seconds
+    keys = ["new", "held", "finished", "lapsed", "x" * 600]
+    assert await store.settle_leases("teams", keys, now, now + lapse, []) == {"new", "lapsed", "x" * 600}
+    for key, until in [("new", now + lapse), ("lapsed", now + lapse), ("held", later + lapse), ("finished", None)]:
+        lease = await store.inbound_lease("teams", key)
+        assert lease is not None and lease.until == until, key
+
+
+async def test_a_claim_cancelled_while_its_take_waits_leaves_nothing_held_here(database: Database) -> None:
+    store = GatedStore(database)
+    mine = TurnLeases(store, "teams", limit=3, wait=0.2, poll=0.02, clock=Clock())
+    first = asyncio.create_task(mine.claim("a"))  # writes the first batch, held up by the gate
+    await asyncio.sleep(0.05)
+    waiting = asyncio.create_task(mine.claim("b"))  # queued for the next batch
+    captured = asyncio.create_task(mine.claim("c"))
+    await asyncio.sleep(0.05)
+    waiting.cancel()  # e.g. the request was dropped before its claim was written
+    store.go.set()
+    assert await first is True
+    await asyncio.sleep(0.05)
+    store.go.clear()
+    late = asyncio.create_task(mine.claim("d"))  # waits for c's batch, which the gate holds up
+    await asyncio.sleep(0.05)
+    late.cancel()  # cancelled after its batch began: its lease is written, then lapses (never renewed)
+    store.go.set()
+    assert await asyncio.wait_for(captured, 1.0) is True
+    for task in (waiting, late):
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert mine.held == {"a", "c"}  # no cancelled claim is held (and renewed) without a turn
+    assert await asyncio.wait_for(mine.claim("e"), 1.0)  # no slot was lost …
+    third = asyncio.create_task(mine.claim("f"))
+    await asyncio.sleep(0.1)
+    assert not third.done()  # … nor made up
+    await mine.release("a")
+    assert await asyncio.wait_for(third, 1.0)
+    assert await store.inbound_lease("teams", "b") is None
+
+
+class SteppedStore(GatedStore):
+    """Each batch write waits for its own go."""
+
+    async def settle_leases(
+        self, channel: str, take: Sequence[str], now: datetime, until: datetime, finish: Sequence[str]
+    ) -> set[str]:
+        await self.go.wait()
+        self.go.clear()
+        return await SqlChannelStore.settle_leases(self, channel, take, now, until, finish)
+
+
+async def test_a_claim_cancelled_while_its_batch_is_written_is_not_held_here(database: Database) -> None:
+    store = SteppedStore(database)
+    mine = TurnLeases(store, "teams", limit=3, wait=0.2, poll=0.02, clock=Clock())
+    first = asyncio.create_task(mine.claim("a"))
+    await asyncio.sleep(0.05)
+    writer, cancelled = asyncio.create_task(mine.claim("d")), asyncio.create_task(mine.claim("g"))
+    await asyncio.sleep(0.05)
+    store.go.set()  # a's batch; then d's batch (d and g) waits for its go
+    assert await first is True
+    await asyncio.sleep(0.05)
+    cancelled.cancel()  # g's claim is being written
+    await asyncio.sleep(0.01)
+    store.go.set()
+    assert await asyncio.wait_for(writer, 1.0) is True
+    with contextlib.suppress(asyncio.CancelledError):
+        await cancelled
+    assert mine.held == {"a", "d"}
+    store.go.set()
+    assert await asyncio.wait_for(mine.claim("e"), 1.0)  # g's slot came back
+    lease = await store.inbound_lease("teams", "g")
+    assert lease is not None and lease.until is not None  # written, never renewed: it lapses and is retaken

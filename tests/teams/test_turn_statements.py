@@ -6,6 +6,7 @@ and PostgreSQL; every count is per turn over several sequential turns.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,8 @@ from tests.teams.fake_connector import FakeConnector
 TURNS = 6
 # Write transactions of one sequential turn: the lease claim, the turn's own writes, the lease finish.
 WRITES_PER_TURN = 3
+# Read-only transactions of one: none (the chat's link is cached; a new activity is claimed without a look).
+READS_PER_TURN = 0
 
 
 async def test_a_linked_message_takes_one_write_transaction_for_its_own_writes(
@@ -53,9 +56,10 @@ async def test_a_linked_message_takes_one_write_transaction_for_its_own_writes(
         for i in range(TURNS):
             await send(f"turn-{i}", f"请问价格怎么算，第{i}号订单")
         await leases.flush()  # the finished turns, written as they would be moments later
-    statements, writes, _reads = count.per(TURNS)
+    statements, writes, reads = count.per(TURNS)
     assert writes <= WRITES_PER_TURN, f"{writes:.1f} write transactions per turn (at most {WRITES_PER_TURN})"
-    assert statements <= 18, f"{statements:.1f} statements per turn"
+    assert reads <= READS_PER_TURN, f"{reads:.1f} read-only transactions per turn (at most {READS_PER_TURN})"
+    assert statements <= 10, f"{statements:.1f} statements per turn"
 
     async with database.engine.connect() as conn:
         suggested = await conn.scalar(
@@ -74,3 +78,43 @@ async def test_a_linked_message_takes_one_write_transaction_for_its_own_writes(
     assert kept == TURNS + 1  # … kept its text for learning …
     assert events == TURNS + 1  # … and recorded its message event, in the same transaction
     assert len([c for c in fake.delivered if c.body.get("attachments")]) >= TURNS + 1
+
+
+IN_FLIGHT = 8  # requests at once: as many as a process runs turns
+ROUNDS = 4  # turns each of them sends, one after another
+
+
+async def test_turns_in_flight_share_their_lease_writes_and_look_at_no_lease(
+    aiohttp_client: Any, database_url: str, connector: tuple[FakeConnector, str]
+) -> None:
+    client: TestClient = await aiohttp_client(create_app(Settings(database_url=database_url, scheduler_enabled=False)))
+    database = client.app[DATABASE]
+    name = f"并发客户-{time.time_ns()}"
+    async with database.unit_of_work() as uow:
+        await uow.customers.add(CustomerDraft(name=name), datetime.now(UTC))
+    _fake, url = connector
+    run = time.time_ns()
+
+    async def send(activity_id: str, text: str) -> None:
+        body = load_payload("personal_message", url)
+        body.update(text=text, id=f"{activity_id}-{run}")
+        response = await client.post("/api/messages", json=body)
+        assert response.status == 200, await response.text()
+
+    async def sender(first: int) -> None:
+        for i in range(first, first + ROUNDS):
+            await send(f"turn-{i}", f"请问价格怎么算，第{i}号订单")
+
+    leases = client.app[TEAMS].claims
+    assert isinstance(leases, TurnLeases)
+    await send("link", f"link {name}")
+    await send("warm", "麻烦发一下报价单")
+    await leases.flush()
+    with count_statements(database.engine) as count:
+        await asyncio.gather(*(sender(k * ROUNDS) for k in range(IN_FLIGHT)))
+        await leases.flush()
+    _statements, writes, reads = count.per(IN_FLIGHT * ROUNDS)
+    # Each turn's own write, plus claims and finishes sharing batches (sequential turns: 2 lease writes each).
+    assert writes <= 2, f"{writes:.2f} write transactions per turn"
+    # A claim looks at its lease only when every slot is busy and no finished turn frees one (rare here).
+    assert reads <= 0.5, f"{reads:.2f} read-only transactions per turn"
