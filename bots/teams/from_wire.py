@@ -12,12 +12,14 @@ the result — or the error — is always msrest's own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
 
+from isodate import isotzinfo
 from msrest.exceptions import DeserializationError
 from msrest.serialization import Deserializer, Model
 
@@ -167,12 +169,47 @@ def _exactly(kind: type) -> Convert:
 
 
 def _iso_8601(value: Any) -> datetime:
+    """msrest `deserialize_iso`; the form Teams sends is read directly into the same datetime (see _iso_date)."""
     if type(value) is not str:
         raise _Unsupported
+    date = _iso_date(value)
+    if date is not None:
+        return date
     try:
         return Deserializer.deserialize_iso(value)  # type: ignore[no-any-return]
     except DeserializationError:
         raise _Unsupported from None
+
+
+# YYYY-MM-DDThh:mm:ss[.fraction](Z|±hh:mm), upper case, ASCII digits: msrest upper-cases it (a no-op), keeps six
+# fraction digits (the only run of more than four digits), and isodate reads it with its first time pattern.
+_ISO_DATE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?(Z|([+-])([0-9]{2}):([0-9]{2}))"
+)
+
+
+def _iso_date(value: str) -> datetime | None:
+    """The datetime msrest + isodate make of `value` in the common form, or None: another form, or invalid."""
+    match = _ISO_DATE.fullmatch(value)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone, sign, zone_hour, zone_minute = match.groups()
+    micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
+    if zone == "Z":
+        tzinfo = isotzinfo.build_tzinfo("Z")
+    elif int(zone_hour) * 60 + int(zone_minute) < 24 * 60:
+        tzinfo = isotzinfo.build_tzinfo(zone, sign, int(zone_hour), int(zone_minute))
+    else:
+        return None  # an offset Python refuses (on first use): msrest says so
+    try:
+        parsed = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo)
+        # msrest refuses a date whose UTC year leaves 1..9999; an offset under 24 hours moves it by at most one.
+        utc_year = parsed.year if 1 < parsed.year < 9999 else parsed.utctimetuple().tm_year
+    except (ValueError, OverflowError):
+        return None  # msrest says what is wrong
+    if utc_year > 9999 or utc_year < 1:
+        return None
+    return parsed
 
 
 def _json_object(value: Any) -> Any:

@@ -13,7 +13,7 @@ from botbuilder.schema import Activity, ConversationReference, ResourceResponse
 from botframework.connector.aio import ConnectorClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from msrest.serialization import Model
+from msrest.serialization import Deserializer, Model
 
 from bots.teams.connector import _resource_response
 from bots.teams.from_wire import from_wire
@@ -65,6 +65,7 @@ def test_the_fast_path_is_taken_for_teams_payloads(monkeypatch: pytest.MonkeyPat
 
     payloads = [json.loads(path.read_text(encoding="utf-8")) for path in FILES]
     monkeypatch.setattr(Activity, "deserialize", refuse)
+    monkeypatch.setattr(Deserializer, "deserialize_iso", refuse)
     for payload in payloads:
         assert isinstance(from_wire(Activity, payload), Activity)
 
@@ -216,3 +217,47 @@ def test_the_lean_client_reads_an_answer_as_the_sdk_client_reads_it(data: Any) -
         except Exception as exc:
             outcomes.append(("raised", type(exc).__name__, str(exc)))
     assert outcomes[0] == outcomes[1]
+
+
+DATE_FORMS = st.builds(
+    lambda year, month, day, hour, minute, second, fraction, zone: (
+        f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}{fraction}{zone}"
+    ),
+    st.integers(0, 9999) | st.sampled_from([1, 9999]),
+    st.integers(0, 13),
+    st.integers(0, 32),
+    st.integers(0, 25),
+    st.integers(0, 60),
+    st.integers(0, 61),
+    st.sampled_from(["", "."]) | st.from_regex(r"\.[0-9]{1,9}", fullmatch=True),
+    st.sampled_from(["Z", "z", "+00:00", "-00:00", "", "+0800", "+08"])
+    | st.from_regex(r"[+-][0-9]{2}:[0-9]{2}", fullmatch=True),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(value=DATE_FORMS | DATES)
+def test_any_date_is_read_as_msrest_reads_it(value: str) -> None:
+    """The direct reading of Teams' date form gives msrest's datetime (zone object included) or msrest's error."""
+    expected, lean = both(Activity, {"type": "message", "timestamp": value})
+    assert lean == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2024-11-25T03:20:00.1234567Z",
+        "2024-11-25T11:20:00.1234567+08:00",
+        "0001-01-01T00:30:00+01:00",
+        "0001-01-01T23:30:00-01:00",
+        "9999-12-31T23:30:00-01:00",
+        "9999-12-31T00:30:00+01:00",
+        "2024-02-29T23:59:59.999999-23:59",
+        "2023-02-29T00:00:00Z",
+        "2024-11-25T24:00:00Z",
+        "2024-11-25T03:20:60Z",
+    ],
+)
+def test_edge_dates_are_read_as_msrest_reads_them(value: str) -> None:
+    expected, lean = both(Activity, {"type": "message", "localTimestamp": value})
+    assert lean == expected
