@@ -28,6 +28,7 @@ from botbuilder.schema import (
     AdaptiveCardInvokeValue,
     ChannelAccount,
     ConversationAccount,
+    Entity,
     Mention,
     ThumbnailCard,
 )
@@ -46,6 +47,7 @@ from msrest.exceptions import ClientRequestError, HttpOperationError
 
 from bots.teams.clicks import CardClick, card_click
 from bots.teams.dedup import activity_key
+from bots.teams.from_wire import from_wire
 from bots.teams.invoke_body import invoke_body
 from bots.teams.references import Address, StoredReference, address_of, tenant_of
 from bots.teams.scope import is_shared
@@ -634,7 +636,11 @@ def _mentions(activity: Activity) -> list[Mention]:
     for entity in activity.entities or []:
         if (entity.type or "").lower() == "mention":
             extra = getattr(entity, "additional_properties", None) or {}
-            out.append(Mention().deserialize({**entity.serialize(), **extra}))
+            # An incoming Entity declares only its type: that is all its serialize() writes.
+            declared = (
+                {"type": entity.type} if type(entity) is Entity and type(entity.type) is str else entity.serialize()
+            )
+            out.append(from_wire(Mention, {**declared, **extra}))
     return out
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botbuilder.schema import Activity, ConversationReference, ResourceResponse
+from botbuilder.schema import Activity, ConversationReference, Mention, ResourceResponse
 from botframework.connector.aio import ConnectorClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from msrest.serialization import Deserializer, Model
 
+from bots.teams.bot import _mentions
 from bots.teams.connector import _resource_response
 from bots.teams.from_wire import from_wire
 from tests.teams.conftest import APP_ID
@@ -260,4 +261,47 @@ def test_any_date_is_read_as_msrest_reads_it(value: str) -> None:
 )
 def test_edge_dates_are_read_as_msrest_reads_them(value: str) -> None:
     expected, lean = both(Activity, {"type": "message", "localTimestamp": value})
+    assert lean == expected
+
+
+def _sdk_mentions(activity: Activity) -> list[Mention]:
+    """How mentions were read before: each entity serialised and deserialised by msrest."""
+    return [
+        Mention().deserialize({**entity.serialize(), **(entity.additional_properties or {})})
+        for entity in activity.entities or []
+        if (entity.type or "").lower() == "mention"
+    ]
+
+
+MENTIONS = st.fixed_dictionaries(
+    {"type": st.sampled_from(["mention", "Mention"])},
+    optional={
+        "text": TEXT | SCALAR,
+        "mentioned": _account() | SCALAR,
+        "extra": JSON,
+    },
+)
+
+
+@pytest.mark.parametrize("path", [p for p in FILES if "mention" in p.stem], ids=lambda p: p.stem)
+def test_recorded_mentions_are_read_as_msrest_reads_them(path: Path) -> None:
+    activity = from_wire(Activity, json.loads(path.read_text(encoding="utf-8")))
+    assert _sdk_mentions(activity)
+    assert strict(_mentions(activity)) == strict(_sdk_mentions(activity))
+
+
+@settings(max_examples=200, deadline=None)
+@given(entities=st.lists(MENTIONS | st.dictionaries(TEXT, JSON, max_size=3), max_size=3))
+def test_any_mention_is_read_as_msrest_reads_it(entities: list[dict[str, Any]]) -> None:
+    payload = {"type": "message", "entities": entities}
+    try:
+        activity = Activity().deserialize(copy.deepcopy(payload))
+        expected = strict(_sdk_mentions(activity))
+    except Exception as exc:
+        expected = ("raised", type(exc).__name__, str(exc))
+    try:
+        activity = from_wire(Activity, copy.deepcopy(payload))
+        lean = strict(_mentions(activity))
+    except Exception as exc:
+        lean = ("raised", type(exc).__name__, str(exc))
     assert lean == expected
