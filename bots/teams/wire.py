@@ -32,6 +32,17 @@ def to_wire(serializer: Serializer, model: Model, data_type: str) -> Any:
         return serializer.body(model, data_type)
 
 
+def model_to_wire(serializer: Serializer, model: Model) -> Any:
+    """`serializer._serialize(model)` (what botbuilder's serializer_helper returns), written directly where
+    that gives the identical result: for a tree of models the fast path writes what `body` writes, and `body`
+    only differs from `_serialize` where it rebuilds a dict that stands for a model, which the fast path
+    leaves to msrest."""
+    try:
+        return _model(serializer, model)
+    except _Unsupported:
+        return serializer._serialize(model)
+
+
 def _model(serializer: Serializer, model: Any) -> dict[str, Any]:
     if not isinstance(model, Model):
         raise _Unsupported  # a dict or anything else where a model belongs: msrest would rebuild it first
