@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import colorsys
 import re
+from functools import lru_cache
 
 NO_COLOUR = "🏷️"
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6})$")
@@ -26,6 +27,7 @@ _HUES: tuple[tuple[str, float], ...] = (
 )
 
 
+@lru_cache(maxsize=1024)  # a taxonomy has a few dozen colours; every tag on every card asks again
 def dot(color: str | None) -> str:
     """The dot emoji closest in hue to the `#RRGGBB` colour; a tag emoji when no (valid) colour is set."""
     if color is None:

@@ -212,6 +212,7 @@ def suggestion_view(state: SuggestionState, taxonomy: Taxonomy, lang: Lang = "zh
     for r in state.records:
         dimension = taxonomy.dimension(r.dimension)
         matched, excerpt = _suggestion_evidence(r.evidence)
+        tag = _tag_def(taxonomy, r.dimension, r.tag)  # colour and icon from one scan of the dimension
         items.append(
             SuggestionItem(
                 id=r.id,
@@ -223,8 +224,8 @@ def suggestion_view(state: SuggestionState, taxonomy: Taxonomy, lang: Lang = "zh
                 status=r.status,
                 decided_by=_who(r.decided_by, state.names, lang),
                 decided_at=r.decided_at,
-                color=_color(taxonomy, r.dimension, r.tag),
-                icon=tag_icon(taxonomy, r.dimension, r.tag),
+                color=tag.color if tag is not None else None,
+                icon=tag.icon if tag is not None else None,
                 learned=r.evidence.get("source") == "learned",
             )
         )
@@ -417,19 +418,22 @@ def _tag_view(
 
 def tag_icon(taxonomy: Taxonomy, dimension_key: str, tag_name: str) -> str | None:
     """The taxonomy's emoji for a tag (None: no icon, or the tag is gone)."""
-    dimension = taxonomy.dimension(dimension_key)
-    if dimension is None:
-        return None
-    key = name_key(tag_name)
-    return next((t.icon for t in dimension.iter_tags() if name_key(t.name) == key), None)
+    tag = _tag_def(taxonomy, dimension_key, tag_name)
+    return tag.icon if tag is not None else None
 
 
 def _color(taxonomy: Taxonomy, dimension_key: str, tag_name: str) -> str | None:
+    tag = _tag_def(taxonomy, dimension_key, tag_name)
+    return tag.color if tag is not None else None
+
+
+def _tag_def(taxonomy: Taxonomy, dimension_key: str, tag_name: str) -> TagDef | None:
+    """The first tag of the dimension with the same name key (None: the dimension or the tag is gone)."""
     dimension = taxonomy.dimension(dimension_key)
     if dimension is None:
         return None
     key = name_key(tag_name)
-    return next((t.color for t in dimension.iter_tags() if name_key(t.name) == key), None)
+    return next((t for t in dimension.iter_tags() if name_key(t.name) == key), None)
 
 
 def _notice_view(

@@ -41,6 +41,7 @@ from msrest.serialization import Model
 from bots.teams.activity_shape import check_activity
 from bots.teams.connector import LeanConnectorClient
 from bots.teams.dedup import ActivityClaims, activity_key
+from bots.teams.from_wire import from_wire
 from bots.teams.turn import ShallowCopyTurnContext
 from core.inbound import InputError, loads
 from core.loopback import is_loopback_url
@@ -294,7 +295,7 @@ class TeamsEndpoint:
         except InputError as exc:
             raise RequestRejected(400, _clipped(str(exc))) from None
         try:
-            activity = Activity().deserialize(payload)
+            activity = from_wire(Activity, payload)
         except DeserializationError as exc:
             raise RequestRejected(400, _clipped(f"body is not a valid activity: {exc}")) from None
         except Exception as exc:  # msrest raises other types for some wrong fields; still this body's fault

@@ -17,7 +17,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from botbuilder.core import CardFactory, InvokeResponse, MessageFactory, TurnContext
 from botbuilder.core.serializer_helper import serializer_helper
@@ -28,6 +28,7 @@ from botbuilder.schema import (
     AdaptiveCardInvokeValue,
     ChannelAccount,
     ConversationAccount,
+    Entity,
     Mention,
     ThumbnailCard,
 )
@@ -46,8 +47,9 @@ from msrest.exceptions import ClientRequestError, HttpOperationError
 
 from bots.teams.clicks import CardClick, card_click
 from bots.teams.dedup import activity_key
+from bots.teams.from_wire import from_wire
 from bots.teams.invoke_body import invoke_body
-from bots.teams.references import StoredReference, tenant_of
+from bots.teams.references import Address, StoredReference, address_of, tenant_of
 from bots.teams.scope import is_shared
 from cards.adaptive import Card, card, text
 from cards.labels import Lang
@@ -107,7 +109,7 @@ class KebiaoBot(TeamsActivityHandler):
         self.chat = chat
         self.channels = channels
         self.clock = clock
-        self._saved: dict[str, str] = {}  # reference key → last address saved by this process
+        self._saved: dict[str, _Saved] = {}  # reference key → last address saved by this process
 
     def _shown(self, now: datetime) -> datetime:
         """`now` in KEBIAO_TIMEZONE: cards show dates and "N 天后到期" in the zone of the `now` they get."""
@@ -411,29 +413,50 @@ class KebiaoBot(TeamsActivityHandler):
         return ChatContext(CHANNEL, conversation_key(activity), actor, now, others_read, team_of(activity))
 
     async def _remember(self, activity: Activity) -> None:
-        """Save the conversation reference (and, in personal chat, under the user's AAD id for alerts)."""
+        """Save the conversation reference (and, in personal chat, under the user's AAD id for alerts).
+
+        The activity id changes with every message; the address (service URL, conversation, bot, user, tenant)
+        rarely does, so only a change of address is written, and an address this process saved last under
+        every key is recognised from the activity's own fields before any reference is built.
+        """
+        key = conversation_key(activity)
+        keys = [f"conversation:{key}"]
+        sender = activity.from_property
+        kind = activity.conversation.conversation_type if activity.conversation else None
+        if kind == "personal" and sender is not None and sender.aad_object_id:
+            keys.append(sender.aad_object_id)
+        address = address_of(activity, key)
+        if address is not None and all(self._saved.get(k, _NOTHING_SAVED).address == address for k in keys):
+            return
         try:
-            stored = StoredReference.from_activity(activity, key=conversation_key(activity))
+            stored = StoredReference.from_activity(activity, key=key)
         except ValueError as exc:
             log.warning("conversation reference not stored: %s", exc)
             return
         reference = json.loads(stored.reference_json)
         reference["serviceUrl"] = stored.service_url
-        keys = [f"conversation:{stored.key}"]
-        kind = activity.conversation.conversation_type if activity.conversation else None
-        if kind == "personal" and stored.user_aad_id:
-            keys.append(stored.user_aad_id)
-        # The activity id changes with every message; the address (service URL, conversation, bot, user,
-        # tenant) rarely does, so only a change of address is written.
-        address = {k: v for k, v in reference.items() if k != "activityId"}
-        encoded = json.dumps(address, sort_keys=True, ensure_ascii=False)
-        for key in keys:
-            if self._saved.get(key) == encoded:
-                continue  # unchanged since this process last saved it: spare the write
-            await self.channels.save_reference(CHANNEL, key, reference, stored.tenant_id or None, self.clock())
+        encoded = json.dumps(
+            {k: v for k, v in reference.items() if k != "activityId"}, sort_keys=True, ensure_ascii=False
+        )
+        for saved_key in keys:
+            saved = self._saved.get(saved_key)
+            if saved is not None and saved.encoded == encoded:
+                self._saved[saved_key] = _Saved(address, encoded)  # unchanged: no write, the fast path knows it now
+                continue
+            await self.channels.save_reference(CHANNEL, saved_key, reference, stored.tenant_id or None, self.clock())
             if len(self._saved) >= SAVED_LIMIT:
                 self._saved.clear()  # bounded memory; the next turn of each conversation writes once more
-            self._saved[key] = encoded
+            self._saved[saved_key] = _Saved(address, encoded)
+
+
+class _Saved(NamedTuple):
+    """The last address this process saved under one key: as read from the activity, and as written."""
+
+    address: Address | None
+    encoded: str
+
+
+_NOTHING_SAVED = _Saved(None, "")
 
 
 def tag_form(
@@ -613,7 +636,11 @@ def _mentions(activity: Activity) -> list[Mention]:
     for entity in activity.entities or []:
         if (entity.type or "").lower() == "mention":
             extra = getattr(entity, "additional_properties", None) or {}
-            out.append(Mention().deserialize({**entity.serialize(), **extra}))
+            # An incoming Entity declares only its type: that is all its serialize() writes.
+            declared = (
+                {"type": entity.type} if type(entity) is Entity and type(entity.type) is str else entity.serialize()
+            )
+            out.append(from_wire(Mention, {**declared, **extra}))
     return out
 
 

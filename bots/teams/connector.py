@@ -39,6 +39,7 @@ from msrest.pipeline.universal import RawDeserializer
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from bots.teams.from_wire import from_wire
 from bots.teams.wire import to_wire
 
 log = logging.getLogger(__name__)
@@ -208,7 +209,7 @@ class LeanConversations:
         response = await self._send(method, URL(urljoin(self._base, path), encoded=True), headers, body)
         if response.status_code not in ACCEPTED:
             raise ErrorResponseException(self._inner._deserialize, response)
-        return self._inner._deserialize("ResourceResponse", response.context[RawDeserializer.CONTEXT_NAME])
+        return _resource_response(self._inner, response.context[RawDeserializer.CONTEXT_NAME])
 
     async def _send(self, method: str, url: URL, headers: dict[str, str], body: str) -> ConnectorResponse:
         """One request with msrest's retries; the token is taken afresh from the credentials for every try."""
@@ -245,6 +246,13 @@ class LeanConversations:
                 retry.attempts + 1,
             )
             await asyncio.sleep(retry.backoff(failures, after))
+
+
+def _resource_response(inner: ConnectorClient, data: Any) -> ResourceResponse | None:
+    """The connector's answer as the SDK client reads it (`_deserialize("ResourceResponse", data)`)."""
+    if type(data) is dict and inner._deserialize.dependencies.get("ResourceResponse") is ResourceResponse:
+        return from_wire(ResourceResponse, data)
+    return inner._deserialize("ResourceResponse", data)  # type: ignore[no-any-return]
 
 
 def _seconds(retry_after: str) -> float | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from botbuilder.core import TurnContext
 from botbuilder.schema import Activity, ConversationReference
+from msrest.serialization import Model
 
 
 class InvalidReference(ValueError):
@@ -70,6 +71,32 @@ class StoredReference:
         if reference.conversation is not None and self.tenant_id:
             reference.conversation.tenant_id = self.tenant_id
         return reference
+
+
+Address = tuple[object, ...]
+_PLAIN = (str, bool, type(None))
+
+
+def address_of(activity: Activity, key: str) -> Address | None:
+    """Every value `StoredReference.from_activity(activity, key)` reads but the activity id, as plain values.
+
+    Two activities with equal addresses give the same stored reference apart from its activityId; None when
+    a field holds anything but a string, a boolean or None (a dict of properties, an enum), which is not compared.
+    """
+    parts: list[object] = [key, activity.channel_id, activity.locale, activity.service_url, tenant_of(activity)]
+    if not all(type(value) in _PLAIN for value in parts):
+        return None
+    for account in (activity.from_property, activity.recipient, activity.conversation):
+        if account is None:
+            parts.append(None)
+            continue
+        if not isinstance(account, Model):
+            return None
+        values = tuple(getattr(account, attr, None) for attr in type(account)._attribute_map)
+        if not all(type(value) in _PLAIN for value in values):
+            return None
+        parts.append((type(account), values))
+    return tuple(parts)
 
 
 def tenant_of(activity: Activity) -> str:

@@ -32,16 +32,24 @@ def to_wire(serializer: Serializer, model: Model, data_type: str) -> Any:
         return serializer.body(model, data_type)
 
 
+def model_to_wire(serializer: Serializer, model: Model) -> Any:
+    """`serializer._serialize(model)` (what botbuilder's serializer_helper returns), written directly where
+    that gives the identical result: for a tree of models the fast path writes what `body` writes, and `body`
+    only differs from `_serialize` where it rebuilds a dict that stands for a model, which the fast path
+    leaves to msrest."""
+    try:
+        return _model(serializer, model)
+    except _Unsupported:
+        return serializer._serialize(model)
+
+
 def _model(serializer: Serializer, model: Any) -> dict[str, Any]:
     if not isinstance(model, Model):
         raise _Unsupported  # a dict or anything else where a model belongs: msrest would rebuild it first
-    cls = type(model)
-    if cls._validation or cls.is_xml_model():
-        raise _Unsupported  # constraints to check, or XML: msrest's whole path
+    fields = _fields(type(model))
     out: dict[str, Any] = {}
-    for attr, desc in cls._attribute_map.items():
-        key = desc["key"]
-        if attr == "additional_properties" and key == "":
+    for attr, key, data_type in fields:
+        if key is None:  # additional_properties with an empty key: written in place, as msrest does
             extra = model.additional_properties
             if extra is not None:
                 out.update(extra)
@@ -49,11 +57,40 @@ def _model(serializer: Serializer, model: Any) -> dict[str, Any]:
         value = getattr(model, attr)
         if value is None:
             continue
-        if _FLATTENED.search(key) or "\\" in key:
-            raise _Unsupported
         if key not in out:  # msrest keeps an additional property that came first under the same key
-            out[key] = _typed(serializer, value, desc["type"])
+            out[key] = _typed(serializer, value, data_type)
     return out
+
+
+_Fields = tuple[tuple[str, str | None, str], ...]
+# Keyed with the map's size too: msrest's enable_additional_properties_sending adds to a class's map later.
+_FIELDS: dict[tuple[type, int], _Fields | None] = {}
+
+
+def _fields(cls: type[Model]) -> _Fields:
+    """(attribute, JSON key or None for inline additional properties, type) of a model class, checked once."""
+    key = (cls, len(cls._attribute_map))
+    if key not in _FIELDS:
+        _FIELDS[key] = _plan(cls)
+    fields = _FIELDS[key]
+    if fields is None:
+        raise _Unsupported
+    return fields
+
+
+def _plan(cls: type[Model]) -> _Fields | None:
+    if cls._validation or cls.is_xml_model():
+        return None  # constraints to check, or XML: msrest's whole path
+    fields: list[tuple[str, str | None, str]] = []
+    for attr, desc in cls._attribute_map.items():
+        key = desc["key"]
+        if attr == "additional_properties" and key == "":
+            fields.append((attr, None, desc["type"]))
+        elif _FLATTENED.search(key) or "\\" in key:
+            return None  # flattened or escaped keys (no Bot Framework model has them): msrest's whole path
+        else:
+            fields.append((attr, key, desc["type"]))
+    return tuple(fields)
 
 
 def _typed(serializer: Serializer, value: Any, data_type: str) -> Any:
@@ -87,7 +124,8 @@ def _plain(serializer: Serializer, value: Any) -> Any:
         return value
     if kind is dict:
         if all(type(k) is str for k in value):
-            return {k: _plain(serializer, v) for k, v in value.items()}
+            # Scalars are kept without a call each: most of a card's nodes are strings.
+            return {k: v if v is None or type(v) in _JSON_SCALARS else _plain(serializer, v) for k, v in value.items()}
     elif kind is list:
-        return [_plain(serializer, item) for item in value]
+        return [item if item is None or type(item) in _JSON_SCALARS else _plain(serializer, item) for item in value]
     return serializer.serialize_object(value)  # models, dates, enums, anything else: msrest decides

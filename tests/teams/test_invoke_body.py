@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
+import pytest
 from botbuilder.core import CardFactory
 from botbuilder.core.serializer_helper import serializer_helper
 from botbuilder.schema import ThumbnailCard
@@ -14,6 +16,7 @@ from botbuilder.schema.teams import (
     TaskModuleContinueResponse,
     TaskModuleTaskInfo,
 )
+from msrest.serialization import Serializer
 
 from bots.teams.invoke_body import invoke_body
 from tests.cards.samples import all_cards
@@ -48,3 +51,20 @@ def test_other_bodies_are_written_by_msrest() -> None:
     assert invoke_body(None) is None
     empty = MessagingExtensionResponse(compose_extension=MessagingExtensionResult(type="message", text="没有匹配"))
     assert invoke_body(empty) == serializer_helper(empty)
+
+
+def test_a_message_extension_result_is_written_without_msrests_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The equality above is not msrest compared with itself: only the previews' card models (plain objects
+    inside an attachment) are left to msrest; the response and its attachments are written by bots.teams.wire."""
+    response = _result([card for _, card in all_cards()][:3])
+    expected = serializer_helper(response)
+    walked: list[str] = []
+    original = Serializer._serialize
+
+    def recording(self: Serializer, target: Any, *args: Any, **kwargs: Any) -> Any:
+        walked.append(type(target).__name__)
+        return original(self, target, *args, **kwargs)
+
+    monkeypatch.setattr(Serializer, "_serialize", recording)
+    assert invoke_body(response) == expected
+    assert walked and set(walked) == {"ThumbnailCard"}
