@@ -283,12 +283,8 @@ async def _score_page(
 
 async def _display_names(uow: AlertUnitOfWork, user_ids: set[str]) -> dict[str, str]:
     """Display names of these users, where known (a card says whose customer it is by name)."""
-    out: dict[str, str] = {}
-    for user_id in sorted(user_ids):
-        user = await uow.users.get(user_id)
-        if user is not None and user.display_name:
-            out[user_id] = user.display_name
-    return out
+    users = await uow.users.get_many(sorted(user_ids)) if user_ids else {}
+    return {user_id: user.display_name for user_id, user in users.items() if user.display_name}
 
 
 async def drain_outbox(jobs: AlertJobs, now: datetime) -> DrainReport:
