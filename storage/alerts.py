@@ -16,7 +16,7 @@ from core.alerts.selection import ChurnSeeds, CustomerFacts, ExpiringTag, HeldTa
 from core.records import NewEvent
 from core.types import Assignment, Role, User
 from storage import tables as t
-from storage.repositories import _assignment, _insert, _user
+from storage.repositories import _among, _assignment, _insert, _user
 from storage.tables import UtcDateTime
 from storage.tag_counts import fold
 from tagging.normaliser import name_key
@@ -63,7 +63,7 @@ class SqlAlertScans:
         page = (
             await self._conn.execute(
                 select(c.id, c.name, c.owner, c.region, c.contract_end, c.created_at)
-                .where(c.id.in_(list(customer_ids)))
+                .where(_among(self._conn, c.id, customer_ids))
                 .order_by(c.id)
             )
         ).all()
@@ -148,7 +148,7 @@ class SqlAlertScans:
             literal(tag.actor),
             literal(tag.now, UtcDateTime()),
             literal(tag.expires_at, UtcDateTime()),
-        ).where(c.id.in_(list(customer_ids)), held < hard_cap)
+        ).where(_among(self._conn, c.id, customer_ids), held < hard_cap)
         columns = ["customer_id", "dimension", "tag_key", "tag", "state", "source", "assigned_by"]
         stmt = (
             _insert(self._conn, t.tag_assignments)
@@ -174,7 +174,7 @@ class SqlAlertScans:
         rows = await self._conn.execute(
             update(t.tag_assignments)
             .where(
-                a.customer_id.in_(list(customer_ids)),
+                _among(self._conn, a.customer_id, customer_ids),
                 a.dimension == dimension,
                 a.tag_key == name_key(tag),
                 a.state == "active",
@@ -190,7 +190,7 @@ class SqlAlertScans:
         a = t.tag_assignments.c
         rows = await self._conn.execute(
             select(a.customer_id, a.tag, a.assigned_at).where(
-                a.customer_id.in_(ids), a.state == "active", a.tag_key.in_(keys)
+                _among(self._conn, a.customer_id, ids), a.state == "active", _among(self._conn, a.tag_key, keys)
             )
         )
         out: dict[int, list[HeldTag]] = defaultdict(list)
@@ -203,7 +203,7 @@ class SqlAlertScans:
         rows = await self._conn.execute(
             select(s.customer_id, func.count())
             .where(
-                s.customer_id.in_(ids),
+                _among(self._conn, s.customer_id, ids),
                 s.dimension == dimension,
                 s.status != "rejected",
                 s.created_at >= since,
@@ -215,7 +215,9 @@ class SqlAlertScans:
     async def _activity(self, ids: list[int]) -> dict[int, tuple[datetime | None, datetime | None]]:
         ca = t.customer_activity.c
         rows = await self._conn.execute(
-            select(ca.customer_id, ca.last_message_at, ca.agent_removed_at).where(ca.customer_id.in_(ids))
+            select(ca.customer_id, ca.last_message_at, ca.agent_removed_at).where(
+                _among(self._conn, ca.customer_id, ids)
+            )
         )
         return {cid: (seen, removed) for cid, seen, removed in rows}
 
@@ -239,7 +241,7 @@ class SqlAlertScans:
         # The state guard makes a concurrent replica's second UPDATE change (and report) nothing.
         rows = await self._conn.execute(
             update(t.tag_assignments)
-            .where(a.id.in_(list(assignment_ids)), a.state == "active")
+            .where(_among(self._conn, a.id, assignment_ids), a.state == "active")
             .values(state="expired", ended_at=now)
             .returning(t.tag_assignments)
         )
@@ -264,7 +266,7 @@ class SqlAlertScans:
         if not user_ids:
             return {}
         r = t.conversation_references.c
-        rows = await self._conn.execute(select(r.user_key, r.channel).where(r.user_key.in_(list(user_ids))))
+        rows = await self._conn.execute(select(r.user_key, r.channel).where(_among(self._conn, r.user_key, user_ids)))
         out: dict[str, set[str]] = defaultdict(set)
         for user, channel in rows:
             out[user].add(channel)
@@ -289,7 +291,8 @@ class SqlAcknowledgements:
         k = t.alert_acknowledgements.c
         rows = await self._conn.execute(
             select(k.user_id, k.alert_key, k.action, k.until).where(
-                k.user_id.in_(sorted(set(user_ids))), k.alert_key.in_(sorted(set(keys)))
+                _among(self._conn, k.user_id, sorted(set(user_ids))),
+                _among(self._conn, k.alert_key, sorted(set(keys))),
             )
         )
         return {
@@ -299,7 +302,7 @@ class SqlAcknowledgements:
     async def suppressed(self, user_id: str, keys: Sequence[str], now: datetime) -> set[str]:
         k = t.alert_acknowledgements.c
         rows = await self._conn.execute(
-            select(k.alert_key, k.action, k.until).where(k.user_id == user_id, k.alert_key.in_(list(keys)))
+            select(k.alert_key, k.action, k.until).where(k.user_id == user_id, _among(self._conn, k.alert_key, keys))
         )
         return {key for key, action, until in rows if action == "ack" or (until is not None and until > now)}
 
