@@ -22,6 +22,7 @@ from storage.tag_counts import fold
 from tagging.normaliser import name_key
 
 STREAM_ROWS = 2000  # rows fetched per round trip when streaming
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(NewEvent))
 
 
 class SqlAlertScans:
@@ -250,8 +251,10 @@ class SqlAlertScans:
     async def append_events(self, events: Sequence[NewEvent]) -> None:
         if not events:
             return
+        # The fields one level deep (dataclasses.asdict deep-copies every evidence, which the INSERT only reads).
         rows: list[dict[str, Any]] = [
-            dataclasses.asdict(e) | {"kind": e.kind.value, "source": e.source.value, "evidence": dict(e.evidence)}
+            {name: getattr(e, name) for name in _EVENT_FIELDS}
+            | {"kind": e.kind.value, "source": e.source.value, "evidence": dict(e.evidence)}
             for e in events
         ]
         await self._conn.execute(t.tag_events.insert(), rows)
