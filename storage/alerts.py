@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal, literal_column, or_, select, union, update
+from sqlalchemy import Select, and_, func, literal, literal_column, or_, select, text, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.alerts.ports import BulkTag
@@ -23,6 +24,27 @@ from tagging.normaliser import name_key
 
 STREAM_ROWS = 2000  # rows fetched per round trip when streaming
 _EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(NewEvent))
+ARRAY_ROWS = 10_000  # events per INSERT on PostgreSQL (one array parameter per column)
+
+# PostgreSQL: a batch of tag events as one row of arrays, inserted in the order given (ids follow it).
+_APPEND_EVENTS = text(
+    """
+    INSERT INTO tag_events (customer_id, dimension, tag, kind, actor, source, at, evidence, previous)
+    SELECT u.customer_id, u.dimension, u.tag, u.kind, u.actor, u.source, u.at, CAST(u.evidence AS json), u.previous
+    FROM unnest(CAST(:customer_ids AS bigint[]), CAST(:dimensions AS varchar[]), CAST(:tags AS varchar[]),
+                CAST(:kinds AS varchar[]), CAST(:actors AS varchar[]), CAST(:sources AS varchar[]),
+                CAST(:ats AS timestamptz[]), CAST(:evidence AS text[]), CAST(:previous AS varchar[]))
+         WITH ORDINALITY AS u(customer_id, dimension, tag, kind, actor, source, at, evidence, previous, n)
+    ORDER BY u.n
+    """
+)
+
+
+def _utc(value: datetime) -> datetime:
+    """An aware datetime in UTC, as `UtcDateTime` binds it (a naive one is refused the same way)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; pass an aware datetime")
+    return value.astimezone(UTC)
 
 
 class SqlAlertScans:
@@ -251,6 +273,9 @@ class SqlAlertScans:
     async def append_events(self, events: Sequence[NewEvent]) -> None:
         if not events:
             return
+        if self._conn.dialect.name == "postgresql":
+            await self._append_event_arrays(events)
+            return
         # The fields one level deep (dataclasses.asdict deep-copies every evidence, which the INSERT only reads).
         rows: list[dict[str, Any]] = [
             {name: getattr(e, name) for name in _EVENT_FIELDS}
@@ -258,6 +283,26 @@ class SqlAlertScans:
             for e in events
         ]
         await self._conn.execute(t.tag_events.insert(), rows)
+
+    async def _append_event_arrays(self, events: Sequence[NewEvent]) -> None:
+        """PostgreSQL: one INSERT … SELECT FROM unnest(one array per column) per chunk, not one per event."""
+        serialize = self._conn.dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
+        for start in range(0, len(events), ARRAY_ROWS):
+            part = events[start : start + ARRAY_ROWS]
+            await self._conn.execute(
+                _APPEND_EVENTS,
+                {
+                    "customer_ids": [e.customer_id for e in part],
+                    "dimensions": [e.dimension for e in part],
+                    "tags": [e.tag for e in part],
+                    "kinds": [e.kind.value for e in part],
+                    "actors": [e.actor for e in part],
+                    "sources": [e.source.value for e in part],
+                    "ats": [_utc(e.at) for e in part],
+                    "evidence": [serialize(dict(e.evidence)) for e in part],
+                    "previous": [e.previous for e in part],
+                },
+            )
 
     async def managers(self) -> list[User]:
         rows = await self._conn.execute(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.alerts.ports import UNSURE_SINCE, NewOutboxMessage, OutboxMessage, OutboxState
 from storage import tables as t
-from storage.alerts import SqlAcknowledgements, SqlActivity, SqlAlertScans
+from storage.alerts import SqlAcknowledgements, SqlActivity, SqlAlertScans, _utc
 from storage.repositories import SqlUnitOfWork, _insert
 
 ERROR_CHARS = 1000
@@ -117,9 +117,9 @@ class SqlOutbox:
                 "recipients": [m.recipient for m in part],
                 "channels": [m.channel for m in part],
                 "payloads": [serialize(dict(m.payload)) for m in part],
-                "not_before": [m.not_before.astimezone(UTC) if m.not_before else None for m in part],
+                "not_before": [_utc(m.not_before) if m.not_before else None for m in part],
                 "state": OutboxState.PENDING.value,
-                "now": now.astimezone(UTC),
+                "now": _utc(now),
             }
             added += len((await self._conn.execute(_ENQUEUE_ARRAYS, params)).all())
         return added
