@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal, literal_column, or_, select, union, update
+from sqlalchemy import Select, and_, func, literal, literal_column, or_, select, text, union, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.alerts.ports import BulkTag
@@ -16,12 +17,34 @@ from core.alerts.selection import ChurnSeeds, CustomerFacts, ExpiringTag, HeldTa
 from core.records import NewEvent
 from core.types import Assignment, Role, User
 from storage import tables as t
-from storage.repositories import _assignment, _insert, _user
+from storage.repositories import _among, _assignment, _insert, _user
 from storage.tables import UtcDateTime
 from storage.tag_counts import fold
 from tagging.normaliser import name_key
 
 STREAM_ROWS = 2000  # rows fetched per round trip when streaming
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(NewEvent))
+ARRAY_ROWS = 10_000  # events per INSERT on PostgreSQL (one array parameter per column)
+
+# PostgreSQL: a batch of tag events as one row of arrays, inserted in the order given (ids follow it).
+_APPEND_EVENTS = text(
+    """
+    INSERT INTO tag_events (customer_id, dimension, tag, kind, actor, source, at, evidence, previous)
+    SELECT u.customer_id, u.dimension, u.tag, u.kind, u.actor, u.source, u.at, CAST(u.evidence AS json), u.previous
+    FROM unnest(CAST(:customer_ids AS bigint[]), CAST(:dimensions AS varchar[]), CAST(:tags AS varchar[]),
+                CAST(:kinds AS varchar[]), CAST(:actors AS varchar[]), CAST(:sources AS varchar[]),
+                CAST(:ats AS timestamptz[]), CAST(:evidence AS text[]), CAST(:previous AS varchar[]))
+         WITH ORDINALITY AS u(customer_id, dimension, tag, kind, actor, source, at, evidence, previous, n)
+    ORDER BY u.n
+    """
+)
+
+
+def _utc(value: datetime) -> datetime:
+    """An aware datetime in UTC, as `UtcDateTime` binds it (a naive one is refused the same way)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; pass an aware datetime")
+    return value.astimezone(UTC)
 
 
 class SqlAlertScans:
@@ -63,7 +86,7 @@ class SqlAlertScans:
         page = (
             await self._conn.execute(
                 select(c.id, c.name, c.owner, c.region, c.contract_end, c.created_at)
-                .where(c.id.in_(list(customer_ids)))
+                .where(_among(self._conn, c.id, customer_ids))
                 .order_by(c.id)
             )
         ).all()
@@ -148,7 +171,7 @@ class SqlAlertScans:
             literal(tag.actor),
             literal(tag.now, UtcDateTime()),
             literal(tag.expires_at, UtcDateTime()),
-        ).where(c.id.in_(list(customer_ids)), held < hard_cap)
+        ).where(_among(self._conn, c.id, customer_ids), held < hard_cap)
         columns = ["customer_id", "dimension", "tag_key", "tag", "state", "source", "assigned_by"]
         stmt = (
             _insert(self._conn, t.tag_assignments)
@@ -174,7 +197,7 @@ class SqlAlertScans:
         rows = await self._conn.execute(
             update(t.tag_assignments)
             .where(
-                a.customer_id.in_(list(customer_ids)),
+                _among(self._conn, a.customer_id, customer_ids),
                 a.dimension == dimension,
                 a.tag_key == name_key(tag),
                 a.state == "active",
@@ -190,7 +213,7 @@ class SqlAlertScans:
         a = t.tag_assignments.c
         rows = await self._conn.execute(
             select(a.customer_id, a.tag, a.assigned_at).where(
-                a.customer_id.in_(ids), a.state == "active", a.tag_key.in_(keys)
+                _among(self._conn, a.customer_id, ids), a.state == "active", _among(self._conn, a.tag_key, keys)
             )
         )
         out: dict[int, list[HeldTag]] = defaultdict(list)
@@ -203,7 +226,7 @@ class SqlAlertScans:
         rows = await self._conn.execute(
             select(s.customer_id, func.count())
             .where(
-                s.customer_id.in_(ids),
+                _among(self._conn, s.customer_id, ids),
                 s.dimension == dimension,
                 s.status != "rejected",
                 s.created_at >= since,
@@ -215,7 +238,9 @@ class SqlAlertScans:
     async def _activity(self, ids: list[int]) -> dict[int, tuple[datetime | None, datetime | None]]:
         ca = t.customer_activity.c
         rows = await self._conn.execute(
-            select(ca.customer_id, ca.last_message_at, ca.agent_removed_at).where(ca.customer_id.in_(ids))
+            select(ca.customer_id, ca.last_message_at, ca.agent_removed_at).where(
+                _among(self._conn, ca.customer_id, ids)
+            )
         )
         return {cid: (seen, removed) for cid, seen, removed in rows}
 
@@ -239,7 +264,7 @@ class SqlAlertScans:
         # The state guard makes a concurrent replica's second UPDATE change (and report) nothing.
         rows = await self._conn.execute(
             update(t.tag_assignments)
-            .where(a.id.in_(list(assignment_ids)), a.state == "active")
+            .where(_among(self._conn, a.id, assignment_ids), a.state == "active")
             .values(state="expired", ended_at=now)
             .returning(t.tag_assignments)
         )
@@ -248,11 +273,36 @@ class SqlAlertScans:
     async def append_events(self, events: Sequence[NewEvent]) -> None:
         if not events:
             return
+        if self._conn.dialect.name == "postgresql":
+            await self._append_event_arrays(events)
+            return
+        # The fields one level deep (dataclasses.asdict deep-copies every evidence, which the INSERT only reads).
         rows: list[dict[str, Any]] = [
-            dataclasses.asdict(e) | {"kind": e.kind.value, "source": e.source.value, "evidence": dict(e.evidence)}
+            {name: getattr(e, name) for name in _EVENT_FIELDS}
+            | {"kind": e.kind.value, "source": e.source.value, "evidence": dict(e.evidence)}
             for e in events
         ]
         await self._conn.execute(t.tag_events.insert(), rows)
+
+    async def _append_event_arrays(self, events: Sequence[NewEvent]) -> None:
+        """PostgreSQL: one INSERT … SELECT FROM unnest(one array per column) per chunk, not one per event."""
+        serialize = self._conn.dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
+        for start in range(0, len(events), ARRAY_ROWS):
+            part = events[start : start + ARRAY_ROWS]
+            await self._conn.execute(
+                _APPEND_EVENTS,
+                {
+                    "customer_ids": [e.customer_id for e in part],
+                    "dimensions": [e.dimension for e in part],
+                    "tags": [e.tag for e in part],
+                    "kinds": [e.kind.value for e in part],
+                    "actors": [e.actor for e in part],
+                    "sources": [e.source.value for e in part],
+                    "ats": [_utc(e.at) for e in part],
+                    "evidence": [serialize(dict(e.evidence)) for e in part],
+                    "previous": [e.previous for e in part],
+                },
+            )
 
     async def managers(self) -> list[User]:
         rows = await self._conn.execute(
@@ -264,7 +314,7 @@ class SqlAlertScans:
         if not user_ids:
             return {}
         r = t.conversation_references.c
-        rows = await self._conn.execute(select(r.user_key, r.channel).where(r.user_key.in_(list(user_ids))))
+        rows = await self._conn.execute(select(r.user_key, r.channel).where(_among(self._conn, r.user_key, user_ids)))
         out: dict[str, set[str]] = defaultdict(set)
         for user, channel in rows:
             out[user].add(channel)
@@ -289,7 +339,8 @@ class SqlAcknowledgements:
         k = t.alert_acknowledgements.c
         rows = await self._conn.execute(
             select(k.user_id, k.alert_key, k.action, k.until).where(
-                k.user_id.in_(sorted(set(user_ids))), k.alert_key.in_(sorted(set(keys)))
+                _among(self._conn, k.user_id, sorted(set(user_ids))),
+                _among(self._conn, k.alert_key, sorted(set(keys))),
             )
         )
         return {
@@ -299,7 +350,7 @@ class SqlAcknowledgements:
     async def suppressed(self, user_id: str, keys: Sequence[str], now: datetime) -> set[str]:
         k = t.alert_acknowledgements.c
         rows = await self._conn.execute(
-            select(k.alert_key, k.action, k.until).where(k.user_id == user_id, k.alert_key.in_(list(keys)))
+            select(k.alert_key, k.action, k.until).where(k.user_id == user_id, _among(self._conn, k.alert_key, keys))
         )
         return {key for key, action, until in rows if action == "ack" or (until is not None and until > now)}
 

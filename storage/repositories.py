@@ -1023,6 +1023,18 @@ class SqlUsers:
         row = (await self._conn.execute(select(t.users).where(t.users.c.id == user_id))).first()
         return _user(row) if row else None
 
+    async def get_many(self, user_ids: Sequence[str]) -> dict[str, User]:
+        """The users among these ids that exist, by id: one query per lookup chunk, not one per user."""
+        wanted = sorted(set(user_ids))
+        size = _lookup_rows(self._conn)
+        out: dict[str, User] = {}
+        for start in range(0, len(wanted), size):
+            rows = await self._conn.execute(
+                select(t.users).where(_among(self._conn, t.users.c.id, wanted[start : start + size]))
+            )
+            out.update((user.id, user) for user in map(_user, rows))
+        return out
+
     async def save(self, user: User, now: datetime) -> User:
         values = {
             "role": user.role.value,

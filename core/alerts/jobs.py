@@ -11,7 +11,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
-from typing import Protocol
+from functools import lru_cache
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from core.alerts.outbox import DrainReport, OutboxPolicy, drain
@@ -46,6 +47,7 @@ from core.errors import NotFoundError
 from core.records import NewEvent
 from core.tags.assignments import TaggingRules, apply_definition, clean_evidence
 from core.types import EventKind, Source, User
+from tagging.pii import mask
 from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError, expiry_for, find_tag
 from tagging.taxonomy import Dimension, TagDef, Taxonomy, Visibility
 
@@ -283,12 +285,8 @@ async def _score_page(
 
 async def _display_names(uow: AlertUnitOfWork, user_ids: set[str]) -> dict[str, str]:
     """Display names of these users, where known (a card says whose customer it is by name)."""
-    out: dict[str, str] = {}
-    for user_id in sorted(user_ids):
-        user = await uow.users.get(user_id)
-        if user is not None and user.display_name:
-            out[user_id] = user.display_name
-    return out
+    users = await uow.users.get_many(sorted(user_ids)) if user_ids else {}
+    return {user_id: user.display_name for user_id, user in users.items() if user.display_name}
 
 
 async def drain_outbox(jobs: AlertJobs, now: datetime) -> DrainReport:
@@ -373,13 +371,30 @@ async def _tag_at_risk(
                 ACTOR,
                 Source.RULE,
                 now,
-                clean_evidence(churn_evidence(a)),
+                churn_tag_evidence(a),
             )
             for a in assessments
             if a.customer_id in added
         ]
     )
     return len(added)
+
+
+def churn_tag_evidence(assessment: ChurnAssessment) -> dict[str, Any]:
+    """`clean_evidence(churn_evidence(assessment))`, masking each reason's sentence once per distinct text.
+
+    The note joins the reasons' sentences with '；', which no personal number can span (a number is one run
+    of digits, spaces and dashes), so masking each sentence masks the note: a first run at 1M customers
+    masks ~1,000 distinct sentences instead of 60,000 notes.
+    """
+    evidence = churn_evidence(assessment)
+    note = "；".join(_masked_sentence(r.text) for r in assessment.reasons)
+    return clean_evidence({**evidence, "note": ""}) | {"note": note}
+
+
+@lru_cache(maxsize=4096)
+def _masked_sentence(text: str) -> str:
+    return mask(text)
 
 
 async def _tag_one_by_one(

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -19,6 +20,13 @@ from tagging.normaliser import name_key
 CHURN_RULE = "churn"
 EXPIRY_RULE = "expiry"
 CHURN_TAG = "高危流失"
+
+
+@lru_cache(maxsize=1024)
+def tag_key(name: str) -> str:
+    """name_key, remembered: scoring normalises the same few watched tag names for every customer."""
+    return name_key(name)
+
 
 # ---------------------------------------------------------------- quiet hours
 
@@ -278,11 +286,11 @@ def churn_reasons(facts: CustomerFacts, rules: ChurnRules, now: datetime, tz: tz
     """Every signal that fires for the customer, heaviest first, each with its weight and a sentence."""
     w = rules.weights
     today = now.astimezone(tz).date()
-    held = {name_key(t.tag): t for t in facts.watched_tags}
+    held = {tag_key(t.tag): t for t in facts.watched_tags}
     reasons: list[Reason] = []
     if facts.contract_end is not None and w.contract_end > 0:
         days = (facts.contract_end - today).days
-        renewed = any(name_key(t) in held for t in rules.renewal_tags)
+        renewed = any(tag_key(t) in held for t in rules.renewal_tags)
         if days <= rules.contract_days and not renewed:
             when = f"{days}天后到期" if days >= 0 else f"已过期{-days}天"
             reasons.append(
@@ -313,7 +321,8 @@ def score_customer(facts: CustomerFacts, rules: ChurnRules, now: datetime, tz: t
     """The customer's score and reasons, whatever the score (0 with no reasons)."""
     reasons = churn_reasons(facts, rules, now, tz)
     score = round(min(1.0, sum(r.weight for r in reasons)), 4)
-    tagged = any(name_key(t.tag) == name_key(CHURN_TAG) for t in facts.watched_tags)
+    churn_key = tag_key(CHURN_TAG)
+    tagged = any(tag_key(t.tag) == churn_key for t in facts.watched_tags)
     return ChurnAssessment(facts.customer_id, facts.name, facts.owner, facts.region, score, reasons, tagged)
 
 
