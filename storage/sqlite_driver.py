@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import sqlite3
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import (
@@ -97,14 +97,14 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         return None  # sqlite3 ignores input sizes
 
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
-        connection: aiosqlite.Connection = self._connection
+        connection = cast(aiosqlite.Connection, self._connection)
         async with self._adapt_connection._execute_mutex:
             outcome = await connection._execute(_execute, connection._conn, operation, parameters)
         self._keep(outcome)
         return None
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
-        connection: aiosqlite.Connection = self._connection
+        connection = cast(aiosqlite.Connection, self._connection)
         async with self._adapt_connection._execute_mutex:
             outcome = await connection._execute(_executemany, connection._conn, operation, seq_of_parameters)
         self._keep(outcome)
