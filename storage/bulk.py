@@ -29,6 +29,10 @@ async def copy_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[
         for row in rows
     ]
     raw = await conn.get_raw_connection()
+    if getattr(raw.dbapi_connection, "_transaction", False) is None and conn.in_transaction():
+        # SQLAlchemy's asyncpg adapter sends BEGIN with the first statement, and COPY goes to the driver
+        # directly: a COPY first in a unit of work would commit on its own and survive the rollback.
+        await conn.exec_driver_sql("SELECT 1")
     driver: Any = raw.driver_connection
     for start in range(0, len(records), CHUNK):
         try:

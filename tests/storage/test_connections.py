@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from storage import database as database_module
+from storage.bulk import copy_rows
 from storage.database import Database, create_engine
 from tests.conftest import postgres_url
 
@@ -188,3 +190,22 @@ async def test_postgres_dead_idle_connection_is_replaced_before_use(
         assert await conn.scalar(text("SELECT 1")) == 1
         assert await conn.scalar(text("SELECT pg_backend_pid()")) != backend
     assert pings[0] >= 1
+
+
+@pytest.mark.postgres
+async def test_postgres_copy_first_in_a_transaction_rolls_back_with_it(postgres_engine: AsyncEngine) -> None:
+    """COPY goes straight to the driver: run first in a transaction, it must still roll back with it."""
+    name = f"copy_test_{uuid.uuid4().hex[:12]}"
+    shape = Table(name, MetaData(), Column("id", Integer), Column("name", String))
+    async with postgres_engine.begin() as conn:
+        await conn.execute(text(f'CREATE TABLE "{name}" (id bigint PRIMARY KEY, name text NOT NULL)'))
+    try:
+        with pytest.raises(RuntimeError):
+            async with postgres_engine.begin() as conn:
+                await copy_rows(conn, shape, [{"id": 1, "name": "甲"}])
+                raise RuntimeError("the unit of work fails after its COPY")
+        async with postgres_engine.connect() as conn:
+            assert await conn.scalar(text(f'SELECT count(*) FROM "{name}"')) == 0
+    finally:
+        async with postgres_engine.begin() as conn:
+            await conn.execute(text(f'DROP TABLE "{name}"'))
