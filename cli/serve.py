@@ -36,7 +36,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     """Serve the HTTP app until interrupted; a busy port or an unusable database is one line and exit 1."""
     from aiohttp import web
 
-    from app import create_app
+    from app import create_app, settle_heap
     from config import ConfigError, check_serve
     from storage.database import DatabaseError
 
@@ -46,7 +46,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(f"kebiao: configuration error: {exc}", file=sys.stderr)
         return 2
     try:
-        web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+        app = create_app(settings)
+        app.on_startup.append(settle_heap)  # after every resource started: dictionary and matcher loaded
+        web.run_app(app, host=settings.host, port=settings.port, print=None)
     except DatabaseError as exc:
         print(f"kebiao serve: {exc}", file=sys.stderr)
         return 1

@@ -58,3 +58,27 @@ async def test_taxonomy_import_elsewhere_takes_effect_without_restart(aiohttp_cl
     assert (poll.writes, poll.reads) == (0, 1)  # a poll never queues at SQLite's writer …
     assert poll.statements <= 5  # … and reads the version number, not the document: BEGIN, query_only, SELECT …
     assert (await (await client.get("/readyz")).json())["taxonomy_version"] == 2
+
+
+async def test_served_heap_is_settled_again_after_a_taxonomy_swap(aiohttp_client, tmp_path: Path) -> None:
+    """`kebiao serve` freezes what start-up built, so no full collection walks jieba's dictionary and the matcher
+    again; a matcher built for a new taxonomy is frozen too."""
+    import gc
+
+    from app import settle_heap
+
+    def frozen(obj: object) -> bool:
+        return gc.is_tracked(obj) and not any(o is obj for o in gc.get_objects())
+
+    app = create_app(_settings(tmp_path))
+    app.on_startup.append(settle_heap)  # as cli/serve.py does
+    try:
+        await aiohttp_client(app)
+        assert gc.get_freeze_count() > 0
+        assert frozen(app[MATCHERS].current)
+        async with app[DATABASE].unit_of_work() as uow:
+            await import_taxonomy(uow, load_taxonomy_text(NEW_TAXONOMY), "admin", datetime.now(UTC))
+        assert await _refresh_taxonomy(app[DATABASE], app[MATCHERS], app[TAXONOMY]) is True
+        assert frozen(app[MATCHERS].current)
+    finally:
+        gc.unfreeze()  # the rest of the test session collects as usual
