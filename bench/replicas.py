@@ -313,11 +313,17 @@ class Load:
         return f"rep-{self.run}-{i:06d}"
 
     def body(self, i: int) -> dict[str, Any]:
-        body = copy.deepcopy(self.template)
         c = i % self.conversations
         text = f"客户要 sku{i // self.conversations:04d} 的报价"
-        body.update(id=self.activity_id(i), text=text, serviceUrl=self.service_url)
+        return self.in_conversation(c, id=self.activity_id(i), text=text)
+
+    def in_conversation(self, c: int, **fields: Any) -> dict[str, Any]:
+        """An activity in personal conversation `c`, from that conversation's own user (Teams has one
+        personal chat per user and bot, so one user never writes from fifty of them)."""
+        body = copy.deepcopy(self.template)
+        body.update(serviceUrl=self.service_url, **fields)
         body["conversation"] = dict(body["conversation"], id=f"a:replica-bench-{c:03d}")
+        body["from"] = dict(body["from"], id=f"29:replica-bench-user-{c:03d}", aadObjectId=str(uuid.UUID(int=c + 1)))
         return body
 
     async def post(self, url: str, body: dict[str, Any]) -> int:
@@ -356,9 +362,7 @@ class Load:
 async def link_all(load: Load, url: str) -> None:
     """`link NAME` in each conversation, so its messages tag that customer."""
     for c in range(load.conversations):
-        body = copy.deepcopy(load.template)
-        body.update(id=f"link-{load.run}-{c}", text=f"link {customer_name(c)}", serviceUrl=load.service_url)
-        body["conversation"] = dict(body["conversation"], id=f"a:replica-bench-{c:03d}")
+        body = load.in_conversation(c, id=f"link-{load.run}-{c}", text=f"link {customer_name(c)}")
         status = await load.post(url, body)
         if status != 200:
             raise RuntimeError(f"linking conversation {c} answered HTTP {status}")
