@@ -26,7 +26,7 @@ from typing import Any
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
-from app import DATABASE, create_app
+from app import DATABASE, create_app, settle_heap
 from bench.scratch import scratch_postgres
 from bench.teams import PAYLOAD, TimedConnector, burst, percentile, texts
 from config import Settings
@@ -53,7 +53,9 @@ async def one_burst(database_url: str, turns: int, concurrency: int) -> tuple[fl
     connector = TimedConnector()
     fake = TestServer(connector.app(), host="127.0.0.1")
     await fake.start_server()
-    server = TestServer(create_app(Settings(database_url=database_url, scheduler_enabled=False)), host="127.0.0.1")
+    app = create_app(Settings(database_url=database_url, scheduler_enabled=False))
+    app.on_startup.append(settle_heap)  # as `kebiao serve` does
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:
         template: dict[str, Any] = json.loads(PAYLOAD.read_text(encoding="utf-8"))

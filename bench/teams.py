@@ -30,7 +30,7 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import Column, MetaData, String, Table, Text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app import DATABASE, create_app
+from app import DATABASE, create_app, settle_heap
 from bench.scratch import scratch_postgres
 from config import Settings
 from core.records import CustomerDraft
@@ -178,7 +178,9 @@ async def _run(turns: int, concurrency: int, rate: float, seconds: float, databa
     with tempfile.TemporaryDirectory() as tmp:
         url_db = database or f"sqlite+aiosqlite:///{tmp}/bench.db"
         settings = Settings(database_url=url_db, scheduler_enabled=False)
-        server = TestServer(create_app(settings), host="127.0.0.1")
+        app = create_app(settings)
+        app.on_startup.append(settle_heap)  # as `kebiao serve` does
+        server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         engine = create_async_engine(url_db)
         async with engine.begin() as conn:
