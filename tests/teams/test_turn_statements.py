@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from config import Settings
 from core.chat.turns import TurnLeases
 from core.records import CustomerDraft
 from storage import tables as t
+from storage.database import Database
 from storage.statements import count_statements
 from tests.teams.conftest import load_payload
 from tests.teams.fake_connector import FakeConnector
@@ -30,15 +32,19 @@ WRITES_PER_TURN = 3
 READS_PER_TURN = 0
 
 
-async def test_a_linked_message_takes_one_write_transaction_for_its_own_writes(
-    aiohttp_client: Any, database_url: str, connector: tuple[FakeConnector, str]
-) -> None:
+Send = Callable[[str, str], Awaitable[None]]
+
+
+async def _linked_chat(
+    aiohttp_client: Any, database_url: str, url: str, prefix: str
+) -> tuple[TestClient, Database, TurnLeases, Send, int]:
+    """The real app with a customer linked to the personal chat and one warm-up turn: (client, database,
+    leases, send, customer id); `send(activity_id, text)` posts a message and expects HTTP 200."""
     client: TestClient = await aiohttp_client(create_app(Settings(database_url=database_url, scheduler_enabled=False)))
     database = client.app[DATABASE]
-    name = f"计数客户-{time.time_ns()}"
+    name = f"{prefix}-{time.time_ns()}"
     async with database.unit_of_work() as uow:
         customer = await uow.customers.add(CustomerDraft(name=name), datetime.now(UTC))
-    fake, url = connector
     run = time.time_ns()
 
     async def send(activity_id: str, text: str) -> None:
@@ -52,6 +58,14 @@ async def test_a_linked_message_takes_one_write_transaction_for_its_own_writes(
     await send("link", f"link {name}")
     await send("warm", "麻烦发一下报价单")
     await leases.flush()
+    return client, database, leases, send, customer.id
+
+
+async def test_a_linked_message_takes_one_write_transaction_for_its_own_writes(
+    aiohttp_client: Any, database_url: str, connector: tuple[FakeConnector, str]
+) -> None:
+    fake, url = connector
+    _client, database, leases, send, customer_id = await _linked_chat(aiohttp_client, database_url, url, "计数客户")
     with count_statements(database.engine) as count:
         for i in range(TURNS):
             await send(f"turn-{i}", f"请问价格怎么算，第{i}号订单")
@@ -64,15 +78,15 @@ async def test_a_linked_message_takes_one_write_transaction_for_its_own_writes(
     async with database.engine.connect() as conn:
         suggested = await conn.scalar(
             select(func.count(func.distinct(t.suggestions.c.message_key))).where(
-                t.suggestions.c.customer_id == customer.id
+                t.suggestions.c.customer_id == customer_id
             )
         )
         m = t.learning_messages.c
-        kept = await conn.scalar(select(func.count(m.id)).where(m.customer_id == customer.id))
+        kept = await conn.scalar(select(func.count(m.id)).where(m.customer_id == customer_id))
         events = await conn.scalar(
             select(func.count())
             .select_from(t.customer_events)
-            .where(t.customer_events.c.customer_id == customer.id, t.customer_events.c.kind == "message")
+            .where(t.customer_events.c.customer_id == customer_id, t.customer_events.c.kind == "message")
         )
     assert suggested == TURNS + 1  # every turn (and the warm-up) stored its suggestion …
     assert kept == TURNS + 1  # … kept its text for learning …
@@ -87,29 +101,12 @@ ROUNDS = 4  # turns each of them sends, one after another
 async def test_turns_in_flight_share_their_lease_writes_and_look_at_no_lease(
     aiohttp_client: Any, database_url: str, connector: tuple[FakeConnector, str]
 ) -> None:
-    client: TestClient = await aiohttp_client(create_app(Settings(database_url=database_url, scheduler_enabled=False)))
-    database = client.app[DATABASE]
-    name = f"并发客户-{time.time_ns()}"
-    async with database.unit_of_work() as uow:
-        await uow.customers.add(CustomerDraft(name=name), datetime.now(UTC))
     _fake, url = connector
-    run = time.time_ns()
-
-    async def send(activity_id: str, text: str) -> None:
-        body = load_payload("personal_message", url)
-        body.update(text=text, id=f"{activity_id}-{run}")
-        response = await client.post("/api/messages", json=body)
-        assert response.status == 200, await response.text()
+    _client, database, leases, send, _customer = await _linked_chat(aiohttp_client, database_url, url, "并发客户")
 
     async def sender(first: int) -> None:
         for i in range(first, first + ROUNDS):
             await send(f"turn-{i}", f"请问价格怎么算，第{i}号订单")
-
-    leases = client.app[TEAMS].claims
-    assert isinstance(leases, TurnLeases)
-    await send("link", f"link {name}")
-    await send("warm", "麻烦发一下报价单")
-    await leases.flush()
     with count_statements(database.engine) as count:
         await asyncio.gather(*(sender(k * ROUNDS) for k in range(IN_FLIGHT)))
         await leases.flush()
