@@ -249,25 +249,34 @@ async def test_trained_model_joins_the_suggestion_stream_but_never_auto_applies(
     assert learned[0].to_json()["source"] == "learned"
 
 
-def test_a_keyword_suggestion_agents_keep_rejecting_is_held_back(sample_taxonomy: Taxonomy) -> None:
-    """报价 in a repair quote is no price enquiry: once agents have said so, the model holds that suggestion back."""
+PRICE_TAG, REPAIR_TAG = ("stage", "询价客户"), ("stage", "售后工单")
+
+
+def _repair_quotes_and_price_enquiries(seed: int) -> list[Any]:
+    """120 repair quotes (报价 that is no price enquiry) and 120 price enquiries, labelled for both tags."""
     import random
 
-    from learning.training import LabelledText, train
+    from learning.training import LabelledText
     from tests.learning.support import CHAT, PRICE, REPAIR
 
-    rng = random.Random(3)
-    price_tag, repair_tag = ("stage", "询价客户"), ("stage", "售后工单")
-    data = [
+    rng = random.Random(seed)
+    return [
         LabelledText(
-            f"{rng.choice(CHAT)}，维修报价单收到了，{rng.choice(REPAIR)}", {price_tag: False, repair_tag: True}
+            f"{rng.choice(CHAT)}，维修报价单收到了，{rng.choice(REPAIR)}", {PRICE_TAG: False, REPAIR_TAG: True}
         )
         for _ in range(120)
     ] + [
-        LabelledText(f"{rng.choice(CHAT)}，{rng.choice(PRICE)}，请报价", {price_tag: True, repair_tag: False})
+        LabelledText(f"{rng.choice(CHAT)}，{rng.choice(PRICE)}，请报价", {PRICE_TAG: True, REPAIR_TAG: False})
         for _ in range(120)
     ]
-    outcome = train(data, [price_tag, repair_tag], TrainingConfig())
+
+
+def test_a_keyword_suggestion_agents_keep_rejecting_is_held_back(sample_taxonomy: Taxonomy) -> None:
+    """报价 in a repair quote is no price enquiry: once agents have said so, the model holds that suggestion back."""
+    from learning.training import train
+
+    data = _repair_quotes_and_price_enquiries(3)
+    outcome = train(data, [PRICE_TAG, REPAIR_TAG], TrainingConfig())
     assert outcome.model is not None
     [price_metrics] = [m for m in outcome.metrics if m.tag == "询价客户"]
     assert price_metrics.veto
@@ -281,23 +290,10 @@ def test_a_keyword_suggestion_agents_keep_rejecting_is_held_back(sample_taxonomy
 
 def test_a_batch_is_suggested_as_each_message_alone(sample_taxonomy: Taxonomy) -> None:
     """`suggest_many` (what `kebiao suggest` calls per batch of lines) merges exactly as `suggest` does."""
-    import random
+    from learning.training import train
 
-    from learning.training import LabelledText, train
-    from tests.learning.support import CHAT, PRICE, REPAIR
-
-    rng = random.Random(5)
-    price_tag, repair_tag = ("stage", "询价客户"), ("stage", "售后工单")
-    data = [
-        LabelledText(
-            f"{rng.choice(CHAT)}，维修报价单收到了，{rng.choice(REPAIR)}", {price_tag: False, repair_tag: True}
-        )
-        for _ in range(120)
-    ] + [
-        LabelledText(f"{rng.choice(CHAT)}，{rng.choice(PRICE)}，请报价", {price_tag: True, repair_tag: False})
-        for _ in range(120)
-    ]
-    model = train(data, [price_tag, repair_tag], TrainingConfig()).model
+    data = _repair_quotes_and_price_enquiries(5)
+    model = train(data, [PRICE_TAG, REPAIR_TAG], TrainingConfig()).model
     assert model is not None
     texts = [text for text, _ in messages(80, seed=11)] + [
         "维修报价单收到了，按键没反应",  # a keyword hit held back
