@@ -10,12 +10,12 @@ from core.alerts.jobs import drain_outbox, score_churn
 from core.alerts.ports import AlertStore
 from storage.database import Database
 from tests.alerts.conftest import NOW, seed
-from tests.alerts.test_teams_delivery import NoWait, _deliverer, _jobs
-from tests.teams.conftest import connector, openid, signing_key
+from tests.alerts.test_teams_delivery import _deliverer, _jobs
+from tests.teams.conftest import FakeTime, close_open_adapters, connector, openid, signing_key
 from tests.teams.fake_connector import FakeConnector
 from tests.teams.tokens import OpenIdServer
 
-__all__ = ["connector", "openid", "signing_key"]
+__all__ = ["close_open_adapters", "connector", "openid", "signing_key"]
 
 
 async def test_the_alert_card_shows_the_raised_time_in_the_configured_zone(
@@ -23,7 +23,7 @@ async def test_the_alert_card_shows_the_raised_time_in_the_configured_zone(
 ) -> None:
     fake, url = connector
     seeded = await seed(database)
-    plain = await _deliverer(database, openid, url, NoWait())
+    plain = await _deliverer(database, openid, url, FakeTime())
     zone = ZoneInfo("Asia/Shanghai")
     local = TeamsAlertDeliverer(plain._notifier, plain._references, tz=zone)
     jobs = _jobs(store, seeded["taxonomy"], local)

@@ -3,70 +3,39 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity
 
-from bots.teams.adapter import close_adapter, create_adapter
 from bots.teams.alert_delivery import TeamsAlertDeliverer
-from bots.teams.auth import BotFrameworkEndpoints, build_authentication
-from bots.teams.notifier import TEAMS_CHANNEL, ConversationThrottle, TeamsNotifier
+from bots.teams.notifier import TEAMS_CHANNEL
 from bots.teams.references import StoredReference
 from core.alerts.jobs import AlertJobs, drain_outbox, score_churn
 from core.alerts.ports import AlertStore, OutboxState
 from storage.channels import SqlChannelStore
 from storage.database import Database
 from tests.alerts.conftest import NOW, seed
-from tests.teams.conftest import APP_ID, APP_PASSWORD, Credentials, connector, load_payload, openid, signing_key
+from tests.teams.conftest import (
+    FakeTime,
+    close_open_adapters,
+    connector,
+    load_payload,
+    local_notifier,
+    openid,
+    signing_key,
+)
 from tests.teams.fake_connector import FakeConnector
-from tests.teams.tokens import LocalCredentialFactory, OpenIdServer
+from tests.teams.tokens import OpenIdServer
 
-__all__ = ["connector", "openid", "signing_key"]
+__all__ = ["close_open_adapters", "connector", "openid", "signing_key"]
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 RECIPIENTS = ("小张", "王经理", "李总")  # who the seeded churn alert for 杭州云帆科技 goes to
 
 
-class NoWait:
-    """Clock + sleep for the notifier: sleeping only advances the clock."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-_ADAPTERS: list[CloudAdapter] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_adapters() -> AsyncIterator[None]:
-    """Close the adapters `_deliverer` made (their pooled connector sessions) after each test."""
-    yield
-    while _ADAPTERS:
-        await close_adapter(_ADAPTERS.pop())
-
-
-async def _deliverer(database: Database, openid: OpenIdServer, url: str, wait: NoWait) -> TeamsAlertDeliverer:
+async def _deliverer(database: Database, openid: OpenIdServer, url: str, wait: FakeTime) -> TeamsAlertDeliverer:
     """The deliverer as app.py builds it, with every recipient's 1:1 reference stored as the bot stores it."""
-    auth = build_authentication(
-        Credentials(app_id=APP_ID, app_password=APP_PASSWORD),
-        BotFrameworkEndpoints(openid_metadata_url=openid.metadata_url),
-        LocalCredentialFactory(APP_ID, APP_PASSWORD),
-    )
-    throttle = ConversationThrottle(clock=wait.clock, sleep=wait.sleep)
-    adapter = create_adapter(auth)
-    _ADAPTERS.append(adapter)
-    notifier = TeamsNotifier(adapter, APP_ID, throttle=throttle, sleep=wait.sleep, rand=lambda: 0.0)
+    notifier = local_notifier(openid, wait)
     channels = SqlChannelStore(database.engine)
     for n, user in enumerate(RECIPIENTS):
         stored = StoredReference.from_activity(Activity().deserialize(load_payload("personal_message", url)))
@@ -86,7 +55,7 @@ async def test_alert_card_reaches_each_stored_conversation_with_the_tenant(
 ) -> None:
     fake, url = connector
     seeded = await seed(database)
-    jobs = _jobs(store, seeded["taxonomy"], await _deliverer(database, openid, url, NoWait()))
+    jobs = _jobs(store, seeded["taxonomy"], await _deliverer(database, openid, url, FakeTime()))
     assert (await score_churn(jobs, NOW)).enqueued == 3
 
     report = await drain_outbox(jobs, NOW)
@@ -111,7 +80,7 @@ async def test_403_fails_the_row_with_its_reason_and_429_then_success_is_deliver
 ) -> None:
     fake, url = connector
     seeded = await seed(database)
-    wait = NoWait()
+    wait = FakeTime()
     jobs = _jobs(store, seeded["taxonomy"], await _deliverer(database, openid, url, wait))
     await score_churn(jobs, NOW)
     fake.fail(403)  # the first row: the user blocked the bot

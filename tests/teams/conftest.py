@@ -30,6 +30,7 @@ from botbuilder.schema.teams import (
 
 from bots.teams.adapter import TeamsEndpoint, close_adapter, create_adapter
 from bots.teams.auth import BotFrameworkEndpoints, build_authentication
+from bots.teams.notifier import ConversationThrottle, TeamsNotifier
 from tests.teams.fake_connector import FakeConnector
 from tests.teams.tokens import ISSUER, LocalCredentialFactory, OpenIdServer, SigningKey
 
@@ -46,6 +47,45 @@ class Credentials:
     app_password: str = ""
     app_type: str = "MultiTenant"
     app_tenant_id: str = ""
+
+
+class FakeTime:
+    """Clock + sleep pair for the notifier: sleeping only advances the clock."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+OPEN_ADAPTERS: list[CloudAdapter] = []  # made by local_notifier; closed after each test
+
+
+@pytest.fixture(autouse=True)
+async def close_open_adapters() -> AsyncIterator[None]:
+    """Close the adapters `local_notifier` made (their pooled connector sessions) after each test."""
+    yield
+    while OPEN_ADAPTERS:
+        await close_adapter(OPEN_ADAPTERS.pop())
+
+
+def local_notifier(openid: OpenIdServer, fake_time: FakeTime, **kwargs: Any) -> TeamsNotifier:
+    """A TeamsNotifier on the real CloudAdapter with local credentials, no jitter and `fake_time` for waits."""
+    auth = build_authentication(
+        Credentials(app_id=APP_ID, app_password=APP_PASSWORD),
+        BotFrameworkEndpoints(openid_metadata_url=openid.metadata_url),
+        LocalCredentialFactory(APP_ID, APP_PASSWORD),
+    )
+    throttle = ConversationThrottle(clock=fake_time.clock, sleep=fake_time.sleep)
+    adapter = create_adapter(auth)
+    OPEN_ADAPTERS.append(adapter)
+    return TeamsNotifier(adapter, APP_ID, throttle=throttle, sleep=fake_time.sleep, rand=lambda: 0.0, **kwargs)
 
 
 def load_payload(name: str, service_url: str | None = None) -> dict[str, Any]:

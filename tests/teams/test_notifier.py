@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from botbuilder.integration.aiohttp import CloudAdapter
 from botbuilder.schema import Activity
 
-from bots.teams.adapter import close_adapter, create_adapter
-from bots.teams.auth import BotFrameworkEndpoints, build_authentication
 from bots.teams.notifier import (
-    ConversationThrottle,
     ConversationUnavailable,
     DeliveryStatus,
     RetryPolicy,
-    TeamsNotifier,
 )
 from bots.teams.references import InvalidReference, StoredReference
-from tests.teams.conftest import APP_ID, APP_PASSWORD, Credentials, load_payload
+from tests.teams.conftest import FakeTime, load_payload, local_notifier
 from tests.teams.fake_connector import FakeConnector
-from tests.teams.tokens import BOT_TOKEN, LocalCredentialFactory, OpenIdServer
+from tests.teams.tokens import BOT_TOKEN, OpenIdServer
 
 Connector = tuple[FakeConnector, str]
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -31,46 +24,6 @@ CARD = {
     "version": "1.5",
     "body": [{"type": "TextBlock", "text": "ABC公司 标签即将到期"}],
 }
-
-
-class FakeTime:
-    """Clock + sleep pair: sleeping advances the clock instead of waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-_ADAPTERS: list[CloudAdapter] = []
-
-
-@pytest.fixture(autouse=True)
-async def _close_adapters() -> AsyncIterator[None]:
-    """Close the adapters `_notifier` made (their pooled connector sessions) after each test."""
-    yield
-    while _ADAPTERS:
-        await close_adapter(_ADAPTERS.pop())
-
-
-def _notifier(openid: OpenIdServer, fake_time: FakeTime, **kwargs: Any) -> TeamsNotifier:
-    auth = build_authentication(
-        Credentials(app_id=APP_ID, app_password=APP_PASSWORD),
-        BotFrameworkEndpoints(openid_metadata_url=openid.metadata_url),
-        LocalCredentialFactory(APP_ID, APP_PASSWORD),
-    )
-    throttle = ConversationThrottle(clock=fake_time.clock, sleep=fake_time.sleep)
-    adapter = create_adapter(auth)
-    _ADAPTERS.append(adapter)
-    return TeamsNotifier(
-        adapter, APP_ID, throttle=throttle, sleep=fake_time.sleep, rand=lambda: 0.0, **kwargs
-    )
 
 
 def _reference(url: str, name: str = "personal_message") -> StoredReference:
@@ -108,7 +61,7 @@ async def test_card_reaches_the_connector_with_tenant_and_bot_token(
     connector: Connector, openid: OpenIdServer
 ) -> None:
     fake, url = connector
-    notifier = _notifier(openid, FakeTime())
+    notifier = local_notifier(openid, FakeTime(1000.0))
     result = await notifier.send_card(_reference(url), CARD)
     assert result.status is DeliveryStatus.DELIVERED
     [call] = fake.calls
@@ -122,8 +75,8 @@ async def test_card_reaches_the_connector_with_tenant_and_bot_token(
 
 async def test_429_twice_then_success_honours_retry_after(connector: Connector, openid: OpenIdServer) -> None:
     fake, url = connector
-    fake_time = FakeTime()
-    notifier = _notifier(openid, fake_time)
+    fake_time = FakeTime(1000.0)
+    notifier = local_notifier(openid, fake_time)
     fake.fail(429, times=2, retry_after="2")
     result = await notifier.send_card(_reference(url), CARD)
     assert result.status is DeliveryStatus.DELIVERED
@@ -133,7 +86,7 @@ async def test_429_twice_then_success_honours_retry_after(connector: Connector, 
 
 async def test_403_is_undeliverable_at_once(connector: Connector, openid: OpenIdServer) -> None:
     fake, url = connector
-    notifier = _notifier(openid, FakeTime())
+    notifier = local_notifier(openid, FakeTime(1000.0))
     fake.fail(403, times=10)
     result = await notifier.send_card(_reference(url), CARD)
     assert result.status is DeliveryStatus.UNDELIVERABLE
@@ -144,15 +97,15 @@ async def test_403_is_undeliverable_at_once(connector: Connector, openid: OpenId
 async def test_404_conversation_gone_is_undeliverable(connector: Connector, openid: OpenIdServer) -> None:
     fake, url = connector
     fake.fail(404)
-    result = await _notifier(openid, FakeTime()).send_card(_reference(url), CARD)
+    result = await local_notifier(openid, FakeTime(1000.0)).send_card(_reference(url), CARD)
     assert result.status is DeliveryStatus.UNDELIVERABLE
     assert "ConversationNotFound" in result.reason
 
 
 async def test_5xx_backs_off_then_asks_to_retry_later(connector: Connector, openid: OpenIdServer) -> None:
     fake, url = connector
-    fake_time = FakeTime()
-    notifier = _notifier(openid, fake_time, retry=RetryPolicy(max_attempts=3, base_delay=0.5))
+    fake_time = FakeTime(1000.0)
+    notifier = local_notifier(openid, fake_time, retry=RetryPolicy(max_attempts=3, base_delay=0.5))
     fake.fail(502, times=5)
     result = await notifier.send_card(_reference(url), CARD)
     assert result.status is DeliveryStatus.RETRY_LATER
@@ -166,14 +119,14 @@ async def test_long_retry_after_is_handed_back_to_the_caller(
 ) -> None:
     fake, url = connector
     fake.fail(429, retry_after="600")
-    result = await _notifier(openid, FakeTime()).send_card(_reference(url), CARD)
+    result = await local_notifier(openid, FakeTime(1000.0)).send_card(_reference(url), CARD)
     assert result.status is DeliveryStatus.RETRY_LATER
     assert "Retry-After 600s" in result.reason
     assert len(fake.calls) == 1
 
 
 async def test_unreachable_connector_is_retry_later(openid: OpenIdServer) -> None:
-    notifier = _notifier(openid, FakeTime(), retry=RetryPolicy(max_attempts=1))
+    notifier = local_notifier(openid, FakeTime(1000.0), retry=RetryPolicy(max_attempts=1))
     result = await notifier.send_card(_reference("http://127.0.0.1:9/"), CARD)
     assert result.status is DeliveryStatus.RETRY_LATER
     assert "transport error" in result.reason
@@ -181,8 +134,8 @@ async def test_unreachable_connector_is_retry_later(openid: OpenIdServer) -> Non
 
 async def test_burst_is_throttled_per_conversation(connector: Connector, openid: OpenIdServer) -> None:
     fake, url = connector
-    fake_time = FakeTime()
-    notifier = _notifier(openid, fake_time)
+    fake_time = FakeTime(1000.0)
+    notifier = local_notifier(openid, fake_time)
     reference = _reference(url)
     for _ in range(9):
         assert (await notifier.send_card(reference, CARD)).status is DeliveryStatus.DELIVERED
@@ -195,7 +148,7 @@ async def test_burst_is_throttled_per_conversation(connector: Connector, openid:
 
 async def test_open_personal_conversation_then_send(connector: Connector, openid: OpenIdServer) -> None:
     fake, url = connector
-    notifier = _notifier(openid, FakeTime())
+    notifier = local_notifier(openid, FakeTime(1000.0))
     reference = await notifier.open_personal_conversation(url, TENANT, "29:1mZ9ManagerZhangWei")
     create = fake.calls[0]
     assert create.path == "/v3/conversations"
@@ -213,6 +166,6 @@ async def test_open_personal_conversation_forbidden(connector: Connector, openid
         403, code="BotNotInConversationRoster", message="The bot is not part of the conversation roster."
     )
     with pytest.raises(ConversationUnavailable) as caught:
-        await _notifier(openid, FakeTime()).open_personal_conversation(url, TENANT, "29:1unknown")
+        await local_notifier(openid, FakeTime(1000.0)).open_personal_conversation(url, TENANT, "29:1unknown")
     assert caught.value.result.status is DeliveryStatus.UNDELIVERABLE
     assert "BotNotInConversationRoster" in caught.value.result.reason
