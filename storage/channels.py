@@ -8,14 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.chat.ports import ConversationLink, InboundLease, InboundMessage, SavedReference
 from storage import tables as t
 from storage.database import READ_ONLY
-from storage.repositories import _insert
+from storage.repositories import _insert, prebuilt
 
 KEY_CHARS = 500  # inbound_dedup.unique_key and inbound_messages.dedupe_key
 HASH_PREFIX = "sha256:"
@@ -38,9 +37,8 @@ def _take_leases(insert: Any) -> Any:
     ).returning(_D.c.unique_key)
 
 
-# The turn-lease statements, built once: a statement built per call costs more CPU than its round trip on
-# SQLite (and a .values(list) INSERT is compiled anew every time).
-_TAKE_LEASES = {"postgresql": _take_leases(postgresql.insert), "sqlite": _take_leases(sqlite.insert)}
+# The turn-lease statements, built once (the claim's per dialect, through `prebuilt`): a statement built per
+# call costs more CPU than its round trip on SQLite (and a .values(list) INSERT is compiled anew every time).
 _KEYS = _D.c.unique_key.in_(bindparam("keys", expanding=True))
 _FINISH_LEASES = update(_D).where(_D.c.channel == bindparam("ch"), _KEYS).values(lease_until=None)
 _RENEW_LEASES = (
@@ -119,7 +117,7 @@ class SqlChannelStore:
             if wanted:
                 rows = [{"channel": channel, "unique_key": k, "received_at": now, "lease_until": until} for k in wanted]
                 # Several rows: one multi-row INSERT ("insertmanyvalues"), RETURNING the rows of all of them.
-                taken = {str(row[0]) for row in await conn.execute(_TAKE_LEASES[conn.dialect.name], rows)}
+                taken = {str(row[0]) for row in await conn.execute(prebuilt(conn, _take_leases), rows)}
         return {key for key in take if stored_key(key) in taken}
 
     async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from core.learning.ports import MessageText, NewExample, Outcome, StoredModel
 from storage import tables as t
 from storage.bulk import CHUNK
-from storage.repositories import READ_ONLY, _insert, prebuilt
+from storage.repositories import READ_ONLY, prebuilt
 from storage.staging import Progress, create_staging, drop_staging, fill_staging, staged, staging_table
 
 _M = t.learning_messages
@@ -105,12 +105,9 @@ class SqlMessageTexts:
             }
             for m in messages
         ]
-        if len(rows) == 1:  # a chat turn's one text: the statement built once, executed with parameters
-            await self._conn.execute(prebuilt(self._conn, _text_if_absent), rows[0])
-            return
+        # The statement is built once and executed with the rows as parameters (a chat turn keeps one text).
         for start in range(0, len(rows), _CHUNK):
-            stmt = _insert(self._conn, _M).values(rows[start : start + _CHUNK])
-            await self._conn.execute(stmt.on_conflict_do_nothing(index_elements=["message_key"]))
+            await self._conn.execute(prebuilt(self._conn, _text_if_absent), rows[start : start + _CHUNK])
 
 
 def _text_if_absent(insert: Any) -> Any:
