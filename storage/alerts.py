@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, and_, func, literal, literal_column, or_, select, text, union, update
@@ -17,6 +16,7 @@ from core.alerts.selection import ChurnSeeds, CustomerFacts, ExpiringTag, HeldTa
 from core.records import NewEvent
 from core.types import Assignment, Role, User
 from storage import tables as t
+from storage.bulk import json_text, utc_bound
 from storage.repositories import _among, _assignment, _insert, _user
 from storage.tables import UtcDateTime
 from storage.tag_counts import fold
@@ -38,13 +38,6 @@ _APPEND_EVENTS = text(
     ORDER BY u.n
     """
 )
-
-
-def _utc(value: datetime) -> datetime:
-    """An aware datetime in UTC, as `UtcDateTime` binds it (a naive one is refused the same way)."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to the database; pass an aware datetime")
-    return value.astimezone(UTC)
 
 
 class SqlAlertScans:
@@ -286,7 +279,7 @@ class SqlAlertScans:
 
     async def _append_event_arrays(self, events: Sequence[NewEvent]) -> None:
         """PostgreSQL: one INSERT … SELECT FROM unnest(one array per column) per chunk, not one per event."""
-        serialize = self._conn.dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
+        serialize = json_text(self._conn)
         for start in range(0, len(events), ARRAY_ROWS):
             part = events[start : start + ARRAY_ROWS]
             await self._conn.execute(
@@ -298,7 +291,7 @@ class SqlAlertScans:
                     "kinds": [e.kind.value for e in part],
                     "actors": [e.actor for e in part],
                     "sources": [e.source.value for e in part],
-                    "ats": [_utc(e.at) for e in part],
+                    "ats": [utc_bound(e.at) for e in part],
                     "evidence": [serialize(dict(e.evidence)) for e in part],
                     "previous": [e.previous for e in part],
                 },

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Table
@@ -13,6 +14,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from core.errors import DuplicateKeyError
 
 CHUNK = 20_000  # rows sent per driver call (lets a progress callback speak between calls)
+
+
+def utc_bound(value: datetime) -> datetime:
+    """An aware datetime in UTC, as `UtcDateTime` binds it, for values bound outside it (arrays for unnest);
+    a naive one is refused the same way."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to the database; pass an aware datetime")
+    return value.astimezone(UTC)
+
+
+def json_text(conn: AsyncConnection) -> Callable[[Any], str]:
+    """How the engine writes a JSON column's value, for JSON bound as text outside the column (unnest arrays),
+    so the stored text is the same as through the column."""
+    serializer: Callable[[Any], str] | None = getattr(conn.dialect, "_json_serializer", None)
+    return serializer or json.dumps
 
 
 async def copy_rows(conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:

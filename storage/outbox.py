@@ -4,7 +4,6 @@ alert unit of work / store that expose it beside the ordinary repositories."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from types import MappingProxyType
@@ -16,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.alerts.ports import UNSURE_SINCE, NewOutboxMessage, OutboxMessage, OutboxState
 from storage import tables as t
-from storage.alerts import SqlAcknowledgements, SqlActivity, SqlAlertScans, _utc
+from storage.alerts import SqlAcknowledgements, SqlActivity, SqlAlertScans
+from storage.bulk import json_text, utc_bound
 from storage.repositories import SqlUnitOfWork, _insert
 
 ERROR_CHARS = 1000
@@ -108,7 +108,7 @@ class SqlOutbox:
     async def _enqueue_arrays(self, messages: Sequence[NewOutboxMessage], now: datetime) -> int:
         """PostgreSQL: one INSERT … SELECT FROM unnest(one array per column) per chunk, instead of a VALUES
         row of nine bind parameters per message that SQLAlchemy renders for every batch."""
-        serialize = self._conn.dialect._json_serializer or json.dumps  # type: ignore[attr-defined]
+        serialize = json_text(self._conn)
         added = 0
         for start in range(0, len(messages), ARRAY_ROWS):
             part = messages[start : start + ARRAY_ROWS]
@@ -117,9 +117,9 @@ class SqlOutbox:
                 "recipients": [m.recipient for m in part],
                 "channels": [m.channel for m in part],
                 "payloads": [serialize(dict(m.payload)) for m in part],
-                "not_before": [_utc(m.not_before) if m.not_before else None for m in part],
+                "not_before": [utc_bound(m.not_before) if m.not_before else None for m in part],
                 "state": OutboxState.PENDING.value,
-                "now": _utc(now),
+                "now": utc_bound(now),
             }
             added += len((await self._conn.execute(_ENQUEUE_ARRAYS, params)).all())
         return added

@@ -67,7 +67,11 @@ log = logging.getLogger(__name__)
 
 def _insert(conn: AsyncConnection, table: Any) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (both SQLite and PostgreSQL do)."""
-    return postgresql.insert(table) if conn.dialect.name == "postgresql" else sqlite.insert(table)
+    return _insert_for(conn.dialect.name)(table)
+
+
+def _insert_for(dialect: str) -> Callable[[Any], Any]:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def prebuilt(conn: AsyncConnection, build: Callable[[Any], Any]) -> Any:
@@ -79,7 +83,7 @@ def prebuilt(conn: AsyncConnection, build: Callable[[Any], Any]) -> Any:
     name = conn.dialect.name
     statement = _PREBUILT.get((build, name))
     if statement is None:
-        statement = _PREBUILT[(build, name)] = build(postgresql.insert if name == "postgresql" else sqlite.insert)
+        statement = _PREBUILT[(build, name)] = build(_insert_for(name))
     return statement
 
 

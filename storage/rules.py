@@ -6,7 +6,7 @@ import json
 import operator
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -19,6 +19,7 @@ from core.rules.engine import Facts, HeldFact, Prefilter
 from core.rules.ports import Candidates, NewCustomerEvent, StoredMessage
 from core.types import TagEvent
 from storage import tables as t
+from storage.bulk import utc_bound
 from storage.field_tests import field_ids
 from storage.outbox import SqlAlertUnitOfWork, _message
 from storage.repositories import _driver_executemany, _event, _insert, prebuilt
@@ -51,13 +52,6 @@ _UNNEST_EVENTS = text(
     RETURNING event_id
     """
 )
-
-
-def _utc(value: datetime) -> datetime:
-    """An aware datetime in UTC, as `UtcDateTime` binds it (a naive one is refused the same way)."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to the database; pass an aware datetime")
-    return value.astimezone(UTC)
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
@@ -168,11 +162,11 @@ class SqlCustomerEvents:
         inserted: list[str] = []
         for part in _chunks(events, ARRAY_CHUNK):
             params = {
-                "now": _utc(now),
+                "now": utc_bound(now),
                 "event_ids": [ev.event_id for ev in part],
                 "customer_ids": [ev.customer_id for ev in part],
                 "kinds": [ev.kind for ev in part],
-                "ats": [_utc(ev.at) for ev in part],
+                "ats": [utc_bound(ev.at) for ev in part],
                 "amounts": [ev.amount for ev in part],
                 "properties": [json.dumps(dict(ev.properties)) if ev.properties else "{}" for ev in part],
                 "sources": [ev.source for ev in part],
