@@ -1226,9 +1226,6 @@ def _visible_warnings(warnings: tuple[str, ...], summary: CustomerSummary) -> tu
 
 async def _names(uow: UnitOfWork, user_ids: list[str | None]) -> Mapping[str, str]:
     """Display names of the users who decided, for the cards (ids without a stored name are left out)."""
-    out: dict[str, str] = {}
-    for user_id in dict.fromkeys(u for u in user_ids if u):
-        user = await uow.users.get(user_id)
-        if user is not None and user.display_name:
-            out[user_id] = user.display_name
-    return MappingProxyType(out)
+    wanted = [u for u in user_ids if u]
+    users = await uow.users.get_many(wanted) if wanted else {}
+    return MappingProxyType({user_id: user.display_name for user_id, user in users.items() if user.display_name})
