@@ -7,6 +7,13 @@ statements the trips cost more than the statements. Here a statement's steps run
 thread: one trip, returning the rows, description, row count and last row id together. Results are what
 the stock adapter gives (it too reads every row before returning to SQLAlchemy); server-side (streamed)
 cursors are the stock ones.
+
+A transaction's own statements take no trip of their own either. SQLAlchemy runs `BEGIN` (or `BEGIN
+IMMEDIATE`) as a statement and then, when the connection goes back to the pool after a COMMIT, a ROLLBACK.
+Here a bare BEGIN is held and run in the same trip as the transaction's first statement (or never, when no
+statement follows: an empty transaction), and a COMMIT or ROLLBACK with no transaction open on SQLite is not
+sent. A write transaction keeps SQLite's write lock and the process's writer turn (storage.writer) from its
+first trip to its COMMIT, so every trip saved there is time the next writer no longer waits.
 """
 
 from __future__ import annotations
@@ -21,13 +28,25 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_cursor,
     AsyncAdapt_aiosqlite_dbapi,
 )
-from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.util import EMPTY_DICT, await_only
 
-Outcome = tuple[Any, list[Any], int, int | None]  # description, rows, rowcount, lastrowid
+Outcome = tuple[Any, list[Any], int, int | None, bool]  # description, rows, rowcount, lastrowid, in a transaction
+
+_BEGINS = frozenset({"BEGIN", "BEGIN DEFERRED", "BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"})
 
 
-def _execute(connection: sqlite3.Connection, operation: str, parameters: Any) -> Outcome:
-    """On the connection's thread: run one statement and read all its rows."""
+def _begin(operation: Any, parameters: Any) -> str | None:
+    """`operation` as a bare BEGIN statement to hold for the next trip, or None for any other statement."""
+    if parameters or not isinstance(operation, str):
+        return None
+    words = " ".join(operation.split()).upper()
+    return words if words in _BEGINS else None
+
+
+def _execute(connection: sqlite3.Connection, begin: str | None, operation: str, parameters: Any) -> Outcome:
+    """On the connection's thread: run a held BEGIN, if any, then one statement, and read all its rows."""
+    if begin is not None:
+        connection.execute(begin).close()
     cursor = connection.cursor()
     try:
         if parameters is None:
@@ -36,19 +55,29 @@ def _execute(connection: sqlite3.Connection, operation: str, parameters: Any) ->
             cursor.execute(operation, parameters)
         description = cursor.description
         rows = cursor.fetchall() if description else []
-        return description, rows, cursor.rowcount, cursor.lastrowid
+        return description, rows, cursor.rowcount, cursor.lastrowid, connection.in_transaction
     finally:
         cursor.close()
 
 
-def _executemany(connection: sqlite3.Connection, operation: str, seq_of_parameters: Any) -> Outcome:
-    """On the connection's thread: run one statement for each parameter set."""
+def _executemany(connection: sqlite3.Connection, begin: str | None, operation: str, seq_of_parameters: Any) -> Outcome:
+    """On the connection's thread: run a held BEGIN, if any, then one statement for each parameter set."""
+    if begin is not None:
+        connection.execute(begin).close()
     cursor = connection.cursor()
     try:
         cursor.executemany(operation, seq_of_parameters)
-        return cursor.description, [], cursor.rowcount, cursor.lastrowid
+        return cursor.description, [], cursor.rowcount, cursor.lastrowid, connection.in_transaction
     finally:
         cursor.close()
+
+
+def _finish(connection: sqlite3.Connection, commit: bool) -> None:
+    """On the connection's thread: COMMIT or ROLLBACK."""
+    if commit:
+        connection.commit()
+    else:
+        connection.rollback()
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -97,27 +126,93 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         return None  # sqlite3 ignores input sizes
 
     async def _execute_async(self, operation: Any, parameters: Any) -> Any:
+        adapt = cast(OneTripConnection, self._adapt_connection)
+        begin = _begin(operation, parameters)
+        if begin is not None and adapt._held_begin is None and adapt._open is False:
+            adapt._held_begin = begin  # runs with the next statement
+            self._keep((None, [], -1, None, False))
+            return None
         connection = cast(aiosqlite.Connection, self._connection)
-        async with self._adapt_connection._execute_mutex:
-            outcome = await connection._execute(_execute, connection._conn, operation, parameters)
+        async with adapt._execute_mutex:
+            held = adapt._take_begin()
+            outcome = await adapt._tracked(connection._execute(_execute, connection._conn, held, operation, parameters))
         self._keep(outcome)
         return None
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
+        adapt = cast(OneTripConnection, self._adapt_connection)
         connection = cast(aiosqlite.Connection, self._connection)
-        async with self._adapt_connection._execute_mutex:
-            outcome = await connection._execute(_executemany, connection._conn, operation, seq_of_parameters)
+        async with adapt._execute_mutex:
+            held = adapt._take_begin()
+            outcome = await adapt._tracked(
+                connection._execute(_executemany, connection._conn, held, operation, seq_of_parameters)
+            )
         self._keep(outcome)
         return None
 
     def _keep(self, outcome: Outcome) -> None:
-        self._outcome_description, rows, self._outcome_rowcount, self._outcome_lastrowid = outcome
+        self._outcome_description, rows, self._outcome_rowcount, self._outcome_lastrowid, _ = outcome
         self._rows = collections.deque(rows)
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    """The aiosqlite adapter's connection with one-trip cursors, a held BEGIN and no empty COMMIT or ROLLBACK."""
+
+    __slots__ = ("_held_begin", "_open")
     _cursor_cls = OneTripCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self._held_begin: str | None = None  # a BEGIN not yet sent: it goes with the next statement
+        self._open: bool | None = None  # whether SQLite has a transaction open; None: not known
+
+    def _take_begin(self) -> str | None:
+        held, self._held_begin = self._held_begin, None
+        return held
+
+    async def _tracked(self, trip: Any) -> Outcome:
+        """Await a statement's trip, noting whether a transaction is open after it (not known after an error)."""
+        self._open = None
+        outcome: Outcome = await trip
+        self._open = outcome[4]
+        return outcome
+
+    def cursor(self, server_side: bool = False) -> Any:
+        if server_side and self._held_begin is not None:
+            # A streamed cursor is aiosqlite's own: send the held BEGIN first so its rows are read inside it.
+            self._send_begin()
+        return super().cursor(server_side)
+
+    def _send_begin(self) -> None:
+        begin = self._take_begin()
+        if begin is None:
+            return
+        connection = cast(aiosqlite.Connection, self._connection)
+        try:
+            self._open = None
+            await_only(connection._execute(lambda: connection._conn.execute(begin).close()))
+            self._open = True
+        except Exception as error:
+            self._handle_exception(error)
+
+    def commit(self) -> None:
+        self._finish(commit=True)
+
+    def rollback(self) -> None:
+        self._finish(commit=False)
+
+    def _finish(self, commit: bool) -> None:
+        """COMMIT or ROLLBACK; no trip when SQLite has no transaction open (a held BEGIN is simply dropped)."""
+        self._held_begin = None
+        if self._open is False or not self._connection._connection:
+            return
+        connection = cast(aiosqlite.Connection, self._connection)
+        try:
+            self._open = None
+            await_only(connection._execute(_finish, connection._conn, commit))
+            self._open = False
+        except Exception as error:
+            self._handle_exception(error)
 
 
 class OneTripDbapi(AsyncAdapt_aiosqlite_dbapi):
@@ -125,7 +220,9 @@ class OneTripDbapi(AsyncAdapt_aiosqlite_dbapi):
 
     def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
         stock = super().connect(*arg, **kw)
-        return OneTripConnection(self, stock._connection)
+        adapted = OneTripConnection(self, stock._connection)
+        adapted._open = False  # a new sqlite3 connection has no transaction open
+        return adapted
 
 
 def one_trip_dbapi() -> OneTripDbapi:

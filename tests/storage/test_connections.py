@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import aiosqlite.core
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, event, insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from storage import database as database_module
@@ -69,6 +70,15 @@ async def _script(engine: AsyncEngine) -> list[Any]:
             await conn.execute(insert(things).values(name="己"))
             await conn.execute(insert(things).values(name="甲"))
     seen.append(("integrity", type(refused.value.orig).__name__, "UNIQUE" in str(refused.value.orig)))
+    with pytest.raises(IntegrityError):  # the transaction's first statement fails: it is rolled back all the same
+        async with engine.begin() as conn:
+            await conn.execute(insert(things).values(name="甲"))
+    async with engine.begin() as conn:  # an empty transaction
+        pass
+    async with engine.begin() as conn:  # streamed first: its rows are read inside the transaction
+        streamed = await conn.stream(select(things.c.id).where(things.c.id < 3).order_by(things.c.id))
+        seen.append(("stream first", [row[0] async for row in streamed]))
+        await conn.execute(insert(things).values(name="庚"))
     async with engine.connect() as conn:
         seen.append(("after rollback", await conn.scalar(select(things.c.id).where(things.c.name == "己"))))
     return seen
@@ -107,6 +117,85 @@ async def test_one_trip_per_statement(
 
     assert await ten_reads(ours) == 10
     assert await ten_reads(stock) >= 30  # what the one-trip cursor saves; fails if it is not in use
+
+
+async def test_a_transaction_costs_its_statements_and_its_commit(
+    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BEGIN goes with the first statement, and no ROLLBACK follows a COMMIT when the connection is returned."""
+    stock, ours = engines
+    sent: list[str] = []
+    original: Callable[..., Any] = aiosqlite.core.Connection._execute
+
+    async def counted(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(getattr(fn, "__name__", "call"))
+        return await original(self, fn, *args, **kwargs)
+
+    async def transactions(engine: AsyncEngine) -> list[int]:
+        trips = []
+        async with engine.connect() as conn:
+            await conn.execute(select(things.c.id))  # opened and pooled before counting
+        monkeypatch.setattr(aiosqlite.core.Connection, "_execute", counted)
+        try:
+            for statements in (2, 1, 0):
+                sent.clear()
+                async with engine.begin() as conn:
+                    for i in range(statements):
+                        await conn.execute(insert(things).values(name=f"{engine.url.database}-{statements}-{i}"))
+                trips.append(len(sent))
+        finally:
+            monkeypatch.setattr(aiosqlite.core.Connection, "_execute", original)
+        return trips
+
+    ours_trips = await transactions(ours)
+    assert ours_trips == [3, 2, 0]  # statements + COMMIT; an empty transaction sends nothing
+    stock_trips = await transactions(stock)  # BEGIN, its statements' cursor steps, COMMIT, ROLLBACK at check-in
+    assert all(mine < theirs for mine, theirs in zip(ours_trips, stock_trips, strict=True)), stock_trips
+
+
+async def test_a_streamed_first_statement_runs_inside_the_write_transaction(tmp_path: Path) -> None:
+    """A streamed cursor is aiosqlite's own: the held BEGIN IMMEDIATE is sent before it, so the write lock is
+    held from that first read on, as with the stock adapter."""
+    path = tmp_path / "stream.db"
+    ours = create_engine(f"sqlite+aiosqlite:///{path}")
+    async with ours.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        async with ours.begin() as conn:
+            streamed = await conn.stream(select(things.c.id))
+            assert [row async for row in streamed] == []
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+    finally:
+        other.close()
+        await ours.dispose()
+
+
+async def test_a_failed_held_begin_leaves_the_connection_usable(tmp_path: Path) -> None:
+    """A BEGIN sent with the first statement that fails (another process holds the write lock) fails that
+    statement, and the connection's next transaction begins as usual."""
+    path = tmp_path / "locked.db"
+    ours = create_engine(f"sqlite+aiosqlite:///{path}")
+    async with ours.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        async with ours.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA busy_timeout=0")
+            await conn.commit()
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(OperationalError, match="locked"):
+                await conn.execute(insert(things).values(name="甲"))
+            await conn.rollback()
+            other.execute("ROLLBACK")
+            await conn.execute(insert(things).values(name="甲"))
+            await conn.commit()
+        async with ours.connect() as conn:
+            assert (await conn.execute(select(things.c.name))).scalars().all() == ["甲"]
+    finally:
+        other.close()
+        await ours.dispose()
 
 
 async def test_a_burst_reuses_pooled_connections(database: Database) -> None:
