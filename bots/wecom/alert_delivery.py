@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 from datetime import UTC, tzinfo
 
-from bots.wecom.client import BUSY_ERRCODES, DUPLICATE_CHECK_MAX_SECONDS, WeComApiError, WeComClient
+from bots.wecom.client import (
+    BUSY_ERRCODES,
+    DUPLICATE_CHECK_MAX_SECONDS,
+    STALE_TOKEN_ERRCODES,
+    WeComApiError,
+    WeComClient,
+)
 from cards.present import alert_view_from_payload, rule_suggestion_view
 from cards.wecom import alert_template_card, suggestion_template_card
 from core.alerts.ports import Delivery, DeliveryOutcome, OutboxMessage
@@ -48,7 +54,9 @@ class WeComAlertDeliverer:
                 payload, enable_duplicate_check=True, duplicate_check_interval=self._interval
             )
         except WeComApiError as exc:
-            if exc.errcode in BUSY_ERRCODES:
+            if exc.errcode in BUSY_ERRCODES or exc.errcode in STALE_TOKEN_ERRCODES:
+                # A token that went stale again right after the client's refresh (another replica, or WeCom
+                # revoking it early) is not this alert's fault: it goes out at the next attempt.
                 return Delivery(DeliveryOutcome.RETRY, str(exc))
             return Delivery(DeliveryOutcome.PERMANENT, str(exc))
         except ValueError as exc:  # e.g. WECOM_AGENT_ID unset: configuration, not a transient fault

@@ -18,6 +18,7 @@ import aiohttp
 log = logging.getLogger(__name__)
 
 TOKEN_ERRCODES = frozenset({40001, 40014, 42001})  # invalid credential, invalid token, token expired
+STALE_TOKEN_ERRCODES = frozenset({40014, 42001})  # the token, not the secret: a later call refreshes it
 BUSY_ERRCODES = frozenset({-1, 45009, 45033})  # system busy, API frequency limit, concurrency limit
 TAG_NAME_MAX_CHARS = 30
 DUPLICATE_CHECK_MAX_SECONDS = 4 * 3600

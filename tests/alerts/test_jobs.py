@@ -197,6 +197,19 @@ async def test_retries_with_backoff_on_5xx_and_records_permanent_failures(
     assert (await drain_outbox(jobs, NOW + timedelta(minutes=2))).sent == 1
 
 
+async def test_a_token_that_goes_stale_again_after_the_refresh_is_retried_not_failed(
+    database: Database, store: AlertStore, fake_wecom: FakeWeComApi, wecom_deliverer: WeComAlertDeliverer
+) -> None:
+    """A replica's send whose fresh token was revoked before it was used keeps the alert for the next attempt."""
+    seeded = await seed(database)
+    jobs = _jobs(store, seeded["taxonomy"], {"wecom": wecom_deliverer})
+    await score_churn(jobs, NOW)  # three alerts
+    fake_wecom.fail("message/send", 40014, "invalid access_token", times=2)  # before and after the refresh
+    report = await drain_outbox(jobs, NOW)
+    assert (report.sent, report.retried, report.failed) == (2, 1, 0)
+    assert (await drain_outbox(jobs, NOW + timedelta(minutes=2))).sent == 1
+
+
 async def test_quiet_hours_hold_alerts_until_the_local_morning(
     database: Database, store: AlertStore, fake_wecom: FakeWeComApi, wecom_deliverer: WeComAlertDeliverer
 ) -> None:

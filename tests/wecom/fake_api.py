@@ -92,6 +92,11 @@ class FakeWeComApi:
         return [c for c in self.calls if c.api == api]
 
     @property
+    def valid_token(self) -> str | None:
+        """The access token authed calls are accepted with now (None once expired, until the next fetch)."""
+        return self._valid_token
+
+    @property
     def token_fetches(self) -> int:
         return len(self.calls_to("gettoken"))
 
@@ -132,7 +137,8 @@ class FakeWeComApi:
             return {"errcode": 40013, "errmsg": "invalid corpid"}
         if request.query.get("corpsecret") != self.secret:
             return {"errcode": 40001, "errmsg": "invalid credential"}
-        self._valid_token = f"TOKEN-{next(self._tokens)}"
+        if self._valid_token is None:  # as WeCom: a fetch within the token's validity returns the same token
+            self._valid_token = f"TOKEN-{next(self._tokens)}"
         return {
             "errcode": 0,
             "errmsg": "ok",
