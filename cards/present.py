@@ -59,7 +59,7 @@ from core.tags.suggestions import AUTO_ACTOR
 from core.tags.summary import CustomerSummary
 from core.types import Customer, User
 from tagging.normaliser import name_key
-from tagging.taxonomy import TagDef, Taxonomy, Visibility
+from tagging.taxonomy import Dimension, TagDef, Taxonomy, Visibility
 
 NAME_CHARS = 60
 TAG_CHARS = 40
@@ -159,9 +159,8 @@ def summary_view(summary: CustomerSummary, viewer: User, taxonomy: Taxonomy) -> 
     for group in summary.groups:
         dimension = taxonomy.dimension(group.key)
         sensitive = dimension is not None and dimension.visibility is Visibility.MANAGERS
-        defs = {name_key(t.name): t for t in dimension.iter_tags()} if dimension else {}
         tags = tuple(
-            _tag_view(t.name, group.name, t.color, t.expires_at, defs, sensitive, t.reason) for t in group.tags
+            _tag_view(t.name, group.name, t.color, t.expires_at, dimension, sensitive, t.reason) for t in group.tags
         )
         dims.append(DimensionView(group.name, tags, sensitive))
     return CustomerSummaryView(summary.customer, tuple(dims), viewer.role.sees_sensitive, owner_name=summary.owner_name)
@@ -405,11 +404,12 @@ def _tag_view(
     dimension_name: str,
     color: str | None,
     expires_at: datetime | None,
-    defs: Mapping[str, TagDef],
+    dimension: Dimension | None,
     sensitive: bool,
     reason: str | None = None,
 ) -> TagView:
-    tag = defs.get(name_key(name))
+    held = dimension.tags_keyed(name_key(name)) if dimension is not None else ()
+    tag = held[0] if held else None
     level = tag.level if tag else 1
     parent = tag.parent if tag else None
     icon = tag.icon if tag else None
@@ -432,8 +432,8 @@ def _tag_def(taxonomy: Taxonomy, dimension_key: str, tag_name: str) -> TagDef | 
     dimension = taxonomy.dimension(dimension_key)
     if dimension is None:
         return None
-    key = name_key(tag_name)
-    return next((t for t in dimension.iter_tags() if name_key(t.name) == key), None)
+    tags = dimension.tags_keyed(name_key(tag_name))
+    return tags[0] if tags else None
 
 
 def _notice_view(

@@ -206,8 +206,7 @@ def find_tag(
         (d, t)
         for d in taxonomy.dimensions
         if (dimension is None or d.key == dimension) and is_visible(d, sees_sensitive)
-        for t in d.iter_tags()
-        if name_key(t.name) == key
+        for t in d.tags_keyed(key)
     ]
     if not hits:
         raise UnknownTagError(name.strip(), close_matches(taxonomy, name, sees_sensitive))

@@ -36,9 +36,8 @@ def tag_scope(dimension: Dimension, tag: TagDef) -> tuple[str, ...]:
     """The regions a tag is for: its own, else its nearest ancestor's, else its dimension's (empty: all)."""
     if tag.regions:
         return tag.regions
-    by_name = {t.name: t for t in dimension.iter_tags()}
     for parent in reversed(tag.path[:-1]):
-        held = by_name.get(parent)
+        held = dimension.tag_named(parent)
         if held is not None and held.regions:
             return held.regions
     return dimension.regions
@@ -55,8 +54,8 @@ def in_regions(taxonomy: Taxonomy, suggestions: Iterable[Suggestion], regions: S
     out: list[Suggestion] = []
     for s in suggestions:
         dimension = taxonomy.dimension(s.dimension)
-        tags = dimension.iter_tags() if dimension is not None else ()
-        tag = next((t for t in tags if name_key(t.name) == name_key(s.tag)), None)
+        tags = dimension.tags_keyed(name_key(s.tag)) if dimension is not None else ()
+        tag = tags[0] if tags else None
         if dimension is None or tag is None or any(in_scope(dimension, tag, r) for r in regions):
             out.append(s)  # a tag the taxonomy no longer holds is not this filter's to judge
     return tuple(out)

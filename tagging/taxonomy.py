@@ -8,6 +8,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from tagging.field_rules import FieldRule
+from tagging.normaliser import name_key
 from tagging.rules import RuleSet
 
 MAX_DEPTH = 3
@@ -69,6 +70,8 @@ class Dimension:
     # CRM field name -> rules (value lists, numeric ranges), for fields written as a list (only with sync: crm)
     crm_rules: Mapping[str, tuple[FieldRule, ...]] = field(default_factory=lambda: MappingProxyType({}))
     regions: tuple[str, ...] = ()  # empty: every region
+    # Built at the first look-up: each message resolves its tags by name, and a product dimension holds thousands.
+    _index: _TagIndex | None = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     def iter_tags(self) -> Iterator[TagDef]:
         """Every tag of the dimension, depth first."""
@@ -77,6 +80,39 @@ class Dimension:
             tag = stack.pop()
             yield tag
             stack.extend(reversed(tag.children))
+
+    def tags_keyed(self, key: str) -> tuple[TagDef, ...]:
+        """The tags whose name has the name key `key` (tagging.normaliser.name_key), depth first."""
+        return self._tag_index().by_key.get(key, ())
+
+    def tag_named(self, name: str) -> TagDef | None:
+        """The first tag (depth first) named exactly `name`."""
+        return self._tag_index().by_name.get(name)
+
+    def _tag_index(self) -> _TagIndex:
+        index = self._index
+        if index is None:
+            index = _TagIndex.of(self.iter_tags())
+            object.__setattr__(self, "_index", index)  # a cache of the frozen tags, not a change to them
+        return index
+
+
+@dataclass(frozen=True, slots=True)
+class _TagIndex:
+    """A dimension's tags by name key and by exact name."""
+
+    by_key: Mapping[str, tuple[TagDef, ...]]
+    by_name: Mapping[str, TagDef]
+
+    @classmethod
+    def of(cls, tags: Iterator[TagDef]) -> _TagIndex:
+        by_key: dict[str, tuple[TagDef, ...]] = {}
+        by_name: dict[str, TagDef] = {}
+        for tag in tags:
+            key = name_key(tag.name)
+            by_key[key] = (*by_key.get(key, ()), tag)
+            by_name.setdefault(tag.name, tag)
+        return cls(by_key, by_name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The matcher's fast paths give exactly what the straightforward pipeline gives.
+"""The matcher's fast paths (and the taxonomy's tag index) give exactly what the straightforward pipeline gives.
 
 Fast paths: `KeywordTokenizer.spans` reimplements jieba's no-HMM cut, the phrase scan indexes phrases by their
 first two characters, and negation skips clauses without any negator. The reference run swaps each back for
@@ -8,6 +8,7 @@ corpus and the labelled messages.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 
@@ -17,7 +18,8 @@ from bench import corpus
 from bench.tagging import labelled
 from tagging import negation
 from tagging.matcher import Matcher
-from tagging.normaliser import normalise
+from tagging.normaliser import name_key, normalise
+from tagging.taxonomy import Dimension, TagDef
 from tagging.tokenizer import KeywordTokenizer
 
 _Spans = list[tuple[int, int]]
@@ -91,3 +93,21 @@ def test_phrase_at_the_end_of_a_message_is_found_once() -> None:
     [suggestion] = matcher.suggest("能发一下报价")
     assert suggestion.matched == ("报价",)
     assert [m.end for m, _ in next(iter(matcher.matches(normalise("能发一下报价")).values()))] == [6]
+
+
+def _tag(name: str, *children: TagDef, path: tuple[str, ...] = ()) -> TagDef:
+    return TagDef(name, "product", (*path, name), children=children)
+
+
+def test_tag_look_ups_by_name_find_what_a_walk_of_every_tag_finds() -> None:
+    """A dimension's tag index gives what comparing the name key of every tag (depth first) gives."""
+    child = _tag("華南 大客戶", path=("渠道",))
+    dimension = Dimension("product", "产品", tags=(_tag("渠道", child), _tag("Sku-1"), _tag("报价")))
+    probes = ["渠道", "华南  大客户", "sku-1", " SKU-1 ", "报价", "报价单", ""]
+    for probe in probes:
+        walked = tuple(t for t in dimension.iter_tags() if name_key(t.name) == name_key(probe))
+        assert dimension.tags_keyed(name_key(probe)) == walked, probe
+    assert dimension.tag_named("華南 大客戶") is child and dimension.tag_named("华南 大客户") is None
+    renamed = dataclasses.replace(dimension, tags=(_tag("报价单"),))  # a changed copy indexes its own tags
+    assert renamed.tags_keyed(name_key("报价单")) == renamed.tags and renamed.tags_keyed(name_key("报价")) == ()
+    assert renamed == dataclasses.replace(renamed)  # the index takes no part in equality
