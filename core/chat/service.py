@@ -39,7 +39,7 @@ from core.tags.customers import resolve_customer
 from core.tags.expression import ExpressionError
 from core.tags.personal import PersonalChange, PersonalRefusal, PersonalTagStore, change_personal
 from core.tags.search import search_customers
-from core.tags.suggestions import AUTO_ACTOR, SuggestionSource, decide_suggestion, store_suggestions
+from core.tags.suggestions import AUTO_ACTOR, MessageOutcome, SuggestionSource, decide_suggestion, store_suggestions
 from core.tags.summary import CustomerSummary, customer_summaries, customer_summary
 from core.tags.users import get_user
 from core.types import AssignmentState, Customer, EventKind, Role, Source, TagEvent, User
@@ -737,10 +737,9 @@ class ChatService:
                 return await self._stored_cards(uow, ctx, customer_id, message_key)
             if turn is not None:
                 new_event = await self._keep_with_turn(turn, ctx, customer_id, message_key, kept)
-            if outcome.applied:
-                applied = await self._applied_state(uow, ctx, customer_id, message_key)
-                if applied is not None and applied.entries:
-                    out.append(applied)
+            applied = fresh_applied_state(outcome, message_key, taxonomy, sees)
+            if applied is not None:
+                out.append(applied)
             # A new message's pending rows are exactly the ones just stored (undecided, no names to look up).
             visible = tuple(r for r in outcome.pending if is_visible(taxonomy.dimension(r.dimension), sees))
             if visible and outcome.customer is not None:
@@ -1222,6 +1221,25 @@ def _visible_warnings(warnings: tuple[str, ...], summary: CustomerSummary) -> tu
     kept = [w for w in warnings if not is_soft_cap_warning(w)]
     visible = soft_cap_warning(sum(len(g.tags) for g in summary.groups))
     return tuple(kept + ([visible] if visible else []))
+
+
+def fresh_applied_state(
+    outcome: MessageOutcome, message_key: str, taxonomy: Taxonomy, sees_sensitive: bool
+) -> AppliedState | None:
+    """The applied card of a message handled just now, from what its handling did (no read): each tag it added.
+
+    The same card `_applied_state` renders from storage for a new message: a tag the customer held before is
+    only renewed (nothing to undo), and nothing is undone yet, so there are no names to look up.
+    """
+    customer = outcome.customer
+    if customer is None:
+        return None
+    entries = tuple(
+        AppliedEntry(change.assignment_id, change.dimension, change.tag, matched, change.expires_at)
+        for change, matched in zip(outcome.applied, outcome.applied_matched, strict=True)
+        if change.assignment_id is not None and is_visible(taxonomy.dimension(change.dimension), sees_sensitive)
+    )
+    return AppliedState(customer, message_key, entries, MappingProxyType({})) if entries else None
 
 
 async def _names(uow: UnitOfWork, user_ids: list[str | None]) -> Mapping[str, str]:

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from core.errors import NotFoundError
 from core.ports import NewAssignment, UnitOfWork
 from core.records import NewEvent
-from core.types import Assignment, AssignmentState, EventKind, Source
+from core.types import Assignment, AssignmentState, Customer, EventKind, Source
 from tagging.normaliser import name_key
 from tagging.pii import mask
 from tagging.policy import (
@@ -53,6 +53,7 @@ class TagChange:
     replaced: tuple[str, ...] = ()
     expires_at: datetime | None = None
     warnings: tuple[str, ...] = ()
+    assignment_id: int | None = None  # the assignment this change added (None: renewed or removed)
 
 
 def clean_evidence(evidence: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -109,10 +110,15 @@ async def apply_definition(
     source: Source,
     now: datetime,
     evidence: Mapping[str, Any] | None = None,
+    customer: Customer | None = None,
 ) -> TagChange:
-    """Apply a resolved tag: renew, or add replacing exclusive siblings; every change is an event."""
+    """Apply a resolved tag: renew, or add replacing exclusive siblings; every change is an event.
+
+    `customer`: the customer as already read in this unit of work (read here when not given).
+    """
     refuse_crm_mastered(dimension, source)
-    customer = await uow.customers.get(customer_id)
+    if customer is None or customer.id != customer_id:
+        customer = await uow.customers.get(customer_id)
     if customer is None:
         raise NotFoundError(f"customer {customer_id} does not exist")
     refuse_out_of_scope(dimension, tag, customer.region)
@@ -160,6 +166,7 @@ async def apply_definition(
         replaced=tuple(replaced),
         expires_at=decision.expires_at,
         warnings=decision.warnings,
+        assignment_id=inserted.id,
     )
 
 

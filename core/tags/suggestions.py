@@ -35,6 +35,7 @@ class MessageOutcome:
     refused: tuple[str, ...] = ()
     duplicate: bool = False  # the message key was seen before: nothing new happened
     customer: Customer | None = None  # the customer as read in the same transaction
+    applied_matched: tuple[tuple[str, ...], ...] = ()  # the words matched for each of `applied`, in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,7 @@ async def store_suggestions(
     if customer is None:
         raise NotFoundError(f"customer {customer_id} does not exist")
     applied: list[TagChange] = []
+    applied_matched: list[tuple[str, ...]] = []
     pending: list[SuggestionRecord] = []
     refused: list[str] = []
     new_rows = 0
@@ -122,12 +124,16 @@ async def store_suggestions(
                     source=Source.KEYWORD,
                     now=now,
                     evidence=dict(evidence, message_key=message_key, score=s.score),
+                    customer=customer,
                 )
             )
+            applied_matched.append(tuple(s.matched))
         except PolicyRefusal as refusal:
             refused.append(refusal.reason)
     duplicate = new_rows == 0 and bool(await uow.suggestions.for_message(message_key))
-    return MessageOutcome(tuple(applied), tuple(pending), tuple(refused), duplicate, customer)
+    return MessageOutcome(
+        tuple(applied), tuple(pending), tuple(refused), duplicate, customer, tuple(applied_matched)
+    )
 
 
 async def decide_suggestion(

@@ -289,6 +289,25 @@ async def test_undo_never_removes_a_tag_the_customer_held_before_the_message(
     assert await _held(database, cid) == {"售后工单"}
 
 
+async def test_a_new_messages_applied_card_is_the_one_rendered_again_from_storage(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    """The applied card of a new message is built from what its handling did; a retry renders it from what
+    was stored: both show only the tag the message added, not the one it renewed."""
+    chat = _service(database, sample_taxonomy)
+    [cid] = await _customers(database, "上海明远科技")
+    await _run(chat, _ctx(), "tag 上海明远科技 +售后工单")
+    await _run(chat, _ctx(), "link 上海明远科技")
+    [fresh] = await chat.respond(_ctx(now=NOW + timedelta(minutes=1)), "teams:m-4", "我要退款，还要投诉")
+    assert isinstance(fresh, AppliedState)
+    async with database.unit_of_work(read_only=True) as uow:
+        held = {a.tag: a for a in await uow.assignments.active_for(cid)}
+    [entry] = fresh.entries
+    assert (entry.tag, entry.assignment_id, entry.matched) == ("紧急工单", held["紧急工单"].id, ("投诉",))
+    assert entry.expires_at == held["紧急工单"].expires_at
+    assert await chat.respond(_ctx(now=NOW + timedelta(minutes=2)), "teams:m-4", "我要退款，还要投诉") == (fresh,)
+
+
 async def test_linked_messages_record_activity_at_most_hourly(database: Database, sample_taxonomy: Taxonomy) -> None:
     chat = _service(database, sample_taxonomy)
     [cid] = await _customers(database, "上海明远科技")
