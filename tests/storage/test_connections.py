@@ -153,49 +153,51 @@ async def test_a_transaction_costs_its_statements_and_its_commit(
     assert all(mine < theirs for mine, theirs in zip(ours_trips, stock_trips, strict=True)), stock_trips
 
 
-async def test_a_streamed_first_statement_runs_inside_the_write_transaction(tmp_path: Path) -> None:
+@pytest.fixture
+async def beside(tmp_path: Path) -> AsyncIterator[tuple[AsyncEngine, sqlite3.Connection]]:
+    """Kebiao's engine on a file with the table, and a plain sqlite3 connection to the same file (another
+    process, as far as SQLite's locks go) that never waits for a lock."""
+    path = tmp_path / "shared.db"
+    ours = create_engine(f"sqlite+aiosqlite:///{path}")
+    async with ours.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        yield ours, other
+    finally:
+        other.close()
+        await ours.dispose()
+
+
+async def test_a_streamed_first_statement_runs_inside_the_write_transaction(
+    beside: tuple[AsyncEngine, sqlite3.Connection],
+) -> None:
     """A streamed cursor is aiosqlite's own: the held BEGIN IMMEDIATE is sent before it, so the write lock is
     held from that first read on, as with the stock adapter."""
-    path = tmp_path / "stream.db"
-    ours = create_engine(f"sqlite+aiosqlite:///{path}")
+    ours, other = beside
     async with ours.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    other = sqlite3.connect(path, isolation_level=None, timeout=0)
-    try:
-        async with ours.begin() as conn:
-            streamed = await conn.stream(select(things.c.id))
-            assert [row async for row in streamed] == []
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
-                other.execute("BEGIN IMMEDIATE")
-    finally:
-        other.close()
-        await ours.dispose()
+        streamed = await conn.stream(select(things.c.id))
+        assert [row async for row in streamed] == []
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
 
 
-async def test_a_failed_held_begin_leaves_the_connection_usable(tmp_path: Path) -> None:
+async def test_a_failed_held_begin_leaves_the_connection_usable(beside: tuple[AsyncEngine, sqlite3.Connection]) -> None:
     """A BEGIN sent with the first statement that fails (another process holds the write lock) fails that
     statement, and the connection's next transaction begins as usual."""
-    path = tmp_path / "locked.db"
-    ours = create_engine(f"sqlite+aiosqlite:///{path}")
-    async with ours.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-    other = sqlite3.connect(path, isolation_level=None, timeout=0)
-    try:
-        async with ours.connect() as conn:
-            await conn.exec_driver_sql("PRAGMA busy_timeout=0")
-            await conn.commit()
-            other.execute("BEGIN IMMEDIATE")
-            with pytest.raises(OperationalError, match="locked"):
-                await conn.execute(insert(things).values(name="甲"))
-            await conn.rollback()
-            other.execute("ROLLBACK")
+    ours, other = beside
+    async with ours.connect() as conn:
+        await conn.exec_driver_sql("PRAGMA busy_timeout=0")
+        await conn.commit()
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(OperationalError, match="locked"):
             await conn.execute(insert(things).values(name="甲"))
-            await conn.commit()
-        async with ours.connect() as conn:
-            assert (await conn.execute(select(things.c.name))).scalars().all() == ["甲"]
-    finally:
-        other.close()
-        await ours.dispose()
+        await conn.rollback()
+        other.execute("ROLLBACK")
+        await conn.execute(insert(things).values(name="甲"))
+        await conn.commit()
+    async with ours.connect() as conn:
+        assert (await conn.execute(select(things.c.name))).scalars().all() == ["甲"]
 
 
 async def test_a_burst_reuses_pooled_connections(database: Database) -> None:
