@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.chat.ports import ConversationLink, InboundLease, InboundMessage, SavedReference
 from storage import tables as t
-from storage.database import READ_ONLY
+from storage.database import READ_ONLY, one_statement
 from storage.repositories import _insert, prebuilt
 
 KEY_CHARS = 500  # inbound_dedup.unique_key and inbound_messages.dedupe_key
@@ -111,7 +111,9 @@ class SqlChannelStore:
         # One row per key: PostgreSQL refuses an upsert that would touch the same row twice.
         wanted = sorted({stored_key(key) for key in take})
         taken: set[str] = set()
-        async with self._engine.begin() as conn:
+        # Both statements commit together (a finished turn hands its slot to a claim); either alone is atomic.
+        unit = self._engine.begin() if finished and wanted else one_statement(self._engine)
+        async with unit as conn:
             if finished:
                 await conn.execute(_FINISH_LEASES, {"ch": channel, "keys": finished})
             if wanted:
@@ -130,11 +132,11 @@ class SqlChannelStore:
         stored = sorted({stored_key(key) for key in keys})
         if not stored:
             return
-        async with self._engine.begin() as conn:
+        async with one_statement(self._engine) as conn:
             await conn.execute(_RENEW_LEASES, {"ch": channel, "keys": stored, "until": until})
 
     async def release_inbound(self, channel: str, key: str) -> None:
-        async with self._engine.begin() as conn:
+        async with one_statement(self._engine) as conn:
             await conn.execute(_RELEASE, {"ch": channel, "key": stored_key(key)})
 
     async def purge_inbound(self, older_than: datetime) -> int:

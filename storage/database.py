@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from storage.repositories import READ_ONLY, SqlUnitOfWork
 from storage.sqlite_driver import one_trip_dbapi
@@ -130,6 +132,22 @@ def create_engine(url: str, *, schema: str | None = None) -> AsyncEngine:
     raise DatabaseError(
         f"unsupported database {parsed.drivername!r}: use sqlite+aiosqlite or postgresql+asyncpg"
     )
+
+
+@asynccontextmanager
+async def one_statement(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for a single write statement, which is atomic on its own.
+
+    On PostgreSQL the statement runs in autocommit: a transaction around it would cost a BEGIN and a COMMIT
+    round trip each. On SQLite it is a write transaction as usual: the process's single writer is taken at
+    BEGIN (storage.writer), and the BEGIN goes in the statement's own trip (storage.sqlite_driver).
+    """
+    if engine.dialect.name != "postgresql":
+        async with engine.begin() as conn:
+            yield conn
+        return
+    async with engine.connect() as conn:
+        yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:

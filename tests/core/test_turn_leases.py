@@ -7,6 +7,9 @@ import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import asyncpg.transaction
+import pytest
+
 from core.chat.ports import InboundLease
 from core.chat.turns import TurnLeases
 from storage.channels import SqlChannelStore
@@ -377,3 +380,33 @@ async def test_a_claim_cancelled_while_its_batch_is_written_is_not_held_here(dat
     assert await asyncio.wait_for(mine.claim("e"), 1.0)  # g's slot came back
     lease = await store.inbound_lease("teams", "g")
     assert lease is not None and lease.until is not None  # written, never renewed: it lapses and is retaken
+
+
+async def test_a_lease_write_of_one_statement_opens_no_transaction_on_postgres(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A claim alone, a finish alone, a renewal and a release are one statement each: on PostgreSQL they run
+    in autocommit (no BEGIN and COMMIT round trips); a claim and a finish written together share one
+    transaction, so a finished turn's slot passes to the claim atomically."""
+    store = SqlChannelStore(database.engine)
+    started: list[str] = []
+    original = asyncpg.transaction.Transaction.start
+
+    async def counted(self: asyncpg.transaction.Transaction) -> None:
+        started.append("BEGIN")
+        await original(self)
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "start", counted)
+    until = T0 + timedelta(seconds=10)
+    assert await store.settle_leases("teams", ["a", "b"], T0, until, []) == {"a", "b"}
+    await store.renew_inbound("teams", ["a"], until + timedelta(seconds=5))
+    await store.release_inbound("teams", "b")
+    alone = len(started)
+    assert await store.settle_leases("teams", ["c"], T0, until, ["a"]) == {"c"}  # a finish and a claim together
+    together = len(started) - alone
+    finished, released, taken = [await store.inbound_lease("teams", key) for key in ("a", "b", "c")]
+    assert finished is not None and finished.finished
+    assert released is None or released.until is None  # retaken at once by the platform's retry
+    assert taken is not None and taken.until == until
+    postgres = database.engine.dialect.name == "postgresql"
+    assert (alone, together) == ((0, 1) if postgres else (0, 0))
