@@ -46,6 +46,7 @@ from core.alerts.selection import (
 from core.errors import NotFoundError
 from core.records import NewEvent
 from core.tags.assignments import TaggingRules, apply_definition, clean_evidence
+from core.tags.users import display_names
 from core.types import EventKind, Source, User
 from tagging.pii import mask
 from tagging.policy import AmbiguousTagError, PolicyRefusal, UnknownTagError, expiry_for, find_tag
@@ -274,19 +275,13 @@ async def _score_page(
         report.tagged += await _tag_at_risk(uow, jobs, target, fresh, now)
         cleared = [a for a in scored if a.already_tagged and not is_at_risk(a, rules)]
         report.untagged += await _untag_cleared(uow, jobs, target, cleared, now)
-    names = await _display_names(uow, {a.owner for a in at_risk if a.owner})
+    names = await display_names(uow, (a.owner for a in at_risk))  # a card names whose customer it is
     queued = [
         (recipient, str(a.customer_id), period, churn_notice(a, now, names.get(a.owner, "")))
         for a in at_risk
         for recipient in recipients_for(a.owner, a.region, managers)
     ]
     report.enqueued += await _queue_in(uow, jobs, CHURN_RULE, queued, now)
-
-
-async def _display_names(uow: AlertUnitOfWork, user_ids: set[str]) -> dict[str, str]:
-    """Display names of these users, where known (a card says whose customer it is by name)."""
-    users = await uow.users.get_many(sorted(user_ids)) if user_ids else {}
-    return {user_id: user.display_name for user_id, user in users.items() if user.display_name}
 
 
 async def drain_outbox(jobs: AlertJobs, now: datetime) -> DrainReport:

@@ -41,7 +41,7 @@ from core.tags.personal import PersonalChange, PersonalRefusal, PersonalTagStore
 from core.tags.search import search_customers
 from core.tags.suggestions import AUTO_ACTOR, MessageOutcome, SuggestionSource, decide_suggestion, store_suggestions
 from core.tags.summary import CustomerSummary, customer_summaries, customer_summary
-from core.tags.users import get_user
+from core.tags.users import display_names, get_user
 from core.types import AssignmentState, Customer, EventKind, Role, Source, TagEvent, User
 from tagging.normaliser import name_key
 from tagging.policy import (
@@ -1244,6 +1244,4 @@ def fresh_applied_state(
 
 async def _names(uow: UnitOfWork, user_ids: list[str | None]) -> Mapping[str, str]:
     """Display names of the users who decided, for the cards (ids without a stored name are left out)."""
-    wanted = [u for u in user_ids if u]
-    users = await uow.users.get_many(wanted) if wanted else {}
-    return MappingProxyType({user_id: user.display_name for user_id, user in users.items() if user.display_name})
+    return MappingProxyType(await display_names(uow, user_ids))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,6 +15,13 @@ from tagging.regions import check_regions
 async def get_user(uow: UnitOfWork, user_id: str) -> User:
     """The stored user, or an agent with no regions when never seen (least privilege)."""
     return await uow.users.get(user_id) or User(id=user_id)
+
+
+async def display_names(uow: UnitOfWork, user_ids: Iterable[str | None]) -> dict[str, str]:
+    """Display names of these users where stored (one query; empty ids and users without a name are left out)."""
+    wanted = sorted({user_id for user_id in user_ids if user_id})
+    users = await uow.users.get_many(wanted) if wanted else {}
+    return {user_id: user.display_name for user_id, user in users.items() if user.display_name}
 
 
 # An Entra (AAD) object id, as Teams sends it in `from.aadObjectId`.
