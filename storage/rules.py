@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import operator
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -19,7 +18,7 @@ from core.rules.engine import Facts, HeldFact, Prefilter
 from core.rules.ports import Candidates, NewCustomerEvent, StoredMessage
 from core.types import TagEvent
 from storage import tables as t
-from storage.bulk import utc_bound
+from storage.bulk import json_text, utc_bound
 from storage.field_tests import field_ids
 from storage.outbox import SqlAlertUnitOfWork, _message
 from storage.repositories import _driver_executemany, _event, _insert, prebuilt
@@ -160,6 +159,7 @@ class SqlCustomerEvents:
     async def _insert_arrays(self, events: Sequence[NewCustomerEvent], now: datetime) -> list[str]:
         """One INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING per chunk (PostgreSQL)."""
         inserted: list[str] = []
+        serialize = json_text(self._conn)  # the text the column itself would store
         for part in _chunks(events, ARRAY_CHUNK):
             params = {
                 "now": utc_bound(now),
@@ -168,7 +168,7 @@ class SqlCustomerEvents:
                 "kinds": [ev.kind for ev in part],
                 "ats": [utc_bound(ev.at) for ev in part],
                 "amounts": [ev.amount for ev in part],
-                "properties": [json.dumps(dict(ev.properties)) if ev.properties else "{}" for ev in part],
+                "properties": [serialize(dict(ev.properties)) if ev.properties else "{}" for ev in part],
                 "sources": [ev.source for ev in part],
                 "digests": [ev.digest for ev in part],
             }
