@@ -45,8 +45,7 @@ def _begin(operation: Any, parameters: Any) -> str | None:
 
 def _execute(connection: sqlite3.Connection, begin: str | None, operation: str, parameters: Any) -> Outcome:
     """On the connection's thread: run a held BEGIN, if any, then one statement, and read all its rows."""
-    if begin is not None:
-        connection.execute(begin).close()
+    _begin_on(connection, begin)
     cursor = connection.cursor()
     try:
         if parameters is None:
@@ -62,14 +61,19 @@ def _execute(connection: sqlite3.Connection, begin: str | None, operation: str, 
 
 def _executemany(connection: sqlite3.Connection, begin: str | None, operation: str, seq_of_parameters: Any) -> Outcome:
     """On the connection's thread: run a held BEGIN, if any, then one statement for each parameter set."""
-    if begin is not None:
-        connection.execute(begin).close()
+    _begin_on(connection, begin)
     cursor = connection.cursor()
     try:
         cursor.executemany(operation, seq_of_parameters)
         return cursor.description, [], cursor.rowcount, cursor.lastrowid, connection.in_transaction
     finally:
         cursor.close()
+
+
+def _begin_on(connection: sqlite3.Connection, begin: str | None) -> None:
+    """On the connection's thread: run a held BEGIN (nothing when None)."""
+    if begin is not None:
+        connection.execute(begin).close()
 
 
 def _finish(connection: sqlite3.Connection, commit: bool) -> None:
@@ -190,7 +194,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         connection = cast(aiosqlite.Connection, self._connection)
         try:
             self._open = None
-            await_only(connection._execute(lambda: connection._conn.execute(begin).close()))
+            await_only(connection._execute(_begin_on, connection._conn, begin))
             self._open = True
         except Exception as error:
             self._handle_exception(error)
