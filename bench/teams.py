@@ -1,8 +1,9 @@
 """Teams turn benchmark: `/api/messages` end to end (real adapter, SQLite, fake connector on loopback).
 
-`python -m bench teams [--turns N] [--concurrency C] [--rate R] [--seconds S] [--database URL]` prints
-turns/s and p50/p99 latency of personal-chat messages that hit tags in a linked chat, beside a baseline in the
-same process doing the same minimal work: a bare aiohttp route that parses the activity JSON, runs jieba over
+`python -m bench teams [--turns N] [--rounds K] [--concurrency C] [--rate R] [--seconds S] [--database URL]`
+prints turns/s and p50/p99 latency of personal-chat messages that hit tags in a linked chat, beside a baseline in
+the same process doing the same minimal work (K rounds of a burst of each, alternating; the ratio is of the
+totals): a bare aiohttp route that parses the activity JSON, runs jieba over
 the text, inserts one row into the same database and POSTs one reply to the same fake connector. Then p99 at a
 steady rate, and the latency of message-extension query invokes. Nothing is asserted.
 
@@ -21,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,10 @@ class TimedConnector(FakeConnector):
         return await super()._send(request)
 
 
+async def _offset(send: Send, first: int, i: int) -> None:
+    await send(first + i)
+
+
 def texts(n: int) -> list[str]:
     """Distinct messages that each hit a suggest tag (询价客户)."""
     return [f"{PHRASES[i % len(PHRASES)]}，第{i}号订单" for i in range(n)]
@@ -153,22 +159,26 @@ def spread(name: str, latencies: list[float]) -> str:
     )
 
 
-async def run(turns: int, concurrency: int, rate: float, seconds: float, database: str | None = None) -> None:
+async def run(
+    turns: int, concurrency: int, rate: float, seconds: float, database: str | None = None, rounds: int = 3
+) -> None:
     """Run the benchmark; a PostgreSQL URL only names the server: a scratch database is made and dropped."""
     if database is not None and database.startswith("postgresql"):
         async with scratch_postgres(database) as scratch:
-            await _run(turns, concurrency, rate, seconds, scratch)
+            await _run(turns, concurrency, rate, seconds, scratch, rounds)
         return
-    await _run(turns, concurrency, rate, seconds, database)
+    await _run(turns, concurrency, rate, seconds, database, rounds)
 
 
-async def _run(turns: int, concurrency: int, rate: float, seconds: float, database: str | None) -> None:
+async def _run(
+    turns: int, concurrency: int, rate: float, seconds: float, database: str | None, rounds: int
+) -> None:
     connector = TimedConnector()
     fake = TestServer(connector.app(), host="127.0.0.1")
     await fake.start_server()
     template: dict[str, Any] = json.loads(PAYLOAD.read_text(encoding="utf-8"))
     template["serviceUrl"] = str(fake.make_url("/"))
-    words = texts(20 + turns + int(rate * seconds) + 1)
+    words = texts(20 + rounds * turns + int(rate * seconds) + 1)
     jieba.setLogLevel(60)
     jieba.lcut("预热")
 
@@ -227,18 +237,29 @@ async def _run(turns: int, concurrency: int, rate: float, seconds: float, databa
             async with session.post(url, json=link) as r:
                 assert r.status == 200
             await burst(teams, 20, concurrency)  # warm-up (jieba dictionary, connections)
+            await burst(lambda i: bare_send(rounds * turns + i), 20, concurrency)  # warm-up, as for the bot
             base = 20
-            rate_t, lat_t = await burst(lambda i: teams(base + i), turns, concurrency)
-            e2e_t = e2e(base, turns)
-            await burst(lambda i: bare_send(turns + i), 20, concurrency)  # warm-up, as for the bot
-            rate_b, lat_b = await burst(bare_send, turns, concurrency)
-            start = base + turns
+            # Rounds alternate the two, so that a machine whose speed drifts during the run (a shared host's
+            # neighbours, the database's background work) weighs on both alike.
+            lat_t: list[float] = []
+            lat_b: list[float] = []
+            e2e_t: list[float] = []
+            took_t = took_b = 0.0
+            for k in range(rounds):
+                first = base + k * turns
+                kebiao, lat = await burst(partial(_offset, teams, first), turns, concurrency)
+                took_t, lat_t, e2e_t = took_t + turns / kebiao, lat_t + lat, e2e_t + e2e(first, turns)
+                bare, lat = await burst(partial(_offset, bare_send, k * turns), turns, concurrency)
+                took_b, lat_b = took_b + turns / bare, lat_b + lat
+                print(f"round {k + 1}: teams {kebiao:.1f}, baseline {bare:.1f} turns/s, ratio {kebiao / bare:.3f}")
+            rate_t, rate_b = rounds * turns / took_t, rounds * turns / took_b
+            start = base + rounds * turns
             steady_lat = await steady(teams, start, rate, seconds)
             e2e_s = e2e(start, int(rate * seconds))
             _, lat_q = await burst(invoke, 50, 1)
         cards = sum(1 for c in connector.delivered if c.body.get("attachments"))
         backend = settings.database_url.split(":")[0]
-        print(f"{backend}; turns={turns} concurrency={concurrency}; cards delivered: {cards}")
+        print(f"{backend}; turns={turns} x {rounds} rounds, concurrency={concurrency}; cards delivered: {cards}")
         print(line("teams /api/messages (http)", rate_t, lat_t))
         print(spread("e2e (POST → card at connector)", e2e_t))
         print(line("baseline (parse+jieba+row+reply)", rate_b, lat_b))
@@ -257,7 +278,10 @@ async def _run(turns: int, concurrency: int, rate: float, seconds: float, databa
 def main(argv: Sequence[str]) -> int:
     """Entry point for `python -m bench teams`."""
     parser = argparse.ArgumentParser(prog="python -m bench teams", description=__doc__)
-    parser.add_argument("--turns", type=int, default=300, help="messages in the burst (default 300)")
+    parser.add_argument("--turns", type=int, default=300, help="messages per burst (default 300)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="bursts of each, alternating Kebiao and the baseline (default 3)"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     parser.add_argument("--rate", type=float, default=50.0, help="steady rate, turns/s (default 50)")
     parser.add_argument("--seconds", type=float, default=10.0, help="steady duration (default 10)")
@@ -266,5 +290,7 @@ def main(argv: Sequence[str]) -> int:
         help="database URL (default: a temporary SQLite file); for PostgreSQL a scratch database is created beside it",
     )
     options = parser.parse_args(argv)
-    asyncio.run(run(options.turns, options.concurrency, options.rate, options.seconds, options.database))
+    asyncio.run(
+        run(options.turns, options.concurrency, options.rate, options.seconds, options.database, options.rounds)
+    )
     return 0
