@@ -1173,10 +1173,7 @@ class SqlUnitOfWork:
     async def __aenter__(self) -> SqlUnitOfWork:
         conn = await self._engine.connect()
         try:
-            if self._read_only:
-                await _begin_read_only(conn)
-            else:
-                await conn.begin()
+            await self._begin(conn)
         except BaseException:
             await _release(conn, self._read_only)
             raise
@@ -1188,6 +1185,13 @@ class SqlUnitOfWork:
         self.users = SqlUsers(conn)
         self.taxonomies = SqlTaxonomies(conn)
         return self
+
+    async def _begin(self, conn: AsyncConnection) -> None:
+        """Start the block's transaction on its connection."""
+        if self._read_only:
+            await _begin_read_only(conn)
+        else:
+            await conn.begin()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from core.learning.ports import MessageTexts
+from core.learning.ports import MessageText, MessageTexts
 from core.ports import UnitOfWork
+from core.records import NewSuggestion, SuggestionRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +173,16 @@ class TurnEventRows(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class MessageWrite:
+    """What `TurnUnitOfWork.write_message` stored: the new suggestions (in order), whether the event was new,
+    and whether suggestions of the message were stored before (looked at only when none was new)."""
+
+    added: tuple[SuggestionRecord, ...]
+    new_event: bool
+    seen: bool
+
+
 class TurnUnitOfWork(UnitOfWork, Protocol):
     """The one write transaction of a linked message: its suggestions, its text for learning, its event."""
 
@@ -181,9 +192,23 @@ class TurnUnitOfWork(UnitOfWork, Protocol):
     @property
     def customer_events(self) -> TurnEventRows: ...
 
+    async def write_message(
+        self,
+        message_key: str,
+        suggestions: Sequence[NewSuggestion],
+        kept: MessageText | None,
+        event: Any | None,
+        now: datetime,
+    ) -> MessageWrite:
+        """Store the message's suggestions, its kept text and its event at once, each unless its key exists."""
+        ...
+
 
 class TurnStore(Protocol):
-    def unit_of_work(self) -> TurnUnitOfWork: ...
+    def unit_of_work(self, *, one_write: bool = False) -> TurnUnitOfWork:
+        """A turn's unit of work; `one_write`: the block writes only through one `write_message` (which then
+        needs no transaction around it where the store can write it as one statement)."""
+        ...
 
 
 class ChatEvents(Protocol):
@@ -193,16 +218,14 @@ class ChatEvents(Protocol):
         self, customer_id: int, message_key: str, channel: str, tags: tuple[str, ...], now: datetime
     ) -> None: ...
 
-    async def record_message(
-        self, uow: TurnUnitOfWork, customer_id: int, message_key: str, channel: str, now: datetime
-    ) -> bool:
-        """Store a message's `message` event in the turn's own unit of work (raises with it); True when new."""
+    def message_event(self, customer_id: int, message_key: str, channel: str, now: datetime) -> Any:
+        """A message's `message` event, which the turn's own unit of work stores (`after_message` follows)."""
         ...
 
     async def after_message(
         self, customer_id: int, message_key: str, tags: tuple[str, ...], now: datetime, new: bool
     ) -> None:
-        """The rules a message recorded by `record_message` triggers, after its transaction committed."""
+        """The rules a message whose `message_event` the turn stored triggers, after its write committed."""
         ...
 
     async def decided(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from functools import partial
@@ -39,7 +39,15 @@ from core.tags.customers import resolve_customer
 from core.tags.expression import ExpressionError
 from core.tags.personal import PersonalChange, PersonalRefusal, PersonalTagStore, change_personal
 from core.tags.search import search_customers
-from core.tags.suggestions import AUTO_ACTOR, MessageOutcome, SuggestionSource, decide_suggestion, store_suggestions
+from core.tags.suggestions import (
+    AUTO_ACTOR,
+    MessageOutcome,
+    SuggestionSource,
+    applies_itself,
+    decide_suggestion,
+    planned_suggestions,
+    store_suggestions,
+)
 from core.tags.summary import CustomerSummary, customer_summaries, customer_summary
 from core.tags.users import display_names, get_user
 from core.types import AssignmentState, Customer, EventKind, Role, Source, TagEvent, User
@@ -728,14 +736,20 @@ class ChatService:
         kept = self.learning.kept(message_key, ctx.channel, ctx.conversation_id, customer_id, text, ctx.now)
         out: list[ChatResult] = []
         new_event = False
-        turn = self._turns.unit_of_work() if self._turns is not None else None  # entered as `uow` below
+        # A message that applies no tag writes only its suggestions, text and event: one write, which needs no
+        # transaction where the store makes it one statement. Applying a tag reads and writes more, in one.
+        one_write = not any(applies_itself(s) for s in suggestions)
+        turn = self._turns.unit_of_work(one_write=one_write) if self._turns is not None else None  # `uow` below
         async with turn or self.store.unit_of_work() as uow:
-            outcome = await store_suggestions(
-                uow, suggestions, taxonomy, self.rules, customer_id, message_key, ctx.now
-            )
+            if turn is not None and one_write:
+                outcome, new_event = await self._write_suggested(turn, ctx, customer_id, message_key, suggestions, kept)
+            else:
+                outcome = await store_suggestions(
+                    uow, suggestions, taxonomy, self.rules, customer_id, message_key, ctx.now
+                )
             if outcome.duplicate:
                 return await self._stored_cards(uow, ctx, customer_id, message_key)
-            if turn is not None:
+            if turn is not None and not one_write:
                 new_event = await self._keep_with_turn(turn, ctx, customer_id, message_key, kept)
             applied = fresh_applied_state(outcome, message_key, taxonomy, sees)
             if applied is not None:
@@ -765,7 +779,29 @@ class ChatService:
             await uow.message_texts.remember([kept])
         if self._events is None:
             return False
-        return await self._events.record_message(uow, customer_id, message_key, ctx.channel, ctx.now)
+        event = self._events.message_event(customer_id, message_key, ctx.channel, ctx.now)
+        return await uow.customer_events.insert_one(event, ctx.now)
+
+    async def _write_suggested(
+        self,
+        uow: TurnUnitOfWork,
+        ctx: ChatContext,
+        customer_id: int,
+        message_key: str,
+        suggestions: Sequence[Suggestion],
+        kept: MessageText | None,
+    ) -> tuple[MessageOutcome, bool]:
+        """A message that applies no tag: its suggestions, text and event in one write; (outcome, new event)."""
+        customer = await uow.customers.get(customer_id)
+        if customer is None:
+            raise NotFoundError(f"customer {customer_id} does not exist")
+        planned = planned_suggestions(suggestions, self.taxonomy, customer, message_key, ctx.now)
+        event = None
+        if self._events is not None:
+            event = self._events.message_event(customer_id, message_key, ctx.channel, ctx.now)
+        wrote = await uow.write_message(message_key, [p.row for p in planned], kept, event, ctx.now)
+        duplicate = not wrote.added and wrote.seen  # every suggestion was stored by an earlier run of it
+        return MessageOutcome((), wrote.added, duplicate=duplicate, customer=customer), wrote.new_event
 
     async def _stored_cards(
         self, uow: UnitOfWork, ctx: ChatContext, customer_id: int, message_key: str

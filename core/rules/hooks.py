@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 
 from core.rules.ingest import own_event, record_event
-from core.rules.ports import EventRowsHolder
+from core.rules.ports import NewCustomerEvent
 from core.rules.service import RuleContext, run_for_events, run_for_message
 
 log = logging.getLogger(__name__)
@@ -28,12 +28,9 @@ class RuleHooks:
         except Exception:
             log.exception("message rules failed for customer %d", customer_id)
 
-    async def record_message(
-        self, uow: EventRowsHolder, customer_id: int, message_key: str, channel: str, now: datetime
-    ) -> bool:
-        """Store the `message` event inside the caller's unit of work (its failure is the caller's); True when new."""
-        event = own_event(f"message:{message_key}", customer_id, "message", now, {"channel": channel})
-        return await uow.customer_events.insert_one(event, now)
+    def message_event(self, customer_id: int, message_key: str, channel: str, now: datetime) -> NewCustomerEvent:
+        """The `message` event the caller's unit of work stores (its failure is the caller's)."""
+        return own_event(f"message:{message_key}", customer_id, "message", now, {"channel": channel})
 
     async def after_message(
         self, customer_id: int, message_key: str, tags: tuple[str, ...], now: datetime, new: bool

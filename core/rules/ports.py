@@ -77,17 +77,6 @@ class CustomerEventRepository(Protocol):
     async def count(self) -> int: ...
 
 
-class EventRows(Protocol):
-    async def insert_one(self, event: NewCustomerEvent, now: datetime) -> bool: ...
-
-
-class EventRowsHolder(Protocol):
-    """Any unit of work that can store customer events (a chat turn's, for one)."""
-
-    @property
-    def customer_events(self) -> EventRows: ...
-
-
 class RuleFactsRepository(Protocol):
     async def page(self, after_id: int, limit: int) -> list[int]:
         """The next `limit` customer ids after `after_id` (keyset page)."""

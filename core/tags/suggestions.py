@@ -9,13 +9,13 @@ from typing import Protocol
 
 from core.errors import NotFoundError
 from core.ports import UnitOfWork
-from core.records import SuggestionRecord
+from core.records import NewSuggestion, SuggestionRecord
 from core.tags.assignments import TagChange, TaggingRules, apply_definition, clean_evidence
 from core.types import Customer, Source, SuggestionStatus
 from tagging.policy import PolicyRefusal, find_tag
 from tagging.regions import in_scope
 from tagging.suggestion import Suggestion
-from tagging.taxonomy import Taxonomy
+from tagging.taxonomy import Dimension, TagDef, Taxonomy
 
 AUTO_ACTOR = "kebiao"
 
@@ -63,6 +63,58 @@ async def suggest_for_message(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedSuggestion:
+    """A matched suggestion in the customer's scope, with the row it is stored as."""
+
+    suggestion: Suggestion
+    dimension: Dimension
+    tag: TagDef
+    row: NewSuggestion
+
+    @property
+    def auto(self) -> bool:
+        return self.row.auto_applied
+
+
+def applies_itself(s: Suggestion) -> bool:
+    """An `apply` tag matched by keyword is applied at once; a learned suggestion never is."""
+    return s.action == "apply" and s.source == "keyword"
+
+
+def planned_suggestions(
+    suggestions: Sequence[Suggestion],
+    taxonomy: Taxonomy,
+    customer: Customer,
+    message_key: str,
+    now: datetime,
+) -> list[PlannedSuggestion]:
+    """The rows a message's suggestions are stored as; a regional tag outside the customer's region is left out."""
+    planned: list[PlannedSuggestion] = []
+    for s in suggestions:
+        dimension, tag = find_tag(taxonomy, s.tag, s.dimension)
+        if not in_scope(dimension, tag, customer.region):
+            continue  # a regional tag is neither suggested nor applied for customers of other regions
+        auto = applies_itself(s)
+        evidence = clean_evidence({"matched": list(s.matched), "excerpt": s.excerpt})
+        if s.source != "keyword":
+            evidence["source"] = s.source  # the card says where a learned suggestion came from
+        row = NewSuggestion(
+            customer_id=customer.id,
+            message_key=message_key,
+            dimension=dimension.key,
+            tag=tag.name,
+            score=s.score,
+            evidence=evidence,
+            created_at=now,
+            status=SuggestionStatus.ACCEPTED if auto else SuggestionStatus.PENDING,
+            auto_applied=auto,
+            decided_by=AUTO_ACTOR if auto else None,
+        )
+        planned.append(PlannedSuggestion(s, dimension, tag, row))
+    return planned
+
+
 async def store_suggestions(
     uow: UnitOfWork,
     suggestions: Sequence[Suggestion],
@@ -85,49 +137,35 @@ async def store_suggestions(
     pending: list[SuggestionRecord] = []
     refused: list[str] = []
     new_rows = 0
-    for s in suggestions:
-        dimension, tag = find_tag(taxonomy, s.tag, s.dimension)
-        if not in_scope(dimension, tag, customer.region):
-            continue  # a regional tag is neither suggested nor applied for customers of other regions
-        auto = s.action == "apply" and s.source == "keyword"  # a learned suggestion is never auto-applied
-        evidence = clean_evidence({"matched": list(s.matched), "excerpt": s.excerpt})
-        if s.source != "keyword":
-            evidence["source"] = s.source  # the card says where a learned suggestion came from
+    for p in planned_suggestions(suggestions, taxonomy, customer, message_key, now):
+        r = p.row
         # The unique (message key, tag) row is the gate: a retried message inserts and applies nothing.
         row = await uow.suggestions.add_if_absent(
-            customer_id,
-            message_key,
-            dimension.key,
-            tag.name,
-            s.score,
-            evidence,
-            now,
-            SuggestionStatus.ACCEPTED if auto else SuggestionStatus.PENDING,
-            auto,
-            AUTO_ACTOR if auto else None,
+            customer_id, message_key, r.dimension, r.tag, r.score, r.evidence, now, r.status, r.auto_applied,
+            r.decided_by,
         )
         if row is None:
             continue
         new_rows += 1
-        if not auto:
+        if not p.auto:
             pending.append(row)
             continue
         try:
             applied.append(
                 await apply_definition(
                     uow,
-                    dimension,
-                    tag,
+                    p.dimension,
+                    p.tag,
                     rules,
                     customer_id,
                     actor=AUTO_ACTOR,
                     source=Source.KEYWORD,
                     now=now,
-                    evidence=dict(evidence, message_key=message_key, score=s.score),
+                    evidence=dict(r.evidence, message_key=message_key, score=r.score),
                     customer=customer,
                 )
             )
-            applied_matched.append(tuple(s.matched))
+            applied_matched.append(tuple(p.suggestion.matched))
         except PolicyRefusal as refusal:
             refused.append(refusal.reason)
     duplicate = new_rows == 0 and bool(await uow.suggestions.for_message(message_key))

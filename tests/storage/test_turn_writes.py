@@ -1,0 +1,148 @@
+"""A linked message's one write (`SqlTurnUnitOfWork.write_message`) on SQLite and PostgreSQL.
+
+Its suggestions, its text kept for learning and its `message` event are stored together or not at all, each
+unless its key exists; on PostgreSQL it is one statement, and a `one_write` unit of work opens no transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg.transaction
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from core.learning.ports import MessageText
+from core.records import CustomerDraft, NewSuggestion
+from core.rules.ingest import own_event
+from core.rules.ports import NewCustomerEvent
+from core.types import SuggestionStatus
+from storage import tables as t
+from storage.database import Database
+from storage.statements import count_statements
+from storage.turns import SqlTurnStore
+
+NOW = datetime(2026, 12, 6, 9, 30, tzinfo=UTC)
+KEY = "msteams:a:私聊:activity-1"
+
+
+async def _customer(database: Database) -> int:
+    async with database.unit_of_work() as uow:
+        return (await uow.customers.add(CustomerDraft(name="上海明远科技"), NOW)).id
+
+
+def _row(customer_id: int, tag: str, score: float, dimension: str = "intent") -> NewSuggestion:
+    evidence = {"matched": ["报价", "价格"], "excerpt": "麻烦发一下[报价单](http://x) <at>王丽</at>"}
+    return NewSuggestion(customer_id, KEY, dimension, tag, score, evidence, NOW, SuggestionStatus.PENDING, False, None)
+
+
+def _text(customer_id: int) -> MessageText:
+    return MessageText(KEY, "teams", "a:私聊", customer_id, "麻烦发一下报价单", NOW)
+
+
+def _event(customer_id: int) -> NewCustomerEvent:
+    return own_event(f"message:{KEY}", customer_id, "message", NOW, {"channel": "teams"})
+
+
+Stored = tuple[list[tuple[str, str, float, dict[str, object], str]], list[str], list[object]]
+
+
+async def _stored(database: Database) -> Stored:
+    """(suggestions as (dimension, tag, score, evidence, status), kept texts, message-event properties)."""
+    s, m, e = t.suggestions.c, t.learning_messages.c, t.customer_events.c
+    async with database.engine.connect() as conn:
+        suggestions = [
+            (r.dimension, r.tag, r.score, r.evidence, r.status)
+            for r in await conn.execute(select(t.suggestions).order_by(s.id))
+        ]
+        texts = list((await conn.scalars(select(m.text).order_by(m.id))).all())
+        events = list((await conn.scalars(select(e.properties).where(e.kind == "message"))).all())
+    return suggestions, texts, events
+
+
+async def test_a_message_write_stores_all_three_once_and_a_retry_adds_nothing(database: Database) -> None:
+    customer_id = await _customer(database)
+    store = SqlTurnStore(database.engine)
+    rows = [_row(customer_id, "询价客户", 0.8), _row(customer_id, "VIP客户", 0.6, "value")]
+    async with store.unit_of_work(one_write=True) as uow:
+        first = await uow.write_message(KEY, rows, _text(customer_id), _event(customer_id), NOW)
+    assert [(r.dimension, r.tag, r.score, r.status) for r in first.added] == [
+        ("intent", "询价客户", 0.8, SuggestionStatus.PENDING),
+        ("value", "VIP客户", 0.6, SuggestionStatus.PENDING),
+    ]
+    assert first.added[0].id < first.added[1].id and first.added[0].evidence == rows[0].evidence
+    assert first.added[0].created_at == NOW and first.added[0].customer_id == customer_id
+    assert (first.new_event, first.seen) == (True, False)
+
+    async with store.unit_of_work(one_write=True) as uow:
+        again = await uow.write_message(KEY, rows, _text(customer_id), _event(customer_id), NOW)
+    assert (again.added, again.new_event, again.seen) == ((), False, True)
+    async with store.unit_of_work(one_write=True) as uow:  # the message no longer matches: still seen before
+        unmatched = await uow.write_message(KEY, [], _text(customer_id), _event(customer_id), NOW)
+    assert (unmatched.added, unmatched.new_event, unmatched.seen) == ((), False, True)
+
+    suggestions, texts, events = await _stored(database)
+    assert suggestions == [
+        ("intent", "询价客户", 0.8, dict(rows[0].evidence), "pending"),
+        ("value", "VIP客户", 0.6, dict(rows[1].evidence), "pending"),
+    ]
+    assert texts == ["麻烦发一下报价单"] and events == [{"channel": "teams"}]
+
+
+async def test_a_message_without_suggestions_or_event_writes_its_text_only(database: Database) -> None:
+    customer_id = await _customer(database)
+    async with SqlTurnStore(database.engine).unit_of_work(one_write=True) as uow:
+        wrote = await uow.write_message(KEY, [], _text(customer_id), None, NOW)
+    assert (wrote.added, wrote.new_event, wrote.seen) == ((), False, False)
+    assert await _stored(database) == ([], ["麻烦发一下报价单"], [])
+
+
+async def test_a_tag_suggested_twice_in_one_message_is_stored_once_the_first_winning(database: Database) -> None:
+    customer_id = await _customer(database)
+    rows = [_row(customer_id, "询价客户", 0.8), _row(customer_id, " 询价客户 ", 0.3)]
+    async with SqlTurnStore(database.engine).unit_of_work(one_write=True) as uow:
+        wrote = await uow.write_message(KEY, rows, None, None, NOW)
+    assert [(r.tag, r.score) for r in wrote.added] == [("询价客户", 0.8)]
+
+
+async def test_a_message_write_that_fails_in_its_last_part_leaves_nothing(database: Database) -> None:
+    """The event names a customer that does not exist: the suggestions and the text go with it."""
+    customer_id = await _customer(database)
+    with pytest.raises(IntegrityError):
+        async with SqlTurnStore(database.engine).unit_of_work(one_write=True) as uow:
+            await uow.write_message(
+                KEY, [_row(customer_id, "询价客户", 0.8)], _text(customer_id), _event(customer_id + 1000), NOW
+            )
+    assert await _stored(database) == ([], [], [])
+    async with database.engine.connect() as conn:
+        assert await conn.scalar(select(func.count()).select_from(t.customer_events)) == 0
+
+
+async def test_a_one_write_unit_of_work_is_one_statement_without_a_transaction_on_postgres(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the customer read and the write commit on their own: no BEGIN and COMMIT round trips, and
+    the three inserts are one statement. On SQLite they are the write transaction's three inserts."""
+    customer_id = await _customer(database)
+    started: list[str] = []
+    original = asyncpg.transaction.Transaction.start
+
+    async def counted(self: asyncpg.transaction.Transaction) -> None:
+        started.append("BEGIN")
+        await original(self)
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "start", counted)
+    store = SqlTurnStore(database.engine)
+    with count_statements(database.engine) as count:
+        async with store.unit_of_work(one_write=True) as uow:
+            assert await uow.customers.get(customer_id) is not None
+            rows = [_row(customer_id, "询价客户", 0.8)]
+            await uow.write_message(KEY, rows, _text(customer_id), _event(customer_id), NOW)
+    statements, _writes, _reads = count.per(1)
+    postgres = database.engine.dialect.name == "postgresql"
+    # PostgreSQL: the read and the write. SQLite: BEGIN IMMEDIATE, the read and three inserts.
+    assert (len(started), statements) == ((0, 2) if postgres else (0, 5))
+    async with store.unit_of_work() as uow:  # without one_write: a transaction as usual
+        await uow.customers.get(customer_id)
+    assert len(started) == (1 if postgres else 0)
