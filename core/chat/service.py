@@ -70,9 +70,10 @@ log = logging.getLogger(__name__)
 
 
 PAGE_SIZE = 10
-# How long a user's role and a conversation's link are reused without asking the database. Changes made
-# through this service (link, unlink) take effect at once; a role set from the CLI or another replica, or
-# a link changed by another replica, is picked up within this many seconds.
+# How long a user's role, a conversation's link and the name and region of a linked conversation's customer are
+# reused without asking the database. Changes made through this service (link, unlink) take effect at once; a
+# role set from the CLI or another replica, a link changed by another replica, or a customer renamed or moved to
+# another region (the scope of regional tags) is picked up within this many seconds.
 CACHE_SECONDS = 10.0
 # Conversation activity for churn scoring is written at most this often per customer (signals count days).
 ACTIVITY_EVERY = timedelta(hours=1)
@@ -341,6 +342,7 @@ class ChatService:
         self.learning = learning or Recorder(None)
         self._users: _Recent[str, User] = _Recent(cache_seconds)
         self._links: _Recent[tuple[str, str], ConversationLink | None] = _Recent(cache_seconds)
+        self._customers: _Recent[int, Customer] = _Recent(cache_seconds)
         self._noted: dict[int, datetime] = {}
 
     @property
@@ -791,10 +793,17 @@ class ChatService:
         suggestions: Sequence[Suggestion],
         kept: MessageText | None,
     ) -> tuple[MessageOutcome, bool]:
-        """A message that applies no tag: its suggestions, text and event in one write; (outcome, new event)."""
-        customer = await uow.customers.get(customer_id)
-        if customer is None:
-            raise NotFoundError(f"customer {customer_id} does not exist")
+        """A message that applies no tag: its suggestions, text and event in one write; (outcome, new event).
+
+        The customer (its name for the card, its region for the scope of regional tags) is reused for a few
+        seconds, like the conversation's link: a message applying a tag reads it afresh in its transaction.
+        """
+        hit, customer = self._customers.get(customer_id)
+        if not hit or customer is None:
+            customer = await uow.customers.get(customer_id)
+            if customer is None:
+                raise NotFoundError(f"customer {customer_id} does not exist")
+            self._customers.put(customer_id, customer)
         planned = planned_suggestions(suggestions, self.taxonomy, customer, message_key, ctx.now)
         event = None
         if self._events is not None:

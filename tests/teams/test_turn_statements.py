@@ -73,9 +73,10 @@ async def test_a_linked_message_takes_one_write_transaction_for_its_own_writes(
     statements, writes, reads = count.per(TURNS)
     assert writes <= WRITES_PER_TURN, f"{writes:.1f} write transactions per turn (at most {WRITES_PER_TURN})"
     assert reads <= READS_PER_TURN, f"{reads:.1f} read-only transactions per turn (at most {READS_PER_TURN})"
-    # PostgreSQL: the claim, the customer read, the message's one write (suggestions, text and event in one
-    # statement, in no transaction), the finish. SQLite: three BEGINs, the claim, the read, three inserts, the finish.
-    most = 4 if database.engine.dialect.name == "postgresql" else 9
+    # PostgreSQL: the claim, the message's one write (suggestions, text and event in one statement, in no
+    # transaction), the finish. SQLite: three BEGINs, the claim, three inserts, the finish. The customer was read
+    # by the warm-up turn and is reused for a few seconds, as the conversation's link is.
+    most = 3 if database.engine.dialect.name == "postgresql" else 8
     assert statements <= most, f"{statements:.1f} statements per turn (at most {most})"
 
     async with database.engine.connect() as conn:

@@ -1,0 +1,124 @@
+"""Linked messages through a chat service with a turn store, as the app runs it (SQLite and PostgreSQL).
+
+A message that applies no tag is written by one `write_message`: its suggestions are stored once, a message
+handled again gets the same card from storage, a regional tag stays with its region, and the customer's name and
+region are reused for a few seconds (CACHE_SECONDS) like the conversation's link.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from core.chat.commands import parse_command
+from core.chat.service import CACHE_SECONDS, ChatContext, ChatService, SuggestionState
+from core.records import CustomerDraft
+from core.tags.assignments import TaggingRules
+from core.types import Role, User
+from storage import tables as t
+from storage.channels import SqlChannelStore
+from storage.database import Database
+from storage.statements import count_statements
+from storage.turns import SqlTurnStore
+from tagging.loader import load_taxonomy_text
+from tagging.matcher import Matcher
+from tagging.taxonomy import Taxonomy
+
+NOW = datetime(2026, 12, 6, 9, 30, tzinfo=UTC)
+AGENT = User("agent-王丽", Role.AGENT, display_name="王丽")
+TAXONOMY = """
+version: 1
+regions: [华北, 华东]
+dimensions:
+  - key: need
+    name: 需求
+    tags:
+      - name: 采暖设备意向
+        regions: [华北]
+        keywords: [暖气]
+      - name: 询价客户
+        keywords: [报价]
+"""
+
+
+def _service(database: Database, taxonomy: Taxonomy) -> ChatService:
+    matcher = Matcher.build(taxonomy)
+    return ChatService(
+        database,
+        SqlChannelStore(database.engine),
+        lambda: taxonomy,
+        lambda: matcher,
+        TaggingRules(tz=UTC, hard_cap=100),
+        turns=SqlTurnStore(database.engine),
+    )
+
+
+def _ctx(conversation: str = "a:私聊-王丽") -> ChatContext:
+    return ChatContext("teams", conversation, AGENT, NOW, False)
+
+
+async def _linked(database: Database, chat: ChatService, region: str, conversation: str = "a:私聊-王丽") -> int:
+    name = f"上海明远科技-{conversation}"
+    async with database.unit_of_work() as uow:
+        customer = await uow.customers.add(CustomerDraft(name=name, region=region), NOW)
+    await chat.run(_ctx(conversation), parse_command(f"link {name}"))
+    return customer.id
+
+
+async def _suggested(database: Database, customer_id: int) -> list[str]:
+    s = t.suggestions.c
+    async with database.engine.connect() as conn:
+        return list((await conn.scalars(select(s.tag).where(s.customer_id == customer_id).order_by(s.id))).all())
+
+
+async def test_a_message_is_suggested_once_and_handled_again_gets_the_same_card(database: Database) -> None:
+    chat = _service(database, load_taxonomy_text(TAXONOMY))
+    cid = await _linked(database, chat, "华北")
+    [state] = await chat.respond(_ctx(), "teams:m-1", "暖气的报价发我一下")
+    assert isinstance(state, SuggestionState) and state.customer.id == cid
+    assert [r.tag for r in state.records] == ["采暖设备意向", "询价客户"]
+    # Handled again (its reply was never confirmed sent): the same card from what was stored, nothing new.
+    [again] = await chat.respond(_ctx(), "teams:m-1", "暖气的报价发我一下")
+    assert isinstance(again, SuggestionState) and again.records == state.records
+    assert await _suggested(database, cid) == ["采暖设备意向", "询价客户"]
+    async with database.engine.connect() as conn:
+        kept = await conn.scalar(select(func.count()).select_from(t.learning_messages))
+    assert kept == 0  # no learning store given: no text kept
+
+
+async def test_a_regional_tag_is_suggested_only_to_customers_of_its_region(database: Database) -> None:
+    chat = _service(database, load_taxonomy_text(TAXONOMY))
+    east = await _linked(database, chat, "华东", "a:私聊-华东")
+    [state] = await chat.respond(_ctx("a:私聊-华东"), "teams:m-2", "暖气的报价发我一下")
+    assert isinstance(state, SuggestionState) and [r.tag for r in state.records] == ["询价客户"]
+    assert await _suggested(database, east) == ["询价客户"]
+
+
+async def test_the_customer_is_reused_for_a_few_seconds_then_read_again(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr("core.chat.service.time.monotonic", lambda: clock[0])
+    chat = _service(database, load_taxonomy_text(TAXONOMY))
+    cid = await _linked(database, chat, "华东")
+    [first] = await chat.respond(_ctx(), "teams:m-3", "请给个报价")
+    assert isinstance(first, SuggestionState)
+    async with database.unit_of_work() as uow:  # renamed and moved to 华北 elsewhere (the admin API, a replica)
+        await uow.customers.update(cid, CustomerDraft(name="明远科技（北京）", region="华北"), NOW)
+
+    with count_statements(database.engine) as count:
+        [reused] = await chat.respond(_ctx(), "teams:m-4", "暖气的报价发我一下")
+    assert isinstance(reused, SuggestionState) and reused.customer == first.customer
+    assert [r.tag for r in reused.records] == ["询价客户"]  # still 华东 for these seconds
+    statements, _writes, _reads = count.per(1)
+    postgres = database.engine.dialect.name == "postgresql"
+    # No customer read: the write alone (here without learning or events: SQLite's BEGIN and the suggestion insert).
+    assert statements == (1 if postgres else 2)
+
+    clock[0] += CACHE_SECONDS + 1
+    [fresh] = await chat.respond(_ctx(), "teams:m-5", "暖气的报价发我一下")
+    assert isinstance(fresh, SuggestionState)
+    assert (fresh.customer.name, fresh.customer.region) == ("明远科技（北京）", "华北")
+    assert [r.tag for r in fresh.records] == ["采暖设备意向", "询价客户"]
