@@ -44,6 +44,7 @@ QUERY = PAYLOADS / "compose_extension_query.json"
 PHRASES = ("麻烦发一下报价单", "这个型号多少钱", "请问价格怎么算", "想了解一下询价流程", "能不能再报个价")
 
 Send = Callable[[int], Awaitable[None]]
+WARM_UP = 100  # turns of each before the rounds
 
 baseline_metadata = MetaData()
 baseline_turns = Table(
@@ -178,7 +179,7 @@ async def _run(
     await fake.start_server()
     template: dict[str, Any] = json.loads(PAYLOAD.read_text(encoding="utf-8"))
     template["serviceUrl"] = str(fake.make_url("/"))
-    words = texts(20 + rounds * turns + int(rate * seconds) + 1)
+    words = texts(WARM_UP + rounds * turns + int(rate * seconds) + 1)
     jieba.setLogLevel(60)
     jieba.lcut("预热")
 
@@ -236,9 +237,10 @@ async def _run(
             link = dict(template, id=f"bench-link-{run_id}", text=f"link {name}")
             async with session.post(url, json=link) as r:
                 assert r.status == 200
-            await burst(teams, 20, concurrency)  # warm-up (jieba dictionary, connections)
-            await burst(lambda i: bare_send(rounds * turns + i), 20, concurrency)  # warm-up, as for the bot
-            base = 20
+            # Warm-up for both: jieba's dictionary, every pooled connection and its prepared statements.
+            await burst(teams, WARM_UP, concurrency)
+            await burst(lambda i: bare_send(rounds * turns + i), WARM_UP, concurrency)
+            base = WARM_UP
             # Rounds alternate the two, so that a machine whose speed drifts during the run (a shared host's
             # neighbours, the database's background work) weighs on both alike.
             lat_t: list[float] = []
