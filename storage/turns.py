@@ -147,7 +147,10 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         texts = [kept] if kept is not None else []
         events = [event] if event is not None else []
         # One row per (dimension, tag key), the first one winning, as the one-by-one inserts would keep it.
-        rows = list({(s.dimension, name_key(s.tag)): s for s in reversed(suggestions)}.values())[::-1]
+        unique: dict[tuple[str, str], NewSuggestion] = {}
+        for s in suggestions:
+            unique.setdefault((s.dimension, name_key(s.tag)), s)
+        rows = list(unique.values())
         params: dict[str, Any] = {
             "message_key": message_key,
             "text_keys": [m.message_key for m in texts],

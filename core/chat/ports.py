@@ -184,7 +184,7 @@ class MessageWrite:
 
 
 class TurnUnitOfWork(UnitOfWork, Protocol):
-    """The one write transaction of a linked message: its suggestions, its text for learning, its event."""
+    """A linked message's unit of work: its suggestions, its text for learning and its event commit together."""
 
     @property
     def message_texts(self) -> MessageTexts: ...

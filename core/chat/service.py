@@ -744,7 +744,8 @@ class ChatService:
         turn = self._turns.unit_of_work(one_write=one_write) if self._turns is not None else None  # `uow` below
         async with turn or self.store.unit_of_work() as uow:
             if turn is not None and one_write:
-                outcome, new_event = await self._write_suggested(turn, ctx, customer_id, message_key, suggestions, kept)
+                written = await self._write_suggested(turn, ctx, customer_id, message_key, taxonomy, suggestions, kept)
+                outcome, new_event = written
             else:
                 outcome = await store_suggestions(
                     uow, suggestions, taxonomy, self.rules, customer_id, message_key, ctx.now
@@ -790,6 +791,7 @@ class ChatService:
         ctx: ChatContext,
         customer_id: int,
         message_key: str,
+        taxonomy: Taxonomy,
         suggestions: Sequence[Suggestion],
         kept: MessageText | None,
     ) -> tuple[MessageOutcome, bool]:
@@ -804,7 +806,7 @@ class ChatService:
             if customer is None:
                 raise NotFoundError(f"customer {customer_id} does not exist")
             self._customers.put(customer_id, customer)
-        planned = planned_suggestions(suggestions, self.taxonomy, customer, message_key, ctx.now)
+        planned = planned_suggestions(suggestions, taxonomy, customer, message_key, ctx.now)
         event = None
         if self._events is not None:
             event = self._events.message_event(customer_id, message_key, ctx.channel, ctx.now)

@@ -100,10 +100,11 @@ async def test_a_message_without_suggestions_or_event_writes_its_text_only(datab
 
 async def test_a_tag_suggested_twice_in_one_message_is_stored_once_the_first_winning(database: Database) -> None:
     customer_id = await _customer(database)
-    rows = [_row(customer_id, "询价客户", 0.8), _row(customer_id, " 询价客户 ", 0.3)]
+    rows = [_row(customer_id, "询价客户", 0.8), _row(customer_id, "企业客户", 0.5)]
+    rows.append(_row(customer_id, " 询价客户 ", 0.3))
     async with SqlTurnStore(database.engine).unit_of_work(one_write=True) as uow:
         wrote = await uow.write_message(KEY, rows, None, None, NOW)
-    assert [(r.tag, r.score) for r in wrote.added] == [("询价客户", 0.8)]
+    assert [(r.tag, r.score) for r in wrote.added] == [("询价客户", 0.8), ("企业客户", 0.5)]
 
 
 async def test_a_message_write_that_fails_in_its_last_part_leaves_nothing(database: Database) -> None:
