@@ -128,10 +128,19 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
             if row is not None:
                 added.append(row)
         seen = not added and bool(await self.suggestions.for_message(message_key))
+        return MessageWrite(tuple(added), await self.keep_message(message_key, kept, event, now), seen)
+
+    async def keep_message(
+        self, message_key: str, kept: MessageText | None, event: NewCustomerEvent | None, now: datetime
+    ) -> bool:
+        """Store a message's kept text and its event, each unless its key exists; True when the event was new."""
+        conn = self._conn
+        assert conn is not None
+        if conn.dialect.name == "postgresql":
+            return (await self._write_at_once(message_key, (), kept, event, now)).new_event
         if kept is not None:
             await self.message_texts.remember([kept])
-        new_event = event is not None and await self.customer_events.insert_one(event, now)
-        return MessageWrite(tuple(added), new_event, seen)
+        return event is not None and await self.customer_events.insert_one(event, now)
 
     async def _write_at_once(
         self,

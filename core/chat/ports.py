@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from core.learning.ports import MessageText, MessageTexts
+from core.learning.ports import MessageText
 from core.ports import UnitOfWork
 from core.records import NewSuggestion, SuggestionRecord
 
@@ -165,14 +165,6 @@ class ChannelStore(Protocol):
     async def reference(self, channel: str, user_key: str) -> SavedReference | None: ...
 
 
-class TurnEventRows(Protocol):
-    """Customer events as a turn's unit of work writes them."""
-
-    async def insert_one(self, event: Any, now: datetime) -> bool:
-        """Insert one event unless its id exists; True when it was new."""
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class MessageWrite:
     """What `TurnUnitOfWork.write_message` stored: the new suggestions (in order), whether the event was new,
@@ -186,11 +178,9 @@ class MessageWrite:
 class TurnUnitOfWork(UnitOfWork, Protocol):
     """A linked message's unit of work: its suggestions, its text for learning and its event commit together."""
 
-    @property
-    def message_texts(self) -> MessageTexts: ...
-
-    @property
-    def customer_events(self) -> TurnEventRows: ...
+    async def keep_message(self, message_key: str, kept: MessageText | None, event: Any | None, now: datetime) -> bool:
+        """Store the message's kept text and its event at once, each unless its key exists; True: a new event."""
+        ...
 
     async def write_message(
         self,

@@ -778,12 +778,10 @@ class ChatService:
 
         They commit or roll back with the suggestions: a failure here fails the turn, whose retry runs again.
         """
-        if kept is not None:
-            await uow.message_texts.remember([kept])
-        if self._events is None:
-            return False
-        event = self._events.message_event(customer_id, message_key, ctx.channel, ctx.now)
-        return await uow.customer_events.insert_one(event, ctx.now)
+        event = None
+        if self._events is not None:
+            event = self._events.message_event(customer_id, message_key, ctx.channel, ctx.now)
+        return await uow.keep_message(message_key, kept, event, ctx.now)
 
     async def _write_suggested(
         self,

@@ -147,3 +147,23 @@ async def test_a_one_write_unit_of_work_is_one_statement_without_a_transaction_o
     async with store.unit_of_work() as uow:  # without one_write: a transaction as usual
         await uow.customers.get(customer_id)
     assert len(started) == (1 if postgres else 0)
+
+
+async def test_keeping_a_message_in_a_transaction_commits_or_rolls_back_with_it(database: Database) -> None:
+    """A message that applies a tag keeps its text and event in its transaction (one statement on PostgreSQL)."""
+    customer_id = await _customer(database)
+    store = SqlTurnStore(database.engine)
+    with pytest.raises(RuntimeError):
+        async with store.unit_of_work() as uow:
+            assert await uow.keep_message(KEY, _text(customer_id), _event(customer_id), NOW)
+            raise RuntimeError("the turn failed after its writes")
+    assert await _stored(database) == ([], [], [])
+    with count_statements(database.engine) as count:
+        async with store.unit_of_work() as uow:
+            assert await uow.keep_message(KEY, _text(customer_id), _event(customer_id), NOW)
+    statements, _writes, _reads = count.per(1)
+    # PostgreSQL: one statement (BEGIN and COMMIT are the driver's own); SQLite: BEGIN IMMEDIATE and two inserts.
+    assert statements == (1 if database.engine.dialect.name == "postgresql" else 3)
+    async with store.unit_of_work() as uow:
+        assert not await uow.keep_message(KEY, _text(customer_id), _event(customer_id), NOW)
+    assert await _stored(database) == ([], ["麻烦发一下报价单"], [{"channel": "teams"}])
