@@ -53,6 +53,21 @@ _UNNEST_EVENTS = text(
 )
 
 
+def event_arrays(events: Sequence[NewCustomerEvent], serialize: Callable[[Any], str]) -> dict[str, list[Any]]:
+    """Customer events as one array per column, the parameters of an INSERT … SELECT FROM unnest (PostgreSQL):
+    event_ids, customer_ids, kinds, ats, amounts, properties (JSON text), sources, digests."""
+    return {
+        "event_ids": [ev.event_id for ev in events],
+        "customer_ids": [ev.customer_id for ev in events],
+        "kinds": [ev.kind for ev in events],
+        "ats": [utc_bound(ev.at) for ev in events],
+        "amounts": [ev.amount for ev in events],
+        "properties": [serialize(dict(ev.properties)) if ev.properties else "{}" for ev in events],
+        "sources": [ev.source for ev in events],
+        "digests": [ev.digest for ev in events],
+    }
+
+
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -161,17 +176,7 @@ class SqlCustomerEvents:
         inserted: list[str] = []
         serialize = json_text(self._conn)  # the text the column itself would store
         for part in _chunks(events, ARRAY_CHUNK):
-            params = {
-                "now": utc_bound(now),
-                "event_ids": [ev.event_id for ev in part],
-                "customer_ids": [ev.customer_id for ev in part],
-                "kinds": [ev.kind for ev in part],
-                "ats": [utc_bound(ev.at) for ev in part],
-                "amounts": [ev.amount for ev in part],
-                "properties": [serialize(dict(ev.properties)) if ev.properties else "{}" for ev in part],
-                "sources": [ev.source for ev in part],
-                "digests": [ev.digest for ev in part],
-            }
+            params = {"now": utc_bound(now), **event_arrays(part, serialize)}
             inserted.extend(r[0] for r in await self._conn.execute(_UNNEST_EVENTS, params))
         return inserted
 

@@ -28,7 +28,7 @@ from storage import tables as t
 from storage.bulk import json_text, utc_bound
 from storage.learning import SqlMessageTexts
 from storage.repositories import SqlUnitOfWork, _suggestion
-from storage.rules import SqlCustomerEvents
+from storage.rules import SqlCustomerEvents, event_arrays
 from tagging.normaliser import name_key
 
 # One statement: the text and the event are inserted unless their keys exist, the suggestions likewise and
@@ -48,10 +48,9 @@ _MESSAGE_WRITE = text(
                                      recorded_at)
         SELECT u.event_id, u.customer_id, u.kind, u.at, u.amount, CAST(u.properties AS json), u.source, u.digest,
                CAST(:now AS timestamptz)
-        FROM unnest(CAST(:event_ids AS varchar[]), CAST(:event_customers AS bigint[]),
-                    CAST(:event_kinds AS varchar[]), CAST(:event_ats AS timestamptz[]),
-                    CAST(:event_amounts AS double precision[]), CAST(:event_properties AS text[]),
-                    CAST(:event_sources AS varchar[]), CAST(:event_digests AS varchar[]))
+        FROM unnest(CAST(:event_ids AS varchar[]), CAST(:customer_ids AS bigint[]), CAST(:kinds AS varchar[]),
+                    CAST(:ats AS timestamptz[]), CAST(:amounts AS double precision[]),
+                    CAST(:properties AS text[]), CAST(:sources AS varchar[]), CAST(:digests AS varchar[]))
              AS u(event_id, customer_id, kind, at, amount, properties, source, digest)
         ON CONFLICT (event_id) DO NOTHING
         RETURNING event_id
@@ -60,7 +59,7 @@ _MESSAGE_WRITE = text(
                                  auto_applied, created_at, decided_by, decided_at)
         SELECT u.customer_id, u.message_key, u.dimension, u.tag_key, u.tag, u.score, CAST(u.evidence AS json),
                u.status, u.auto_applied, u.created_at, u.decided_by, u.decided_at
-        FROM unnest(CAST(:customer_ids AS bigint[]), CAST(:message_keys AS varchar[]),
+        FROM unnest(CAST(:suggestion_customers AS bigint[]), CAST(:message_keys AS varchar[]),
                     CAST(:dimensions AS varchar[]), CAST(:tag_keys AS varchar[]), CAST(:tags AS varchar[]),
                     CAST(:scores AS double precision[]), CAST(:evidence AS text[]), CAST(:statuses AS varchar[]),
                     CAST(:auto_applied AS boolean[]), CAST(:created_ats AS timestamptz[]),
@@ -106,6 +105,11 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         else:
             await super()._begin(conn)
 
+    def _on_postgres(self) -> bool:
+        conn = self._conn
+        assert conn is not None, "used outside its block"
+        return conn.dialect.name == "postgresql"
+
     async def write_message(
         self,
         message_key: str,
@@ -115,9 +119,7 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         now: datetime,
     ) -> MessageWrite:
         """Store a message's suggestions, text and event, each unless its key exists; what was new."""
-        conn = self._conn
-        assert conn is not None
-        if conn.dialect.name == "postgresql":
+        if self._on_postgres():
             return await self._write_at_once(message_key, suggestions, kept, event, now)
         added = []
         for s in suggestions:
@@ -134,9 +136,7 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         self, message_key: str, kept: MessageText | None, event: NewCustomerEvent | None, now: datetime
     ) -> bool:
         """Store a message's kept text and its event, each unless its key exists; True when the event was new."""
-        conn = self._conn
-        assert conn is not None
-        if conn.dialect.name == "postgresql":
+        if self._on_postgres():
             return (await self._write_at_once(message_key, (), kept, event, now)).new_event
         if kept is not None:
             await self.message_texts.remember([kept])
@@ -169,15 +169,8 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
             "texts": [m.text for m in texts],
             "text_ats": [utc_bound(m.created_at) for m in texts],
             "now": utc_bound(now),
-            "event_ids": [e.event_id for e in events],
-            "event_customers": [e.customer_id for e in events],
-            "event_kinds": [e.kind for e in events],
-            "event_ats": [utc_bound(e.at) for e in events],
-            "event_amounts": [e.amount for e in events],
-            "event_properties": [serialize(dict(e.properties)) for e in events],
-            "event_sources": [e.source for e in events],
-            "event_digests": [e.digest for e in events],
-            "customer_ids": [s.customer_id for s in rows],
+            **event_arrays(events, serialize),
+            "suggestion_customers": [s.customer_id for s in rows],
             "message_keys": [s.message_key for s in rows],
             "dimensions": [s.dimension for s in rows],
             "tag_keys": [name_key(s.tag) for s in rows],

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import asyncpg.transaction
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -86,6 +87,20 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         async with admin.begin() as conn:
             await conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         await admin.dispose()
+
+
+@pytest.fixture
+def postgres_transactions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A list that grows by one for every transaction asyncpg starts (BEGIN round trips on PostgreSQL)."""
+    started: list[str] = []
+    original = asyncpg.transaction.Transaction.start
+
+    async def counted(self: asyncpg.transaction.Transaction) -> None:
+        started.append("BEGIN")
+        await original(self)
+
+    monkeypatch.setattr(asyncpg.transaction.Transaction, "start", counted)
+    return started
 
 
 def _tag(dimension: str, name: str, *, parents: tuple[str, ...] = (), **kw: object) -> TagDef:

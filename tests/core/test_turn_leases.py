@@ -7,9 +7,6 @@ import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-import asyncpg.transaction
-import pytest
-
 from core.chat.ports import InboundLease
 from core.chat.turns import TurnLeases
 from storage.channels import SqlChannelStore
@@ -383,20 +380,13 @@ async def test_a_claim_cancelled_while_its_batch_is_written_is_not_held_here(dat
 
 
 async def test_a_lease_write_of_one_statement_opens_no_transaction_on_postgres(
-    database: Database, monkeypatch: pytest.MonkeyPatch
+    database: Database, postgres_transactions: list[str]
 ) -> None:
     """A claim alone, a finish alone, a renewal and a release are one statement each: on PostgreSQL they run
     in autocommit (no BEGIN and COMMIT round trips); a claim and a finish written together share one
     transaction, so a finished turn's slot passes to the claim atomically."""
     store = SqlChannelStore(database.engine)
-    started: list[str] = []
-    original = asyncpg.transaction.Transaction.start
-
-    async def counted(self: asyncpg.transaction.Transaction) -> None:
-        started.append("BEGIN")
-        await original(self)
-
-    monkeypatch.setattr(asyncpg.transaction.Transaction, "start", counted)
+    started = postgres_transactions
     until = T0 + timedelta(seconds=10)
     assert await store.settle_leases("teams", ["a", "b"], T0, until, []) == {"a", "b"}
     await store.renew_inbound("teams", ["a"], until + timedelta(seconds=5))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import asyncpg.transaction
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -121,19 +120,12 @@ async def test_a_message_write_that_fails_in_its_last_part_leaves_nothing(databa
 
 
 async def test_a_one_write_unit_of_work_is_one_statement_without_a_transaction_on_postgres(
-    database: Database, monkeypatch: pytest.MonkeyPatch
+    database: Database, postgres_transactions: list[str]
 ) -> None:
     """On PostgreSQL the customer read and the write commit on their own: no BEGIN and COMMIT round trips, and
     the three inserts are one statement. On SQLite they are the write transaction's three inserts."""
     customer_id = await _customer(database)
-    started: list[str] = []
-    original = asyncpg.transaction.Transaction.start
-
-    async def counted(self: asyncpg.transaction.Transaction) -> None:
-        started.append("BEGIN")
-        await original(self)
-
-    monkeypatch.setattr(asyncpg.transaction.Transaction, "start", counted)
+    before = len(postgres_transactions)
     store = SqlTurnStore(database.engine)
     with count_statements(database.engine) as count:
         async with store.unit_of_work(one_write=True) as uow:
@@ -143,10 +135,10 @@ async def test_a_one_write_unit_of_work_is_one_statement_without_a_transaction_o
     statements, _writes, _reads = count.per(1)
     postgres = database.engine.dialect.name == "postgresql"
     # PostgreSQL: the read and the write. SQLite: BEGIN IMMEDIATE, the read and three inserts.
-    assert (len(started), statements) == ((0, 2) if postgres else (0, 5))
+    assert (len(postgres_transactions) - before, statements) == ((0, 2) if postgres else (0, 5))
     async with store.unit_of_work() as uow:  # without one_write: a transaction as usual
         await uow.customers.get(customer_id)
-    assert len(started) == (1 if postgres else 0)
+    assert len(postgres_transactions) - before == (1 if postgres else 0)
 
 
 async def test_keeping_a_message_in_a_transaction_commits_or_rolls_back_with_it(database: Database) -> None:
