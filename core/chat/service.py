@@ -747,8 +747,9 @@ class ChatService:
                 written = await self._write_suggested(turn, ctx, customer_id, message_key, taxonomy, suggestions, kept)
                 outcome, new_event = written
             else:
+                customer = await self._customer(uow, customer_id)
                 outcome = await store_suggestions(
-                    uow, suggestions, taxonomy, self.rules, customer_id, message_key, ctx.now
+                    uow, suggestions, taxonomy, self.rules, customer_id, message_key, ctx.now, customer
                 )
             if outcome.duplicate:
                 return await self._stored_cards(uow, ctx, customer_id, message_key)
@@ -793,17 +794,8 @@ class ChatService:
         suggestions: Sequence[Suggestion],
         kept: MessageText | None,
     ) -> tuple[MessageOutcome, bool]:
-        """A message that applies no tag: its suggestions, text and event in one write; (outcome, new event).
-
-        The customer (its name for the card, its region for the scope of regional tags) is reused for a few
-        seconds, like the conversation's link: a message applying a tag reads it afresh in its transaction.
-        """
-        hit, customer = self._customers.get(customer_id)
-        if not hit or customer is None:
-            customer = await uow.customers.get(customer_id)
-            if customer is None:
-                raise NotFoundError(f"customer {customer_id} does not exist")
-            self._customers.put(customer_id, customer)
+        """A message that applies no tag: its suggestions, text and event in one write; (outcome, new event)."""
+        customer = await self._customer(uow, customer_id)
         planned = planned_suggestions(suggestions, taxonomy, customer, message_key, ctx.now)
         event = None
         if self._events is not None:
@@ -811,6 +803,20 @@ class ChatService:
         wrote = await uow.write_message(message_key, [p.row for p in planned], kept, event, ctx.now)
         duplicate = not wrote.added and wrote.seen  # every suggestion was stored by an earlier run of it
         return MessageOutcome((), wrote.added, duplicate=duplicate, customer=customer), wrote.new_event
+
+    async def _customer(self, uow: UnitOfWork, customer_id: int) -> Customer:
+        """A linked conversation's customer: its name for the cards, its region for the scope of regional tags.
+
+        Reused for a few seconds, like the conversation's link; the tags it holds, which the tag policy checks,
+        are always read in the turn's own transaction.
+        """
+        hit, customer = self._customers.get(customer_id)
+        if not hit or customer is None:
+            customer = await uow.customers.get(customer_id)
+            if customer is None:
+                raise NotFoundError(f"customer {customer_id} does not exist")
+            self._customers.put(customer_id, customer)
+        return customer
 
     async def _stored_cards(
         self, uow: UnitOfWork, ctx: ChatContext, customer_id: int, message_key: str

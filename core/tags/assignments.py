@@ -114,7 +114,7 @@ async def apply_definition(
 ) -> TagChange:
     """Apply a resolved tag: renew, or add replacing exclusive siblings; every change is an event.
 
-    `customer`: the customer as already read in this unit of work (read here when not given).
+    `customer`: the customer as the caller has it, whose region is checked (read here when not given).
     """
     refuse_crm_mastered(dimension, source)
     if customer is None or customer.id != customer_id:

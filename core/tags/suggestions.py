@@ -123,15 +123,17 @@ async def store_suggestions(
     customer_id: int,
     message_key: str,
     now: datetime,
+    customer: Customer | None = None,
 ) -> MessageOutcome:
     """Apply `apply` tags and store `suggest` ones of a matched message, once per (message key, tag).
 
     The matching is done before (it is CPU work: never inside a write transaction, which on SQLite holds the
-    single writer while it runs).
+    single writer while it runs). `customer`: the customer as the caller has it (read here when not given).
     """
-    customer = await uow.customers.get(customer_id)
     if customer is None:
-        raise NotFoundError(f"customer {customer_id} does not exist")
+        customer = await uow.customers.get(customer_id)
+        if customer is None:
+            raise NotFoundError(f"customer {customer_id} does not exist")
     applied: list[TagChange] = []
     applied_matched: list[tuple[str, ...]] = []
     pending: list[SuggestionRecord] = []

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from core.chat.commands import parse_command
-from core.chat.service import CACHE_SECONDS, ChatContext, ChatService, SuggestionState
+from core.chat.service import CACHE_SECONDS, AppliedState, ChatContext, ChatService, SuggestionState
 from core.records import CustomerDraft
 from core.tags.assignments import TaggingRules
 from core.types import Role, User
@@ -40,6 +40,9 @@ dimensions:
         keywords: [暖气]
       - name: 询价客户
         keywords: [报价]
+      - name: 售后工单
+        keywords: [退款]
+        auto_apply: true
 """
 
 
@@ -122,3 +125,26 @@ async def test_the_customer_is_reused_for_a_few_seconds_then_read_again(
     assert isinstance(fresh, SuggestionState)
     assert (fresh.customer.name, fresh.customer.region) == ("明远科技（北京）", "华北")
     assert [r.tag for r in fresh.records] == ["采暖设备意向", "询价客户"]
+
+
+async def test_a_message_applying_a_tag_reuses_the_customer_and_reads_its_tags_in_its_transaction(
+    database: Database,
+) -> None:
+    chat = _service(database, load_taxonomy_text(TAXONOMY))
+    cid = await _linked(database, chat, "华东")
+    await chat.respond(_ctx(), "teams:m-6", "请给个报价")  # reads the customer
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(" ".join(statement.split())[:60])
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        [applied] = await chat.respond(_ctx(), "teams:m-7", "设备坏了要退款")
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", seen)
+    assert isinstance(applied, AppliedState) and [e.tag for e in applied.entries] == ["售后工单"]
+    assert not [s for s in statements if s.startswith("SELECT customers.")], statements
+    assert [s for s in statements if s.startswith("SELECT tag_assignments.")], statements  # the policy's read
+    async with database.unit_of_work(read_only=True) as uow:
+        assert [a.tag for a in await uow.assignments.active_for(cid)] == ["售后工单"]
