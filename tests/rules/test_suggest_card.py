@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from app import DATABASE, SETTINGS, TAXONOMY, TEAMS, alert_deliverers, create_app, rule_context
-from config import Settings
+from config import AlertSettings, Settings
 from core.alerts.outbox import OutboxPolicy, drain
 from core.records import CustomerDraft
 from core.rules.service import run_daily
@@ -44,7 +44,12 @@ rules:
 async def kebiao(
     aiohttp_client: Any, tmp_path: Path, connector: tuple[FakeConnector, str]
 ) -> AsyncIterator[tuple[TestClient, FakeConnector, str]]:
-    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'kebiao.db'}", scheduler_enabled=False)
+    # Quiet hours off: the rule's alerts would otherwise wait for 08:00 when the test runs in the evening.
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'kebiao.db'}",
+        scheduler_enabled=False,
+        alerts=AlertSettings(quiet_hours="off"),
+    )
     client: TestClient = await aiohttp_client(create_app(settings))
     yield client, connector[0], connector[1]
 
