@@ -57,7 +57,7 @@ from core.types import (
     User,
 )
 from storage import tables as t
-from storage.bulk import copy_rows, duplicate_key
+from storage.bulk import copy_rows, duplicate_key, utc_bound
 from storage.taxonomy_document import from_document, to_document
 from tagging.normaliser import name_key
 from tagging.taxonomy import Taxonomy
@@ -881,6 +881,29 @@ _UNNEST_SUGGESTIONS = text(
 )
 
 
+def suggestion_arrays(rows: Sequence[NewSuggestion], serialize: Callable[[Any], str]) -> dict[str, list[Any]]:
+    """Suggestions as one array per column, the parameters of an INSERT … SELECT FROM unnest (PostgreSQL), named
+    after the columns; one row per (message key, dimension, tag key), the first one winning, in its place."""
+    unique: dict[tuple[str, str, str], NewSuggestion] = {}
+    for r in rows:
+        unique.setdefault((r.message_key, r.dimension, name_key(r.tag)), r)
+    items = list(unique.items())
+    return {
+        "customer_id": [r.customer_id for _, r in items],
+        "message_key": [k[0] for k, _ in items],
+        "dimension": [k[1] for k, _ in items],
+        "tag_key": [k[2] for k, _ in items],
+        "tag": [r.tag for _, r in items],
+        "score": [float(r.score) for _, r in items],
+        "evidence": [serialize(dict(r.evidence)) for _, r in items],
+        "status": [r.status.value for _, r in items],
+        "auto_applied": [r.auto_applied for _, r in items],
+        "created_at": [utc_bound(r.created_at) for _, r in items],
+        "decided_by": [r.decided_by for _, r in items],
+        "decided_at": [utc_bound(r.created_at) if r.decided_by else None for _, r in items],
+    }
+
+
 class SqlSuggestions:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -954,24 +977,9 @@ class SqlSuggestions:
         """
         if not rows:
             return set()
-        unique = {(r.message_key, r.dimension, name_key(r.tag)): r for r in reversed(rows)}
         if self._conn.dialect.name != "postgresql":
             return {(r.message_key, r.dimension, name_key(r.tag)) for r in await self.add_many_if_absent(rows)}
-        items = list(unique.items())
-        columns = {
-            "customer_id": [r.customer_id for _, r in items],
-            "message_key": [k[0] for k, _ in items],
-            "dimension": [k[1] for k, _ in items],
-            "tag_key": [k[2] for k, _ in items],
-            "tag": [r.tag for _, r in items],
-            "score": [float(r.score) for _, r in items],
-            "evidence": [json.dumps(dict(r.evidence), ensure_ascii=False) for _, r in items],
-            "status": [r.status.value for _, r in items],
-            "auto_applied": [r.auto_applied for _, r in items],
-            "created_at": [r.created_at for _, r in items],
-            "decided_by": [r.decided_by for _, r in items],
-            "decided_at": [r.created_at if r.decided_by else None for _, r in items],
-        }
+        columns = suggestion_arrays(rows, lambda value: json.dumps(value, ensure_ascii=False))
         result = await self._conn.execute(_UNNEST_SUGGESTIONS, columns)
         return {(str(m), str(d), str(k)) for m, d, k in result}
 

@@ -27,9 +27,8 @@ from core.rules.ports import NewCustomerEvent
 from storage import tables as t
 from storage.bulk import json_text, utc_bound
 from storage.learning import SqlMessageTexts
-from storage.repositories import SqlUnitOfWork, _suggestion
+from storage.repositories import SqlUnitOfWork, _suggestion, suggestion_arrays
 from storage.rules import SqlCustomerEvents, event_arrays
-from tagging.normaliser import name_key
 
 # One statement: the text and the event are inserted unless their keys exist, the suggestions likewise and
 # returned when new. `seen` looks at the snapshot the statement started from (a CTE's inserts are not visible to
@@ -59,18 +58,18 @@ _MESSAGE_WRITE = text(
                                  auto_applied, created_at, decided_by, decided_at)
         SELECT u.customer_id, u.message_key, u.dimension, u.tag_key, u.tag, u.score, CAST(u.evidence AS json),
                u.status, u.auto_applied, u.created_at, u.decided_by, u.decided_at
-        FROM unnest(CAST(:suggestion_customers AS bigint[]), CAST(:message_keys AS varchar[]),
-                    CAST(:dimensions AS varchar[]), CAST(:tag_keys AS varchar[]), CAST(:tags AS varchar[]),
-                    CAST(:scores AS double precision[]), CAST(:evidence AS text[]), CAST(:statuses AS varchar[]),
-                    CAST(:auto_applied AS boolean[]), CAST(:created_ats AS timestamptz[]),
-                    CAST(:decided_bys AS varchar[]), CAST(:decided_ats AS timestamptz[]))
+        FROM unnest(CAST(:customer_id AS bigint[]), CAST(:message_key AS varchar[]), CAST(:dimension AS varchar[]),
+                    CAST(:tag_key AS varchar[]), CAST(:tag AS varchar[]), CAST(:score AS double precision[]),
+                    CAST(:evidence AS text[]), CAST(:status AS varchar[]), CAST(:auto_applied AS boolean[]),
+                    CAST(:created_at AS timestamptz[]), CAST(:decided_by AS varchar[]),
+                    CAST(:decided_at AS timestamptz[]))
              AS u(customer_id, message_key, dimension, tag_key, tag, score, evidence, status, auto_applied,
                   created_at, decided_by, decided_at)
         ON CONFLICT (message_key, dimension, tag_key) DO NOTHING
         RETURNING *
     )
     SELECT added.*, (SELECT count(*) FROM event) AS new_events,
-           EXISTS (SELECT 1 FROM suggestions WHERE message_key = CAST(:message_key AS varchar)) AS seen
+           EXISTS (SELECT 1 FROM suggestions WHERE message_key = CAST(:seen_key AS varchar)) AS seen
     FROM (VALUES (1)) AS one (x) LEFT JOIN added ON true
     """
 ).columns(*t.suggestions.c, column("new_events", Integer), column("seen", Boolean))
@@ -155,13 +154,8 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         serialize = json_text(conn)  # the text the JSON columns themselves would store
         texts = [kept] if kept is not None else []
         events = [event] if event is not None else []
-        # One row per (dimension, tag key), the first one winning, as the one-by-one inserts would keep it.
-        unique: dict[tuple[str, str], NewSuggestion] = {}
-        for s in suggestions:
-            unique.setdefault((s.dimension, name_key(s.tag)), s)
-        rows = list(unique.values())
         params: dict[str, Any] = {
-            "message_key": message_key,
+            "seen_key": message_key,
             "text_keys": [m.message_key for m in texts],
             "text_channels": [m.channel for m in texts],
             "text_conversations": [m.conversation_id for m in texts],
@@ -170,18 +164,8 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
             "text_ats": [utc_bound(m.created_at) for m in texts],
             "now": utc_bound(now),
             **event_arrays(events, serialize),
-            "suggestion_customers": [s.customer_id for s in rows],
-            "message_keys": [s.message_key for s in rows],
-            "dimensions": [s.dimension for s in rows],
-            "tag_keys": [name_key(s.tag) for s in rows],
-            "tags": [s.tag for s in rows],
-            "scores": [float(s.score) for s in rows],
-            "evidence": [serialize(dict(s.evidence)) for s in rows],
-            "statuses": [s.status.value for s in rows],
-            "auto_applied": [s.auto_applied for s in rows],
-            "created_ats": [utc_bound(s.created_at) for s in rows],
-            "decided_bys": [s.decided_by for s in rows],
-            "decided_ats": [utc_bound(s.created_at) if s.decided_by else None for s in rows],
+            # One row per tag, the first one winning in its place, as the one-by-one inserts would keep it.
+            **suggestion_arrays(suggestions, serialize),
         }
         result = (await conn.execute(_MESSAGE_WRITE, params)).all()
         added = sorted((_suggestion(r) for r in result if r.id is not None), key=lambda r: r.id)
