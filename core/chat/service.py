@@ -779,9 +779,7 @@ class ChatService:
 
         They commit or roll back with the suggestions: a failure here fails the turn, whose retry runs again.
         """
-        event = None
-        if self._events is not None:
-            event = self._events.message_event(customer_id, message_key, ctx.channel, ctx.now)
+        event = self._message_event(ctx, customer_id, message_key)
         return await uow.keep_message(message_key, kept, event, ctx.now)
 
     async def _write_suggested(
@@ -797,12 +795,16 @@ class ChatService:
         """A message that applies no tag: its suggestions, text and event in one write; (outcome, new event)."""
         customer = await self._customer(uow, customer_id)
         planned = planned_suggestions(suggestions, taxonomy, customer, message_key, ctx.now)
-        event = None
-        if self._events is not None:
-            event = self._events.message_event(customer_id, message_key, ctx.channel, ctx.now)
+        event = self._message_event(ctx, customer_id, message_key)
         wrote = await uow.write_message(message_key, [p.row for p in planned], kept, event, ctx.now)
         duplicate = not wrote.added and wrote.seen  # every suggestion was stored by an earlier run of it
         return MessageOutcome((), wrote.added, duplicate=duplicate, customer=customer), wrote.new_event
+
+    def _message_event(self, ctx: ChatContext, customer_id: int, message_key: str) -> Any:
+        """The message's `message` event for the turn to store (None when events are not recorded)."""
+        if self._events is None:
+            return None
+        return self._events.message_event(customer_id, message_key, ctx.channel, ctx.now)
 
     async def _customer(self, uow: UnitOfWork, customer_id: int) -> Customer:
         """A linked conversation's customer: its name for the cards, its region for the scope of regional tags.
