@@ -408,8 +408,7 @@ def _tag_view(
     sensitive: bool,
     reason: str | None = None,
 ) -> TagView:
-    held = dimension.tags_keyed(name_key(name)) if dimension is not None else ()
-    tag = held[0] if held else None
+    tag = dimension.tag_like(name) if dimension is not None else None
     level = tag.level if tag else 1
     parent = tag.parent if tag else None
     icon = tag.icon if tag else None
@@ -432,8 +431,7 @@ def _tag_def(taxonomy: Taxonomy, dimension_key: str, tag_name: str) -> TagDef | 
     dimension = taxonomy.dimension(dimension_key)
     if dimension is None:
         return None
-    tags = dimension.tags_keyed(name_key(tag_name))
-    return tags[0] if tags else None
+    return dimension.tag_like(tag_name)
 
 
 def _notice_view(

@@ -54,8 +54,7 @@ def in_regions(taxonomy: Taxonomy, suggestions: Iterable[Suggestion], regions: S
     out: list[Suggestion] = []
     for s in suggestions:
         dimension = taxonomy.dimension(s.dimension)
-        tags = dimension.tags_keyed(name_key(s.tag)) if dimension is not None else ()
-        tag = tags[0] if tags else None
+        tag = dimension.tag_like(s.tag) if dimension is not None else None
         if dimension is None or tag is None or any(in_scope(dimension, tag, r) for r in regions):
             out.append(s)  # a tag the taxonomy no longer holds is not this filter's to judge
     return tuple(out)

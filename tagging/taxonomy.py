@@ -85,6 +85,11 @@ class Dimension:
         """The tags whose name has the name key `key` (tagging.normaliser.name_key), depth first."""
         return self._tag_index().by_key.get(key, ())
 
+    def tag_like(self, name: str) -> TagDef | None:
+        """The first tag (depth first) whose name has the same name key as `name` (None: no such tag)."""
+        tags = self.tags_keyed(name_key(name))
+        return tags[0] if tags else None
+
     def tag_named(self, name: str) -> TagDef | None:
         """The first tag (depth first) named exactly `name`."""
         return self._tag_index().by_name.get(name)

@@ -107,6 +107,7 @@ def test_tag_look_ups_by_name_find_what_a_walk_of_every_tag_finds() -> None:
     for probe in probes:
         walked = tuple(t for t in dimension.iter_tags() if name_key(t.name) == name_key(probe))
         assert dimension.tags_keyed(name_key(probe)) == walked, probe
+        assert dimension.tag_like(probe) == (walked[0] if walked else None), probe
     assert dimension.tag_named("華南 大客戶") is child and dimension.tag_named("华南 大客户") is None
     renamed = dataclasses.replace(dimension, tags=(_tag("报价单"),))  # a changed copy indexes its own tags
     assert renamed.tags_keyed(name_key("报价单")) == renamed.tags and renamed.tags_keyed(name_key("报价")) == ()
