@@ -117,6 +117,13 @@ class CustomerRepository(Protocol):
 class AssignmentRepository(Protocol):
     async def active_for(self, customer_id: int) -> list[Assignment]: ...
 
+    async def holding(
+        self, customer_id: int, dimension: str, tag_key: str, *, whole_dimension: bool
+    ) -> tuple[int, list[Assignment]]:
+        """(how many tags the customer actively holds, its active ones in `dimension` with name key `tag_key`,
+        or every active one of `dimension` when `whole_dimension`), in one query: what applying a tag needs."""
+        ...
+
     async def insert_active(
         self,
         customer_id: int,

@@ -489,6 +489,29 @@ class SqlAssignments:
         )
         return [_assignment(r) for r in rows]
 
+    async def holding(
+        self, customer_id: int, dimension: str, tag_key: str, *, whole_dimension: bool
+    ) -> tuple[int, list[Assignment]]:
+        a = t.tag_assignments.c
+        held = (
+            select(func.count().label("held"))
+            .select_from(t.tag_assignments)
+            .where(a.customer_id == customer_id, a.state == "active")
+            .subquery()
+        )
+        near = [a.customer_id == customer_id, a.state == "active", a.dimension == dimension]
+        if not whole_dimension:
+            near.append(a.tag_key == tag_key)  # the active-tag unique index answers this one row
+        # The count's one row, joined to the few rows that decide the apply (none: one row of NULLs).
+        rows = (
+            await self._conn.execute(
+                select(held.c.held, t.tag_assignments)
+                .select_from(held.outerjoin(t.tag_assignments, and_(*near)))
+                .order_by(a.id)
+            )
+        ).all()
+        return int(rows[0].held), [_assignment(r) for r in rows if r.id is not None]
+
     async def insert_active(
         self,
         customer_id: int,

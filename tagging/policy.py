@@ -98,6 +98,24 @@ class HeldTag:
 
 
 @dataclass(frozen=True, slots=True)
+class Holding:
+    """A customer's active tags as applying one tag sees them: how many in all, and those that decide it.
+
+    `relevant` holds at least every active tag of the applied tag's dimension with its name key and, when that
+    dimension is exclusive, every active tag of the dimension; any other tag in it is ignored. So a store can
+    answer with a count and a few rows instead of every tag the customer holds.
+    """
+
+    count: int  # distinct active tags in every dimension, sensitive ones included
+    relevant: tuple[HeldTag, ...]
+
+    @classmethod
+    def of(cls, held: Sequence[HeldTag]) -> Holding:
+        """The holding of a customer whose every active tag is `held`."""
+        return cls(len({h.key for h in held}), tuple(held))
+
+
+@dataclass(frozen=True, slots=True)
 class ApplyDecision:
     """What applying one tag does: renew an active one or add it, replacing exclusive siblings."""
 
@@ -131,23 +149,23 @@ def expiry_for(tag: TagDef, now: datetime, tz: tzinfo) -> datetime | None:
 def decide_apply(
     dimension: Dimension,
     tag: TagDef,
-    held: Sequence[HeldTag],
+    held: Holding,
     now: datetime,
     tz: tzinfo,
     hard_cap: int = DEFAULT_HARD_CAP,
 ) -> ApplyDecision:
-    """Decide how `tag` lands on a customer holding `held`; raises CapRefusal at the hard cap.
+    """Decide how `tag` lands on a customer with `held`; raises CapRefusal at the hard cap.
 
-    `held` is every active tag, sensitive ones included: the caps protect the data, not a view of it.
+    `held` counts every active tag, sensitive ones included: the caps protect the data, not a view of it.
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     wanted = (dimension.key, name_key(tag.name))
     expires_at = expiry_for(tag, now, tz)
-    if any(h.key == wanted for h in held):
+    if any(h.key == wanted for h in held.relevant):
         return ApplyDecision(renew=True, replaces=(), expires_at=expires_at)
-    replaces = tuple(h for h in held if h.dimension == dimension.key) if dimension.exclusive else ()
-    count_after = len({h.key for h in held}) - len(replaces) + 1
+    replaces = tuple(h for h in held.relevant if h.dimension == dimension.key) if dimension.exclusive else ()
+    count_after = held.count - len(replaces) + 1
     if count_after > hard_cap:
         raise CapRefusal(tag.name, count_after - 1, hard_cap)
     warning = soft_cap_warning(count_after)

@@ -23,6 +23,7 @@ from tagging.normaliser import name_key
 from tagging.policy import (
     AmbiguousTagError,
     HeldTag,
+    Holding,
     PolicyRefusal,
     UnknownTagError,
     decide_apply,
@@ -180,7 +181,7 @@ def _plan_tags(
             continue  # already held: importing again must change nothing (no renewal either)
         try:
             refuse_out_of_scope(dimension, tag, region)
-            decision = decide_apply(dimension, tag, held, now, rules.tz, rules.hard_cap)
+            decision = decide_apply(dimension, tag, Holding.of(held), now, rules.tz, rules.hard_cap)
         except PolicyRefusal as refusal:
             found.append(RowProblem(row.row, "tags", refusal.reason))
             continue

@@ -19,6 +19,7 @@ from tagging.policy import (
     DEFAULT_HARD_CAP,
     AmbiguousTagError,
     HeldTag,
+    Holding,
     PolicyRefusal,
     UnknownTagError,
     decide_apply,
@@ -122,12 +123,15 @@ async def apply_definition(
     if customer is None:
         raise NotFoundError(f"customer {customer_id} does not exist")
     refuse_out_of_scope(dimension, tag, customer.region)
-    active = await uow.assignments.active_for(customer_id)
-    held = [HeldTag(a.dimension, a.tag) for a in active]
+    # The count and the few rows the decision turns on, not every tag held: a customer may hold a hundred.
+    count, near = await uow.assignments.holding(
+        customer_id, dimension.key, name_key(tag.name), whole_dimension=dimension.exclusive
+    )
+    held = Holding(count, tuple(HeldTag(a.dimension, a.tag) for a in near))
     decision = decide_apply(dimension, tag, held, now, rules.tz, rules.hard_cap)
     stored_evidence = clean_evidence(evidence)
     if decision.renew:
-        current = next(a for a in active if a.dimension == dimension.key and name_key(a.tag) == name_key(tag.name))
+        current = next(a for a in near if a.dimension == dimension.key and name_key(a.tag) == name_key(tag.name))
         if decision.expires_at != current.expires_at and decision.expires_at is not None:
             await uow.assignments.set_expiry(current.id, decision.expires_at)
             await uow.events.append(
@@ -145,7 +149,7 @@ async def apply_definition(
         return TagChange(customer_id, dimension.key, current.tag, "renewed", expires_at=decision.expires_at)
     replaced: list[str] = []
     for old in decision.replaces:
-        row = next(a for a in active if a.dimension == old.dimension and name_key(a.tag) == name_key(old.tag))
+        row = next(a for a in near if a.dimension == old.dimension and name_key(a.tag) == name_key(old.tag))
         if await uow.assignments.end(row.id, AssignmentState.REMOVED, now):
             replaced.append(row.tag)
     inserted = await uow.assignments.insert_active(
@@ -246,7 +250,7 @@ async def apply_many(
             decision = decide_apply(
                 item.dimension,
                 item.tag,
-                [HeldTag(h.dimension, h.tag) for h in active],
+                Holding.of([HeldTag(h.dimension, h.tag) for h in active]),
                 item.at,
                 rules.tz,
                 rules.hard_cap,

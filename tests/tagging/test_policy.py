@@ -11,6 +11,7 @@ from tagging.policy import (
     SOFT_CAP,
     AmbiguousTagError,
     HeldTag,
+    Holding,
     PolicyRefusal,
     decide_apply,
     find_tag,
@@ -31,15 +32,15 @@ def test_midnight_is_local_not_utc() -> None:
 def test_soft_warning_and_hard_cap(sample_taxonomy: Taxonomy) -> None:
     dim, tag = find_tag(sample_taxonomy, "活跃客户")
     held = [HeldTag("basic", f"标签{i}") for i in range(SOFT_CAP - 1)]
-    assert decide_apply(dim, tag, held, datetime(2025, 1, 1, tzinfo=SH), SH).warnings
+    assert decide_apply(dim, tag, Holding.of(held), datetime(2025, 1, 1, tzinfo=SH), SH).warnings
     with pytest.raises(PolicyRefusal, match="上限 19"):
-        decide_apply(dim, tag, held, datetime(2025, 1, 1, tzinfo=SH), SH, hard_cap=19)
+        decide_apply(dim, tag, Holding.of(held), datetime(2025, 1, 1, tzinfo=SH), SH, hard_cap=19)
 
 
 def test_exclusive_replaces_only_same_dimension(sample_taxonomy: Taxonomy) -> None:
     dim, tag = find_tag(sample_taxonomy, "VIP客户")
     held = [HeldTag("value", "普通客户"), HeldTag("stage", "询价客户")]
-    decision = decide_apply(dim, tag, held, datetime(2025, 1, 1, tzinfo=SH), SH)
+    decision = decide_apply(dim, tag, Holding.of(held), datetime(2025, 1, 1, tzinfo=SH), SH)
     assert decision.replaces == (HeldTag("value", "普通客户"),) and not decision.renew
 
 
