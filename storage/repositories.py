@@ -17,7 +17,6 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Float,
-    Insert,
     MetaData,
     Table,
     Text,
@@ -478,6 +477,15 @@ def _assignment(row: Row[Any]) -> Assignment:
     )
 
 
+def _active_if_absent(insert: Any) -> Any:
+    a = t.tag_assignments.c
+    return (
+        insert(t.tag_assignments)
+        .on_conflict_do_nothing(index_elements=[a.customer_id, a.dimension, a.tag_key], index_where=t.ACTIVE)
+        .returning(t.tag_assignments)
+    )
+
+
 class SqlAssignments:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -522,24 +530,18 @@ class SqlAssignments:
         now: datetime,
         expires_at: datetime | None,
     ) -> Assignment | None:
-        a = t.tag_assignments.c
-        stmt: Insert = (
-            _insert(self._conn, t.tag_assignments)
-            .values(
-                customer_id=customer_id,
-                dimension=dimension,
-                tag_key=name_key(tag),
-                tag=tag,
-                state="active",
-                source=source.value,
-                assigned_by=assigned_by,
-                assigned_at=now,
-                expires_at=expires_at,
-            )
-            .on_conflict_do_nothing(index_elements=[a.customer_id, a.dimension, a.tag_key], index_where=t.ACTIVE)
-            .returning(t.tag_assignments)
-        )
-        row = (await self._conn.execute(stmt)).first()
+        values = {
+            "customer_id": customer_id,
+            "dimension": dimension,
+            "tag_key": name_key(tag),
+            "tag": tag,
+            "state": "active",
+            "source": source.value,
+            "assigned_by": assigned_by,
+            "assigned_at": now,
+            "expires_at": expires_at,
+        }
+        row = (await self._conn.execute(prebuilt(self._conn, _active_if_absent), values)).first()
         return _assignment(row) if row else None
 
     async def end(self, assignment_id: int, state: AssignmentState, now: datetime) -> bool:
@@ -805,36 +807,37 @@ def _event(row: Row[Any]) -> TagEvent:
     )
 
 
+def _event_row(e: NewEvent) -> dict[str, Any]:
+    """The tag_events row of an event (by hand: dataclasses.asdict deep-copies the evidence, which costs)."""
+    return {
+        "customer_id": e.customer_id,
+        "dimension": e.dimension,
+        "tag": e.tag,
+        "kind": e.kind.value,
+        "actor": e.actor,
+        "source": e.source.value,
+        "at": e.at,
+        "evidence": dict(e.evidence),
+        "previous": e.previous,
+    }
+
+
+def _event_returning(insert: Any) -> Any:
+    return insert(t.tag_events).returning(t.tag_events)
+
+
 class SqlEvents:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
     async def append(self, event: NewEvent) -> TagEvent:
-        values = dataclasses.asdict(event) | {
-            "kind": event.kind.value,
-            "source": event.source.value,
-            "evidence": dict(event.evidence),
-        }
-        row = (await self._conn.execute(t.tag_events.insert().values(**values).returning(t.tag_events))).one()
+        row = (await self._conn.execute(prebuilt(self._conn, _event_returning), _event_row(event))).one()
         return _event(row)
 
     async def append_many(self, events: Sequence[NewEvent]) -> None:
         if not events:
             return
-        rows = [  # built by hand: dataclasses.asdict deep-copies every evidence dict (measurable in bulk ingest)
-            {
-                "customer_id": e.customer_id,
-                "dimension": e.dimension,
-                "tag": e.tag,
-                "kind": e.kind.value,
-                "actor": e.actor,
-                "source": e.source.value,
-                "at": e.at,
-                "evidence": dict(e.evidence),
-                "previous": e.previous,
-            }
-            for e in events
-        ]
+        rows = [_event_row(e) for e in events]
         if self._conn.dialect.name == "sqlite":
             await _driver_executemany(self._conn, t.tag_events, rows)
             return
