@@ -66,6 +66,7 @@ READY_SECONDS = 180.0
 MANAGER = "bench-manager"
 OWNERS = 5  # owners of the customers whose tags expire (plus the manager: the expiry alerts' recipients)
 EXPIRING = 20  # customers with a tag expiring within the warning window
+WINDOW = 10.0  # seconds per p99 of the per-window line
 
 
 def haproxy_path() -> str | None:
@@ -91,6 +92,8 @@ class Phase:
     name: str
     http: list[float] = field(default_factory=list)
     e2e: list[float] = field(default_factory=list)
+    # (second of the phase the message was sent, its HTTP latency): where in the run a tail came from
+    timed: list[tuple[float, float]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = []
@@ -100,7 +103,19 @@ class Phase:
                     f"  {self.name:<30} {label:<4} p50 {statistics.median(values):7.1f} ms   "
                     f"p99 {percentile(values, 0.99):7.1f} ms   max {max(values):8.1f} ms   ({len(values)})"
                 )
+        windows = self.windows()
+        if len(windows) > 1:
+            out.append(f"  {'':<30} http p99 per {WINDOW:g} s: " + ", ".join(f"{v:.0f}" for v in windows) + " ms")
         return out
+
+    def windows(self) -> list[float]:
+        """HTTP p99 of each WINDOW seconds of the phase, by the second each message was sent."""
+        by: dict[int, list[float]] = {}
+        for second, ms in self.timed:
+            by.setdefault(int(second // WINDOW), []).append(ms)
+        most = max((len(v) for v in by.values()), default=0)
+        # The last message of a run can open a window of its own: a window of a few is no p99.
+        return [percentile(by[w], 0.99) for w in sorted(by) if len(by[w]) * 10 >= most]
 
 
 @dataclass(frozen=True)
@@ -529,6 +544,8 @@ async def _drive(
 def _phase(name: str, load: Load, fake: TimedConnector, ids: list[str]) -> Phase:
     phase = Phase(name)
     phase.http = [load.http[k] for k in ids if k in load.http]
+    first = min((load.sent[k] for k in ids), default=0.0)
+    phase.timed = [(load.sent[k] - first, load.http[k]) for k in ids if k in load.http]
     phase.e2e = [(fake.arrived[k] - load.sent[k]) * 1000 for k in ids if k in fake.arrived]
     return phase
 

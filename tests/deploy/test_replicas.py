@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.replicas import HAPROXY_CONFIG, haproxy_path, replica_run
+from bench.replicas import HAPROXY_CONFIG, Phase, haproxy_path, percentile, replica_run
 from tests.conftest import postgres_url
 
 pytestmark = pytest.mark.postgres
@@ -72,3 +72,12 @@ async def test_three_replicas_lose_no_acknowledged_message_and_send_each_alert_o
     assert outcome.alerts_unsent == (), outcome.summary()
     assert outcome.alert_sends == outcome.alerts and outcome.alert_extra_sends == 0, outcome.summary()
     assert dict(outcome.statuses) == {200: outcome.messages}, outcome.summary()
+
+
+def test_a_phase_reports_the_p99_of_each_window_and_drops_a_last_stub() -> None:
+    phase = Phase("through HAProxy")
+    phase.timed = [(k / 100, 10.0) for k in range(1000)] + [(10 + k / 100, 10.0 + k) for k in range(1000)]
+    phase.timed.append((20.0, 900.0))  # the run's last message, alone in a third window
+    phase.http = [ms for _, ms in phase.timed]
+    assert phase.windows() == [10.0, percentile([10.0 + k for k in range(1000)], 0.99)]
+    assert "http p99 per 10 s: 10, 1000 ms" in phase.lines()[-1]
