@@ -137,6 +137,21 @@ class AssignmentRepository(Protocol):
         """Insert an active assignment; None when one is already active (race-safe)."""
         ...
 
+    async def insert_active_logged(
+        self,
+        customer_id: int,
+        dimension: str,
+        tag: str,
+        source: Source,
+        assigned_by: str,
+        now: datetime,
+        expires_at: datetime | None,
+        event: NewEvent,
+    ) -> Assignment | None:
+        """`insert_active`, appending `event` to the tag-event log when the row was inserted (in one statement
+        where the database can)."""
+        ...
+
     async def end(self, assignment_id: int, state: AssignmentState, now: datetime) -> bool:
         """Move an active assignment to expired/removed; False when it was no longer active."""
         ...

@@ -477,6 +477,34 @@ def _assignment(row: Row[Any]) -> Assignment:
     )
 
 
+def _active_row(
+    customer_id: int,
+    dimension: str,
+    tag: str,
+    source: Source,
+    assigned_by: str,
+    now: datetime,
+    expires_at: datetime | None,
+) -> dict[str, Any]:
+    """The tag_assignments row of a new active assignment."""
+    return {
+        "customer_id": customer_id,
+        "dimension": dimension,
+        "tag_key": name_key(tag),
+        "tag": tag,
+        "state": "active",
+        "source": source.value,
+        "assigned_by": assigned_by,
+        "assigned_at": now,
+        "expires_at": expires_at,
+    }
+
+
+_ACTIVE_COLUMNS = ("customer_id", "dimension", "tag_key", "tag", "state", "source", "assigned_by", "assigned_at",
+                   "expires_at")
+_EVENT_COLUMNS = ("customer_id", "dimension", "tag", "kind", "actor", "source", "at", "evidence", "previous")
+
+
 def _active_if_absent(insert: Any) -> Any:
     a = t.tag_assignments.c
     return (
@@ -484,6 +512,22 @@ def _active_if_absent(insert: Any) -> Any:
         .on_conflict_do_nothing(index_elements=[a.customer_id, a.dimension, a.tag_key], index_where=t.ACTIVE)
         .returning(t.tag_assignments)
     )
+
+
+def _active_and_event(insert: Any) -> Any:
+    """PostgreSQL: the active assignment and, only when it was inserted, its event; the assignment's row back."""
+    a = t.tag_assignments.c
+    added = (
+        insert(t.tag_assignments)
+        .values({c: bindparam(c, type_=a[c].type) for c in _ACTIVE_COLUMNS})
+        .on_conflict_do_nothing(index_elements=[a.customer_id, a.dimension, a.tag_key], index_where=t.ACTIVE)
+        .returning(t.tag_assignments)
+        .cte("added")
+    )
+    e = t.tag_events.c
+    event = select(*(bindparam(f"event_{c}", type_=e[c].type) for c in _EVENT_COLUMNS)).select_from(added)
+    logged = t.tag_events.insert().from_select(list(_EVENT_COLUMNS), event).cte("logged")
+    return select(added).add_cte(logged)  # PostgreSQL runs a data-modifying WITH whether or not it is read
 
 
 class SqlAssignments:
@@ -530,18 +574,29 @@ class SqlAssignments:
         now: datetime,
         expires_at: datetime | None,
     ) -> Assignment | None:
-        values = {
-            "customer_id": customer_id,
-            "dimension": dimension,
-            "tag_key": name_key(tag),
-            "tag": tag,
-            "state": "active",
-            "source": source.value,
-            "assigned_by": assigned_by,
-            "assigned_at": now,
-            "expires_at": expires_at,
-        }
+        values = _active_row(customer_id, dimension, tag, source, assigned_by, now, expires_at)
         row = (await self._conn.execute(prebuilt(self._conn, _active_if_absent), values)).first()
+        return _assignment(row) if row else None
+
+    async def insert_active_logged(
+        self,
+        customer_id: int,
+        dimension: str,
+        tag: str,
+        source: Source,
+        assigned_by: str,
+        now: datetime,
+        expires_at: datetime | None,
+        event: NewEvent,
+    ) -> Assignment | None:
+        if self._conn.dialect.name != "postgresql":  # SQLite runs no INSERT inside a WITH: two statements
+            inserted = await self.insert_active(customer_id, dimension, tag, source, assigned_by, now, expires_at)
+            if inserted is not None:
+                await SqlEvents(self._conn).append(event)
+            return inserted
+        values = _active_row(customer_id, dimension, tag, source, assigned_by, now, expires_at)
+        values |= {f"event_{k}": v for k, v in _event_row(event).items()}
+        row = (await self._conn.execute(prebuilt(self._conn, _active_and_event), values)).first()
         return _assignment(row) if row else None
 
     async def end(self, assignment_id: int, state: AssignmentState, now: datetime) -> bool:

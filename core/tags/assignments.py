@@ -152,16 +152,14 @@ async def apply_definition(
         row = next(a for a in near if a.dimension == old.dimension and name_key(a.tag) == name_key(old.tag))
         if await uow.assignments.end(row.id, AssignmentState.REMOVED, now):
             replaced.append(row.tag)
-    inserted = await uow.assignments.insert_active(
-        customer_id, dimension.key, tag.name, source, actor, now, decision.expires_at
+    previous = replaced[0] if replaced else None
+    kind = EventKind.REPLACED if replaced else EventKind.ADDED
+    event = NewEvent(customer_id, dimension.key, tag.name, kind, actor, source, now, stored_evidence, previous)
+    inserted = await uow.assignments.insert_active_logged(
+        customer_id, dimension.key, tag.name, source, actor, now, decision.expires_at, event
     )
     if inserted is None:  # a concurrent request added it between our read and our insert
         return TagChange(customer_id, dimension.key, tag.name, "renewed", expires_at=decision.expires_at)
-    previous = replaced[0] if replaced else None
-    kind = EventKind.REPLACED if replaced else EventKind.ADDED
-    await uow.events.append(
-        NewEvent(customer_id, dimension.key, tag.name, kind, actor, source, now, stored_evidence, previous)
-    )
     return TagChange(
         customer_id,
         dimension.key,
