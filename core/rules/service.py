@@ -267,38 +267,43 @@ async def run_tag_rules(
     ctx: RuleContext, now: datetime, report: RulesReport | None = None, limit: int = 5000
 ) -> RulesReport:
     """Tag-change rules over the tag-event log since the last run (a cursor; compare-and-set, so two replicas
-    never both act on the same changes). The first run starts at the end of the log."""
+    never both act on the same changes). The first run starts at the end of the log; with no tag rule the cursor
+    follows the log's end without reading it."""
     report = report if report is not None else RulesReport()
     taxonomy = ctx.taxonomy()
     rules = taxonomy.rules.by_trigger("tag")
     async with ctx.store.unit_of_work() as uow:
         cursor = await uow.rule_facts.cursor(TAG_CURSOR)
-        if cursor is None:
+        if cursor is None or not rules:
+            # No tag rule: nothing to read, the cursor just follows the log (a rule added later starts there).
+            # Reading up to `limit` events a minute on every replica only to move it cost a CPU burst each time.
             tail = await _log_end(uow)
-            await uow.rule_facts.move_cursor(TAG_CURSOR, None, tail, now)
+            if tail != cursor:
+                await uow.rule_facts.move_cursor(TAG_CURSOR, cursor, tail, now)
             return report
         events = await uow.rule_facts.tag_events_after(cursor, limit)
         if not events:
             return report
-        if rules:
-            watched: dict[int, dict[Rule, Any]] = defaultdict(dict)
-            for event in events:
-                for rule in rules:
-                    if name_key(event.tag) in {name_key(t) for t in rule.trigger.tags}:
-                        watched[event.customer_id][rule] = event
-            facts = {f.customer_id: f for f in await gather(uow, ctx, sorted(watched), rules, now)}
-            firings: list[Firing] = []
-            for cid, by_rule in watched.items():
-                if cid not in facts:
-                    continue
-                for rule, event in by_rule.items():
-                    firing = evaluate(rule, facts[cid], now, ctx.tz)
-                    if firing is not None:
-                        change = f"标签 {event.tag} {event.kind.value}（{event.actor}）"
-                        firings.append(Firing(rule, firing.facts, (change, *firing.evidence)))
-            report.customers += len(facts)
-            newest = {cid: max(e.id for e in by.values()) for cid, by in watched.items()}
-            await apply_firings(uow, ctx, taxonomy, firings, now, lambda f: f"t:{newest[f.facts.customer_id]}", report)
+        triggers = [(rule, {name_key(t) for t in rule.trigger.tags}) for rule in rules]
+        watched: dict[int, dict[Rule, Any]] = defaultdict(dict)
+        for event in events:
+            key = name_key(event.tag)
+            for rule, keys in triggers:
+                if key in keys:
+                    watched[event.customer_id][rule] = event
+        facts = {f.customer_id: f for f in await gather(uow, ctx, sorted(watched), rules, now)}
+        firings: list[Firing] = []
+        for cid, by_rule in watched.items():
+            if cid not in facts:
+                continue
+            for rule, event in by_rule.items():
+                firing = evaluate(rule, facts[cid], now, ctx.tz)
+                if firing is not None:
+                    change = f"标签 {event.tag} {event.kind.value}（{event.actor}）"
+                    firings.append(Firing(rule, firing.facts, (change, *firing.evidence)))
+        report.customers += len(facts)
+        newest = {cid: max(e.id for e in by.values()) for cid, by in watched.items()}
+        await apply_firings(uow, ctx, taxonomy, firings, now, lambda f: f"t:{newest[f.facts.customer_id]}", report)
         if not await uow.rule_facts.move_cursor(TAG_CURSOR, cursor, events[-1].id, now):
             uow.discard()  # another process handled these changes first
     return report

@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from core.alerts.jobs import run_once
+from core.records import NewEvent
 from core.rules.dryrun import forecast
 from core.rules.events import parse_events
 from core.rules.ingest import ingest_events
-from core.rules.service import run_daily, run_for_message, run_tag_rules
+from core.rules.service import TAG_CURSOR, run_daily, run_for_message, run_tag_rules
 from core.types import EventKind, Source
 from scheduler import configure_jobs
 from storage import tables as t
@@ -215,6 +216,43 @@ async def test_tag_change_rules_and_contacts_of_a_company(database: Database, ce
     assert notified == ["小张", "运营"]  # run_daily ran the tag rules for the change it made
     again = await run_tag_rules(ctx, NOW)
     assert not again.rules  # the cursor moved: nothing twice
+
+
+async def test_with_no_tag_rule_the_cursor_follows_the_log_without_reading_it(database: Database, cell: Cell) -> None:
+    ids = await seed(database)
+    ctx = context(database, cell)  # the built-in taxonomy: no rule triggered by a tag change
+    assert not cell.taxonomy.rules.by_trigger("tag")
+    await run_tag_rules(ctx, NOW)
+    async with database.unit_of_work() as uow:
+        await uow.assignments.insert_active(ids["jia"], "value", "重点客户", Source.MANUAL, "小张", NOW, None)
+        await uow.events.append(
+            NewEvent(ids["jia"], "value", "重点客户", EventKind.ADDED, "小张", Source.MANUAL, NOW)
+        )
+    seen: list[str] = []
+
+    def statement(_conn: object, _cursor: object, sql: str, *_args: object) -> None:
+        seen.append(" ".join(sql.split()))
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", statement)
+    try:
+        await run_tag_rules(ctx, NOW)
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", statement)
+    assert not [q for q in seen if q.startswith("SELECT tag_events.")], seen  # no event was read …
+    async with ctx.store.unit_of_work() as facts:
+        end = await facts.rule_facts.last_tag_event_id()
+        assert end and await facts.rule_facts.cursor(TAG_CURSOR) == end  # … and the cursor is at the log's end
+
+    # A tag rule added now acts on the changes after that point only.
+    base = load_builtin()
+    from tagging.loader import dump_taxonomy
+
+    await use_taxonomy(database, cell, load_taxonomy_text(dump_taxonomy(base).split("\nwebhooks:")[0] + TAG_RULES))
+    assert not (await run_tag_rules(context(database, cell), NOW)).rules
+    async with database.unit_of_work() as uow:
+        await uow.assignments.insert_active(ids["yi"], "value", "VIP客户", Source.MANUAL, "小李", NOW, None)
+        await uow.events.append(NewEvent(ids["yi"], "value", "VIP客户", EventKind.ADDED, "小李", Source.MANUAL, NOW))
+    assert (await run_tag_rules(context(database, cell), NOW)).rules["VIP变化通知"].notified
 
 
 async def test_dry_run_forecasts_without_writing(database: Database, cell: Cell) -> None:
