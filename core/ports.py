@@ -133,23 +133,10 @@ class AssignmentRepository(Protocol):
         assigned_by: str,
         now: datetime,
         expires_at: datetime | None,
+        event: NewEvent | None = None,
     ) -> Assignment | None:
-        """Insert an active assignment; None when one is already active (race-safe)."""
-        ...
-
-    async def insert_active_logged(
-        self,
-        customer_id: int,
-        dimension: str,
-        tag: str,
-        source: Source,
-        assigned_by: str,
-        now: datetime,
-        expires_at: datetime | None,
-        event: NewEvent,
-    ) -> Assignment | None:
-        """`insert_active`, appending `event` to the tag-event log when the row was inserted (in one statement
-        where the database can)."""
+        """Insert an active assignment; None when one is already active (race-safe). `event`: appended to the
+        tag-event log when the row was inserted (in the same statement where the database can)."""
         ...
 
     async def end(self, assignment_id: int, state: AssignmentState, now: datetime) -> bool:

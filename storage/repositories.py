@@ -573,30 +573,17 @@ class SqlAssignments:
         assigned_by: str,
         now: datetime,
         expires_at: datetime | None,
+        event: NewEvent | None = None,
     ) -> Assignment | None:
         values = _active_row(customer_id, dimension, tag, source, assigned_by, now, expires_at)
+        if event is not None and self._conn.dialect.name == "postgresql":
+            values |= {f"event_{k}": v for k, v in _event_row(event).items()}
+            row = (await self._conn.execute(prebuilt(self._conn, _active_and_event), values)).first()
+            return _assignment(row) if row else None
+        # SQLite runs no INSERT inside a WITH: the event, if any, is a statement of its own.
         row = (await self._conn.execute(prebuilt(self._conn, _active_if_absent), values)).first()
-        return _assignment(row) if row else None
-
-    async def insert_active_logged(
-        self,
-        customer_id: int,
-        dimension: str,
-        tag: str,
-        source: Source,
-        assigned_by: str,
-        now: datetime,
-        expires_at: datetime | None,
-        event: NewEvent,
-    ) -> Assignment | None:
-        if self._conn.dialect.name != "postgresql":  # SQLite runs no INSERT inside a WITH: two statements
-            inserted = await self.insert_active(customer_id, dimension, tag, source, assigned_by, now, expires_at)
-            if inserted is not None:
-                await SqlEvents(self._conn).append(event)
-            return inserted
-        values = _active_row(customer_id, dimension, tag, source, assigned_by, now, expires_at)
-        values |= {f"event_{k}": v for k, v in _event_row(event).items()}
-        row = (await self._conn.execute(prebuilt(self._conn, _active_and_event), values)).first()
+        if row is not None and event is not None:
+            await SqlEvents(self._conn).append(event)
         return _assignment(row) if row else None
 
     async def end(self, assignment_id: int, state: AssignmentState, now: datetime) -> bool:

@@ -155,7 +155,7 @@ async def apply_definition(
     previous = replaced[0] if replaced else None
     kind = EventKind.REPLACED if replaced else EventKind.ADDED
     event = NewEvent(customer_id, dimension.key, tag.name, kind, actor, source, now, stored_evidence, previous)
-    inserted = await uow.assignments.insert_active_logged(
+    inserted = await uow.assignments.insert_active(
         customer_id, dimension.key, tag.name, source, actor, now, decision.expires_at, event
     )
     if inserted is None:  # a concurrent request added it between our read and our insert

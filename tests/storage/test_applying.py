@@ -55,13 +55,13 @@ async def test_an_assignment_and_its_event_are_written_together_and_only_when_it
             MappingProxyType({"message_key": "teams:m-1", "score": 0.9}), "普通客户",
         )
         with count_statements(database.engine) as count:
-            added = await uow.assignments.insert_active_logged(
+            added = await uow.assignments.insert_active(
                 customer.id, "value", "VIP客户", Source.KEYWORD, "u1", NOW, later, event
             )
         # PostgreSQL: one statement (the event's INSERT reads the assignment's); SQLite: one each.
         assert count.statements == (1 if database.engine.dialect.name == "postgresql" else 2)
         assert added is not None and (added.tag, added.expires_at, added.source) == ("VIP客户", later, Source.KEYWORD)
-        again = await uow.assignments.insert_active_logged(
+        again = await uow.assignments.insert_active(
             customer.id, "value", "ＶＩＰ客户", Source.KEYWORD, "u2", NOW, None, replace(event, actor="u2")
         )
         assert again is None  # already active: neither row is written
