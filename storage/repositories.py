@@ -477,29 +477,6 @@ def _assignment(row: Row[Any]) -> Assignment:
     )
 
 
-def _active_row(
-    customer_id: int,
-    dimension: str,
-    tag: str,
-    source: Source,
-    assigned_by: str,
-    now: datetime,
-    expires_at: datetime | None,
-) -> dict[str, Any]:
-    """The tag_assignments row of a new active assignment."""
-    return {
-        "customer_id": customer_id,
-        "dimension": dimension,
-        "tag_key": name_key(tag),
-        "tag": tag,
-        "state": "active",
-        "source": source.value,
-        "assigned_by": assigned_by,
-        "assigned_at": now,
-        "expires_at": expires_at,
-    }
-
-
 _ACTIVE_COLUMNS = ("customer_id", "dimension", "tag_key", "tag", "state", "source", "assigned_by", "assigned_at",
                    "expires_at")
 _EVENT_COLUMNS = ("customer_id", "dimension", "tag", "kind", "actor", "source", "at", "evidence", "previous")
@@ -575,7 +552,17 @@ class SqlAssignments:
         expires_at: datetime | None,
         event: NewEvent | None = None,
     ) -> Assignment | None:
-        values = _active_row(customer_id, dimension, tag, source, assigned_by, now, expires_at)
+        values = {
+            "customer_id": customer_id,
+            "dimension": dimension,
+            "tag_key": name_key(tag),
+            "tag": tag,
+            "state": "active",
+            "source": source.value,
+            "assigned_by": assigned_by,
+            "assigned_at": now,
+            "expires_at": expires_at,
+        }
         if event is not None and self._conn.dialect.name == "postgresql":
             values |= {f"event_{k}": v for k, v in _event_row(event).items()}
             row = (await self._conn.execute(prebuilt(self._conn, _active_and_event), values)).first()
