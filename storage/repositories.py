@@ -477,8 +477,9 @@ def _assignment(row: Row[Any]) -> Assignment:
     )
 
 
-_ACTIVE_COLUMNS = ("customer_id", "dimension", "tag_key", "tag", "state", "source", "assigned_by", "assigned_at",
-                   "expires_at")
+_ACTIVE_COLUMNS = (
+    "customer_id", "dimension", "tag_key", "tag", "state", "source", "assigned_by", "assigned_at", "expires_at"
+)
 _EVENT_COLUMNS = ("customer_id", "dimension", "tag", "kind", "actor", "source", "at", "evidence", "previous")
 
 

@@ -276,7 +276,7 @@ async def run_tag_rules(
         cursor = await uow.rule_facts.cursor(TAG_CURSOR)
         if cursor is None or not rules:
             # No tag rule: nothing to read, the cursor just follows the log (a rule added later starts there).
-            # Reading up to `limit` events a minute on every replica only to move it cost a CPU burst each time.
+            # Reading up to `limit` events each minute on every replica only to move it was work for nothing.
             tail = await _log_end(uow)
             if tail != cursor:
                 await uow.rule_facts.move_cursor(TAG_CURSOR, cursor, tail, now)
