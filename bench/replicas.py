@@ -69,6 +69,66 @@ EXPIRING = 20  # customers with a tag expiring within the warning window
 WINDOW = 10.0  # seconds per p99 of the per-window line
 
 
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used, from /proc; None where it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def named_cpu(name: str) -> float:
+    """CPU seconds used by every process of this host whose command is `name` (postgres, haproxy)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "comm").read_text(encoding="ascii", errors="replace").strip()
+            except OSError:
+                continue
+            if command == name:
+                total += process_cpu(int(entry.name)) or 0.0
+    return total
+
+
+def machine_cpu() -> float:
+    """CPU seconds every core of this host spent busy (not idle, not waiting for I/O), from /proc/stat."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text(encoding="ascii").split("\n", 1)[0].split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(replicas: Sequence[Replica]) -> dict[str, float | None]:
+    """CPU seconds so far of each replica, PostgreSQL, HAProxy, this process and the whole host."""
+    snapshot: dict[str, float | None] = {
+        r.name: process_cpu(r.process.pid) if r.process is not None else None for r in replicas
+    }
+    snapshot.update(
+        postgres=named_cpu("postgres"), haproxy=named_cpu("haproxy"), bench=time.process_time(), host=machine_cpu()
+    )
+    return snapshot
+
+
+def cpu_line(
+    before: dict[str, float | None], after: dict[str, float | None], seconds: float, killed: Sequence[str] = ()
+) -> str:
+    """Cores each part used between two snapshots taken `seconds` apart; a killed replica's figure runs to its
+    kill but is averaged over the whole run, and says so."""
+
+    def cores(key: str) -> str:
+        start, end = before.get(key), after.get(key)
+        if start is None or end is None:
+            return "unknown"
+        return f"{(end - start) / seconds:.2f}" + (" (killed)" if key in killed else "")
+
+    replicas = ", ".join(cores(k) for k in before if k.startswith("kebiao"))
+    return (
+        f"  CPU, cores: replicas {replicas}; PostgreSQL {cores('postgres')}; HAProxy {cores('haproxy')}; "
+        f"load and fake connector {cores('bench')}; host {cores('host')} of {os.cpu_count()}"
+    )
+
+
 def haproxy_path() -> str | None:
     """HAProxy from PATH or Debian's /usr/sbin (not always on a user's PATH)."""
     return shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin:/usr/local/sbin")
@@ -137,6 +197,7 @@ class ReplicaOutcome:
     killed: bool
     phases: tuple[Phase, ...]
     statuses: tuple[tuple[int, int], ...]
+    cpu: str = ""  # cores each part used during the HAProxy run (cpu_line)
 
     def summary(self) -> str:
         return (
@@ -501,7 +562,11 @@ async def _drive(
             phases.append(_phase(f"direct to one replica, {baseline:g} s", load, fake, direct))
         victim = replicas[1]
         at = {kill_at: victim.kill} if kill_at is not None else {}
+        before_cpu, began = cpu_snapshot(replicas), time.monotonic()
         ids = await load.steady(lb, rate, duration, at)
+        after_cpu, took = cpu_snapshot(replicas), time.monotonic() - began  # before poll() reaps the killed one
+        killed = [r.name for r in replicas if r.process is not None and r.process.poll() is not None]
+        cpu = cpu_line(before_cpu, after_cpu, took, killed)
         phases.append(_phase(f"through HAProxy, {duration:g} s", load, fake, ids))
         before = await tag_events(url)
         acked = [k for k, s in load.status.items() if s == 200]
@@ -538,6 +603,7 @@ async def _drive(
         killed=kill_at is not None and replicas[1].process is not None and replicas[1].process.poll() is not None,
         phases=tuple(phases),
         statuses=statuses,
+        cpu=cpu,
     )
 
 
@@ -574,6 +640,8 @@ async def run(options: argparse.Namespace) -> int:
     print(f"after:  {load_average()}")
     for phase in outcome.phases:
         print("\n".join(phase.lines()))
+    if outcome.cpu:
+        print(outcome.cpu)
     if len(outcome.phases) == 2 and outcome.phases[0].e2e and outcome.phases[1].e2e:
         ratio = percentile(outcome.phases[1].e2e, 0.99) / percentile(outcome.phases[0].e2e, 0.99)
         print(f"  p99 e2e through HAProxy / direct: {ratio:.2f}x")

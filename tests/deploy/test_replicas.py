@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from bench.replicas import HAPROXY_CONFIG, Phase, haproxy_path, percentile, replica_run
+from bench.replicas import HAPROXY_CONFIG, Phase, cpu_line, haproxy_path, percentile, process_cpu, replica_run
 from core.chat.turns import LIMIT
 from tests.conftest import postgres_url
 
@@ -85,3 +86,21 @@ def test_a_phase_reports_the_p99_of_each_window_and_drops_a_last_stub() -> None:
     phase.http = [ms for _, ms in phase.timed]
     assert phase.windows() == [10.0, percentile([10.0 + k for k in range(1000)], 0.99)]
     assert "http p99 per 10 s: 10, 1000 ms" in phase.lines()[-1]
+
+
+def test_the_cpu_line_reads_this_process_and_says_which_replica_was_killed() -> None:
+    before = process_cpu(os.getpid())
+    deadline = time.process_time() + 0.05
+    while time.process_time() < deadline:
+        pass  # burn a little CPU to be counted
+    after = process_cpu(os.getpid())
+    assert before is not None and after is not None and after > before
+    assert process_cpu(2**22 + 1) is None  # above Linux's pid limit: no such process
+    line = cpu_line(
+        {"kebiao1": 1.0, "kebiao2": 1.0, "postgres": 5.0, "haproxy": 0.0, "bench": 2.0, "host": 10.0},
+        {"kebiao1": 7.0, "kebiao2": 2.5, "postgres": 11.0, "haproxy": 0.3, "bench": 3.2, "host": 40.0},
+        20.0,
+        ["kebiao2"],
+    )
+    assert "replicas 0.30, 0.07 (killed); PostgreSQL 0.30; HAProxy 0.01; load and fake connector 0.06" in line
+    assert f"host 1.50 of {os.cpu_count()}" in line
