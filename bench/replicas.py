@@ -79,18 +79,19 @@ def process_cpu(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def named_cpu(name: str) -> float:
-    """CPU seconds used by every process of this host whose command is `name` (postgres, haproxy)."""
-    total = 0.0
+def named_cpu(*names: str) -> dict[str, float]:
+    """CPU seconds used by the processes of this host whose command is each of `names` (postgres, haproxy), in
+    one walk over /proc."""
+    totals = dict.fromkeys(names, 0.0)
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 command = (entry / "comm").read_text(encoding="ascii", errors="replace").strip()
             except OSError:
                 continue
-            if command == name:
-                total += process_cpu(int(entry.name)) or 0.0
-    return total
+            if command in totals:
+                totals[command] += process_cpu(int(entry.name)) or 0.0
+    return totals
 
 
 def machine_cpu() -> float:
@@ -104,9 +105,7 @@ def cpu_snapshot(replicas: Sequence[Replica]) -> dict[str, float | None]:
     snapshot: dict[str, float | None] = {
         r.name: process_cpu(r.process.pid) if r.process is not None else None for r in replicas
     }
-    snapshot.update(
-        postgres=named_cpu("postgres"), haproxy=named_cpu("haproxy"), bench=time.process_time(), host=machine_cpu()
-    )
+    snapshot.update(named_cpu("postgres", "haproxy"), bench=time.process_time(), host=machine_cpu())
     return snapshot
 
 
