@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -104,3 +105,11 @@ def test_the_cpu_line_reads_this_process_and_says_which_replica_was_killed() -> 
     )
     assert "replicas 0.30, 0.07 (killed); PostgreSQL 0.30; HAProxy 0.01; load and fake connector 0.06" in line
     assert f"host 1.50 of {os.cpu_count()}" in line
+
+
+def test_a_child_that_exited_still_counts_in_its_parents_cpu() -> None:
+    before = process_cpu(os.getpid(), reaped_children=True)
+    busy = "import time\nend = time.process_time() + 0.2\nwhile time.process_time() < end: pass"
+    subprocess.run([sys.executable, "-c", busy], check=True)  # exits and is waited for
+    after = process_cpu(os.getpid(), reaped_children=True)
+    assert before is not None and after is not None and after - before >= 0.15
