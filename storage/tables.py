@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.types import DateTime, TypeDecorator
 
 NAMING = {
@@ -524,7 +525,9 @@ personal_tags = Table(
 
 # Tag counts (migration 0017), kept by triggers on tag_assignments in the writer's transaction (see the migration):
 # holders per tag (other_key '') and shared holders per pair (tag_key < other_key) of active rows, as folded totals
-# plus an append-only log of changes; active tags per customer. Readers add the log to the totals.
+# plus an append-only log of changes; active tags per customer. Readers add the log to the totals. A change row
+# with `others` (migration 0021) changes each pair of tag_key with a listed key by n (a text[] on PostgreSQL, a JSON
+# array on SQLite); storage/tag_counts.py expands it.
 tag_counts = Table(
     "tag_counts",
     metadata,
@@ -543,6 +546,7 @@ tag_count_changes = Table(
     Column("other_key", String(200), nullable=False),
     Column("tag", String(200), nullable=False),
     Column("n", BigInteger, nullable=False),
+    Column("others", Text().with_variant(ARRAY(Text()), "postgresql"), nullable=True),
 )
 customer_tag_counts = Table(
     "customer_tag_counts",

@@ -34,12 +34,32 @@ def _live_now(now: datetime) -> tuple[ColumnElement[bool], ...]:
     return (a.state == "active", a.expires_at.is_not(None), a.expires_at <= now)
 
 
+def _changes(dialect: str, source: str, where: str = "") -> str:
+    """SQL for the change rows of `source` as (dimension, tag_key, other_key, tag, n), listed pairs expanded.
+
+    A row with `others` (migration 0021) changes the pair of tag_key and each listed key by n; the pair is keyed
+    with its lower key first, like the folded totals.
+    """
+    if dialect == "postgresql":
+        listed = "CROSS JOIN LATERAL unnest(c.others) AS o(k)", "LEAST(c.tag_key, o.k)", "GREATEST(c.tag_key, o.k)"
+    else:
+        listed = "CROSS JOIN json_each(c.others) AS o", "min(c.tag_key, o.value)", "max(c.tag_key, o.value)"
+    join, low, high = listed
+    also = f" AND {where}" if where else ""
+    return (
+        f"SELECT c.dimension, c.tag_key, c.other_key, c.tag, c.n FROM {source} c WHERE c.others IS NULL{also}"
+        f" UNION ALL SELECT c.dimension, {low}, {high}, '', c.n FROM {source} c {join}"
+        f" WHERE c.others IS NOT NULL{also}"
+    )
+
+
 async def stored_tags(conn: AsyncConnection) -> tuple[dict[TagKey, tuple[str, int]], dict[PairKey, int]]:
     """Folded totals plus the change log: active holders per tag and shared holders per pair (zeros left out)."""
     columns = ("dimension", "tag_key", "other_key", "tag", "n")
-    u = union_all(
-        *(select(*(table.c[name] for name in columns)) for table in (t.tag_counts, t.tag_count_changes))
-    ).subquery()
+    changes = text(_changes(conn.dialect.name, "tag_count_changes")).columns(
+        *(t.tag_counts.c[name] for name in columns)
+    )
+    u = union_all(select(*(t.tag_counts.c[name] for name in columns)), select(changes.subquery())).subquery()
     rows = await conn.execute(
         select(u.c.dimension, u.c.tag_key, u.c.other_key, func.max(u.c.tag), func.sum(u.c.n))
         .group_by(u.c.dimension, u.c.tag_key, u.c.other_key)
@@ -133,9 +153,10 @@ async def fold(conn: AsyncConnection) -> int:
         # DELETE … RETURNING takes exactly the changes it folds, whatever commits meanwhile.
         result = await conn.execute(
             text(
-                "WITH moved AS (DELETE FROM tag_count_changes RETURNING dimension, tag_key, other_key, tag, n),"
+                "WITH moved AS (DELETE FROM tag_count_changes RETURNING dimension, tag_key, other_key, tag, n, others),"
+                f" expanded AS ({_changes('postgresql', 'moved')}),"
                 " folded AS (INSERT INTO tag_counts AS c (dimension, tag_key, other_key, tag, n)"
-                " SELECT dimension, tag_key, other_key, max(tag), sum(n) FROM moved"
+                " SELECT dimension, tag_key, other_key, max(tag), sum(n) FROM expanded"
                 " GROUP BY dimension, tag_key, other_key ORDER BY dimension, tag_key, other_key"
                 " ON CONFLICT (dimension, tag_key, other_key)"
                 " DO UPDATE SET n = c.n + excluded.n, tag = GREATEST(c.tag, excluded.tag) RETURNING 1)"
@@ -147,10 +168,11 @@ async def fold(conn: AsyncConnection) -> int:
         top = (await conn.execute(select(func.max(t.tag_count_changes.c.id)))).scalar_one()
         if top is None:
             return 0
+        changes = _changes("sqlite", "tag_count_changes", "c.id <= :top")
         await conn.execute(
             text(
                 "INSERT INTO tag_counts (dimension, tag_key, other_key, tag, n)"
-                " SELECT dimension, tag_key, other_key, max(tag), sum(n) FROM tag_count_changes WHERE id <= :top"
+                f" SELECT dimension, tag_key, other_key, max(tag), sum(n) FROM ({changes}) WHERE true"
                 " GROUP BY dimension, tag_key, other_key"
                 " ON CONFLICT (dimension, tag_key, other_key)"
                 " DO UPDATE SET n = tag_counts.n + excluded.n, tag = max(tag_counts.tag, excluded.tag)"

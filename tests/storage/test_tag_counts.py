@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from alembic import command
+from sqlalchemy import func, insert, select, text, update
 
 from cli import main
 from core.alerts.jobs import AlertJobs, expire_lapsed
@@ -20,7 +22,7 @@ from core.taxonomy.store import import_taxonomy
 from core.types import Source
 from storage import tables as t
 from storage.console import ConsoleStore
-from storage.database import Database, open_database
+from storage.database import Database, _alembic_config, open_database
 from storage.outbox import SqlAlertStore
 from storage.tag_counts import differences, fold, full_count, heavy_customers, live_tags, recount
 from tagging.policy import PolicyRefusal
@@ -193,3 +195,91 @@ async def test_cli_recount_checks_and_rebuilds(
     assert "rebuilt" in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["reports", "recount", "--check"]) == 0
     assert "agree" in capsys.readouterr().out
+
+
+async def _hold(database: Database, customer_id: int, keys: list[str]) -> None:
+    """Active `product` rows for `keys`, written straight to the table (the triggers count every writer)."""
+    async with database.engine.begin() as conn:
+        for key in keys:
+            await conn.execute(
+                insert(t.tag_assignments).values(
+                    customer_id=customer_id, dimension="product", tag_key=key, tag=key, state="active",
+                    source="manual", assigned_by="a", assigned_at=NOW,
+                )
+            )
+
+
+async def _pair_rows(database: Database) -> list[tuple[int, int]]:
+    """(n, how many keys listed) of each change row that lists pairs."""
+    c = t.tag_count_changes.c
+    async with database.engine.connect() as conn:
+        rows = (await conn.execute(select(c.n, c.others).where(c.others.is_not(None)).order_by(c.id))).all()
+    # a text[] on PostgreSQL, a JSON array on SQLite
+    return [(int(n), len(others if isinstance(others, list) else json.loads(others))) for n, others in rows]
+
+
+async def test_a_tag_added_to_a_customer_holding_many_logs_one_row_of_pairs(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    rng = random.Random(5)
+    async with ConsoleStore(database.engine).unit_of_work() as uow:
+        await import_taxonomy(uow, sample_taxonomy, "test", NOW)
+    await _import(database, sample_taxonomy, rng, 0, 3)
+    cid = (await _ids(database))[0]
+    await _hold(database, cid, [f"产品{i:03d}" for i in range(40)])
+    async with database.engine.begin() as conn:
+        await fold(conn)
+    await _hold(database, cid, ["产品999"])
+    assert await _pair_rows(database) == [(1, 40)]  # one row for 40 pairs, not 40 rows
+    a = t.tag_assignments.c
+    async with database.engine.begin() as conn:  # removal is an UPDATE of state: one row again, counting down
+        await conn.execute(
+            update(t.tag_assignments).where(a.customer_id == cid, a.tag_key == "产品005").values(state="removed")
+        )
+    assert (await _pair_rows(database))[1:] == [(-1, 40)]
+    assert await differences(database.engine) == []
+    async with database.engine.begin() as conn:
+        assert await fold(conn) >= 4
+    assert await differences(database.engine) == []
+
+
+async def test_upgrade_keeps_changes_logged_one_row_per_pair_and_downgrade_unlists(
+    database: Database, sample_taxonomy: Taxonomy
+) -> None:
+    def migrate(connection: object, to: str) -> None:
+        if to == "head":
+            command.upgrade(_alembic_config(connection), to)  # type: ignore[arg-type]
+        else:
+            command.downgrade(_alembic_config(connection), to)  # type: ignore[arg-type]
+
+    rng = random.Random(11)
+    async with ConsoleStore(database.engine).unit_of_work() as uow:
+        await import_taxonomy(uow, sample_taxonomy, "test", NOW)
+    await _import(database, sample_taxonomy, rng, 0, 3)
+    cid = (await _ids(database))[0]
+    async with database.engine.begin() as conn:
+        await conn.run_sync(migrate, "0020")
+    await _hold(database, cid, ["旧甲", "旧乙", "旧丙"])  # 0017's triggers: one change row per pair
+    async with database.engine.begin() as conn:
+        await conn.run_sync(migrate, "head")
+    await _hold(database, cid, ["新甲", "新乙"])
+    assert len(await _pair_rows(database)) == 2  # the old rows read beside the listed ones
+    assert await differences(database.engine) == []
+
+    async with database.engine.begin() as conn:
+        await conn.run_sync(migrate, "0020")
+        columns = (await conn.execute(text("SELECT * FROM tag_count_changes LIMIT 0"))).keys()
+        assert "others" not in set(columns)
+        kept = {
+            (d, k, o): int(n)
+            for d, k, o, n in await conn.execute(
+                text(
+                    "SELECT dimension, tag_key, other_key, sum(n) FROM (SELECT dimension, tag_key, other_key, n"
+                    " FROM tag_counts UNION ALL SELECT dimension, tag_key, other_key, n FROM tag_count_changes) u"
+                    " WHERE other_key <> '' GROUP BY dimension, tag_key, other_key HAVING sum(n) <> 0"
+                )
+            )
+        }
+        assert kept == (await full_count(conn)).pairs
+    async with database.engine.begin() as conn:
+        await conn.run_sync(migrate, "head")
