@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "burst": "bench.burst:main",
     "scale": "bench.scale:main",
     "leases": "bench.leases:main",
+    "counts": "bench.tag_counts:main",
 }
 
 
