@@ -508,6 +508,33 @@ def _active_and_event(insert: Any) -> Any:
     return select(added).add_cte(logged)  # PostgreSQL runs a data-modifying WITH whether or not it is read
 
 
+def _holding(whole_dimension: bool) -> Any:
+    """How many tags the customer holds, outer-joined to the rows that decide an apply (none: one row of NULLs)."""
+    a = t.tag_assignments.c
+    customer = bindparam("customer_id", type_=a.customer_id.type)
+    held = (
+        select(func.count().label("held"))
+        .select_from(t.tag_assignments)
+        .where(a.customer_id == customer, a.state == "active")
+        .subquery()
+    )
+    dimension = bindparam("dimension", type_=a.dimension.type)
+    near = [a.customer_id == customer, a.state == "active", a.dimension == dimension]
+    if not whole_dimension:
+        # the active-tag unique index answers this one row
+        near.append(a.tag_key == bindparam("tag_key", type_=a.tag_key.type))
+    joined = held.outerjoin(t.tag_assignments, and_(*near))
+    return select(held.c.held, t.tag_assignments).select_from(joined).order_by(a.id)
+
+
+def _holding_dimension(_: Any) -> Any:
+    return _holding(whole_dimension=True)
+
+
+def _holding_tag(_: Any) -> Any:
+    return _holding(whole_dimension=False)
+
+
 class SqlAssignments:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
@@ -522,24 +549,9 @@ class SqlAssignments:
     async def holding(
         self, customer_id: int, dimension: str, tag_key: str, *, whole_dimension: bool
     ) -> tuple[int, list[Assignment]]:
-        a = t.tag_assignments.c
-        held = (
-            select(func.count().label("held"))
-            .select_from(t.tag_assignments)
-            .where(a.customer_id == customer_id, a.state == "active")
-            .subquery()
-        )
-        near = [a.customer_id == customer_id, a.state == "active", a.dimension == dimension]
-        if not whole_dimension:
-            near.append(a.tag_key == tag_key)  # the active-tag unique index answers this one row
-        # The count's one row, joined to the few rows that decide the apply (none: one row of NULLs).
-        rows = (
-            await self._conn.execute(
-                select(held.c.held, t.tag_assignments)
-                .select_from(held.outerjoin(t.tag_assignments, and_(*near)))
-                .order_by(a.id)
-            )
-        ).all()
+        build = _holding_dimension if whole_dimension else _holding_tag
+        values = {"customer_id": customer_id, "dimension": dimension, "tag_key": tag_key}
+        rows = (await self._conn.execute(prebuilt(self._conn, build), values)).all()
         return int(rows[0].held), [_assignment(r) for r in rows if r.id is not None]
 
     async def insert_active(
