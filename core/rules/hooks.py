@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from core.rules.ingest import own_event, record_event
+from core.rules.ingest import own_event, own_event_id, record_event
 from core.rules.ports import NewCustomerEvent
 from core.rules.service import RuleContext, run_for_events, run_for_message
 
@@ -37,7 +37,7 @@ class RuleHooks:
     ) -> None:
         """Event rules for the message's event (when it was new), then message rules; failures are logged."""
         if new:
-            last = {customer_id: own_event(f"message:{message_key}", customer_id, "message", now).event_id}
+            last = {customer_id: own_event_id(f"message:{message_key}")}  # its id only: no digest to compute
             try:
                 await run_for_events(self._ctx, {customer_id: {"message"}}, last, now)
             except Exception:

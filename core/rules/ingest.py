@@ -144,6 +144,11 @@ async def record_event(
         return False
 
 
+def own_event_id(event_id: str) -> str:
+    """An event id of the product's own as stored (cut to the column)."""
+    return event_id[:200]
+
+
 def own_event(
     event_id: str,
     customer_id: int,
@@ -155,4 +160,6 @@ def own_event(
     """An event the product itself saw, as stored (source `kebiao`, id cut to the column, content digest)."""
     props = MappingProxyType(dict(properties or {}))
     line = EventLine(0, event_id, "", kind, at, amount, props)
-    return NewCustomerEvent(event_id[:200], customer_id, kind, at, amount, props, "kebiao", line.digest(customer_id))
+    return NewCustomerEvent(
+        own_event_id(event_id), customer_id, kind, at, amount, props, "kebiao", line.digest(customer_id)
+    )
