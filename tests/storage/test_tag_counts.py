@@ -42,6 +42,15 @@ async def _import(database: Database, taxonomy: Taxonomy, rng: random.Random, fi
     await import_customers(database, taxonomy, RULES, rows, actor="import", now=NOW)
 
 
+async def _seed(database: Database, taxonomy: Taxonomy, seed: int, customers: int) -> random.Random:
+    """The taxonomy and `customers` imported customers with a few tags each; the random source, to go on with."""
+    rng = random.Random(seed)
+    async with ConsoleStore(database.engine).unit_of_work() as uow:
+        await import_taxonomy(uow, taxonomy, "test", NOW)
+    await _import(database, taxonomy, rng, 0, customers)
+    return rng
+
+
 def _pick(rng: random.Random) -> list[str]:
     """A few tags, at most one of the exclusive value dimension (an import refuses two)."""
     value = {"VIP客户", "普通客户", "潜在客户"}
@@ -108,10 +117,7 @@ async def _random_writes(database: Database, taxonomy: Taxonomy, rng: random.Ran
 async def test_counts_follow_every_writer_and_match_a_full_recount(
     database: Database, sample_taxonomy: Taxonomy
 ) -> None:
-    rng = random.Random(20260301)
-    async with ConsoleStore(database.engine).unit_of_work() as uow:
-        await import_taxonomy(uow, sample_taxonomy, "test", NOW)
-    await _import(database, sample_taxonomy, rng, 0, 40)  # COPY on PostgreSQL, inserted afresh
+    rng = await _seed(database, sample_taxonomy, 20260301, 40)  # COPY on PostgreSQL, inserted afresh
     assert await differences(database.engine) == []
     await _random_writes(database, sample_taxonomy, rng, 120)
     async with ConsoleStore(database.engine).unit_of_work() as uow:  # a merge renames holders in one UPDATE
@@ -127,10 +133,7 @@ async def test_counts_follow_every_writer_and_match_a_full_recount(
 
 
 async def test_live_counts_leave_out_rows_past_their_expiry(database: Database, sample_taxonomy: Taxonomy) -> None:
-    rng = random.Random(7)
-    async with ConsoleStore(database.engine).unit_of_work() as uow:
-        await import_taxonomy(uow, sample_taxonomy, "test", NOW)
-    await _import(database, sample_taxonomy, rng, 0, 30)
+    await _seed(database, sample_taxonomy, 7, 30)
     a = t.tag_assignments.c
     async with database.engine.begin() as conn:  # a third of the customers' tags lapse; nothing has ended them
         await conn.execute(
@@ -160,10 +163,7 @@ async def test_live_counts_leave_out_rows_past_their_expiry(database: Database, 
 
 
 async def test_recount_repairs_counts_that_drifted(database: Database, sample_taxonomy: Taxonomy) -> None:
-    rng = random.Random(3)
-    async with ConsoleStore(database.engine).unit_of_work() as uow:
-        await import_taxonomy(uow, sample_taxonomy, "test", NOW)
-    await _import(database, sample_taxonomy, rng, 0, 20)
+    await _seed(database, sample_taxonomy, 3, 20)
     async with database.engine.begin() as conn:
         await conn.execute(update(t.customer_tag_counts).values(n=t.customer_tag_counts.c.n + 1))
         await conn.execute(t.tag_count_changes.delete())
@@ -179,9 +179,7 @@ async def test_cli_recount_checks_and_rebuilds(
 ) -> None:
     database = await open_database(database_url)
     try:
-        async with ConsoleStore(database.engine).unit_of_work() as uow:
-            await import_taxonomy(uow, sample_taxonomy, "test", NOW)
-        await _import(database, sample_taxonomy, random.Random(9), 0, 12)
+        await _seed(database, sample_taxonomy, 9, 12)
         async with database.engine.begin() as conn:
             await fold(conn)
             await conn.execute(update(t.tag_counts).values(n=t.tag_counts.c.n + 2))
@@ -221,10 +219,7 @@ async def _pair_rows(database: Database) -> list[tuple[int, int]]:
 async def test_a_tag_added_to_a_customer_holding_many_logs_one_row_of_pairs(
     database: Database, sample_taxonomy: Taxonomy
 ) -> None:
-    rng = random.Random(5)
-    async with ConsoleStore(database.engine).unit_of_work() as uow:
-        await import_taxonomy(uow, sample_taxonomy, "test", NOW)
-    await _import(database, sample_taxonomy, rng, 0, 3)
+    await _seed(database, sample_taxonomy, 5, 3)
     cid = (await _ids(database))[0]
     await _hold(database, cid, [f"产品{i:03d}" for i in range(40)])
     async with database.engine.begin() as conn:
@@ -252,10 +247,7 @@ async def test_upgrade_keeps_changes_logged_one_row_per_pair_and_downgrade_unlis
         else:
             command.downgrade(_alembic_config(connection), to)  # type: ignore[arg-type]
 
-    rng = random.Random(11)
-    async with ConsoleStore(database.engine).unit_of_work() as uow:
-        await import_taxonomy(uow, sample_taxonomy, "test", NOW)
-    await _import(database, sample_taxonomy, rng, 0, 3)
+    await _seed(database, sample_taxonomy, 11, 3)
     cid = (await _ids(database))[0]
     async with database.engine.begin() as conn:
         await conn.run_sync(migrate, "0020")

@@ -91,6 +91,16 @@ PG_MOVED = """
            OR o.tag_key <> n.tag_key)
 """
 
+# Each moved row's customer gains or loses an active tag.
+PG_CUSTOMERS_MOVED = f"""    PERFORM kebiao_customer_tag_delta(array_agg(customer_id), array_agg(k))
+    FROM (
+        SELECT customer_id, sum(k)::bigint AS k FROM (
+            SELECT nc AS customer_id, 1 AS k FROM ({PG_MOVED}) m WHERE now_active
+            UNION ALL
+            SELECT oc, -1 FROM ({PG_MOVED}) m WHERE was
+        ) e GROUP BY customer_id HAVING sum(k) <> 0
+    ) d;"""
+
 PG_UPDATE = f"""
 CREATE OR REPLACE FUNCTION kebiao_tag_counts_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -132,14 +142,7 @@ BEGIN
     SELECT d.dimension, d.a, d.b, CASE WHEN d.b = '' THEN coalesce(max(s.tag), '') ELSE '' END, sum(d.n)
     FROM delta d LEFT JOIN spelling s ON d.b = '' AND s.dimension = d.dimension AND s.tag_key = d.a
     GROUP BY d.dimension, d.a, d.b HAVING sum(d.n) <> 0;
-    PERFORM kebiao_customer_tag_delta(array_agg(customer_id), array_agg(k))
-    FROM (
-        SELECT customer_id, sum(k)::bigint AS k FROM (
-            SELECT nc AS customer_id, 1 AS k FROM ({PG_MOVED}) m WHERE now_active
-            UNION ALL
-            SELECT oc, -1 FROM ({PG_MOVED}) m WHERE was
-        ) e GROUP BY customer_id HAVING sum(k) <> 0
-    ) d;
+{PG_CUSTOMERS_MOVED}
     RETURN NULL;
 END $$
 """
@@ -195,17 +198,24 @@ MOVED = (
     " OR OLD.tag_key <> NEW.tag_key"
 )
 
-SQLITE_TRIGGERS = (
-    f"CREATE TRIGGER tag_counts_insert AFTER INSERT ON tag_assignments WHEN NEW.state = 'active'"
-    f" BEGIN {SQLITE_ADD} END",
-    f"CREATE TRIGGER tag_counts_delete AFTER DELETE ON tag_assignments WHEN OLD.state = 'active'"
-    f" BEGIN {SQLITE_REMOVE} END",
-    # Removal first, then addition: each is one row's change against the table as it then stands.
-    f"CREATE TRIGGER tag_counts_update_old AFTER UPDATE ON tag_assignments"
-    f" WHEN OLD.state = 'active' AND ({MOVED}) BEGIN {SQLITE_REMOVE} END",
-    f"CREATE TRIGGER tag_counts_update_new AFTER UPDATE ON tag_assignments"
-    f" WHEN NEW.state = 'active' AND ({MOVED}) BEGIN {SQLITE_ADD} END",
-)
+
+
+def sqlite_triggers(add: str, remove: str) -> tuple[str, ...]:
+    """The four row triggers on tag_assignments, with the bodies that count a row in (`add`) and out (`remove`)."""
+    return (
+        f"CREATE TRIGGER tag_counts_insert AFTER INSERT ON tag_assignments WHEN NEW.state = 'active'"
+        f" BEGIN {add} END",
+        f"CREATE TRIGGER tag_counts_delete AFTER DELETE ON tag_assignments WHEN OLD.state = 'active'"
+        f" BEGIN {remove} END",
+        # Removal first, then addition: each is one row's change against the table as it then stands.
+        f"CREATE TRIGGER tag_counts_update_old AFTER UPDATE ON tag_assignments"
+        f" WHEN OLD.state = 'active' AND ({MOVED}) BEGIN {remove} END",
+        f"CREATE TRIGGER tag_counts_update_new AFTER UPDATE ON tag_assignments"
+        f" WHEN NEW.state = 'active' AND ({MOVED}) BEGIN {add} END",
+    )
+
+
+SQLITE_TRIGGERS = sqlite_triggers(SQLITE_ADD, SQLITE_REMOVE)
 
 # ---------------------------------------------------------------- the first count
 

@@ -29,6 +29,20 @@ down_revision = "0020"
 branch_labels = None
 depends_on = None
 
+
+def _migration(filename: str) -> ModuleType:
+    """An earlier migration's module (file names start with digits, so it cannot be imported by name)."""
+    spec = importlib.util.spec_from_file_location(f"kebiao_migration_{filename[:4]}", Path(__file__).with_name(filename))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# 0017's triggers, restored by the downgrade; their moved-row query and trigger shapes are shared.
+PREVIOUS = _migration("0017_tag_counts.py")
+PG_MOVED: str = PREVIOUS.PG_MOVED
+
 # ---------------------------------------------------------------- PostgreSQL: statement triggers
 
 # `pairs (dimension, a, b, n)`: pair (a, b) changes by n; grouped by count, each group is one row listing its b's.
@@ -84,15 +98,6 @@ BEGIN
 END $$
 """
 
-PG_MOVED = """
-    SELECT o.id, o.customer_id AS oc, o.dimension AS od, o.tag_key AS ok, o.tag AS otag, o.state = 'active' AS was,
-           n.customer_id AS nc, n.dimension AS nd, n.tag_key AS nk, n.tag AS ntag, n.state = 'active' AS now_active
-    FROM old_rows o JOIN new_rows n ON n.id = o.id
-    WHERE (o.state = 'active' OR n.state = 'active')
-      AND (o.state <> n.state OR o.customer_id <> n.customer_id OR o.dimension <> n.dimension
-           OR o.tag_key <> n.tag_key)
-"""
-
 # The moved rows leave their old group (removals) and join their new one (additions). With U the group's active
 # rows that did not move, pairs(after) - pairs(before) = additions x U + pairs among additions
 #                                                       - removals x U - pairs among removals.
@@ -126,14 +131,7 @@ BEGIN
     SELECT od, ok, '', max(otag), -count(*), NULL::text[] FROM moved WHERE was GROUP BY od, ok
     UNION ALL
     {PG_LISTED};
-    PERFORM kebiao_customer_tag_delta(array_agg(customer_id), array_agg(k))
-    FROM (
-        SELECT customer_id, sum(k)::bigint AS k FROM (
-            SELECT nc AS customer_id, 1 AS k FROM ({PG_MOVED}) m WHERE now_active
-            UNION ALL
-            SELECT oc, -1 FROM ({PG_MOVED}) m WHERE was
-        ) e GROUP BY customer_id HAVING sum(k) <> 0
-    ) d;
+{PREVIOUS.PG_CUSTOMERS_MOVED}
     RETURN NULL;
 END $$
 """
@@ -165,22 +163,7 @@ SQLITE_REMOVE = f"""
     DELETE FROM customer_tag_counts WHERE customer_id = OLD.customer_id AND n <= 0;
 """
 
-MOVED = (
-    "OLD.state <> NEW.state OR OLD.customer_id <> NEW.customer_id OR OLD.dimension <> NEW.dimension"
-    " OR OLD.tag_key <> NEW.tag_key"
-)
-
-SQLITE_TRIGGERS = (
-    f"CREATE TRIGGER tag_counts_insert AFTER INSERT ON tag_assignments WHEN NEW.state = 'active'"
-    f" BEGIN {SQLITE_ADD} END",
-    f"CREATE TRIGGER tag_counts_delete AFTER DELETE ON tag_assignments WHEN OLD.state = 'active'"
-    f" BEGIN {SQLITE_REMOVE} END",
-    # Removal first, then addition: each is one row's change against the table as it then stands.
-    f"CREATE TRIGGER tag_counts_update_old AFTER UPDATE ON tag_assignments"
-    f" WHEN OLD.state = 'active' AND ({MOVED}) BEGIN {SQLITE_REMOVE} END",
-    f"CREATE TRIGGER tag_counts_update_new AFTER UPDATE ON tag_assignments"
-    f" WHEN NEW.state = 'active' AND ({MOVED}) BEGIN {SQLITE_ADD} END",
-)
+SQLITE_TRIGGERS: tuple[str, ...] = PREVIOUS.sqlite_triggers(SQLITE_ADD, SQLITE_REMOVE)
 SQLITE_TRIGGER_NAMES = ("tag_counts_insert", "tag_counts_delete", "tag_counts_update_old", "tag_counts_update_new")
 
 # ---------------------------------------------------------------- downgrade: listed rows back to one row per pair
@@ -206,13 +189,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    previous = _migration("0017_tag_counts.py")
     if _pg():
         op.execute("LOCK TABLE tag_assignments IN SHARE MODE")  # no listed row is written after the unlisting
-        for ddl in (previous.PG_INSERT, previous.PG_DELETE, previous.PG_UPDATE):
+        for ddl in (PREVIOUS.PG_INSERT, PREVIOUS.PG_DELETE, PREVIOUS.PG_UPDATE):
             op.execute(ddl)
     else:
-        _replace_sqlite_triggers(previous.SQLITE_TRIGGERS)
+        _replace_sqlite_triggers(PREVIOUS.SQLITE_TRIGGERS)
     op.execute(UNLIST[op.get_bind().dialect.name])
     op.execute("DELETE FROM tag_count_changes WHERE others IS NOT NULL")
     op.drop_column("tag_count_changes", "others")  # SQLite drops a column in place (3.35 and later)
@@ -223,15 +205,6 @@ def _replace_sqlite_triggers(triggers: tuple[str, ...]) -> None:
         op.execute(f"DROP TRIGGER IF EXISTS {name}")
     for ddl in triggers:
         op.execute(ddl)
-
-
-def _migration(filename: str) -> ModuleType:
-    """An earlier migration's module (file names start with digits, so it cannot be imported by name)."""
-    spec = importlib.util.spec_from_file_location(f"kebiao_migration_{filename[:4]}", Path(__file__).with_name(filename))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _pg() -> bool:
