@@ -39,6 +39,10 @@ LIMITS: Mapping[str, int] = MappingProxyType(
 )
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# In JSON decoded from UTF-8, only these escapes can put a NUL or a surrogate into a string or key: raw control
+# characters are invalid JSON and UTF-8 cannot encode a surrogate. (An escaped backslash before `u` also matches,
+# which only costs the full check.)
+_NUL_OR_SURROGATE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 
 
 class InputError(ValueError):
@@ -107,7 +111,10 @@ def loads(data: bytes | bytearray | str, what: str = "the body") -> Any:
         raise InputError("", f"{what} nests arrays/objects too deeply (limit {MAX_DEPTH})") from None
     except ValueError as exc:  # anything else the decoder refuses is still this body's fault
         raise InputError("", f"{what} is not valid JSON: {str(exc)[:120]}") from None
-    _walk(value, what)
+    # The walk checks every string and the depth; a UTF-8 body without the escapes above, and with fewer
+    # brackets than the depth limit, cannot fail it (most request bodies).
+    if isinstance(data, str) or text.count("{") + text.count("[") > MAX_DEPTH or _NUL_OR_SURROGATE_ESCAPE.search(text):
+        _walk(value, what)
     return value
 
 

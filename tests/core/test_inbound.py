@@ -34,6 +34,9 @@ def test_ordinary_json_decodes_unchanged() -> None:
         (b'{"x": ["ok", "b\\udfffc"]}', "x[1]: contains a lone surrogate"),
         (b'{"a\\ud800": 1}', "a key contains a lone surrogate"),
         (b'{"q": "a\\u0000b"}', "q: contains a NUL character (position 2)"),
+        (b'{"id": "a\\uD800"}', "id: contains a lone surrogate (U+D800"),
+        (b'{"k": {"a\\u0000": 1}}', "a key contains a NUL character"),
+        (b'{"t": "\\ud83d\\ude00 ok", "u": "\\uDBFF"}', "u: contains a lone surrogate (U+DBFF"),
         (b"\xff\xfe{}", "not UTF-8"),
         (b"{", "not valid JSON"),
         (b"", "not valid JSON"),
@@ -43,6 +46,15 @@ def test_hostile_json_is_refused_with_the_reason(body: bytes, words: str) -> Non
     with pytest.raises(InputError, match=None) as caught:
         loads(body)
     assert words in str(caught.value)
+
+
+def test_text_refused_even_when_the_body_is_already_text() -> None:
+    with pytest.raises(InputError, match="lone surrogate"):
+        loads('{"a": "\udc80"}')  # a str can hold a surrogate without any escape
+
+
+def test_an_escaped_backslash_before_u_is_ordinary_text() -> None:
+    assert loads(b'{"a": "\\\\u0000", "b": "\\ud83d\\ude00"}') == {"a": "\\u0000", "b": "\U0001f600"}
 
 
 def test_depth_at_the_limit_is_accepted() -> None:
