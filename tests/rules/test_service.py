@@ -19,7 +19,8 @@ from storage import tables as t
 from storage.database import Database
 from storage.outbox import SqlAlertStore
 from tagging.builtin import load_builtin
-from tagging.loader import load_taxonomy_text
+from tagging.loader import dump_taxonomy, load_taxonomy_text
+from tagging.taxonomy import Taxonomy
 from tests.rules.conftest import NOW, Cell, context, seed, use_taxonomy
 
 TZ_CSV = "event_id,customer,kind,at,amount\n"
@@ -179,6 +180,11 @@ async def test_message_rules_tag_and_notify_the_owner_at_once(database: Database
     assert call.payload["body"]["customer"]["crm_id"] == "CRM-2"
 
 
+def builtin_with(rules: str) -> Taxonomy:
+    """The built-in taxonomy with `rules` (YAML of a `rules:` section) appended, its webhooks left out."""
+    return load_taxonomy_text(dump_taxonomy(load_builtin()).split("\nwebhooks:")[0] + rules)
+
+
 TAG_RULES = """
 rules:
   - name: VIP变化通知
@@ -197,11 +203,7 @@ rules:
 
 async def test_tag_change_rules_and_contacts_of_a_company(database: Database, cell: Cell) -> None:
     ids = await seed(database)
-    base = load_builtin()
-    from tagging.loader import dump_taxonomy
-
-    text = dump_taxonomy(base).split("\nwebhooks:")[0] + TAG_RULES
-    await use_taxonomy(database, cell, load_taxonomy_text(text))
+    await use_taxonomy(database, cell, builtin_with(TAG_RULES))
     ctx = context(database, cell)
     await run_tag_rules(ctx, NOW)  # the first pass starts at the end of the log
     async with database.unit_of_work() as uow:
@@ -244,10 +246,7 @@ async def test_with_no_tag_rule_the_cursor_follows_the_log_without_reading_it(da
         assert end and await facts.rule_facts.cursor(TAG_CURSOR) == end  # … and the cursor is at the log's end
 
     # A tag rule added now acts on the changes after that point only.
-    base = load_builtin()
-    from tagging.loader import dump_taxonomy
-
-    await use_taxonomy(database, cell, load_taxonomy_text(dump_taxonomy(base).split("\nwebhooks:")[0] + TAG_RULES))
+    await use_taxonomy(database, cell, builtin_with(TAG_RULES))
     assert not (await run_tag_rules(context(database, cell), NOW)).rules
     async with database.unit_of_work() as uow:
         await uow.assignments.insert_active(ids["yi"], "value", "VIP客户", Source.MANUAL, "小李", NOW, None)
@@ -310,11 +309,8 @@ rules:
 
 
 async def test_remove_and_suggest_actions(database: Database, cell: Cell) -> None:
-    from tagging.loader import dump_taxonomy
-
     ids = await seed(database)
-    text = dump_taxonomy(load_builtin()).split("\nwebhooks:")[0] + MORE_RULES
-    await use_taxonomy(database, cell, load_taxonomy_text(text))
+    await use_taxonomy(database, cell, builtin_with(MORE_RULES))
     async with database.unit_of_work() as uow:
         for tag in ("活跃客户", "沉默客户"):
             await uow.assignments.insert_active(ids["yi"], "behavior", tag, Source.MANUAL, "小李", NOW, None)
