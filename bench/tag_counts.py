@@ -13,23 +13,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.scratch import scratch_postgres
-from storage.database import open_database
+from storage.database import migration_module, open_database
 
 POSTGRES_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-VERSIONS = Path(__file__).resolve().parent.parent / "storage" / "migrations" / "versions"
 ROUNDS = 3
 ADD = (
     "INSERT INTO tag_assignments (customer_id, dimension, tag_key, tag, state, source, assigned_by, assigned_at)"
@@ -50,22 +47,15 @@ class Cost:
     wal: float | None
 
 
-def _migration(filename: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"bench_migration_{filename[:4]}", VERSIONS / filename)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-async def _use(engine: AsyncEngine, triggers: ModuleType) -> None:
-    """Install one migration's trigger bodies (the `others` column stays; 0017's bodies leave it NULL)."""
+async def _use(engine: AsyncEngine, triggers: ModuleType, names: Sequence[str]) -> None:
+    """Install one migration's trigger bodies (the `others` column stays; 0017's bodies leave it NULL); `names`:
+    the SQLite triggers to replace."""
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             for ddl in (triggers.PG_INSERT, triggers.PG_DELETE, triggers.PG_UPDATE):
                 await conn.execute(text(ddl))
         else:
-            for name in ("tag_counts_insert", "tag_counts_delete", "tag_counts_update_old", "tag_counts_update_new"):
+            for name in names:
                 await conn.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
             for ddl in triggers.SQLITE_TRIGGERS:
                 await conn.execute(text(ddl))
@@ -134,7 +124,8 @@ async def measure(url: str, held: int, writes: int) -> list[str]:
     """Old and new triggers alternating, ROUNDS rounds each; a line per kind of write and a ratio line."""
     database = await open_database(url)
     engine = database.engine
-    old, new = _migration("0017_tag_counts.py"), _migration("0021_compact_pair_changes.py")
+    new = migration_module("0021")
+    old = new.PREVIOUS  # the 0017 module 0021 restores on downgrade
     results: dict[str, list[tuple[Cost, Cost]]] = {"one row per pair (0017)": [], "listed (now)": []}
     try:
         async with engine.begin() as conn:
@@ -146,7 +137,7 @@ async def measure(url: str, held: int, writes: int) -> list[str]:
             )
         for _ in range(ROUNDS):
             for label, triggers in zip(results, (old, new), strict=True):
-                await _use(engine, triggers)
+                await _use(engine, triggers, new.SQLITE_TRIGGER_NAMES)
                 results[label].append(await _round(engine, held, writes))
     finally:
         await database.close()

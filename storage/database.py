@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from alembic import command
@@ -70,6 +71,14 @@ class Database:
 def head_revision() -> str | None:
     """The newest migration shipped with the package."""
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def migration_module(revision: str) -> ModuleType:
+    """A shipped migration's module as Alembic loads it (its SQL, for a benchmark that compares revisions)."""
+    script = ScriptDirectory.from_config(_alembic_config()).get_revision(revision)
+    if script is None:
+        raise DatabaseError(f"no migration {revision!r} ships with Kebiao")
+    return script.module
 
 
 async def open_database(url: str, *, upgrade: bool = True, schema: str | None = None) -> Database:
