@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from storage.repositories import READ_ONLY, SqlUnitOfWork
+from storage.repositories import NO_TRANSACTION, READ_ONLY, SqlUnitOfWork
 from storage.sqlite_driver import one_trip_dbapi
 from storage.writer import SqliteWriter, install_writer
 
@@ -206,7 +206,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # IMMEDIATE takes the write lock up front: two writers queue on busy_timeout instead of
         # deadlocking when both try to upgrade a read lock. Work marked READ_ONLY never writes, so it
         # takes a plain (deferred) BEGIN: WAL readers neither wait for nor block the writer.
-        if conn.get_execution_options().get(READ_ONLY):
+        options = conn.get_execution_options()
+        if options.get(NO_TRANSACTION):
+            return  # every statement commits on its own
+        if options.get(READ_ONLY):
             conn.exec_driver_sql("BEGIN")
             return
         _begin_write(conn, writer)

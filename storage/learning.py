@@ -94,20 +94,22 @@ class SqlMessageTexts:
 
     async def remember(self, messages: Sequence[MessageText]) -> None:
         """Keep each text unless its message key is kept already."""
-        rows = [
-            {
-                "message_key": m.message_key,
-                "channel": m.channel,
-                "conversation_id": m.conversation_id,
-                "customer_id": m.customer_id,
-                "text": m.text,
-                "created_at": m.created_at,
-            }
-            for m in messages
-        ]
+        rows = [text_row(m) for m in messages]
         # The statement is built once and executed with the rows as parameters (a chat turn keeps one text).
         for start in range(0, len(rows), _CHUNK):
             await self._conn.execute(prebuilt(self._conn, _text_if_absent), rows[start : start + _CHUNK])
+
+
+def text_row(m: MessageText) -> dict[str, Any]:
+    """The `learning_messages` row keeping `m`."""
+    return {
+        "message_key": m.message_key,
+        "channel": m.channel,
+        "conversation_id": m.conversation_id,
+        "customer_id": m.customer_id,
+        "text": m.text,
+        "created_at": m.created_at,
+    }
 
 
 def _text_if_absent(insert: Any) -> Any:

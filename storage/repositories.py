@@ -94,6 +94,10 @@ _NEXT_CUSTOMER_IDS = text("SELECT nextval(pg_get_serial_sequence('customers', 'i
 # Execution option for connections that only read (`conn.execution_options(**{READ_ONLY: True})`): the
 # SQLite begin hook in storage.database then takes a plain deferred BEGIN instead of BEGIN IMMEDIATE.
 READ_ONLY = "kebiao_read_only"
+# Execution option for a SQLite connection that opens no transaction (`storage.turns`): the begin hook sends no
+# BEGIN and takes no writer turn, so each statement commits on its own, as in PostgreSQL's AUTOCOMMIT; its one
+# write is a transaction of its own (storage.prepared.write_at_once).
+NO_TRANSACTION = "kebiao_no_transaction"
 
 
 async def _driver_executemany(
@@ -910,8 +914,30 @@ def _suggestion_if_absent(insert: Any) -> Any:
     )
 
 
+def suggestion_row(r: NewSuggestion) -> dict[str, Any]:
+    """The `suggestions` row inserting `r` (its tag key derived, decided when it has a decider)."""
+    return {
+        "customer_id": r.customer_id,
+        "message_key": r.message_key,
+        "dimension": r.dimension,
+        "tag_key": name_key(r.tag),
+        "tag": r.tag,
+        "score": r.score,
+        "evidence": dict(r.evidence),
+        "status": r.status.value,
+        "auto_applied": r.auto_applied,
+        "created_at": r.created_at,
+        "decided_by": r.decided_by,
+        "decided_at": r.created_at if r.decided_by else None,
+    }
+
+
 def _suggestion(row: Row[Any]) -> SuggestionRecord:
-    m = row._mapping
+    return suggestion_record(row._mapping)
+
+
+def suggestion_record(m: Mapping[Any, Any]) -> SuggestionRecord:
+    """A stored `suggestions` row (by column name) as the record."""
     return SuggestionRecord(
         id=m["id"],
         customer_id=m["customer_id"],
@@ -989,20 +1015,10 @@ class SqlSuggestions:
         auto_applied: bool,
         decided_by: str | None,
     ) -> SuggestionRecord | None:
-        values = {
-            "customer_id": customer_id,
-            "message_key": message_key,
-            "dimension": dimension,
-            "tag_key": name_key(tag),
-            "tag": tag,
-            "score": score,
-            "evidence": dict(evidence),
-            "status": status.value,
-            "auto_applied": auto_applied,
-            "created_at": now,
-            "decided_by": decided_by,
-            "decided_at": now if decided_by else None,
-        }
+        new = NewSuggestion(
+            customer_id, message_key, dimension, tag, score, evidence, now, status, auto_applied, decided_by
+        )
+        values = suggestion_row(new)
         row = (await self._conn.execute(prebuilt(self._conn, _suggestion_if_absent), values)).first()
         return _suggestion(row) if row else None
 
@@ -1010,23 +1026,7 @@ class SqlSuggestions:
         if not rows:
             return []
         s = t.suggestions.c
-        values = [
-            {
-                "customer_id": r.customer_id,
-                "message_key": r.message_key,
-                "dimension": r.dimension,
-                "tag_key": name_key(r.tag),
-                "tag": r.tag,
-                "score": r.score,
-                "evidence": dict(r.evidence),
-                "status": r.status.value,
-                "auto_applied": r.auto_applied,
-                "created_at": r.created_at,
-                "decided_by": r.decided_by,
-                "decided_at": r.created_at if r.decided_by else None,
-            }
-            for r in rows
-        ]
+        values = [suggestion_row(r) for r in rows]
         # executemany + RETURNING: SQLAlchemy batches it into multi-row INSERTs ("insertmanyvalues") under the
         # drivers' parameter limits, and compiles the statement once (a .values(list) statement compiles per call).
         stmt = (

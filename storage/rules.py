@@ -155,17 +155,7 @@ class SqlCustomerEvents:
 
     async def insert_one(self, event: NewCustomerEvent, now: datetime) -> bool:
         """One event in one statement (INSERT … ON CONFLICT DO NOTHING RETURNING); True when it was new."""
-        row = {
-            "event_id": event.event_id,
-            "customer_id": event.customer_id,
-            "kind": event.kind,
-            "at": event.at,
-            "amount": event.amount,
-            "properties": dict(event.properties),
-            "source": event.source,
-            "digest": event.digest,
-            "recorded_at": now,
-        }
+        row = event_row(event, now)
         return (await self._conn.execute(prebuilt(self._conn, _event_if_absent), row)).first() is not None
 
     async def _last_id(self) -> int:
@@ -491,6 +481,21 @@ class SqlRulesStore:
 
     def unit_of_work(self, read_only: bool = False) -> SqlRulesUnitOfWork:
         return SqlRulesUnitOfWork(self._engine, read_only=read_only)
+
+
+def event_row(event: NewCustomerEvent, now: datetime) -> dict[str, Any]:
+    """The `customer_events` row storing `event`, recorded `now`."""
+    return {
+        "event_id": event.event_id,
+        "customer_id": event.customer_id,
+        "kind": event.kind,
+        "at": event.at,
+        "amount": event.amount,
+        "properties": dict(event.properties),
+        "source": event.source,
+        "digest": event.digest,
+        "recorded_at": now,
+    }
 
 
 def _event_if_absent(insert: Any) -> Any:

@@ -18,8 +18,10 @@ first trip to its COMMIT, so every trip saved there is time the next writer no l
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import sqlite3
+from collections.abc import Sequence
 from typing import Any, cast
 
 import aiosqlite
@@ -74,6 +76,45 @@ def _begin_on(connection: sqlite3.Connection, begin: str | None) -> None:
     """On the connection's thread: run a held BEGIN (nothing when None)."""
     if begin is not None:
         connection.execute(begin).close()
+
+
+class StatementFailed(Exception):
+    """A statement of a one-trip write transaction failed (the transaction was rolled back): which, and why."""
+
+    def __init__(self, index: int, error: sqlite3.Error) -> None:
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
+
+
+def _write_transaction(connection: sqlite3.Connection, statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
+    """On the connection's thread: BEGIN IMMEDIATE, each statement with all its rows, COMMIT; ROLLBACK on error."""
+    connection.execute("BEGIN IMMEDIATE").close()
+    results: list[list[Any]] = []
+    try:
+        for index, (operation, parameters) in enumerate(statements):
+            try:
+                cursor = connection.execute(operation, parameters)
+            except sqlite3.Error as error:
+                raise StatementFailed(index, error) from error
+            try:
+                results.append(cursor.fetchall())
+            finally:
+                cursor.close()
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    return results
+
+
+def _open_after(trip: asyncio.Future[Any]) -> bool | None:
+    """Whether a transaction is open after a one-trip write transaction: no once it ended (committed or rolled
+    back); not known if it never finished or its ROLLBACK failed."""
+    if not trip.done() or trip.cancelled():
+        return None
+    error = trip.exception()
+    return False if error is None or isinstance(error, StatementFailed) else None
 
 
 def _finish(connection: sqlite3.Connection, commit: bool) -> None:
@@ -180,6 +221,28 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         outcome: Outcome = await trip
         self._open = outcome[4]
         return outcome
+
+    async def write_at_once(self, statements: Sequence[tuple[str, Any]]) -> list[list[Any]]:
+        """One write transaction in one trip: BEGIN IMMEDIATE, the statements (each one's rows), COMMIT.
+
+        Only with no transaction open (it runs its own); the caller holds the process's writer turn. Rolled
+        back whole on any error; a failed statement is raised as StatementFailed.
+        """
+        if self._open is not False or self._held_begin is not None:
+            raise RuntimeError("a transaction is open on this connection: write_at_once runs its own")
+        connection = cast(aiosqlite.Connection, self._connection)
+        async with self._execute_mutex:
+            self._open = None
+            trip = asyncio.ensure_future(connection._execute(_write_transaction, connection._conn, statements))
+            try:
+                return await asyncio.shield(trip)
+            except asyncio.CancelledError:
+                # The thread runs the transaction to its COMMIT or ROLLBACK whatever happens here; the caller
+                # hands the writer turn on when this returns, so return only once it ended.
+                await asyncio.wait([trip])
+                raise
+            finally:
+                self._open = _open_after(trip)
 
     def cursor(self, server_side: bool = False) -> Any:
         if server_side and self._held_begin is not None:

@@ -7,20 +7,22 @@ installed outside the block, so serving code pays nothing for it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from storage.repositories import READ_ONLY
+from storage.prepared import watching
+from storage.repositories import NO_TRANSACTION, READ_ONLY
 
 
 @dataclass
 class StatementCount:
-    """What went to the database: statements (driver level, BEGIN/COMMIT included where sent as SQL) and
-    transactions, split into write transactions and read-only ones."""
+    """What went to the database: statements (driver level, BEGIN/COMMIT included where sent as SQL, and those
+    of one-trip write transactions: storage.prepared) and transactions, split into write transactions and
+    read-only ones."""
 
     statements: int = 0
     writes: int = 0
@@ -46,15 +48,22 @@ def count_statements(engine: AsyncEngine) -> Iterator[StatementCount]:
 
     def on_begin(conn: Connection) -> None:
         options = conn.get_execution_options()
+        if options.get(NO_TRANSACTION):
+            return  # SQLite sends no BEGIN: its one write is counted as the one-trip transaction it is
         if options.get(READ_ONLY) or options.get("postgresql_readonly"):
             count.reads += 1
         else:
             count.writes += 1
 
+    def on_one_trip(statements: Sequence[str]) -> None:
+        count.statements += len(statements)
+        count.writes += 1
+
     event.listen(sync_engine, "before_cursor_execute", on_execute)
     event.listen(sync_engine, "begin", on_begin)
     try:
-        yield count
+        with watching(engine, on_one_trip):
+            yield count
     finally:
         event.remove(sync_engine, "before_cursor_execute", on_execute)
         event.remove(sync_engine, "begin", on_begin)

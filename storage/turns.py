@@ -5,19 +5,23 @@ turn at SQLite's single writer. Here they share one unit of work: one turn at th
 the three commit or roll back together (a crash never keeps the event without the suggestions, or the
 reverse).
 
-A message that applies no tag writes nothing but those three, and `write_message` writes them at once. On
-PostgreSQL that is one statement (data-modifying CTEs over unnest arrays), atomic on its own, so such a turn's
-unit of work runs without a transaction (`SqlTurnStore.unit_of_work(one_write=True)`): a BEGIN and a COMMIT
-round trip and two statements fewer per message. On SQLite they are three statements in the write transaction.
+A message that applies no tag writes nothing but those three, and `write_message` writes them at once, so such
+a turn's unit of work opens no transaction around its reads (`SqlTurnStore.unit_of_work(one_write=True)`). On
+PostgreSQL the write is one statement (data-modifying CTEs over unnest arrays), atomic on its own: a BEGIN and
+a COMMIT round trip and two statements fewer per message. On SQLite it is one write transaction of the same
+statements as one at a time, run in one trip to the connection's thread (storage.prepared): the process's
+single writer is held for that trip alone, not from the turn's first read to its COMMIT.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, column, text
+from sqlalchemy import Boolean, Integer, bindparam, column, exists, select, text
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.chat.ports import MessageWrite
@@ -26,9 +30,18 @@ from core.records import NewSuggestion
 from core.rules.ports import NewCustomerEvent
 from storage import tables as t
 from storage.bulk import json_text, utc_bound
-from storage.learning import SqlMessageTexts
-from storage.repositories import SqlUnitOfWork, _suggestion, suggestion_arrays
-from storage.rules import SqlCustomerEvents, event_arrays
+from storage.learning import SqlMessageTexts, _text_if_absent, text_row
+from storage.prepared import Step, prepared, write_at_once
+from storage.repositories import (
+    NO_TRANSACTION,
+    SqlUnitOfWork,
+    _suggestion,
+    _suggestion_if_absent,
+    suggestion_arrays,
+    suggestion_record,
+    suggestion_row,
+)
+from storage.rules import SqlCustomerEvents, _event_if_absent, event_arrays, event_row
 
 # One statement: the text and the event are inserted unless their keys exist, the suggestions likewise and
 # returned when new. `seen` looks at the snapshot the statement started from (a CTE's inserts are not visible to
@@ -78,9 +91,9 @@ _MESSAGE_WRITE = text(
 class SqlTurnUnitOfWork(SqlUnitOfWork):
     """The chat unit of work plus message texts (learning) and customer events, in one transaction.
 
-    With `one_write`, on PostgreSQL, it opens no transaction: every statement commits on its own, so the block
-    must write only through one `write_message` (its reads see committed data, as they would in a transaction
-    at PostgreSQL's READ COMMITTED). On SQLite it is the usual write transaction.
+    With `one_write` it opens no transaction: every statement commits on its own, so the block must write only
+    through one `write_message`, itself atomic (its reads see committed data, as they would in a transaction at
+    PostgreSQL's READ COMMITTED).
     """
 
     message_texts: SqlMessageTexts
@@ -88,7 +101,7 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
 
     def __init__(self, engine: AsyncEngine, *, one_write: bool = False) -> None:
         super().__init__(engine)
-        self._one_write = one_write and engine.dialect.name == "postgresql"
+        self._one_write = one_write
 
     async def __aenter__(self) -> SqlTurnUnitOfWork:
         await super().__aenter__()
@@ -99,10 +112,12 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         return self
 
     async def _begin(self, conn: AsyncConnection) -> None:
-        if self._one_write:
+        if not self._one_write:
+            await super()._begin(conn)
+        elif conn.dialect.name == "postgresql":
             await conn.execution_options(isolation_level="AUTOCOMMIT")  # in place: no BEGIN, no COMMIT
         else:
-            await super()._begin(conn)
+            await conn.execution_options(**{NO_TRANSACTION: True})  # the write is its own transaction
 
     def _on_postgres(self) -> bool:
         conn = self._conn
@@ -120,6 +135,8 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         """Store a message's suggestions, text and event, each unless its key exists; what was new."""
         if self._on_postgres():
             return await self._write_at_once(message_key, suggestions, kept, event, now)
+        if self._one_write:
+            return await self._write_in_one_trip(message_key, suggestions, kept, event, now)
         added = []
         for s in suggestions:
             row = await self.suggestions.add_if_absent(
@@ -170,6 +187,53 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         result = (await conn.execute(_MESSAGE_WRITE, params)).all()
         added = sorted((_suggestion(r) for r in result if r.id is not None), key=lambda r: r.id)
         return MessageWrite(tuple(added), bool(result[0].new_events), bool(result[0].seen))
+
+
+    async def _write_in_one_trip(
+        self,
+        message_key: str,
+        suggestions: Sequence[NewSuggestion],
+        kept: MessageText | None,
+        event: NewCustomerEvent | None,
+        now: datetime,
+    ) -> MessageWrite:
+        """SQLite: the same statements as one at a time, as one write transaction in one trip."""
+        conn = self._conn
+        assert conn is not None
+        dialect = conn.dialect
+        steps = [_step(dialect, _sqlite_suggestion, suggestion_row(s)) for s in suggestions]
+        if kept is not None:
+            steps.append(_step(dialect, _sqlite_text, text_row(kept)))
+        if event is not None:
+            steps.append(_step(dialect, _sqlite_event, event_row(event, now)))
+        steps.append((prepared(dialect, _seen), {"message_key": message_key}))
+        results = await write_at_once(conn, steps)
+        added = tuple(suggestion_record(rows[0]) for rows in results[: len(suggestions)] if rows)
+        new_event = event is not None and bool(results[-2])
+        return MessageWrite(added, new_event, not added and bool(results[-1][0]["seen"]))
+
+
+# The SQLite statements of a one-trip message write (storage.prepared), built once.
+def _sqlite_suggestion() -> Any:
+    return _suggestion_if_absent(sqlite.insert)
+
+
+def _sqlite_text() -> Any:
+    return _text_if_absent(sqlite.insert)
+
+
+def _sqlite_event() -> Any:
+    return _event_if_absent(sqlite.insert)
+
+
+def _seen() -> Any:
+    """Whether suggestions of the message are stored (after its inserts: by an earlier run, when none was new)."""
+    return select(exists().where(t.suggestions.c.message_key == bindparam("message_key")).label("seen"))
+
+
+def _step(dialect: Dialect, build: Callable[[], Any], row: dict[str, Any]) -> Step:
+    """Insert `row` with the statement `build` makes (prepared for the row's columns)."""
+    return prepared(dialect, build, tuple(row)), row
 
 
 class SqlTurnStore:

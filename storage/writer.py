@@ -82,6 +82,14 @@ def _raw(connection: Any) -> Any:
     return connection
 
 
+_WRITERS: weakref.WeakKeyDictionary[Any, SqliteWriter] = weakref.WeakKeyDictionary()
+
+
+def writer_of(engine: AsyncEngine) -> SqliteWriter | None:
+    """The SqliteWriter `install_writer` gave `engine`; None for an engine without one (PostgreSQL)."""
+    return _WRITERS.get(engine.sync_engine)
+
+
 def install_writer(engine: AsyncEngine, timeout_s: float) -> SqliteWriter:
     """Give `engine`'s write transactions one SqliteWriter; the begin hook calls its take_turn before BEGIN.
 
@@ -90,6 +98,7 @@ def install_writer(engine: AsyncEngine, timeout_s: float) -> SqliteWriter:
     """
     writer = SqliteWriter(timeout_s)
     sync_engine = engine.sync_engine
+    _WRITERS[sync_engine] = writer
     dialect = sync_engine.dialect
     do_commit, do_rollback = dialect.do_commit, dialect.do_rollback
 
