@@ -7,14 +7,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, null, select, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.chat.ports import ConversationLink, InboundLease, InboundMessage, SavedReference
 from storage import tables as t
+from storage.bulk import utc_bound
 from storage.database import READ_ONLY, one_statement
-from storage.repositories import _insert, prebuilt
+from storage.prepared import Step, prepared, write_at_once
+from storage.repositories import _insert
 
 KEY_CHARS = 500  # inbound_dedup.unique_key and inbound_messages.dedupe_key
 HASH_PREFIX = "sha256:"
@@ -37,10 +40,38 @@ def _take_leases(insert: Any) -> Any:
     ).returning(_D.c.unique_key)
 
 
-# The turn-lease statements, built once (the claim's per dialect, through `prebuilt`): a statement built per
-# call costs more CPU than its round trip on SQLite (and a .values(list) INSERT is compiled anew every time).
+# The turn-lease statements, built once (SQLite's through storage.prepared): a statement built per call costs
+# more CPU than its round trip on SQLite (and a .values(list) INSERT is compiled anew every time).
 _KEYS = _D.c.unique_key.in_(bindparam("keys", expanding=True))
-_FINISH_LEASES = update(_D).where(_D.c.channel == bindparam("ch"), _KEYS).values(lease_until=None)
+# PostgreSQL: the finished keys and the claims in one statement, atomic on its own (no BEGIN and COMMIT round
+# trips). Its parts see one snapshot, so no key is both finished and claimed in it (settle_leases drops those
+# claims first); the claims are the upsert of `_take_leases`, one row per key of the array.
+_SETTLE_LEASES = text(
+    """
+    WITH finished AS (
+        UPDATE inbound_dedup SET lease_until = NULL
+        WHERE channel = CAST(:ch AS varchar) AND unique_key = ANY(CAST(:finish AS varchar[]))
+    )
+    INSERT INTO inbound_dedup (channel, unique_key, received_at, lease_until)
+    SELECT CAST(:ch AS varchar), k, CAST(:now AS timestamptz), CAST(:until AS timestamptz)
+    FROM unnest(CAST(:take AS varchar[])) AS k
+    ON CONFLICT (channel, unique_key) DO UPDATE SET lease_until = excluded.lease_until
+    WHERE inbound_dedup.lease_until IS NOT NULL AND inbound_dedup.lease_until < excluded.received_at
+    RETURNING unique_key
+    """
+)
+
+
+def _finish_lease() -> Any:
+    """SQLite: one finished key (prepared once: storage.prepared)."""
+    key = _D.c.unique_key == bindparam("key")
+    return update(_D).where(_D.c.channel == bindparam("ch"), key).values(lease_until=null())
+
+
+def _take_lease() -> Any:
+    """SQLite: one claim (prepared once: storage.prepared)."""
+    return _take_leases(sqlite.insert)
+
 _RENEW_LEASES = (
     update(_D)
     .where(_D.c.channel == bindparam("ch"), _KEYS, _D.c.lease_until.is_not(None))
@@ -108,19 +139,34 @@ class SqlChannelStore:
     ) -> set[str]:
         """One UPDATE for the finished keys, one INSERT … ON CONFLICT DO UPDATE … WHERE lapsed … RETURNING."""
         finished = sorted({stored_key(key) for key in finish})
-        # One row per key: PostgreSQL refuses an upsert that would touch the same row twice.
-        wanted = sorted({stored_key(key) for key in take})
-        taken: set[str] = set()
-        # Both statements commit together (a finished turn hands its slot to a claim); either alone is atomic.
-        unit = self._engine.begin() if finished and wanted else one_statement(self._engine)
-        async with unit as conn:
-            if finished:
-                await conn.execute(_FINISH_LEASES, {"ch": channel, "keys": finished})
-            if wanted:
-                rows = [{"channel": channel, "unique_key": k, "received_at": now, "lease_until": until} for k in wanted]
-                # Several rows: one multi-row INSERT ("insertmanyvalues"), RETURNING the rows of all of them.
-                taken = {str(row[0]) for row in await conn.execute(prebuilt(conn, _take_leases), rows)}
+        # One row per key: PostgreSQL refuses an upsert that would touch the same row twice. A claim of a key
+        # this batch finishes is a duplicate (its turn just ended here): it is not taken, and not sent.
+        wanted = sorted({stored_key(key) for key in take} - set(finished))
+        if not finished and not wanted:
+            return set()
+        # The finished keys and the claims commit together (a finished turn hands its slot to a claim).
+        if self._engine.dialect.name == "postgresql":
+            async with one_statement(self._engine) as conn:  # one statement: atomic on its own
+                params = {
+                    "ch": channel, "finish": finished, "take": wanted, "now": utc_bound(now), "until": utc_bound(until)
+                }
+                taken = {str(row[0]) for row in await conn.execute(_SETTLE_LEASES, params)}
+        else:
+            taken = await self._settle_in_one_trip(channel, finished, wanted, now, until)
         return {key for key in take if stored_key(key) in taken}
+
+    async def _settle_in_one_trip(
+        self, channel: str, finished: list[str], wanted: list[str], now: datetime, until: datetime
+    ) -> set[str]:
+        """SQLite: an UPDATE per finished key, then an upsert per claim, as one write transaction in one trip."""
+        dialect = self._engine.dialect
+        finish = prepared(dialect, _finish_lease)
+        steps: list[Step] = [(finish, {"ch": channel, "key": key}) for key in finished]
+        rows = [{"channel": channel, "unique_key": k, "received_at": now, "lease_until": until} for k in wanted]
+        steps += [(prepared(dialect, _take_lease, tuple(row)), row) for row in rows]
+        async with self._engine.connect() as conn:
+            results = await write_at_once(conn, steps)
+        return {str(row["unique_key"]) for rows in results[len(finished) :] for row in rows}
 
     async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:
         async with self._engine.connect() as conn:
