@@ -45,16 +45,20 @@ def _take_leases(insert: Any) -> Any:
 _KEYS = _D.c.unique_key.in_(bindparam("keys", expanding=True))
 # PostgreSQL: the finished keys and the claims in one statement, atomic on its own (no BEGIN and COMMIT round
 # trips). Its parts see one snapshot, so no key is both finished and claimed in it (settle_leases drops those
-# claims first); the claims are the upsert of `_take_leases`, one row per key of the array.
+# claims first); the claims are the upsert of `_take_leases`, one row per key of the array. The arrays are read
+# through scalar subqueries so that no plan knows their lengths: planned for the real lengths, a custom plan
+# always looked cheaper than the cached generic one, and the statement was planned anew at every batch (more
+# of the server's CPU than running it).
 _SETTLE_LEASES = text(
     """
     WITH finished AS (
         UPDATE inbound_dedup SET lease_until = NULL
-        WHERE channel = CAST(:ch AS varchar) AND unique_key = ANY(CAST(:finish AS varchar[]))
+        WHERE channel = CAST(:ch AS varchar)
+          AND unique_key = ANY(CAST((SELECT CAST(:finish AS varchar[])) AS varchar[]))
     )
     INSERT INTO inbound_dedup (channel, unique_key, received_at, lease_until)
     SELECT CAST(:ch AS varchar), k, CAST(:now AS timestamptz), CAST(:until AS timestamptz)
-    FROM unnest(CAST(:take AS varchar[])) AS k
+    FROM unnest((SELECT CAST(:take AS varchar[]))) AS k
     ON CONFLICT (channel, unique_key) DO UPDATE SET lease_until = excluded.lease_until
     WHERE inbound_dedup.lease_until IS NOT NULL AND inbound_dedup.lease_until < excluded.received_at
     RETURNING unique_key

@@ -73,7 +73,7 @@ def prepare(statement: ClauseElement, dialect: Dialect, keys: Sequence[str] = ()
     if compiled.literal_execute_params or compiled.post_compile_params:
         raise ValueError(f"{statement!r} has parameters rendered at execution; they cannot be prepared")
     binds = [compiled.binds[name] for name in compiled.positiontup]
-    returned = list(cast(Any, statement).exported_columns)
+    returned = list(getattr(statement, "exported_columns", ()))  # a bare text() declares none
     return Prepared(
         sql=str(compiled),
         names=tuple(bind.key for bind in binds),

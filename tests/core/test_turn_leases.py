@@ -7,10 +7,13 @@ import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from core.chat.ports import InboundLease
 from core.chat.turns import TurnLeases
-from storage.channels import SqlChannelStore
+from storage.channels import _SETTLE_LEASES, SqlChannelStore
 from storage.database import Database
+from storage.prepared import prepare
 from storage.statements import count_statements
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -410,3 +413,29 @@ async def test_a_claim_of_a_key_the_same_write_finishes_is_not_taken(database: D
     assert await store.settle_leases("teams", ["a", "b"], later, later + timedelta(seconds=10), ["a"]) == {"b"}
     a, b = await store.inbound_lease("teams", "a"), await store.inbound_lease("teams", "b")
     assert a is not None and a.finished and b is not None and b.until is not None
+
+
+async def test_postgresql_plans_the_settling_statement_once_not_at_every_batch(database: Database) -> None:
+    """Planned anew for the arrays' real lengths at every batch, the statement cost PostgreSQL more to plan
+    than to run: it is written so that its cached generic plan wins after the plan cache's first five tries."""
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's plan cache")
+    statement = prepare(_SETTLE_LEASES, database.engine.dialect)
+    async with database.engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        # A table of some size, analysed: on a near-empty one every plan looks alike.
+        await driver.execute(
+            "INSERT INTO inbound_dedup (channel, unique_key, received_at) "
+            "SELECT 'teams', 'old-' || g, now() FROM generate_series(1, 20000) AS g"
+        )
+        await driver.execute("ANALYZE inbound_dedup")
+        settle = await driver.prepare(statement.sql)
+        for i in range(12):
+            until = T0 + timedelta(seconds=10)
+            values = {"ch": "teams", "finish": [f"k{i - 1}"], "take": [f"k{i}"], "now": T0, "until": until}
+            await settle.fetch(*statement.bind(values))
+        plans = await driver.fetchrow(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1", statement.sql
+        )
+    assert plans is not None and (plans["custom_plans"], plans["generic_plans"]) == (5, 7)
