@@ -7,17 +7,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, null, select, text, update
+from sqlalchemy import bindparam, delete, null, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.chat.ports import ConversationLink, InboundLease, InboundMessage, SavedReference
 from storage import tables as t
-from storage.bulk import utc_bound
 from storage.database import READ_ONLY, one_statement
 from storage.prepared import Step, prepared, write_at_once
-from storage.repositories import _insert
+from storage.repositories import _insert, prebuilt
 
 KEY_CHARS = 500  # inbound_dedup.unique_key and inbound_messages.dedupe_key
 HASH_PREFIX = "sha256:"
@@ -43,27 +42,14 @@ def _take_leases(insert: Any) -> Any:
 # The turn-lease statements, built once (SQLite's through storage.prepared): a statement built per call costs
 # more CPU than its round trip on SQLite (and a .values(list) INSERT is compiled anew every time).
 _KEYS = _D.c.unique_key.in_(bindparam("keys", expanding=True))
-# PostgreSQL: the finished keys and the claims in one statement, atomic on its own (no BEGIN and COMMIT round
-# trips). Its parts see one snapshot, so no key is both finished and claimed in it (settle_leases drops those
-# claims first); the claims are the upsert of `_take_leases`, one row per key of the array. The arrays are read
-# through scalar subqueries so that no plan knows their lengths: planned for the real lengths, a custom plan
-# always looked cheaper than the cached generic one, and the statement was planned anew at every batch (more
-# of the server's CPU than running it).
-_SETTLE_LEASES = text(
-    """
-    WITH finished AS (
-        UPDATE inbound_dedup SET lease_until = NULL
-        WHERE channel = CAST(:ch AS varchar)
-          AND unique_key = ANY(CAST((SELECT CAST(:finish AS varchar[])) AS varchar[]))
-    )
-    INSERT INTO inbound_dedup (channel, unique_key, received_at, lease_until)
-    SELECT CAST(:ch AS varchar), k, CAST(:now AS timestamptz), CAST(:until AS timestamptz)
-    FROM unnest((SELECT CAST(:take AS varchar[]))) AS k
-    ON CONFLICT (channel, unique_key) DO UPDATE SET lease_until = excluded.lease_until
-    WHERE inbound_dedup.lease_until IS NOT NULL AND inbound_dedup.lease_until < excluded.received_at
-    RETURNING unique_key
-    """
+_FINISH_LEASES = update(_D).where(_D.c.channel == bindparam("ch"), _KEYS).values(lease_until=None)
+_RENEW_LEASES = (
+    update(_D)
+    .where(_D.c.channel == bindparam("ch"), _KEYS, _D.c.lease_until.is_not(None))
+    .values(lease_until=bindparam("until"))
 )
+_LEASE = select(_D.c.lease_until).where(_D.c.channel == bindparam("ch"), _D.c.unique_key == bindparam("key"))
+_RELEASE = delete(_D).where(_D.c.channel == bindparam("ch"), _D.c.unique_key == bindparam("key"))
 
 
 def _finish_lease() -> Any:
@@ -75,14 +61,6 @@ def _finish_lease() -> Any:
 def _take_lease() -> Any:
     """SQLite: one claim (prepared once: storage.prepared)."""
     return _take_leases(sqlite.insert)
-
-_RENEW_LEASES = (
-    update(_D)
-    .where(_D.c.channel == bindparam("ch"), _KEYS, _D.c.lease_until.is_not(None))
-    .values(lease_until=bindparam("until"))
-)
-_LEASE = select(_D.c.lease_until).where(_D.c.channel == bindparam("ch"), _D.c.unique_key == bindparam("key"))
-_RELEASE = delete(_D).where(_D.c.channel == bindparam("ch"), _D.c.unique_key == bindparam("key"))
 
 
 def stored_key(key: str) -> str:
@@ -143,20 +121,28 @@ class SqlChannelStore:
     ) -> set[str]:
         """One UPDATE for the finished keys, one INSERT … ON CONFLICT DO UPDATE … WHERE lapsed … RETURNING."""
         finished = sorted({stored_key(key) for key in finish})
+        taken: set[str]
         # One row per key: PostgreSQL refuses an upsert that would touch the same row twice. A claim of a key
         # this batch finishes is a duplicate (its turn just ended here): it is not taken, and not sent.
         wanted = sorted({stored_key(key) for key in take} - set(finished))
         if not finished and not wanted:
             return set()
         # The finished keys and the claims commit together (a finished turn hands its slot to a claim).
-        if self._engine.dialect.name == "postgresql":
-            async with one_statement(self._engine) as conn:  # one statement: atomic on its own
-                params = {
-                    "ch": channel, "finish": finished, "take": wanted, "now": utc_bound(now), "until": utc_bound(until)
-                }
-                taken = {str(row[0]) for row in await conn.execute(_SETTLE_LEASES, params)}
-        else:
+        if self._engine.dialect.name != "postgresql":
             taken = await self._settle_in_one_trip(channel, finished, wanted, now, until)
+            return {key for key in take if stored_key(key) in taken}
+        taken = set()
+        # Either statement alone is atomic: no BEGIN and COMMIT round trips for it. (One statement for both, an
+        # UPDATE … = ANY(array) in a CTE, was tried: a plan made while the table was small kept filtering every
+        # row of the channel as it grew.)
+        unit = self._engine.begin() if finished and wanted else one_statement(self._engine)
+        async with unit as conn:
+            if finished:
+                await conn.execute(_FINISH_LEASES, {"ch": channel, "keys": finished})
+            if wanted:
+                rows = [{"channel": channel, "unique_key": k, "received_at": now, "lease_until": until} for k in wanted]
+                # Several rows: one multi-row INSERT ("insertmanyvalues"), RETURNING the rows of all of them.
+                taken = {str(row[0]) for row in await conn.execute(prebuilt(conn, _take_leases), rows)}
         return {key for key in take if stored_key(key) in taken}
 
     async def _settle_in_one_trip(
