@@ -1,6 +1,7 @@
 """SQLite write transactions of prepared statements, run in one trip to the connection's thread.
 
-A chat turn's write on SQLite was three INSERTs in a transaction: five trips to the connection's thread
+Used for the writes every chat turn makes (storage.turns, and the turn leases in storage.channels). A chat
+turn's write on SQLite was three INSERTs in a transaction: five trips to the connection's thread
 (BEGIN with the first read, three statements, COMMIT), and SQLAlchemy's execution around each statement
 (compiled-cache lookup, execution context, bind and result processing). That was about 0.8 ms of the event
 loop's time per message, a quarter of the turn; and the process's writer turn (storage.writer) was held
@@ -45,15 +46,16 @@ class Prepared:
 
     def bind(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         """The positional parameters for `values` (a value per name), as the column types store them."""
+        # Processors see None too, as in SQLAlchemy's execution (a JSON column may store None as JSON null).
         return tuple(
-            value if binder is None or value is None else binder(value)
+            value if binder is None else binder(value)
             for binder, value in zip(self.binders, [values[name] for name in self.names], strict=True)
         )
 
     def read(self, row: Sequence[Any]) -> dict[str, Any]:
         """A returned row as {column: value}, as the column types read it back."""
         return {
-            column: value if reader is None or value is None else reader(value)
+            column: value if reader is None else reader(value)
             for column, reader, value in zip(self.columns, self.readers, row, strict=True)
         }
 
@@ -83,15 +85,20 @@ def prepare(statement: ClauseElement, dialect: Dialect, keys: Sequence[str] = ()
     )
 
 
-_PREPARED: dict[tuple[Callable[[], ClauseElement], str, tuple[str, ...]], Prepared] = {}
+# Per dialect instance, not name: its processors carry the engine's own settings (its JSON serialiser).
+_PREPARED: weakref.WeakKeyDictionary[Dialect, dict[tuple[Callable[[], ClauseElement], tuple[str, ...]], Prepared]]
+_PREPARED = weakref.WeakKeyDictionary()
 
 
 def prepared(dialect: Dialect, build: Callable[[], ClauseElement], keys: Sequence[str] = ()) -> Prepared:
-    """`prepare(build(), dialect, keys)`, compiled once per (builder, dialect, keys)."""
-    key = (build, dialect.name, tuple(keys))
-    found = _PREPARED.get(key)
+    """`prepare(build(), dialect, keys)`, compiled once per (dialect, builder, keys)."""
+    cache = _PREPARED.get(dialect)
+    if cache is None:
+        cache = _PREPARED[dialect] = {}
+    key = (build, tuple(keys))
+    found = cache.get(key)
     if found is None:
-        found = _PREPARED[key] = prepare(build(), dialect, keys)
+        found = cache[key] = prepare(build(), dialect, keys)
     return found
 
 
@@ -137,6 +144,8 @@ async def write_at_once(conn: AsyncConnection, steps: Sequence[Step]) -> list[li
     except StatementFailed as failed:
         sql, parameters = statements[failed.index]
         raise DBAPIError.instance(sql, parameters, failed.error, sqlite3.Error, dialect=dialect) from failed.error
+    except sqlite3.Error as error:  # BEGIN IMMEDIATE or COMMIT itself
+        raise DBAPIError.instance("BEGIN IMMEDIATE … COMMIT", (), error, sqlite3.Error, dialect=dialect) from error
     finally:
         writer.release(adapted)
     return [[step.read(row) for row in rows] for (step, _), rows in zip(steps, results, strict=True)]

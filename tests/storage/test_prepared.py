@@ -207,3 +207,17 @@ async def test_a_one_write_turn_holds_no_write_lock_while_it_reads(sqlite: Datab
         wrote = await turn.write_message("m-turn", [_suggestion(customer_id, "m-turn")], None, None, NOW)
         assert [r.message_key for r in wrote.added] == ["m-turn"] and not writer.busy
     assert len(await _raw(sqlite, "m-turn")) == 1
+
+
+async def test_none_goes_through_the_column_types_as_in_sqlalchemy(sqlite: Database) -> None:
+    """A JSON column stores Python None as JSON null (not SQL NULL) unless told otherwise: the same here."""
+    customer_id = await _customer(sqlite)
+    ours = suggestion_row(_suggestion(customer_id, "n-ours"))
+    theirs = suggestion_row(_suggestion(customer_id, "n-theirs"))
+    ours["evidence"] = theirs["evidence"] = None
+    [[returned]] = await _write(sqlite, [(prepared(sqlite.engine.dialect, _insert_suggestion, tuple(ours)), ours)])
+    async with sqlite.engine.begin() as conn:
+        expected = (await conn.execute(_insert_suggestion(), theirs)).one()._asdict()
+    [stored_ours], [stored_theirs] = await _raw(sqlite, "n-ours"), await _raw(sqlite, "n-theirs")
+    assert stored_ours[7] == stored_theirs[7] == "null"  # the evidence column, as stored
+    assert returned["evidence"] is None and expected["evidence"] is None
