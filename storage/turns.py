@@ -188,7 +188,6 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         added = sorted((_suggestion(r) for r in result if r.id is not None), key=lambda r: r.id)
         return MessageWrite(tuple(added), bool(result[0].new_events), bool(result[0].seen))
 
-
     async def _write_in_one_trip(
         self,
         message_key: str,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,24 +19,16 @@ from sqlalchemy.exc import IntegrityError
 from core.records import CustomerDraft, NewSuggestion
 from core.types import SuggestionStatus
 from storage import tables as t
-from storage.database import Database, open_database
+from storage.database import Database
 from storage.prepared import prepare, prepared, write_at_once
 from storage.repositories import NO_TRANSACTION, _suggestion_if_absent, suggestion_row
 from storage.turns import SqlTurnStore
 from storage.writer import writer_of
-from tests.storage.test_sqlite_writer import _no_busy_wait
+from tests.storage.test_sqlite_writer import sqlite
+
+__all__ = ["sqlite"]  # the fixture: a SQLite file whose connections never wait on a held lock
 
 NOW = datetime(2026, 12, 6, 21, 5, 7, 123456, tzinfo=timezone(timedelta(hours=8)))  # not UTC: stored as UTC
-
-
-@pytest.fixture
-async def sqlite(tmp_path: Path) -> Any:
-    database = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'prepared.db'}")
-    await _no_busy_wait(database)
-    try:
-        yield database
-    finally:
-        await database.close()
 
 
 async def _customer(database: Database, name: str = "上海明远科技") -> int:
