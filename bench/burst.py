@@ -39,13 +39,19 @@ VARIANTS = ("sqlite", "sqlite-busy-wait", "postgres")
 
 @contextlib.contextmanager
 def busy_wait() -> Iterator[None]:
-    """The baseline: write transactions skip the in-process queue and meet SQLite's busy handler instead."""
-    take_turn = SqliteWriter.take_turn
-    SqliteWriter.take_turn = lambda self, connection: None  # type: ignore[method-assign]
+    """The baseline: write transactions skip the in-process queue and meet SQLite's busy handler instead.
+
+    Both kinds skip it: those SQLAlchemy begins (its begin hook) and the one-trip ones (storage.prepared)."""
+    acquire = SqliteWriter.acquire
+
+    async def skip(self: SqliteWriter, dbapi_connection: Any) -> None:
+        return None
+
+    SqliteWriter.acquire = skip  # type: ignore[method-assign]
     try:
         yield
     finally:
-        SqliteWriter.take_turn = take_turn  # type: ignore[method-assign]
+        SqliteWriter.acquire = acquire  # type: ignore[method-assign]
 
 
 async def one_burst(database_url: str, turns: int, concurrency: int) -> tuple[float, list[float], list[float]]:
