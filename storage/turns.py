@@ -154,6 +154,8 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         """Store a message's kept text and its event, each unless its key exists; True when the event was new."""
         if self._on_postgres():
             return (await self._write_at_once(message_key, (), kept, event, now)).new_event
+        if self._one_write:  # no transaction around the block: the two rows are one of their own
+            return (await self._write_in_one_trip(message_key, (), kept, event, now)).new_event
         if kept is not None:
             await self.message_texts.remember([kept])
         return event is not None and await self.customer_events.insert_one(event, now)

@@ -161,3 +161,16 @@ async def test_keeping_a_message_in_a_transaction_commits_or_rolls_back_with_it(
     async with store.unit_of_work() as uow:
         assert not await uow.keep_message(KEY, _text(customer_id), _event(customer_id), NOW)
     assert await _stored(database) == ([], ["麻烦发一下报价单"], [{"channel": "teams"}])
+
+
+async def test_keeping_a_message_without_a_transaction_is_still_all_or_nothing(database: Database) -> None:
+    """In a one-write unit of work (no transaction around it) the text and the event are one write of their own."""
+    customer_id = await _customer(database)
+    store = SqlTurnStore(database.engine)
+    with pytest.raises(IntegrityError):
+        async with store.unit_of_work(one_write=True) as uow:
+            await uow.keep_message(KEY, _text(customer_id), _event(customer_id + 1000), NOW)
+    assert await _stored(database) == ([], [], [])
+    async with store.unit_of_work(one_write=True) as uow:
+        assert await uow.keep_message(KEY, _text(customer_id), _event(customer_id), NOW)
+    assert await _stored(database) == ([], ["麻烦发一下报价单"], [{"channel": "teams"}])
