@@ -8,14 +8,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, null, select, update
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.chat.ports import ConversationLink, InboundLease, InboundMessage, SavedReference
 from storage import tables as t
 from storage.database import READ_ONLY, one_statement
-from storage.prepared import Step, prepared, write_at_once
+from storage.prepared import Step, insert_step, prepared, write_at_once
 from storage.repositories import _insert, prebuilt
 
 KEY_CHARS = 500  # inbound_dedup.unique_key and inbound_messages.dedupe_key
@@ -52,15 +51,10 @@ _LEASE = select(_D.c.lease_until).where(_D.c.channel == bindparam("ch"), _D.c.un
 _RELEASE = delete(_D).where(_D.c.channel == bindparam("ch"), _D.c.unique_key == bindparam("key"))
 
 
-def _finish_lease() -> Any:
+def _finish_lease(_: Any) -> Any:
     """SQLite: one finished key (prepared once: storage.prepared)."""
     key = _D.c.unique_key == bindparam("key")
     return update(_D).where(_D.c.channel == bindparam("ch"), key).values(lease_until=null())
-
-
-def _take_lease() -> Any:
-    """SQLite: one claim (prepared once: storage.prepared)."""
-    return _take_leases(sqlite.insert)
 
 
 def stored_key(key: str) -> str:
@@ -121,20 +115,28 @@ class SqlChannelStore:
     ) -> set[str]:
         """One UPDATE for the finished keys, one INSERT … ON CONFLICT DO UPDATE … WHERE lapsed … RETURNING."""
         finished = sorted({stored_key(key) for key in finish})
-        taken: set[str]
         # One row per key: PostgreSQL refuses an upsert that would touch the same row twice. A claim of a key
         # this batch finishes is a duplicate (its turn just ended here): it is not taken, and not sent.
         wanted = sorted({stored_key(key) for key in take} - set(finished))
         if not finished and not wanted:
             return set()
         # The finished keys and the claims commit together (a finished turn hands its slot to a claim).
-        if self._engine.dialect.name != "postgresql":
+        if self._engine.dialect.name == "postgresql":
+            taken = await self._settle_in_statements(channel, finished, wanted, now, until)
+        else:
             taken = await self._settle_in_one_trip(channel, finished, wanted, now, until)
-            return {key for key in take if stored_key(key) in taken}
-        taken = set()
-        # Either statement alone is atomic: no BEGIN and COMMIT round trips for it. (One statement for both, an
-        # UPDATE … = ANY(array) in a CTE, was tried: a plan made while the table was small kept filtering every
-        # row of the channel as it grew.)
+        return {key for key in take if stored_key(key) in taken}
+
+    async def _settle_in_statements(
+        self, channel: str, finished: list[str], wanted: list[str], now: datetime, until: datetime
+    ) -> set[str]:
+        """PostgreSQL: one UPDATE for the finished keys, one multi-row upsert for the claims.
+
+        Either statement alone is atomic: no BEGIN and COMMIT round trips for it. (One statement for both, an
+        UPDATE … = ANY(array) in a CTE, was tried: a plan made while the table was small kept filtering every
+        row of the channel as it grew.)
+        """
+        taken: set[str] = set()
         unit = self._engine.begin() if finished and wanted else one_statement(self._engine)
         async with unit as conn:
             if finished:
@@ -143,7 +145,7 @@ class SqlChannelStore:
                 rows = [{"channel": channel, "unique_key": k, "received_at": now, "lease_until": until} for k in wanted]
                 # Several rows: one multi-row INSERT ("insertmanyvalues"), RETURNING the rows of all of them.
                 taken = {str(row[0]) for row in await conn.execute(prebuilt(conn, _take_leases), rows)}
-        return {key for key in take if stored_key(key) in taken}
+        return taken
 
     async def _settle_in_one_trip(
         self, channel: str, finished: list[str], wanted: list[str], now: datetime, until: datetime
@@ -153,7 +155,7 @@ class SqlChannelStore:
         finish = prepared(dialect, _finish_lease)
         steps: list[Step] = [(finish, {"ch": channel, "key": key}) for key in finished]
         rows = [{"channel": channel, "unique_key": k, "received_at": now, "lease_until": until} for k in wanted]
-        steps += [(prepared(dialect, _take_lease, tuple(row)), row) for row in rows]
+        steps += [insert_step(dialect, _take_leases, row) for row in rows]
         async with self._engine.connect() as conn:
             results = await write_at_once(conn, steps)
         return {str(row["unique_key"]) for rows in results[len(finished) :] for row in rows}

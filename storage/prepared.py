@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
 
+from storage.repositories import _insert_for
 from storage.sqlite_driver import OneTripConnection, StatementFailed
 from storage.writer import writer_of
 
@@ -85,24 +86,34 @@ def prepare(statement: ClauseElement, dialect: Dialect, keys: Sequence[str] = ()
     )
 
 
+Build = Callable[[Any], ClauseElement]  # as for storage.repositories.prebuilt: given the dialect's INSERT
 # Per dialect instance, not name: its processors carry the engine's own settings (its JSON serialiser).
-_PREPARED: weakref.WeakKeyDictionary[Dialect, dict[tuple[Callable[[], ClauseElement], tuple[str, ...]], Prepared]]
+_PREPARED: weakref.WeakKeyDictionary[Dialect, dict[tuple[Build, tuple[str, ...]], Prepared]]
 _PREPARED = weakref.WeakKeyDictionary()
 
 
-def prepared(dialect: Dialect, build: Callable[[], ClauseElement], keys: Sequence[str] = ()) -> Prepared:
-    """`prepare(build(), dialect, keys)`, compiled once per (dialect, builder, keys)."""
+def prepared(dialect: Dialect, build: Build, keys: Sequence[str] = ()) -> Prepared:
+    """`prepare(build(insert), dialect, keys)`, compiled once per (dialect, builder, keys).
+
+    `build` is given the dialect's INSERT (which knows ON CONFLICT), like the builders of
+    storage.repositories.prebuilt, so the same builder serves both.
+    """
     cache = _PREPARED.get(dialect)
     if cache is None:
         cache = _PREPARED[dialect] = {}
     key = (build, tuple(keys))
     found = cache.get(key)
     if found is None:
-        found = cache[key] = prepare(build(), dialect, keys)
+        found = cache[key] = prepare(build(_insert_for(dialect.name)), dialect, keys)
     return found
 
 
 Step = tuple[Prepared, Mapping[str, Any]]
+
+
+def insert_step(dialect: Dialect, build: Build, row: Mapping[str, Any]) -> Step:
+    """Insert `row` with the statement `build` makes, prepared for the row's columns."""
+    return prepared(dialect, build, tuple(row)), row
 Watcher = Callable[[Sequence[str]], None]
 _WATCHERS: weakref.WeakKeyDictionary[Any, list[Watcher]] = weakref.WeakKeyDictionary()
 

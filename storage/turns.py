@@ -15,13 +15,11 @@ single writer is held for that trip alone, not from the turn's first read to its
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Boolean, Integer, bindparam, column, exists, select, text
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.chat.ports import MessageWrite
@@ -31,7 +29,7 @@ from core.rules.ports import NewCustomerEvent
 from storage import tables as t
 from storage.bulk import json_text, utc_bound
 from storage.learning import SqlMessageTexts, _text_if_absent, text_row
-from storage.prepared import Step, prepared, write_at_once
+from storage.prepared import insert_step, prepared, write_at_once
 from storage.repositories import (
     NO_TRANSACTION,
     SqlUnitOfWork,
@@ -202,11 +200,11 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         conn = self._conn
         assert conn is not None
         dialect = conn.dialect
-        steps = [_step(dialect, _sqlite_suggestion, suggestion_row(s)) for s in suggestions]
+        steps = [insert_step(dialect, _suggestion_if_absent, suggestion_row(s)) for s in suggestions]
         if kept is not None:
-            steps.append(_step(dialect, _sqlite_text, text_row(kept)))
+            steps.append(insert_step(dialect, _text_if_absent, text_row(kept)))
         if event is not None:
-            steps.append(_step(dialect, _sqlite_event, event_row(event, now)))
+            steps.append(insert_step(dialect, _event_if_absent, event_row(event, now)))
         steps.append((prepared(dialect, _seen), {"message_key": message_key}))
         results = await write_at_once(conn, steps)
         added = tuple(suggestion_record(rows[0]) for rows in results[: len(suggestions)] if rows)
@@ -214,27 +212,9 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         return MessageWrite(added, new_event, not added and bool(results[-1][0]["seen"]))
 
 
-# The SQLite statements of a one-trip message write (storage.prepared), built once.
-def _sqlite_suggestion() -> Any:
-    return _suggestion_if_absent(sqlite.insert)
-
-
-def _sqlite_text() -> Any:
-    return _text_if_absent(sqlite.insert)
-
-
-def _sqlite_event() -> Any:
-    return _event_if_absent(sqlite.insert)
-
-
-def _seen() -> Any:
+def _seen(_: Any) -> Any:
     """Whether suggestions of the message are stored (after its inserts: by an earlier run, when none was new)."""
     return select(exists().where(t.suggestions.c.message_key == bindparam("message_key")).label("seen"))
-
-
-def _step(dialect: Dialect, build: Callable[[], Any], row: dict[str, Any]) -> Step:
-    """Insert `row` with the statement `build` makes (prepared for the row's columns)."""
-    return prepared(dialect, build, tuple(row)), row
 
 
 class SqlTurnStore:

@@ -20,7 +20,7 @@ from core.records import CustomerDraft, NewSuggestion
 from core.types import SuggestionStatus
 from storage import tables as t
 from storage.database import Database
-from storage.prepared import prepare, prepared, write_at_once
+from storage.prepared import insert_step, prepare, prepared, write_at_once
 from storage.repositories import NO_TRANSACTION, _suggestion_if_absent, suggestion_row
 from storage.turns import SqlTurnStore
 from storage.writer import writer_of
@@ -70,7 +70,7 @@ async def test_a_prepared_insert_stores_and_returns_what_sqlalchemy_does(sqlite:
     customer_id = await _customer(sqlite)
     ours, theirs = _suggestion(customer_id, "m-ours"), _suggestion(customer_id, "m-theirs")
     row = suggestion_row(ours)
-    [[returned]] = await _write(sqlite, [(prepared(sqlite.engine.dialect, _insert_suggestion, tuple(row)), row)])
+    [[returned]] = await _write(sqlite, [insert_step(sqlite.engine.dialect, _suggestion_if_absent, row)])
     async with sqlite.engine.begin() as conn:
         expected = (await conn.execute(_insert_suggestion(), suggestion_row(theirs))).one()._asdict()
 
@@ -95,7 +95,7 @@ async def test_a_failing_statement_rolls_the_whole_transaction_back_and_raises_a
     dialect = sqlite.engine.dialect
     good = suggestion_row(_suggestion(customer_id, "m-1"))
     bad = suggestion_row(_suggestion(customer_id + 1000, "m-2"))  # no such customer: a foreign key fails
-    step = prepared(dialect, _insert_suggestion, tuple(good))
+    step = prepared(dialect, _suggestion_if_absent, tuple(good))
     with pytest.raises(IntegrityError) as raised:
         await _write(sqlite, [(step, good), (step, bad)])
     assert "FOREIGN KEY" in str(raised.value) and "INSERT INTO suggestions" in str(raised.value)
@@ -114,7 +114,7 @@ async def test_a_one_trip_write_waits_for_the_writer_turn_and_never_meets_a_held
 
     async def one_trip(i: int) -> None:
         row = suggestion_row(_suggestion(customer_id, f"trip-{i}"))
-        await _write(sqlite, [(prepared(dialect, _insert_suggestion, tuple(row)), row)])
+        await _write(sqlite, [insert_step(dialect, _suggestion_if_absent, row)])
 
     async def ordinary(i: int) -> None:
         async with sqlite.unit_of_work() as uow:
@@ -131,7 +131,7 @@ async def test_a_cancelled_write_keeps_the_writer_turn_until_its_transaction_end
     customer_id = await _customer(sqlite)
     dialect = sqlite.engine.dialect
     rows = [suggestion_row(_suggestion(customer_id, f"c-{i}", tag=f"标签{i}")) for i in range(3000)]
-    step = prepared(dialect, _insert_suggestion, tuple(rows[0]))
+    step = prepared(dialect, _suggestion_if_absent, tuple(rows[0]))
     task = asyncio.create_task(_write(sqlite, [(step, row) for row in rows]))
     writer = writer_of(sqlite.engine)
     assert writer is not None
@@ -158,7 +158,7 @@ async def test_a_cancelled_write_keeps_the_writer_turn_until_its_transaction_end
 async def test_a_one_trip_write_refuses_a_connection_with_a_transaction_open(sqlite: Database) -> None:
     customer_id = await _customer(sqlite)
     row = suggestion_row(_suggestion(customer_id, "m-open"))
-    step = prepared(sqlite.engine.dialect, _insert_suggestion, tuple(row))
+    step = prepared(sqlite.engine.dialect, _suggestion_if_absent, tuple(row))
     async with sqlite.engine.begin() as conn:
         await conn.execute(select(t.customers.c.id))
         with pytest.raises(RuntimeError, match="a transaction is open"):
@@ -206,7 +206,7 @@ async def test_none_goes_through_the_column_types_as_in_sqlalchemy(sqlite: Datab
     ours = suggestion_row(_suggestion(customer_id, "n-ours"))
     theirs = suggestion_row(_suggestion(customer_id, "n-theirs"))
     ours["evidence"] = theirs["evidence"] = None
-    [[returned]] = await _write(sqlite, [(prepared(sqlite.engine.dialect, _insert_suggestion, tuple(ours)), ours)])
+    [[returned]] = await _write(sqlite, [insert_step(sqlite.engine.dialect, _suggestion_if_absent, ours)])
     async with sqlite.engine.begin() as conn:
         expected = (await conn.execute(_insert_suggestion(), theirs)).one()._asdict()
     [stored_ours], [stored_theirs] = await _raw(sqlite, "n-ours"), await _raw(sqlite, "n-theirs")
