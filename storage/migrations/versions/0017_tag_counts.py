@@ -199,7 +199,6 @@ MOVED = (
 )
 
 
-
 def sqlite_triggers(add: str, remove: str) -> tuple[str, ...]:
     """The four row triggers on tag_assignments, with the bodies that count a row in (`add`) and out (`remove`)."""
     return (
