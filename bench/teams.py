@@ -193,7 +193,9 @@ async def _run(
         app.on_startup.append(settle_heap)  # as `kebiao serve` does
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
-        engine = create_async_engine(url_db)
+        # One pooled connection per turn in flight, as Kebiao keeps: with the default five, the baseline opened
+        # and closed a connection for the sixth to eighth turn in flight all through a burst.
+        engine = create_async_engine(url_db, pool_size=max(5, concurrency))
         async with engine.begin() as conn:
             await conn.run_sync(baseline_metadata.create_all)
         bare_client = ClientSession()
