@@ -7,15 +7,17 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, null, select, update
-from sqlalchemy.engine import Row
+from sqlalchemy import String, bindparam, delete, func, null, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.chat.ports import ConversationLink, InboundLease, InboundMessage, SavedReference
 from storage import tables as t
 from storage.database import READ_ONLY, one_statement
-from storage.prepared import Step, insert_step, prepared, write_at_once
-from storage.repositories import _insert, prebuilt
+from storage.prepared import Build, Step, execute_direct, insert_step, prepared, write_at_once
+from storage.repositories import _insert
+from storage.tables import UtcDateTime
 
 KEY_CHARS = 500  # inbound_dedup.unique_key and inbound_messages.dedupe_key
 HASH_PREFIX = "sha256:"
@@ -25,7 +27,7 @@ _D = t.inbound_dedup
 
 
 def _take_leases(insert: Any) -> Any:
-    """INSERT … ON CONFLICT DO UPDATE … WHERE lapsed … RETURNING, one row per parameter set.
+    """SQLite: INSERT … ON CONFLICT DO UPDATE … WHERE lapsed … RETURNING, for one claim.
 
     The row's received_at is the claim's `now`, so `excluded.received_at` is the moment a lease must have
     lapsed by: every value is a parameter of the row, and the statement is built and compiled once.
@@ -38,10 +40,9 @@ def _take_leases(insert: Any) -> Any:
     ).returning(_D.c.unique_key)
 
 
-# The turn-lease statements, built once (SQLite's through storage.prepared): a statement built per call costs
-# more CPU than its round trip on SQLite (and a .values(list) INSERT is compiled anew every time).
+# The turn-lease statements, built once (the claims' and finishes' through storage.prepared): a statement built per
+# call costs more CPU than its round trip on SQLite (and a .values(list) INSERT is compiled anew every time).
 _KEYS = _D.c.unique_key.in_(bindparam("keys", expanding=True))
-_FINISH_LEASES = update(_D).where(_D.c.channel == bindparam("ch"), _KEYS).values(lease_until=None)
 _RENEW_LEASES = (
     update(_D)
     .where(_D.c.channel == bindparam("ch"), _KEYS, _D.c.lease_until.is_not(None))
@@ -55,6 +56,53 @@ def _finish_lease(_: Any) -> Any:
     """SQLite: one finished key (prepared once: storage.prepared)."""
     key = _D.c.unique_key == bindparam("key")
     return update(_D).where(_D.c.channel == bindparam("ch"), key).values(lease_until=null())
+
+
+def _take_all(insert: Any) -> Any:
+    """PostgreSQL: the claims as one upsert over an array of keys, one statement text for any number of them
+    (as `_take_leases`; the take's `now` is every row's received_at)."""
+    keys = func.unnest(bindparam("keys", type_=ARRAY(String)))
+    now, until = bindparam("now", type_=UtcDateTime), bindparam("until", type_=UtcDateTime)
+    claims = select(bindparam("ch", type_=String), keys, now, until)
+    stmt = insert(_D).from_select(["channel", "unique_key", "received_at", "lease_until"], claims)
+    return stmt.on_conflict_do_update(
+        index_elements=["channel", "unique_key"],
+        set_={"lease_until": stmt.excluded.lease_until},
+        where=_D.c.lease_until.is_not(None) & (_D.c.lease_until < stmt.excluded.received_at),
+    ).returning(_D.c.unique_key)
+
+
+FINISH_MOST = 64  # keys per finishing UPDATE on PostgreSQL
+
+
+def _finish_keys(count: int) -> Build:
+    """PostgreSQL: an UPDATE finishing `count` keys (a power of two up to FINISH_MOST), `key_0` … as parameters.
+
+    An IN list of parameters, as SQLAlchemy's expanding IN renders it (an `= ANY(array)` plan made while the
+    table was small kept filtering every row of the channel as it grew); sizes are rounded up to a power of two
+    so that a connection prepares a handful of statements, not one per batch size.
+    """
+    build = _FINISH_KEYS.get(count)
+    if build is None:
+        keys = _D.c.unique_key.in_([bindparam(f"key_{i}", type_=String) for i in range(count)])
+        statement = update(_D).where(_D.c.channel == bindparam("ch"), keys).values(lease_until=null())
+        build = _FINISH_KEYS[count] = lambda _insert: statement
+    return build
+
+
+_FINISH_KEYS: dict[int, Build] = {}
+
+
+def _finish_steps(dialect: Dialect, channel: str, keys: Sequence[str]) -> list[Step]:
+    """PostgreSQL: UPDATEs finishing `keys`, FINISH_MOST at most each, an IN list padded with its last key."""
+    steps: list[Step] = []
+    for start in range(0, len(keys), FINISH_MOST):
+        chunk = list(keys[start : start + FINISH_MOST])
+        size = 1 << (len(chunk) - 1).bit_length()
+        chunk += chunk[-1:] * (size - len(chunk))  # a key twice in an IN list is the same key
+        values = {"ch": channel, **{f"key_{i}": key for i, key in enumerate(chunk)}}
+        steps.append((prepared(dialect, _finish_keys(size)), values))
+    return steps
 
 
 def stored_key(key: str) -> str:
@@ -130,22 +178,19 @@ class SqlChannelStore:
     async def _settle_in_statements(
         self, channel: str, finished: list[str], wanted: list[str], now: datetime, until: datetime
     ) -> set[str]:
-        """PostgreSQL: one UPDATE for the finished keys, one multi-row upsert for the claims.
+        """PostgreSQL: an UPDATE for the finished keys, one upsert for the claims, sent to asyncpg directly.
 
-        Either statement alone is atomic: no BEGIN and COMMIT round trips for it. (One statement for both, an
-        UPDATE … = ANY(array) in a CTE, was tried: a plan made while the table was small kept filtering every
-        row of the channel as it grew.)
+        Either statement alone is atomic: no BEGIN and COMMIT round trips for it; both are one transaction.
+        (One statement for both, an UPDATE … = ANY(array) in a CTE, was tried: a plan made while the table was
+        small kept filtering every row of the channel as it grew.)
         """
-        taken: set[str] = set()
-        unit = self._engine.begin() if finished and wanted else one_statement(self._engine)
-        async with unit as conn:
-            if finished:
-                await conn.execute(_FINISH_LEASES, {"ch": channel, "keys": finished})
-            if wanted:
-                rows = [{"channel": channel, "unique_key": k, "received_at": now, "lease_until": until} for k in wanted]
-                # Several rows: one multi-row INSERT ("insertmanyvalues"), RETURNING the rows of all of them.
-                taken = {str(row[0]) for row in await conn.execute(prebuilt(conn, _take_leases), rows)}
-        return taken
+        dialect = self._engine.dialect
+        steps = _finish_steps(dialect, channel, finished)
+        if wanted:
+            steps.append((prepared(dialect, _take_all), {"ch": channel, "keys": wanted, "now": now, "until": until}))
+        async with self._engine.connect() as conn:
+            results = await execute_direct(conn, steps)
+        return {str(row["unique_key"]) for row in results[-1]} if wanted else set()
 
     async def _settle_in_one_trip(
         self, channel: str, finished: list[str], wanted: list[str], now: datetime, until: datetime

@@ -96,7 +96,8 @@ _NEXT_CUSTOMER_IDS = text("SELECT nextval(pg_get_serial_sequence('customers', 'i
 READ_ONLY = "kebiao_read_only"
 # Execution option for a SQLite connection that opens no transaction (`storage.turns`): the begin hook sends no
 # BEGIN and takes no writer turn, so each statement commits on its own, as in PostgreSQL's AUTOCOMMIT; its one
-# write is a transaction of its own (storage.prepared.write_at_once).
+# write is a transaction of its own (storage.prepared.write_at_once). Set on PostgreSQL's AUTOCOMMIT connection
+# of the same unit of work too, where it only tells storage.statements that no transaction is begun there.
 NO_TRANSACTION = "kebiao_no_transaction"
 
 

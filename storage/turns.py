@@ -8,14 +8,15 @@ reverse).
 A message that applies no tag writes nothing but those three, and `write_message` writes them at once, so such
 a turn's unit of work opens no transaction around its reads (`SqlTurnStore.unit_of_work(one_write=True)`). On
 PostgreSQL the write is one statement (data-modifying CTEs over unnest arrays), atomic on its own: a BEGIN and
-a COMMIT round trip and two statements fewer per message. On SQLite it is one write transaction of the same
-statements as one at a time, run in one trip to the connection's thread (storage.prepared): the process's
-single writer is held for that trip alone, not from the turn's first read to its COMMIT.
+a COMMIT round trip and two statements fewer per message; it is sent to asyncpg directly (storage.prepared).
+On SQLite it is one write transaction of the same statements as one at a time, run in one trip to the
+connection's thread (storage.prepared): the process's single writer is held for that trip alone, not from the
+turn's first read to its COMMIT.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -29,11 +30,10 @@ from core.rules.ports import NewCustomerEvent
 from storage import tables as t
 from storage.bulk import json_text, utc_bound
 from storage.learning import SqlMessageTexts, _text_if_absent, text_row
-from storage.prepared import insert_step, prepared, write_at_once
+from storage.prepared import execute_direct, insert_step, prepared, write_at_once
 from storage.repositories import (
     NO_TRANSACTION,
     SqlUnitOfWork,
-    _suggestion,
     _suggestion_if_absent,
     suggestion_arrays,
     suggestion_record,
@@ -86,6 +86,11 @@ _MESSAGE_WRITE = text(
 ).columns(*t.suggestions.c, column("new_events", Integer), column("seen", Boolean))
 
 
+def _message_write(_: Any) -> Any:
+    """PostgreSQL's message write (prepared once: storage.prepared)."""
+    return _MESSAGE_WRITE
+
+
 class SqlTurnUnitOfWork(SqlUnitOfWork):
     """The chat unit of work plus message texts (learning) and customer events, in one transaction.
 
@@ -113,7 +118,8 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         if not self._one_write:
             await super()._begin(conn)
         elif conn.dialect.name == "postgresql":
-            await conn.execution_options(isolation_level="AUTOCOMMIT")  # in place: no BEGIN, no COMMIT
+            # In place: no BEGIN, no COMMIT around the reads; the write is one statement, atomic on its own.
+            await conn.execution_options(isolation_level="AUTOCOMMIT", **{NO_TRANSACTION: True})
         else:
             await conn.execution_options(**{NO_TRANSACTION: True})  # the write is its own transaction
 
@@ -184,9 +190,13 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
             # One row per tag, the first one winning in its place, as the one-by-one inserts would keep it.
             **suggestion_arrays(suggestions, serialize),
         }
-        result = (await conn.execute(_MESSAGE_WRITE, params)).all()
-        added = sorted((_suggestion(r) for r in result if r.id is not None), key=lambda r: r.id)
-        return MessageWrite(tuple(added), bool(result[0].new_events), bool(result[0].seen))
+        rows: Sequence[Mapping[Any, Any]]
+        if self._one_write:  # no transaction open: the statement goes to asyncpg directly (storage.prepared)
+            [rows] = await execute_direct(conn, [(prepared(conn.dialect, _message_write), params)])
+        else:
+            rows = (await conn.execute(_MESSAGE_WRITE, params)).mappings().all()
+        added = sorted((suggestion_record(r) for r in rows if r["id"] is not None), key=lambda r: r.id)
+        return MessageWrite(tuple(added), bool(rows[0]["new_events"]), bool(rows[0]["seen"]))
 
     async def _write_in_one_trip(
         self,
