@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import time
@@ -206,7 +207,7 @@ class LeanConversations:
             "User-Agent": self._inner.config.user_agent,
             **extra,
         }
-        response = await self._send(method, URL(urljoin(self._base, path), encoded=True), headers, body)
+        response = await self._send(method, URL(request_url(self._base, path), encoded=True), headers, body)
         if response.status_code not in ACCEPTED:
             raise ErrorResponseException(self._inner._deserialize, response)
         return _resource_response(self._inner, response.context[RawDeserializer.CONTEXT_NAME])
@@ -246,6 +247,20 @@ class LeanConversations:
                 retry.attempts + 1,
             )
             await asyncio.sleep(retry.backoff(failures, after))
+
+
+def request_url(base: str, path: str) -> str:
+    """`urljoin(base, path)`, as msrest joins a path of percent-encoded segments with the base URL."""
+    # That is base + path when neither has a query or an empty or dot segment (urljoin drops or resolves those):
+    # the usual case, without urljoin's parsing on every reply.
+    if _joins_plainly(base) and not any(segment in ("", ".", "..") for segment in path.split("/")):
+        return base + path
+    return urljoin(base, path)
+
+
+@functools.lru_cache(maxsize=64)
+def _joins_plainly(base: str) -> bool:
+    return urljoin(base, "x") == base + "x"
 
 
 def _resource_response(inner: ConnectorClient, data: Any) -> ResourceResponse | None:

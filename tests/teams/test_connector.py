@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, ClassVar
+from urllib.parse import urljoin
 
 import pytest
 from aiohttp import ClientSession, web
@@ -28,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from msrest.exceptions import ClientRequestError
 
-from bots.teams.connector import ConnectorRetry, LeanConnectorClient
+from bots.teams.connector import ConnectorRetry, LeanConnectorClient, _segment, request_url
 from bots.teams.wire import to_wire
 from tests.teams.conftest import APP_ID, load_payload
 from tests.teams.fake_connector import FakeConnector
@@ -109,9 +110,13 @@ def test_the_wire_form_is_the_sdk_body_byte_for_byte(name: str) -> None:
     assert json.dumps(to_wire(serializer, activity, "Activity")) == expected
 
 
+def _nested(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+
+
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    _nested,
     max_leaves=30,
 )
 
@@ -252,3 +257,15 @@ def test_backoff_follows_the_sdk_policy() -> None:
     assert retry.retries_status("PUT", 503) and retry.retries_status("PUT", 408)
     assert not retry.retries_status("POST", 503) and not retry.retries_status("PUT", 501)
     assert retry.retries_status("PUT", 429, has_retry_after=True) and not retry.retries_status("PUT", 429)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    base=st.sampled_from(
+        ["http://127.0.0.1:1/", "https://smba.trafficmanager.net/apac/", "http://h//x/", "http://h/a/./b/", "http://h/?q=1/"]
+    ),
+    ids=st.lists(st.sampled_from(["", ".", "..", "a:1", "19:abc@thread.tacv2", "17325"]) | st.text(), max_size=3),
+)
+def test_a_request_url_is_the_base_joined_as_msrest_joins_it(base: str, ids: list[str]) -> None:
+    path = "/".join(["v3", "conversations", *(_segment(i) for i in ids)])
+    assert request_url(base, path) == urljoin(base, path)
