@@ -18,6 +18,7 @@ from msrest.serialization import Model, Serializer
 # that did is left to msrest whole.
 _FLATTENED = re.compile(r"(?<!\\)\.")
 _JSON_SCALARS = (str, int, float, bool)
+_STR = frozenset({str})
 
 
 class _Unsupported(Exception):
@@ -123,7 +124,7 @@ def _plain(serializer: Serializer, value: Any) -> Any:
     if value is None or kind in _JSON_SCALARS:
         return value
     if kind is dict:
-        if all(type(k) is str for k in value):
+        if set(map(type, value)) <= _STR:  # every key exactly a str (a C loop, not a generator)
             # Scalars are kept without a call each: most of a card's nodes are strings.
             return {k: v if v is None or type(v) in _JSON_SCALARS else _plain(serializer, v) for k, v in value.items()}
     elif kind is list:
