@@ -67,6 +67,9 @@ def normalise(text: str) -> str:
     return to_simplified(unicodedata.normalize("NFKC", text).casefold())
 
 
+@lru_cache(maxsize=4096)
 def name_key(name: str) -> str:
     """Identity of a tag or dimension name: normalised, trimmed, inner whitespace collapsed."""
+    # Kept for the few thousand names in use: every turn keys the same tag names over and over (the matcher's
+    # suggestions, the tag policy, the rules), each time a normalisation of its own.
     return " ".join(normalise(name).split())
