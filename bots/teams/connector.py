@@ -8,7 +8,7 @@ send to a conversation, update — over one pooled aiohttp session, with:
 
 - the same request: URL (base URL joined with the percent-encoded ids), headers (Accept, Content-Type,
   x-ms-conversation-id on replies, User-Agent, Authorization from the same credentials object) and body
-  (`json.dumps` of what `Serializer.body` gives; see bots.teams.wire);
+  (`json.dumps` of what `Serializer.body` gives for JSON content; see bots.teams.wire);
 - the same outcome: a ResourceResponse on 200/201/202, ErrorResponseException (status, headers and the
   connector's error body) otherwise, ClientRequestError when the service cannot be reached;
 - the same retries and timeouts as msrest's requests configuration: connection failures up to 3 times, statuses
@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -41,7 +40,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from bots.teams.from_wire import from_wire
-from bots.teams.wire import to_wire
+from bots.teams.wire import to_wire_json
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +199,7 @@ class LeanConversations:
         """Send `activity` and read the ResourceResponse; errors as the SDK raises them."""
         if activity is None:
             raise ValueError("activity is required")  # msrest: ValidationError("required", "body")
-        body = json.dumps(to_wire(self._inner._serialize, activity, "Activity"))
+        body = to_wire_json(self._inner._serialize, activity, "Activity")
         headers = {
             "Accept": "application/json",
             "Content-Type": "application/json; charset=utf-8",

@@ -5,11 +5,17 @@ serialises every node through a chain of type lookups: an Adaptive Card of a few
 per reply. `to_wire` walks the same `_attribute_map`s and writes the same dict, key for key and in the same
 order; a node it does not know how to write exactly (dates, enums, non-JSON values, a dict where a model
 belongs) is handed to msrest itself, so the output never differs from `Serializer.body`.
+
+A request body (`to_wire_json`) does not copy the `object` values (card content, channel data) at all: they
+go to `json.dumps` as they are, and whatever JSON has no form for goes to msrest. Copying a card first was half
+of writing a reply.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from msrest.serialization import Model, Serializer
@@ -19,6 +25,9 @@ from msrest.serialization import Model, Serializer
 _FLATTENED = re.compile(r"(?<!\\)\.")
 _JSON_SCALARS = (str, int, float, bool)
 _STR = frozenset({str})
+
+
+Objects = Callable[[Any], Any]  # how an `object` attribute's value is written
 
 
 class _Unsupported(Exception):
@@ -33,6 +42,25 @@ def to_wire(serializer: Serializer, model: Model, data_type: str) -> Any:
         return serializer.body(model, data_type)
 
 
+def to_wire_json(serializer: Serializer, model: Model, data_type: str) -> str:
+    """`json.dumps(to_wire(serializer, model, data_type))`, the `object` values (card content, channel data)
+    written by `json.dumps` as they are, not copied first.
+
+    For JSON values (all Kebiao sends) that is the same text. Where msrest would write the `str()` of a value
+    it has no JSON for (a tuple, a str or int subclass such as an enum member, a dict or list subclass) this
+    writes its JSON value instead; anything else JSON has no value for (a date, a model) is written by msrest.
+    """
+    try:
+        body = _model(serializer, model, _as_is)
+    except _Unsupported:
+        return json.dumps(serializer.body(model, data_type))
+    return json.dumps(body, default=serializer.serialize_object)
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
 def model_to_wire(serializer: Serializer, model: Model) -> Any:
     """`serializer._serialize(model)` (what botbuilder's serializer_helper returns), written directly where
     that gives the identical result: for a tree of models the fast path writes what `body` writes, and `body`
@@ -44,7 +72,7 @@ def model_to_wire(serializer: Serializer, model: Model) -> Any:
         return serializer._serialize(model)
 
 
-def _model(serializer: Serializer, model: Any) -> dict[str, Any]:
+def _model(serializer: Serializer, model: Any, objects: Objects | None = None) -> dict[str, Any]:
     if not isinstance(model, Model):
         raise _Unsupported  # a dict or anything else where a model belongs: msrest would rebuild it first
     fields = _fields(type(model))
@@ -59,7 +87,7 @@ def _model(serializer: Serializer, model: Any) -> dict[str, Any]:
         if value is None:
             continue
         if key not in out:  # msrest keeps an additional property that came first under the same key
-            out[key] = _typed(serializer, value, data_type)
+            out[key] = _typed(serializer, value, data_type, objects)
     return out
 
 
@@ -94,28 +122,28 @@ def _plan(cls: type[Model]) -> _Fields | None:
     return tuple(fields)
 
 
-def _typed(serializer: Serializer, value: Any, data_type: str) -> Any:
-    """One attribute's value by its declared type (msrest `serialize_data`)."""
+def _typed(serializer: Serializer, value: Any, data_type: str, objects: Objects | None = None) -> Any:
+    """One attribute's value by its declared type (msrest `serialize_data`); `object` ones by `objects`."""
     if data_type == "str":
         return value if type(value) is str else serializer.serialize_data(value, data_type)
     if data_type == "object":
-        return _plain(serializer, value)
+        return _plain(serializer, value) if objects is None else objects(value)
     if data_type in ("bool", "int", "float") or data_type in serializer.serialize_type:
         return serializer.serialize_data(value, data_type)
     if data_type.startswith("[") and data_type.endswith("]"):
         if not isinstance(value, list):
             raise _Unsupported
         inner = data_type[1:-1]
-        return [None if item is None else _typed(serializer, item, inner) for item in value]
+        return [None if item is None else _typed(serializer, item, inner, objects) for item in value]
     if data_type.startswith("{") and data_type.endswith("}"):
         if type(value) is not dict or any(type(k) is not str for k in value):
             raise _Unsupported
         inner = data_type[1:-1]
-        return {k: None if v is None else _typed(serializer, v, inner) for k, v in value.items()}
+        return {k: None if v is None else _typed(serializer, v, inner, objects) for k, v in value.items()}
     dependency = serializer.dependencies.get(data_type)
     if dependency is None or not issubclass(dependency, Model):
         return serializer.serialize_data(value, data_type)  # an enum or a name msrest resolves itself
-    return _model(serializer, value)
+    return _model(serializer, value, objects)
 
 
 def _plain(serializer: Serializer, value: Any) -> Any:
