@@ -65,20 +65,23 @@ async def test_served_heap_is_settled_again_after_a_taxonomy_swap(aiohttp_client
     again; a matcher built for a new taxonomy is frozen too."""
     import gc
 
-    from app import settle_heap
+    from app import YOUNG_OBJECTS, settle_heap
 
     def frozen(obj: object) -> bool:
         return gc.is_tracked(obj) and not any(o is obj for o in gc.get_objects())
 
     app = create_app(_settings(tmp_path))
     app.on_startup.append(settle_heap)  # as cli/serve.py does
+    thresholds = gc.get_threshold()
     try:
         await aiohttp_client(app)
         assert gc.get_freeze_count() > 0
         assert frozen(app[MATCHERS].current)
+        assert gc.get_threshold() == (YOUNG_OBJECTS, *thresholds[1:])  # young collections are rarer
         async with app[DATABASE].unit_of_work() as uow:
             await import_taxonomy(uow, load_taxonomy_text(NEW_TAXONOMY), "admin", datetime.now(UTC))
         assert await _refresh_taxonomy(app[DATABASE], app[MATCHERS], app[TAXONOMY]) is True
         assert frozen(app[MATCHERS].current)
     finally:
         gc.unfreeze()  # the rest of the test session collects as usual
+        gc.set_threshold(*thresholds)
