@@ -3,11 +3,12 @@ execution, all or nothing, errors raised as SQLAlchemy raises them, and a dead c
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Integer, String, column, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from core.records import CustomerDraft, NewSuggestion
@@ -15,7 +16,7 @@ from core.types import SuggestionStatus
 from storage import tables as t
 from storage.channels import FINISH_MOST, SqlChannelStore
 from storage.database import Database
-from storage.prepared import execute_direct, insert_step, prepared
+from storage.prepared import execute_direct, insert_step, prepare, prepared
 from storage.repositories import _suggestion_if_absent, suggestion_record, suggestion_row
 from storage.statements import count_statements
 
@@ -117,3 +118,18 @@ async def test_finishing_any_number_of_leases_finishes_each_of_them(database: Da
     # A claim of a key that is held (not lapsed) is not taken; once it lapsed it is.
     assert await store.settle_leases("teams", ["late"], NOW, until, []) == set()
     assert await store.settle_leases("teams", ["late"], until + timedelta(seconds=1), until, []) == {"late"}
+
+
+async def test_a_cancelled_statement_leaves_its_connection_usable(database: Database) -> None:
+    """A turn cancelled while its statement runs (the client went away): the server's statement is cancelled
+    and the connection serves the next one, in or out of a transaction."""
+    slow = prepare(text("SELECT pg_sleep(5) AS slept").columns(column("slept", String)), database.engine.dialect)
+    quick = prepare(text("SELECT 1 AS one").columns(column("one", Integer)), database.engine.dialect)
+    async with database.engine.connect() as conn:
+        for steps in ([(slow, {})], [(quick, {}), (slow, {})]):  # alone; second of a transaction
+            running = asyncio.create_task(execute_direct(conn, steps))
+            await asyncio.sleep(0.2)
+            running.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(running, 2.0)
+            assert await asyncio.wait_for(execute_direct(conn, [(quick, {})]), 2.0) == [[{"one": 1}]]
