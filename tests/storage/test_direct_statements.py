@@ -16,7 +16,7 @@ from core.types import SuggestionStatus
 from storage import tables as t
 from storage.channels import FINISH_MOST, SqlChannelStore
 from storage.database import Database
-from storage.prepared import execute_direct, insert_step, prepare, prepared
+from storage.prepared import Step, execute_direct, insert_step, prepare, prepared
 from storage.repositories import _suggestion_if_absent, suggestion_record, suggestion_row
 from storage.statements import count_statements
 
@@ -126,7 +126,9 @@ async def test_a_cancelled_statement_leaves_its_connection_usable(database: Data
     slow = prepare(text("SELECT pg_sleep(5) AS slept").columns(column("slept", String)), database.engine.dialect)
     quick = prepare(text("SELECT 1 AS one").columns(column("one", Integer)), database.engine.dialect)
     async with database.engine.connect() as conn:
-        for steps in ([(slow, {})], [(quick, {}), (slow, {})]):  # alone; second of a transaction
+        alone: list[Step] = [(slow, {})]
+        second: list[Step] = [(quick, {}), (slow, {})]  # the second statement of a transaction
+        for steps in (alone, second):
             running = asyncio.create_task(execute_direct(conn, steps))
             await asyncio.sleep(0.2)
             running.cancel()
