@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -68,23 +70,48 @@ def _evidence(words: list[str], lang: Lang, learned: bool) -> str:
 
 
 def highlighted(excerpt: str, words: Sequence[str], **props: object) -> list[Element]:
-    """The excerpt as runs with every occurrence of a matched word highlighted in bold."""
+    """The excerpt as runs with every occurrence of a matched word highlighted in bold.
+
+    Scanning left to right, the longest word found at a place wins and the scan goes on after it.
+    """
     found = sorted({w for w in words if w}, key=len, reverse=True)
-    runs: list[Element] = []
-    start = plain_from = 0
     lowered = excerpt.casefold()
+    if len(lowered) == len(excerpt) and all(len(w.casefold()) == len(w) for w in found):
+        # Places line up between the excerpt and its case fold (all but a few scripts' special letters):
+        # one regex scan, its alternatives longest first, finds what the scan below finds.
+        hits = [(m.start(), m.end()) for m in _alternatives(tuple(w.casefold() for w in found)).finditer(lowered)]
+    else:
+        hits = _scan(excerpt, lowered, found)
+    runs: list[Element] = []
+    plain_from = 0
+    for start, end in hits:
+        if start > plain_from:
+            runs.append(run(excerpt[plain_from:start], **props))
+        runs.append(run(excerpt[start:end], **props, weight="Bolder", highlight=True))
+        plain_from = end
+    if plain_from < len(excerpt):
+        runs.append(run(excerpt[plain_from:], **props))
+    return runs
+
+
+def _scan(excerpt: str, lowered: str, found: list[str]) -> list[tuple[int, int]]:
+    """Where each word is found, place by place: (start, end) in the excerpt."""
+    hits = []
+    start = 0
     while start < len(excerpt):
         hit = next((w for w in found if lowered.startswith(w.casefold(), start)), None)
         if hit is None:
             start += 1
             continue
-        if start > plain_from:
-            runs.append(run(excerpt[plain_from:start], **props))
-        runs.append(run(excerpt[start : start + len(hit)], **props, weight="Bolder", highlight=True))
-        start = plain_from = start + len(hit)
-    if plain_from < len(excerpt):
-        runs.append(run(excerpt[plain_from:], **props))
-    return runs
+        hits.append((start, start + len(hit)))
+        start += len(hit)
+    return hits
+
+
+@functools.lru_cache(maxsize=1024)
+def _alternatives(words: tuple[str, ...]) -> re.Pattern[str]:
+    """A pattern matching any of `words`, trying them in order at each place (an empty pattern matches nothing)."""
+    return re.compile("|".join(map(re.escape, words)) or "(?!)")
 
 
 def tag_head(
