@@ -74,17 +74,9 @@ def highlighted(excerpt: str, words: Sequence[str], **props: object) -> list[Ele
 
     Scanning left to right, the longest word found at a place wins and the scan goes on after it.
     """
-    found = sorted({w for w in words if w}, key=len, reverse=True)
-    lowered = excerpt.casefold()
-    if len(lowered) == len(excerpt) and all(len(w.casefold()) == len(w) for w in found):
-        # Places line up between the excerpt and its case fold (all but a few scripts' special letters):
-        # one regex scan, its alternatives longest first, finds what the scan below finds.
-        hits = [(m.start(), m.end()) for m in _alternatives(tuple(w.casefold() for w in found)).finditer(lowered)]
-    else:
-        hits = _scan(excerpt, lowered, found)
     runs: list[Element] = []
     plain_from = 0
-    for start, end in hits:
+    for start, end in places(excerpt, words):
         if start > plain_from:
             runs.append(run(excerpt[plain_from:start], **props))
         runs.append(run(excerpt[start:end], **props, weight="Bolder", highlight=True))
@@ -92,6 +84,17 @@ def highlighted(excerpt: str, words: Sequence[str], **props: object) -> list[Ele
     if plain_from < len(excerpt):
         runs.append(run(excerpt[plain_from:], **props))
     return runs
+
+
+def places(excerpt: str, words: Sequence[str]) -> list[tuple[int, int]]:
+    """(start, end) of each word found in the excerpt, ignoring case, the longest at a place first."""
+    found = sorted({w for w in words if w}, key=len, reverse=True)
+    lowered = excerpt.casefold()
+    if len(lowered) == len(excerpt) and all(len(w.casefold()) == len(w) for w in found):
+        # Places line up between the excerpt and its case fold (all but a few scripts' special letters):
+        # one regex scan, its alternatives longest first, finds what the scan below finds.
+        return [(m.start(), m.end()) for m in _alternatives(tuple(w.casefold() for w in found)).finditer(lowered)]
+    return _scan(excerpt, lowered, found)
 
 
 def _scan(excerpt: str, lowered: str, found: list[str]) -> list[tuple[int, int]]:
