@@ -178,7 +178,10 @@ async def write_at_once(conn: AsyncConnection, steps: Sequence[Step]) -> list[li
         results = await adapted.write_at_once(statements)
     except StatementFailed as failed:
         sql, parameters = statements[failed.index]
-        raise DBAPIError.instance(sql, parameters, failed.error, sqlite3.Error, dialect=dialect) from failed.error
+        hide = conn.engine.sync_engine.hide_parameters  # as SQLAlchemy's own execution would
+        raise DBAPIError.instance(
+            sql, parameters, failed.error, sqlite3.Error, hide_parameters=hide, dialect=dialect
+        ) from failed.error
     except sqlite3.Error as error:  # BEGIN IMMEDIATE or COMMIT itself
         raise DBAPIError.instance("BEGIN IMMEDIATE … COMMIT", (), error, sqlite3.Error, dialect=dialect) from error
     finally:
@@ -234,6 +237,7 @@ async def _translated(
         tuple(parameters),
         error,
         dialect.loaded_dbapi.Error,
+        hide_parameters=conn.engine.sync_engine.hide_parameters,  # as SQLAlchemy's own execution would
         connection_invalidated=invalidated,
         dialect=dialect,
     )

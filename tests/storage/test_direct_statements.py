@@ -135,3 +135,18 @@ async def test_a_cancelled_statement_leaves_its_connection_usable(database: Data
             with pytest.raises(asyncio.CancelledError):
                 await asyncio.wait_for(running, 2.0)
             assert await asyncio.wait_for(execute_direct(conn, [(quick, {})]), 2.0) == [[{"one": 1}]]
+
+
+async def test_an_engine_that_hides_parameters_keeps_them_out_of_the_error(database: Database) -> None:
+    customer_id = await _customer(database)
+    bad = suggestion_row(_suggestion(customer_id + 1000, "m-secret"))
+    step = insert_step(database.engine.dialect, _suggestion_if_absent, bad)
+    engine = database.engine.sync_engine
+    engine.hide_parameters = True  # create_engine(..., hide_parameters=True)
+    try:
+        async with database.engine.connect() as conn:
+            with pytest.raises(IntegrityError) as raised:
+                await execute_direct(conn, [step])
+    finally:
+        engine.hide_parameters = False
+    assert "m-secret" not in str(raised.value) and "hidden due to hide_parameters" in str(raised.value)

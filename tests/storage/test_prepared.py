@@ -212,3 +212,16 @@ async def test_none_goes_through_the_column_types_as_in_sqlalchemy(sqlite: Datab
     [stored_ours], [stored_theirs] = await _raw(sqlite, "n-ours"), await _raw(sqlite, "n-theirs")
     assert stored_ours[7] == stored_theirs[7] == "null"  # the evidence column, as stored
     assert returned["evidence"] is None and expected["evidence"] is None
+
+
+async def test_an_engine_that_hides_parameters_keeps_them_out_of_the_error(sqlite: Database) -> None:
+    customer_id = await _customer(sqlite)
+    bad = suggestion_row(_suggestion(customer_id + 1000, "m-secret"))
+    engine = sqlite.engine.sync_engine
+    engine.hide_parameters = True  # create_engine(..., hide_parameters=True)
+    try:
+        with pytest.raises(IntegrityError) as raised:
+            await _write(sqlite, [insert_step(sqlite.engine.dialect, _suggestion_if_absent, bad)])
+    finally:
+        engine.hide_parameters = False
+    assert "m-secret" not in str(raised.value) and "hidden due to hide_parameters" in str(raised.value)
