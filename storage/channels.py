@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -32,7 +33,12 @@ def _take_leases(insert: Any) -> Any:
     The row's received_at is the claim's `now`, so `excluded.received_at` is the moment a lease must have
     lapsed by: every value is a parameter of the row, and the statement is built and compiled once.
     """
-    stmt = insert(_D)
+    return _unless_held(insert(_D))
+
+
+def _unless_held(stmt: Any) -> Any:
+    """`stmt`, an INSERT of leases, taking over only a stored lease that lapsed before the row's received_at
+    (a finished one, NULL, never), and RETURNING the keys it took."""
     return stmt.on_conflict_do_update(
         index_elements=["channel", "unique_key"],
         set_={"lease_until": stmt.excluded.lease_until},
@@ -52,49 +58,33 @@ _LEASE = select(_D.c.lease_until).where(_D.c.channel == bindparam("ch"), _D.c.un
 _RELEASE = delete(_D).where(_D.c.channel == bindparam("ch"), _D.c.unique_key == bindparam("key"))
 
 
-def _finish_lease(_: Any) -> Any:
-    """SQLite: one finished key (prepared once: storage.prepared)."""
-    key = _D.c.unique_key == bindparam("key")
-    return update(_D).where(_D.c.channel == bindparam("ch"), key).values(lease_until=null())
-
-
 def _take_all(insert: Any) -> Any:
     """PostgreSQL: the claims as one upsert over an array of keys, one statement text for any number of them
     (as `_take_leases`; the take's `now` is every row's received_at)."""
     keys = func.unnest(bindparam("keys", type_=ARRAY(String)))
     now, until = bindparam("now", type_=UtcDateTime), bindparam("until", type_=UtcDateTime)
     claims = select(bindparam("ch", type_=String), keys, now, until)
-    stmt = insert(_D).from_select(["channel", "unique_key", "received_at", "lease_until"], claims)
-    return stmt.on_conflict_do_update(
-        index_elements=["channel", "unique_key"],
-        set_={"lease_until": stmt.excluded.lease_until},
-        where=_D.c.lease_until.is_not(None) & (_D.c.lease_until < stmt.excluded.received_at),
-    ).returning(_D.c.unique_key)
+    return _unless_held(insert(_D).from_select(["channel", "unique_key", "received_at", "lease_until"], claims))
 
 
-FINISH_MOST = 64  # keys per finishing UPDATE on PostgreSQL
+FINISH_MOST = 64  # keys per finishing UPDATE
 
 
+@functools.cache
 def _finish_keys(count: int) -> Build:
-    """PostgreSQL: an UPDATE finishing `count` keys (a power of two up to FINISH_MOST), `key_0` … as parameters.
+    """An UPDATE finishing `count` keys (a power of two up to FINISH_MOST), `key_0` … as parameters.
 
-    An IN list of parameters, as SQLAlchemy's expanding IN renders it (an `= ANY(array)` plan made while the
-    table was small kept filtering every row of the channel as it grew); sizes are rounded up to a power of two
-    so that a connection prepares a handful of statements, not one per batch size.
+    An IN list of parameters, as SQLAlchemy's expanding IN renders it (on PostgreSQL an `= ANY(array)` plan made
+    while the table was small kept filtering every row of the channel as it grew); sizes are rounded up to a
+    power of two so that a connection prepares a handful of statements, not one per batch size.
     """
-    build = _FINISH_KEYS.get(count)
-    if build is None:
-        keys = _D.c.unique_key.in_([bindparam(f"key_{i}", type_=String) for i in range(count)])
-        statement = update(_D).where(_D.c.channel == bindparam("ch"), keys).values(lease_until=null())
-        build = _FINISH_KEYS[count] = lambda _insert: statement
-    return build
-
-
-_FINISH_KEYS: dict[int, Build] = {}
+    keys = _D.c.unique_key.in_([bindparam(f"key_{i}", type_=String) for i in range(count)])
+    statement = update(_D).where(_D.c.channel == bindparam("ch"), keys).values(lease_until=null())
+    return lambda _insert: statement
 
 
 def _finish_steps(dialect: Dialect, channel: str, keys: Sequence[str]) -> list[Step]:
-    """PostgreSQL: UPDATEs finishing `keys`, FINISH_MOST at most each, an IN list padded with its last key."""
+    """UPDATEs finishing `keys`, FINISH_MOST at most each, an IN list padded with its last key."""
     steps: list[Step] = []
     for start in range(0, len(keys), FINISH_MOST):
         chunk = list(keys[start : start + FINISH_MOST])
@@ -195,15 +185,15 @@ class SqlChannelStore:
     async def _settle_in_one_trip(
         self, channel: str, finished: list[str], wanted: list[str], now: datetime, until: datetime
     ) -> set[str]:
-        """SQLite: an UPDATE per finished key, then an upsert per claim, as one write transaction in one trip."""
+        """SQLite: the finishing UPDATEs, then an upsert per claim, as one write transaction in one trip."""
         dialect = self._engine.dialect
-        finish = prepared(dialect, _finish_lease)
-        steps: list[Step] = [(finish, {"ch": channel, "key": key}) for key in finished]
+        steps = _finish_steps(dialect, channel, finished)
+        finishing = len(steps)
         rows = [{"channel": channel, "unique_key": k, "received_at": now, "lease_until": until} for k in wanted]
         steps += [insert_step(dialect, _take_leases, row) for row in rows]
         async with self._engine.connect() as conn:
             results = await write_at_once(conn, steps)
-        return {str(row["unique_key"]) for rows in results[len(finished) :] for row in rows}
+        return {str(row["unique_key"]) for rows in results[finishing:] for row in rows}
 
     async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:
         async with self._engine.connect() as conn:
