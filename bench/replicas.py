@@ -45,6 +45,7 @@ from aiohttp.test_utils import TestServer
 from botbuilder.schema import Activity
 from sqlalchemy import select
 
+from bench.cpu import machine_cpu, named_cpu, process_cpu
 from bench.scratch import scratch_postgres
 from bots.teams.notifier import TEAMS_CHANNEL
 from bots.teams.references import StoredReference
@@ -67,47 +68,6 @@ MANAGER = "bench-manager"
 OWNERS = 5  # owners of the customers whose tags expire (plus the manager: the expiry alerts' recipients)
 EXPIRING = 20  # customers with a tag expiring within the warning window
 WINDOW = 10.0  # seconds per p99 of the per-window line
-
-
-def process_cpu(pid: int, *, reaped_children: bool = False) -> float | None:
-    """CPU seconds (user + system) a process has used, from /proc; None where it cannot be read.
-
-    `reaped_children`: add what its children that exited and were waited for used (cutime, cstime).
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, which may hold spaces
-    ticks = int(fields[11]) + int(fields[12])
-    if reaped_children:
-        ticks += int(fields[13]) + int(fields[14])
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def named_cpu(*names: str) -> dict[str, float]:
-    """CPU seconds used by the processes of this host whose command is each of `names` (postgres, haproxy), in
-    one walk over /proc.
-
-    Their reaped children count too: a PostgreSQL backend that exits during a run (the killed replica's
-    connections close) leaves the live processes, and its CPU moves into the postmaster's children's time.
-    """
-    totals = dict.fromkeys(names, 0.0)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "comm").read_text(encoding="ascii", errors="replace").strip()
-            except OSError:
-                continue
-            if command in totals:
-                totals[command] += process_cpu(int(entry.name), reaped_children=True) or 0.0
-    return totals
-
-
-def machine_cpu() -> float:
-    """CPU seconds every core of this host spent busy (not idle, not waiting for I/O), from /proc/stat."""
-    ticks = [int(v) for v in Path("/proc/stat").read_text(encoding="ascii").split("\n", 1)[0].split()[1:]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_snapshot(replicas: Sequence[Replica]) -> dict[str, float | None]:

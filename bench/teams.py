@@ -5,7 +5,9 @@ prints turns/s and p50/p99 latency of personal-chat messages that hit tags in a 
 the same process doing the same minimal work (K rounds of a burst of each, alternating; the ratio is of the
 totals): a bare aiohttp route that parses the activity JSON, runs jieba over
 the text, inserts one row into the same database and POSTs one reply to the same fake connector. Then p99 at a
-steady rate, and the latency of message-extension query invokes. Nothing is asserted.
+steady rate, and the latency of message-extension query invokes. Beside the ratio it prints each side's CPU per
+turn: this process's (the turn, with the load and the fake connector both sides share) and, for a PostgreSQL on
+this host, its processes'. Nothing is asserted.
 
 Two latencies are printed per turn: `http` is the POST /api/messages round trip; `e2e` is from the POST
 until the suggestion card reached the fake connector (the bot replies inside the turn, so e2e ≤ http).
@@ -29,12 +31,14 @@ from typing import Any
 import jieba
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
-from sqlalchemy import Column, MetaData, String, Table, Text
+from sqlalchemy import Column, MetaData, String, Table, Text, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app import DATABASE, create_app, settle_heap
+from bench.cpu import CpuClock
 from bench.scratch import scratch_postgres
 from config import Settings
+from core.loopback import is_loopback_host
 from core.records import CustomerDraft
 from tests.teams.fake_connector import FakeConnector
 
@@ -156,6 +160,32 @@ async def steady(send: Send, start: int, rate: float, seconds: float) -> list[fl
     return latencies
 
 
+def local_postgres(url: str) -> bool:
+    """Whether `url` names a PostgreSQL server on this host, whose processes' CPU can be read here."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "postgresql" and (not parsed.host or is_loopback_host(parsed.host))
+
+
+def _added(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return a[0] + b[0], a[1] + b[1]
+
+
+def cpu_line(turns: int, teams: tuple[float, float], base: tuple[float, float], postgres: bool) -> str:
+    """CPU per turn of each side: this process (Kebiao or the baseline, the load and the fake connector) and,
+    for a PostgreSQL on this host, its processes; and the ratio baseline/teams of the totals."""
+    t_here, t_db, b_here, b_db = (1000 * v / turns for v in (*teams, *base))
+    ratio = (b_here + b_db) / (t_here + t_db) if t_here + t_db else float("nan")
+    if not postgres:
+        return (
+            f"CPU per turn (this process): teams {t_here:.2f} ms, baseline {b_here:.2f} ms; "
+            f"baseline/teams {ratio:.3f}"
+        )
+    return (
+        f"CPU per turn: teams {t_here:.2f} ms here + {t_db:.2f} ms PostgreSQL, baseline {b_here:.2f} + {b_db:.2f} ms; "
+        f"baseline/teams {ratio:.3f}"
+    )
+
+
 def line(name: str, rate: float, latencies: list[float]) -> str:
     return (
         f"{name:<28} {rate:8.1f} turns/s   p50 {statistics.median(latencies):7.1f} ms   "
@@ -259,11 +289,17 @@ async def _run(
             lat_b: list[float] = []
             e2e_t: list[float] = []
             took_t = took_b = 0.0
+            clock = CpuClock(postgres=local_postgres(url_db))
+            cpu_t = cpu_b = (0.0, 0.0)
             for k in range(rounds):
                 first = base + k * turns
+                before = clock.now()
                 kebiao, lat = await burst(partial(_offset, teams, first), turns, concurrency)
+                cpu_t = _added(cpu_t, clock.since(before))
                 took_t, lat_t, e2e_t = took_t + turns / kebiao, lat_t + lat, e2e_t + e2e(first, turns)
+                before = clock.now()
                 bare, lat = await burst(partial(_offset, bare_send, k * turns), turns, concurrency)
+                cpu_b = _added(cpu_b, clock.since(before))
                 took_b, lat_b = took_b + turns / bare, lat_b + lat
                 print(f"round {k + 1}: teams {kebiao:.1f}, baseline {bare:.1f} turns/s, ratio {kebiao / bare:.3f}")
             rate_t, rate_b = rounds * turns / took_t, rounds * turns / took_b
@@ -278,6 +314,7 @@ async def _run(
         print(spread("e2e (POST → card at connector)", e2e_t))
         print(line("baseline (parse+jieba+row+reply)", rate_b, lat_b))
         print(f"ratio teams/baseline: {rate_t / rate_b:.3f}   (target ≥ 0.5; load average {os.getloadavg()[0]:.2f})")
+        print(cpu_line(rounds * turns, cpu_t, cpu_b, clock.postgres))
         print(f"steady {rate:.0f} turns/s for {seconds:.0f} s ({len(steady_lat)} turns):")
         print(spread("http", steady_lat))
         print(spread("e2e", e2e_s))

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.replicas import HAPROXY_CONFIG, Phase, cpu_line, haproxy_path, percentile, process_cpu, replica_run
+from bench.cpu import process_cpu
+from bench.replicas import HAPROXY_CONFIG, Phase, cpu_line, haproxy_path, percentile, replica_run
 from core.chat.turns import LIMIT
 from tests.conftest import postgres_url
 
