@@ -14,6 +14,7 @@ goes through the pickling protocol to get there, about 2 µs per model, four mod
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any, TypeVar
 
 from botbuilder.core import TurnContext
@@ -26,30 +27,25 @@ _COPY_HOOKS = ("__copy__", "__reduce_ex__", "__reduce__", "__getstate__", "__set
 
 def shallow_copy(value: T) -> T:
     """`copy.copy(value)`: for a model whose class customises no copying, a new instance with the same attributes."""
-    cls: type[Any] = type(value)
+    cls: type = type(value)
     if not _copies_plainly(cls):
         return copy.copy(value)
-    clone = object.__new__(cls)
+    clone: Any = object.__new__(cls)
     clone.__dict__.update(value.__dict__)
     return clone
 
 
-def _copies_plainly(cls: type[Any]) -> bool:
+@functools.cache
+def _copies_plainly(cls: type) -> bool:
     """No class of `cls` (but object) defines a copying hook, and instances keep their attributes in __dict__:
     `copy.copy` then makes `cls.__new__(cls)` and updates its __dict__ with the original's."""
-    plain = _PLAIN.get(cls)
-    if plain is None:
-        own = [vars(c) for c in cls.__mro__ if c is not object]
-        plain = _PLAIN[cls] = (
-            bool(own)
-            and cls.__new__ is object.__new__
-            and "__dict__" in dir(cls)
-            and not any(hook in names for names in own for hook in _COPY_HOOKS)
-        )
-    return plain
-
-
-_PLAIN: dict[type[Any], bool] = {}
+    own = [vars(c) for c in cls.__mro__ if c is not object]
+    return (
+        bool(own)
+        and cls.__new__ is object.__new__
+        and "__dict__" in dir(cls)
+        and not any(hook in names for names in own for hook in _COPY_HOOKS)
+    )
 
 
 def conversation_reference(activity: Activity) -> ConversationReference:
