@@ -39,6 +39,7 @@ from core.taxonomy.store import ensure_taxonomy
 from storage.channels import SqlChannelStore
 from storage.database import Database, open_database
 from storage.learning import SqlLearningStore
+from storage.lease_holder import LeaseHolder
 from storage.personal import SqlPersonalTagStore
 from storage.turns import SqlTurnStore
 from tagging.builtin import initial_taxonomy
@@ -355,8 +356,20 @@ TEAMS = web.AppKey("teams", TeamsEndpoint)
 
 async def _teams_ctx(app: web.Application) -> AsyncIterator[None]:
     """Bot Framework auth + adapter + the Kebiao bot over the chat service, behind POST /api/messages."""
+    # This process's name on the leases it takes: a replica that dies mid-turn has its turns retaken at once.
+    lease_holder = LeaseHolder(app[DATABASE].engine)
+    await lease_holder.start()
+    try:
+        async with _teams_endpoint(app, SqlChannelStore(app[DATABASE].engine, holder=lease_holder.current)):
+            yield
+    finally:
+        await lease_holder.close()  # after the leases' last writes: this process's leases are free from now on
+
+
+@contextlib.asynccontextmanager
+async def _teams_endpoint(app: web.Application, channels: SqlChannelStore) -> AsyncIterator[None]:
+    """The chat service, the adapter and the turn leases over `channels`; app[TEAMS] while they run."""
     settings = app[SETTINGS]
-    channels = SqlChannelStore(app[DATABASE].engine)
     cell, holder = app[TAXONOMY], app[MATCHERS]
     from storage.outbox import SqlAlertStore
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, bindparam, delete, func, null, select, update
+from sqlalchemy import BigInteger, Boolean, String, bindparam, delete, func, null, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect, Row
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,16 +33,23 @@ def _take_leases(insert: Any) -> Any:
     The row's received_at is the claim's `now`, so `excluded.received_at` is the moment a lease must have
     lapsed by: every value is a parameter of the row, and the statement is built and compiled once.
     """
-    return _unless_held(insert(_D))
+    return _unless_held(insert(_D), lapsed_only=True)
 
 
-def _unless_held(stmt: Any) -> Any:
+def _holder_gone() -> Any:
+    """PostgreSQL: whether the process named by a lease's holder is gone: its session lock is free (the shared
+    lock taken to find out goes with the statement's transaction). NULL for a lease without a holder."""
+    return func.pg_try_advisory_xact_lock_shared(_D.c.holder, type_=Boolean)
+
+
+def _unless_held(stmt: Any, *, lapsed_only: bool) -> Any:
     """`stmt`, an INSERT of leases, taking over only a stored lease that lapsed before the row's received_at
-    (a finished one, NULL, never), and RETURNING the keys it took."""
+    or (PostgreSQL) whose holder is gone, never a finished one (NULL), and RETURNING the keys it took."""
+    lapsed = _D.c.lease_until < stmt.excluded.received_at
     return stmt.on_conflict_do_update(
         index_elements=["channel", "unique_key"],
-        set_={"lease_until": stmt.excluded.lease_until},
-        where=_D.c.lease_until.is_not(None) & (_D.c.lease_until < stmt.excluded.received_at),
+        set_={"lease_until": stmt.excluded.lease_until, "holder": stmt.excluded.holder},
+        where=_D.c.lease_until.is_not(None) & (lapsed if lapsed_only else lapsed | _holder_gone()),
     ).returning(_D.c.unique_key)
 
 
@@ -52,9 +59,11 @@ _KEYS = _D.c.unique_key.in_(bindparam("keys", expanding=True))
 _RENEW_LEASES = (
     update(_D)
     .where(_D.c.channel == bindparam("ch"), _KEYS, _D.c.lease_until.is_not(None))
-    .values(lease_until=bindparam("until"))
+    .values(lease_until=bindparam("until"), holder=bindparam("holder", type_=BigInteger))
 )
-_LEASE = select(_D.c.lease_until).where(_D.c.channel == bindparam("ch"), _D.c.unique_key == bindparam("key"))
+_WHICH = (_D.c.channel == bindparam("ch"), _D.c.unique_key == bindparam("key"))
+_LEASE = select(_D.c.lease_until).where(*_WHICH)
+_LEASE_AND_HOLDER = select(_D.c.lease_until, _holder_gone().label("gone")).where(*_WHICH)
 _RELEASE = delete(_D).where(_D.c.channel == bindparam("ch"), _D.c.unique_key == bindparam("key"))
 
 
@@ -63,8 +72,9 @@ def _take_all(insert: Any) -> Any:
     (as `_take_leases`; the take's `now` is every row's received_at)."""
     keys = func.unnest(bindparam("keys", type_=ARRAY(String)))
     now, until = bindparam("now", type_=UtcDateTime), bindparam("until", type_=UtcDateTime)
-    claims = select(bindparam("ch", type_=String), keys, now, until)
-    return _unless_held(insert(_D).from_select(["channel", "unique_key", "received_at", "lease_until"], claims))
+    claims = select(bindparam("ch", type_=String), keys, now, until, bindparam("holder", type_=BigInteger))
+    columns = ["channel", "unique_key", "received_at", "lease_until", "holder"]
+    return _unless_held(insert(_D).from_select(columns, claims), lapsed_only=False)
 
 
 FINISH_MOST = 64  # keys per finishing UPDATE
@@ -118,10 +128,15 @@ def _message(row: Row[Any]) -> InboundMessage:
 
 
 class SqlChannelStore:
-    """Short auto-committed statements; conflicts resolved with the dialect's ON CONFLICT."""
+    """Short auto-committed statements; conflicts resolved with the dialect's ON CONFLICT.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    `holder`: this process's lease-holder id now (storage.lease_holder), written beside the leases it takes and
+    renews on PostgreSQL; None (the default, and always on SQLite): its leases can only lapse.
+    """
+
+    def __init__(self, engine: AsyncEngine, holder: Callable[[], int | None] = lambda: None) -> None:
         self._engine = engine
+        self._holder = holder
 
     async def claim_inbound(self, channel: str, key: str, now: datetime) -> bool:
         async with self._engine.begin() as conn:
@@ -177,7 +192,8 @@ class SqlChannelStore:
         dialect = self._engine.dialect
         steps = _finish_steps(dialect, channel, finished)
         if wanted:
-            steps.append((prepared(dialect, _take_all), {"ch": channel, "keys": wanted, "now": now, "until": until}))
+            values = {"ch": channel, "keys": wanted, "now": now, "until": until, "holder": self._holder()}
+            steps.append((prepared(dialect, _take_all), values))
         async with self._engine.connect() as conn:
             results = await execute_direct(conn, steps)
         return {str(row["unique_key"]) for row in results[-1]} if wanted else set()
@@ -196,17 +212,21 @@ class SqlChannelStore:
         return {str(row["unique_key"]) for rows in results[finishing:] for row in rows}
 
     async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:
+        postgres = self._engine.dialect.name == "postgresql"
         async with self._engine.connect() as conn:
             await conn.execution_options(**{READ_ONLY: True})
-            row = (await conn.execute(_LEASE, {"ch": channel, "key": stored_key(key)})).first()
-        return None if row is None else InboundLease(row.lease_until)
+            statement = _LEASE_AND_HOLDER if postgres else _LEASE
+            row = (await conn.execute(statement, {"ch": channel, "key": stored_key(key)})).first()
+        if row is None:
+            return None
+        return InboundLease(row.lease_until, holder_gone=bool(postgres and row.lease_until is not None and row.gone))
 
     async def renew_inbound(self, channel: str, keys: Sequence[str], until: datetime) -> None:
         stored = sorted({stored_key(key) for key in keys})
         if not stored:
             return
         async with one_statement(self._engine) as conn:
-            await conn.execute(_RENEW_LEASES, {"ch": channel, "keys": stored, "until": until})
+            await conn.execute(_RENEW_LEASES, {"ch": channel, "keys": stored, "until": until, "holder": self._holder()})
 
     async def release_inbound(self, channel: str, key: str) -> None:
         async with one_statement(self._engine) as conn:

@@ -236,6 +236,8 @@ inbound_dedup = Table(
     Column("received_at", UtcDateTime, nullable=False, index=True),
     # Set while a turn holds the claim (renewed as it runs); NULL once it finished (migration 0006).
     Column("lease_until", UtcDateTime, nullable=True),
+    # PostgreSQL: the advisory-lock id of the process holding the lease (storage.lease_holder; migration 0022).
+    Column("holder", BigInteger, nullable=True),
 )
 
 outbox = Table(

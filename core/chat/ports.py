@@ -95,9 +95,14 @@ class InboundInbox(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class InboundLease:
-    """A stored claim on an incoming activity: `until` is when its turn's lease lapses, None once finished."""
+    """A stored claim on an incoming activity: `until` is when its turn's lease lapses, None once finished.
+
+    `holder_gone`: the process holding it is gone (PostgreSQL freed its lock as its connection closed), so it
+    may be taken before `until`.
+    """
 
     until: datetime | None
+    holder_gone: bool = False
 
     @property
     def finished(self) -> bool:
@@ -114,8 +119,8 @@ class InboundLeases(Protocol):
         self, channel: str, take: Sequence[str], now: datetime, until: datetime, finish: Sequence[str]
     ) -> set[str]:
         """In one transaction: mark `finish` finished, then hold each `take` key until `until`; returns the
-        keys taken: never claimed before, or whose lease lapsed before `now` (finished and still-held ones
-        are not taken)."""
+        keys taken: never claimed before, or whose lease lapsed before `now` or whose holder is gone (finished
+        and still-held ones are not taken)."""
         ...
 
     async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:

@@ -114,7 +114,7 @@ class TurnLeases:
             current = await self._store.inbound_lease(self._channel, key)
             if current is not None and current.finished:
                 return False  # answered before (a duplicate never waits for a turn slot)
-            if current is None or (current.until is not None and current.until < now):
+            if current is None or current.holder_gone or (current.until is not None and current.until < now):
                 if await self._take_in_slot(key):  # new, released, or its holder died
                     return True
                 current = await self._store.inbound_lease(self._channel, key)
