@@ -46,10 +46,21 @@ def named_cpu(*names: str) -> dict[str, float]:
     return totals
 
 
+def _host_ticks() -> list[int]:
+    """The host's first /proc/stat line: user, nice, system, idle, iowait, irq, softirq, steal, …"""
+    return [int(v) for v in Path("/proc/stat").read_text(encoding="ascii").split("\n", 1)[0].split()[1:]]
+
+
 def machine_cpu() -> float:
     """CPU seconds every core of this host spent busy (not idle, not waiting for I/O), from /proc/stat."""
-    ticks = [int(v) for v in Path("/proc/stat").read_text(encoding="ascii").split("\n", 1)[0].split()[1:]]
+    ticks = _host_ticks()
     return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def stolen_cpu() -> float:
+    """CPU seconds the hypervisor gave this virtual machine's cores to others while they had work (steal)."""
+    ticks = _host_ticks()
+    return ticks[7] / os.sysconf("SC_CLK_TCK") if len(ticks) > 7 else 0.0
 
 
 class CpuClock:

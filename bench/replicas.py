@@ -21,6 +21,8 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import functools
+import itertools
 import json
 import math
 import os
@@ -45,7 +47,7 @@ from aiohttp.test_utils import TestServer
 from botbuilder.schema import Activity
 from sqlalchemy import select
 
-from bench.cpu import machine_cpu, named_cpu, process_cpu
+from bench.cpu import machine_cpu, named_cpu, process_cpu, stolen_cpu
 from bench.scratch import scratch_postgres
 from bots.teams.notifier import TEAMS_CHANNEL
 from bots.teams.references import StoredReference
@@ -123,6 +125,8 @@ class Phase:
     e2e: list[float] = field(default_factory=list)
     # (second of the phase the message was sent, its HTTP latency): where in the run a tail came from
     timed: list[tuple[float, float]] = field(default_factory=list)
+    # (busy cores, stolen cores) of the host in each window: whether a high window was the machine's
+    host: list[tuple[float, float]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = []
@@ -135,7 +139,18 @@ class Phase:
         windows = self.windows()
         if len(windows) > 1:
             out.append(f"  {'':<30} http p99 per {WINDOW:g} s: " + ", ".join(f"{v:.0f}" for v in windows) + " ms")
+        if self.host:
+            busy = ", ".join(f"{b:.2f}" for b, _ in self.host)
+            stolen = ", ".join(f"{s:.2f}" for _, s in self.host)
+            out.append(f"  {'':<30} host cores busy per {WINDOW:g} s: {busy} (stolen by the hypervisor: {stolen})")
         return out
+
+    def near(self, second: float, span: float = 1.0) -> str:
+        """The messages sent within `span` seconds of `second` of the phase (the kill), and the slowest of them:
+        one the killed replica held is answered once another replica took its lease over."""
+        around = [ms for sent, ms in self.timed if abs(sent - second) <= span]
+        slowest = f"{max(around):.1f} ms" if around else "none"
+        return f"  {'':<30} sent within {span:g} s of the kill: {len(around)}, the slowest answered in {slowest}"
 
     def windows(self) -> list[float]:
         """HTTP p99 of each WINDOW seconds of the phase, by the second each message was sent."""
@@ -530,13 +545,17 @@ async def _drive(
             direct = await load.steady(f"http://{replicas[0].address}", rate, baseline)
             phases.append(_phase(f"direct to one replica, {baseline:g} s", load, fake, direct))
         victim = replicas[1]
-        at = {kill_at: victim.kill} if kill_at is not None else {}
+        samples: list[tuple[float, float, float]] = []
+        at = with_host_samples(duration, samples, {kill_at: victim.kill} if kill_at is not None else {})
         before_cpu, began = cpu_snapshot(replicas), time.monotonic()
         ids = await load.steady(lb, rate, duration, at)
         after_cpu, took = cpu_snapshot(replicas), time.monotonic() - began  # before poll() reaps the killed one
+        _sample_host(samples)
         killed = [r.name for r in replicas if r.process is not None and r.process.poll() is not None]
         cpu = cpu_line(before_cpu, after_cpu, took, killed)
-        phases.append(_phase(f"through HAProxy, {duration:g} s", load, fake, ids))
+        phase = _phase(f"through HAProxy, {duration:g} s", load, fake, ids)
+        phase.host = host_windows(samples)
+        phases.append(phase)
         before = await tag_events(url)
         acked = [k for k, s in load.status.items() if s == 200]
         lost = tuple(k for k in acked if before[k] == 0)
@@ -576,6 +595,36 @@ async def _drive(
     )
 
 
+def _sample_host(samples: list[tuple[float, float, float]]) -> None:
+    samples.append((time.monotonic(), machine_cpu(), stolen_cpu()))
+
+
+def with_host_samples(
+    duration: float, samples: list[tuple[float, float, float]], at: dict[float, Any]
+) -> dict[float, Any]:
+    """`at` (a second of the run → what to do then), with a sample of the host's CPU at every window's start."""
+    events = dict(at)
+    for second in (k * WINDOW for k in range(math.ceil(duration / WINDOW))):
+        then = events.get(second)
+        events[second] = functools.partial(_sample_then, samples, then)
+    return events
+
+
+def _sample_then(samples: list[tuple[float, float, float]], then: Any) -> None:
+    _sample_host(samples)
+    if then is not None:
+        then()
+
+
+def host_windows(samples: Sequence[tuple[float, float, float]]) -> list[tuple[float, float]]:
+    """(busy cores, stolen cores) between consecutive samples of (monotonic time, busy CPU s, stolen CPU s)."""
+    out = []
+    for (t0, busy0, stolen0), (t1, busy1, stolen1) in itertools.pairwise(samples):
+        if t1 > t0:
+            out.append(((busy1 - busy0) / (t1 - t0), (stolen1 - stolen0) / (t1 - t0)))
+    return out
+
+
 def _phase(name: str, load: Load, fake: TimedConnector, ids: list[str]) -> Phase:
     phase = Phase(name)
     phase.http = [load.http[k] for k in ids if k in load.http]
@@ -609,6 +658,8 @@ async def run(options: argparse.Namespace) -> int:
     print(f"after:  {load_average()}")
     for phase in outcome.phases:
         print("\n".join(phase.lines()))
+    if kill_at is not None and outcome.phases:
+        print(outcome.phases[-1].near(kill_at))
     if outcome.cpu:
         print(outcome.cpu)
     if len(outcome.phases) == 2 and outcome.phases[0].e2e and outcome.phases[1].e2e:

@@ -14,8 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from bench.cpu import process_cpu
-from bench.replicas import HAPROXY_CONFIG, Phase, cpu_line, haproxy_path, percentile, replica_run
+from bench.cpu import process_cpu, stolen_cpu
+from bench.replicas import (
+    HAPROXY_CONFIG,
+    Phase,
+    cpu_line,
+    haproxy_path,
+    host_windows,
+    percentile,
+    replica_run,
+    with_host_samples,
+)
 from core.chat.turns import LIMIT
 from tests.conftest import postgres_url
 
@@ -88,6 +97,33 @@ def test_a_phase_reports_the_p99_of_each_window_and_drops_a_last_stub() -> None:
     phase.http = [ms for _, ms in phase.timed]
     assert phase.windows() == [10.0, percentile([10.0 + k for k in range(1000)], 0.99)]
     assert "http p99 per 10 s: 10, 1000 ms" in phase.lines()[-1]
+
+
+def test_a_phase_reports_the_slowest_message_sent_around_the_kill() -> None:
+    phase = Phase("through HAProxy")
+    phase.timed = [(k / 100, 10.0) for k in range(6000)]
+    phase.timed[3010] = (30.1, 412.0)  # in flight on the killed replica, retried elsewhere
+    phase.timed[3500] = (35.0, 900.0)  # slow for another reason, seconds later
+    assert phase.near(30.0) == f"  {'':<30} sent within 1 s of the kill: 201, the slowest answered in 412.0 ms"
+    assert phase.near(90.0).endswith("sent within 1 s of the kill: 0, the slowest answered in none")
+
+
+def test_a_phase_reports_the_host_cores_busy_and_stolen_in_each_window() -> None:
+    samples = [(100.0, 50.0, 3.0), (110.0, 62.0, 3.0), (120.0, 80.0, 5.0)]
+    phase = Phase("through HAProxy", host=host_windows(samples))
+    assert phase.host == [(1.2, 0.0), (1.8, 0.2)]
+    assert phase.lines()[-1].endswith("host cores busy per 10 s: 1.20, 1.80 (stolen by the hypervisor: 0.00, 0.20)")
+
+
+def test_the_host_is_sampled_at_every_window_and_the_kill_still_happens() -> None:
+    samples: list[tuple[float, float, float]] = []
+    killed: list[bool] = []
+    events = with_host_samples(60.0, samples, {30.0: lambda: killed.append(True)})
+    assert sorted(events) == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0]
+    for second in sorted(events):
+        events[second]()
+    assert killed == [True] and len(samples) == 6
+    assert stolen_cpu() >= 0.0
 
 
 def test_the_cpu_line_reads_this_process_and_says_which_replica_was_killed() -> None:
