@@ -62,6 +62,18 @@ async def two_holders(database: Database) -> AsyncIterator[list[LeaseHolder]]:
         await holder.close()
 
 
+@pytest.fixture
+def postgres_holders(database: Database, two_holders: list[LeaseHolder]) -> list[LeaseHolder]:
+    """Two processes' holders, for what only PostgreSQL does (SQLite serves one process: no holders)."""
+    only_postgres(database)
+    return two_holders
+
+
+def only_postgres(database: Database) -> None:
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("holders are named on PostgreSQL only; SQLite serves one process")
+
+
 async def test_a_lease_whose_holder_is_gone_is_taken_before_it_lapses_and_a_live_ones_is_not(
     database: Database, two_holders: list[LeaseHolder]
 ) -> None:
@@ -78,11 +90,9 @@ async def test_a_lease_whose_holder_is_gone_is_taken_before_it_lapses_and_a_live
 
 
 async def test_a_retry_waiting_on_a_live_holder_takes_the_lease_as_soon_as_it_dies(
-    database: Database, two_holders: list[LeaseHolder]
+    database: Database, postgres_holders: list[LeaseHolder]
 ) -> None:
-    if database.engine.dialect.name != "postgresql":
-        pytest.skip("holders are named on PostgreSQL only; SQLite serves one process")
-    dying, other = two_holders
+    dying, other = postgres_holders
     assert await leases(database, dying, T0).claim(KEY)
     retry = asyncio.create_task(leases(database, other, T0 + timedelta(seconds=1), wait=5.0).claim(KEY))
     await asyncio.sleep(0.1)
@@ -99,7 +109,7 @@ async def test_a_lease_without_a_holder_still_waits_to_lapse(database: Database)
     assert await leases(database, None, T0 + timedelta(seconds=11)).claim(KEY)
 
 
-async def test_on_sqlite_no_lock_is_taken(database: Database) -> None:
+async def test_a_lock_is_taken_on_postgres_only(database: Database) -> None:
     holder = LeaseHolder(database.engine)
     await holder.start()
     try:
@@ -110,11 +120,9 @@ async def test_on_sqlite_no_lock_is_taken(database: Database) -> None:
 
 
 async def test_renewals_write_the_current_holder_after_its_connection_was_cut(
-    database: Database, two_holders: list[LeaseHolder]
+    database: Database, postgres_holders: list[LeaseHolder]
 ) -> None:
-    if database.engine.dialect.name != "postgresql":
-        pytest.skip("holders are named on PostgreSQL only")
-    mine, _ = two_holders
+    mine, _ = postgres_holders
     turns = leases(database, mine, T0)
     assert await turns.claim(KEY)
     first = mine.current()
@@ -143,8 +151,7 @@ async def test_renewals_write_the_current_holder_after_its_connection_was_cut(
 @pytest.mark.postgres
 async def test_a_killed_process_frees_its_leases_at_once(database: Database) -> None:
     """kill -9 of a real process: PostgreSQL frees its lock as its connection closes."""
-    if database.engine.dialect.name != "postgresql":
-        pytest.skip("holders are named on PostgreSQL only")
+    only_postgres(database)
     url = postgres_url()
     assert url is not None
     env = dict(os.environ, PYTHONPATH=str(ROOT))
