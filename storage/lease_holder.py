@@ -53,7 +53,10 @@ class LeaseHolder:
         """Take the lock (PostgreSQL only) and look after it in the background."""
         if not self.enabled:
             return
-        await self.check()
+        try:
+            await self.check()
+        except Exception as exc:  # serve anyway: leases lapse as before, and the next look tries again
+            log.warning("could not take the lease-holder lock: %s", type(exc).__name__)
         self._task = asyncio.create_task(self._watch(), name="lease-holder")
 
     async def check(self) -> None:

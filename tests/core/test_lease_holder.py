@@ -119,6 +119,19 @@ async def test_a_lock_is_taken_on_postgres_only(database: Database) -> None:
     assert holder.current() is None
 
 
+async def test_a_server_whose_database_refuses_the_lock_connection_starts_with_lapsing_leases() -> None:
+    engine = create_async_engine("postgresql+asyncpg://postgres@127.0.0.1:1/none")  # nothing listens on port 1
+    holder = LeaseHolder(engine, check_every=0.05)
+    try:
+        await holder.start()  # logs the failure; does not raise
+        assert holder.current() is None
+        await asyncio.sleep(0.2)  # the background look keeps trying, and failing, quietly
+        assert holder.current() is None
+    finally:
+        await holder.close()
+        await engine.dispose()
+
+
 async def test_renewals_write_the_current_holder_after_its_connection_was_cut(
     database: Database, postgres_holders: list[LeaseHolder]
 ) -> None:
