@@ -64,7 +64,7 @@ _RENEW_LEASES = (
 _WHICH = (_D.c.channel == bindparam("ch"), _D.c.unique_key == bindparam("key"))
 _LEASE = select(_D.c.lease_until).where(*_WHICH)
 _LEASE_AND_HOLDER = select(_D.c.lease_until, _holder_gone().label("gone")).where(*_WHICH)
-_RELEASE = delete(_D).where(_D.c.channel == bindparam("ch"), _D.c.unique_key == bindparam("key"))
+_RELEASE = delete(_D).where(*_WHICH)
 
 
 def _take_all(insert: Any) -> Any:

@@ -53,10 +53,7 @@ class LeaseHolder:
         """Take the lock (PostgreSQL only) and look after it in the background."""
         if not self.enabled:
             return
-        try:
-            await self.check()
-        except Exception as exc:  # serve anyway: leases lapse as before, and the next look tries again
-            log.warning("could not take the lease-holder lock: %s", type(exc).__name__)
+        await self._look()  # a failure here does not stop the server: its leases lapse as before meanwhile
         self._task = asyncio.create_task(self._watch(), name="lease-holder")
 
     async def check(self) -> None:
@@ -86,10 +83,14 @@ class LeaseHolder:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._check_every)
-            try:
-                await self.check()
-            except Exception as exc:  # the database is down: leases only lapse until it is back
-                log.warning("could not take the lease-holder lock: %s", type(exc).__name__)
+            await self._look()
+
+    async def _look(self) -> None:
+        """`check()`, logging a failure: the database is down, and leases only lapse until the next look works."""
+        try:
+            await self.check()
+        except Exception as exc:
+            log.warning("could not take the lease-holder lock: %s", type(exc).__name__)
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
