@@ -51,16 +51,17 @@ def _host_ticks() -> list[int]:
     return [int(v) for v in Path("/proc/stat").read_text(encoding="ascii").split("\n", 1)[0].split()[1:]]
 
 
+def host_cpu() -> tuple[float, float]:
+    """CPU seconds every core of this host spent busy (not idle, not waiting for I/O), and of those, the seconds
+    the hypervisor gave this virtual machine's cores to others while they had work (steal); one read of /proc/stat."""
+    ticks = _host_ticks()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - ticks[3] - ticks[4]) / tick, (ticks[7] / tick if len(ticks) > 7 else 0.0)
+
+
 def machine_cpu() -> float:
     """CPU seconds every core of this host spent busy (not idle, not waiting for I/O), from /proc/stat."""
-    ticks = _host_ticks()
-    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def stolen_cpu() -> float:
-    """CPU seconds the hypervisor gave this virtual machine's cores to others while they had work (steal)."""
-    ticks = _host_ticks()
-    return ticks[7] / os.sysconf("SC_CLK_TCK") if len(ticks) > 7 else 0.0
+    return host_cpu()[0]
 
 
 class CpuClock:

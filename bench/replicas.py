@@ -47,7 +47,7 @@ from aiohttp.test_utils import TestServer
 from botbuilder.schema import Activity
 from sqlalchemy import select
 
-from bench.cpu import machine_cpu, named_cpu, process_cpu, stolen_cpu
+from bench.cpu import host_cpu, machine_cpu, named_cpu, process_cpu
 from bench.scratch import scratch_postgres
 from bots.teams.notifier import TEAMS_CHANNEL
 from bots.teams.references import StoredReference
@@ -596,7 +596,7 @@ async def _drive(
 
 
 def _sample_host(samples: list[tuple[float, float, float]]) -> None:
-    samples.append((time.monotonic(), machine_cpu(), stolen_cpu()))
+    samples.append((time.monotonic(), *host_cpu()))
 
 
 def with_host_samples(
