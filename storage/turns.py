@@ -9,6 +9,9 @@ A message that applies no tag writes nothing but those three, and `write_message
 a turn's unit of work opens no transaction around its reads (`SqlTurnStore.unit_of_work(one_write=True)`). On
 PostgreSQL the write is one statement (data-modifying CTEs over unnest arrays), atomic on its own: a BEGIN and
 a COMMIT round trip and two statements fewer per message; it is sent to asyncpg directly (storage.prepared).
+A message applying one tag that needs only adding (core.tags.assignments.plain_apply) writes the assignment and
+its event in the same statement on PostgreSQL (`applies_at_once`): the policy's read and that one statement,
+against six round trips in a transaction (BEGIN, suggestion, read, assignment, text and event, COMMIT).
 On SQLite it is one write transaction of the same statements as one at a time, run in one trip to the
 connection's thread (storage.prepared): the process's single writer is held for that trip alone, not from the
 turn's first read to its COMMIT.
@@ -16,14 +19,14 @@ turn's first read to its COMMIT.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Integer, bindparam, column, exists, select, text
+from sqlalchemy import BigInteger, Boolean, Integer, bindparam, column, exists, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from core.chat.ports import MessageWrite
+from core.chat.ports import MessageWrite, NewApplied
 from core.learning.ports import MessageText
 from core.records import NewSuggestion
 from core.rules.ports import NewCustomerEvent
@@ -40,11 +43,14 @@ from storage.repositories import (
     suggestion_row,
 )
 from storage.rules import SqlCustomerEvents, _event_if_absent, event_arrays, event_row
+from tagging.normaliser import name_key
 
 # One statement: the text and the event are inserted unless their keys exist, the suggestions likewise and
 # returned when new. `seen` looks at the snapshot the statement started from (a CTE's inserts are not visible to
 # the rest of the statement): suggestions stored for this message by an earlier run of it. With no new
 # suggestion, the LEFT JOIN still gives one row, with a NULL id.
+# The tag the message applies (at most one; none: empty arrays) is inserted only when its suggestion is new (a
+# retried message applies nothing) and no active row of it exists; its event only when the assignment was.
 _MESSAGE_WRITE = text(
     """
     WITH kept AS (
@@ -78,12 +84,39 @@ _MESSAGE_WRITE = text(
                   created_at, decided_by, decided_at)
         ON CONFLICT (message_key, dimension, tag_key) DO NOTHING
         RETURNING *
+    ), applied AS (
+        INSERT INTO tag_assignments (customer_id, dimension, tag_key, tag, state, source, assigned_by, assigned_at,
+                                     expires_at)
+        SELECT u.customer_id, u.dimension, u.tag_key, u.tag, 'active', u.source, u.assigned_by, u.assigned_at,
+               u.expires_at
+        FROM unnest(CAST(:apply_customers AS bigint[]), CAST(:apply_dimensions AS varchar[]),
+                    CAST(:apply_keys AS varchar[]), CAST(:apply_tags AS varchar[]), CAST(:apply_sources AS varchar[]),
+                    CAST(:apply_actors AS varchar[]), CAST(:apply_ats AS timestamptz[]),
+                    CAST(:apply_expiries AS timestamptz[]))
+             AS u(customer_id, dimension, tag_key, tag, source, assigned_by, assigned_at, expires_at)
+        WHERE EXISTS (SELECT 1 FROM added WHERE added.dimension = u.dimension AND added.tag_key = u.tag_key)
+        ON CONFLICT (customer_id, dimension, tag_key) WHERE state = 'active' DO NOTHING
+        RETURNING id
+    ), logged AS (
+        INSERT INTO tag_events (customer_id, dimension, tag, kind, actor, source, at, evidence, previous)
+        SELECT u.customer_id, u.dimension, u.tag, u.kind, u.actor, u.source, u.at, CAST(u.evidence AS json),
+               u.previous
+        FROM unnest(CAST(:logged_customers AS bigint[]), CAST(:logged_dimensions AS varchar[]),
+                    CAST(:logged_tags AS varchar[]), CAST(:logged_kinds AS varchar[]),
+                    CAST(:logged_actors AS varchar[]), CAST(:logged_sources AS varchar[]),
+                    CAST(:logged_ats AS timestamptz[]), CAST(:logged_evidence AS text[]),
+                    CAST(:logged_previous AS varchar[]))
+             AS u(customer_id, dimension, tag, kind, actor, source, at, evidence, previous)
+        WHERE EXISTS (SELECT 1 FROM applied)
     )
     SELECT added.*, (SELECT count(*) FROM event) AS new_events,
-           EXISTS (SELECT 1 FROM suggestions WHERE message_key = CAST(:seen_key AS varchar)) AS seen
+           EXISTS (SELECT 1 FROM suggestions WHERE message_key = CAST(:seen_key AS varchar)) AS seen,
+           (SELECT id FROM applied) AS applied_id
     FROM (VALUES (1)) AS one (x) LEFT JOIN added ON true
     """
-).columns(*t.suggestions.c, column("new_events", Integer), column("seen", Boolean))
+).columns(
+    *t.suggestions.c, column("new_events", Integer), column("seen", Boolean), column("applied_id", BigInteger)
+)
 
 
 def _message_write(_: Any) -> Any:
@@ -135,10 +168,14 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         kept: MessageText | None,
         event: NewCustomerEvent | None,
         now: datetime,
+        applied: NewApplied | None = None,
     ) -> MessageWrite:
-        """Store a message's suggestions, text and event, each unless its key exists; what was new."""
+        """Store a message's suggestions, text and event, each unless its key exists, and on PostgreSQL the tag
+        it applies (`applied`: when its suggestion is new); what was new."""
         if self._on_postgres():
-            return await self._write_at_once(message_key, suggestions, kept, event, now)
+            return await self._write_at_once(message_key, suggestions, kept, event, now, applied)
+        if applied is not None:
+            raise ValueError("a tag is applied with the message's write on PostgreSQL only (see applies_at_once)")
         if self._one_write:
             return await self._write_in_one_trip(message_key, suggestions, kept, event, now)
         added = []
@@ -171,6 +208,7 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         kept: MessageText | None,
         event: NewCustomerEvent | None,
         now: datetime,
+        applied: NewApplied | None = None,
     ) -> MessageWrite:
         conn = self._conn
         assert conn is not None
@@ -189,6 +227,7 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
             **event_arrays(events, serialize),
             # One row per tag, the first one winning in its place, as the one-by-one inserts would keep it.
             **suggestion_arrays(suggestions, serialize),
+            **_applied_arrays(applied, serialize),
         }
         rows: Sequence[Mapping[Any, Any]]
         if self._one_write:  # no transaction open: the statement goes to asyncpg directly (storage.prepared)
@@ -196,7 +235,8 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         else:
             rows = (await conn.execute(_MESSAGE_WRITE, params)).mappings().all()
         added = sorted((suggestion_record(r) for r in rows if r["id"] is not None), key=lambda r: r.id)
-        return MessageWrite(tuple(added), bool(rows[0]["new_events"]), bool(rows[0]["seen"]))
+        first = rows[0]
+        return MessageWrite(tuple(added), bool(first["new_events"]), bool(first["seen"]), first["applied_id"])
 
     async def _write_in_one_trip(
         self,
@@ -222,6 +262,32 @@ class SqlTurnUnitOfWork(SqlUnitOfWork):
         return MessageWrite(added, new_event, not added and bool(results[-1][0]["seen"]))
 
 
+def _applied_arrays(applied: NewApplied | None, serialize: Callable[[Any], str]) -> dict[str, list[Any]]:
+    """The applied tag's assignment and event as the one-element arrays `_MESSAGE_WRITE` takes (none: empty)."""
+    rows = [applied] if applied is not None else []
+    a = [r.assignment for r in rows]
+    e = [r.event for r in rows]
+    return {
+        "apply_customers": [x.customer_id for x in a],
+        "apply_dimensions": [x.dimension for x in a],
+        "apply_keys": [name_key(x.tag) for x in a],
+        "apply_tags": [x.tag for x in a],
+        "apply_sources": [x.source.value for x in a],
+        "apply_actors": [x.assigned_by for x in a],
+        "apply_ats": [utc_bound(x.assigned_at) for x in a],
+        "apply_expiries": [utc_bound(x.expires_at) if x.expires_at is not None else None for x in a],
+        "logged_customers": [x.customer_id for x in e],
+        "logged_dimensions": [x.dimension for x in e],
+        "logged_tags": [x.tag for x in e],
+        "logged_kinds": [x.kind.value for x in e],
+        "logged_actors": [x.actor for x in e],
+        "logged_sources": [x.source.value for x in e],
+        "logged_ats": [utc_bound(x.at) for x in e],
+        "logged_evidence": [serialize(dict(x.evidence)) for x in e],
+        "logged_previous": [x.previous for x in e],
+    }
+
+
 def _seen(_: Any) -> Any:
     """Whether suggestions of the message are stored (after its inserts: by an earlier run, when none was new)."""
     return select(exists().where(t.suggestions.c.message_key == bindparam("message_key")).label("seen"))
@@ -232,6 +298,11 @@ class SqlTurnStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+
+    @property
+    def applies_at_once(self) -> bool:
+        """PostgreSQL writes a message's applied tag in its one statement; SQLite applies in a transaction."""
+        return self._engine.dialect.name == "postgresql"
 
     def unit_of_work(self, *, one_write: bool = False) -> SqlTurnUnitOfWork:
         return SqlTurnUnitOfWork(self._engine, one_write=one_write)

@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from core.learning.ports import MessageText
-from core.ports import UnitOfWork
-from core.records import NewSuggestion, SuggestionRecord
+from core.ports import NewAssignment, UnitOfWork
+from core.records import NewEvent, NewSuggestion, SuggestionRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +178,16 @@ class MessageWrite:
     added: tuple[SuggestionRecord, ...]
     new_event: bool
     seen: bool
+    applied_id: int | None = None  # the assignment `write_message` added (None: none asked, or not added)
+
+
+@dataclass(frozen=True, slots=True)
+class NewApplied:
+    """The tag a message applies, written with it: the active assignment and its event, both stored only when
+    the message's suggestion of that tag is new and the customer holds no active row of the tag."""
+
+    assignment: NewAssignment
+    event: NewEvent
 
 
 class TurnUnitOfWork(UnitOfWork, Protocol):
@@ -194,12 +204,19 @@ class TurnUnitOfWork(UnitOfWork, Protocol):
         kept: MessageText | None,
         event: Any | None,
         now: datetime,
+        applied: NewApplied | None = None,
     ) -> MessageWrite:
-        """Store the message's suggestions, its kept text and its event at once, each unless its key exists."""
+        """Store the message's suggestions, its kept text and its event at once, each unless its key exists;
+        `applied` (only where the store `applies_at_once`) with them, gated on its suggestion being new."""
         ...
 
 
 class TurnStore(Protocol):
+    @property
+    def applies_at_once(self) -> bool:
+        """Whether `write_message` of a `one_write` unit of work takes `applied` (one statement on PostgreSQL)."""
+        ...
+
     def unit_of_work(self, *, one_write: bool = False) -> TurnUnitOfWork:
         """A turn's unit of work; `one_write`: the block writes only through one `write_message` (which then
         needs no transaction around it where the store can write it as one statement)."""

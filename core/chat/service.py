@@ -26,7 +26,7 @@ from core.chat.channel_names import parse_channel_name
 from core.chat.commands import HELP_TOPICS, Command, Verb, parse_command
 from core.chat.link_offers import OfferSeal, check_seal, expired_on, seal_offer
 from core.chat.meetings import customer_in_title, customers_named
-from core.chat.ports import ChannelStore, ChatEvents, ConversationLink, TurnStore, TurnUnitOfWork
+from core.chat.ports import ChannelStore, ChatEvents, ConversationLink, NewApplied, TurnStore, TurnUnitOfWork
 from core.errors import NotAllowedError, NotFoundError
 from core.inbound import MAX_INT64
 from core.learning.capture import Recorder
@@ -34,7 +34,7 @@ from core.learning.ports import MessageText
 from core.learning.ports import Outcome as LearnedOutcome
 from core.ports import Store, UnitOfWork
 from core.records import SuggestionRecord
-from core.tags.assignments import TagChange, TaggingRules, apply_tag, remove_tag
+from core.tags.assignments import TagChange, TaggingRules, apply_tag, plain_apply, remove_tag
 from core.tags.customers import resolve_customer
 from core.tags.expression import ExpressionError
 from core.tags.personal import PersonalChange, PersonalRefusal, PersonalTagStore, change_personal
@@ -739,29 +739,36 @@ class ChatService:
         out: list[ChatResult] = []
         new_event = False
         # A message that applies no tag writes only its suggestions, text and event: one write, which needs no
-        # transaction where the store makes it one statement. Applying a tag reads and writes more, in one.
-        one_write = not any(applies_itself(s) for s in suggestions)
-        turn = self._turns.unit_of_work(one_write=one_write) if self._turns is not None else None  # `uow` below
-        async with turn or self.store.unit_of_work() as uow:
-            if turn is not None and one_write:
-                written = await self._write_suggested(turn, ctx, customer_id, message_key, taxonomy, suggestions, kept)
-                outcome, new_event = written
-            else:
+        # transaction where the store makes it one statement; so does one applying a single tag where the store
+        # writes that tag in the same statement. Anything more reads and writes in one transaction.
+        applying = sum(1 for s in suggestions if applies_itself(s))
+        written: tuple[MessageOutcome, bool] | None = None
+        if self._turns is not None and (applying == 0 or (applying == 1 and self._turns.applies_at_once)):
+            one = self._turns.unit_of_work(one_write=True)
+            async with one:
+                written = await self._write_suggested(one, ctx, customer_id, message_key, taxonomy, suggestions, kept)
+                if written is not None and written[0].duplicate:
+                    return await self._stored_cards(one, ctx, customer_id, message_key)
+        if written is not None:
+            outcome, new_event = written
+        else:  # the tag's policy replaces, renews or refuses: apply_definition decides it in the transaction
+            turn = self._turns.unit_of_work() if self._turns is not None else None  # `uow` below
+            async with turn or self.store.unit_of_work() as uow:
                 customer = await self._customer(uow, customer_id)
                 outcome = await store_suggestions(
                     uow, suggestions, taxonomy, self.rules, customer_id, message_key, ctx.now, customer
                 )
-            if outcome.duplicate:
-                return await self._stored_cards(uow, ctx, customer_id, message_key)
-            if turn is not None and not one_write:
-                new_event = await self._keep_with_turn(turn, ctx, customer_id, message_key, kept)
-            applied = fresh_applied_state(outcome, message_key, taxonomy, sees)
-            if applied is not None:
-                out.append(applied)
-            # A new message's pending rows are exactly the ones just stored (undecided, no names to look up).
-            visible = tuple(r for r in outcome.pending if is_visible(taxonomy.dimension(r.dimension), sees))
-            if visible and outcome.customer is not None:
-                out.append(SuggestionState(outcome.customer, message_key, visible))
+                if outcome.duplicate:
+                    return await self._stored_cards(uow, ctx, customer_id, message_key)
+                if turn is not None:
+                    new_event = await self._keep_with_turn(turn, ctx, customer_id, message_key, kept)
+        applied = fresh_applied_state(outcome, message_key, taxonomy, sees)
+        if applied is not None:
+            out.append(applied)
+        # A new message's pending rows are exactly the ones just stored (undecided, no names to look up).
+        visible = tuple(r for r in outcome.pending if is_visible(taxonomy.dimension(r.dimension), sees))
+        if visible and outcome.customer is not None:
+            out.append(SuggestionState(outcome.customer, message_key, visible))
         for reason in outcome.refused:
             log.info("auto-apply refused for customer %d: %s", customer_id, reason)
         if self._events is not None:
@@ -791,14 +798,36 @@ class ChatService:
         taxonomy: Taxonomy,
         suggestions: Sequence[Suggestion],
         kept: MessageText | None,
-    ) -> tuple[MessageOutcome, bool]:
-        """A message that applies no tag: its suggestions, text and event in one write; (outcome, new event)."""
+    ) -> tuple[MessageOutcome, bool] | None:
+        """A message's suggestions, text and event, and the one tag it may apply, in one write; (outcome, new
+        event). None, with nothing written, when that tag's policy needs more than adding it (`plain_apply`)."""
         customer = await self._customer(uow, customer_id)
         planned = planned_suggestions(suggestions, taxonomy, customer, message_key, ctx.now)
+        auto = next((p for p in planned if p.auto), None)
+        plan = None
+        if auto is not None:
+            # Read outside any transaction, as a transaction at READ COMMITTED would read it: the write below
+            # still skips a row added meanwhile (the active-tag unique index), as apply_definition does.
+            held = await uow.assignments.holding(
+                customer_id, auto.dimension.key, name_key(auto.tag.name), whole_dimension=auto.dimension.exclusive
+            )
+            evidence = dict(auto.row.evidence, message_key=message_key, score=auto.row.score)
+            plan = plain_apply(
+                auto.dimension, auto.tag, self.rules, customer, held,
+                actor=AUTO_ACTOR, source=Source.KEYWORD, now=ctx.now, evidence=evidence,
+            )
+            if plan is None:
+                return None
         event = self._message_event(ctx, customer_id, message_key)
-        wrote = await uow.write_message(message_key, [p.row for p in planned], kept, event, ctx.now)
+        applies = NewApplied(plan.row, plan.event) if plan is not None and plan.row and plan.event else None
+        wrote = await uow.write_message(message_key, [p.row for p in planned], kept, event, ctx.now, applies)
         duplicate = not wrote.added and wrote.seen  # every suggestion was stored by an earlier run of it
-        return MessageOutcome((), wrote.added, duplicate=duplicate, customer=customer), wrote.new_event
+        pending = tuple(r for r in wrote.added if not r.auto_applied)
+        outcome = MessageOutcome((), pending, duplicate=duplicate, customer=customer)
+        if plan is not None and auto is not None and any(r.auto_applied for r in wrote.added):
+            matched = (tuple(auto.suggestion.matched),)
+            outcome = replace(outcome, applied=(plan.landed(wrote.applied_id),), applied_matched=matched)
+        return outcome, wrote.new_event
 
     def _message_event(self, ctx: ChatContext, customer_id: int, message_key: str) -> Any:
         """The message's `message` event for the turn to store (None when events are not recorded)."""

@@ -173,6 +173,64 @@ async def apply_definition(
 
 
 @dataclass(frozen=True, slots=True)
+class PlainApply:
+    """An apply that is one new active assignment and its `added` event (`row` set), or a renewal that
+    changes nothing (`row` None); `change` is its outcome once the row lands."""
+
+    change: TagChange
+    row: NewAssignment | None = None
+    event: NewEvent | None = None
+
+    def landed(self, assignment_id: int | None) -> TagChange:
+        """The outcome once written: `assignment_id` is the row's id, None when an active one was there."""
+        if self.row is None:
+            return self.change
+        if assignment_id is None:  # added by a concurrent request between the read and the write
+            return TagChange(self.change.customer_id, self.change.dimension, self.change.tag, "renewed",
+                             expires_at=self.change.expires_at)
+        return dataclasses.replace(self.change, assignment_id=assignment_id)
+
+
+def plain_apply(
+    dimension: Dimension,
+    tag: TagDef,
+    rules: TaggingRules,
+    customer: Customer,
+    held: tuple[int, Sequence[Assignment]],
+    *,
+    actor: str,
+    source: Source,
+    now: datetime,
+    evidence: Mapping[str, Any] | None = None,
+) -> PlainApply | None:
+    """What `apply_definition` does, given `held` (what `assignments.holding` read), when that is adding one
+    assignment with its event or renewing without a change; None for a refusal, a replacement or a new expiry
+    (those take `apply_definition`, in a transaction)."""
+    count, near = held
+    try:
+        refuse_crm_mastered(dimension, source)
+        refuse_out_of_scope(dimension, tag, customer.region)
+        holding = Holding(count, tuple(HeldTag(a.dimension, a.tag) for a in near))
+        decision = decide_apply(dimension, tag, holding, now, rules.tz, rules.hard_cap)
+    except PolicyRefusal:
+        return None
+    if decision.renew:
+        current = next(a for a in near if a.dimension == dimension.key and name_key(a.tag) == name_key(tag.name))
+        if decision.expires_at != current.expires_at and decision.expires_at is not None:
+            return None
+        return PlainApply(TagChange(customer.id, dimension.key, current.tag, "renewed", expires_at=decision.expires_at))
+    if decision.replaces:
+        return None
+    change = TagChange(
+        customer.id, dimension.key, tag.name, "added", expires_at=decision.expires_at, warnings=decision.warnings
+    )
+    row = NewAssignment(customer.id, dimension.key, tag.name, source, actor, now, decision.expires_at)
+    stored_evidence = clean_evidence(evidence)
+    event = NewEvent(customer.id, dimension.key, tag.name, EventKind.ADDED, actor, source, now, stored_evidence)
+    return PlainApply(change, row, event)
+
+
+@dataclass(frozen=True, slots=True)
 class ApplyItem:
     """One resolved tag to apply to one customer at `at`, with its evidence (for `apply_many`)."""
 

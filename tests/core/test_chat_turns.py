@@ -43,6 +43,19 @@ dimensions:
       - name: 售后工单
         keywords: [退款]
         auto_apply: true
+      - name: 紧急工单
+        keywords: [投诉]
+        auto_apply: true
+  - key: level
+    name: 等级
+    exclusive: true
+    tags:
+      - name: 普通客户
+        keywords: [普通]
+        auto_apply: true
+      - name: 大客户
+        keywords: [大单]
+        auto_apply: true
 """
 
 
@@ -128,7 +141,7 @@ async def test_the_customer_is_reused_for_a_few_seconds_then_read_again(
     assert [r.tag for r in fresh.records] == ["采暖设备意向", "询价客户"]
 
 
-async def test_a_message_applying_a_tag_reuses_the_customer_and_reads_its_tags_in_its_transaction(
+async def test_a_message_applying_a_tag_reuses_the_customer_and_reads_the_tags_that_decide_it(
     database: Database,
 ) -> None:
     chat = _service(database, load_taxonomy_text(TAXONOMY))
@@ -150,3 +163,50 @@ async def test_a_message_applying_a_tag_reuses_the_customer_and_reads_its_tags_i
     assert [s for s in statements if s.startswith("SELECT anon_1.held, tag_assignments.")], statements
     async with database.unit_of_work(read_only=True) as uow:
         assert [a.tag for a in await uow.assignments.active_for(cid)] == ["售后工单"]
+
+
+async def test_a_message_applying_one_tag_is_one_read_and_one_write_on_postgres(
+    database: Database, postgres_transactions: list[str]
+) -> None:
+    """PostgreSQL writes the applied tag, its event, the suggestion, text and message event in one statement
+    after the policy's read, with no transaction around them. SQLite applies it in one transaction."""
+    chat = _service(database, load_taxonomy_text(TAXONOMY))
+    cid = await _linked(database, chat, "华东")
+    await chat.respond(_ctx(), "teams:m-8", "请给个报价")  # reads the customer
+    began = len(postgres_transactions)
+    with count_statements(database.engine) as count:
+        [applied] = await chat.respond(_ctx(), "teams:m-9", "设备坏了要退款")
+    assert isinstance(applied, AppliedState) and [e.tag for e in applied.entries] == ["售后工单"]
+    statements, writes, _reads = count.per(1)
+    if database.engine.dialect.name == "postgresql":
+        assert (statements, writes, len(postgres_transactions) - began) == (2, 1, 0)
+    [again] = await chat.respond(_ctx(), "teams:m-9", "设备坏了要退款")  # handled again: the same card
+    assert isinstance(again, AppliedState) and again.entries == applied.entries
+    async with database.unit_of_work(read_only=True) as uow:
+        assert [a.tag for a in await uow.assignments.active_for(cid)] == ["售后工单"]
+        events = await uow.events.for_customer(cid, 0, 10)
+    assert [(e.kind.value, e.tag, e.evidence.get("message_key")) for e in events] == [
+        ("added", "售后工单", "teams:m-9")
+    ]
+
+
+async def test_a_replacement_or_two_tags_at_once_take_the_transaction_and_end_the_same(
+    database: Database,
+) -> None:
+    """What the one statement does not plan (an exclusive sibling to replace, two tags applied by one message)
+    is applied in a transaction, as before; the outcome is the same on both databases."""
+    chat = _service(database, load_taxonomy_text(TAXONOMY))
+    cid = await _linked(database, chat, "华东")
+    [first] = await chat.respond(_ctx(), "teams:m-10", "普通的单子")
+    [second] = await chat.respond(_ctx(), "teams:m-11", "这是大单")
+    [both] = await chat.respond(_ctx(), "teams:m-12", "投诉，要退款")
+    assert isinstance(first, AppliedState) and [e.tag for e in first.entries] == ["普通客户"]
+    assert isinstance(second, AppliedState) and [e.tag for e in second.entries] == ["大客户"]
+    assert isinstance(both, AppliedState) and sorted(e.tag for e in both.entries) == ["售后工单", "紧急工单"]
+    async with database.unit_of_work(read_only=True) as uow:
+        assert sorted(a.tag for a in await uow.assignments.active_for(cid)) == ["售后工单", "大客户", "紧急工单"]
+        events = await uow.events.for_customer(cid, 0, 10)
+    assert sorted((e.kind.value, e.tag, e.previous) for e in events) == [
+        ("added", "售后工单", None), ("added", "普通客户", None), ("added", "紧急工单", None),
+        ("replaced", "大客户", "普通客户"),
+    ]

@@ -6,17 +6,19 @@ unless its key exists; on PostgreSQL it is one statement, and a `one_write` unit
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from core.chat.ports import NewApplied
 from core.learning.ports import MessageText
-from core.records import CustomerDraft, NewSuggestion
+from core.ports import NewAssignment
+from core.records import CustomerDraft, NewEvent, NewSuggestion
 from core.rules.ingest import own_event
 from core.rules.ports import NewCustomerEvent
-from core.types import SuggestionStatus
+from core.types import AssignmentState, EventKind, Source, SuggestionStatus
 from storage import tables as t
 from storage.database import Database
 from storage.statements import count_statements
@@ -174,3 +176,97 @@ async def test_keeping_a_message_without_a_transaction_is_still_all_or_nothing(d
     async with store.unit_of_work(one_write=True) as uow:
         assert await uow.keep_message(KEY, _text(customer_id), _event(customer_id), NOW)
     assert await _stored(database) == ([], ["麻烦发一下报价单"], [{"channel": "teams"}])
+
+
+# ---------------------------------------------------------------- a tag applied with the message (PostgreSQL)
+
+def _auto(customer_id: int, tag: str = "询价客户") -> NewSuggestion:
+    evidence = {"matched": ["报价"], "excerpt": "麻烦发一下报价单"}
+    return NewSuggestion(customer_id, KEY, "intent", tag, 0.9, evidence, NOW, SuggestionStatus.ACCEPTED, True, "kebiao")
+
+
+def _applied(customer_id: int, tag: str = "询价客户") -> NewApplied:
+    assignment = NewAssignment(customer_id, "intent", tag, Source.KEYWORD, "kebiao", NOW, NOW + timedelta(days=30))
+    evidence = {"matched": ["报价"], "message_key": KEY, "score": 0.9}
+    event = NewEvent(customer_id, "intent", tag, EventKind.ADDED, "kebiao", Source.KEYWORD, NOW, evidence)
+    return NewApplied(assignment, event)
+
+
+async def _tags(database: Database) -> tuple[list[tuple[int, str, str, str, object]], list[tuple[str, str, object]]]:
+    """(assignments as (id, tag, state, assigned_by, expires_at), events as (kind, tag, evidence))."""
+    a, e = t.tag_assignments.c, t.tag_events.c
+    async with database.engine.connect() as conn:
+        held = [
+            (r.id, r.tag, r.state, r.assigned_by, r.expires_at)
+            for r in await conn.execute(select(t.tag_assignments).order_by(a.id))
+        ]
+        logged = [(r.kind, r.tag, r.evidence) for r in await conn.execute(select(t.tag_events).order_by(e.id))]
+    return held, logged
+
+
+@pytest.fixture
+def only_postgres(database: Database) -> None:
+    if database.engine.dialect.name != "postgresql":
+        pytest.skip("a tag is applied with the message's write on PostgreSQL only")
+
+
+async def test_a_tag_applied_with_the_message_is_stored_once_with_its_event(
+    database: Database, only_postgres: None
+) -> None:
+    customer_id = await _customer(database)
+    store = SqlTurnStore(database.engine)
+    assert store.applies_at_once
+    rows = [_auto(customer_id), _row(customer_id, "VIP客户", 0.6, "value")]
+    with count_statements(database.engine) as count:
+        async with store.unit_of_work(one_write=True) as uow:
+            wrote = await uow.write_message(KEY, rows, _text(customer_id), _event(customer_id), NOW,
+                                            _applied(customer_id))
+    assert count.per(1)[0] == 1  # everything in one statement, in no transaction
+    assert [(r.tag, r.auto_applied) for r in wrote.added] == [("询价客户", True), ("VIP客户", False)]
+    held, logged = await _tags(database)
+    assert held == [(wrote.applied_id, "询价客户", "active", "kebiao", NOW + timedelta(days=30))]
+    assert logged == [("added", "询价客户", {"matched": ["报价"], "message_key": KEY, "score": 0.9})]
+
+    async with database.unit_of_work() as uow:  # someone removes it before the message arrives again
+        assert wrote.applied_id is not None
+        assert await uow.assignments.end(wrote.applied_id, AssignmentState.REMOVED, NOW)
+    async with store.unit_of_work(one_write=True) as uow:  # the retry: its suggestion is not new, nothing applied
+        again = await uow.write_message(KEY, rows, _text(customer_id), _event(customer_id), NOW,
+                                        _applied(customer_id))
+    assert (again.added, again.seen, again.applied_id) == ((), True, None)
+    assert await _tags(database) == ([(wrote.applied_id, "询价客户", "removed", "kebiao", held[0][4])], logged)
+
+
+async def test_a_tag_already_held_is_not_applied_again_nor_logged(database: Database, only_postgres: None) -> None:
+    """Another request added the tag between the turn's read and its write: the suggestion is stored, the
+    active row stays the one there, and no second `added` event is logged."""
+    customer_id = await _customer(database)
+    store = SqlTurnStore(database.engine)
+    async with database.unit_of_work() as uow:
+        there = await uow.assignments.insert_active(customer_id, "intent", "询价客户", Source.MANUAL, "王丽", NOW, None)
+    assert there is not None
+    async with store.unit_of_work(one_write=True) as uow:
+        wrote = await uow.write_message(KEY, [_auto(customer_id)], None, None, NOW, _applied(customer_id))
+    assert [r.tag for r in wrote.added] == ["询价客户"] and wrote.applied_id is None
+    assert await _tags(database) == ([(there.id, "询价客户", "active", "王丽", None)], [])
+
+
+async def test_a_failed_message_write_applies_nothing(database: Database, only_postgres: None) -> None:
+    customer_id = await _customer(database)
+    with pytest.raises(IntegrityError):
+        async with SqlTurnStore(database.engine).unit_of_work(one_write=True) as uow:
+            await uow.write_message(KEY, [_auto(customer_id)], _text(customer_id), _event(customer_id + 1000), NOW,
+                                    _applied(customer_id))
+    assert await _tags(database) == ([], []) and await _stored(database) == ([], [], [])
+
+
+async def test_sqlite_refuses_a_tag_applied_with_the_message_and_writes_nothing(database: Database) -> None:
+    if database.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL applies it (above)")
+    customer_id = await _customer(database)
+    store = SqlTurnStore(database.engine)
+    assert not store.applies_at_once
+    with pytest.raises(ValueError, match="PostgreSQL only"):
+        async with store.unit_of_work(one_write=True) as uow:
+            await uow.write_message(KEY, [_auto(customer_id)], _text(customer_id), None, NOW, _applied(customer_id))
+    assert await _tags(database) == ([], []) and await _stored(database) == ([], [], [])

@@ -99,6 +99,33 @@ async def test_a_linked_message_takes_one_write_transaction_for_its_own_writes(
     assert len([c for c in fake.delivered if c.body.get("attachments")]) >= TURNS + 1
 
 
+# Messages that each apply a new tag of the built-in taxonomy (auto_apply), none of which a message rule watches.
+APPLYING = ("我们在展会上见过", "我们想申请试用", "合同已签约")
+
+
+async def test_a_linked_message_applying_a_tag_is_one_read_and_one_write_on_postgres(
+    aiohttp_client: Any, database_url: str, connector: tuple[FakeConnector, str]
+) -> None:
+    _fake, url = connector
+    _client, database, leases, send, customer_id = await _linked_chat(aiohttp_client, database_url, url, "应用客户")
+    with count_statements(database.engine) as count:
+        for i, text in enumerate(APPLYING):
+            await send(f"apply-{i}", text)
+        await leases.flush()
+    statements, writes, reads = count.per(len(APPLYING))
+    # PostgreSQL: the claim, the policy's read of the customer's tags, the one write (the assignment and its
+    # event with the suggestion, text and message event), the finish; no transaction. SQLite applies in a write
+    # transaction of its own, its statements one at a time, beside the claim's and the finish's.
+    postgres = database.engine.dialect.name == "postgresql"
+    assert writes <= WRITES_PER_TURN and reads <= READS_PER_TURN, (writes, reads)
+    most = 4 if postgres else 12
+    assert statements <= most, f"{statements:.1f} statements per turn (at most {most})"
+    async with database.unit_of_work(read_only=True) as uow:
+        held = {a.tag for a in await uow.assignments.active_for(customer_id)}
+        added = [e for e in await uow.events.for_customer(customer_id, 0, 10) if e.kind.value == "added"]
+    assert held == {"渠道-展会", "试用中", "已成交"} and len(added) == 3
+
+
 IN_FLIGHT = 8  # requests at once: as many as a process runs turns
 ROUNDS = 4  # turns each of them sends, one after another
 
