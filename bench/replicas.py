@@ -1,11 +1,16 @@
 """Replica benchmark: three `kebiao serve` behind HAProxy (deploy/haproxy.cfg as shipped) on one PostgreSQL.
 
-`python -m bench replicas [--rate R] [--duration S] [--kill-at S] [--conversations C] [--postgres URL]` starts,
+`python -m bench replicas [--rate R] [--duration S] [--kill-at S] [--conversations C] [--customers N]
+[--postgres URL]` starts,
 on this machine, what docs/deployment.md describes: a scratch PostgreSQL database, three replicas
 (`python -m cli serve`, emulator mode on loopback, every scheduler on), HAProxy started with
 deploy/haproxy.cfg (only its addresses come from the environment) and the fake Bot Connector. It links C
 conversations to C customers, then sends R linked-conversation messages per second for S seconds through
 HAProxy (each message auto-applies its own tag) and kills one replica with SIGKILL at --kill-at seconds.
+
+The database first holds --customers customers (default 20,000, ten tags each, none expiring), vacuumed and
+analyzed, as a deployment's database is: on an empty database PostgreSQL keeps plans made for a table of a few
+rows while the run adds thousands (`background`); `--customers 0` measures that case.
 
 It prints p50/p99 of the HTTP round trip and end to end (POST until the card reached the fake connector),
 beside a same-run baseline sent straight to one replica without HAProxy; how many messages were
@@ -42,12 +47,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 from aiohttp.test_utils import TestServer
 from botbuilder.schema import Activity
 from sqlalchemy import select
 
 from bench.cpu import host_cpu, machine_cpu, named_cpu, process_cpu
+from bench.million import COLUMNS, asyncpg_dsn, count_tags, customer_rows
 from bench.scratch import scratch_postgres
 from bots.teams.notifier import TEAMS_CHANNEL
 from bots.teams.references import StoredReference
@@ -58,6 +65,7 @@ from storage import tables as t
 from storage.channels import SqlChannelStore
 from storage.database import open_database
 from tagging.loader import load_taxonomy_text
+from tagging.normaliser import name_key
 from tests.teams.crash_harness import taxonomy_yaml  # one auto-apply tag per sku keyword, as the crash run uses
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,11 +248,16 @@ def customer_name(c: int) -> str:
     return f"副本客户{c:03d}"
 
 
-async def seed(url: str, conversations: int, tags: int, service_url: str, template: dict[str, Any]) -> None:
-    """Migrate; taxonomy; chat customers; customers whose tags expire in 3 days; Teams addresses of recipients."""
+async def seed(
+    url: str, conversations: int, tags: int, service_url: str, template: dict[str, Any], customers: int = 0
+) -> None:
+    """Migrate; `customers` background customers (`background`); taxonomy; chat customers; customers whose tags
+    expire in 3 days; Teams addresses of recipients."""
     now = datetime.now(UTC)
     database = await open_database(url)
     try:
+        if customers:
+            await background(url, customers, tags, now)
         async with database.unit_of_work() as uow:
             await ensure_taxonomy(uow, load_taxonomy_text(taxonomy_yaml(tags)), "bench", now - timedelta(days=30))
             await uow.users.save(User(MANAGER, Role.MANAGER, ()), now)
@@ -269,6 +282,43 @@ async def seed(url: str, conversations: int, tags: int, service_url: str, templa
             await channels.save_reference(TEAMS_CHANNEL, user, reference, stored.tenant_id, now)
     finally:
         await database.close()
+
+
+BACKGROUND_TAGS = 10  # tags each background customer holds
+
+
+async def background(url: str, customers: int, tags: int, now: datetime) -> None:
+    """Customers already in the (migrated, empty) database, as a deployment's would be: `customers` of them with
+    BACKGROUND_TAGS of the bench's tags each, none expiring, with no owner or contract (no alert is theirs);
+    counted as the tag-count triggers keep them, then VACUUM ANALYZE, as autovacuum leaves a database in use.
+
+    PostgreSQL plans a prepared statement (and a trigger's) for the table sizes its statistics give when it is
+    first run, and keeps that plan until the table is analyzed again. On an empty, never analyzed database the
+    turn's reads and the tag-count trigger are planned for a handful of rows, and scan every active assignment
+    while the bench adds thousands in a minute."""
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute("ALTER TABLE tag_assignments DISABLE TRIGGER USER")  # counted once, below
+        people = ((i, name, key, company, "", region, crm, None, None, "{}", created, updated)
+                  for i, name, key, company, _owner, region, crm, _wecom, _contract, _attrs, created, updated
+                  in customer_rows(customers, now, seed=13))
+        await conn.copy_records_to_table("customers", records=people, columns=list(COLUMNS["customers"]))
+        held = (
+            (c * BACKGROUND_TAGS + k, c, "product", name_key(name), name, "active", "keyword", "bench",
+             now - timedelta(days=30), None, None)
+            for c in range(1, customers + 1)
+            for k, name in enumerate(f"产品{(c * 7 + k) % tags:04d}" for k in range(BACKGROUND_TAGS))
+        )
+        await conn.copy_records_to_table("tag_assignments", records=held, columns=list(COLUMNS["tag_assignments"]))
+        await conn.execute("ALTER TABLE tag_assignments ENABLE TRIGGER USER")
+        await count_tags(url)
+        for table in ("customers", "tag_assignments"):
+            await conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT coalesce(max(id), 1) FROM {table}))"
+            )
+        await conn.execute("VACUUM (ANALYZE)")
+    finally:
+        await conn.close()
 
 
 class Replica:
@@ -492,7 +542,7 @@ def replica_env(database_url: str, tags: int) -> dict[str, str]:
 
 async def replica_run(
     postgres: str, workdir: Path, *, rate: float, duration: float, kill_at: float | None,
-    conversations: int = 50, baseline: float = 0.0, warmup: float = 0.0,
+    conversations: int = 50, baseline: float = 0.0, warmup: float = 0.0, customers: int = 0,
 ) -> ReplicaOutcome:
     """Start the deployment, hold `rate` messages/s for `duration` s (kill -9 one replica at `kill_at`), count."""
     if haproxy_path() is None:
@@ -506,7 +556,7 @@ async def replica_run(
     service_url = str(connector.make_url("/"))
     try:
         async with scratch_postgres(postgres, "kebiao_replicas") as url:
-            await seed(url, conversations, tags, service_url, template)
+            await seed(url, conversations, tags, service_url, template, customers)
             env = replica_env(url, tags)
             replicas = [Replica(f"kebiao{n}", env, workdir) for n in range(1, REPLICAS + 1)]
             try:
@@ -646,7 +696,9 @@ async def run(options: argparse.Namespace) -> int:
     print(
         f"{REPLICAS} replicas behind HAProxy ({HAPROXY_CONFIG.relative_to(ROOT)}), PostgreSQL; "
         f"{options.rate:g} messages/s for {options.duration:g} s over {options.conversations} linked conversations"
-        + (f"; kill -9 of one replica at {kill_at:g} s" if kill_at is not None else "; no kill"),
+        + (f"; kill -9 of one replica at {kill_at:g} s" if kill_at is not None else "; no kill")
+        + (f"; {options.customers} customers already in the database, analyzed" if options.customers else
+           "; an empty database"),
         flush=True,
     )
     print(f"before: {load_average()}", flush=True)
@@ -654,6 +706,7 @@ async def run(options: argparse.Namespace) -> int:
         outcome = await replica_run(
             postgres, Path(folder), rate=options.rate, duration=options.duration, kill_at=kill_at,
             conversations=options.conversations, baseline=options.baseline, warmup=options.warmup,
+            customers=options.customers,
         )
     print(f"after:  {load_average()}")
     for phase in outcome.phases:
@@ -696,6 +749,10 @@ def main(argv: Sequence[str]) -> int:
     )
     parser.add_argument(
         "--warmup", type=float, default=5.0, help="seconds through HAProxy before timing starts (default 5)"
+    )
+    parser.add_argument(
+        "--customers", type=int, default=20_000,
+        help=f"customers already in the database, {BACKGROUND_TAGS} tags each, analyzed (default 20000; 0: empty)",
     )
     parser.add_argument("--postgres", help=f"PostgreSQL server URL for a scratch database (default {POSTGRES_DEFAULT})")
     options = parser.parse_args(list(argv))

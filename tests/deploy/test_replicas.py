@@ -10,14 +10,18 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from bench.cpu import host_cpu, process_cpu
 from bench.replicas import (
+    BACKGROUND_TAGS,
     HAPROXY_CONFIG,
     Phase,
+    background,
     cpu_line,
     haproxy_path,
     host_windows,
@@ -25,7 +29,10 @@ from bench.replicas import (
     replica_run,
     with_host_samples,
 )
+from bench.scratch import scratch_postgres
 from core.chat.turns import LIMIT
+from core.records import CustomerDraft
+from storage.database import open_database
 from tests.conftest import postgres_url
 
 pytestmark = pytest.mark.postgres
@@ -75,7 +82,10 @@ async def test_three_replicas_lose_no_acknowledged_message_and_send_each_alert_o
     url = postgres_url()
     if url is None:
         pytest.skip("PostgreSQL not reachable at the default URL and KEBIAO_TEST_POSTGRES_URL is unset")
-    outcome = await replica_run(url, tmp_path, rate=8, duration=5, kill_at=2.5, conversations=4, warmup=0)
+    # Customers already in the database, as in `bench replicas`: none of them gets an alert or a message.
+    outcome = await replica_run(
+        url, tmp_path, rate=8, duration=5, kill_at=2.5, conversations=4, warmup=0, customers=300
+    )
     assert outcome.killed
     assert outcome.acked > 0
     assert outcome.lost_acked == (), outcome.summary()
@@ -151,3 +161,30 @@ def test_a_child_that_exited_still_counts_in_its_parents_cpu() -> None:
     subprocess.run([sys.executable, "-c", busy], check=True)  # exits and is waited for
     after = process_cpu(os.getpid(), reaped_children=True)
     assert before is not None and after is not None and after - before >= 0.15
+
+
+async def test_the_background_customers_are_counted_and_analyzed_as_a_deployments() -> None:
+    url = postgres_url()
+    if url is None:
+        pytest.skip("PostgreSQL not reachable at the default URL and KEBIAO_TEST_POSTGRES_URL is unset")
+    async with scratch_postgres(url, "kebiao_background") as scratch:
+        database = await open_database(scratch)
+        try:
+            await background(scratch, 120, 40, datetime.now(UTC))
+            async with database.unit_of_work() as uow:  # new rows take ids after the loaded ones
+                added = await uow.customers.add(CustomerDraft(name="新客户"), datetime.now(UTC))
+            async with database.engine.connect() as conn:
+                held = (await conn.execute(text(
+                    "SELECT count(*), count(DISTINCT customer_id), count(DISTINCT (customer_id, tag_key)) "
+                    "FROM tag_assignments WHERE state = 'active' AND expires_at IS NULL"
+                ))).one()
+                counted = (await conn.execute(text("SELECT count(*), min(n), max(n) FROM customer_tag_counts"))).one()
+                analyzed = await conn.scalar(text(
+                    "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'tag_assignments'"
+                ))
+                owners = await conn.scalar(text("SELECT count(*) FROM customers WHERE owner <> ''"))
+        finally:
+            await database.close()
+    assert tuple(held) == (120 * BACKGROUND_TAGS, 120, 120 * BACKGROUND_TAGS)
+    assert tuple(counted) == (120, BACKGROUND_TAGS, BACKGROUND_TAGS)  # as the tag-count triggers keep them
+    assert analyzed and owners == 0 and added.id == 121
