@@ -16,7 +16,7 @@ from core.alerts.selection import ChurnSeeds, CustomerFacts, ExpiringTag, HeldTa
 from core.records import NewEvent
 from core.types import Assignment, Role, User
 from storage import tables as t
-from storage.bulk import json_text, utc_bound
+from storage.bulk import json_text, tag_event_arrays
 from storage.repositories import _among, _assignment, _insert, _user
 from storage.tables import UtcDateTime
 from storage.tag_counts import fold
@@ -284,17 +284,7 @@ class SqlAlertScans:
             part = events[start : start + ARRAY_ROWS]
             await self._conn.execute(
                 _APPEND_EVENTS,
-                {
-                    "customer_ids": [e.customer_id for e in part],
-                    "dimensions": [e.dimension for e in part],
-                    "tags": [e.tag for e in part],
-                    "kinds": [e.kind.value for e in part],
-                    "actors": [e.actor for e in part],
-                    "sources": [e.source.value for e in part],
-                    "ats": [utc_bound(e.at) for e in part],
-                    "evidence": [serialize(dict(e.evidence)) for e in part],
-                    "previous": [e.previous for e in part],
-                },
+                tag_event_arrays(part, serialize),
             )
 
     async def managers(self) -> list[User]:

@@ -12,6 +12,7 @@ from sqlalchemy import JSON, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.errors import DuplicateKeyError
+from core.records import NewEvent
 
 CHUNK = 20_000  # rows sent per driver call (lets a progress callback speak between calls)
 
@@ -22,6 +23,22 @@ def utc_bound(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("naive datetime given to the database; pass an aware datetime")
     return value.astimezone(UTC)
+
+
+def tag_event_arrays(events: Sequence[NewEvent], serialize: Callable[[Any], str]) -> dict[str, list[Any]]:
+    """Tag events as one array per column, the parameters of an INSERT … SELECT FROM unnest (PostgreSQL):
+    customer_ids, dimensions, tags, kinds, actors, sources, ats, evidence (JSON text), previous."""
+    return {
+        "customer_ids": [e.customer_id for e in events],
+        "dimensions": [e.dimension for e in events],
+        "tags": [e.tag for e in events],
+        "kinds": [e.kind.value for e in events],
+        "actors": [e.actor for e in events],
+        "sources": [e.source.value for e in events],
+        "ats": [utc_bound(e.at) for e in events],
+        "evidence": [serialize(dict(e.evidence)) for e in events],
+        "previous": [e.previous for e in events],
+    }
 
 
 def json_text(conn: AsyncConnection) -> Callable[[Any], str]:

@@ -31,7 +31,7 @@ from core.learning.ports import MessageText
 from core.records import NewSuggestion
 from core.rules.ports import NewCustomerEvent
 from storage import tables as t
-from storage.bulk import json_text, utc_bound
+from storage.bulk import json_text, tag_event_arrays, utc_bound
 from storage.learning import SqlMessageTexts, _text_if_absent, text_row
 from storage.prepared import execute_direct, insert_step, prepared, write_at_once
 from storage.repositories import (
@@ -101,7 +101,7 @@ _MESSAGE_WRITE = text(
         INSERT INTO tag_events (customer_id, dimension, tag, kind, actor, source, at, evidence, previous)
         SELECT u.customer_id, u.dimension, u.tag, u.kind, u.actor, u.source, u.at, CAST(u.evidence AS json),
                u.previous
-        FROM unnest(CAST(:logged_customers AS bigint[]), CAST(:logged_dimensions AS varchar[]),
+        FROM unnest(CAST(:logged_customer_ids AS bigint[]), CAST(:logged_dimensions AS varchar[]),
                     CAST(:logged_tags AS varchar[]), CAST(:logged_kinds AS varchar[]),
                     CAST(:logged_actors AS varchar[]), CAST(:logged_sources AS varchar[]),
                     CAST(:logged_ats AS timestamptz[]), CAST(:logged_evidence AS text[]),
@@ -266,7 +266,6 @@ def _applied_arrays(applied: NewApplied | None, serialize: Callable[[Any], str])
     """The applied tag's assignment and event as the one-element arrays `_MESSAGE_WRITE` takes (none: empty)."""
     rows = [applied] if applied is not None else []
     a = [r.assignment for r in rows]
-    e = [r.event for r in rows]
     return {
         "apply_customers": [x.customer_id for x in a],
         "apply_dimensions": [x.dimension for x in a],
@@ -276,15 +275,7 @@ def _applied_arrays(applied: NewApplied | None, serialize: Callable[[Any], str])
         "apply_actors": [x.assigned_by for x in a],
         "apply_ats": [utc_bound(x.assigned_at) for x in a],
         "apply_expiries": [utc_bound(x.expires_at) if x.expires_at is not None else None for x in a],
-        "logged_customers": [x.customer_id for x in e],
-        "logged_dimensions": [x.dimension for x in e],
-        "logged_tags": [x.tag for x in e],
-        "logged_kinds": [x.kind.value for x in e],
-        "logged_actors": [x.actor for x in e],
-        "logged_sources": [x.source.value for x in e],
-        "logged_ats": [utc_bound(x.at) for x in e],
-        "logged_evidence": [serialize(dict(x.evidence)) for x in e],
-        "logged_previous": [x.previous for x in e],
+        **{f"logged_{k}": v for k, v in tag_event_arrays([r.event for r in rows], serialize).items()},
     }
 
 
