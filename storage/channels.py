@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.chat.ports import ConversationLink, InboundLease, InboundMessage, SavedReference
 from storage import tables as t
-from storage.database import READ_ONLY, one_statement
+from storage.database import one_read, one_statement
 from storage.prepared import Build, Step, execute_direct, insert_step, prepared, write_at_once
 from storage.repositories import _insert
 from storage.tables import UtcDateTime
@@ -213,8 +213,7 @@ class SqlChannelStore:
 
     async def inbound_lease(self, channel: str, key: str) -> InboundLease | None:
         postgres = self._engine.dialect.name == "postgresql"
-        async with self._engine.connect() as conn:
-            await conn.execution_options(**{READ_ONLY: True})
+        async with one_read(self._engine) as conn:  # the holder's lock is tried and let go within the statement
             statement = _LEASE_AND_HOLDER if postgres else _LEASE
             row = (await conn.execute(statement, {"ch": channel, "key": stored_key(key)})).first()
         if row is None:
@@ -330,8 +329,7 @@ class SqlChannelStore:
             )
 
     async def inbound_message(self, channel: str, key: str) -> InboundMessage | None:
-        async with self._engine.connect() as conn:
-            await conn.execution_options(**{READ_ONLY: True})
+        async with one_read(self._engine) as conn:
             row = (
                 await conn.execute(select(_M).where(_M.c.channel == channel, _M.c.dedupe_key == stored_key(key)))
             ).first()
@@ -365,8 +363,7 @@ class SqlChannelStore:
             return existing
 
     async def linked(self, channel: str, conversation_id: str) -> ConversationLink | None:
-        async with self._engine.connect() as conn:
-            await conn.execution_options(**{READ_ONLY: True})  # a read: no SQLite write lock
+        async with one_read(self._engine) as conn:  # one SELECT: no transaction on PostgreSQL
             return await self._linked(conn, channel, conversation_id)
 
     async def save_reference(
@@ -378,8 +375,7 @@ class SqlChannelStore:
             await conn.execute(stmt.on_conflict_do_update(index_elements=["channel", "user_key"], set_=values))
 
     async def reference(self, channel: str, user_key: str) -> SavedReference | None:
-        async with self._engine.connect() as conn:
-            await conn.execution_options(**{READ_ONLY: True})
+        async with one_read(self._engine) as conn:
             row = (
                 await conn.execute(
                     select(t.conversation_references).where(

@@ -159,6 +159,21 @@ async def one_statement(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
+@asynccontextmanager
+async def one_read(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for a single read statement.
+
+    On PostgreSQL it runs in autocommit: a READ ONLY transaction around one SELECT cost a BEGIN and a ROLLBACK
+    round trip and saw nothing more consistent (at READ COMMITTED each statement reads its own snapshot). On
+    SQLite it is a read as usual: a deferred BEGIN that never takes the write lock.
+    """
+    async with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT", **{NO_TRANSACTION: True})
+        else:
+            yield await conn.execution_options(**{READ_ONLY: True})
+
+
 def _ping_when_idle(engine: AsyncEngine) -> None:
     """Check a pooled PostgreSQL connection before use only when it sat idle for POSTGRES_PING_IDLE_S or more.
 

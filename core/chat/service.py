@@ -354,7 +354,9 @@ class ChatService:
         hit, cached = self._users.get(user_id)
         if hit and cached is not None and (not display_name or cached.display_name == display_name):
             return cached
-        async with self.store.unit_of_work(read_only=True) as uow:
+        # One read: the turn store's unit of work without a transaction takes no BEGIN and ROLLBACK round trips.
+        reading = self._turns.unit_of_work(one_write=True) if self._turns is not None else None
+        async with reading or self.store.unit_of_work(read_only=True) as uow:
             user = await get_user(uow, user_id)
         if display_name and user.display_name != display_name:  # only a new or renamed user writes
             async with self.store.unit_of_work() as uow:

@@ -210,3 +210,29 @@ async def test_a_replacement_or_two_tags_at_once_take_the_transaction_and_end_th
         ("added", "售后工单", None), ("added", "普通客户", None), ("added", "紧急工单", None),
         ("replaced", "大客户", "普通客户"),
     ]
+
+
+async def test_reads_after_the_cache_expires_are_single_statements_without_a_transaction_on_postgres(
+    database: Database, postgres_transactions: list[str]
+) -> None:
+    """The conversation's link, the agent and the customer are read again once their cached copies expire: each
+    one SELECT, with no BEGIN and ROLLBACK around it on PostgreSQL (SQLite reads in a deferred transaction)."""
+    chat = _service(database, load_taxonomy_text(TAXONOMY))
+    cid = await _linked(database, chat, "华东")
+    assert (await chat.actor(AGENT.id, "王丽", NOW)).display_name == "王丽"  # stored: a new user writes once
+    await chat.respond(_ctx(), "teams:m-20", "请给个报价")
+    # As CACHE_SECONDS passing would (a clock moved forward would also age the pool's idle connections).
+    chat.forget_user(AGENT.id)
+    chat._links.forget(("teams", "a:私聊-王丽"))
+    chat._customers.forget(cid)
+    began = len(postgres_transactions)
+    with count_statements(database.engine) as count:
+        user = await chat.actor(AGENT.id, "王丽", NOW)
+        [card] = await chat.respond(_ctx(), "teams:m-21", "请给个报价")
+    assert user.display_name == "王丽" and isinstance(card, SuggestionState)
+    statements, writes, reads = count.per(1)
+    if database.engine.dialect.name == "postgresql":
+        # the user, the link, the customer and the message's one write; no transaction at all
+        assert (statements, writes, reads, len(postgres_transactions) - began) == (4, 1, 0, 0)
+    else:  # the link in a deferred read transaction; the user and the customer read on their own; the write
+        assert reads <= 1 and writes == 1, (statements, writes, reads)
