@@ -18,6 +18,7 @@ from tagging.pii import mask
 from tagging.policy import (
     DEFAULT_HARD_CAP,
     AmbiguousTagError,
+    ApplyDecision,
     HeldTag,
     Holding,
     PolicyRefusal,
@@ -100,6 +101,25 @@ async def apply_tag(
     )
 
 
+def _decide_held(
+    dimension: Dimension, tag: TagDef, rules: TaggingRules, held: tuple[int, Sequence[Assignment]], now: datetime
+) -> ApplyDecision:
+    """The policy's decision from what `assignments.holding` read (the count, the rows near the tag)."""
+    count, near = held
+    holding = Holding(count, tuple(HeldTag(a.dimension, a.tag) for a in near))
+    return decide_apply(dimension, tag, holding, now, rules.tz, rules.hard_cap)
+
+
+def _held_row(near: Sequence[Assignment], dimension: str, tag: str) -> Assignment:
+    """The row of `near` that holds `tag` of `dimension` (names compared by key)."""
+    return next(a for a in near if a.dimension == dimension and name_key(a.tag) == name_key(tag))
+
+
+def _moves_expiry(decision: ApplyDecision, current: datetime | None) -> bool:
+    """Whether a renewal sets a new expiry (a tag without one keeps what it has)."""
+    return decision.expires_at != current and decision.expires_at is not None
+
+
 async def apply_definition(
     uow: UnitOfWork,
     dimension: Dimension,
@@ -127,12 +147,11 @@ async def apply_definition(
     count, near = await uow.assignments.holding(
         customer_id, dimension.key, name_key(tag.name), whole_dimension=dimension.exclusive
     )
-    held = Holding(count, tuple(HeldTag(a.dimension, a.tag) for a in near))
-    decision = decide_apply(dimension, tag, held, now, rules.tz, rules.hard_cap)
+    decision = _decide_held(dimension, tag, rules, (count, near), now)
     stored_evidence = clean_evidence(evidence)
     if decision.renew:
-        current = next(a for a in near if a.dimension == dimension.key and name_key(a.tag) == name_key(tag.name))
-        if decision.expires_at != current.expires_at and decision.expires_at is not None:
+        current = _held_row(near, dimension.key, tag.name)
+        if _moves_expiry(decision, current.expires_at):
             await uow.assignments.set_expiry(current.id, decision.expires_at)
             await uow.events.append(
                 NewEvent(
@@ -149,7 +168,7 @@ async def apply_definition(
         return TagChange(customer_id, dimension.key, current.tag, "renewed", expires_at=decision.expires_at)
     replaced: list[str] = []
     for old in decision.replaces:
-        row = next(a for a in near if a.dimension == old.dimension and name_key(a.tag) == name_key(old.tag))
+        row = _held_row(near, old.dimension, old.tag)
         if await uow.assignments.end(row.id, AssignmentState.REMOVED, now):
             replaced.append(row.tag)
     previous = replaced[0] if replaced else None
@@ -206,17 +225,15 @@ def plain_apply(
     """What `apply_definition` does, given `held` (what `assignments.holding` read), when that is adding one
     assignment with its event or renewing without a change; None for a refusal, a replacement or a new expiry
     (those take `apply_definition`, in a transaction)."""
-    count, near = held
     try:
         refuse_crm_mastered(dimension, source)
         refuse_out_of_scope(dimension, tag, customer.region)
-        holding = Holding(count, tuple(HeldTag(a.dimension, a.tag) for a in near))
-        decision = decide_apply(dimension, tag, holding, now, rules.tz, rules.hard_cap)
+        decision = _decide_held(dimension, tag, rules, held, now)
     except PolicyRefusal:
         return None
     if decision.renew:
-        current = next(a for a in near if a.dimension == dimension.key and name_key(a.tag) == name_key(tag.name))
-        if decision.expires_at != current.expires_at and decision.expires_at is not None:
+        current = _held_row(held[1], dimension.key, tag.name)
+        if _moves_expiry(decision, current.expires_at):
             return None
         return PlainApply(TagChange(customer.id, dimension.key, current.tag, "renewed", expires_at=decision.expires_at))
     if decision.replaces:
