@@ -60,6 +60,15 @@ class NewAssignment:
     ended_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class NewApplied:
+    """A tag applied by adding it: the active assignment and its `added` event, stored together or not at all
+    (with a message's write: only when the message's suggestion of that tag is new and no active row exists)."""
+
+    assignment: NewAssignment
+    event: NewEvent
+
+
 # ---------------------------------------------------------------- repositories
 
 

@@ -26,8 +26,9 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, Integer, bindparam, column, exists, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from core.chat.ports import MessageWrite, NewApplied
+from core.chat.ports import MessageWrite
 from core.learning.ports import MessageText
+from core.ports import NewApplied
 from core.records import NewSuggestion
 from core.rules.ports import NewCustomerEvent
 from storage import tables as t

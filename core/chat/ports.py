@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from core.learning.ports import MessageText
-from core.ports import NewAssignment, UnitOfWork
-from core.records import NewEvent, NewSuggestion, SuggestionRecord
+from core.ports import NewApplied, UnitOfWork
+from core.records import NewSuggestion, SuggestionRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,15 +179,6 @@ class MessageWrite:
     new_event: bool
     seen: bool
     applied_id: int | None = None  # the assignment `write_message` added (None: none asked, or not added)
-
-
-@dataclass(frozen=True, slots=True)
-class NewApplied:
-    """The tag a message applies, written with it: the active assignment and its event, both stored only when
-    the message's suggestion of that tag is new and the customer holds no active row of the tag."""
-
-    assignment: NewAssignment
-    event: NewEvent
 
 
 class TurnUnitOfWork(UnitOfWork, Protocol):

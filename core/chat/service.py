@@ -26,7 +26,7 @@ from core.chat.channel_names import parse_channel_name
 from core.chat.commands import HELP_TOPICS, Command, Verb, parse_command
 from core.chat.link_offers import OfferSeal, check_seal, expired_on, seal_offer
 from core.chat.meetings import customer_in_title, customers_named
-from core.chat.ports import ChannelStore, ChatEvents, ConversationLink, NewApplied, TurnStore, TurnUnitOfWork
+from core.chat.ports import ChannelStore, ChatEvents, ConversationLink, TurnStore, TurnUnitOfWork
 from core.errors import NotAllowedError, NotFoundError
 from core.inbound import MAX_INT64
 from core.learning.capture import Recorder
@@ -821,7 +821,7 @@ class ChatService:
             if plan is None:
                 return None
         event = self._message_event(ctx, customer_id, message_key)
-        applies = NewApplied(plan.row, plan.event) if plan is not None and plan.row and plan.event else None
+        applies = plan.added if plan is not None else None
         wrote = await uow.write_message(message_key, [p.row for p in planned], kept, event, ctx.now, applies)
         duplicate = not wrote.added and wrote.seen  # every suggestion was stored by an earlier run of it
         pending = tuple(r for r in wrote.added if not r.auto_applied)

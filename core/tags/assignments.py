@@ -10,7 +10,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from core.errors import NotFoundError
-from core.ports import NewAssignment, UnitOfWork
+from core.ports import NewApplied, NewAssignment, UnitOfWork
 from core.records import NewEvent
 from core.types import Assignment, AssignmentState, Customer, EventKind, Source
 from tagging.normaliser import name_key
@@ -193,16 +193,15 @@ async def apply_definition(
 
 @dataclass(frozen=True, slots=True)
 class PlainApply:
-    """An apply that is one new active assignment and its `added` event (`row` set), or a renewal that
-    changes nothing (`row` None); `change` is its outcome once the row lands."""
+    """An apply that is one new active assignment and its `added` event (`added` set), or a renewal that
+    changes nothing (`added` None); `change` is its outcome once the row lands."""
 
     change: TagChange
-    row: NewAssignment | None = None
-    event: NewEvent | None = None
+    added: NewApplied | None = None
 
     def landed(self, assignment_id: int | None) -> TagChange:
         """The outcome once written: `assignment_id` is the row's id, None when an active one was there."""
-        if self.row is None:
+        if self.added is None:
             return self.change
         if assignment_id is None:  # added by a concurrent request between the read and the write
             return TagChange(self.change.customer_id, self.change.dimension, self.change.tag, "renewed",
@@ -244,7 +243,7 @@ def plain_apply(
     row = NewAssignment(customer.id, dimension.key, tag.name, source, actor, now, decision.expires_at)
     stored_evidence = clean_evidence(evidence)
     event = NewEvent(customer.id, dimension.key, tag.name, EventKind.ADDED, actor, source, now, stored_evidence)
-    return PlainApply(change, row, event)
+    return PlainApply(change, NewApplied(row, event))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from core.chat.ports import NewApplied
 from core.records import CustomerDraft, NewSuggestion
 from core.tags.assignments import TaggingRules, apply_definition, plain_apply
 from core.types import Assignment, AssignmentState, Customer, EventKind, Source, SuggestionStatus
@@ -49,21 +48,20 @@ def _plan(taxonomy: Taxonomy, name: str, held: tuple[int, list[Assignment]], **k
 
 def test_a_new_tag_is_one_row_and_its_added_event_with_the_excerpt_masked(sample_taxonomy: Taxonomy) -> None:
     plan = _plan(sample_taxonomy, "询价客户", _held(), evidence={"excerpt": "报价单发我，手机13800138000"})
-    assert plan is not None and plan.row is not None and plan.event is not None
-    assert (plan.row.dimension, plan.row.tag, plan.row.assigned_by, plan.row.assigned_at) == (
-        "stage", "询价客户", "kebiao", NOW
-    )
-    assert plan.row.expires_at is not None and plan.row.expires_at > NOW + timedelta(days=89)  # the tag's 90 days
-    assert (plan.event.kind, plan.event.tag, plan.event.previous) == (EventKind.ADDED, "询价客户", None)
-    assert "13800138000" not in plan.event.evidence["excerpt"]
-    assert (plan.change.outcome, plan.change.expires_at) == ("added", plan.row.expires_at)
+    assert plan is not None and plan.added is not None
+    row, event = plan.added.assignment, plan.added.event
+    assert (row.dimension, row.tag, row.assigned_by, row.assigned_at) == ("stage", "询价客户", "kebiao", NOW)
+    assert row.expires_at is not None and row.expires_at > NOW + timedelta(days=89)  # the tag's 90 days
+    assert (event.kind, event.tag, event.previous) == (EventKind.ADDED, "询价客户", None)
+    assert "13800138000" not in event.evidence["excerpt"]
+    assert (plan.change.outcome, plan.change.expires_at) == ("added", row.expires_at)
     assert plan.landed(41).assignment_id == 41
     assert plan.landed(None).outcome == "renewed"  # an active row was there by the time it was written
 
 
 def test_a_tag_held_without_a_new_expiry_is_renewed_with_nothing_written(sample_taxonomy: Taxonomy) -> None:
     plan = _plan(sample_taxonomy, "活跃客户", _held(("behavior", "活跃客户", None)))
-    assert plan is not None and (plan.row, plan.event) == (None, None)
+    assert plan is not None and plan.added is None
     assert (plan.change.outcome, plan.change.tag) == ("renewed", "活跃客户")
 
 
@@ -136,8 +134,7 @@ async def test_the_one_statement_leaves_what_apply_definition_leaves(
             assert plan is not None
             row = NewSuggestion(ids[1], f"m-{name}", dimension.key, tag.name, 0.9, {}, NOW,
                                 SuggestionStatus.ACCEPTED, True, "kebiao")
-            applied = NewApplied(plan.row, plan.event) if plan.row and plan.event else None
-            wrote = await uow.write_message(f"m-{name}", [row], None, None, NOW, applied)
+            wrote = await uow.write_message(f"m-{name}", [row], None, None, NOW, plan.added)
         after = plan.landed(wrote.applied_id)
         assert (after.outcome, after.tag, after.expires_at) == (before.outcome, before.tag, before.expires_at)
         assert (after.assignment_id is None) == (before.assignment_id is None)

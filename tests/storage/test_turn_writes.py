@@ -12,9 +12,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from core.chat.ports import NewApplied
 from core.learning.ports import MessageText
-from core.ports import NewAssignment
+from core.ports import NewApplied, NewAssignment
 from core.records import CustomerDraft, NewEvent, NewSuggestion
 from core.rules.ingest import own_event
 from core.rules.ports import NewCustomerEvent
