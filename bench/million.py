@@ -12,7 +12,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -214,21 +214,28 @@ def asyncpg_dsn(url: str) -> str:
 
 async def load(url: str, sizes: Sizes, now: datetime, seed: int = 13) -> dict[str, float]:
     """COPY the generated rows into the (migrated, empty) database at `url`; seconds per table."""
+    sources = {
+        "customers": customer_rows(sizes.customers, now, seed),
+        "tag_assignments": assignment_rows(sizes, now, seed),
+        "tag_events": tag_event_rows(sizes, now, seed),
+        "customer_events": customer_event_rows(sizes, now, seed),
+    }
+    return await copy_in(url, sources)
+
+
+async def copy_in(url: str, sources: Mapping[str, Iterable[tuple[object, ...]]]) -> dict[str, float]:
+    """COPY `sources` (table: rows in COLUMNS order) into the (migrated, empty) database at `url` as a database
+    in use would hold them: tag counts built once, sequences past the rows, vacuumed and analyzed; seconds per
+    step."""
     conn = await asyncpg.connect(asyncpg_dsn(url))
     timings: dict[str, float] = {}
     try:
         await conn.execute("SET maintenance_work_mem = '256MB'")
-        indexes = await conn.fetch(SECONDARY_INDEXES, list(COLUMNS))
+        indexes = await conn.fetch(SECONDARY_INDEXES, list(sources))
         for row in indexes:
             await conn.execute(f'DROP INDEX "{row["indexname"]}"')
         # The tag-count triggers would pair ten million new rows without their indexes: count once at the end.
         await conn.execute("ALTER TABLE tag_assignments DISABLE TRIGGER USER")
-        sources = {
-            "customers": customer_rows(sizes.customers, now, seed),
-            "tag_assignments": assignment_rows(sizes, now, seed),
-            "tag_events": tag_event_rows(sizes, now, seed),
-            "customer_events": customer_event_rows(sizes, now, seed),
-        }
         for table, rows in sources.items():
             began = time.perf_counter()
             await conn.copy_records_to_table(table, records=rows, columns=list(COLUMNS[table]))
@@ -242,7 +249,7 @@ async def load(url: str, sizes: Sizes, now: datetime, seed: int = 13) -> dict[st
         began = time.perf_counter()
         await count_tags(url)
         timings["tag counts"] = time.perf_counter() - began
-        for table in COLUMNS:
+        for table in sources:
             await conn.execute(
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT coalesce(max(id), 1) FROM {table}))"
             )

@@ -47,14 +47,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 from aiohttp.test_utils import TestServer
 from botbuilder.schema import Activity
 from sqlalchemy import select
 
 from bench.cpu import host_cpu, machine_cpu, named_cpu, process_cpu
-from bench.million import COLUMNS, asyncpg_dsn, count_tags, customer_rows
+from bench.million import copy_in, customer_rows
 from bench.scratch import scratch_postgres
 from bots.teams.notifier import TEAMS_CHANNEL
 from bots.teams.references import StoredReference
@@ -290,35 +289,23 @@ BACKGROUND_TAGS = 10  # tags each background customer holds
 async def background(url: str, customers: int, tags: int, now: datetime) -> None:
     """Customers already in the (migrated, empty) database, as a deployment's would be: `customers` of them with
     BACKGROUND_TAGS of the bench's tags each, none expiring, with no owner or contract (no alert is theirs);
-    counted as the tag-count triggers keep them, then VACUUM ANALYZE, as autovacuum leaves a database in use.
+    loaded as `bench scale` loads its million (bench.million.copy_in: counted as the tag-count triggers keep
+    them, then VACUUM ANALYZE, as autovacuum leaves a database in use).
 
     PostgreSQL plans a prepared statement (and a trigger's) for the table sizes its statistics give when it is
     first run, and keeps that plan until the table is analyzed again. On an empty, never analyzed database the
     turn's reads and the tag-count trigger are planned for a handful of rows, and scan every active assignment
     while the bench adds thousands in a minute."""
-    conn = await asyncpg.connect(asyncpg_dsn(url))
-    try:
-        await conn.execute("ALTER TABLE tag_assignments DISABLE TRIGGER USER")  # counted once, below
-        people = ((i, name, key, company, "", region, crm, None, None, "{}", created, updated)
-                  for i, name, key, company, _owner, region, crm, _wecom, _contract, _attrs, created, updated
-                  in customer_rows(customers, now, seed=13))
-        await conn.copy_records_to_table("customers", records=people, columns=list(COLUMNS["customers"]))
-        held = (
-            (c * BACKGROUND_TAGS + k, c, "product", name_key(name), name, "active", "keyword", "bench",
-             now - timedelta(days=30), None, None)
-            for c in range(1, customers + 1)
-            for k, name in enumerate(f"产品{(c * 7 + k) % tags:04d}" for k in range(BACKGROUND_TAGS))
-        )
-        await conn.copy_records_to_table("tag_assignments", records=held, columns=list(COLUMNS["tag_assignments"]))
-        await conn.execute("ALTER TABLE tag_assignments ENABLE TRIGGER USER")
-        await count_tags(url)
-        for table in ("customers", "tag_assignments"):
-            await conn.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT coalesce(max(id), 1) FROM {table}))"
-            )
-        await conn.execute("VACUUM (ANALYZE)")
-    finally:
-        await conn.close()
+    people = ((i, name, key, company, "", region, crm, None, None, "{}", created, updated)
+              for i, name, key, company, _owner, region, crm, _wecom, _contract, _attrs, created, updated
+              in customer_rows(customers, now, seed=13))
+    held = (
+        (c * BACKGROUND_TAGS + k, c, "product", name_key(name), name, "active", "keyword", "bench",
+         now - timedelta(days=30), None, None)
+        for c in range(1, customers + 1)
+        for k, name in enumerate(f"产品{(c * 7 + k) % tags:04d}" for k in range(BACKGROUND_TAGS))
+    )
+    await copy_in(url, {"customers": people, "tag_assignments": held})
 
 
 class Replica:
